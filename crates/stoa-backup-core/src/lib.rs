@@ -1,0 +1,29 @@
+//! Core of stoa-backup: traits, the streaming pipeline, codecs, manifest, catalog and
+//! retention. Providers and storage backends live in their own crates and plug in through
+//! the [`Source`], [`Restorer`], [`Sink`] and [`Verifier`] traits.
+#![deny(missing_docs)]
+
+pub mod codec;
+pub mod error;
+pub mod key;
+pub mod manifest;
+pub mod observer;
+pub mod restore;
+pub mod retention;
+pub mod sink;
+pub mod source;
+pub mod stream;
+
+pub use codec::{AgeEncryption, Keyring, ZstdCodec};
+pub use error::{Error, ErrorKind, Result};
+pub use key::ObjectKey;
+pub use manifest::{ArtifactRecord, Manifest, RunId, RunStatus, RunSummary};
+pub use observer::{Event, NoopObserver, Observer, TracingObserver};
+pub use restore::{ExistingDataPolicy, RestoreOptions, RestoreReport, Restorer};
+pub use retention::{KeepCount, KeepReason, KeepRules, RetentionPlan, RetentionPolicy};
+pub use sink::{MemorySink, ObjectMeta, Sink, SinkCapabilities, SinkExt};
+pub use source::{ArtifactPlan, Export, ExportContext, Facts, PreflightReport, Source};
+pub use stream::ByteStream;
+
+/// Version of this library, recorded in every manifest.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -1,0 +1,369 @@
+//! The manifest: the versioned record of one run (a backup set).
+//!
+//! `runs/<id>/manifest.json` is written last and is the only mark of a complete run. A run
+//! whose artifacts failed gets `runs/<id>/report.json` instead, so it is never taken for a
+//! backup, and retention can still see and remove it.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::key::ObjectKey;
+
+/// The manifest format this library writes. Readers refuse anything newer.
+pub const MANIFEST_FORMAT_VERSION: u32 = 1;
+
+/// Directory under which runs live.
+pub const RUNS_PREFIX: &str = "runs";
+
+/// File name of the manifest inside a run directory.
+pub const MANIFEST_FILE: &str = "manifest.json";
+
+/// File name of the failure report of a run that did not complete.
+pub const REPORT_FILE: &str = "report.json";
+
+/// Directory inside a run holding later verification records.
+pub const VERIFICATIONS_DIR: &str = "verifications";
+
+/// A sortable run identifier: `YYYYmmddTHHMMSSZ-xxxxxx` (UTC time, then random hex).
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct RunId(String);
+
+impl RunId {
+    /// A new id for a run starting at `at`.
+    pub fn generate(at: DateTime<Utc>) -> Self {
+        let suffix: u32 = rand::random::<u32>() & 0x00ff_ffff;
+        RunId(format!("{}-{suffix:06x}", at.format("%Y%m%dT%H%M%SZ")))
+    }
+
+    /// Parses an id (must be a single, safe key segment).
+    pub fn parse(s: impl Into<String>) -> Result<Self> {
+        let s = s.into();
+        let ok = !s.is_empty()
+            && s.len() <= 64
+            && s
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+        if !ok {
+            return Err(Error::config(format!("invalid run id {s:?}"))
+                .with_hint("run ids look like 20261124T080000Z-1a2b3c"));
+        }
+        Ok(RunId(s))
+    }
+
+    /// The id as a string.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The start time encoded in the id, when it follows the standard format.
+    pub fn timestamp(&self) -> Option<DateTime<Utc>> {
+        let ts = self.0.get(..16)?;
+        chrono::NaiveDateTime::parse_from_str(ts, "%Y%m%dT%H%M%SZ")
+            .ok()
+            .map(|n| n.and_utc())
+    }
+
+    /// `runs/<id>`.
+    pub fn prefix(&self) -> String {
+        format!("{RUNS_PREFIX}/{}", self.0)
+    }
+
+    /// `runs/<id>/manifest.json`.
+    pub fn manifest_key(&self) -> ObjectKey {
+        ObjectKey::new(format!("{}/{MANIFEST_FILE}", self.prefix())).expect("run ids are valid keys")
+    }
+
+    /// `runs/<id>/report.json`.
+    pub fn report_key(&self) -> ObjectKey {
+        ObjectKey::new(format!("{}/{REPORT_FILE}", self.prefix())).expect("run ids are valid keys")
+    }
+}
+
+impl TryFrom<String> for RunId {
+    type Error = Error;
+    fn try_from(s: String) -> Result<Self> {
+        RunId::parse(s)
+    }
+}
+
+impl From<RunId> for String {
+    fn from(r: RunId) -> String {
+        r.0
+    }
+}
+
+impl fmt::Display for RunId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for RunId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "RunId({})", self.0)
+    }
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    /// Every artifact was stored (and verified, if verifiers were configured).
+    Complete,
+    /// Some artifacts were stored, some failed: not a usable backup set.
+    Partial,
+    /// Nothing usable was stored.
+    Failed,
+    /// The run never finished (no manifest, no report): crashed or still running.
+    Incomplete,
+}
+
+impl fmt::Display for RunStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            RunStatus::Complete => "complete",
+            RunStatus::Partial => "partial",
+            RunStatus::Failed => "failed",
+            RunStatus::Incomplete => "incomplete",
+        })
+    }
+}
+
+/// One codec stage as recorded in the manifest, in the order it was applied.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "codec", rename_all = "snake_case")]
+pub enum CodecStep {
+    /// zstd compression.
+    Zstd {
+        /// Compression level used.
+        level: i32,
+    },
+    /// age encryption.
+    Age {
+        /// Public recipients (`age1…`), if encrypted to keys.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        recipients: Vec<String>,
+        /// Whether a passphrase (scrypt) was used instead of recipients.
+        #[serde(default)]
+        passphrase: bool,
+    },
+}
+
+impl CodecStep {
+    /// A short name (`zstd`, `age`).
+    pub fn name(&self) -> &'static str {
+        match self {
+            CodecStep::Zstd { .. } => "zstd",
+            CodecStep::Age { .. } => "age",
+        }
+    }
+}
+
+/// Result of verifying one artifact.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VerificationRecord {
+    /// Which verifier ran (`checksum`, `postgres-archive`, …).
+    pub verifier: String,
+    /// When it ran.
+    pub at: DateTime<Utc>,
+    /// Whether the artifact passed.
+    pub ok: bool,
+    /// What was checked, or what failed.
+    pub detail: String,
+    /// Findings that do not fail the check but an operator should know (e.g. redacted fields).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
+}
+
+/// One stored artifact of a run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ArtifactRecord {
+    /// The component it belongs to (`postgres`, `keycloak`, …).
+    pub component: String,
+    /// The provider that produced it (e.g. `pg_dump`, `command`).
+    pub provider: String,
+    /// The artifact's name within its component (e.g. `stoa.dump`).
+    pub name: String,
+    /// Where it is stored.
+    pub key: ObjectKey,
+    /// Content type of the plain bytes (e.g. `application/x-postgres-custom-dump`).
+    pub content_type: String,
+    /// Size before codecs.
+    pub plain_size: u64,
+    /// SHA-256 (hex) before codecs.
+    pub plain_sha256: String,
+    /// Size as stored.
+    pub stored_size: u64,
+    /// SHA-256 (hex) as stored.
+    pub stored_sha256: String,
+    /// Codec stages applied, in order; restore inverts them in reverse.
+    pub codecs: Vec<CodecStep>,
+    /// Whether the plain bytes hold secrets.
+    #[serde(default)]
+    pub sensitive: bool,
+    /// Provider facts: server version, realm, row counts, TOC entries…
+    #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
+    pub facts: serde_json::Map<String, serde_json::Value>,
+    /// How long the export took, in milliseconds.
+    pub duration_ms: u64,
+    /// Verification results taken during the run.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub verification: Vec<VerificationRecord>,
+}
+
+impl ArtifactRecord {
+    /// Whether every recorded verification passed (and at least one ran).
+    pub fn is_verified(&self) -> bool {
+        !self.verification.is_empty() && self.verification.iter().all(|v| v.ok)
+    }
+}
+
+/// A failure of one artifact (or of a whole source, when `name` is `None`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ArtifactFailure {
+    /// Component of the failing source.
+    pub component: String,
+    /// The artifact, when the failure is specific to one.
+    pub name: Option<String>,
+    /// Which step failed (`preflight`, `discover`, `export`, `put`, `verify`).
+    pub operation: String,
+    /// The error, as the operator should read it.
+    pub error: String,
+}
+
+/// The record of a run. Written as `runs/<id>/manifest.json` (complete runs) or
+/// `runs/<id>/report.json` (failed or partial runs).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// Format version; see [`MANIFEST_FORMAT_VERSION`].
+    pub format_version: u32,
+    /// The run's id.
+    pub run_id: RunId,
+    /// How the run ended.
+    pub status: RunStatus,
+    /// When it started.
+    pub started_at: DateTime<Utc>,
+    /// When it finished.
+    pub finished_at: DateTime<Utc>,
+    /// Version of stoa-backup that wrote it.
+    pub library_version: String,
+    /// Host (or pod) that ran it.
+    pub host: String,
+    /// Caller labels (cluster, environment, schedule…).
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// Stored artifacts.
+    pub artifacts: Vec<ArtifactRecord>,
+    /// Failures, if the run was not complete.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failures: Vec<ArtifactFailure>,
+    /// Whether the run is pinned (kept by retention whatever the rules say).
+    #[serde(default)]
+    pub pinned: bool,
+}
+
+impl Manifest {
+    /// Serializes the manifest (pretty JSON, stable field order).
+    pub fn to_json(&self) -> Result<Vec<u8>> {
+        serde_json::to_vec_pretty(self)
+            .map_err(|e| Error::internal("cannot serialize manifest").with_source(e))
+    }
+
+    /// Parses a manifest, refusing newer formats with a clear error.
+    pub fn from_json(bytes: &[u8]) -> Result<Self> {
+        #[derive(Deserialize)]
+        struct VersionOnly {
+            format_version: u32,
+        }
+        let v: VersionOnly = serde_json::from_slice(bytes).map_err(|e| {
+            Error::integrity("manifest is not valid JSON or has no format_version")
+                .with_operation("read manifest")
+                .with_source(e)
+        })?;
+        if v.format_version > MANIFEST_FORMAT_VERSION {
+            return Err(Error::new(
+                ErrorKind::Unsupported,
+                format!(
+                    "manifest format version {} is newer than this library supports ({})",
+                    v.format_version, MANIFEST_FORMAT_VERSION
+                ),
+            )
+            .with_operation("read manifest")
+            .with_hint("upgrade stoa-backup to read backups written by a newer version"));
+        }
+        serde_json::from_slice(bytes).map_err(|e| {
+            Error::integrity("manifest does not match its format")
+                .with_operation("read manifest")
+                .with_source(e)
+        })
+    }
+
+    /// The components present in the run.
+    pub fn components(&self) -> Vec<String> {
+        let mut c: Vec<String> = self.artifacts.iter().map(|a| a.component.clone()).collect();
+        c.extend(self.failures.iter().map(|f| f.component.clone()));
+        c.sort();
+        c.dedup();
+        c
+    }
+
+    /// Whether every artifact has passed verification.
+    pub fn is_verified(&self) -> bool {
+        !self.artifacts.is_empty() && self.artifacts.iter().all(|a| a.is_verified())
+    }
+}
+
+/// What retention and listings need to know about a run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunSummary {
+    /// The run's id.
+    pub run_id: RunId,
+    /// When it started (from the manifest, or the id for incomplete runs).
+    pub started_at: DateTime<Utc>,
+    /// How it ended.
+    pub status: RunStatus,
+    /// Whether it passed verification (during the run or later).
+    pub verified: bool,
+    /// Whether it is pinned.
+    pub pinned: bool,
+    /// Components it covers.
+    pub components: Vec<String>,
+    /// Its labels.
+    pub labels: BTreeMap<String, String>,
+    /// Total stored bytes, when known.
+    pub stored_bytes: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn run_ids_sort_by_time_and_parse_back() {
+        let a = RunId::generate("2026-01-01T00:00:00Z".parse().unwrap());
+        let b = RunId::generate("2026-01-01T00:00:01Z".parse().unwrap());
+        assert!(a < b);
+        assert_eq!(a.timestamp().unwrap().to_rfc3339(), "2026-01-01T00:00:00+00:00");
+        assert!(RunId::parse("../x").is_err());
+        assert_eq!(a.manifest_key().as_str(), format!("runs/{a}/manifest.json"));
+    }
+
+    #[test]
+    fn newer_manifest_format_is_refused_clearly() {
+        let json = br#"{"format_version": 99, "run_id": "x"}"#;
+        let err = Manifest::from_json(json).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Unsupported);
+        assert!(err.to_string().contains("newer"), "{err}");
+    }
+
+    #[test]
+    fn garbage_manifest_is_an_integrity_error() {
+        let err = Manifest::from_json(b"{not json").unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Integrity);
+    }
+}

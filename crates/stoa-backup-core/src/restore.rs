@@ -1,0 +1,64 @@
+//! The restore side of a provider.
+
+use std::fmt;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use crate::error::Result;
+use crate::manifest::ArtifactRecord;
+use crate::stream::ByteStream;
+
+/// What to do when the target already holds data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExistingDataPolicy {
+    /// Refuse to touch existing data (the default).
+    #[default]
+    Fail,
+    /// Leave existing objects alone, restore only missing ones.
+    Skip,
+    /// Replace existing data.
+    Overwrite,
+}
+
+/// Options common to every restore.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RestoreOptions {
+    /// What to do with existing data.
+    pub existing: ExistingDataPolicy,
+    /// Report what would change without changing anything.
+    pub dry_run: bool,
+}
+
+/// What a restore did (or would do, in a dry run).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RestoreReport {
+    /// Objects created.
+    pub created: u64,
+    /// Objects updated or overwritten.
+    pub updated: u64,
+    /// Objects left unchanged or skipped.
+    pub skipped: u64,
+    /// Whether this was a dry run.
+    pub dry_run: bool,
+    /// Notes and warnings for the operator.
+    pub notes: Vec<String>,
+    /// Provider facts (e.g. the database restored into, row counts).
+    pub facts: crate::source::Facts,
+}
+
+/// Takes an artifact back into the system it came from.
+#[async_trait]
+pub trait Restorer: Send + Sync + fmt::Debug {
+    /// The component this restorer handles.
+    fn component(&self) -> &str;
+
+    /// Restores one artifact from its plain bytes (codecs already undone).
+    async fn restore(
+        &self,
+        artifact: &ArtifactRecord,
+        plain: ByteStream,
+        options: &RestoreOptions,
+    ) -> Result<RestoreReport>;
+}

@@ -1,0 +1,222 @@
+//! The storage side: where artifacts and manifests go.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use futures::StreamExt;
+use tokio::sync::RwLock;
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::key::{validate_prefix, ObjectKey};
+use crate::stream::ByteStream;
+
+/// What a sink can do, so callers and layers can adapt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SinkCapabilities {
+    /// `put` is atomic: a reader sees the whole object or nothing.
+    pub atomic_put: bool,
+    /// The sink keeps history of its own (Git), so deleting does not destroy content.
+    pub versioned: bool,
+    /// Human-readable diffs matter (Git): text artifacts are better stored uncompressed.
+    pub prefers_plain_text: bool,
+    /// Largest object the sink accepts, if it has a limit.
+    pub max_object_size: Option<u64>,
+}
+
+impl Default for SinkCapabilities {
+    fn default() -> Self {
+        SinkCapabilities {
+            atomic_put: true,
+            versioned: false,
+            prefers_plain_text: false,
+            max_object_size: None,
+        }
+    }
+}
+
+/// Metadata of a stored object, as returned by [`Sink::list`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectMeta {
+    /// The object's key.
+    pub key: ObjectKey,
+    /// Size in bytes.
+    pub size: u64,
+    /// Last modification time, if the backend knows it.
+    pub last_modified: Option<DateTime<Utc>>,
+}
+
+/// The result of a successful [`Sink::put`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PutResult {
+    /// Bytes written.
+    pub size: u64,
+}
+
+/// A place to store artifacts.
+///
+/// Contract (checked for every backend by the conformance suite in test support):
+/// - `put` consumes the stream with bounded buffering and is atomic: if the stream fails,
+///   is dropped, or the write fails, nothing becomes visible under the key and an existing
+///   object under the key is left as it was;
+/// - `put` under an existing key replaces it;
+/// - `get` of a missing key fails with [`ErrorKind::NotFound`];
+/// - `list` returns every object under a prefix (recursively, however many pages);
+/// - `delete` of a missing key succeeds;
+/// - every key is an [`ObjectKey`], so no operation reaches outside the sink's root.
+#[async_trait]
+pub trait Sink: Send + Sync + std::fmt::Debug {
+    /// A short, secret-free description for logs and errors (e.g. `local:/backups`).
+    fn describe(&self) -> String;
+
+    /// What this sink can do.
+    fn capabilities(&self) -> SinkCapabilities {
+        SinkCapabilities::default()
+    }
+
+    /// Checks the sink is reachable and writable before a run starts.
+    async fn preflight(&self) -> Result<()>;
+
+    /// Stores a stream under `key`, atomically.
+    async fn put(&self, key: &ObjectKey, stream: ByteStream) -> Result<PutResult>;
+
+    /// Reads the object under `key` as a stream.
+    async fn get(&self, key: &ObjectKey) -> Result<ByteStream>;
+
+    /// Lists all objects whose key starts with `prefix` (segment-wise; `""` lists all).
+    async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>>;
+
+    /// Deletes the object under `key`; deleting a missing key is not an error.
+    async fn delete(&self, key: &ObjectKey) -> Result<()>;
+}
+
+#[async_trait]
+impl<S: Sink + ?Sized> Sink for Arc<S> {
+    fn describe(&self) -> String {
+        (**self).describe()
+    }
+    fn capabilities(&self) -> SinkCapabilities {
+        (**self).capabilities()
+    }
+    async fn preflight(&self) -> Result<()> {
+        (**self).preflight().await
+    }
+    async fn put(&self, key: &ObjectKey, stream: ByteStream) -> Result<PutResult> {
+        (**self).put(key, stream).await
+    }
+    async fn get(&self, key: &ObjectKey) -> Result<ByteStream> {
+        (**self).get(key).await
+    }
+    async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>> {
+        (**self).list(prefix).await
+    }
+    async fn delete(&self, key: &ObjectKey) -> Result<()> {
+        (**self).delete(key).await
+    }
+}
+
+/// Convenience methods on every sink.
+#[async_trait]
+pub trait SinkExt: Sink {
+    /// Stores a small in-memory value (manifests, reports).
+    async fn put_bytes(&self, key: &ObjectKey, bytes: Bytes) -> Result<PutResult> {
+        self.put(key, crate::stream::once(bytes)).await
+    }
+
+    /// Reads a small object whole (manifests, reports).
+    async fn get_bytes(&self, key: &ObjectKey) -> Result<Vec<u8>> {
+        crate::stream::collect(self.get(key).await?).await
+    }
+
+    /// Whether an object exists under `key`.
+    async fn exists(&self, key: &ObjectKey) -> Result<bool> {
+        match self.get(key).await {
+            Ok(_) => Ok(true),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+impl<S: Sink + ?Sized> SinkExt for S {}
+
+/// A sink that keeps objects in memory: for tests and for callers that snapshot small
+/// state in-process. Puts are atomic (the object appears only once the stream ends well).
+#[derive(Debug, Default, Clone)]
+pub struct MemorySink {
+    objects: Arc<RwLock<BTreeMap<ObjectKey, (Bytes, DateTime<Utc>)>>>,
+}
+
+impl MemorySink {
+    /// An empty in-memory sink.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Replaces the bytes of an object in place (tests use this to simulate corruption).
+    pub async fn overwrite_raw(&self, key: &ObjectKey, bytes: Bytes) {
+        self.objects.write().await.insert(key.clone(), (bytes, Utc::now()));
+    }
+}
+
+#[async_trait]
+impl Sink for MemorySink {
+    fn describe(&self) -> String {
+        "memory".to_string()
+    }
+
+    async fn preflight(&self) -> Result<()> {
+        Ok(())
+    }
+
+    async fn put(&self, key: &ObjectKey, mut stream: ByteStream) -> Result<PutResult> {
+        let mut buf = bytes::BytesMut::new();
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| e.or_operation("put").or_artifact(key.as_str()))?;
+            buf.extend_from_slice(&chunk);
+        }
+        let size = buf.len() as u64;
+        self.objects
+            .write()
+            .await
+            .insert(key.clone(), (buf.freeze(), Utc::now()));
+        Ok(PutResult { size })
+    }
+
+    async fn get(&self, key: &ObjectKey) -> Result<ByteStream> {
+        let objects = self.objects.read().await;
+        let (bytes, _) = objects.get(key).ok_or_else(|| not_found("memory", key))?;
+        Ok(crate::stream::once(bytes.clone()))
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>> {
+        validate_prefix(prefix)?;
+        let objects = self.objects.read().await;
+        Ok(objects
+            .iter()
+            .filter(|(k, _)| k.starts_with_prefix(prefix))
+            .map(|(k, (b, t))| ObjectMeta {
+                key: k.clone(),
+                size: b.len() as u64,
+                last_modified: Some(*t),
+            })
+            .collect())
+    }
+
+    async fn delete(&self, key: &ObjectKey) -> Result<()> {
+        self.objects.write().await.remove(key);
+        Ok(())
+    }
+}
+
+/// The standard "no such object" error for sinks.
+pub fn not_found(sink: &str, key: &ObjectKey) -> Error {
+    Error::new(ErrorKind::NotFound, "no object under this key")
+        .with_component(format!("storage/{sink}"))
+        .with_operation("get")
+        .with_artifact(key.as_str())
+        .with_hint("list the catalog to see which runs and artifacts exist")
+}

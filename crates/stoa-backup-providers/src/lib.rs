@@ -1,0 +1,2 @@
+//! Providers for stoa-backup.
+#![deny(missing_docs)]

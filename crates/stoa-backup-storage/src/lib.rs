@@ -1,0 +1,2 @@
+//! Storage backends for stoa-backup.
+#![deny(missing_docs)]
