@@ -8,11 +8,14 @@ pub mod error;
 pub mod key;
 pub mod manifest;
 pub mod observer;
+pub mod process;
 pub mod restore;
 pub mod retention;
 pub mod sink;
 pub mod source;
+pub mod sources;
 pub mod stream;
+pub mod verify;
 
 pub use codec::{AgeEncryption, Keyring, ZstdCodec};
 pub use error::{Error, ErrorKind, Result};
@@ -27,3 +30,6 @@ pub use stream::ByteStream;
 
 /// Version of this library, recorded in every manifest.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+pub use process::CommandSpec;
+pub use sources::{CommandSource, FileRestorer, FileSource};
+pub use verify::{ChecksumVerifier, Verifier, VerifyContext};

@@ -1,0 +1,185 @@
+//! Verification of stored artifacts.
+
+use std::fmt;
+
+use async_trait::async_trait;
+use chrono::Utc;
+
+use crate::codec::{decode_chain, hashing, Keyring};
+use crate::error::{Error, ErrorKind, Result};
+use crate::manifest::{ArtifactRecord, VerificationRecord};
+use crate::sink::Sink;
+use crate::stream::ByteStream;
+
+/// What a verifier gets: the sink, the artifact's record and the keys to decrypt it.
+pub struct VerifyContext<'a> {
+    /// Where the artifact is stored.
+    pub sink: &'a dyn Sink,
+    /// Its manifest record.
+    pub artifact: &'a ArtifactRecord,
+    /// Keys for encrypted artifacts (may be empty).
+    pub keyring: &'a Keyring,
+}
+
+impl fmt::Debug for VerifyContext<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("VerifyContext")
+            .field("sink", &self.sink.describe())
+            .field("artifact", &self.artifact.key)
+            .finish()
+    }
+}
+
+impl VerifyContext<'_> {
+    /// The stored bytes, as they are in the sink.
+    pub async fn open_stored(&self) -> Result<ByteStream> {
+        self.sink.get(&self.artifact.key).await
+    }
+
+    /// The plain bytes: the stored bytes through the inverse of the recorded codec chain.
+    /// The stream fails at its end if the stored bytes do not match the manifest's SHA-256 and
+    /// size, so a verifier reading plain bytes also checks storage integrity.
+    pub async fn open_plain(&self) -> Result<ByteStream> {
+        let stored = self.open_stored().await?;
+        let checked = check_digest(stored, &self.artifact.stored_sha256, self.artifact.stored_size, &self.artifact.key.to_string());
+        decode_chain(checked, &self.artifact.codecs, self.keyring).await
+    }
+}
+
+/// Checks an artifact and reports. A failed check is an `Ok` report with `ok: false`; an
+/// `Err` means the check itself could not run.
+#[async_trait]
+pub trait Verifier: Send + Sync + fmt::Debug {
+    /// Name recorded in the manifest (`checksum`, `postgres-archive`…).
+    fn name(&self) -> &str;
+
+    /// Whether this verifier applies to an artifact (by component or content type).
+    fn applies_to(&self, artifact: &ArtifactRecord) -> bool;
+
+    /// Checks the artifact.
+    async fn verify(&self, ctx: &VerifyContext<'_>) -> Result<VerificationRecord>;
+}
+
+/// The default verifier: re-reads the stored bytes and compares SHA-256 and size with the
+/// manifest. With `deep`, also decodes them (decompress, decrypt) and checks the plain
+/// SHA-256 and size — this needs the keys for encrypted artifacts.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ChecksumVerifier {
+    deep: bool,
+}
+
+impl ChecksumVerifier {
+    /// Checks stored bytes only (needs no keys).
+    pub fn new() -> Self {
+        ChecksumVerifier { deep: false }
+    }
+
+    /// Also decodes and checks the plain bytes.
+    pub fn deep() -> Self {
+        ChecksumVerifier { deep: true }
+    }
+}
+
+#[async_trait]
+impl Verifier for ChecksumVerifier {
+    fn name(&self) -> &str {
+        if self.deep {
+            "checksum-deep"
+        } else {
+            "checksum"
+        }
+    }
+
+    fn applies_to(&self, _artifact: &ArtifactRecord) -> bool {
+        true
+    }
+
+    async fn verify(&self, ctx: &VerifyContext<'_>) -> Result<VerificationRecord> {
+        let a = ctx.artifact;
+        let stored = ctx.open_stored().await?;
+        let (stored, stored_digest) = hashing(stored);
+        let outcome = if self.deep {
+            match decode_chain(stored, &a.codecs, ctx.keyring).await {
+                Ok(plain) => {
+                    let (plain, plain_digest) = hashing(plain);
+                    drain(plain).await.map(|_| (stored_digest.get(), plain_digest.get()))
+                }
+                Err(e) => Err(e),
+            }
+        } else {
+            drain(stored).await.map(|_| (stored_digest.get(), None))
+        };
+        let record = |ok: bool, detail: String| VerificationRecord {
+            verifier: self.name().to_string(),
+            at: Utc::now(),
+            ok,
+            detail,
+            warnings: vec![],
+        };
+        let (stored, plain) = match outcome {
+            Ok(d) => d,
+            Err(e) if matches!(e.kind(), ErrorKind::Integrity) => {
+                return Ok(record(false, format!("'{}' cannot be decoded: {e}", a.key)));
+            }
+            Err(e) => return Err(e.or_operation("verify").or_artifact(a.key.as_str())),
+        };
+        let stored = stored.ok_or_else(|| Error::internal("stored digest missing after full read"))?;
+        if stored.size != a.stored_size || stored.sha256 != a.stored_sha256 {
+            return Ok(record(
+                false,
+                format!(
+                    "'{}' does not match the manifest: stored {} bytes sha256 {}, expected {} bytes sha256 {}",
+                    a.key, stored.size, stored.sha256, a.stored_size, a.stored_sha256
+                ),
+            ));
+        }
+        if let Some(plain) = plain {
+            if plain.size != a.plain_size || plain.sha256 != a.plain_sha256 {
+                return Ok(record(
+                    false,
+                    format!(
+                        "'{}' decodes to {} bytes sha256 {}, expected {} bytes sha256 {}",
+                        a.key, plain.size, plain.sha256, a.plain_size, a.plain_sha256
+                    ),
+                ));
+            }
+        }
+        Ok(record(
+            true,
+            format!("{} bytes, sha256 {}{}", stored.size, stored.sha256, if self.deep { ", plain bytes match" } else { "" }),
+        ))
+    }
+}
+
+async fn drain(mut s: ByteStream) -> Result<u64> {
+    use futures::StreamExt;
+    let mut n = 0;
+    while let Some(c) = s.next().await {
+        n += c?.len() as u64;
+    }
+    Ok(n)
+}
+
+/// Passes a stream through and fails at its end if its SHA-256 or size differ from
+/// `sha256`/`size` (so consumers never take tampered bytes for good ones).
+pub fn check_digest(stream: ByteStream, sha256: &str, size: u64, artifact: &str) -> ByteStream {
+    use futures::StreamExt;
+    let (hashed, digest) = hashing(stream);
+    let expected = (sha256.to_string(), size);
+    let artifact = artifact.to_string();
+    let tail = futures::stream::once(async move {
+        match digest.get() {
+            Some(d) if d.sha256 == expected.0 && d.size == expected.1 => None,
+            Some(d) => Some(Err(Error::integrity(format!(
+                "stored bytes do not match the manifest ({} bytes sha256 {}, expected {} bytes sha256 {})",
+                d.size, d.sha256, expected.1, expected.0
+            ))
+            .with_operation("read")
+            .with_artifact(artifact)
+            .with_hint("the stored artifact is damaged: restore from another run"))),
+            None => None,
+        }
+    })
+    .filter_map(|x| async move { x });
+    Box::pin(hashed.chain(tail))
+}
