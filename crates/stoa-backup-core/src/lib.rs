@@ -3,11 +3,13 @@
 //! the [`Source`], [`Restorer`], [`Sink`] and [`Verifier`] traits.
 #![deny(missing_docs)]
 
+pub mod catalog;
 pub mod codec;
 pub mod error;
 pub mod key;
 pub mod manifest;
 pub mod observer;
+pub mod pipeline;
 pub mod process;
 pub mod restore;
 pub mod retention;
@@ -33,3 +35,6 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 pub use process::CommandSpec;
 pub use sources::{CommandSource, FileRestorer, FileSource};
 pub use verify::{ChecksumVerifier, Verifier, VerifyContext};
+pub use catalog::{format_runs_table, Catalog, RunFilter};
+pub use pipeline::{Pipeline, PipelineBuilder, RunReport};
+pub use restore::restore_artifact;

@@ -62,3 +62,42 @@ pub trait Restorer: Send + Sync + fmt::Debug {
         options: &RestoreOptions,
     ) -> Result<RestoreReport>;
 }
+
+/// Restores one stored artifact: reads it from `sink`, checks it against the manifest's
+/// stored SHA-256 and size, inverts the recorded codec chain with `keyring`, and hands the
+/// plain bytes to `restorer`. Corrupt or truncated artifacts fail with an integrity error.
+pub async fn restore_artifact(
+    sink: &dyn crate::sink::Sink,
+    artifact: &ArtifactRecord,
+    keyring: &crate::codec::Keyring,
+    restorer: &dyn Restorer,
+    options: &RestoreOptions,
+) -> Result<RestoreReport> {
+    if restorer.component() != artifact.component {
+        return Err(crate::error::Error::config(format!(
+            "restorer for '{}' cannot restore a '{}' artifact",
+            restorer.component(),
+            artifact.component
+        ))
+        .with_operation("restore")
+        .with_artifact(artifact.key.to_string()));
+    }
+    let stored = sink.get(&artifact.key).await.map_err(|e| e.or_operation("restore"))?;
+    let checked = crate::verify::check_digest(
+        stored,
+        &artifact.stored_sha256,
+        artifact.stored_size,
+        artifact.key.as_str(),
+    );
+    let plain = crate::codec::decode_chain(checked, &artifact.codecs, keyring)
+        .await
+        .map_err(|e| e.or_operation("restore").or_artifact(artifact.key.to_string()))?;
+    let span = tracing::info_span!("restore", component = %artifact.component, artifact = %artifact.key);
+    tracing::Instrument::instrument(restorer.restore(artifact, plain, options), span)
+        .await
+        .map_err(|e| {
+            e.or_component(artifact.component.clone())
+                .or_operation("restore")
+                .or_artifact(artifact.key.to_string())
+        })
+}

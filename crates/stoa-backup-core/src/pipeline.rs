@@ -1,0 +1,628 @@
+//! The backup pipeline: sources → codec stages → sink, then verification, manifest and
+//! retention.
+//!
+//! One run has one run id and produces one manifest covering every artifact (a backup
+//! set). Artifacts go to `runs/<id>/<component>/<name>`; `runs/<id>/manifest.json` is
+//! written last, and only when every artifact was stored and verified. A run with a failed
+//! artifact gets `runs/<id>/report.json` instead, so it is never taken for a backup and the
+//! previous good run is untouched.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use futures::StreamExt;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use crate::catalog::Catalog;
+use crate::codec::{hash::hashing_with_progress, AgeCodec, AgeEncryption, Codec, Keyring, ZstdCodec};
+use crate::error::{Error, ErrorKind, Result};
+use crate::key::ObjectKey;
+use crate::manifest::{
+    ArtifactFailure, ArtifactRecord, Manifest, RunId, RunStatus, MANIFEST_FORMAT_VERSION,
+};
+use crate::observer::{Event, NoopObserver, Observer};
+use crate::retention::{RetentionPlan, RetentionPolicy};
+use crate::sink::{Sink, SinkExt};
+use crate::source::{ArtifactPlan, ExportContext, Source};
+use crate::verify::{Verifier, VerifyContext};
+
+/// Builds a [`Pipeline`].
+#[derive(Default)]
+pub struct PipelineBuilder {
+    sources: Vec<Arc<dyn Source>>,
+    sink: Option<Arc<dyn Sink>>,
+    compression: Option<ZstdCodec>,
+    encryption: Option<AgeEncryption>,
+    verifiers: Vec<Arc<dyn Verifier>>,
+    retention: Option<Arc<dyn RetentionPolicy>>,
+    apply_retention: bool,
+    observer: Option<Arc<dyn Observer>>,
+    concurrency: Option<usize>,
+    cancel: Option<CancellationToken>,
+    labels: BTreeMap<String, String>,
+    keyring: Option<Keyring>,
+    allow_unencrypted_secrets: bool,
+    attempts: Option<u32>,
+    skip_preflight: bool,
+}
+
+impl fmt::Debug for PipelineBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PipelineBuilder")
+            .field("sources", &self.sources)
+            .field("sink", &self.sink)
+            .field("compression", &self.compression)
+            .field("encryption", &self.encryption)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PipelineBuilder {
+    /// Adds a source.
+    pub fn source(mut self, source: Arc<dyn Source>) -> Self {
+        self.sources.push(source);
+        self
+    }
+
+    /// Sets the sink (required).
+    pub fn sink(mut self, sink: Arc<dyn Sink>) -> Self {
+        self.sink = Some(sink);
+        self
+    }
+
+    /// Compresses artifacts with zstd.
+    pub fn compression(mut self, zstd: ZstdCodec) -> Self {
+        self.compression = Some(zstd);
+        self
+    }
+
+    /// Encrypts artifacts with age.
+    pub fn encryption(mut self, encryption: AgeEncryption) -> Self {
+        self.encryption = Some(encryption);
+        self
+    }
+
+    /// Adds a verifier run on every stored artifact it applies to, before the manifest is
+    /// written. A failed verification fails the run.
+    pub fn verifier(mut self, verifier: Arc<dyn Verifier>) -> Self {
+        self.verifiers.push(verifier);
+        self
+    }
+
+    /// Plans retention after a complete run (the plan is in the report).
+    pub fn retention(mut self, policy: Arc<dyn RetentionPolicy>) -> Self {
+        self.retention = Some(policy);
+        self
+    }
+
+    /// Also applies the retention plan (deletes forgotten runs). Off by default: a plan is
+    /// only reported.
+    pub fn apply_retention(mut self, apply: bool) -> Self {
+        self.apply_retention = apply;
+        self
+    }
+
+    /// Receives progress events.
+    pub fn observer(mut self, observer: Arc<dyn Observer>) -> Self {
+        self.observer = Some(observer);
+        self
+    }
+
+    /// How many artifacts are exported at once (default 2).
+    pub fn concurrency(mut self, n: usize) -> Self {
+        self.concurrency = Some(n);
+        self
+    }
+
+    /// Cancels the run when this token is cancelled: children are killed, partial writes
+    /// discarded, no manifest written.
+    pub fn cancel(mut self, token: CancellationToken) -> Self {
+        self.cancel = Some(token);
+        self
+    }
+
+    /// Adds a label recorded in the manifest (cluster, environment, schedule…).
+    pub fn label(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.labels.insert(key.into(), value.into());
+        self
+    }
+
+    /// Keys verifiers use to read plain bytes of encrypted artifacts. With passphrase
+    /// encryption the passphrase is used automatically.
+    pub fn keyring(mut self, keyring: Keyring) -> Self {
+        self.keyring = Some(keyring);
+        self
+    }
+
+    /// Stores artifacts that hold secrets without encryption. Off by default; only for
+    /// callers that encrypt elsewhere (e.g. an encrypted volume) and say so.
+    pub fn store_secrets_unencrypted(mut self, yes: bool) -> Self {
+        self.allow_unencrypted_secrets = yes;
+        self
+    }
+
+    /// How many times an artifact is attempted when a retryable error occurs (default 3).
+    pub fn attempts(mut self, attempts: u32) -> Self {
+        self.attempts = Some(attempts);
+        self
+    }
+
+    /// Skips sources' preflight checks (they run by default).
+    pub fn skip_preflight(mut self, skip: bool) -> Self {
+        self.skip_preflight = skip;
+        self
+    }
+
+    /// Validates the configuration and builds the pipeline.
+    pub fn build(self) -> Result<Pipeline> {
+        let sink = self.sink.ok_or_else(|| {
+            Error::config("no sink configured").with_hint("call .sink(...) on the pipeline builder")
+        })?;
+        if self.sources.is_empty() {
+            return Err(Error::config("no source configured")
+                .with_hint("add at least one source with .source(...)"));
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for s in &self.sources {
+            let c = s.component();
+            ObjectKey::new(c).map_err(|e| e.with_component(c.to_string()))?;
+            if c.contains('/') {
+                return Err(Error::config(format!("component name '{c}' contains '/'")));
+            }
+            if !seen.insert(c.to_string()) {
+                return Err(Error::config(format!("two sources share the component name '{c}'"))
+                    .with_hint("give each source a distinct component name"));
+            }
+        }
+        let concurrency = self.concurrency.unwrap_or(2);
+        if concurrency == 0 {
+            return Err(Error::config("concurrency must be at least 1"));
+        }
+        let attempts = self.attempts.unwrap_or(3).max(1);
+        let mut keyring = self.keyring.unwrap_or_default();
+        if keyring.is_empty() {
+            if let Some(enc) = &self.encryption {
+                keyring = Keyring::for_encryption(enc);
+            }
+        }
+        let mut codecs: Vec<Arc<dyn Codec>> = Vec::new();
+        if let Some(z) = self.compression {
+            codecs.push(Arc::new(z));
+        }
+        let encrypted = self.encryption.is_some();
+        if let Some(e) = self.encryption {
+            codecs.push(Arc::new(AgeCodec::new(e)));
+        }
+        Ok(Pipeline {
+            sources: self.sources,
+            sink,
+            codecs,
+            encrypted,
+            verifiers: self.verifiers,
+            retention: self.retention,
+            apply_retention: self.apply_retention,
+            observer: self.observer.unwrap_or_else(|| Arc::new(NoopObserver)),
+            concurrency,
+            cancel: self.cancel.unwrap_or_default(),
+            labels: self.labels,
+            keyring,
+            allow_unencrypted_secrets: self.allow_unencrypted_secrets,
+            attempts,
+            preflight: !self.skip_preflight,
+        })
+    }
+}
+
+/// A configured backup pipeline; [`Pipeline::run`] performs one run. Reusable.
+pub struct Pipeline {
+    sources: Vec<Arc<dyn Source>>,
+    sink: Arc<dyn Sink>,
+    codecs: Vec<Arc<dyn Codec>>,
+    encrypted: bool,
+    verifiers: Vec<Arc<dyn Verifier>>,
+    retention: Option<Arc<dyn RetentionPolicy>>,
+    apply_retention: bool,
+    observer: Arc<dyn Observer>,
+    concurrency: usize,
+    cancel: CancellationToken,
+    labels: BTreeMap<String, String>,
+    keyring: Keyring,
+    allow_unencrypted_secrets: bool,
+    attempts: u32,
+    preflight: bool,
+}
+
+impl fmt::Debug for Pipeline {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Pipeline")
+            .field("sources", &self.sources)
+            .field("sink", &self.sink.describe())
+            .field("codecs", &self.codecs)
+            .field("concurrency", &self.concurrency)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a run did.
+#[derive(Debug, Clone)]
+pub struct RunReport {
+    /// The run id.
+    pub run_id: RunId,
+    /// How it ended.
+    pub status: RunStatus,
+    /// The manifest (written as `manifest.json` when complete, `report.json` otherwise).
+    pub manifest: Manifest,
+    /// The retention plan, when a policy is configured and the run completed.
+    pub retention: Option<RetentionPlan>,
+    /// Runs deleted by applying the plan.
+    pub removed_runs: Vec<RunId>,
+    /// Why retention could not be planned or applied, if it failed (the backup itself is
+    /// still good).
+    pub retention_error: Option<String>,
+}
+
+impl RunReport {
+    /// Whether the run is a complete backup.
+    pub fn is_complete(&self) -> bool {
+        self.status == RunStatus::Complete
+    }
+
+    /// `Ok(self)` for a complete run; otherwise an error listing the failures.
+    pub fn into_result(self) -> Result<Self> {
+        if self.is_complete() {
+            return Ok(self);
+        }
+        let failures: Vec<String> = self
+            .manifest
+            .failures
+            .iter()
+            .map(|f| {
+                format!("{}/{} ({}): {}", f.component, f.name.as_deref().unwrap_or("*"), f.operation, f.error)
+            })
+            .collect();
+        Err(Error::new(ErrorKind::Source, format!("run {} is {}: {}", self.run_id, self.status, failures.join("; ")))
+            .with_operation("backup run")
+            .with_hint("fix the failures listed; the previous complete run is untouched"))
+    }
+}
+
+struct Job {
+    source: Arc<dyn Source>,
+    plan: ArtifactPlan,
+    key: ObjectKey,
+}
+
+impl Pipeline {
+    /// Starts building a pipeline.
+    pub fn builder() -> PipelineBuilder {
+        PipelineBuilder::default()
+    }
+
+    /// The sink this pipeline writes to.
+    pub fn sink(&self) -> &Arc<dyn Sink> {
+        &self.sink
+    }
+
+    /// Runs one backup. Returns `Err` only when the run could not happen at all (sink
+    /// unusable, cancelled); per-artifact failures are in the report, whose status is then
+    /// `Partial` or `Failed`.
+    pub async fn run(&self) -> Result<RunReport> {
+        let started_at = Utc::now();
+        let run_id = RunId::generate(started_at);
+        let span = tracing::info_span!("backup_run", run_id = %run_id, sink = %self.sink.describe());
+        let cancel = self.cancel.clone();
+        let fut = self.run_inner(run_id.clone(), started_at).instrument(span);
+        tokio::select! {
+            biased;
+            _ = cancel.cancelled() => {
+                // Dropping the run future kills children and discards partial writes.
+                Err(Error::cancelled(format!("run {run_id} was cancelled; nothing of it was kept as a backup"))
+                    .with_operation("backup run"))
+            }
+            r = fut => r,
+        }
+    }
+
+    async fn run_inner(&self, run_id: RunId, started_at: chrono::DateTime<Utc>) -> Result<RunReport> {
+        self.observer.on_event(&Event::RunStarted { run_id: &run_id, sources: self.sources.len() });
+        self.sink
+            .preflight()
+            .await
+            .map_err(|e| e.or_operation("sink preflight").or_component(format!("storage ({})", self.sink.describe())))?;
+
+        let mut failures = Vec::new();
+        let jobs = self.plan_jobs(&run_id, &mut failures).await;
+        let ctx = ExportContext { cancel: self.cancel.child_token(), run_id: run_id.clone() };
+
+        let results: Vec<(Job, Result<ArtifactRecord>)> = futures::stream::iter(jobs)
+            .map(|job| {
+                let ctx = &ctx;
+                async move {
+                    let r = self.store_artifact(&job, ctx).await;
+                    (job, r)
+                }
+            })
+            .buffer_unordered(self.concurrency)
+            .collect()
+            .await;
+
+        let mut artifacts = Vec::new();
+        for (job, result) in results {
+            match result {
+                Ok(record) => artifacts.push(record),
+                Err(e) => {
+                    let failure = ArtifactFailure {
+                        component: job.source.component().to_string(),
+                        name: Some(job.plan.name.clone()),
+                        operation: e.operation().unwrap_or("export").to_string(),
+                        error: e.to_string(),
+                    };
+                    self.observer.on_event(&Event::ArtifactFailed {
+                        component: &failure.component,
+                        name: failure.name.as_deref(),
+                        error: &failure.error,
+                    });
+                    tracing::warn!(component = %failure.component, artifact = ?failure.name, error = %failure.error, "artifact failed");
+                    failures.push(failure);
+                }
+            }
+        }
+        artifacts.sort_by(|a, b| a.key.cmp(&b.key));
+
+        // Verify before the manifest exists, so a complete run is a verified run.
+        for record in artifacts.iter_mut() {
+            if let Err(failure) = self.verify_artifact(record).await {
+                failures.push(failure);
+            }
+        }
+
+        let status = if failures.is_empty() {
+            RunStatus::Complete
+        } else if artifacts.is_empty() {
+            RunStatus::Failed
+        } else {
+            RunStatus::Partial
+        };
+        let manifest = Manifest {
+            format_version: MANIFEST_FORMAT_VERSION,
+            run_id: run_id.clone(),
+            status,
+            started_at,
+            finished_at: Utc::now(),
+            library_version: crate::VERSION.to_string(),
+            host: hostname::get().map(|h| h.to_string_lossy().into_owned()).unwrap_or_default(),
+            labels: self.labels.clone(),
+            artifacts,
+            failures,
+            pinned: false,
+        };
+        let body = bytes::Bytes::from(manifest.to_json()?);
+        if status == RunStatus::Complete {
+            // The manifest goes last: its presence is what makes the run complete.
+            self.sink
+                .put_bytes(&run_id.manifest_key(), body)
+                .await
+                .map_err(|e| e.or_operation("write manifest").or_artifact(run_id.manifest_key().to_string()))?;
+        } else if let Err(e) = self.sink.put_bytes(&run_id.report_key(), body).await {
+            // Without a report the run still reads as incomplete, which is just as safe.
+            tracing::warn!(error = %e, "could not write the failure report");
+        }
+
+        let mut report = RunReport {
+            run_id: run_id.clone(),
+            status,
+            manifest,
+            retention: None,
+            removed_runs: Vec::new(),
+            retention_error: None,
+        };
+        if status == RunStatus::Complete {
+            self.run_retention(&mut report).await;
+        }
+        self.observer.on_event(&Event::RunDone { run_id: &run_id, status });
+        Ok(report)
+    }
+
+    async fn plan_jobs(&self, run_id: &RunId, failures: &mut Vec<ArtifactFailure>) -> Vec<Job> {
+        let mut jobs = Vec::new();
+        for source in &self.sources {
+            let component = source.component().to_string();
+            let mut fail = |operation: &str, e: Error, name: Option<String>| {
+                let e = e.or_component(component.clone()).or_operation(operation.to_string());
+                self.observer.on_event(&Event::ArtifactFailed {
+                    component: &component,
+                    name: name.as_deref(),
+                    error: &e.to_string(),
+                });
+                failures.push(ArtifactFailure {
+                    component: component.clone(),
+                    name,
+                    operation: operation.to_string(),
+                    error: e.to_string(),
+                });
+            };
+            if self.preflight {
+                if let Err(e) = source.preflight().await {
+                    fail("preflight", e, None);
+                    continue;
+                }
+            }
+            let plans = match source.discover().await {
+                Ok(p) => p,
+                Err(e) => {
+                    fail("discover", e, None);
+                    continue;
+                }
+            };
+            for plan in plans {
+                if plan.sensitive && !self.encrypted && !self.allow_unencrypted_secrets {
+                    fail(
+                        "export",
+                        Error::config("this artifact holds secrets and the pipeline has no encryption")
+                            .with_hint("add .encryption(...) to the pipeline, or opt out explicitly with .store_secrets_unencrypted(true)"),
+                        Some(plan.name.clone()),
+                    );
+                    continue;
+                }
+                match ObjectKey::new(format!("{}/{}/{}", run_id.prefix(), component, plan.name)) {
+                    Ok(key) => jobs.push(Job { source: source.clone(), plan, key }),
+                    Err(e) => {
+                        let name = plan.name.clone();
+                        fail("export", e, Some(name));
+                    }
+                }
+            }
+        }
+        jobs
+    }
+
+    async fn store_artifact(&self, job: &Job, ctx: &ExportContext) -> Result<ArtifactRecord> {
+        let component = job.source.component();
+        let span = tracing::info_span!("artifact", component, artifact = %job.plan.name, key = %job.key);
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let result = self.store_once(job, ctx).instrument(span.clone()).await;
+            match result {
+                Err(e) if e.is_retryable() && attempt < self.attempts => {
+                    let delay = Duration::from_millis(200 * 2u64.pow(attempt - 1));
+                    tracing::warn!(parent: &span, attempt, error = %e, "retrying artifact after {delay:?}");
+                    tokio::time::sleep(delay).await;
+                }
+                other => {
+                    return other.map_err(|e| {
+                        e.or_component(component.to_string()).or_artifact(job.key.to_string())
+                    })
+                }
+            }
+        }
+    }
+
+    async fn store_once(&self, job: &Job, ctx: &ExportContext) -> Result<ArtifactRecord> {
+        let component = job.source.component();
+        let name = job.plan.name.as_str();
+        let t0 = Instant::now();
+        self.observer.on_event(&Event::ArtifactStarted { component, name });
+        let export = job
+            .source
+            .export(&job.plan, ctx)
+            .await
+            .map_err(|e| e.or_operation("export"))?;
+
+        let observer = self.observer.clone();
+        let (c, n) = (component.to_string(), name.to_string());
+        let progress: crate::codec::hash::ProgressFn = Arc::new(move |bytes| {
+            observer.on_event(&Event::BytesWritten { component: &c, name: &n, plain_bytes: bytes });
+        });
+        let (mut stream, plain_digest) = hashing_with_progress(export.stream, Some(progress));
+        let skip_compression = job.plan.text && self.sink.capabilities().prefers_plain_text;
+        let mut steps = Vec::new();
+        for codec in &self.codecs {
+            let step = codec.step();
+            if skip_compression && matches!(step, crate::manifest::CodecStep::Zstd { .. }) {
+                continue;
+            }
+            stream = codec.encode(stream)?;
+            steps.push(step);
+        }
+        let (stream, stored_digest) = crate::codec::hashing(stream);
+        self.sink.put(&job.key, stream).await.map_err(|e| e.or_operation("put"))?;
+
+        let mut facts = job.plan.facts.clone();
+        if let Some(finish) = export.finish {
+            match finish.await {
+                Ok(extra) => facts.extend(extra),
+                Err(e) => {
+                    // The bytes are stored but the source says they are bad: remove them.
+                    self.sink.delete(&job.key).await.ok();
+                    return Err(e.or_operation("export"));
+                }
+            }
+        }
+        let (plain, stored) = match (plain_digest.get(), stored_digest.get()) {
+            (Some(p), Some(s)) => (p, s),
+            _ => return Err(Error::internal("stream ended without a digest").with_operation("put")),
+        };
+        let duration = t0.elapsed();
+        self.observer.on_event(&Event::ArtifactDone {
+            component,
+            name,
+            stored_size: stored.size,
+            stored_sha256: &stored.sha256,
+            duration,
+        });
+        Ok(ArtifactRecord {
+            component: component.to_string(),
+            provider: job.source.provider().to_string(),
+            name: name.to_string(),
+            key: job.key.clone(),
+            content_type: job.plan.content_type.clone(),
+            plain_size: plain.size,
+            plain_sha256: plain.sha256,
+            stored_size: stored.size,
+            stored_sha256: stored.sha256,
+            codecs: steps,
+            sensitive: job.plan.sensitive,
+            facts,
+            duration_ms: duration.as_millis() as u64,
+            verification: Vec::new(),
+        })
+    }
+
+    async fn verify_artifact(&self, record: &mut ArtifactRecord) -> std::result::Result<(), ArtifactFailure> {
+        for verifier in &self.verifiers {
+            if !verifier.applies_to(record) {
+                continue;
+            }
+            let ctx = VerifyContext { sink: self.sink.as_ref(), artifact: record, keyring: &self.keyring };
+            let outcome = verifier.verify(&ctx).await;
+            let failure = |error: String| ArtifactFailure {
+                component: record.component.clone(),
+                name: Some(record.name.clone()),
+                operation: "verify".to_string(),
+                error,
+            };
+            match outcome {
+                Ok(v) => {
+                    self.observer.on_event(&Event::Verified { component: &record.component, name: &record.name, record: &v });
+                    let ok = v.ok;
+                    let detail = v.detail.clone();
+                    record.verification.push(v);
+                    if !ok {
+                        return Err(failure(format!("verifier '{}' failed: {detail}", verifier.name())));
+                    }
+                }
+                Err(e) => {
+                    return Err(failure(
+                        e.or_operation("verify").or_artifact(record.key.to_string()).to_string(),
+                    ))
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn run_retention(&self, report: &mut RunReport) {
+        let Some(policy) = &self.retention else { return };
+        let catalog = Catalog::new(self.sink.clone());
+        let plan = match catalog.plan_retention(policy.as_ref(), Utc::now()).await {
+            Ok(p) => p,
+            Err(e) => {
+                report.retention_error = Some(e.to_string());
+                return;
+            }
+        };
+        self.observer.on_event(&Event::RetentionPlanned { plan: &plan });
+        if self.apply_retention {
+            match catalog.apply_retention(&plan).await {
+                Ok(removed) => report.removed_runs = removed,
+                Err(e) => report.retention_error = Some(e.to_string()),
+            }
+        }
+        report.retention = Some(plan);
+    }
+}
