@@ -5,7 +5,7 @@ use std::pin::Pin;
 use std::str::FromStr;
 use std::task::{Context, Poll};
 
-use age::secrecy::{ExposeSecret, SecretString};
+pub use age::secrecy::{ExposeSecret, SecretString};
 use bytes::Bytes;
 use futures::{AsyncWriteExt, Stream, StreamExt};
 use tokio::sync::mpsc;
