@@ -7,6 +7,7 @@ pub mod catalog;
 pub mod codec;
 pub mod error;
 pub mod key;
+pub mod layers;
 pub mod manifest;
 pub mod observer;
 pub mod pipeline;

@@ -1,0 +1,264 @@
+//! Sink layers: wrappers that leave bytes alone (retry, metrics).
+//!
+//! Retrying a `put` would need the stream again, which a layer cannot have: the pipeline
+//! retries a whole artifact by re-running the source's export instead. [`RetrySink`]
+//! retries the other operations.
+
+use std::fmt;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::Stream;
+
+use crate::error::Result;
+use crate::key::ObjectKey;
+use crate::sink::{ObjectMeta, PutResult, Sink, SinkCapabilities};
+use crate::stream::ByteStream;
+
+/// Retries `preflight`, `get`, `list` and `delete` on retryable errors with exponential
+/// backoff, a bounded number of times.
+#[derive(Debug, Clone)]
+pub struct RetrySink<S> {
+    inner: S,
+    attempts: u32,
+    base_delay: Duration,
+}
+
+impl<S: Sink> RetrySink<S> {
+    /// Wraps `inner`: 4 attempts, starting at 100 ms and doubling.
+    pub fn new(inner: S) -> Self {
+        RetrySink { inner, attempts: 4, base_delay: Duration::from_millis(100) }
+    }
+
+    /// Sets the number of attempts (at least 1) and the first delay.
+    pub fn with_policy(mut self, attempts: u32, base_delay: Duration) -> Self {
+        self.attempts = attempts.max(1);
+        self.base_delay = base_delay;
+        self
+    }
+
+    async fn retry<T, F, Fut>(&self, op: &str, mut f: F) -> Result<T>
+    where
+        F: FnMut() -> Fut + Send,
+        Fut: std::future::Future<Output = Result<T>> + Send,
+    {
+        let mut attempt = 1;
+        loop {
+            match f().await {
+                Err(e) if e.is_retryable() && attempt < self.attempts => {
+                    let delay = self.base_delay * 2u32.pow(attempt - 1);
+                    tracing::warn!(sink = %self.inner.describe(), op, attempt, error = %e, "retrying after {delay:?}");
+                    tokio::time::sleep(delay).await;
+                    attempt += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl<S: Sink> Sink for RetrySink<S> {
+    fn describe(&self) -> String {
+        self.inner.describe()
+    }
+    fn capabilities(&self) -> SinkCapabilities {
+        self.inner.capabilities()
+    }
+    async fn preflight(&self) -> Result<()> {
+        self.retry("preflight", || self.inner.preflight()).await
+    }
+    async fn put(&self, key: &ObjectKey, stream: ByteStream) -> Result<PutResult> {
+        self.inner.put(key, stream).await
+    }
+    async fn get(&self, key: &ObjectKey) -> Result<ByteStream> {
+        self.retry("get", || self.inner.get(key)).await
+    }
+    async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>> {
+        self.retry("list", || self.inner.list(prefix)).await
+    }
+    async fn delete(&self, key: &ObjectKey) -> Result<()> {
+        self.retry("delete", || self.inner.delete(key)).await
+    }
+}
+
+/// Counters kept by [`MetricsSink`].
+#[derive(Debug, Default)]
+pub struct SinkMetrics {
+    /// Successful puts.
+    pub puts: AtomicU64,
+    /// Bytes written by successful puts.
+    pub bytes_written: AtomicU64,
+    /// Bytes read through `get` streams.
+    pub bytes_read: AtomicU64,
+    /// Failed operations of any kind.
+    pub errors: AtomicU64,
+    /// Deletes.
+    pub deletes: AtomicU64,
+}
+
+/// Counts operations and bytes, and traces each call.
+#[derive(Debug, Clone)]
+pub struct MetricsSink<S> {
+    inner: S,
+    metrics: Arc<SinkMetrics>,
+}
+
+impl<S: Sink> MetricsSink<S> {
+    /// Wraps `inner`.
+    pub fn new(inner: S) -> Self {
+        MetricsSink { inner, metrics: Arc::default() }
+    }
+
+    /// The counters (shared; read them at any time).
+    pub fn metrics(&self) -> Arc<SinkMetrics> {
+        self.metrics.clone()
+    }
+
+    fn count<T>(&self, r: Result<T>) -> Result<T> {
+        if r.is_err() {
+            self.metrics.errors.fetch_add(1, Ordering::Relaxed);
+        }
+        r
+    }
+}
+
+struct CountingStream {
+    inner: ByteStream,
+    metrics: Arc<SinkMetrics>,
+}
+
+impl Stream for CountingStream {
+    type Item = Result<Bytes>;
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let r = self.inner.as_mut().poll_next(cx);
+        if let Poll::Ready(Some(Ok(b))) = &r {
+            self.metrics.bytes_read.fetch_add(b.len() as u64, Ordering::Relaxed);
+        }
+        r
+    }
+}
+
+#[async_trait]
+impl<S: Sink> Sink for MetricsSink<S> {
+    fn describe(&self) -> String {
+        self.inner.describe()
+    }
+    fn capabilities(&self) -> SinkCapabilities {
+        self.inner.capabilities()
+    }
+    async fn preflight(&self) -> Result<()> {
+        let r = self.inner.preflight().await;
+        self.count(r)
+    }
+    #[tracing::instrument(level = "debug", skip_all, fields(key = %key))]
+    async fn put(&self, key: &ObjectKey, stream: ByteStream) -> Result<PutResult> {
+        let r = self.inner.put(key, stream).await;
+        if let Ok(p) = &r {
+            self.metrics.puts.fetch_add(1, Ordering::Relaxed);
+            self.metrics.bytes_written.fetch_add(p.size, Ordering::Relaxed);
+        }
+        self.count(r)
+    }
+    async fn get(&self, key: &ObjectKey) -> Result<ByteStream> {
+        let r = self.inner.get(key).await.map(|s| {
+            Box::pin(CountingStream { inner: s, metrics: self.metrics.clone() }) as ByteStream
+        });
+        self.count(r)
+    }
+    async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>> {
+        let r = self.inner.list(prefix).await;
+        self.count(r)
+    }
+    async fn delete(&self, key: &ObjectKey) -> Result<()> {
+        let r = self.inner.delete(key).await;
+        if r.is_ok() {
+            self.metrics.deletes.fetch_add(1, Ordering::Relaxed);
+        }
+        self.count(r)
+    }
+}
+
+impl fmt::Display for SinkMetrics {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "puts={} written={}B read={}B deletes={} errors={}",
+            self.puts.load(Ordering::Relaxed),
+            self.bytes_written.load(Ordering::Relaxed),
+            self.bytes_read.load(Ordering::Relaxed),
+            self.deletes.load(Ordering::Relaxed),
+            self.errors.load(Ordering::Relaxed)
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::{Error, ErrorKind};
+    use crate::sink::{MemorySink, SinkExt};
+    use std::sync::atomic::AtomicU32;
+
+    #[derive(Debug, Default)]
+    struct Flaky {
+        inner: MemorySink,
+        list_failures_left: AtomicU32,
+    }
+
+    #[async_trait]
+    impl Sink for Flaky {
+        fn describe(&self) -> String {
+            "flaky".into()
+        }
+        async fn preflight(&self) -> Result<()> {
+            Ok(())
+        }
+        async fn put(&self, key: &ObjectKey, stream: ByteStream) -> Result<PutResult> {
+            self.inner.put(key, stream).await
+        }
+        async fn get(&self, key: &ObjectKey) -> Result<ByteStream> {
+            self.inner.get(key).await
+        }
+        async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>> {
+            if self.list_failures_left.load(Ordering::SeqCst) > 0 {
+                self.list_failures_left.fetch_sub(1, Ordering::SeqCst);
+                return Err(Error::new(ErrorKind::Unavailable, "503 slow down"));
+            }
+            self.inner.list(prefix).await
+        }
+        async fn delete(&self, key: &ObjectKey) -> Result<()> {
+            self.inner.delete(key).await
+        }
+    }
+
+    #[tokio::test]
+    async fn retry_recovers_from_transient_errors_but_gives_up_eventually() {
+        let flaky = Flaky::default();
+        flaky.list_failures_left.store(2, Ordering::SeqCst);
+        let s = RetrySink::new(flaky).with_policy(3, Duration::from_millis(1));
+        assert!(s.list("").await.is_ok());
+        s.inner.list_failures_left.store(5, Ordering::SeqCst);
+        let err = s.list("").await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Unavailable);
+        assert_eq!(s.inner.list_failures_left.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn metrics_count_bytes_both_ways() {
+        let s = MetricsSink::new(MemorySink::new());
+        let k = ObjectKey::new("a/b").unwrap();
+        s.put_bytes(&k, Bytes::from_static(b"12345")).await.unwrap();
+        assert_eq!(s.get_bytes(&k).await.unwrap(), b"12345");
+        assert!(s.get(&ObjectKey::new("missing").unwrap()).await.is_err());
+        let m = s.metrics();
+        assert_eq!(m.bytes_written.load(Ordering::Relaxed), 5);
+        assert_eq!(m.bytes_read.load(Ordering::Relaxed), 5);
+        assert_eq!(m.errors.load(Ordering::Relaxed), 1);
+    }
+}
