@@ -26,7 +26,7 @@ pub use key::ObjectKey;
 pub use manifest::{ArtifactRecord, Manifest, RunId, RunStatus, RunSummary};
 pub use observer::{Event, NoopObserver, Observer, TracingObserver};
 pub use restore::{ExistingDataPolicy, RestoreOptions, RestoreReport, Restorer};
-pub use retention::{KeepCount, KeepReason, KeepRules, RetentionPlan, RetentionPolicy};
+pub use retention::{AnyOf, KeepCount, KeepReason, KeepRules, RetentionPlan, RetentionPolicy};
 pub use sink::{MemorySink, ObjectMeta, Sink, SinkCapabilities, SinkExt};
 pub use source::{ArtifactPlan, Export, ExportContext, Facts, PreflightReport, Source};
 pub use stream::ByteStream;

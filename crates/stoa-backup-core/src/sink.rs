@@ -147,8 +147,10 @@ impl<S: Sink + ?Sized> SinkExt for S {}
 /// state in-process. Puts are atomic (the object appears only once the stream ends well).
 #[derive(Debug, Default, Clone)]
 pub struct MemorySink {
-    objects: Arc<RwLock<BTreeMap<ObjectKey, (Bytes, DateTime<Utc>)>>>,
+    objects: Arc<RwLock<MemoryObjects>>,
 }
+
+type MemoryObjects = BTreeMap<ObjectKey, (Bytes, DateTime<Utc>)>;
 
 impl MemorySink {
     /// An empty in-memory sink.

@@ -41,7 +41,7 @@ impl VerifyContext<'_> {
     /// size, so a verifier reading plain bytes also checks storage integrity.
     pub async fn open_plain(&self) -> Result<ByteStream> {
         let stored = self.open_stored().await?;
-        let checked = check_digest(stored, &self.artifact.stored_sha256, self.artifact.stored_size, &self.artifact.key.to_string());
+        let checked = check_digest(stored, &self.artifact.stored_sha256, self.artifact.stored_size, self.artifact.key.as_str());
         decode_chain(checked, &self.artifact.codecs, self.keyring).await
     }
 }
