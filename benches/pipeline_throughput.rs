@@ -47,7 +47,10 @@ impl Source for GeneratedSource {
         Ok(PreflightReport::default())
     }
     async fn discover(&self) -> Result<Vec<ArtifactPlan>> {
-        Ok(vec![ArtifactPlan::new("data.bin", "application/octet-stream")])
+        Ok(vec![ArtifactPlan::new(
+            "data.bin",
+            "application/octet-stream",
+        )])
     }
     async fn export(&self, _a: &ArtifactPlan, _c: &ExportContext) -> Result<Export> {
         let mut remaining = self.size;
@@ -132,7 +135,10 @@ fn memory_report(rt: &tokio::runtime::Runtime) {
 }
 
 fn bench(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     memory_report(&rt);
     let size = GIB / scale();
     let mut group = c.benchmark_group("pipeline");

@@ -28,11 +28,20 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let source = CommandSource::new(
         "postgres",
         "database.dump",
-        CommandSpec::new("pg_dump").args(["--format=custom", "--compress=0", "--no-owner", "--no-privileges", "--dbname", &url]),
+        CommandSpec::new("pg_dump").args([
+            "--format=custom",
+            "--compress=0",
+            "--no-owner",
+            "--no-privileges",
+            "--dbname",
+            &url,
+        ]),
     )
     .content_type("application/x-postgres-custom-dump");
     // The seed keeps daily dumps for 30 days.
-    let retention = KeepRules::new().keep_daily(KeepCount::Last(30)).keep_within(Duration::days(30));
+    let retention = KeepRules::new()
+        .keep_daily(KeepCount::Last(30))
+        .keep_within(Duration::days(30));
 
     let pipeline = Pipeline::builder()
         .source(Arc::new(source))
@@ -56,6 +65,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!("\nretention plan:\n{plan}");
     }
     let catalog = Catalog::new(sink);
-    println!("catalog of {dir}:\n{}", format_runs_table(&catalog.list_runs(&RunFilter::default()).await?));
+    println!(
+        "catalog of {dir}:\n{}",
+        format_runs_table(&catalog.list_runs(&RunFilter::default()).await?)
+    );
     Ok(())
 }

@@ -34,7 +34,9 @@ fn generated_text(seed: u64, len: usize) -> Vec<u8> {
 /// Every visible file under `dir`, relative, sorted.
 fn visible_files(dir: &std::path::Path) -> Vec<String> {
     fn walk(base: &std::path::Path, dir: &std::path::Path, out: &mut Vec<String>) {
-        let Ok(rd) = std::fs::read_dir(dir) else { return };
+        let Ok(rd) = std::fs::read_dir(dir) else {
+            return;
+        };
         for e in rd.flatten() {
             let p = e.path();
             if p.is_dir() {
@@ -57,7 +59,11 @@ async fn multi_artifact_run_round_trips_through_zstd_and_age_into_local_sink() {
     std::fs::create_dir_all(data_dir.join("nested/deeper")).unwrap();
     let big = generated_text(7, 3_000_000);
     std::fs::write(data_dir.join("big.txt"), &big).unwrap();
-    std::fs::write(data_dir.join("nested/a.json"), br#"{"tenant":"acme","caf\xc3\xa9":true}"#).unwrap();
+    std::fs::write(
+        data_dir.join("nested/a.json"),
+        br#"{"tenant":"acme","caf\xc3\xa9":true}"#,
+    )
+    .unwrap();
     std::fs::write(data_dir.join("nested/deeper/empty"), b"").unwrap();
     let single = generated_text(11, 1_234_567);
     std::fs::write(tmp.path().join("single.bin"), &single).unwrap();
@@ -66,7 +72,11 @@ async fn multi_artifact_run_round_trips_through_zstd_and_age_into_local_sink() {
     let sink = local_sink(tmp.path());
     let pipeline = Pipeline::builder()
         .source(Arc::new(FileSource::new("files", &data_dir, "tree.tar")))
-        .source(Arc::new(FileSource::new("single", tmp.path().join("single.bin"), "single.bin")))
+        .source(Arc::new(FileSource::new(
+            "single",
+            tmp.path().join("single.bin"),
+            "single.bin",
+        )))
         .source(Arc::new(CommandSource::new(
             "cmd",
             "numbers.txt",
@@ -82,47 +92,83 @@ async fn multi_artifact_run_round_trips_through_zstd_and_age_into_local_sink() {
     let report = pipeline.run().await.unwrap().into_result().unwrap();
     assert_eq!(report.manifest.artifacts.len(), 3);
     for a in &report.manifest.artifacts {
-        assert_eq!(a.codecs.iter().map(|c| c.name()).collect::<Vec<_>>(), ["zstd", "age"]);
+        assert_eq!(
+            a.codecs.iter().map(|c| c.name()).collect::<Vec<_>>(),
+            ["zstd", "age"]
+        );
         assert!(a.is_verified(), "{a:?}");
         assert_ne!(a.plain_sha256, a.stored_sha256);
     }
 
     // Stored bytes hold no plaintext.
-    let stored = std::fs::read(tmp.path().join("backups").join(
-        report.manifest.artifacts.iter().find(|a| a.component == "single").unwrap().key.as_str(),
-    ))
+    let stored = std::fs::read(
+        tmp.path().join("backups").join(
+            report
+                .manifest
+                .artifacts
+                .iter()
+                .find(|a| a.component == "single")
+                .unwrap()
+                .key
+                .as_str(),
+        ),
+    )
     .unwrap();
     assert!(!stored.windows(64).any(|w| w == &single[..64]));
 
     // Catalog sees one complete run with the label.
     let catalog = Catalog::new(sink.clone());
-    let runs = catalog.list_runs(&RunFilter::default().label("env", "test")).await.unwrap();
+    let runs = catalog
+        .list_runs(&RunFilter::default().label("env", "test"))
+        .await
+        .unwrap();
     assert_eq!(runs.len(), 1);
     assert_eq!(runs[0].run_id, report.run_id);
-    let manifest = catalog.latest_verified("files").await.unwrap().expect("verified run");
+    let manifest = catalog
+        .latest_verified("files")
+        .await
+        .unwrap()
+        .expect("verified run");
     assert_eq!(manifest.run_id, report.run_id);
 
     // Restore each artifact and compare byte for byte.
     use stoa_backup::core::codec::age::ExposeSecret as _;
-    let keyring = Keyring::new().with_identity(secret.expose_secret()).unwrap();
+    let keyring = Keyring::new()
+        .with_identity(secret.expose_secret())
+        .unwrap();
     let restore_dir = tmp.path().join("restored");
     for a in &manifest.artifacts {
         let target = restore_dir.join(&a.component);
         std::fs::create_dir_all(&restore_dir).unwrap();
         let restorer = FileRestorer::new(a.component.clone(), &target);
-        restore_artifact(sink.as_ref(), a, &keyring, &restorer, &RestoreOptions::default())
-            .await
-            .unwrap();
+        restore_artifact(
+            sink.as_ref(),
+            a,
+            &keyring,
+            &restorer,
+            &RestoreOptions::default(),
+        )
+        .await
+        .unwrap();
     }
-    assert_eq!(std::fs::read(restore_dir.join("files/big.txt")).unwrap(), big);
+    assert_eq!(
+        std::fs::read(restore_dir.join("files/big.txt")).unwrap(),
+        big
+    );
     assert_eq!(
         std::fs::read(restore_dir.join("files/nested/a.json")).unwrap(),
         br#"{"tenant":"acme","caf\xc3\xa9":true}"#
     );
-    assert_eq!(std::fs::read(restore_dir.join("files/nested/deeper/empty")).unwrap(), b"");
+    assert_eq!(
+        std::fs::read(restore_dir.join("files/nested/deeper/empty")).unwrap(),
+        b""
+    );
     assert_eq!(std::fs::read(restore_dir.join("single")).unwrap(), single);
     let expected: String = (1..=200000).map(|i| format!("{i}\n")).collect();
-    assert_eq!(std::fs::read_to_string(restore_dir.join("cmd")).unwrap(), expected);
+    assert_eq!(
+        std::fs::read_to_string(restore_dir.join("cmd")).unwrap(),
+        expected
+    );
 
     // Without the key, restore refuses clearly.
     let a = &manifest.artifacts[0];
@@ -143,7 +189,11 @@ async fn flipped_byte_makes_the_verifier_fail_naming_the_artifact() {
     let tmp = tempfile::tempdir().unwrap();
     let sink = local_sink(tmp.path());
     let pipeline = Pipeline::builder()
-        .source(Arc::new(CommandSource::new("cmd", "out.txt", CommandSpec::new("seq").args(["1", "50000"]))))
+        .source(Arc::new(CommandSource::new(
+            "cmd",
+            "out.txt",
+            CommandSpec::new("seq").args(["1", "50000"]),
+        )))
         .sink(sink.clone())
         .compression(ZstdCodec::default())
         .verifier(Arc::new(ChecksumVerifier::new()))
@@ -168,7 +218,11 @@ async fn flipped_byte_makes_the_verifier_fail_naming_the_artifact() {
         let (key, record) = &v.results[0];
         assert_eq!(key, &artifact.key);
         assert!(!record.ok);
-        assert!(record.detail.contains(artifact.key.as_str()), "{}", record.detail);
+        assert!(
+            record.detail.contains(artifact.key.as_str()),
+            "{}",
+            record.detail
+        );
     }
     // The failed re-verification demotes the run: it is no longer the latest verified.
     assert!(catalog.latest_verified("cmd").await.unwrap().is_none());
@@ -191,7 +245,11 @@ async fn failing_command_produces_no_complete_run_and_leaves_previous_run_untouc
     let tmp = tempfile::tempdir().unwrap();
     let sink = local_sink(tmp.path());
     let good = Pipeline::builder()
-        .source(Arc::new(CommandSource::new("db", "dump.txt", CommandSpec::new("seq").args(["1", "1000"]))))
+        .source(Arc::new(CommandSource::new(
+            "db",
+            "dump.txt",
+            CommandSpec::new("seq").args(["1", "1000"]),
+        )))
         .sink(sink.clone())
         .build()
         .unwrap();
@@ -202,9 +260,16 @@ async fn failing_command_produces_no_complete_run_and_leaves_previous_run_untouc
         .source(Arc::new(CommandSource::new(
             "db",
             "dump.txt",
-            CommandSpec::new("sh").args(["-c", "seq 1 100000; echo 'connection to server lost' >&2; exit 3"]),
+            CommandSpec::new("sh").args([
+                "-c",
+                "seq 1 100000; echo 'connection to server lost' >&2; exit 3",
+            ]),
         )))
-        .source(Arc::new(CommandSource::new("other", "ok.txt", CommandSpec::new("echo").arg("fine"))))
+        .source(Arc::new(CommandSource::new(
+            "other",
+            "ok.txt",
+            CommandSpec::new("echo").arg("fine"),
+        )))
         .sink(sink.clone())
         .build()
         .unwrap();
@@ -212,8 +277,16 @@ async fn failing_command_produces_no_complete_run_and_leaves_previous_run_untouc
     assert_eq!(second.status, RunStatus::Partial);
     let failure = &second.manifest.failures[0];
     assert_eq!(failure.component, "db");
-    assert!(failure.error.contains("exited with code 3"), "{}", failure.error);
-    assert!(failure.error.contains("connection to server lost"), "{}", failure.error);
+    assert!(
+        failure.error.contains("exited with code 3"),
+        "{}",
+        failure.error
+    );
+    assert!(
+        failure.error.contains("connection to server lost"),
+        "{}",
+        failure.error
+    );
     let err = second.clone().into_result().unwrap_err();
     assert!(err.to_string().contains("partial"), "{err}");
 
@@ -237,7 +310,11 @@ async fn failing_command_produces_no_complete_run_and_leaves_previous_run_untouc
     let m = catalog.read_manifest(&first.run_id).await.unwrap();
     assert_eq!(m, first.manifest);
     let v = catalog
-        .verify_run(&first.run_id, &[Arc::new(ChecksumVerifier::deep())], &Keyring::new())
+        .verify_run(
+            &first.run_id,
+            &[Arc::new(ChecksumVerifier::deep())],
+            &Keyring::new(),
+        )
         .await
         .unwrap();
     assert!(v.ok);
@@ -255,7 +332,11 @@ async fn cancelling_mid_write_leaves_no_manifest_and_no_partial_artifact() {
     );
     let cancel = CancellationToken::new();
     let pipeline = Pipeline::builder()
-        .source(Arc::new(CommandSource::new("slow", "big.bin", CommandSpec::new("sh").args(["-c", &script]))))
+        .source(Arc::new(CommandSource::new(
+            "slow",
+            "big.bin",
+            CommandSpec::new("sh").args(["-c", &script]),
+        )))
         .sink(sink.clone())
         .cancel(cancel.clone())
         .build()
@@ -274,12 +355,20 @@ async fn cancelling_mid_write_leaves_no_manifest_and_no_partial_artifact() {
     assert_eq!(err.kind(), ErrorKind::Cancelled);
 
     // No manifest, no visible artifact, no leftover temp file.
-    assert!(visible_files(&backups).is_empty(), "{:?}", visible_files(&backups));
+    assert!(
+        visible_files(&backups).is_empty(),
+        "{:?}",
+        visible_files(&backups)
+    );
     let catalog = Catalog::new(sink.clone());
     assert!(catalog.list_all().await.unwrap().is_empty());
 
     // The child was killed.
-    let pid: i32 = std::fs::read_to_string(&marker).unwrap().trim().parse().unwrap();
+    let pid: i32 = std::fs::read_to_string(&marker)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
     let mut gone = false;
     for _ in 0..100 {
         let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
@@ -294,9 +383,17 @@ async fn cancelling_mid_write_leaves_no_manifest_and_no_partial_artifact() {
 
 fn visible_or_hidden_bytes(dir: &std::path::Path) -> u64 {
     fn walk(dir: &std::path::Path) -> u64 {
-        let Ok(rd) = std::fs::read_dir(dir) else { return 0 };
+        let Ok(rd) = std::fs::read_dir(dir) else {
+            return 0;
+        };
         rd.flatten()
-            .map(|e| if e.path().is_dir() { walk(&e.path()) } else { e.metadata().map(|m| m.len()).unwrap_or(0) })
+            .map(|e| {
+                if e.path().is_dir() {
+                    walk(&e.path())
+                } else {
+                    e.metadata().map(|m| m.len()).unwrap_or(0)
+                }
+            })
             .sum()
     }
     walk(dir)
@@ -310,7 +407,10 @@ async fn dropping_the_run_future_mid_write_also_leaves_nothing() {
         .source(Arc::new(CommandSource::new(
             "slow",
             "big.bin",
-            CommandSpec::new("sh").args(["-c", "while true; do head -c 65536 /dev/zero; sleep 0.01; done"]),
+            CommandSpec::new("sh").args([
+                "-c",
+                "while true; do head -c 65536 /dev/zero; sleep 0.01; done",
+            ]),
         )))
         .sink(sink.clone())
         .build()
@@ -325,8 +425,14 @@ async fn secrets_are_refused_without_encryption_unless_explicitly_allowed() {
     let tmp = tempfile::tempdir().unwrap();
     std::fs::write(tmp.path().join("secret.txt"), b"password=hunter2").unwrap();
     let sink = local_sink(tmp.path());
-    let source = Arc::new(FileSource::new("vault", tmp.path().join("secret.txt"), "kv.json").sensitive(true));
-    let refused = Pipeline::builder().source(source.clone()).sink(sink.clone()).build().unwrap();
+    let source = Arc::new(
+        FileSource::new("vault", tmp.path().join("secret.txt"), "kv.json").sensitive(true),
+    );
+    let refused = Pipeline::builder()
+        .source(source.clone())
+        .sink(sink.clone())
+        .build()
+        .unwrap();
     let report = refused.run().await.unwrap();
     assert_eq!(report.status, RunStatus::Failed);
     assert!(report.manifest.failures[0].error.contains("encryption"));
@@ -354,12 +460,18 @@ async fn artifact_names_that_escape_are_refused_per_artifact() {
     let tmp = tempfile::tempdir().unwrap();
     let sink = local_sink(tmp.path());
     let pipeline = Pipeline::builder()
-        .source(Arc::new(CommandSource::new("evil", "../../escape.txt", CommandSpec::new("echo").arg("x"))))
+        .source(Arc::new(CommandSource::new(
+            "evil",
+            "../../escape.txt",
+            CommandSpec::new("echo").arg("x"),
+        )))
         .sink(sink)
         .build()
         .unwrap();
     let report = pipeline.run().await.unwrap();
     assert_eq!(report.status, RunStatus::Failed);
-    assert!(report.manifest.failures[0].error.contains("invalid storage key"));
+    assert!(report.manifest.failures[0]
+        .error
+        .contains("invalid storage key"));
     assert!(!tmp.path().join("escape.txt").exists());
 }

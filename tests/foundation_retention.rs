@@ -7,7 +7,9 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Duration, TimeZone, Utc};
-use stoa_backup::core::manifest::{ArtifactRecord, Manifest, RunId, RunStatus, MANIFEST_FORMAT_VERSION};
+use stoa_backup::core::manifest::{
+    ArtifactRecord, Manifest, RunId, RunStatus, MANIFEST_FORMAT_VERSION,
+};
 use stoa_backup::core::sink::{ObjectMeta, PutResult};
 use stoa_backup::core::{
     ByteStream, Catalog, Error, KeepCount, KeepRules, MemorySink, ObjectKey, Result, Sink, SinkExt,
@@ -55,10 +57,18 @@ fn run_id(t: DateTime<Utc>, n: u32) -> RunId {
     RunId::parse(format!("{}-{n:06x}", t.format("%Y%m%dT%H%M%SZ"))).unwrap()
 }
 
-async fn write_run(sink: &dyn Sink, t: DateTime<Utc>, n: u32, status: RunStatus, verified: bool) -> RunId {
+async fn write_run(
+    sink: &dyn Sink,
+    t: DateTime<Utc>,
+    n: u32,
+    status: RunStatus,
+    verified: bool,
+) -> RunId {
     let id = run_id(t, n);
     let key = ObjectKey::new(format!("{}/postgres/stoa.dump", id.prefix())).unwrap();
-    sink.put_bytes(&key, bytes::Bytes::from_static(b"dump")).await.unwrap();
+    sink.put_bytes(&key, bytes::Bytes::from_static(b"dump"))
+        .await
+        .unwrap();
     let artifact = ArtifactRecord {
         component: "postgres".into(),
         provider: "test".into(),
@@ -103,7 +113,9 @@ async fn write_run(sink: &dyn Sink, t: DateTime<Utc>, n: u32, status: RunStatus,
         RunStatus::Incomplete => return id,
         _ => id.report_key(),
     };
-    sink.put_bytes(&key, manifest.to_json().unwrap().into()).await.unwrap();
+    sink.put_bytes(&key, manifest.to_json().unwrap().into())
+        .await
+        .unwrap();
     id
 }
 
@@ -118,10 +130,22 @@ async fn two_year_daily_history_is_pruned_to_the_gfs_set_and_never_keeps_failed_
     let mut n = 0;
     while day <= now {
         n += 1;
-        complete.push((day, write_run(sink.as_ref(), day, n, RunStatus::Complete, true).await));
+        complete.push((
+            day,
+            write_run(sink.as_ref(), day, n, RunStatus::Complete, true).await,
+        ));
         if n % 7 == 3 {
             // A later failed run the same day must not take the day's slot.
-            failed.push(write_run(sink.as_ref(), day + Duration::hours(1), n, RunStatus::Failed, false).await);
+            failed.push(
+                write_run(
+                    sink.as_ref(),
+                    day + Duration::hours(1),
+                    n,
+                    RunStatus::Failed,
+                    false,
+                )
+                .await,
+            );
         }
         day += Duration::days(1);
     }
@@ -174,11 +198,19 @@ async fn two_year_daily_history_is_pruned_to_the_gfs_set_and_never_keeps_failed_
         assert!(!positions.is_empty());
         let first = &deleted[positions[0]];
         if complete.iter().any(|(_, c)| c == id) {
-            assert!(first.ends_with("/manifest.json"), "{id}: first deletion was {first}");
+            assert!(
+                first.ends_with("/manifest.json"),
+                "{id}: first deletion was {first}"
+            );
         }
     }
-    let left: std::collections::BTreeSet<RunId> =
-        catalog.list_all().await.unwrap().into_iter().map(|r| r.run_id).collect();
+    let left: std::collections::BTreeSet<RunId> = catalog
+        .list_all()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.run_id)
+        .collect();
     assert_eq!(left, kept);
 }
 
@@ -187,14 +219,27 @@ async fn retention_deletes_nothing_when_listing_fails() {
     let sink = Arc::new(RecordingSink::default());
     let now = at(2026, 6, 1, 12);
     for d in 0..10 {
-        write_run(sink.as_ref(), now - Duration::days(d + 1), d as u32, RunStatus::Complete, true).await;
+        write_run(
+            sink.as_ref(),
+            now - Duration::days(d + 1),
+            d as u32,
+            RunStatus::Complete,
+            true,
+        )
+        .await;
     }
     let catalog = Catalog::new(sink.clone());
-    let plan = catalog.plan_retention(&KeepRules::new().keep_last(2), now).await.unwrap();
+    let plan = catalog
+        .plan_retention(&KeepRules::new().keep_last(2), now)
+        .await
+        .unwrap();
     assert_eq!(plan.forgotten().count(), 8);
 
     sink.fail_list.store(true, Ordering::SeqCst);
-    assert!(catalog.plan_retention(&KeepRules::new().keep_last(2), now).await.is_err());
+    assert!(catalog
+        .plan_retention(&KeepRules::new().keep_last(2), now)
+        .await
+        .is_err());
     assert!(catalog.apply_retention(&plan).await.is_err());
     assert!(sink.deleted.lock().unwrap().is_empty());
 }
@@ -204,18 +249,51 @@ async fn newest_verified_run_survives_and_stale_incomplete_runs_are_removed() {
     let sink = Arc::new(MemorySink::new());
     let now = at(2026, 3, 10, 12);
     // Newest verified is 5 days old; newer complete runs are unverified.
-    let verified = write_run(sink.as_ref(), now - Duration::days(5), 1, RunStatus::Complete, true).await;
-    let unverified = write_run(sink.as_ref(), now - Duration::days(1), 2, RunStatus::Complete, false).await;
-    let stale = write_run(sink.as_ref(), now - Duration::days(3), 3, RunStatus::Incomplete, false).await;
-    let fresh = write_run(sink.as_ref(), now - Duration::hours(2), 4, RunStatus::Incomplete, false).await;
+    let verified = write_run(
+        sink.as_ref(),
+        now - Duration::days(5),
+        1,
+        RunStatus::Complete,
+        true,
+    )
+    .await;
+    let unverified = write_run(
+        sink.as_ref(),
+        now - Duration::days(1),
+        2,
+        RunStatus::Complete,
+        false,
+    )
+    .await;
+    let stale = write_run(
+        sink.as_ref(),
+        now - Duration::days(3),
+        3,
+        RunStatus::Incomplete,
+        false,
+    )
+    .await;
+    let fresh = write_run(
+        sink.as_ref(),
+        now - Duration::hours(2),
+        4,
+        RunStatus::Incomplete,
+        false,
+    )
+    .await;
 
     let catalog = Catalog::new(sink.clone());
-    let rules = KeepRules::new().keep_last(1).incomplete_grace(Duration::hours(24));
+    let rules = KeepRules::new()
+        .keep_last(1)
+        .incomplete_grace(Duration::hours(24));
     let plan = catalog.plan_retention(&rules, now).await.unwrap();
     let kept: Vec<RunId> = plan.kept().map(|d| d.run_id.clone()).collect();
     assert!(kept.contains(&verified), "newest verified must be kept");
     assert!(kept.contains(&unverified), "keep_last(1)");
-    assert!(kept.contains(&fresh), "incomplete within grace may still be running");
+    assert!(
+        kept.contains(&fresh),
+        "incomplete within grace may still be running"
+    );
     assert!(!kept.contains(&stale));
     catalog.apply_retention(&plan).await.unwrap();
     assert!(sink.list(&stale.prefix()).await.unwrap().is_empty());

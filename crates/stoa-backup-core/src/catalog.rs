@@ -32,7 +32,10 @@ pub struct RunFilter {
 impl RunFilter {
     /// Runs holding `component`.
     pub fn component(component: impl Into<String>) -> Self {
-        RunFilter { component: Some(component.into()), ..Default::default() }
+        RunFilter {
+            component: Some(component.into()),
+            ..Default::default()
+        }
     }
 
     /// Also requires a label.
@@ -43,8 +46,13 @@ impl RunFilter {
 
     /// Whether a run matches.
     pub fn matches(&self, run: &RunSummary) -> bool {
-        self.component.as_ref().is_none_or(|c| run.components.iter().any(|x| x == c))
-            && self.labels.iter().all(|(k, v)| run.labels.get(k) == Some(v))
+        self.component
+            .as_ref()
+            .is_none_or(|c| run.components.iter().any(|x| x == c))
+            && self
+                .labels
+                .iter()
+                .all(|(k, v)| run.labels.get(k) == Some(v))
     }
 }
 
@@ -88,13 +96,17 @@ impl Catalog {
     }
 
     async fn scan(&self) -> Result<BTreeMap<RunId, RunObjects>> {
-        let objects = self.sink.list(RUNS_PREFIX).await.map_err(|e| {
-            e.or_component("catalog").or_operation("list runs")
-        })?;
+        let objects = self
+            .sink
+            .list(RUNS_PREFIX)
+            .await
+            .map_err(|e| e.or_component("catalog").or_operation("list runs"))?;
         let mut runs: BTreeMap<RunId, RunObjects> = BTreeMap::new();
         for o in objects {
             let mut seg = o.key.segments();
-            let (Some(_runs), Some(id)) = (seg.next(), seg.next()) else { continue };
+            let (Some(_runs), Some(id)) = (seg.next(), seg.next()) else {
+                continue;
+            };
             let Ok(id) = RunId::parse(id) else { continue };
             let rest: Vec<&str> = seg.collect();
             let entry = runs.entry(id).or_default();
@@ -117,7 +129,11 @@ impl Catalog {
         for (id, objs) in runs {
             out.push(self.summarize(&id, &objs).await?);
         }
-        out.sort_by(|a, b| b.started_at.cmp(&a.started_at).then(b.run_id.cmp(&a.run_id)));
+        out.sort_by(|a, b| {
+            b.started_at
+                .cmp(&a.started_at)
+                .then(b.run_id.cmp(&a.run_id))
+        });
         Ok(out)
     }
 
@@ -128,15 +144,22 @@ impl Catalog {
                 self.read_manifest(id).await?
             } else {
                 let bytes = self.sink.get_bytes(&id.report_key()).await?;
-                Manifest::from_json(&bytes).map_err(|e| e.with_artifact(id.report_key().to_string()))?
+                Manifest::from_json(&bytes)
+                    .map_err(|e| e.with_artifact(id.report_key().to_string()))?
             };
-            let status = if objs.manifest { RunStatus::Complete } else { m.status };
+            let status = if objs.manifest {
+                RunStatus::Complete
+            } else {
+                m.status
+            };
             let mut verified = status == RunStatus::Complete && m.is_verified();
             if let Some(latest) = objs.verifications.iter().max() {
                 // A later verification supersedes what the run itself recorded.
                 let bytes = self.sink.get_bytes(latest).await?;
                 let v: RunVerification = serde_json::from_slice(&bytes).map_err(|e| {
-                    Error::integrity("unreadable verification record").with_artifact(latest.to_string()).with_source(e)
+                    Error::integrity("unreadable verification record")
+                        .with_artifact(latest.to_string())
+                        .with_source(e)
                 })?;
                 verified = status == RunStatus::Complete && v.ok;
             }
@@ -156,8 +179,11 @@ impl Catalog {
             .timestamp()
             .or_else(|| objs.objects.iter().filter_map(|o| o.last_modified).min())
             .unwrap_or_else(Utc::now);
-        let components: BTreeSet<String> =
-            objs.objects.iter().filter_map(|o| o.key.segments().nth(2).map(str::to_string)).collect();
+        let components: BTreeSet<String> = objs
+            .objects
+            .iter()
+            .filter_map(|o| o.key.segments().nth(2).map(str::to_string))
+            .collect();
         Ok(RunSummary {
             run_id: id.clone(),
             started_at,
@@ -182,7 +208,12 @@ impl Catalog {
 
     /// Runs that are not complete backups (failed, partial, or never finished), newest first.
     pub async fn incomplete_runs(&self) -> Result<Vec<RunSummary>> {
-        Ok(self.list_all().await?.into_iter().filter(|r| r.status != RunStatus::Complete).collect())
+        Ok(self
+            .list_all()
+            .await?
+            .into_iter()
+            .filter(|r| r.status != RunStatus::Complete)
+            .collect())
     }
 
     /// Reads the manifest of a complete run.
@@ -190,16 +221,20 @@ impl Catalog {
         let key = run.manifest_key();
         let bytes = self.sink.get_bytes(&key).await.map_err(|e| {
             if e.kind() == ErrorKind::NotFound {
-                Error::new(ErrorKind::NotFound, format!("run {run} has no manifest: it does not exist or is not complete"))
-                    .with_component("catalog")
-                    .with_operation("read manifest")
-                    .with_artifact(key.to_string())
-                    .with_hint("list complete runs with the catalog")
+                Error::new(
+                    ErrorKind::NotFound,
+                    format!("run {run} has no manifest: it does not exist or is not complete"),
+                )
+                .with_component("catalog")
+                .with_operation("read manifest")
+                .with_artifact(key.to_string())
+                .with_hint("list complete runs with the catalog")
             } else {
                 e
             }
         })?;
-        Manifest::from_json(&bytes).map_err(|e| e.with_component("catalog").with_artifact(key.to_string()))
+        Manifest::from_json(&bytes)
+            .map_err(|e| e.with_component("catalog").with_artifact(key.to_string()))
     }
 
     /// The newest complete, verified run holding `component`.
@@ -216,7 +251,9 @@ impl Catalog {
         let key = ObjectKey::new(format!("{}/{PIN_FILE}", run.prefix()))?;
         if pinned {
             self.read_manifest(run).await?;
-            self.sink.put_bytes(&key, bytes::Bytes::from_static(b"{\"pinned\":true}\n")).await?;
+            self.sink
+                .put_bytes(&key, bytes::Bytes::from_static(b"{\"pinned\":true}\n"))
+                .await?;
         } else {
             self.sink.delete(&key).await?;
         }
@@ -225,7 +262,11 @@ impl Catalog {
 
     /// Plans retention over every run in the sink. Fails (and plans nothing) if the listing
     /// fails.
-    pub async fn plan_retention(&self, policy: &dyn RetentionPolicy, now: DateTime<Utc>) -> Result<RetentionPlan> {
+    pub async fn plan_retention(
+        &self,
+        policy: &dyn RetentionPolicy,
+        now: DateTime<Utc>,
+    ) -> Result<RetentionPlan> {
         let runs = self.list_all().await?;
         Ok(policy.plan(&runs, now))
     }
@@ -239,23 +280,38 @@ impl Catalog {
         let newest_verified = all
             .iter()
             .filter(|r| r.status == RunStatus::Complete && r.verified)
-            .max_by(|a, b| a.started_at.cmp(&b.started_at).then(a.run_id.cmp(&b.run_id)))
+            .max_by(|a, b| {
+                a.started_at
+                    .cmp(&b.started_at)
+                    .then(a.run_id.cmp(&b.run_id))
+            })
             .map(|r| r.run_id.clone());
         let mut removed = Vec::new();
         for d in plan.forgotten() {
             if Some(&d.run_id) == newest_verified.as_ref() {
-                return Err(Error::internal(format!("retention plan forgets the newest verified run {}", d.run_id))
-                    .with_component("catalog")
-                    .with_operation("apply retention")
-                    .with_hint("this is a bug in the retention policy; nothing more was deleted"));
+                return Err(Error::internal(format!(
+                    "retention plan forgets the newest verified run {}",
+                    d.run_id
+                ))
+                .with_component("catalog")
+                .with_operation("apply retention")
+                .with_hint("this is a bug in the retention policy; nothing more was deleted"));
             }
-            let Some(objs) = runs.get(&d.run_id) else { continue };
+            let Some(objs) = runs.get(&d.run_id) else {
+                continue;
+            };
             if objs.manifest {
-                self.sink.delete(&d.run_id.manifest_key()).await.map_err(|e| e.or_operation("apply retention"))?;
+                self.sink
+                    .delete(&d.run_id.manifest_key())
+                    .await
+                    .map_err(|e| e.or_operation("apply retention"))?;
             }
             for o in &objs.objects {
                 if o.key != d.run_id.manifest_key() {
-                    self.sink.delete(&o.key).await.map_err(|e| e.or_operation("apply retention"))?;
+                    self.sink
+                        .delete(&o.key)
+                        .await
+                        .map_err(|e| e.or_operation("apply retention"))?;
                 }
             }
             removed.push(d.run_id.clone());
@@ -278,8 +334,15 @@ impl Catalog {
         let mut results = Vec::new();
         for artifact in &manifest.artifacts {
             for v in verifiers.iter().filter(|v| v.applies_to(artifact)) {
-                let ctx = VerifyContext { sink: self.sink.as_ref(), artifact, keyring };
-                let record = v.verify(&ctx).await.map_err(|e| e.or_operation("verify").or_artifact(artifact.key.to_string()))?;
+                let ctx = VerifyContext {
+                    sink: self.sink.as_ref(),
+                    artifact,
+                    keyring,
+                };
+                let record = v.verify(&ctx).await.map_err(|e| {
+                    e.or_operation("verify")
+                        .or_artifact(artifact.key.to_string())
+                })?;
                 results.push((artifact.key.clone(), record));
             }
         }
@@ -290,8 +353,13 @@ impl Catalog {
             at,
             results,
         };
-        let key = ObjectKey::new(format!("{}/{VERIFICATIONS_DIR}/{}.json", run.prefix(), at.format("%Y%m%dT%H%M%S%.6fZ")))?;
-        let body = serde_json::to_vec_pretty(&verification).map_err(|e| Error::internal("serialize verification").with_source(e))?;
+        let key = ObjectKey::new(format!(
+            "{}/{VERIFICATIONS_DIR}/{}.json",
+            run.prefix(),
+            at.format("%Y%m%dT%H%M%S%.6fZ")
+        ))?;
+        let body = serde_json::to_vec_pretty(&verification)
+            .map_err(|e| Error::internal("serialize verification").with_source(e))?;
         self.sink.put_bytes(&key, body.into()).await?;
         Ok(verification)
     }
@@ -300,7 +368,12 @@ impl Catalog {
 /// Formats runs as a plain-text table for terminals.
 pub fn format_runs_table(runs: &[RunSummary]) -> String {
     let mut out = String::new();
-    writeln!(out, "{:<26} {:<20} {:<10} {:<8} {:>12}  components", "run", "started (UTC)", "status", "verified", "bytes").ok();
+    writeln!(
+        out,
+        "{:<26} {:<20} {:<10} {:<8} {:>12}  components",
+        "run", "started (UTC)", "status", "verified", "bytes"
+    )
+    .ok();
     for r in runs {
         writeln!(
             out,

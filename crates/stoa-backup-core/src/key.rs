@@ -22,7 +22,9 @@ impl ObjectKey {
         validate(&key).map_err(|why| {
             Error::config(format!("invalid storage key {key:?}: {why}"))
                 .with_operation("validate key")
-                .with_hint("keys are relative paths like 'runs/<id>/<component>/<name>' without '..'")
+                .with_hint(
+                    "keys are relative paths like 'runs/<id>/<component>/<name>' without '..'",
+                )
         })?;
         Ok(ObjectKey(key))
     }

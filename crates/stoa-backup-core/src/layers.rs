@@ -32,7 +32,11 @@ pub struct RetrySink<S> {
 impl<S: Sink> RetrySink<S> {
     /// Wraps `inner`: 4 attempts, starting at 100 ms and doubling.
     pub fn new(inner: S) -> Self {
-        RetrySink { inner, attempts: 4, base_delay: Duration::from_millis(100) }
+        RetrySink {
+            inner,
+            attempts: 4,
+            base_delay: Duration::from_millis(100),
+        }
     }
 
     /// Sets the number of attempts (at least 1) and the first delay.
@@ -112,7 +116,10 @@ pub struct MetricsSink<S> {
 impl<S: Sink> MetricsSink<S> {
     /// Wraps `inner`.
     pub fn new(inner: S) -> Self {
-        MetricsSink { inner, metrics: Arc::default() }
+        MetricsSink {
+            inner,
+            metrics: Arc::default(),
+        }
     }
 
     /// The counters (shared; read them at any time).
@@ -138,7 +145,9 @@ impl Stream for CountingStream {
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let r = self.inner.as_mut().poll_next(cx);
         if let Poll::Ready(Some(Ok(b))) = &r {
-            self.metrics.bytes_read.fetch_add(b.len() as u64, Ordering::Relaxed);
+            self.metrics
+                .bytes_read
+                .fetch_add(b.len() as u64, Ordering::Relaxed);
         }
         r
     }
@@ -161,13 +170,18 @@ impl<S: Sink> Sink for MetricsSink<S> {
         let r = self.inner.put(key, stream).await;
         if let Ok(p) = &r {
             self.metrics.puts.fetch_add(1, Ordering::Relaxed);
-            self.metrics.bytes_written.fetch_add(p.size, Ordering::Relaxed);
+            self.metrics
+                .bytes_written
+                .fetch_add(p.size, Ordering::Relaxed);
         }
         self.count(r)
     }
     async fn get(&self, key: &ObjectKey) -> Result<ByteStream> {
         let r = self.inner.get(key).await.map(|s| {
-            Box::pin(CountingStream { inner: s, metrics: self.metrics.clone() }) as ByteStream
+            Box::pin(CountingStream {
+                inner: s,
+                metrics: self.metrics.clone(),
+            }) as ByteStream
         });
         self.count(r)
     }

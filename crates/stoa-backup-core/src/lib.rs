@@ -33,9 +33,9 @@ pub use stream::ByteStream;
 
 /// Version of this library, recorded in every manifest.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
-pub use process::CommandSpec;
-pub use sources::{CommandSource, FileRestorer, FileSource};
-pub use verify::{ChecksumVerifier, Verifier, VerifyContext};
 pub use catalog::{format_runs_table, Catalog, RunFilter};
 pub use pipeline::{Pipeline, PipelineBuilder, RunReport};
+pub use process::CommandSpec;
 pub use restore::restore_artifact;
+pub use sources::{CommandSource, FileRestorer, FileSource};
+pub use verify::{ChecksumVerifier, Verifier, VerifyContext};

@@ -45,8 +45,7 @@ impl RunId {
         let s = s.into();
         let ok = !s.is_empty()
             && s.len() <= 64
-            && s
-                .chars()
+            && s.chars()
                 .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
         if !ok {
             return Err(Error::config(format!("invalid run id {s:?}"))
@@ -75,7 +74,8 @@ impl RunId {
 
     /// `runs/<id>/manifest.json`.
     pub fn manifest_key(&self) -> ObjectKey {
-        ObjectKey::new(format!("{}/{MANIFEST_FILE}", self.prefix())).expect("run ids are valid keys")
+        ObjectKey::new(format!("{}/{MANIFEST_FILE}", self.prefix()))
+            .expect("run ids are valid keys")
     }
 
     /// `runs/<id>/report.json`.
@@ -348,7 +348,10 @@ mod tests {
         let a = RunId::generate("2026-01-01T00:00:00Z".parse().unwrap());
         let b = RunId::generate("2026-01-01T00:00:01Z".parse().unwrap());
         assert!(a < b);
-        assert_eq!(a.timestamp().unwrap().to_rfc3339(), "2026-01-01T00:00:00+00:00");
+        assert_eq!(
+            a.timestamp().unwrap().to_rfc3339(),
+            "2026-01-01T00:00:00+00:00"
+        );
         assert!(RunId::parse("../x").is_err());
         assert_eq!(a.manifest_key().as_str(), format!("runs/{a}/manifest.json"));
     }

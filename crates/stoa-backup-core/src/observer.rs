@@ -100,8 +100,17 @@ impl Observer for TracingObserver {
     fn on_event(&self, event: &Event<'_>) {
         match event {
             Event::BytesWritten { .. } => {}
-            Event::ArtifactFailed { component, name, error } => {
-                tracing::warn!(component, artifact = name.unwrap_or("-"), error, "artifact failed")
+            Event::ArtifactFailed {
+                component,
+                name,
+                error,
+            } => {
+                tracing::warn!(
+                    component,
+                    artifact = name.unwrap_or("-"),
+                    error,
+                    "artifact failed"
+                )
             }
             other => tracing::info!(event = ?other, "backup progress"),
         }

@@ -18,7 +18,9 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::catalog::Catalog;
-use crate::codec::{hash::hashing_with_progress, AgeCodec, AgeEncryption, Codec, Keyring, ZstdCodec};
+use crate::codec::{
+    hash::hashing_with_progress, AgeCodec, AgeEncryption, Codec, Keyring, ZstdCodec,
+};
 use crate::error::{Error, ErrorKind, Result};
 use crate::key::ObjectKey;
 use crate::manifest::{
@@ -174,8 +176,10 @@ impl PipelineBuilder {
                 return Err(Error::config(format!("component name '{c}' contains '/'")));
             }
             if !seen.insert(c.to_string()) {
-                return Err(Error::config(format!("two sources share the component name '{c}'"))
-                    .with_hint("give each source a distinct component name"));
+                return Err(
+                    Error::config(format!("two sources share the component name '{c}'"))
+                        .with_hint("give each source a distinct component name"),
+                );
             }
         }
         let concurrency = self.concurrency.unwrap_or(2);
@@ -281,12 +285,26 @@ impl RunReport {
             .failures
             .iter()
             .map(|f| {
-                format!("{}/{} ({}): {}", f.component, f.name.as_deref().unwrap_or("*"), f.operation, f.error)
+                format!(
+                    "{}/{} ({}): {}",
+                    f.component,
+                    f.name.as_deref().unwrap_or("*"),
+                    f.operation,
+                    f.error
+                )
             })
             .collect();
-        Err(Error::new(ErrorKind::Source, format!("run {} is {}: {}", self.run_id, self.status, failures.join("; ")))
-            .with_operation("backup run")
-            .with_hint("fix the failures listed; the previous complete run is untouched"))
+        Err(Error::new(
+            ErrorKind::Source,
+            format!(
+                "run {} is {}: {}",
+                self.run_id,
+                self.status,
+                failures.join("; ")
+            ),
+        )
+        .with_operation("backup run")
+        .with_hint("fix the failures listed; the previous complete run is untouched"))
     }
 }
 
@@ -313,7 +331,8 @@ impl Pipeline {
     pub async fn run(&self) -> Result<RunReport> {
         let started_at = Utc::now();
         let run_id = RunId::generate(started_at);
-        let span = tracing::info_span!("backup_run", run_id = %run_id, sink = %self.sink.describe());
+        let span =
+            tracing::info_span!("backup_run", run_id = %run_id, sink = %self.sink.describe());
         let cancel = self.cancel.clone();
         let fut = self.run_inner(run_id.clone(), started_at).instrument(span);
         tokio::select! {
@@ -327,16 +346,26 @@ impl Pipeline {
         }
     }
 
-    async fn run_inner(&self, run_id: RunId, started_at: chrono::DateTime<Utc>) -> Result<RunReport> {
-        self.observer.on_event(&Event::RunStarted { run_id: &run_id, sources: self.sources.len() });
-        self.sink
-            .preflight()
-            .await
-            .map_err(|e| e.or_operation("sink preflight").or_component(format!("storage ({})", self.sink.describe())))?;
+    async fn run_inner(
+        &self,
+        run_id: RunId,
+        started_at: chrono::DateTime<Utc>,
+    ) -> Result<RunReport> {
+        self.observer.on_event(&Event::RunStarted {
+            run_id: &run_id,
+            sources: self.sources.len(),
+        });
+        self.sink.preflight().await.map_err(|e| {
+            e.or_operation("sink preflight")
+                .or_component(format!("storage ({})", self.sink.describe()))
+        })?;
 
         let mut failures = Vec::new();
         let jobs = self.plan_jobs(&run_id, &mut failures).await;
-        let ctx = ExportContext { cancel: self.cancel.child_token(), run_id: run_id.clone() };
+        let ctx = ExportContext {
+            cancel: self.cancel.child_token(),
+            run_id: run_id.clone(),
+        };
 
         let results: Vec<(Job, Result<ArtifactRecord>)> = futures::stream::iter(jobs)
             .map(|job| {
@@ -394,7 +423,9 @@ impl Pipeline {
             started_at,
             finished_at: Utc::now(),
             library_version: crate::VERSION.to_string(),
-            host: hostname::get().map(|h| h.to_string_lossy().into_owned()).unwrap_or_default(),
+            host: hostname::get()
+                .map(|h| h.to_string_lossy().into_owned())
+                .unwrap_or_default(),
             labels: self.labels.clone(),
             artifacts,
             failures,
@@ -406,7 +437,10 @@ impl Pipeline {
             self.sink
                 .put_bytes(&run_id.manifest_key(), body)
                 .await
-                .map_err(|e| e.or_operation("write manifest").or_artifact(run_id.manifest_key().to_string()))?;
+                .map_err(|e| {
+                    e.or_operation("write manifest")
+                        .or_artifact(run_id.manifest_key().to_string())
+                })?;
         } else if let Err(e) = self.sink.put_bytes(&run_id.report_key(), body).await {
             // Without a report the run still reads as incomplete, which is just as safe.
             tracing::warn!(error = %e, "could not write the failure report");
@@ -423,7 +457,10 @@ impl Pipeline {
         if status == RunStatus::Complete {
             self.run_retention(&mut report).await;
         }
-        self.observer.on_event(&Event::RunDone { run_id: &run_id, status });
+        self.observer.on_event(&Event::RunDone {
+            run_id: &run_id,
+            status,
+        });
         Ok(report)
     }
 
@@ -432,7 +469,9 @@ impl Pipeline {
         for source in &self.sources {
             let component = source.component().to_string();
             let mut fail = |operation: &str, e: Error, name: Option<String>| {
-                let e = e.or_component(component.clone()).or_operation(operation.to_string());
+                let e = e
+                    .or_component(component.clone())
+                    .or_operation(operation.to_string());
                 self.observer.on_event(&Event::ArtifactFailed {
                     component: &component,
                     name: name.as_deref(),
@@ -469,7 +508,11 @@ impl Pipeline {
                     continue;
                 }
                 match ObjectKey::new(format!("{}/{}/{}", run_id.prefix(), component, plan.name)) {
-                    Ok(key) => jobs.push(Job { source: source.clone(), plan, key }),
+                    Ok(key) => jobs.push(Job {
+                        source: source.clone(),
+                        plan,
+                        key,
+                    }),
                     Err(e) => {
                         let name = plan.name.clone();
                         fail("export", e, Some(name));
@@ -482,7 +525,8 @@ impl Pipeline {
 
     async fn store_artifact(&self, job: &Job, ctx: &ExportContext) -> Result<ArtifactRecord> {
         let component = job.source.component();
-        let span = tracing::info_span!("artifact", component, artifact = %job.plan.name, key = %job.key);
+        let span =
+            tracing::info_span!("artifact", component, artifact = %job.plan.name, key = %job.key);
         let mut attempt = 0;
         loop {
             attempt += 1;
@@ -495,7 +539,8 @@ impl Pipeline {
                 }
                 other => {
                     return other.map_err(|e| {
-                        e.or_component(component.to_string()).or_artifact(job.key.to_string())
+                        e.or_component(component.to_string())
+                            .or_artifact(job.key.to_string())
                     })
                 }
             }
@@ -506,7 +551,8 @@ impl Pipeline {
         let component = job.source.component();
         let name = job.plan.name.as_str();
         let t0 = Instant::now();
-        self.observer.on_event(&Event::ArtifactStarted { component, name });
+        self.observer
+            .on_event(&Event::ArtifactStarted { component, name });
         let export = job
             .source
             .export(&job.plan, ctx)
@@ -516,7 +562,11 @@ impl Pipeline {
         let observer = self.observer.clone();
         let (c, n) = (component.to_string(), name.to_string());
         let progress: crate::codec::hash::ProgressFn = Arc::new(move |bytes| {
-            observer.on_event(&Event::BytesWritten { component: &c, name: &n, plain_bytes: bytes });
+            observer.on_event(&Event::BytesWritten {
+                component: &c,
+                name: &n,
+                plain_bytes: bytes,
+            });
         });
         let (mut stream, plain_digest) = hashing_with_progress(export.stream, Some(progress));
         let skip_compression = job.plan.text && self.sink.capabilities().prefers_plain_text;
@@ -530,7 +580,10 @@ impl Pipeline {
             steps.push(step);
         }
         let (stream, stored_digest) = crate::codec::hashing(stream);
-        self.sink.put(&job.key, stream).await.map_err(|e| e.or_operation("put"))?;
+        self.sink
+            .put(&job.key, stream)
+            .await
+            .map_err(|e| e.or_operation("put"))?;
 
         let mut facts = job.plan.facts.clone();
         if let Some(finish) = export.finish {
@@ -573,12 +626,19 @@ impl Pipeline {
         })
     }
 
-    async fn verify_artifact(&self, record: &mut ArtifactRecord) -> std::result::Result<(), ArtifactFailure> {
+    async fn verify_artifact(
+        &self,
+        record: &mut ArtifactRecord,
+    ) -> std::result::Result<(), ArtifactFailure> {
         for verifier in &self.verifiers {
             if !verifier.applies_to(record) {
                 continue;
             }
-            let ctx = VerifyContext { sink: self.sink.as_ref(), artifact: record, keyring: &self.keyring };
+            let ctx = VerifyContext {
+                sink: self.sink.as_ref(),
+                artifact: record,
+                keyring: &self.keyring,
+            };
             let outcome = verifier.verify(&ctx).await;
             let failure = |error: String| ArtifactFailure {
                 component: record.component.clone(),
@@ -588,17 +648,26 @@ impl Pipeline {
             };
             match outcome {
                 Ok(v) => {
-                    self.observer.on_event(&Event::Verified { component: &record.component, name: &record.name, record: &v });
+                    self.observer.on_event(&Event::Verified {
+                        component: &record.component,
+                        name: &record.name,
+                        record: &v,
+                    });
                     let ok = v.ok;
                     let detail = v.detail.clone();
                     record.verification.push(v);
                     if !ok {
-                        return Err(failure(format!("verifier '{}' failed: {detail}", verifier.name())));
+                        return Err(failure(format!(
+                            "verifier '{}' failed: {detail}",
+                            verifier.name()
+                        )));
                     }
                 }
                 Err(e) => {
                     return Err(failure(
-                        e.or_operation("verify").or_artifact(record.key.to_string()).to_string(),
+                        e.or_operation("verify")
+                            .or_artifact(record.key.to_string())
+                            .to_string(),
                     ))
                 }
             }
@@ -607,7 +676,9 @@ impl Pipeline {
     }
 
     async fn run_retention(&self, report: &mut RunReport) {
-        let Some(policy) = &self.retention else { return };
+        let Some(policy) = &self.retention else {
+            return;
+        };
         let catalog = Catalog::new(self.sink.clone());
         let plan = match catalog.plan_retention(policy.as_ref(), Utc::now()).await {
             Ok(p) => p,
@@ -616,7 +687,8 @@ impl Pipeline {
                 return;
             }
         };
-        self.observer.on_event(&Event::RetentionPlanned { plan: &plan });
+        self.observer
+            .on_event(&Event::RetentionPlanned { plan: &plan });
         if self.apply_retention {
             match catalog.apply_retention(&plan).await {
                 Ok(removed) => report.removed_runs = removed,

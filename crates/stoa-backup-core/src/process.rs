@@ -57,7 +57,14 @@ impl fmt::Debug for CommandSpec {
         f.debug_struct("CommandSpec")
             .field("program", &self.program)
             .field("args", &self.args)
-            .field("env", &self.env.iter().map(|(k, _)| format!("{k}=<redacted>")).collect::<Vec<_>>())
+            .field(
+                "env",
+                &self
+                    .env
+                    .iter()
+                    .map(|(k, _)| format!("{k}=<redacted>"))
+                    .collect::<Vec<_>>(),
+            )
             .field("env_remove", &self.env_remove)
             .field("current_dir", &self.current_dir)
             .finish()
@@ -149,7 +156,11 @@ pub fn spawn_stdout_stream(
     let mut cmd = spec.to_command();
     cmd.stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .kill_on_drop(true);
     let mut child = cmd.spawn().map_err(|e| spawn_error(e, spec, component))?;
     let stdout = child.stdout.take().expect("stdout is piped");
@@ -171,7 +182,10 @@ pub fn spawn_stdout_stream(
         command: spec.display(),
         component: component.to_string(),
     };
-    Ok(ProcessStream { stream: Box::pin(stream), outcome: rx })
+    Ok(ProcessStream {
+        stream: Box::pin(stream),
+        outcome: rx,
+    })
 }
 
 /// Runs `spec` to completion, feeding `stdin` and discarding stdout, and checks its exit
@@ -211,10 +225,16 @@ fn spawn_error(e: std::io::Error, spec: &CommandSpec, component: &str) -> Error 
     let (kind, hint) = if e.kind() == std::io::ErrorKind::NotFound {
         (
             ErrorKind::Config,
-            format!("install '{}' or put it on PATH (or configure its full path)", spec.program),
+            format!(
+                "install '{}' or put it on PATH (or configure its full path)",
+                spec.program
+            ),
         )
     } else {
-        (ErrorKind::Source, "check the program is executable".to_string())
+        (
+            ErrorKind::Source,
+            "check the program is executable".to_string(),
+        )
     };
     Error::new(kind, format!("cannot start '{}': {e}", spec.program))
         .with_component(component.to_string())
@@ -295,7 +315,9 @@ impl ChildStream {
                 None => String::new(),
             };
             let stdin_result = match stdin_task {
-                Some(t) => t.await.unwrap_or_else(|e| Err(Error::internal(format!("stdin task: {e}")))),
+                Some(t) => t
+                    .await
+                    .unwrap_or_else(|e| Err(Error::internal(format!("stdin task: {e}")))),
                 None => Ok(()),
             };
             let outcome = ProcessOutcome {
@@ -321,10 +343,15 @@ pub fn exit_error(outcome: &ProcessOutcome, command: &str, component: &str) -> E
     } else {
         outcome.stderr_tail.clone()
     };
-    Error::new(ErrorKind::Source, format!("'{command}' {how}; stderr: {tail}"))
-        .with_component(component.to_string())
-        .with_operation("run")
-        .with_hint("read the stderr above; fix the cause and re-run (nothing of this artifact was kept)")
+    Error::new(
+        ErrorKind::Source,
+        format!("'{command}' {how}; stderr: {tail}"),
+    )
+    .with_component(component.to_string())
+    .with_operation("run")
+    .with_hint(
+        "read the stderr above; fix the cause and re-run (nothing of this artifact was kept)",
+    )
 }
 
 /// "exited with code 3" / "was killed by signal 9".
@@ -350,13 +377,17 @@ impl Stream for ChildStream {
             match &mut self.state {
                 State::Reading => match Pin::new(&mut self.stdout).poll_next(cx) {
                     Poll::Ready(Some(Ok(chunk))) => {
-                        self.counted.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+                        self.counted
+                            .fetch_add(chunk.len() as u64, Ordering::Relaxed);
                         return Poll::Ready(Some(Ok(chunk)));
                     }
                     Poll::Ready(Some(Err(e))) => {
                         self.state = State::Done;
-                        let err = Error::from_io(e, format!("reading stdout of '{}' failed", self.command))
-                            .with_component(self.component.clone());
+                        let err = Error::from_io(
+                            e,
+                            format!("reading stdout of '{}' failed", self.command),
+                        )
+                        .with_component(self.component.clone());
                         return Poll::Ready(Some(Err(err)));
                     }
                     Poll::Ready(None) => {
@@ -412,7 +443,8 @@ mod tests {
 
     #[tokio::test]
     async fn non_zero_exit_fails_with_stderr_tail() {
-        let spec = CommandSpec::new("sh").args(["-c", "printf partial; echo 'disk on fire' >&2; exit 3"]);
+        let spec =
+            CommandSpec::new("sh").args(["-c", "printf partial; echo 'disk on fire' >&2; exit 3"]);
         let ps = spawn_stdout_stream(&spec, "test", None).unwrap();
         let err = collect(ps.stream).await.unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Source);
@@ -440,9 +472,14 @@ mod tests {
     #[tokio::test]
     async fn stdin_is_fed() {
         let spec = CommandSpec::new("sh").args(["-c", "wc -c"]);
-        let (o, out) = run_collect(&spec, "test", Some(crate::stream::once(vec![b'x'; 100_000])), 64)
-            .await
-            .unwrap();
+        let (o, out) = run_collect(
+            &spec,
+            "test",
+            Some(crate::stream::once(vec![b'x'; 100_000])),
+            64,
+        )
+        .await
+        .unwrap();
         assert!(o.status.success());
         assert_eq!(String::from_utf8(out).unwrap().trim(), "100000");
     }

@@ -160,7 +160,10 @@ impl MemorySink {
 
     /// Replaces the bytes of an object in place (tests use this to simulate corruption).
     pub async fn overwrite_raw(&self, key: &ObjectKey, bytes: Bytes) {
-        self.objects.write().await.insert(key.clone(), (bytes, Utc::now()));
+        self.objects
+            .write()
+            .await
+            .insert(key.clone(), (bytes, Utc::now()));
     }
 }
 

@@ -91,7 +91,10 @@ pub struct Export {
 impl Export {
     /// An export with no after-the-fact facts.
     pub fn new(stream: ByteStream) -> Self {
-        Export { stream, finish: None }
+        Export {
+            stream,
+            finish: None,
+        }
     }
 
     /// An export whose `finish` future yields extra facts (and can still fail it).
@@ -99,13 +102,18 @@ impl Export {
         stream: ByteStream,
         finish: impl std::future::Future<Output = Result<Facts>> + Send + 'static,
     ) -> Self {
-        Export { stream, finish: Some(Box::pin(finish)) }
+        Export {
+            stream,
+            finish: Some(Box::pin(finish)),
+        }
     }
 }
 
 impl fmt::Debug for Export {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Export").field("finish", &self.finish.is_some()).finish_non_exhaustive()
+        f.debug_struct("Export")
+            .field("finish", &self.finish.is_some())
+            .finish_non_exhaustive()
     }
 }
 

@@ -41,7 +41,12 @@ impl VerifyContext<'_> {
     /// size, so a verifier reading plain bytes also checks storage integrity.
     pub async fn open_plain(&self) -> Result<ByteStream> {
         let stored = self.open_stored().await?;
-        let checked = check_digest(stored, &self.artifact.stored_sha256, self.artifact.stored_size, self.artifact.key.as_str());
+        let checked = check_digest(
+            stored,
+            &self.artifact.stored_sha256,
+            self.artifact.stored_size,
+            self.artifact.key.as_str(),
+        );
         decode_chain(checked, &self.artifact.codecs, self.keyring).await
     }
 }
@@ -102,7 +107,9 @@ impl Verifier for ChecksumVerifier {
             match decode_chain(stored, &a.codecs, ctx.keyring).await {
                 Ok(plain) => {
                     let (plain, plain_digest) = hashing(plain);
-                    drain(plain).await.map(|_| (stored_digest.get(), plain_digest.get()))
+                    drain(plain)
+                        .await
+                        .map(|_| (stored_digest.get(), plain_digest.get()))
                 }
                 Err(e) => Err(e),
             }
@@ -123,7 +130,8 @@ impl Verifier for ChecksumVerifier {
             }
             Err(e) => return Err(e.or_operation("verify").or_artifact(a.key.as_str())),
         };
-        let stored = stored.ok_or_else(|| Error::internal("stored digest missing after full read"))?;
+        let stored =
+            stored.ok_or_else(|| Error::internal("stored digest missing after full read"))?;
         if stored.size != a.stored_size || stored.sha256 != a.stored_sha256 {
             return Ok(record(
                 false,
@@ -146,7 +154,12 @@ impl Verifier for ChecksumVerifier {
         }
         Ok(record(
             true,
-            format!("{} bytes, sha256 {}{}", stored.size, stored.sha256, if self.deep { ", plain bytes match" } else { "" }),
+            format!(
+                "{} bytes, sha256 {}{}",
+                stored.size,
+                stored.sha256,
+                if self.deep { ", plain bytes match" } else { "" }
+            ),
         ))
     }
 }

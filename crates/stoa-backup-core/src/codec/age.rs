@@ -10,7 +10,9 @@ use bytes::Bytes;
 use futures::{AsyncWriteExt, Stream, StreamExt};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
-use tokio_util::compat::{FuturesAsyncReadCompatExt, TokioAsyncReadCompatExt, TokioAsyncWriteCompatExt};
+use tokio_util::compat::{
+    FuturesAsyncReadCompatExt, TokioAsyncReadCompatExt, TokioAsyncWriteCompatExt,
+};
 use tokio_util::sync::PollSender;
 
 use super::Codec;
@@ -85,7 +87,10 @@ impl fmt::Debug for Keyring {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Keyring")
             .field("identities", &self.identities.len())
-            .field("passphrase", &self.passphrase.as_ref().map(|_| "<redacted>"))
+            .field(
+                "passphrase",
+                &self.passphrase.as_ref().map(|_| "<redacted>"),
+            )
             .finish()
     }
 }
@@ -162,10 +167,10 @@ impl AgeCodec {
 
     fn encryptor(&self) -> Result<age::Encryptor> {
         match &self.encryption {
-            AgeEncryption::Recipients(r) => {
-                age::Encryptor::with_recipients(r.iter().map(|r| r as &dyn age::Recipient))
-                    .map_err(|e| Error::config(format!("cannot encrypt: {e}")).with_component(COMPONENT))
-            }
+            AgeEncryption::Recipients(r) => age::Encryptor::with_recipients(
+                r.iter().map(|r| r as &dyn age::Recipient),
+            )
+            .map_err(|e| Error::config(format!("cannot encrypt: {e}")).with_component(COMPONENT)),
             AgeEncryption::Passphrase(p) => Ok(age::Encryptor::with_user_passphrase(p.clone())),
         }
     }
@@ -178,7 +183,10 @@ impl Codec for AgeCodec {
                 recipients: r.iter().map(|r| r.to_string()).collect(),
                 passphrase: false,
             },
-            AgeEncryption::Passphrase(_) => CodecStep::Age { recipients: vec![], passphrase: true },
+            AgeEncryption::Passphrase(_) => CodecStep::Age {
+                recipients: vec![],
+                passphrase: true,
+            },
         }
     }
 
@@ -191,8 +199,15 @@ impl Codec for AgeCodec {
     }
 }
 
-async fn encrypt_task(encryptor: age::Encryptor, mut input: ByteStream, tx: mpsc::Sender<Result<Bytes>>) {
-    let sink = ChannelWriter { tx: PollSender::new(tx.clone()) }.compat_write();
+async fn encrypt_task(
+    encryptor: age::Encryptor,
+    mut input: ByteStream,
+    tx: mpsc::Sender<Result<Bytes>>,
+) {
+    let sink = ChannelWriter {
+        tx: PollSender::new(tx.clone()),
+    }
+    .compat_write();
     let result: Result<()> = async {
         let mut writer = encryptor
             .wrap_async_output(sink)
@@ -264,14 +279,21 @@ impl tokio::io::AsyncWrite for ChannelWriter {
 }
 
 /// Undoes age encryption with the keyring's identities.
-pub(crate) async fn decode(input: ByteStream, step: &CodecStep, keyring: &Keyring) -> Result<ByteStream> {
+pub(crate) async fn decode(
+    input: ByteStream,
+    step: &CodecStep,
+    keyring: &Keyring,
+) -> Result<ByteStream> {
     let reader = into_reader(input).compat();
     let decryptor = age::Decryptor::new_async_buffered(futures::io::BufReader::new(reader))
         .await
         .map_err(|e| map_decrypt_error(e, "read the age header"))?;
     let reader = if decryptor.is_scrypt() {
         let Some(p) = &keyring.passphrase else {
-            return Err(missing_key(step, "this artifact is passphrase-encrypted; supply the passphrase"));
+            return Err(missing_key(
+                step,
+                "this artifact is passphrase-encrypted; supply the passphrase",
+            ));
         };
         let id = age::scrypt::Identity::new(p.clone());
         decryptor
@@ -279,13 +301,20 @@ pub(crate) async fn decode(input: ByteStream, step: &CodecStep, keyring: &Keyrin
             .map_err(|e| map_decrypt_error(e, "decrypt"))?
     } else {
         if keyring.identities.is_empty() {
-            return Err(missing_key(step, "supply an age identity (AGE-SECRET-KEY-1…) matching a recipient"));
+            return Err(missing_key(
+                step,
+                "supply an age identity (AGE-SECRET-KEY-1…) matching a recipient",
+            ));
         }
         decryptor
             .decrypt_async(keyring.identities.iter().map(|i| i as &dyn age::Identity))
             .map_err(|e| map_decrypt_error(e, "decrypt"))?
     };
-    Ok(super::decoded_stream(reader.compat(), "age", ErrorKind::Integrity))
+    Ok(super::decoded_stream(
+        reader.compat(),
+        "age",
+        ErrorKind::Integrity,
+    ))
 }
 
 fn missing_key(step: &CodecStep, hint: &str) -> Error {
@@ -293,10 +322,13 @@ fn missing_key(step: &CodecStep, hint: &str) -> Error {
         CodecStep::Age { recipients, .. } if !recipients.is_empty() => recipients.join(", "),
         _ => "passphrase".to_string(),
     };
-    Error::new(ErrorKind::Unauthenticated, format!("no key to decrypt (encrypted to: {recipients})"))
-        .with_component(COMPONENT)
-        .with_operation("decrypt")
-        .with_hint(hint.to_string())
+    Error::new(
+        ErrorKind::Unauthenticated,
+        format!("no key to decrypt (encrypted to: {recipients})"),
+    )
+    .with_component(COMPONENT)
+    .with_operation("decrypt")
+    .with_hint(hint.to_string())
 }
 
 fn map_decrypt_error(e: age::DecryptError, what: &str) -> Error {
@@ -310,7 +342,9 @@ fn map_decrypt_error(e: age::DecryptError, what: &str) -> Error {
         .with_component(COMPONENT)
         .with_operation("decrypt")
         .with_hint(match kind {
-            ErrorKind::Unauthenticated => "check the identity or passphrase matches the one used for the backup",
+            ErrorKind::Unauthenticated => {
+                "check the identity or passphrase matches the one used for the backup"
+            }
             _ => "the artifact is corrupt or truncated: restore from another run",
         })
 }

@@ -121,8 +121,10 @@ mod tests {
 
     #[tokio::test]
     async fn digest_matches_one_shot_hash() {
-        let chunks: Vec<Result<Bytes>> =
-            vec![Ok(Bytes::from_static(b"hello ")), Ok(Bytes::from_static(b"world"))];
+        let chunks: Vec<Result<Bytes>> = vec![
+            Ok(Bytes::from_static(b"hello ")),
+            Ok(Bytes::from_static(b"world")),
+        ];
         let (s, d) = hashing(Box::pin(futures::stream::iter(chunks)));
         assert!(d.get().is_none());
         let _all: Vec<_> = s.collect().await;

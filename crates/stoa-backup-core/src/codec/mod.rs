@@ -72,18 +72,27 @@ mod tests {
     use crate::stream::{collect, once};
 
     fn sample() -> Vec<u8> {
-        (0..300_000u32).flat_map(|i| (i % 251).to_le_bytes()).collect()
+        (0..300_000u32)
+            .flat_map(|i| (i % 251).to_le_bytes())
+            .collect()
     }
 
     #[tokio::test]
     async fn zstd_round_trip() {
         let data = sample();
-        let enc = ZstdCodec::new(3).unwrap().encode(once(data.clone())).unwrap();
+        let enc = ZstdCodec::new(3)
+            .unwrap()
+            .encode(once(data.clone()))
+            .unwrap();
         let stored = collect(enc).await.unwrap();
         assert!(stored.len() < data.len() / 4);
-        let dec = decode_chain(once(stored), &[CodecStep::Zstd { level: 3 }], &Keyring::new())
-            .await
-            .unwrap();
+        let dec = decode_chain(
+            once(stored),
+            &[CodecStep::Zstd { level: 3 }],
+            &Keyring::new(),
+        )
+        .await
+        .unwrap();
         assert_eq!(collect(dec).await.unwrap(), data);
     }
 
@@ -101,7 +110,9 @@ mod tests {
             .unwrap();
         use ::age::secrecy::ExposeSecret;
         let keyring = Keyring::new().with_identity(sk1.expose_secret()).unwrap();
-        let plain = decode_chain(once(stored.clone()), &steps, &keyring).await.unwrap();
+        let plain = decode_chain(once(stored.clone()), &steps, &keyring)
+            .await
+            .unwrap();
         assert_eq!(collect(plain).await.unwrap(), data);
 
         // A stranger's key cannot decrypt, and says so.
@@ -119,13 +130,19 @@ mod tests {
         let enc = AgeEncryption::passphrase("correct horse battery staple").unwrap();
         let a = AgeCodec::new(enc.clone());
         let data = sample();
-        let stored = collect(a.encode(once(data.clone())).unwrap()).await.unwrap();
+        let stored = collect(a.encode(once(data.clone())).unwrap())
+            .await
+            .unwrap();
         let keyring = Keyring::for_encryption(&enc);
-        let plain = decode_chain(once(stored.clone()), &[a.step()], &keyring).await.unwrap();
+        let plain = decode_chain(once(stored.clone()), &[a.step()], &keyring)
+            .await
+            .unwrap();
         assert_eq!(collect(plain).await.unwrap(), data);
 
         let truncated = stored[..stored.len() - 100].to_vec();
-        let plain = decode_chain(once(truncated), &[a.step()], &keyring).await.unwrap();
+        let plain = decode_chain(once(truncated), &[a.step()], &keyring)
+            .await
+            .unwrap();
         let err = collect(plain).await.unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Integrity, "{err}");
     }

@@ -40,7 +40,10 @@ impl Codec for ZstdCodec {
 
     fn encode(&self, input: ByteStream) -> Result<ByteStream> {
         let reader = BufReader::with_capacity(crate::stream::CHUNK_SIZE, into_reader(input));
-        Ok(from_reader(ZstdEncoder::with_quality(reader, Level::Precise(self.level))))
+        Ok(from_reader(ZstdEncoder::with_quality(
+            reader,
+            Level::Precise(self.level),
+        )))
     }
 }
 

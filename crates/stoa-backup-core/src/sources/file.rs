@@ -26,8 +26,17 @@ pub struct FileSource {
 
 impl FileSource {
     /// A source for `component` reading `path`, stored as artifact `name`.
-    pub fn new(component: impl Into<String>, path: impl Into<PathBuf>, name: impl Into<String>) -> Self {
-        FileSource { component: component.into(), path: path.into(), name: name.into(), sensitive: false }
+    pub fn new(
+        component: impl Into<String>,
+        path: impl Into<PathBuf>,
+        name: impl Into<String>,
+    ) -> Self {
+        FileSource {
+            component: component.into(),
+            path: path.into(),
+            name: name.into(),
+            sensitive: false,
+        }
     }
 
     /// Marks the content as holding secrets.
@@ -55,13 +64,21 @@ impl Source for FileSource {
     }
 
     async fn preflight(&self) -> Result<PreflightReport> {
-        tokio::fs::metadata(&self.path).await.map_err(|e| self.err(e, "preflight"))?;
+        tokio::fs::metadata(&self.path)
+            .await
+            .map_err(|e| self.err(e, "preflight"))?;
         Ok(PreflightReport::default())
     }
 
     async fn discover(&self) -> Result<Vec<ArtifactPlan>> {
-        let meta = tokio::fs::metadata(&self.path).await.map_err(|e| self.err(e, "discover"))?;
-        let content_type = if meta.is_dir() { TAR } else { "application/octet-stream" };
+        let meta = tokio::fs::metadata(&self.path)
+            .await
+            .map_err(|e| self.err(e, "discover"))?;
+        let content_type = if meta.is_dir() {
+            TAR
+        } else {
+            "application/octet-stream"
+        };
         Ok(vec![ArtifactPlan::new(self.name.clone(), content_type)
             .sensitive(self.sensitive)
             .fact("path", self.path.display().to_string())])
@@ -69,9 +86,14 @@ impl Source for FileSource {
 
     async fn export(&self, artifact: &ArtifactPlan, _ctx: &ExportContext) -> Result<Export> {
         if artifact.content_type == TAR {
-            return Ok(Export::new(tar_stream(self.path.clone(), self.component.clone())));
+            return Ok(Export::new(tar_stream(
+                self.path.clone(),
+                self.component.clone(),
+            )));
         }
-        let file = tokio::fs::File::open(&self.path).await.map_err(|e| self.err(e, "export"))?;
+        let file = tokio::fs::File::open(&self.path)
+            .await
+            .map_err(|e| self.err(e, "export"))?;
         Ok(Export::new(from_reader(file)))
     }
 }
@@ -87,7 +109,10 @@ impl ChannelWriter {
         if self.buf.is_empty() {
             return Ok(());
         }
-        let chunk = Bytes::from(std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK_SIZE)));
+        let chunk = Bytes::from(std::mem::replace(
+            &mut self.buf,
+            Vec::with_capacity(CHUNK_SIZE),
+        ));
         self.tx
             .blocking_send(Ok(chunk))
             .map_err(|_| std::io::Error::from(std::io::ErrorKind::BrokenPipe))
@@ -111,7 +136,10 @@ fn tar_stream(root: PathBuf, component: String) -> ByteStream {
     let (tx, rx) = mpsc::channel(4);
     let err_tx = tx.clone();
     tokio::task::spawn_blocking(move || {
-        let writer = ChannelWriter { tx, buf: Vec::with_capacity(CHUNK_SIZE) };
+        let writer = ChannelWriter {
+            tx,
+            buf: Vec::with_capacity(CHUNK_SIZE),
+        };
         let mut builder = tar::Builder::new(writer);
         builder.follow_symlinks(false);
         let result = append_sorted(&mut builder, &root, Path::new(""))
@@ -129,11 +157,17 @@ fn tar_stream(root: PathBuf, component: String) -> ByteStream {
     Box::pin(tokio_stream_from(rx))
 }
 
-fn tokio_stream_from(mut rx: mpsc::Receiver<Result<Bytes>>) -> impl futures::Stream<Item = Result<Bytes>> {
+fn tokio_stream_from(
+    mut rx: mpsc::Receiver<Result<Bytes>>,
+) -> impl futures::Stream<Item = Result<Bytes>> {
     futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
 }
 
-fn append_sorted<W: std::io::Write>(b: &mut tar::Builder<W>, root: &Path, rel: &Path) -> std::io::Result<()> {
+fn append_sorted<W: std::io::Write>(
+    b: &mut tar::Builder<W>,
+    root: &Path,
+    rel: &Path,
+) -> std::io::Result<()> {
     let dir = root.join(rel);
     let mut entries: Vec<_> = std::fs::read_dir(&dir)?.collect::<std::io::Result<_>>()?;
     entries.sort_by_key(|e| e.file_name());
@@ -161,7 +195,10 @@ pub struct FileRestorer {
 impl FileRestorer {
     /// Restores `component` artifacts to `target` (a file path, or a directory for tars).
     pub fn new(component: impl Into<String>, target: impl Into<PathBuf>) -> Self {
-        FileRestorer { component: component.into(), target: target.into() }
+        FileRestorer {
+            component: component.into(),
+            target: target.into(),
+        }
     }
 }
 
@@ -171,7 +208,12 @@ impl Restorer for FileRestorer {
         &self.component
     }
 
-    async fn restore(&self, artifact: &ArtifactRecord, plain: ByteStream, options: &RestoreOptions) -> Result<RestoreReport> {
+    async fn restore(
+        &self,
+        artifact: &ArtifactRecord,
+        plain: ByteStream,
+        options: &RestoreOptions,
+    ) -> Result<RestoreReport> {
         let exists = tokio::fs::try_exists(&self.target).await.unwrap_or(false);
         let non_empty_dir = exists
             && match tokio::fs::read_dir(&self.target).await {
@@ -181,19 +223,29 @@ impl Restorer for FileRestorer {
         if (non_empty_dir || (exists && artifact.content_type != TAR))
             && options.existing == ExistingDataPolicy::Fail
         {
-            return Err(Error::new(ErrorKind::Conflict, format!("{} already exists", self.target.display()))
-                .with_component(self.component.clone())
-                .with_operation("restore")
-                .with_artifact(artifact.key.to_string())
-                .with_hint("restore into an empty location, or choose the overwrite policy"));
+            return Err(Error::new(
+                ErrorKind::Conflict,
+                format!("{} already exists", self.target.display()),
+            )
+            .with_component(self.component.clone())
+            .with_operation("restore")
+            .with_artifact(artifact.key.to_string())
+            .with_hint("restore into an empty location, or choose the overwrite policy"));
         }
-        let mut report = RestoreReport { dry_run: options.dry_run, ..Default::default() };
+        let mut report = RestoreReport {
+            dry_run: options.dry_run,
+            ..Default::default()
+        };
         if options.dry_run {
-            report.notes.push(format!("would write {}", self.target.display()));
+            report
+                .notes
+                .push(format!("would write {}", self.target.display()));
             return Ok(report);
         }
         if artifact.content_type == TAR {
-            tokio::fs::create_dir_all(&self.target).await.map_err(|e| Error::from_io(e, "cannot create target"))?;
+            tokio::fs::create_dir_all(&self.target)
+                .await
+                .map_err(|e| Error::from_io(e, "cannot create target"))?;
             let reader = tokio_util::io::SyncIoBridge::new(into_reader(plain));
             let target = self.target.clone();
             let count = tokio::task::spawn_blocking(move || -> std::io::Result<u64> {
@@ -209,19 +261,31 @@ impl Restorer for FileRestorer {
             })
             .await
             .map_err(|e| Error::internal(format!("unpack task: {e}")))?
-            .map_err(|e| Error::from(e).or_component(self.component.clone()).or_operation("restore"))?;
+            .map_err(|e| {
+                Error::from(e)
+                    .or_component(self.component.clone())
+                    .or_operation("restore")
+            })?;
             report.created = count;
         } else {
             let mut reader = into_reader(plain);
             let tmp = self.target.with_extension("stoa-restore-tmp");
-            let mut f = tokio::fs::File::create(&tmp).await.map_err(|e| Error::from_io(e, "cannot create target"))?;
+            let mut f = tokio::fs::File::create(&tmp)
+                .await
+                .map_err(|e| Error::from_io(e, "cannot create target"))?;
             let copied = tokio::io::copy(&mut reader, &mut f).await;
             if let Err(e) = copied {
                 tokio::fs::remove_file(&tmp).await.ok();
-                return Err(Error::from(e).or_component(self.component.clone()).or_operation("restore"));
+                return Err(Error::from(e)
+                    .or_component(self.component.clone())
+                    .or_operation("restore"));
             }
-            f.sync_all().await.map_err(|e| Error::from_io(e, "fsync failed"))?;
-            tokio::fs::rename(&tmp, &self.target).await.map_err(|e| Error::from_io(e, "rename failed"))?;
+            f.sync_all()
+                .await
+                .map_err(|e| Error::from_io(e, "fsync failed"))?;
+            tokio::fs::rename(&tmp, &self.target)
+                .await
+                .map_err(|e| Error::from_io(e, "rename failed"))?;
             report.created = 1;
         }
         Ok(report)
