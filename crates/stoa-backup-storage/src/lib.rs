@@ -9,3 +9,9 @@ pub mod local;
 
 #[cfg(feature = "local")]
 pub use local::LocalSink;
+
+#[cfg(feature = "s3")]
+pub mod s3;
+
+#[cfg(feature = "git")]
+pub mod git;

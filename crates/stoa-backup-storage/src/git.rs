@@ -1,0 +1,1 @@
+//! Git sink (work in progress: see the module once it lands).

@@ -1,0 +1,1 @@
+//! S3-compatible object storage sink (work in progress: see the module once it lands).
