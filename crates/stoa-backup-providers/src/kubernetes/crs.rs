@@ -1,0 +1,778 @@
+//! The custom resources source: CRDs and objects of the configured API groups as YAML.
+
+use async_trait::async_trait;
+use kube::api::{Api, DynamicObject, ListParams};
+use kube::core::{ApiResource, GroupVersionKind};
+use kube::discovery::{Discovery, Scope};
+use kube::Client;
+use serde_json::Value;
+use stoa_backup_core::error::{Error, ErrorKind, Result};
+use stoa_backup_core::source::{
+    ArtifactPlan, Export, ExportContext, Facts, PreflightReport, Source,
+};
+use stoa_backup_core::stream;
+
+use super::strip::{strip_object, StripRules};
+use super::{api_code, kube_error, to_yaml, to_yaml_documents, KubeClient, YAML_CONTENT_TYPE};
+
+/// How objects are laid out in artifacts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Layout {
+    /// One multi-document YAML per kind (`gostoa.dev/tools.yaml`), objects sorted by
+    /// namespace/name; all CRDs in `crds.yaml`. The default.
+    #[default]
+    PerKind,
+    /// One file per object (`gostoa.dev/tools/<namespace>/<name>.yaml`, cluster-scoped
+    /// objects under `_cluster/`) and per CRD (`crds/<name>.yaml`): a changed object
+    /// changes one file, which suits the Git sink.
+    PerObject,
+}
+
+/// Directory used for cluster-scoped objects in [`Layout::PerObject`] (a namespace name
+/// cannot contain `_`, so it never collides).
+pub(crate) const CLUSTER_DIR: &str = "_cluster";
+
+/// The API resource of CustomResourceDefinitions.
+pub(crate) fn crd_resource() -> ApiResource {
+    ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("apiextensions.k8s.io", "v1", "CustomResourceDefinition"),
+        "customresourcedefinitions",
+    )
+}
+
+/// Builds a [`CustomResourcesSource`]; the configuration is checked by
+/// [`CustomResourcesSourceBuilder::build`] before anything connects.
+#[derive(Debug, Clone)]
+pub struct CustomResourcesSourceBuilder {
+    client: KubeClient,
+    component: String,
+    groups: Vec<String>,
+    groups_set: bool,
+    kinds: Vec<String>,
+    namespaces: Vec<String>,
+    label_selector: Option<String>,
+    page_size: u32,
+    layout: Layout,
+    include_crds: bool,
+    secrets: bool,
+    strip: StripRules,
+}
+
+impl CustomResourcesSourceBuilder {
+    /// The component name (default `crds`).
+    pub fn component(mut self, component: impl Into<String>) -> Self {
+        self.component = component.into();
+        self
+    }
+
+    /// Backs up this API group; the first call replaces the default `gostoa.dev`.
+    pub fn group(mut self, group: impl Into<String>) -> Self {
+        if !self.groups_set {
+            self.groups.clear();
+            self.groups_set = true;
+        }
+        self.groups.push(group.into());
+        self
+    }
+
+    /// Only these kinds (`Tool`, or the plural `tools`); default: every kind of the groups.
+    pub fn kinds<I: IntoIterator<Item = S>, S: Into<String>>(mut self, kinds: I) -> Self {
+        self.kinds = kinds.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Only objects in these namespaces (default: all namespaces). Cluster-scoped kinds are
+    /// not affected.
+    pub fn namespaces<I: IntoIterator<Item = S>, S: Into<String>>(mut self, namespaces: I) -> Self {
+        self.namespaces = namespaces.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Only objects matching this label selector (`app.kubernetes.io/part-of=stoa`).
+    pub fn label_selector(mut self, selector: impl Into<String>) -> Self {
+        self.label_selector = Some(selector.into());
+        self
+    }
+
+    /// Objects per list request (default 500; kube never follows `continue` by itself,
+    /// the source does).
+    pub fn page_size(mut self, n: u32) -> Self {
+        self.page_size = n;
+        self
+    }
+
+    /// How objects are laid out in artifacts (default [`Layout::PerKind`]).
+    pub fn layout(mut self, layout: Layout) -> Self {
+        self.layout = layout;
+        self
+    }
+
+    /// Whether the CustomResourceDefinitions of the groups are backed up too (default on).
+    pub fn include_crds(mut self, yes: bool) -> Self {
+        self.include_crds = yes;
+        self
+    }
+
+    /// Also backs up the Secrets the resources reference (default off), in one artifact
+    /// `secrets.yaml` marked sensitive (so the pipeline encrypts it). References are
+    /// `secretRef: <name>`, `secretRef: {name, namespace?}`, `secretKeyRef: {name}` and
+    /// `secretName: <name>` anywhere under `spec`; the Secret is looked up in the
+    /// object's namespace unless the reference names one. Missing Secrets are listed in
+    /// the artifact's `missing_secrets` fact, not fatal.
+    pub fn referenced_secrets(mut self, yes: bool) -> Self {
+        self.secrets = yes;
+        self
+    }
+
+    /// Which annotations, labels and finalizers are dropped (default
+    /// [`StripRules::default`]: last-applied and kopf marks).
+    pub fn strip(mut self, rules: StripRules) -> Self {
+        self.strip = rules;
+        self
+    }
+
+    /// Checks the configuration and builds the source.
+    pub fn build(self) -> Result<CustomResourcesSource> {
+        let cfg_err = |m: String| Error::config(m).with_component(self.component.clone());
+        if self.component.is_empty() || self.component.contains('/') {
+            return Err(Error::config(format!(
+                "invalid component name {:?}",
+                self.component
+            )));
+        }
+        if self.groups.is_empty() {
+            return Err(
+                cfg_err("no API group configured".into()).with_hint("call .group(\"gostoa.dev\")")
+            );
+        }
+        for g in &self.groups {
+            if g.is_empty() || !g.contains('.') || !is_dns_name(g) {
+                return Err(cfg_err(format!(
+                    "invalid API group {g:?}: expected a DNS name like gostoa.dev"
+                )));
+            }
+        }
+        for ns in &self.namespaces {
+            if !is_dns_label(ns) {
+                return Err(cfg_err(format!("invalid namespace name {ns:?}")));
+            }
+        }
+        if self.page_size == 0 {
+            return Err(cfg_err("page size must be at least 1".into()));
+        }
+        Ok(CustomResourcesSource {
+            client: self.client,
+            component: self.component,
+            groups: self.groups,
+            kinds: self.kinds,
+            namespaces: self.namespaces,
+            label_selector: self.label_selector,
+            page_size: self.page_size,
+            layout: self.layout,
+            include_crds: self.include_crds,
+            secrets: self.secrets,
+            strip: self.strip,
+        })
+    }
+}
+
+fn is_dns_label(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+}
+
+fn is_dns_name(s: &str) -> bool {
+    s.len() <= 253 && s.split('.').all(is_dns_label)
+}
+
+/// Backs up the custom resources of API groups (default `gostoa.dev`) and their
+/// CustomResourceDefinitions as stripped, deterministic YAML. Component `crds` by default,
+/// provider `kubernetes`.
+///
+/// Each kind is read at its most stable served version, across all namespaces (or
+/// the configured ones), page by page. Artifact names: [`Layout`]. Facts per artifact:
+/// `group`, `version`, `kind`, `plural`, `namespaced`, `served_versions`, and after export
+/// `objects` (the count).
+#[derive(Debug, Clone)]
+pub struct CustomResourcesSource {
+    client: KubeClient,
+    component: String,
+    groups: Vec<String>,
+    kinds: Vec<String>,
+    namespaces: Vec<String>,
+    label_selector: Option<String>,
+    page_size: u32,
+    layout: Layout,
+    include_crds: bool,
+    secrets: bool,
+    strip: StripRules,
+}
+
+/// A kind found by discovery.
+#[derive(Debug, Clone)]
+struct KindInfo {
+    ar: ApiResource,
+    namespaced: bool,
+    served_versions: Vec<String>,
+}
+
+impl CustomResourcesSource {
+    /// Starts a builder with the defaults: component `crds`, group `gostoa.dev`, all kinds,
+    /// all namespaces, pages of 500, one artifact per kind, CRDs included.
+    pub fn builder(client: Client) -> CustomResourcesSourceBuilder {
+        CustomResourcesSourceBuilder {
+            client: KubeClient(client),
+            component: "crds".into(),
+            groups: vec!["gostoa.dev".into()],
+            groups_set: false,
+            kinds: Vec::new(),
+            namespaces: Vec::new(),
+            label_selector: None,
+            page_size: 500,
+            layout: Layout::PerKind,
+            include_crds: true,
+            secrets: false,
+            strip: StripRules::default(),
+        }
+    }
+
+    fn err(&self, e: kube::Error, what: &str) -> Error {
+        kube_error(e, &self.component, what)
+    }
+
+    /// The kinds to back up, each at its most stable served version, sorted by group and kind.
+    async fn kinds(&self) -> Result<Vec<KindInfo>> {
+        let groups: Vec<&str> = self.groups.iter().map(String::as_str).collect();
+        let discovery = Discovery::new(self.client.0.clone())
+            .filter(&groups)
+            .run()
+            .await
+            .map_err(|e| self.err(e, "API discovery"))?;
+        let mut out = Vec::new();
+        for g in &self.groups {
+            let Some(group) = discovery.get(g) else {
+                return Err(Error::new(
+                    ErrorKind::NotFound,
+                    format!("the cluster serves no API group {g} (missing CRD group)"),
+                )
+                .with_component(self.component.clone())
+                .with_operation("discover")
+                .with_hint(format!(
+                    "install the CustomResourceDefinitions of {g}, or remove {g} from the configured groups"
+                )));
+            };
+            let served_versions: Vec<String> = group.versions().map(str::to_string).collect();
+            for (ar, caps) in group.resources_by_stability() {
+                if !self.kinds.is_empty()
+                    && !self.kinds.iter().any(|k| {
+                        k.eq_ignore_ascii_case(&ar.kind) || k.eq_ignore_ascii_case(&ar.plural)
+                    })
+                {
+                    continue;
+                }
+                if !caps.supports_operation("list") {
+                    continue;
+                }
+                out.push(KindInfo {
+                    namespaced: caps.scope == Scope::Namespaced,
+                    served_versions: served_versions.clone(),
+                    ar,
+                });
+            }
+        }
+        for k in &self.kinds {
+            if !out
+                .iter()
+                .any(|i| k.eq_ignore_ascii_case(&i.ar.kind) || k.eq_ignore_ascii_case(&i.ar.plural))
+            {
+                return Err(Error::new(
+                    ErrorKind::NotFound,
+                    format!(
+                        "no kind {k} is served in the API groups {}",
+                        self.groups.join(", ")
+                    ),
+                )
+                .with_component(self.component.clone())
+                .with_operation("discover")
+                .with_hint("check the configured kinds against `kubectl api-resources`"));
+            }
+        }
+        out.sort_by(|a, b| (&a.ar.group, &a.ar.kind).cmp(&(&b.ar.group, &b.ar.kind)));
+        Ok(out)
+    }
+
+    fn list_params(&self, with_selector: bool) -> ListParams {
+        let mut lp = ListParams::default().limit(self.page_size);
+        if with_selector {
+            if let Some(s) = &self.label_selector {
+                lp = lp.labels(s);
+            }
+        }
+        lp
+    }
+
+    /// Every object of a kind (respecting namespaces and selector), as JSON, unstripped.
+    async fn list_kind(&self, kind: &KindInfo) -> Result<Vec<Value>> {
+        let what = format!(
+            "list {} ({}.{})",
+            kind.ar.kind, kind.ar.plural, kind.ar.group
+        );
+        let apis: Vec<Api<DynamicObject>> = if kind.namespaced && !self.namespaces.is_empty() {
+            self.namespaces
+                .iter()
+                .map(|ns| Api::namespaced_with(self.client.0.clone(), ns, &kind.ar))
+                .collect()
+        } else {
+            vec![Api::all_with(self.client.0.clone(), &kind.ar)]
+        };
+        let mut out = Vec::new();
+        for api in apis {
+            let objs = list_all(&api, &self.list_params(true), &self.component, &what).await?;
+            for o in objs {
+                let mut v = serde_json::to_value(&o)
+                    .map_err(|e| Error::internal(format!("cannot encode an object: {e}")))?;
+                // List items normally carry apiVersion/kind; fill them in if not.
+                v["apiVersion"] = Value::String(kind.ar.api_version.clone());
+                v["kind"] = Value::String(kind.ar.kind.clone());
+                out.push(v);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The CRDs of the configured groups (and kinds), unstripped, sorted by name.
+    async fn list_crds(&self) -> Result<Vec<Value>> {
+        let api: Api<DynamicObject> = Api::all_with(self.client.0.clone(), &crd_resource());
+        let objs = list_all(
+            &api,
+            &self.list_params(false),
+            &self.component,
+            "list CustomResourceDefinitions",
+        )
+        .await?;
+        let mut out = Vec::new();
+        for o in objs {
+            let mut v = serde_json::to_value(&o)
+                .map_err(|e| Error::internal(format!("cannot encode a CRD: {e}")))?;
+            v["apiVersion"] = Value::String("apiextensions.k8s.io/v1".into());
+            v["kind"] = Value::String("CustomResourceDefinition".into());
+            let group = v["spec"]["group"].as_str().unwrap_or_default();
+            if !self.groups.iter().any(|g| g == group) {
+                continue;
+            }
+            if !self.kinds.is_empty() {
+                let kind = v["spec"]["names"]["kind"].as_str().unwrap_or_default();
+                let plural = v["spec"]["names"]["plural"].as_str().unwrap_or_default();
+                if !self
+                    .kinds
+                    .iter()
+                    .any(|k| k.eq_ignore_ascii_case(kind) || k.eq_ignore_ascii_case(plural))
+                {
+                    continue;
+                }
+            }
+            out.push(v);
+        }
+        sort_objects(&mut out);
+        Ok(out)
+    }
+
+    fn stripped(&self, mut objs: Vec<Value>) -> Vec<Value> {
+        for o in &mut objs {
+            strip_object(o, &self.strip);
+        }
+        sort_objects(&mut objs);
+        objs
+    }
+
+    fn kind_facts(&self, k: &KindInfo) -> Facts {
+        let mut f = Facts::new();
+        f.insert("artifact".into(), "resources".into());
+        f.insert("group".into(), k.ar.group.clone().into());
+        f.insert("version".into(), k.ar.version.clone().into());
+        f.insert("kind".into(), k.ar.kind.clone().into());
+        f.insert("plural".into(), k.ar.plural.clone().into());
+        f.insert("namespaced".into(), k.namespaced.into());
+        f.insert("served_versions".into(), k.served_versions.clone().into());
+        f
+    }
+
+    fn plan(&self, name: String, facts: Facts) -> ArtifactPlan {
+        let mut p = ArtifactPlan::new(name, YAML_CONTENT_TYPE).text(true);
+        p.facts = facts;
+        p
+    }
+
+    /// The kind an artifact plan was discovered for (from its facts).
+    fn kind_of(&self, plan: &ArtifactPlan) -> Result<KindInfo> {
+        let fact = |k: &str| {
+            plan.facts
+                .get(k)
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+        };
+        let (group, version, kind, plural) =
+            (fact("group"), fact("version"), fact("kind"), fact("plural"));
+        if group.is_empty() || version.is_empty() || kind.is_empty() || plural.is_empty() {
+            return Err(Error::config(format!(
+                "artifact {} was not planned by this source (its facts lack group/version/kind/plural)",
+                plan.name
+            ))
+            .with_component(self.component.clone()));
+        }
+        Ok(KindInfo {
+            ar: ApiResource::from_gvk_with_plural(
+                &GroupVersionKind::gvk(group, version, kind),
+                plural,
+            ),
+            namespaced: plan
+                .facts
+                .get("namespaced")
+                .and_then(Value::as_bool)
+                .unwrap_or(true),
+            served_versions: Vec::new(),
+        })
+    }
+}
+
+impl CustomResourcesSource {
+    /// The Secrets referenced by every backed-up object, as one sensitive YAML.
+    async fn export_secrets(&self) -> Result<Export> {
+        let mut refs = std::collections::BTreeSet::new();
+        for k in self.kinds().await? {
+            for o in self.list_kind(&k).await? {
+                let ns = o["metadata"]["namespace"].as_str().unwrap_or_default();
+                secret_refs(&o["spec"], ns, &mut refs);
+            }
+        }
+        let secret_ar = ApiResource::from_gvk_with_plural(
+            &GroupVersionKind::gvk("", "v1", "Secret"),
+            "secrets",
+        );
+        let mut docs = Vec::new();
+        let mut missing = Vec::new();
+        for (ns, name) in &refs {
+            let api: Api<DynamicObject> =
+                Api::namespaced_with(self.client.0.clone(), ns, &secret_ar);
+            let o = api
+                .get_opt(name)
+                .await
+                .map_err(|e| self.err(e, &format!("get Secret {ns}/{name}")))?;
+            let Some(o) = o else {
+                missing.push(format!("{ns}/{name}"));
+                continue;
+            };
+            let mut v = serde_json::to_value(&o)
+                .map_err(|e| Error::internal(format!("cannot encode a Secret: {e}")))?;
+            if v["type"] == "kubernetes.io/service-account-token" {
+                continue;
+            }
+            v["apiVersion"] = Value::String("v1".into());
+            v["kind"] = Value::String("Secret".into());
+            docs.push(v);
+        }
+        let docs = self.stripped(docs);
+        let text = to_yaml_documents(&docs)?;
+        let mut facts = Facts::new();
+        facts.insert("objects".into(), docs.len().into());
+        facts.insert("missing_secrets".into(), missing.into());
+        Ok(Export::with_finish(
+            stream::once(text.into_bytes()),
+            async move { Ok(facts) },
+        ))
+    }
+}
+
+/// Collects `(namespace, name)` of Secrets referenced under `v`.
+pub(crate) fn secret_refs(
+    v: &Value,
+    ns: &str,
+    out: &mut std::collections::BTreeSet<(String, String)>,
+) {
+    match v {
+        Value::Object(m) => {
+            for (k, c) in m {
+                let is_ref = matches!(k.as_str(), "secretRef" | "secretKeyRef" | "secretName");
+                match (is_ref, c) {
+                    (true, Value::String(name)) if !name.is_empty() => {
+                        out.insert((ns.to_string(), name.clone()));
+                    }
+                    (true, Value::Object(r))
+                        if r.get("name")
+                            .and_then(Value::as_str)
+                            .is_some_and(|n| !n.is_empty()) =>
+                    {
+                        let rns = r
+                            .get("namespace")
+                            .and_then(Value::as_str)
+                            .filter(|n| !n.is_empty())
+                            .unwrap_or(ns);
+                        out.insert((
+                            rns.to_string(),
+                            r["name"].as_str().unwrap_or_default().to_string(),
+                        ));
+                    }
+                    _ => secret_refs(c, ns, out),
+                }
+            }
+        }
+        Value::Array(a) => {
+            for c in a {
+                secret_refs(c, ns, out);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Lists every page; a stale continue token (410 Expired) restarts the list, at most 3
+/// times.
+pub(crate) async fn list_all(
+    api: &Api<DynamicObject>,
+    lp: &ListParams,
+    component: &str,
+    what: &str,
+) -> Result<Vec<DynamicObject>> {
+    let mut restarts = 0;
+    'restart: loop {
+        let mut items = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let mut params = lp.clone();
+            if let Some(t) = &token {
+                params = params.continue_token(t);
+            }
+            let page = match api.list(&params).await {
+                Ok(p) => p,
+                Err(e) if api_code(&e) == Some(410) && restarts < 3 => {
+                    restarts += 1;
+                    tracing::warn!(what, "continue token expired; restarting the list");
+                    continue 'restart;
+                }
+                Err(e) => return Err(kube_error(e, component, what)),
+            };
+            items.extend(page.items);
+            match page.metadata.continue_ {
+                Some(t) if !t.is_empty() => token = Some(t),
+                _ => return Ok(items),
+            }
+        }
+    }
+}
+
+/// Sorts by namespace, then name (cluster-scoped objects first).
+pub(crate) fn sort_objects(objs: &mut [Value]) {
+    objs.sort_by(|a, b| {
+        let key = |v: &Value| {
+            (
+                v["metadata"]["namespace"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+                v["metadata"]["name"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+            )
+        };
+        key(a).cmp(&key(b))
+    });
+}
+
+fn object_path(prefix: &str, v: &Value) -> String {
+    let name = v["metadata"]["name"].as_str().unwrap_or_default();
+    match v["metadata"]["namespace"].as_str() {
+        Some(ns) if !ns.is_empty() => format!("{prefix}/{ns}/{name}.yaml"),
+        _ => format!("{prefix}/{CLUSTER_DIR}/{name}.yaml"),
+    }
+}
+
+#[async_trait]
+impl Source for CustomResourcesSource {
+    fn component(&self) -> &str {
+        &self.component
+    }
+
+    fn provider(&self) -> &str {
+        "kubernetes"
+    }
+
+    async fn preflight(&self) -> Result<PreflightReport> {
+        let info = self.client.apiserver_version().await.map_err(|e| {
+            self.err(e, "read the API server version")
+                .with_operation("preflight")
+        })?;
+        let kinds = self
+            .kinds()
+            .await
+            .map_err(|e| e.or_operation("preflight"))?;
+        let mut notes = Vec::new();
+        if kinds.is_empty() {
+            notes.push(format!(
+                "the groups {} serve no listable kind",
+                self.groups.join(", ")
+            ));
+        }
+        Ok(PreflightReport {
+            server_version: Some(info.git_version),
+            notes,
+        })
+    }
+
+    async fn discover(&self) -> Result<Vec<ArtifactPlan>> {
+        let kinds = self.kinds().await.map_err(|e| e.or_operation("discover"))?;
+        let mut plans = Vec::new();
+        let mut crd_facts = Facts::new();
+        crd_facts.insert("artifact".into(), "crds".into());
+        crd_facts.insert("groups".into(), self.groups.clone().into());
+        match self.layout {
+            Layout::PerKind => {
+                if self.include_crds {
+                    plans.push(self.plan("crds.yaml".into(), crd_facts));
+                }
+                for k in &kinds {
+                    plans.push(self.plan(
+                        format!("{}/{}.yaml", k.ar.group, k.ar.plural),
+                        self.kind_facts(k),
+                    ));
+                }
+            }
+            Layout::PerObject => {
+                if self.include_crds {
+                    for crd in self.list_crds().await? {
+                        let name = crd["metadata"]["name"].as_str().unwrap_or_default();
+                        let mut f = crd_facts.clone();
+                        f.insert("name".into(), name.into());
+                        plans.push(self.plan(format!("crds/{name}.yaml"), f));
+                    }
+                }
+                for k in &kinds {
+                    let prefix = format!("{}/{}", k.ar.group, k.ar.plural);
+                    for o in self.list_kind(k).await? {
+                        let mut f = self.kind_facts(k);
+                        f.insert("name".into(), o["metadata"]["name"].clone());
+                        if let Some(ns) = o["metadata"]["namespace"].as_str() {
+                            f.insert("namespace".into(), ns.into());
+                        }
+                        plans.push(self.plan(object_path(&prefix, &o), f));
+                    }
+                }
+            }
+        }
+        if self.secrets {
+            let mut f = Facts::new();
+            f.insert("artifact".into(), "secrets".into());
+            plans.push(self.plan("secrets.yaml".into(), f).sensitive(true));
+        }
+        plans.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(plans)
+    }
+
+    async fn export(&self, artifact: &ArtifactPlan, _ctx: &ExportContext) -> Result<Export> {
+        if artifact.facts.get("artifact").and_then(Value::as_str) == Some("secrets") {
+            return self.export_secrets().await;
+        }
+        let is_crds = artifact.facts.get("artifact").and_then(Value::as_str) == Some("crds");
+        let single = artifact.facts.get("name").and_then(Value::as_str);
+        let namespace = artifact.facts.get("namespace").and_then(Value::as_str);
+        let docs: Vec<Value> = if is_crds {
+            let crds = self.list_crds().await?;
+            match single {
+                Some(n) => crds
+                    .into_iter()
+                    .filter(|c| c["metadata"]["name"].as_str() == Some(n))
+                    .collect(),
+                None => crds,
+            }
+        } else {
+            let kind = &self.kind_of(artifact)?;
+            match single {
+                Some(name) => {
+                    let api: Api<DynamicObject> = match namespace {
+                        Some(ns) => Api::namespaced_with(self.client.0.clone(), ns, &kind.ar),
+                        None => Api::all_with(self.client.0.clone(), &kind.ar),
+                    };
+                    let label = super::ObjectName {
+                        kind: &kind.ar.kind,
+                        namespace,
+                        name,
+                    };
+                    let o = api
+                        .get(name)
+                        .await
+                        .map_err(|e| self.err(e, &format!("get {label}")))?;
+                    let mut v = serde_json::to_value(&o)
+                        .map_err(|e| Error::internal(format!("cannot encode an object: {e}")))?;
+                    v["apiVersion"] = Value::String(kind.ar.api_version.clone());
+                    v["kind"] = Value::String(kind.ar.kind.clone());
+                    vec![v]
+                }
+                None => self.list_kind(kind).await?,
+            }
+        };
+        if single.is_some() && docs.is_empty() {
+            return Err(Error::new(
+                ErrorKind::NotFound,
+                format!("{} disappeared since discovery", artifact.name),
+            )
+            .with_component(self.component.clone()));
+        }
+        let docs = self.stripped(docs);
+        let text = if single.is_some() {
+            to_yaml(&docs[0])?
+        } else {
+            to_yaml_documents(&docs)?
+        };
+        let mut facts = Facts::new();
+        facts.insert("objects".into(), docs.len().into());
+        Ok(Export::with_finish(
+            stream::once(text.into_bytes()),
+            async move { Ok(facts) },
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_secret_references() {
+        let spec = serde_json::json!({
+            "upstream": {"auth": {"type": "bearer", "secretRef": "openai-api-key"}},
+            "env": [{"valueFrom": {"secretKeyRef": {"name": "db", "key": "password"}}}],
+            "tls": {"secretName": "certs"},
+            "other": {"secretRef": {"name": "shared", "namespace": "platform"}},
+            "empty": {"secretRef": ""}
+        });
+        let mut refs = std::collections::BTreeSet::new();
+        secret_refs(&spec, "t", &mut refs);
+        let refs: Vec<(String, String)> = refs.into_iter().collect();
+        let want = [
+            ("platform", "shared"),
+            ("t", "certs"),
+            ("t", "db"),
+            ("t", "openai-api-key"),
+        ];
+        assert_eq!(refs, want.map(|(a, b)| (a.to_string(), b.to_string())));
+    }
+
+    #[test]
+    fn names() {
+        assert!(is_dns_name("gostoa.dev"));
+        assert!(!is_dns_name("Gostoa.dev"));
+        assert!(is_dns_label("tenant-acme"));
+        assert!(!is_dns_label("_cluster"));
+        let v = serde_json::json!({"metadata": {"name": "w", "namespace": "t"}});
+        assert_eq!(
+            object_path("gostoa.dev/tools", &v),
+            "gostoa.dev/tools/t/w.yaml"
+        );
+        let v = serde_json::json!({"metadata": {"name": "w"}});
+        assert_eq!(object_path("x/y", &v), "x/y/_cluster/w.yaml");
+    }
+}

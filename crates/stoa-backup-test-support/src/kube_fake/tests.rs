@@ -1,0 +1,360 @@
+//! Self-tests of the fake with the real kube client.
+
+use super::*;
+use k8s_openapi::api::core::v1::{Namespace, Pod, Secret};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{
+    Api, AttachParams, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams,
+};
+use kube::core::{ApiResource, GroupVersionKind};
+use kube::discovery::Discovery;
+use tokio::io::AsyncReadExt;
+
+fn tools_ar() -> ApiResource {
+    ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("gostoa.dev", "v1alpha1", "Tool"),
+        "tools",
+    )
+}
+
+fn status_of(e: kube::Error) -> kube::core::Status {
+    match e {
+        kube::Error::Api(s) => *s,
+        other => panic!("expected an API error, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn discovery_plain_and_aggregated() {
+    let fake = FakeKube::start().await;
+    fake.load_fixture_crds();
+    let client = fake.client();
+    let d = Discovery::new(client.clone())
+        .filter(&["gostoa.dev"])
+        .run()
+        .await
+        .unwrap();
+    let g = d.get("gostoa.dev").expect("group");
+    let mut kinds: Vec<String> = g
+        .recommended_resources()
+        .into_iter()
+        .map(|(ar, _)| ar.kind)
+        .collect();
+    kinds.sort();
+    assert_eq!(
+        kinds,
+        [
+            "GatewayBinding",
+            "GatewayInstance",
+            "Skill",
+            "Tool",
+            "ToolSet"
+        ]
+    );
+    let d = Discovery::new(client)
+        .filter(&["gostoa.dev", ""])
+        .run_aggregated()
+        .await
+        .unwrap();
+    assert!(d.has_group("gostoa.dev"));
+    let (ar, caps) = d
+        .resolve_gvk(&GroupVersionKind::gvk("gostoa.dev", "v1alpha1", "Tool"))
+        .expect("tool");
+    assert_eq!(ar.plural, "tools");
+    assert!(caps.supports_operation("list"));
+    assert!(fake.requests().iter().any(|r| r.path == "/apis"));
+}
+
+#[tokio::test]
+async fn paging_selectors_and_errors() {
+    let fake = FakeKube::start().await;
+    fake.load_fixture_crds();
+    for i in 0..25 {
+        fake.put(json!({"apiVersion": "gostoa.dev/v1alpha1", "kind": "Tool",
+            "metadata": {"name": format!("t{i:02}"), "namespace": if i % 2 == 0 { "a" } else { "b" },
+                         "labels": {"parity": if i % 2 == 0 { "even" } else { "odd" }}},
+            "spec": {"displayName": "x"}}));
+    }
+    let api: Api<DynamicObject> = Api::all_with(fake.client(), &tools_ar());
+    let mut names = Vec::new();
+    let mut token: Option<String> = None;
+    let mut pages = 0;
+    loop {
+        let mut lp = ListParams::default().limit(10);
+        if let Some(t) = &token {
+            lp = lp.continue_token(t);
+        }
+        let page = api.list(&lp).await.unwrap();
+        pages += 1;
+        names.extend(page.items.iter().map(|o| o.metadata.name.clone().unwrap()));
+        match page.metadata.continue_ {
+            Some(t) if !t.is_empty() => token = Some(t),
+            _ => break,
+        }
+    }
+    assert_eq!(pages, 3);
+    assert_eq!(names.len(), 25);
+    let odd = api
+        .list(&ListParams::default().labels("parity=odd"))
+        .await
+        .unwrap();
+    assert_eq!(odd.items.len(), 12);
+    let ns_api: Api<DynamicObject> = Api::namespaced_with(fake.client(), "a", &tools_ar());
+    assert_eq!(
+        ns_api
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .len(),
+        13
+    );
+
+    let s = status_of(ns_api.get("nope").await.unwrap_err());
+    assert_eq!((s.code, s.reason.as_str()), (404, "NotFound"));
+    assert_eq!(s.message, "tools.gostoa.dev \"nope\" not found");
+
+    let mut obj = DynamicObject::new("t00", &tools_ar()).within("a");
+    obj.data = json!({"spec": {"displayName": "y"}});
+    let s = status_of(
+        ns_api
+            .create(&PostParams::default(), &obj)
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!((s.code, s.reason.as_str()), (409, "AlreadyExists"));
+
+    // Stale continue token.
+    let first = api.list(&ListParams::default().limit(5)).await.unwrap();
+    fake.expire_continue_tokens();
+    let s = status_of(
+        api.list(
+            &ListParams::default()
+                .limit(5)
+                .continue_token(first.metadata.continue_.as_deref().unwrap()),
+        )
+        .await
+        .unwrap_err(),
+    );
+    assert_eq!((s.code, s.reason.as_str()), (410, "Expired"));
+
+    // A missing namespace.
+    let missing: Api<DynamicObject> = Api::namespaced_with(fake.client(), "nowhere", &tools_ar());
+    let obj = DynamicObject::new("x", &tools_ar()).within("nowhere");
+    let s = status_of(
+        missing
+            .create(&PostParams::default(), &obj)
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(s.message, "namespaces \"nowhere\" not found");
+}
+
+#[tokio::test]
+async fn server_side_apply_conflicts_force_and_dry_run() {
+    let fake = FakeKube::start().await;
+    fake.load_fixture_crds();
+    fake.put_as(
+        json!({"apiVersion": "gostoa.dev/v1alpha1", "kind": "Tool",
+        "metadata": {"name": "w", "namespace": "t"}, "spec": {"endpoint": "http://a"},
+        "status": {"registered": true}}),
+        "kopf",
+    );
+    let api: Api<DynamicObject> = Api::namespaced_with(fake.client(), "t", &tools_ar());
+    let mut desired = DynamicObject::new("w", &tools_ar()).within("t");
+    desired.data = json!({"spec": {"endpoint": "http://b"}, "status": {"registered": false}});
+    let err = api
+        .patch(
+            "w",
+            &PatchParams::apply("stoa-backup"),
+            &Patch::Apply(&desired),
+        )
+        .await
+        .unwrap_err();
+    let s = status_of(err);
+    assert_eq!((s.code, s.reason.as_str()), (409, "Conflict"));
+    assert!(
+        s.message.contains("conflict with \"kopf\""),
+        "{}",
+        s.message
+    );
+    assert!(s.message.contains(".spec.endpoint"), "{}", s.message);
+
+    let before = fake
+        .get("gostoa.dev/v1alpha1", "Tool", Some("t"), "w")
+        .unwrap();
+    let dry = api
+        .patch(
+            "w",
+            &PatchParams::apply("stoa-backup").force().dry_run(),
+            &Patch::Apply(&desired),
+        )
+        .await
+        .unwrap();
+    assert_eq!(dry.data["spec"]["endpoint"], "http://b");
+    assert_eq!(
+        fake.get("gostoa.dev/v1alpha1", "Tool", Some("t"), "w")
+            .unwrap(),
+        before
+    );
+    assert!(fake.requests().last().unwrap().has_param("dryRun", "All"));
+
+    let applied = api
+        .patch(
+            "w",
+            &PatchParams::apply("stoa-backup").force(),
+            &Patch::Apply(&desired),
+        )
+        .await
+        .unwrap();
+    assert_eq!(applied.data["spec"]["endpoint"], "http://b");
+    // status is a subresource: apply leaves it alone.
+    assert_eq!(applied.data["status"]["registered"], true);
+    let rv = applied.metadata.resource_version.clone();
+    // Re-applying the same thing is a no-op.
+    let again = api
+        .patch(
+            "w",
+            &PatchParams::apply("stoa-backup"),
+            &Patch::Apply(&desired),
+        )
+        .await
+        .unwrap();
+    assert_eq!(again.metadata.resource_version, rv);
+    let managers: Vec<String> = again
+        .metadata
+        .managed_fields
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|m| m.manager)
+        .collect();
+    assert!(
+        managers.contains(&"stoa-backup".to_string()),
+        "{managers:?}"
+    );
+
+    // Apply creates (201) and deletes honour finalizers.
+    let mut fresh = DynamicObject::new("n", &tools_ar()).within("t");
+    fresh.metadata.finalizers = Some(vec!["kopf.zalando.org/KopfFinalizerMarker".into()]);
+    api.patch(
+        "n",
+        &PatchParams::apply("stoa-backup"),
+        &Patch::Apply(&fresh),
+    )
+    .await
+    .unwrap();
+    assert_eq!(fake.requests().last().unwrap().status, 201);
+    api.delete("n", &DeleteParams::default()).await.unwrap();
+    let n = fake
+        .get("gostoa.dev/v1alpha1", "Tool", Some("t"), "n")
+        .unwrap();
+    assert!(n["metadata"]["deletionTimestamp"].is_string());
+}
+
+#[tokio::test]
+async fn crds_become_established_after_the_delay() {
+    let fake = FakeKube::start_with(FakeKubeOptions {
+        established_delay: Duration::from_millis(1500),
+        ..Default::default()
+    })
+    .await;
+    let text = std::fs::read_to_string(fixtures_dir().join("crds/tools.gostoa.dev.yaml")).unwrap();
+    let crd: CustomResourceDefinition =
+        serde_json::from_value(parse_yaml_documents(&text).remove(0)).unwrap();
+    let api: Api<CustomResourceDefinition> = Api::all(fake.client());
+    api.patch(
+        "tools.gostoa.dev",
+        &PatchParams::apply("t"),
+        &Patch::Apply(&crd),
+    )
+    .await
+    .unwrap();
+    let established = |c: &CustomResourceDefinition| {
+        c.status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .is_some_and(|cs| {
+                cs.iter()
+                    .any(|c| c.type_ == "Established" && c.status == "True")
+            })
+    };
+    assert!(!established(&api.get("tools.gostoa.dev").await.unwrap()));
+    assert!(!fake.serves("gostoa.dev", "v1alpha1"));
+    tokio::time::sleep(Duration::from_millis(1700)).await;
+    assert!(established(&api.get("tools.gostoa.dev").await.unwrap()));
+    assert!(fake.serves("gostoa.dev", "v1alpha1"));
+}
+
+#[tokio::test]
+async fn auth_and_faults() {
+    let fake = FakeKube::start_with(FakeKubeOptions {
+        token: Some("good".into()),
+        ..Default::default()
+    })
+    .await;
+    let ok: Api<Namespace> = Api::all(fake.client());
+    ok.list(&ListParams::default()).await.unwrap();
+    let bad: Api<Namespace> = Api::all(fake.client_with_token("bad"));
+    let s = status_of(bad.list(&ListParams::default()).await.unwrap_err());
+    assert_eq!((s.code, s.reason.as_str()), (401, "Unauthorized"));
+
+    fake.inject(
+        FaultRule::forbidden("system:serviceaccount:stoa:backup")
+            .path_contains("/secrets")
+            .times(1),
+    );
+    let secrets: Api<Secret> = Api::namespaced(fake.client(), "default");
+    let s = status_of(secrets.list(&ListParams::default()).await.unwrap_err());
+    assert_eq!((s.code, s.reason.as_str()), (403, "Forbidden"));
+    assert_eq!(
+        s.message,
+        "secrets is forbidden: User \"system:serviceaccount:stoa:backup\" cannot list resource \"secrets\" in API group \"\" in the namespace \"default\""
+    );
+    secrets.list(&ListParams::default()).await.unwrap();
+    assert_eq!(
+        fake.requests().iter().filter(|r| r.status == 403).count(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn exec_streams_stdout_stderr_and_status() {
+    let fake = FakeKube::start().await;
+    fake.add_pod("db", "pg-0", &["postgres"]);
+    let pods: Api<Pod> = Api::namespaced(fake.client(), "db");
+    for protocols in [
+        &["v5.channel.k8s.io", "v4.channel.k8s.io"][..],
+        &["v4.channel.k8s.io"][..],
+    ] {
+        fake.set_exec_protocols(protocols);
+        let mut p = pods
+            .exec(
+                "pg-0",
+                ["sh", "-c", "printf out; printf err >&2; exit 3"],
+                &AttachParams::default().container("postgres"),
+            )
+            .await
+            .unwrap();
+        let mut out = String::new();
+        let mut err = String::new();
+        let (mut so, mut se) = (p.stdout().unwrap(), p.stderr().unwrap());
+        let status = p.take_status().unwrap();
+        let (a, b) = tokio::join!(so.read_to_string(&mut out), se.read_to_string(&mut err));
+        a.unwrap();
+        b.unwrap();
+        let status = status.await.unwrap();
+        assert_eq!((out.as_str(), err.as_str()), ("out", "err"));
+        assert_eq!(status.status.as_deref(), Some("Failure"));
+        assert_eq!(status.reason.as_deref(), Some("NonZeroExitCode"));
+    }
+    let Err(e) = pods
+        .exec("pg-0", ["true"], &AttachParams::default().container("nope"))
+        .await
+    else {
+        panic!("exec into a missing container succeeded");
+    };
+    assert!(
+        format!("{e:?}").contains("400") || format!("{e}").contains("400"),
+        "{e:?}"
+    );
+}
