@@ -1,0 +1,341 @@
+//! PostgreSQL backup benchmark, run by hand (not in CI):
+//!
+//! ```sh
+//! cargo bench --bench postgres_vs_pg_dump
+//! STOA_BENCH_SIZES_MB=256,1024,2048 cargo bench --bench postgres_vs_pg_dump
+//! ```
+//!
+//! For each database size it prints, side by side:
+//! - `pg_dump -Fc -Z9 > file` — the documented method;
+//! - `pg_dump -Fc -Z0 > file` — the ceiling (no compression at all);
+//! - our pipeline: `pg_dump -Z0` → zstd(3) → sha256 → local sink, with the exact row counts
+//!   of the default configuration (and once without them), and the peak RSS of this process
+//!   during the run;
+//! - with `--features s3`, the same pipeline into an in-process S3 server (s3s-fs).
+//!
+//! Targets (issue 3): pipeline ≥ 3× faster than `-Z9`, output ≤ 1.1× its size, peak RSS
+//! under 64 MiB and flat as the database grows.
+//!
+//! Settings: `STOA_BENCH_DATABASE_URL` (default: `STOA_TEST_DATABASE_URL`, then
+//! `postgres://postgres@127.0.0.1:5432/postgres`), `STOA_BENCH_SIZES_MB` (default
+//! `256,1024`), `STOA_BENCH_DIR` (default `target/bench-postgres`), `STOA_BENCH_DROP=1` to
+//! drop the generated databases afterwards (they are reused by later runs otherwise).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use stoa_backup::core::{Pipeline, Sink, ZstdCodec};
+use stoa_backup::providers::postgres::{PgConnection, PostgresSource};
+use stoa_backup::storage::LocalSink;
+
+const MIB: u64 = 1024 * 1024;
+
+struct Row {
+    method: &'static str,
+    wall: Duration,
+    bytes: u64,
+    peak_rss: Option<u64>,
+}
+
+fn url() -> String {
+    std::env::var("STOA_BENCH_DATABASE_URL")
+        .or_else(|_| std::env::var("STOA_TEST_DATABASE_URL"))
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_string())
+}
+
+async fn client(conn: &PgConnection, db: &str) -> tokio_postgres::Client {
+    conn.connect(db)
+        .await
+        .expect("connect to the benchmark server")
+}
+
+/// Creates (or reuses) a database of about `mb` MiB of STOA-like audit events.
+async fn ensure_database(conn: &PgConnection, mb: u64) -> String {
+    let name = format!("stoa_bench_{mb}mb");
+    let admin = client(conn, conn.get_dbname()).await;
+    let exists = !admin
+        .query("SELECT 1 FROM pg_database WHERE datname = $1", &[&name])
+        .await
+        .unwrap()
+        .is_empty();
+    if exists {
+        let c = client(conn, &name).await;
+        let ready: bool = c
+            .query_one("SELECT to_regclass('bench.done') IS NOT NULL", &[])
+            .await
+            .unwrap()
+            .get(0);
+        if ready {
+            return name;
+        }
+        drop(c);
+        admin
+            .batch_execute(&format!("DROP DATABASE \"{name}\" WITH (FORCE)"))
+            .await
+            .unwrap();
+    }
+    admin
+        .batch_execute(&format!("CREATE DATABASE \"{name}\""))
+        .await
+        .unwrap();
+    let c = client(conn, &name).await;
+    c.batch_execute(
+        "CREATE SCHEMA bench;
+         CREATE TYPE bench.kind AS ENUM ('api.call', 'subscribe', 'login', 'révoquer');
+         CREATE TABLE bench.events (
+             id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+             tenant uuid NOT NULL,
+             kind bench.kind NOT NULL,
+             payload jsonb NOT NULL,
+             body text NOT NULL,
+             at timestamptz NOT NULL,
+             amount numeric(12, 2) NOT NULL
+         );",
+    )
+    .await
+    .unwrap();
+    let t0 = Instant::now();
+    let batch = 250_000i64;
+    let mut start = 0i64;
+    loop {
+        let size: i64 = c
+            .query_one("SELECT pg_database_size(current_database())", &[])
+            .await
+            .unwrap()
+            .get(0);
+        if size as u64 >= mb * MIB {
+            break;
+        }
+        c.execute(
+            "INSERT INTO bench.events (tenant, kind, payload, body, at, amount)
+             SELECT md5((g % 500)::text)::uuid,
+                    (ARRAY['api.call', 'subscribe', 'login', 'révoquer']::bench.kind[])[1 + g % 4],
+                    jsonb_build_object('path', '/v1/apis/' || (g % 10000), 'status', 200 + (g % 5),
+                                       'latency_ms', (g * 7) % 1000, 'ua', 'Mozilla/5.0 (X11; Linux)'),
+                    'tenant ' || (g % 500) || ' called ' || md5(g::text) || ' — ok',
+                    timestamptz '2025-01-01 00:00:00+00' + g * interval '1 second',
+                    (g % 100000) / 100.0
+             FROM generate_series($1::bigint, $2::bigint) g",
+            &[&start, &(start + batch - 1)],
+        )
+        .await
+        .unwrap();
+        start += batch;
+    }
+    c.batch_execute("ANALYZE; CREATE TABLE bench.done ();")
+        .await
+        .unwrap();
+    eprintln!("generated {name} ({start} rows) in {:.1?}", t0.elapsed());
+    name
+}
+
+/// Peak resident set size of this process (VmHWM), in bytes.
+fn peak_rss() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+/// Resets the peak RSS counter (Linux: `echo 5 > /proc/self/clear_refs`).
+fn reset_peak_rss() -> bool {
+    std::fs::write("/proc/self/clear_refs", "5").is_ok()
+}
+
+async fn pg_dump_to_file(conn: &PgConnection, db: &str, level: u8, out: &Path) -> Row {
+    let spec = conn.apply_env(stoa_backup::core::CommandSpec::new("pg_dump"));
+    let file = std::fs::File::create(out).unwrap();
+    let mut cmd = tokio::process::Command::new("pg_dump");
+    cmd.args([
+        "--format=custom",
+        &format!("--compress={level}"),
+        "--no-owner",
+        "--no-privileges",
+    ])
+    .arg(format!("--dbname={}", conn.conninfo(db)))
+    .stdout(file);
+    for (k, v) in &spec.env {
+        cmd.env(k, v);
+    }
+    let t0 = Instant::now();
+    let status = cmd.status().await.expect("run pg_dump");
+    let wall = t0.elapsed();
+    assert!(status.success(), "pg_dump failed");
+    Row {
+        method: if level == 0 {
+            "pg_dump -Fc -Z0 > file (ceiling)"
+        } else {
+            "pg_dump -Fc -Z9 > file (documented)"
+        },
+        wall,
+        bytes: std::fs::metadata(out).unwrap().len(),
+        peak_rss: None,
+    }
+}
+
+async fn pipeline(conn: &PgConnection, db: &str, dir: &Path, exact_counts: bool) -> Row {
+    let _ = std::fs::remove_dir_all(dir);
+    let sink: Arc<dyn Sink> = Arc::new(LocalSink::new(dir).unwrap());
+    let source = PostgresSource::builder()
+        .connection(&conn.with_dbname(db))
+        .database(db)
+        .exact_row_counts(exact_counts)
+        .build()
+        .unwrap();
+    let pipeline = Pipeline::builder()
+        .source(Arc::new(source))
+        .sink(sink)
+        .compression(ZstdCodec::new(3).unwrap())
+        .build()
+        .unwrap();
+    let reset = reset_peak_rss();
+    let t0 = Instant::now();
+    let report = pipeline.run().await.unwrap().into_result().unwrap();
+    let wall = t0.elapsed();
+    let a = &report.manifest.artifacts[0];
+    Row {
+        method: if exact_counts {
+            "stoa-backup: pg_dump -Z0 | zstd(3) | sha256 | local"
+        } else {
+            "  same, without exact row counts"
+        },
+        wall,
+        bytes: a.stored_size,
+        peak_rss: if reset { peak_rss() } else { None },
+    }
+}
+
+/// The same pipeline into S3: an in-process s3s-fs server (its work and memory count in
+/// this process, so the RSS figure is an upper bound for the sink alone).
+#[cfg(feature = "s3")]
+async fn pipeline_s3(conn: &PgConnection, db: &str) -> Row {
+    use stoa_backup::storage::{S3Credentials, S3Sink};
+    let t = stoa_backup_test_support::s3::s3s_fs_target().await;
+    let sink: Arc<dyn Sink> = Arc::new(
+        S3Sink::builder(&t.bucket)
+            .from_env(false)
+            .endpoint(&t.endpoint)
+            .region(&t.region)
+            .allow_http(true)
+            .prefix("bench")
+            .credentials(S3Credentials::new(&t.access_key, &t.secret_key))
+            .build()
+            .unwrap(),
+    );
+    let source = PostgresSource::builder()
+        .connection(&conn.with_dbname(db))
+        .database(db)
+        .build()
+        .unwrap();
+    let pipeline = Pipeline::builder()
+        .source(Arc::new(source))
+        .sink(sink)
+        .compression(ZstdCodec::new(3).unwrap())
+        .build()
+        .unwrap();
+    let reset = reset_peak_rss();
+    let t0 = Instant::now();
+    let report = pipeline.run().await.unwrap().into_result().unwrap();
+    let wall = t0.elapsed();
+    Row {
+        method: "  same, into S3 (in-process s3s-fs)",
+        wall,
+        bytes: report.manifest.artifacts[0].stored_size,
+        peak_rss: if reset { peak_rss() } else { None },
+    }
+}
+
+fn print_rows(mb: u64, db_bytes: i64, rows: &[Row]) {
+    println!();
+    println!(
+        "database ~{mb} MiB (pg_database_size {:.0} MiB)",
+        db_bytes as f64 / MIB as f64
+    );
+    println!(
+        "{:<52} {:>10} {:>12} {:>10} {:>14}",
+        "method", "wall (s)", "size (MiB)", "MiB/s", "peak RSS (MiB)"
+    );
+    for r in rows {
+        println!(
+            "{:<52} {:>10.2} {:>12.1} {:>10.1} {:>14}",
+            r.method,
+            r.wall.as_secs_f64(),
+            r.bytes as f64 / MIB as f64,
+            db_bytes as f64 / MIB as f64 / r.wall.as_secs_f64(),
+            r.peak_rss
+                .map(|b| format!("{:.1}", b as f64 / MIB as f64))
+                .unwrap_or_else(|| "-".into()),
+        );
+    }
+    let (z9, ours) = (&rows[0], &rows[2]);
+    if let Some(s3) = rows.get(4) {
+        let ratio = s3.wall.as_secs_f64() / ours.wall.as_secs_f64();
+        println!(
+            "S3: {ratio:.2}x the local-sink time (<= 1.3: {})",
+            if ratio <= 1.3 { "ok" } else { "MISSED" }
+        );
+    }
+    let speedup = z9.wall.as_secs_f64() / ours.wall.as_secs_f64();
+    let size_ratio = ours.bytes as f64 / z9.bytes as f64;
+    let ok = |b: bool| if b { "ok" } else { "MISSED" };
+    println!(
+        "targets: {speedup:.1}x faster than -Z9 (>= 3: {}), size {size_ratio:.2}x of -Z9 (<= 1.1: {}), peak RSS {} (< 64 MiB: {})",
+        ok(speedup >= 3.0),
+        ok(size_ratio <= 1.1),
+        ours.peak_rss.map(|b| format!("{:.1} MiB", b as f64 / MIB as f64)).unwrap_or_else(|| "unknown".into()),
+        ours.peak_rss.map(|b| ok(b < 64 * MIB)).unwrap_or("unknown"),
+    );
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; there is nothing to filter.
+    let sizes: Vec<u64> = std::env::var("STOA_BENCH_SIZES_MB")
+        .unwrap_or_else(|_| "256,1024".to_string())
+        .split(',')
+        .filter_map(|s| s.trim().parse().ok())
+        .collect();
+    let dir = PathBuf::from(
+        std::env::var("STOA_BENCH_DIR").unwrap_or_else(|_| "target/bench-postgres".to_string()),
+    );
+    std::fs::create_dir_all(&dir).unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let conn = PgConnection::from_url(&url()).expect("benchmark database URL");
+        for mb in &sizes {
+            let db = ensure_database(&conn, *mb).await;
+            let size: i64 = client(&conn, &db)
+                .await
+                .query_one("SELECT pg_database_size(current_database())", &[])
+                .await
+                .unwrap()
+                .get(0);
+            // Warm the OS cache so the first method is not penalized.
+            let _ = pg_dump_to_file(&conn, &db, 0, &dir.join("warmup.dump")).await;
+            #[allow(unused_mut)]
+            let mut rows = vec![
+                pg_dump_to_file(&conn, &db, 9, &dir.join("z9.dump")).await,
+                pg_dump_to_file(&conn, &db, 0, &dir.join("z0.dump")).await,
+                pipeline(&conn, &db, &dir.join("sink"), true).await,
+                pipeline(&conn, &db, &dir.join("sink"), false).await,
+            ];
+            #[cfg(feature = "s3")]
+            rows.push(pipeline_s3(&conn, &db).await);
+            print_rows(*mb, size, &rows);
+            for f in ["warmup.dump", "z9.dump", "z0.dump"] {
+                let _ = std::fs::remove_file(dir.join(f));
+            }
+            let _ = std::fs::remove_dir_all(dir.join("sink"));
+            if std::env::var("STOA_BENCH_DROP").as_deref() == Ok("1") {
+                let admin = client(&conn, conn.get_dbname()).await;
+                admin
+                    .batch_execute(&format!("DROP DATABASE \"{db}\" WITH (FORCE)"))
+                    .await
+                    .unwrap();
+            }
+        }
+    });
+}

@@ -1,0 +1,582 @@
+//! Verifiers for PostgreSQL dumps: an archive check (TOC and every data block) and a
+//! scratch restore with row-count comparison and caller SQL checks.
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use chrono::Utc;
+use futures::StreamExt;
+use stoa_backup_core::error::{ErrorKind, Result};
+use stoa_backup_core::manifest::{ArtifactRecord, VerificationRecord};
+use stoa_backup_core::process::{spawn_stdout_stream, CommandSpec};
+use stoa_backup_core::stream::ByteStream;
+use stoa_backup_core::verify::{Verifier, VerifyContext};
+use tokio::sync::mpsc;
+
+use super::conn::{quote_ident, PgConnection};
+use super::queries;
+use super::restore::{compare_counts, create_database, drop_database, pg_restore};
+use super::source::recorded_row_counts;
+use super::{COMPONENT, DUMP_CONTENT_TYPE};
+
+fn record(name: &str, ok: bool, detail: String, warnings: Vec<String>) -> VerificationRecord {
+    VerificationRecord {
+        verifier: name.to_string(),
+        at: Utc::now(),
+        ok,
+        detail,
+        warnings,
+    }
+}
+
+/// Copies one stream into `n` streams chunk by chunk, with backpressure (each output has
+/// a small buffer). An output whose reader went away is dropped; the others go on. The
+/// returned future drives the copy and yields the bytes read, or the input's error.
+fn tee(
+    mut input: ByteStream,
+    n: usize,
+) -> (
+    Vec<ByteStream>,
+    impl std::future::Future<Output = Result<u64>>,
+) {
+    let mut senders = Vec::with_capacity(n);
+    let mut outputs = Vec::with_capacity(n);
+    for _ in 0..n {
+        let (tx, rx) = mpsc::channel::<Bytes>(4);
+        senders.push(Some(tx));
+        let s: ByteStream = Box::pin(futures::stream::unfold(rx, |mut rx| async move {
+            rx.recv().await.map(|b| (Ok(b), rx))
+        }));
+        outputs.push(s);
+    }
+    let driver = async move {
+        let mut total = 0u64;
+        while let Some(item) = input.next().await {
+            let chunk = item?;
+            total += chunk.len() as u64;
+            let mut alive = false;
+            for slot in senders.iter_mut() {
+                if let Some(tx) = slot {
+                    if tx.send(chunk.clone()).await.is_err() {
+                        *slot = None;
+                    } else {
+                        alive = true;
+                    }
+                }
+            }
+            if !alive {
+                break;
+            }
+        }
+        Ok(total)
+    };
+    (outputs, driver)
+}
+
+/// What `pg_restore --list --verbose` said.
+#[derive(Debug, Default)]
+struct Listing {
+    header_entries: Option<u64>,
+    listed: u64,
+}
+
+async fn read_listing(mut stdout: ByteStream) -> Result<Listing> {
+    let mut l = Listing::default();
+    let mut partial: Vec<u8> = Vec::new();
+    let line = |raw: &[u8], l: &mut Listing| {
+        let s = String::from_utf8_lossy(raw);
+        let t = s.trim();
+        if let Some(rest) = t.strip_prefix(';') {
+            if let Some(n) = rest.trim().strip_prefix("TOC Entries:") {
+                l.header_entries = n.trim().parse().ok();
+            }
+        } else if !t.is_empty() {
+            l.listed += 1;
+        }
+    };
+    while let Some(chunk) = stdout.next().await {
+        let chunk = chunk?;
+        let mut rest: &[u8] = &chunk;
+        while let Some(i) = rest.iter().position(|b| *b == b'\n') {
+            if partial.is_empty() {
+                line(&rest[..i], &mut l);
+            } else {
+                partial.extend_from_slice(&rest[..i]);
+                let full = std::mem::take(&mut partial);
+                line(&full, &mut l);
+            }
+            rest = &rest[i + 1..];
+        }
+        partial.extend_from_slice(rest);
+    }
+    if !partial.is_empty() {
+        line(&partial, &mut l);
+    }
+    Ok(l)
+}
+
+async fn drain(mut s: ByteStream) -> Result<u64> {
+    let mut n = 0;
+    while let Some(c) = s.next().await {
+        n += c?.len() as u64;
+    }
+    Ok(n)
+}
+
+/// Checks a stored dump as a whole: streams the plain bytes (through the recorded codec
+/// chain, so the stored SHA-256 is checked too) into `pg_restore --list` — its entry count
+/// must match the TOC count recorded at backup — and, at the same time, through a full read
+/// of every data block (`pg_restore --file=/dev/null`). `--list` alone reads only the table
+/// of contents: a dump cut off in its data passes it.
+#[derive(Debug, Clone)]
+pub struct PgArchiveVerifier {
+    pg_restore: String,
+}
+
+impl Default for PgArchiveVerifier {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl PgArchiveVerifier {
+    /// The verifier, running `pg_restore` from `PATH`.
+    pub fn new() -> Self {
+        PgArchiveVerifier {
+            pg_restore: "pg_restore".to_string(),
+        }
+    }
+
+    /// Uses this pg_restore.
+    pub fn pg_restore_path(mut self, path: impl Into<String>) -> Self {
+        self.pg_restore = path.into();
+        self
+    }
+}
+
+const ARCHIVE: &str = "postgres-archive";
+const SCRATCH: &str = "postgres-scratch-restore";
+
+#[async_trait]
+impl Verifier for PgArchiveVerifier {
+    fn name(&self) -> &str {
+        ARCHIVE
+    }
+
+    fn applies_to(&self, artifact: &ArtifactRecord) -> bool {
+        artifact.content_type == DUMP_CONTENT_TYPE
+    }
+
+    async fn verify(&self, ctx: &VerifyContext<'_>) -> Result<VerificationRecord> {
+        let a = ctx.artifact;
+        let plain = match ctx.open_plain().await {
+            Ok(p) => p,
+            Err(e) if e.kind() == ErrorKind::Integrity => {
+                return Ok(record(
+                    ARCHIVE,
+                    false,
+                    format!("cannot decode the stored artifact: {e}"),
+                    vec![],
+                ))
+            }
+            Err(e) => return Err(e.or_component(COMPONENT).or_operation("verify")),
+        };
+        let (mut outs, driver) = tee(plain, 2);
+        let full_in = outs.pop().expect("two outputs");
+        let list_in = outs.pop().expect("two outputs");
+        let list_spec = CommandSpec::new(&self.pg_restore).args(["--list", "--verbose"]);
+        let full_spec = CommandSpec::new(&self.pg_restore).arg("--file=/dev/null");
+        let list = spawn_stdout_stream(&list_spec, COMPONENT, Some(list_in))?;
+        let full = spawn_stdout_stream(&full_spec, COMPONENT, Some(full_in))?;
+        let (read, listing, full_read) =
+            futures::join!(driver, read_listing(list.stream), drain(full.stream));
+
+        let mut problems = Vec::new();
+        let mut warnings = Vec::new();
+        let bytes = match read {
+            Ok(n) => n,
+            Err(e) if e.kind() == ErrorKind::Integrity => {
+                problems.push(format!("stored bytes are damaged: {}", e.message()));
+                0
+            }
+            Err(e) => return Err(e.or_component(COMPONENT).or_operation("verify")),
+        };
+        match &listing {
+            Ok(l) => {
+                match (
+                    l.header_entries,
+                    a.facts.get("toc_entries").and_then(|v| v.as_u64()),
+                ) {
+                    (Some(h), Some(rec)) if h != rec => problems.push(format!(
+                        "pg_restore --list reports {h} TOC entries, {rec} were recorded at backup"
+                    )),
+                    (None, _) => {
+                        problems.push("pg_restore --list printed no TOC entry count".to_string())
+                    }
+                    (Some(_), None) => {
+                        warnings.push("no TOC entry count was recorded at backup time".to_string())
+                    }
+                    _ => {}
+                }
+                if let Some(h) = l.header_entries {
+                    if l.listed != h {
+                        problems.push(format!(
+                            "pg_restore --list listed {} entries of {h}",
+                            l.listed
+                        ));
+                    }
+                }
+            }
+            Err(e) => problems.push(format!("pg_restore --list failed: {}", e.message())),
+        }
+        if let Err(e) = &full_read {
+            problems.push(format!(
+                "full read of the data blocks failed: {}",
+                e.message()
+            ));
+        }
+        if !problems.is_empty() {
+            return Ok(record(ARCHIVE, false, problems.join("; "), warnings));
+        }
+        let entries = listing
+            .as_ref()
+            .ok()
+            .and_then(|l| l.header_entries)
+            .unwrap_or(0);
+        Ok(record(
+            ARCHIVE,
+            true,
+            format!("{entries} TOC entries as recorded; all data blocks of {bytes} bytes read by pg_restore"),
+            warnings,
+        ))
+    }
+}
+
+/// What an [`SqlCheck`] expects from its query.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SqlExpect {
+    /// The query runs without error.
+    Succeeds,
+    /// The first column of the first row is boolean `true`.
+    True,
+    /// The first column of the first row is an integer at least this large.
+    AtLeast(i64),
+    /// The first column of the first row is an integer equal to this.
+    Equals(i64),
+}
+
+/// A caller check run against the scratch-restored database.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SqlCheck {
+    /// Name shown in the verification detail.
+    pub name: String,
+    /// The query.
+    pub sql: String,
+    /// What must come back.
+    pub expect: SqlExpect,
+}
+
+impl SqlCheck {
+    /// A check that the query runs.
+    pub fn succeeds(name: impl Into<String>, sql: impl Into<String>) -> Self {
+        SqlCheck {
+            name: name.into(),
+            sql: sql.into(),
+            expect: SqlExpect::Succeeds,
+        }
+    }
+
+    /// A check that the query returns `true`.
+    pub fn is_true(name: impl Into<String>, sql: impl Into<String>) -> Self {
+        SqlCheck {
+            name: name.into(),
+            sql: sql.into(),
+            expect: SqlExpect::True,
+        }
+    }
+
+    /// A check that the query returns an integer ≥ `min` (e.g.
+    /// `select count(*) from stoa.subscriptions`).
+    pub fn at_least(name: impl Into<String>, sql: impl Into<String>, min: i64) -> Self {
+        SqlCheck {
+            name: name.into(),
+            sql: sql.into(),
+            expect: SqlExpect::AtLeast(min),
+        }
+    }
+
+    async fn run(&self, client: &tokio_postgres::Client) -> std::result::Result<String, String> {
+        let rows =
+            client
+                .query(self.sql.as_str(), &[])
+                .await
+                .map_err(|e| match e.as_db_error() {
+                    Some(db) => db.message().to_string(),
+                    None => e.to_string(),
+                })?;
+        let first = || rows.first().ok_or_else(|| "no rows returned".to_string());
+        let int = |row: &tokio_postgres::Row| -> std::result::Result<i64, String> {
+            row.try_get::<_, i64>(0)
+                .or_else(|_| row.try_get::<_, i32>(0).map(i64::from))
+                .map_err(|_| "first column is not an integer".to_string())
+        };
+        match &self.expect {
+            SqlExpect::Succeeds => Ok(format!("{} rows", rows.len())),
+            SqlExpect::True => {
+                let v: bool = first()?
+                    .try_get(0)
+                    .map_err(|_| "first column is not a boolean".to_string())?;
+                if v {
+                    Ok("true".into())
+                } else {
+                    Err("returned false".into())
+                }
+            }
+            SqlExpect::AtLeast(min) => {
+                let v = int(first()?)?;
+                if v >= *min {
+                    Ok(v.to_string())
+                } else {
+                    Err(format!("returned {v}, expected at least {min}"))
+                }
+            }
+            SqlExpect::Equals(want) => {
+                let v = int(first()?)?;
+                if v == *want {
+                    Ok(v.to_string())
+                } else {
+                    Err(format!("returned {v}, expected {want}"))
+                }
+            }
+        }
+    }
+}
+
+/// Restores the dump into a temporary database on a given server, compares exact
+/// `count(*)` per table with the counts recorded at backup time (same snapshot as the
+/// dump), runs the caller's SQL checks, and drops the temporary database — also when
+/// anything fails.
+#[derive(Debug, Clone)]
+pub struct ScratchRestoreVerifier {
+    server: PgConnection,
+    checks: Vec<SqlCheck>,
+    pg_restore: String,
+    prefix: String,
+}
+
+impl ScratchRestoreVerifier {
+    /// Restores on the server reached by `server` (its database is used to create and drop
+    /// the scratch database; the user needs `CREATEDB`).
+    pub fn new(server: PgConnection) -> Self {
+        ScratchRestoreVerifier {
+            server,
+            checks: Vec::new(),
+            pg_restore: "pg_restore".to_string(),
+            prefix: "stoa_verify_".to_string(),
+        }
+    }
+
+    /// Adds an SQL check.
+    pub fn check(mut self, check: SqlCheck) -> Self {
+        self.checks.push(check);
+        self
+    }
+
+    /// Uses this pg_restore.
+    pub fn pg_restore_path(mut self, path: impl Into<String>) -> Self {
+        self.pg_restore = path.into();
+        self
+    }
+
+    /// Prefix of scratch database names (default `stoa_verify_`).
+    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = prefix.into();
+        self
+    }
+
+    async fn check_in(&self, ctx: &VerifyContext<'_>, scratch: &str) -> Result<VerificationRecord> {
+        let a = ctx.artifact;
+        let plain = match ctx.open_plain().await {
+            Ok(p) => p,
+            Err(e) if e.kind() == ErrorKind::Integrity => {
+                return Ok(record(
+                    SCRATCH,
+                    false,
+                    format!("cannot decode the stored artifact: {e}"),
+                    vec![],
+                ))
+            }
+            Err(e) => return Err(e),
+        };
+        let args = vec![
+            "--exit-on-error".to_string(),
+            "--no-owner".to_string(),
+            "--no-privileges".to_string(),
+        ];
+        match pg_restore(&self.pg_restore, &self.server, scratch, &args, Some(plain)).await {
+            Ok(()) => {}
+            Err(e) if matches!(e.kind(), ErrorKind::Restore | ErrorKind::Integrity) => {
+                return Ok(record(
+                    SCRATCH,
+                    false,
+                    format!("restore into a scratch database failed: {}", e.message()),
+                    vec![],
+                ))
+            }
+            Err(e) => return Err(e),
+        }
+        let client = self.server.connect(scratch).await?;
+        let counts = queries::all_exact_counts(&client).await?;
+        let mut problems = Vec::new();
+        let mut warnings = Vec::new();
+        let compared = match recorded_row_counts(&a.facts) {
+            Some(recorded) => {
+                problems.extend(compare_counts(&recorded, &counts));
+                recorded.len()
+            }
+            None => {
+                warnings.push(
+                    "no exact row counts were recorded at backup time; counts were not compared"
+                        .to_string(),
+                );
+                0
+            }
+        };
+        let mut results = Vec::new();
+        for c in &self.checks {
+            match c.run(&client).await {
+                Ok(v) => results.push(format!("{}: {v}", c.name)),
+                Err(why) => problems.push(format!("check '{}' failed: {why}", c.name)),
+            }
+        }
+        drop(client);
+        if !problems.is_empty() {
+            return Ok(record(SCRATCH, false, problems.join("; "), warnings));
+        }
+        let rows: i64 = counts.values().sum();
+        let mut detail = format!("restored into a scratch database; {compared} tables match the recorded counts ({rows} rows)");
+        if !results.is_empty() {
+            detail.push_str(&format!("; checks: {}", results.join(", ")));
+        }
+        Ok(record(SCRATCH, true, detail, warnings))
+    }
+}
+
+/// Drops the scratch database if the verification future is dropped half-way.
+struct DropGuard {
+    server: Option<PgConnection>,
+    name: String,
+}
+
+impl Drop for DropGuard {
+    fn drop(&mut self) {
+        if let (Some(server), Ok(handle)) =
+            (self.server.take(), tokio::runtime::Handle::try_current())
+        {
+            let name = std::mem::take(&mut self.name);
+            handle.spawn(async move {
+                if let Ok(c) = server.connect(server.get_dbname()).await {
+                    drop_database(&c, &name).await;
+                }
+            });
+        }
+    }
+}
+
+#[async_trait]
+impl Verifier for ScratchRestoreVerifier {
+    fn name(&self) -> &str {
+        SCRATCH
+    }
+
+    fn applies_to(&self, artifact: &ArtifactRecord) -> bool {
+        artifact.content_type == DUMP_CONTENT_TYPE
+    }
+
+    async fn verify(&self, ctx: &VerifyContext<'_>) -> Result<VerificationRecord> {
+        let scratch = format!("{}{:016x}", self.prefix, rand::random::<u64>());
+        let admin = self
+            .server
+            .connect(self.server.get_dbname())
+            .await
+            .map_err(|e| e.or_operation("verify"))?;
+        create_database(&admin, &scratch, &ctx.artifact.facts)
+            .await
+            .map_err(|e| {
+                e.with_operation("verify").with_hint(
+                    "the scratch-restore verifier needs a role with CREATEDB on the scratch server",
+                )
+            })?;
+        let mut guard = DropGuard {
+            server: Some(self.server.clone()),
+            name: scratch.clone(),
+        };
+        let outcome = self.check_in(ctx, &scratch).await;
+        drop_database(&admin, &scratch).await;
+        guard.server = None;
+        outcome.map_err(|e| e.or_component(COMPONENT).or_operation("verify"))
+    }
+}
+
+/// Counts every user table of `database` (exact `count(*)`), keyed like the recorded
+/// `row_counts` fact.
+pub async fn exact_row_counts(
+    conn: &PgConnection,
+    database: &str,
+) -> Result<BTreeMap<String, i64>> {
+    let client = conn.connect(database).await?;
+    queries::all_exact_counts(&client).await
+}
+
+/// `DROP DATABASE IF EXISTS … WITH (FORCE)`, for tests and tools.
+pub async fn drop_database_force(conn: &PgConnection, database: &str) -> Result<()> {
+    let client = conn.connect(conn.get_dbname()).await?;
+    client
+        .batch_execute(&format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            quote_ident(database)
+        ))
+        .await
+        .map_err(|e| queries::map_query_error(e, "dropping a database"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn tee_feeds_all_outputs_and_survives_an_early_reader_exit() {
+        let chunks: Vec<Result<Bytes>> = (0..50)
+            .map(|i| Ok(Bytes::from(vec![i as u8; 1000])))
+            .collect();
+        let (mut outs, driver) = tee(Box::pin(futures::stream::iter(chunks)), 2);
+        let b = outs.pop().unwrap();
+        let mut a = outs.pop().unwrap();
+        let early = async move {
+            let first = a.next().await;
+            drop(a);
+            first.map(|c| c.unwrap().len())
+        };
+        let (read, first, all) =
+            futures::join!(driver, early, stoa_backup_core::stream::collect(b));
+        assert_eq!(read.unwrap(), 50_000);
+        assert_eq!(first, Some(1000));
+        assert_eq!(all.unwrap().len(), 50_000);
+    }
+
+    #[tokio::test]
+    async fn listing_counts_entries_and_reads_the_header() {
+        let text = ";\n;     TOC Entries: 3\n;\n1; 0 0 ENCODING - ENCODING\n2; 0 0 STDSTRINGS - STDSTRINGS\n;\tdepends on: 1\n3; 0 0 SEARCHPATH - SEARCHPATH\n";
+        let chunks: Vec<Result<Bytes>> = text
+            .as_bytes()
+            .chunks(7)
+            .map(|c| Ok(Bytes::copy_from_slice(c)))
+            .collect();
+        let l = read_listing(Box::pin(futures::stream::iter(chunks)))
+            .await
+            .unwrap();
+        assert_eq!(l.header_entries, Some(3));
+        assert_eq!(l.listed, 3);
+    }
+}
