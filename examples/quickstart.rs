@@ -10,12 +10,11 @@
 use std::sync::Arc;
 
 use chrono::Duration;
-use stoa_backup::core::process::CommandSpec;
-use stoa_backup::core::verify::ChecksumVerifier;
 use stoa_backup::core::{
-    format_runs_table, Catalog, CommandSource, KeepCount, KeepRules, Pipeline, RunFilter,
-    TracingObserver, ZstdCodec,
+    format_runs_table, Catalog, KeepCount, KeepRules, Pipeline, RunFilter, TracingObserver,
+    ZstdCodec,
 };
+use stoa_backup::providers::postgres::{PgArchiveVerifier, PostgresSource};
 use stoa_backup::storage::LocalSink;
 
 #[tokio::main]
@@ -25,19 +24,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let dir = std::env::var("STOA_BACKUP_DIR").unwrap_or_else(|_| "./stoa-backups".to_string());
 
     let sink = Arc::new(LocalSink::new(&dir)?);
-    let source = CommandSource::new(
-        "postgres",
-        "database.dump",
-        CommandSpec::new("pg_dump").args([
-            "--format=custom",
-            "--compress=0",
-            "--no-owner",
-            "--no-privileges",
-            "--dbname",
-            &url,
-        ]),
-    )
-    .content_type("application/x-postgres-custom-dump");
+    // pg_dump -Fc -Z0 streamed into our zstd stage; the password (if any) reaches pg_dump
+    // through its environment, never its command line.
+    let source = PostgresSource::builder().url(&url).build()?;
     // The seed keeps daily dumps for 30 days.
     let retention = KeepRules::new()
         .keep_daily(KeepCount::Last(30))
@@ -47,7 +36,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .source(Arc::new(source))
         .sink(sink.clone())
         .compression(ZstdCodec::new(3)?)
-        .verifier(Arc::new(ChecksumVerifier::deep()))
+        // pg_restore --list (TOC count as recorded) and a full read of every data block.
+        .verifier(Arc::new(PgArchiveVerifier::new()))
         .retention(Arc::new(retention))
         .apply_retention(true)
         .observer(Arc::new(TracingObserver))
@@ -60,6 +50,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             "stored {} ({} bytes plain, {} bytes stored, sha256 {})",
             a.key, a.plain_size, a.stored_size, a.stored_sha256
         );
+        for v in &a.verification {
+            println!("  verified by {}: {}", v.verifier, v.detail);
+        }
     }
     if let Some(plan) = &report.retention {
         println!("\nretention plan:\n{plan}");
