@@ -38,6 +38,8 @@
 
 pub mod conn;
 pub mod dump_header;
+#[cfg(feature = "kubernetes")]
+pub mod exec;
 mod queries;
 pub mod restore;
 pub mod source;
@@ -45,6 +47,8 @@ pub mod tools;
 pub mod verify;
 
 pub use conn::PgConnection;
+#[cfg(feature = "kubernetes")]
+pub use exec::{PodRef, PodTarget, PostgresPodSource};
 pub use queries::qualified_name;
 pub use restore::{PostgresRestorer, RestoreTarget};
 pub use source::{

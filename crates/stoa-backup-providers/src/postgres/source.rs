@@ -425,6 +425,11 @@ impl PostgresSource {
         &self.conn
     }
 
+    /// Which databases this source dumps.
+    pub fn database_selection(&self) -> &DatabaseSelection {
+        &self.databases
+    }
+
     /// The pg_dump command for `database` (password in the environment, not in argv).
     /// `snapshot` is an exported snapshot id to dump from. Exposed so other runners (e.g.
     /// exec inside a pod) build the same command.
