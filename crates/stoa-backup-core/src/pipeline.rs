@@ -308,6 +308,9 @@ impl RunReport {
     }
 }
 
+/// Chunks read ahead between stages (each up to [`crate::stream::CHUNK_SIZE`]).
+const PREFETCH_CHUNKS: usize = 8;
+
 struct Job {
     source: Arc<dyn Source>,
     plan: ArtifactPlan,
@@ -568,7 +571,9 @@ impl Pipeline {
                 plain_bytes: bytes,
             });
         });
-        let (mut stream, plain_digest) = hashing_with_progress(export.stream, Some(progress));
+        // Read the source ahead so it keeps producing while codecs and the sink work.
+        let source_stream = crate::stream::prefetch(export.stream, PREFETCH_CHUNKS);
+        let (mut stream, plain_digest) = hashing_with_progress(source_stream, Some(progress));
         let skip_compression = job.plan.text && self.sink.capabilities().prefers_plain_text;
         let mut steps = Vec::new();
         for codec in &self.codecs {
@@ -580,6 +585,8 @@ impl Pipeline {
             steps.push(step);
         }
         let (stream, stored_digest) = crate::codec::hashing(stream);
+        // And compress/encrypt ahead of the sink, so hashing and compression overlap I/O.
+        let stream = if steps.is_empty() { stream } else { crate::stream::prefetch(stream, PREFETCH_CHUNKS) };
         self.sink
             .put(&job.key, stream)
             .await

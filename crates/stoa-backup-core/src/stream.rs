@@ -1,9 +1,12 @@
 //! Byte streams: the currency between sources, codec stages and sinks.
 
 use std::pin::Pin;
+use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use futures::{Stream, StreamExt, TryStreamExt};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 use tokio::io::AsyncRead;
 use tokio_util::io::{ReaderStream, StreamReader};
 
@@ -45,4 +48,40 @@ pub async fn collect(mut stream: ByteStream) -> Result<Vec<u8>> {
         out.extend_from_slice(&chunk?);
     }
     Ok(out)
+}
+
+/// Reads `stream` ahead in its own task, up to `depth` chunks, so the producer (a child's
+/// stdout, a network body) keeps going while the consumer compresses or writes. Memory is
+/// bounded by `depth` chunks. Dropping the returned stream stops the task and drops the
+/// source stream (killing a child process behind it).
+pub fn prefetch(mut stream: ByteStream, depth: usize) -> ByteStream {
+    let (tx, rx) = mpsc::channel(depth.max(1));
+    let task = tokio::spawn(async move {
+        while let Some(item) = stream.next().await {
+            let failed = item.is_err();
+            if tx.send(item).await.is_err() || failed {
+                break;
+            }
+        }
+    });
+    Box::pin(TaskStream { rx, task })
+}
+
+/// The receiving end of a producer task; aborts the task when dropped.
+pub(crate) struct TaskStream {
+    pub(crate) rx: mpsc::Receiver<Result<Bytes>>,
+    pub(crate) task: JoinHandle<()>,
+}
+
+impl Stream for TaskStream {
+    type Item = Result<Bytes>;
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.rx.poll_recv(cx)
+    }
+}
+
+impl Drop for TaskStream {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
 }

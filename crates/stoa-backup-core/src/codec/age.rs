@@ -7,9 +7,8 @@ use std::task::{Context, Poll};
 
 pub use age::secrecy::{ExposeSecret, SecretString};
 use bytes::Bytes;
-use futures::{AsyncWriteExt, Stream, StreamExt};
+use futures::{AsyncWriteExt, StreamExt};
 use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
 use tokio_util::compat::{
     FuturesAsyncReadCompatExt, TokioAsyncReadCompatExt, TokioAsyncWriteCompatExt,
 };
@@ -18,7 +17,7 @@ use tokio_util::sync::PollSender;
 use super::Codec;
 use crate::error::{Error, ErrorKind, Result};
 use crate::manifest::CodecStep;
-use crate::stream::{into_reader, ByteStream};
+use crate::stream::{into_reader, ByteStream, TaskStream};
 
 const COMPONENT: &str = "codec/age";
 
@@ -224,26 +223,6 @@ async fn encrypt_task(
     if let Err(e) = result {
         // If the consumer is gone there is nobody left to tell.
         tx.send(Err(e)).await.ok();
-    }
-}
-
-/// The output of a codec task: aborts the task when dropped, so a cancelled run stops the
-/// source (e.g. kills its child process) at once.
-struct TaskStream {
-    rx: mpsc::Receiver<Result<Bytes>>,
-    task: JoinHandle<()>,
-}
-
-impl Stream for TaskStream {
-    type Item = Result<Bytes>;
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        self.rx.poll_recv(cx)
-    }
-}
-
-impl Drop for TaskStream {
-    fn drop(&mut self) {
-        self.task.abort();
     }
 }
 
