@@ -1,0 +1,380 @@
+//! The Infisical HTTP client: universal-auth login with refresh, 403 `TokenError` re-login,
+//! 429 back-off, v3/v4 paths, error mapping. Credentials and tokens never print.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use reqwest::{Method, StatusCode, Url};
+use serde_json::{json, Value};
+use stoa_backup_core::{Error, ErrorKind, Result};
+
+use crate::http::{read_body, send_with_retry, RetryPolicy};
+
+use super::COMPONENT;
+
+/// Which secrets API the server speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum InfisicalApi {
+    /// `/api/v4/secrets`, `/api/v4/secrets/batch`, `/api/v2/folders` with `projectId`,
+    /// `/api/v1/projects` (current servers; the default).
+    #[default]
+    V4,
+    /// `/api/v3/secrets/raw`, `/api/v3/secrets/batch/raw`, `/api/v1/folders` with
+    /// `workspaceId`, `/api/v1/workspace` (older servers).
+    V3,
+}
+
+impl InfisicalApi {
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            InfisicalApi::V4 => "v4",
+            InfisicalApi::V3 => "v3",
+        }
+    }
+
+    /// Query/body name of the project id.
+    pub(crate) fn project_param(self) -> &'static str {
+        match self {
+            InfisicalApi::V4 => "projectId",
+            InfisicalApi::V3 => "workspaceId",
+        }
+    }
+
+    pub(crate) fn secrets_path(self) -> &'static [&'static str] {
+        match self {
+            InfisicalApi::V4 => &["api", "v4", "secrets"],
+            InfisicalApi::V3 => &["api", "v3", "secrets", "raw"],
+        }
+    }
+
+    pub(crate) fn batch_path(self) -> &'static [&'static str] {
+        match self {
+            InfisicalApi::V4 => &["api", "v4", "secrets", "batch"],
+            InfisicalApi::V3 => &["api", "v3", "secrets", "batch", "raw"],
+        }
+    }
+
+    pub(crate) fn folders_path(self) -> &'static [&'static str] {
+        match self {
+            InfisicalApi::V4 => &["api", "v2", "folders"],
+            InfisicalApi::V3 => &["api", "v1", "folders"],
+        }
+    }
+
+    pub(crate) fn project_path(self) -> &'static str {
+        match self {
+            InfisicalApi::V4 => "projects",
+            InfisicalApi::V3 => "workspace",
+        }
+    }
+}
+
+/// Where Infisical is and the machine identity (universal auth) to use. `Debug` never shows
+/// the client secret.
+#[derive(Clone)]
+pub struct InfisicalConnection {
+    url: Url,
+    client_id: String,
+    client_secret: String,
+    api: InfisicalApi,
+    timeout: Duration,
+    retry: RetryPolicy,
+}
+
+impl fmt::Debug for InfisicalConnection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("InfisicalConnection")
+            .field("url", &self.url.as_str())
+            .field("client_id", &self.client_id)
+            .field("client_secret", &"***")
+            .field("api", &self.api)
+            .finish()
+    }
+}
+
+impl InfisicalConnection {
+    /// A connection to `url` (e.g. `https://infisical.stoa.svc:8080`) with a universal-auth
+    /// machine identity.
+    pub fn new(
+        url: &str,
+        client_id: impl Into<String>,
+        client_secret: impl Into<String>,
+    ) -> Result<Self> {
+        let mut u = Url::parse(url).map_err(|e| {
+            Error::config(format!("invalid Infisical URL {url:?}: {e}"))
+                .with_component(COMPONENT)
+                .with_hint("give the base URL, e.g. https://app.infisical.com")
+        })?;
+        if !matches!(u.scheme(), "http" | "https") || u.cannot_be_a_base() {
+            return Err(Error::config(format!(
+                "the Infisical URL {url:?} must be http(s)"
+            )));
+        }
+        if !u.path().ends_with('/') {
+            let p = format!("{}/", u.path());
+            u.set_path(&p);
+        }
+        let (client_id, client_secret) = (client_id.into(), client_secret.into());
+        if client_id.trim().is_empty() || client_secret.trim().is_empty() {
+            return Err(
+                Error::config("the universal-auth client id or secret is empty")
+                    .with_component(COMPONENT),
+            );
+        }
+        Ok(InfisicalConnection {
+            url: u,
+            client_id,
+            client_secret,
+            api: InfisicalApi::V4,
+            timeout: Duration::from_secs(60),
+            retry: RetryPolicy::default(),
+        })
+    }
+
+    /// Uses the older v3 paths.
+    pub fn api(mut self, api: InfisicalApi) -> Self {
+        self.api = api;
+        self
+    }
+
+    /// Timeout of one call (default 60 s).
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Retries on 429 (rate limit), 5xx and connection errors.
+    pub fn retry(mut self, retry: RetryPolicy) -> Self {
+        self.retry = retry;
+        self
+    }
+}
+
+struct AccessToken {
+    token: String,
+    refresh_at: Instant,
+}
+
+/// The client with its cached access token.
+#[derive(Clone)]
+pub(crate) struct InfisicalClient {
+    conn: InfisicalConnection,
+    http: reqwest::Client,
+    token: Arc<tokio::sync::Mutex<Option<AccessToken>>>,
+}
+
+impl fmt::Debug for InfisicalClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("InfisicalClient")
+            .field("conn", &self.conn)
+            .finish_non_exhaustive()
+    }
+}
+
+impl InfisicalClient {
+    pub(crate) fn new(conn: InfisicalConnection) -> Result<Self> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .build()
+            .map_err(|e| Error::config("cannot build the HTTP client").with_source(e))?;
+        Ok(InfisicalClient {
+            conn,
+            http,
+            token: Arc::new(tokio::sync::Mutex::new(None)),
+        })
+    }
+
+    pub(crate) fn api(&self) -> InfisicalApi {
+        self.conn.api
+    }
+
+    pub(crate) fn url(&self, parts: &[&str]) -> Url {
+        let mut u = self.conn.url.clone();
+        {
+            let mut s = u.path_segments_mut().expect("checked base");
+            s.pop_if_empty();
+            for p in parts {
+                s.push(p);
+            }
+        }
+        u
+    }
+
+    async fn token(&self, force: bool) -> Result<String> {
+        let mut guard = self.token.lock().await;
+        if !force {
+            if let Some(t) = guard.as_ref() {
+                if Instant::now() < t.refresh_at {
+                    return Ok(t.token.clone());
+                }
+            }
+        }
+        let t = self.login().await?;
+        let token = t.token.clone();
+        *guard = Some(t);
+        Ok(token)
+    }
+
+    async fn login(&self) -> Result<AccessToken> {
+        let what = "Infisical universal-auth login";
+        let url = self.url(&["api", "v1", "auth", "universal-auth", "login"]);
+        let body =
+            json!({"clientId": self.conn.client_id, "clientSecret": self.conn.client_secret});
+        let resp = send_with_retry(&self.conn.retry, what, || {
+            self.http
+                .post(url.clone())
+                .timeout(self.conn.timeout)
+                .json(&body)
+        })
+        .await?;
+        let status = resp.status();
+        let bytes = read_body(resp, what).await?;
+        if !status.is_success() {
+            let e = infisical_error(status, &bytes, what);
+            return Err(if matches!(status.as_u16(), 400 | 401 | 403) {
+                Error::new(ErrorKind::Unauthenticated, e.message().to_string()).with_hint(
+                    "check the machine identity's client id and secret (universal auth) and that it may access the project",
+                )
+            } else {
+                e
+            });
+        }
+        let v: Value = serde_json::from_slice(&bytes)
+            .map_err(|e| Error::source_failed(format!("{what}: invalid JSON")).with_source(e))?;
+        let token = v["accessToken"]
+            .as_str()
+            .ok_or_else(|| Error::source_failed(format!("{what}: no accessToken in the answer")))?
+            .to_string();
+        let ttl = v["expiresIn"].as_u64().unwrap_or(300);
+        // Refresh a little before expiry (or at half-life for very short tokens).
+        let margin = (ttl / 2).min(60);
+        tracing::debug!(expires_in = ttl, "logged in to Infisical");
+        Ok(AccessToken {
+            token,
+            refresh_at: Instant::now() + Duration::from_secs(ttl.saturating_sub(margin)),
+        })
+    }
+
+    /// An authenticated call; re-logs in once on 403 `TokenError` (expired token).
+    pub(crate) async fn call(
+        &self,
+        method: Method,
+        url: Url,
+        body: Option<&Value>,
+        what: &str,
+    ) -> Result<(StatusCode, Value)> {
+        let mut relogged = false;
+        loop {
+            let token = self.token(relogged).await?;
+            let resp = send_with_retry(&self.conn.retry, what, || {
+                let rb = self
+                    .http
+                    .request(method.clone(), url.clone())
+                    .timeout(self.conn.timeout)
+                    .bearer_auth(&token);
+                match body {
+                    Some(b) => rb.json(b),
+                    None => rb,
+                }
+            })
+            .await?;
+            let status = resp.status();
+            let bytes = read_body(resp, what).await?;
+            if status == StatusCode::FORBIDDEN && !relogged && error_name(&bytes) == "TokenError" {
+                tracing::debug!(what, "Infisical token expired; logging in again");
+                relogged = true;
+                continue;
+            }
+            if !status.is_success() {
+                return Err(infisical_error(status, &bytes, what));
+            }
+            let v = if bytes.is_empty() {
+                Value::Null
+            } else {
+                serde_json::from_slice(&bytes).map_err(|e| {
+                    Error::source_failed(format!("{what}: invalid JSON")).with_source(e)
+                })?
+            };
+            return Ok((status, v));
+        }
+    }
+
+    pub(crate) async fn get(&self, url: Url, what: &str) -> Result<Value> {
+        self.call(Method::GET, url, None, what)
+            .await
+            .map(|(_, v)| v)
+    }
+}
+
+fn error_name(body: &[u8]) -> String {
+    serde_json::from_slice::<Value>(body)
+        .ok()
+        .and_then(|v| v["error"].as_str().map(str::to_string))
+        .unwrap_or_default()
+}
+
+/// Maps an Infisical error answer (`{"statusCode","message","error"}`) to an [`Error`].
+pub(crate) fn infisical_error(status: StatusCode, body: &[u8], what: &str) -> Error {
+    let v: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+    let name = v["error"].as_str().unwrap_or_default();
+    let msg: String = match &v["message"] {
+        Value::String(s) => s.clone(),
+        Value::Null => String::new(),
+        other => other.to_string(),
+    }
+    .chars()
+    .take(300)
+    .collect();
+    let (kind, hint) = match (status.as_u16(), name) {
+        (403, "TokenError") | (401, _) => (
+            ErrorKind::Unauthenticated,
+            "the access token is invalid or expired: check the machine identity",
+        ),
+        (403, _) => (
+            ErrorKind::PermissionDenied,
+            "give the machine identity a role that may read (backup) or write (restore) secrets in this project and environment",
+        ),
+        (404, _) => (ErrorKind::NotFound, "check the project id, environment slug and folder path"),
+        (429, _) => (ErrorKind::Unavailable, "Infisical is rate limiting: retry later or raise its limits"),
+        (s, _) if s >= 500 => (ErrorKind::Unavailable, "Infisical failed: check its logs and retry"),
+        _ => (ErrorKind::Source, "Infisical refused the request"),
+    };
+    let detail = match (name.is_empty(), msg.is_empty()) {
+        (true, true) => String::new(),
+        (false, true) => format!(": {name}"),
+        (true, false) => format!(": {msg}"),
+        (false, false) => format!(": {name}: {msg}"),
+    };
+    Error::new(kind, format!("{what}: HTTP {}{detail}", status.as_u16()))
+        .with_retryable(status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error())
+        .with_hint(hint)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_hides_the_secret() {
+        let c = InfisicalConnection::new("http://127.0.0.1:1", "id-1", "cs-TOPSECRET").unwrap();
+        assert!(!format!("{c:?}").contains("TOPSECRET"));
+    }
+
+    #[test]
+    fn maps_token_errors() {
+        let e = infisical_error(
+            StatusCode::FORBIDDEN,
+            br#"{"statusCode":403,"message":"expired","error":"TokenError"}"#,
+            "x",
+        );
+        assert_eq!(e.kind(), ErrorKind::Unauthenticated);
+        let e = infisical_error(
+            StatusCode::FORBIDDEN,
+            br#"{"statusCode":403,"message":"You are not allowed to read on secrets","error":"PermissionDenied"}"#,
+            "x",
+        );
+        assert_eq!(e.kind(), ErrorKind::PermissionDenied);
+        assert!(e.message().contains("not allowed"));
+    }
+}

@@ -1,0 +1,951 @@
+//! KV secrets engines (v1 and v2) over the API: one JSON document per mount, restorable
+//! into any Vault with check-and-set writes.
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::StreamExt;
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Map, Value};
+use stoa_backup_core::manifest::ArtifactRecord;
+use stoa_backup_core::{
+    ArtifactPlan, ByteStream, Error, ErrorKind, ExistingDataPolicy, Export, ExportContext, Facts,
+    PreflightReport, RestoreOptions, RestoreReport, Restorer, Result, Source,
+};
+use tokio::sync::{mpsc, oneshot};
+
+use super::client::{vault_error, vault_messages, VaultClient, VaultConnection};
+use super::{KV_COMPONENT, PROVIDER_KV};
+use crate::http::to_stable_json;
+
+/// `format` field of every KV document.
+pub const KV_FORMAT: &str = "stoa-backup/vault-kv/v1";
+
+/// Content type of a KV document.
+pub const KV_CONTENT_TYPE: &str = "application/vnd.stoa.vault-kv+json";
+
+/// Requests in flight while reading or writing secrets.
+const CONCURRENCY: usize = 8;
+
+/// A KV mount: its path (with a trailing `/`) and engine version.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct KvMount {
+    path: String,
+    version: u8,
+}
+
+impl KvMount {
+    fn artifact_name(&self) -> String {
+        format!("kv/{}.json", self.path.trim_end_matches('/'))
+    }
+}
+
+fn kv_version(info: &Value) -> Option<u8> {
+    let ty = info["type"].as_str()?;
+    if ty != "kv" && ty != "generic" {
+        return None;
+    }
+    match info["options"]["version"].as_str() {
+        Some("2") => Some(2),
+        _ => Some(1),
+    }
+}
+
+fn normalize_mount(m: &str) -> String {
+    format!("{}/", m.trim_matches('/'))
+}
+
+/// Exports Vault KV mounts (v1 and v2) over the API: one `kv/<mount>.json` artifact per
+/// mount, holding for every secret its current data and, for KV v2, its metadata (custom
+/// metadata, `max_versions`, `cas_required`, `delete_version_after`, version history).
+/// Secrets whose current version is deleted or destroyed are listed without data; paths the
+/// token may not list or read are recorded (and counted in the manifest) and skipped.
+///
+/// What it does **not** hold (take a [`super::RaftSnapshotSource`] for these): older
+/// versions' data, policies, auth methods and roles, identities, other engines.
+///
+/// The artifacts hold secret values in plain JSON: they are marked sensitive, so the pipeline
+/// refuses to store them unless it encrypts (`.encryption(...)`) or the caller opts out with
+/// `.store_secrets_unencrypted(true)`. The manifest records the Vault version, storage type,
+/// mount, engine version and secret counts.
+#[derive(Debug, Clone)]
+pub struct VaultKvSource {
+    client: VaultClient,
+    mounts: Vec<String>,
+    component: String,
+    page_size: Option<usize>,
+}
+
+/// Builds a [`VaultKvSource`].
+#[derive(Debug)]
+pub struct VaultKvSourceBuilder {
+    connection: Option<VaultConnection>,
+    mounts: Vec<String>,
+    component: String,
+    page_size: Option<usize>,
+}
+
+impl VaultKvSource {
+    /// Starts a builder.
+    pub fn builder() -> VaultKvSourceBuilder {
+        VaultKvSourceBuilder {
+            connection: None,
+            mounts: Vec::new(),
+            component: KV_COMPONENT.to_string(),
+            page_size: None,
+        }
+    }
+}
+
+impl VaultKvSourceBuilder {
+    /// Server and credentials (required).
+    pub fn connection(mut self, connection: VaultConnection) -> Self {
+        self.connection = Some(connection);
+        self
+    }
+
+    /// Exports only this mount (repeatable; default: every KV mount in `sys/mounts`).
+    pub fn mount(mut self, mount: impl Into<String>) -> Self {
+        self.mounts.push(normalize_mount(&mount.into()));
+        self
+    }
+
+    /// Component name in keys and the manifest (default `vault-kv`).
+    pub fn component(mut self, component: impl Into<String>) -> Self {
+        self.component = component.into();
+        self
+    }
+
+    /// Lists in pages of `n` keys (`limit=`/`after=`, OpenBao ≥ 2.0; Vault has no paging,
+    /// leave unset there).
+    pub fn list_page_size(mut self, n: usize) -> Self {
+        self.page_size = Some(n);
+        self
+    }
+
+    /// Validates the settings (nothing is contacted).
+    pub fn build(self) -> Result<VaultKvSource> {
+        let conn = self.connection.ok_or_else(|| {
+            Error::config("no Vault connection configured")
+                .with_component(KV_COMPONENT)
+                .with_hint("call .connection(VaultConnection::new(addr, auth)?)")
+        })?;
+        if self.page_size == Some(0) {
+            return Err(Error::config("the list page size must be at least 1"));
+        }
+        for m in &self.mounts {
+            if m == "/" || m.split('/').any(|s| s == "..") {
+                return Err(Error::config(format!("invalid mount path {m:?}")));
+            }
+        }
+        Ok(VaultKvSource {
+            client: VaultClient::new(conn)?,
+            mounts: self.mounts,
+            component: self.component,
+            page_size: self.page_size,
+        })
+    }
+}
+
+/// Reads the KV mounts: `sys/mounts`, or per configured mount `sys/internal/ui/mounts/…`
+/// when the token may not read the mount table.
+async fn kv_mounts(client: &VaultClient, only: &[String]) -> Result<Vec<KvMount>> {
+    let what = "listing secrets engines (sys/mounts)";
+    let (status, body) = client
+        .call(Method::GET, client.url(&["sys", "mounts"]), None, what)
+        .await?;
+    if status.is_success() {
+        let v: Value = serde_json::from_slice(&body)
+            .map_err(|e| Error::source_failed(format!("{what}: invalid JSON")).with_source(e))?;
+        let table = v["data"].as_object().cloned().unwrap_or_else(|| {
+            v.as_object()
+                .map(|o| {
+                    o.iter()
+                        .filter(|(k, v)| k.ends_with('/') && v.is_object())
+                        .map(|(k, v)| (k.clone(), v.clone()))
+                        .collect()
+                })
+                .unwrap_or_default()
+        });
+        let mut mounts: Vec<KvMount> = table
+            .iter()
+            .filter_map(|(path, info)| {
+                kv_version(info).map(|version| KvMount {
+                    path: normalize_mount(path),
+                    version,
+                })
+            })
+            .filter(|m| only.is_empty() || only.contains(&m.path))
+            .collect();
+        mounts.sort_by(|a, b| a.path.cmp(&b.path));
+        for m in only {
+            if !mounts.iter().any(|k| &k.path == m) {
+                return Err(Error::new(
+                    ErrorKind::NotFound,
+                    format!("there is no KV mount at {m}"),
+                )
+                .with_hint("check the mount path (vault secrets list)"));
+            }
+        }
+        return Ok(mounts);
+    }
+    if status != StatusCode::FORBIDDEN || only.is_empty() {
+        let e = vault_error(status, &body, what);
+        return Err(if status == StatusCode::FORBIDDEN {
+            e.with_hint("grant read on sys/mounts, or configure the mounts to export explicitly")
+        } else {
+            e
+        });
+    }
+    let mut mounts = Vec::new();
+    for m in only {
+        let what = format!("looking up the mount {m}");
+        let v = client
+            .get_json(client.url(&["sys", "internal", "ui", "mounts", m]), &what)
+            .await?
+            .ok_or_else(|| Error::new(ErrorKind::NotFound, format!("there is no mount at {m}")))?;
+        let version = kv_version(&v["data"])
+            .ok_or_else(|| Error::config(format!("the mount {m} is not a KV engine")))?;
+        mounts.push(KvMount {
+            path: m.clone(),
+            version,
+        });
+    }
+    Ok(mounts)
+}
+
+/// One LIST: the keys under `prefix` (sub-folders end in `/`); `None` if denied.
+async fn list_keys(
+    client: &VaultClient,
+    mount: &KvMount,
+    prefix: &str,
+    page_size: Option<usize>,
+) -> Result<Option<Vec<String>>> {
+    let mut keys = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let mut url = if mount.version == 2 {
+            client.url(&[&mount.path, "metadata", prefix])
+        } else {
+            client.url(&[&mount.path, prefix])
+        };
+        // A trailing slash names the folder itself (`LIST secret/metadata/`).
+        let p = format!("{}/", url.path().trim_end_matches('/'));
+        url.set_path(&p);
+        {
+            let mut q = url.query_pairs_mut();
+            q.append_pair("list", "true");
+            if let Some(n) = page_size {
+                q.append_pair("limit", &n.to_string());
+                if let Some(a) = &after {
+                    q.append_pair("after", a);
+                }
+            }
+        }
+        let what = format!("listing {}{}", mount.path, prefix);
+        let (status, body) = client.call(Method::GET, url, None, &what).await?;
+        match status.as_u16() {
+            404 => break,
+            403 => return Ok(None),
+            s if (200..300).contains(&s) => {}
+            _ => return Err(vault_error(status, &body, &what)),
+        }
+        let v: Value = serde_json::from_slice(&body)
+            .map_err(|e| Error::source_failed(format!("{what}: invalid JSON")).with_source(e))?;
+        let page: Vec<String> = v["data"]["keys"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|k| k.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let n = page.len();
+        after = page.last().cloned();
+        keys.extend(page);
+        match page_size {
+            Some(limit) if n >= limit => continue,
+            _ => break,
+        }
+    }
+    Ok(Some(keys))
+}
+
+/// Walks a mount; returns secret paths (sorted) and prefixes the token may not list.
+async fn walk(
+    client: &VaultClient,
+    mount: &KvMount,
+    page_size: Option<usize>,
+) -> Result<(Vec<String>, Vec<String>)> {
+    let mut secrets = Vec::new();
+    let mut denied = Vec::new();
+    let mut stack = vec![String::new()];
+    while let Some(prefix) = stack.pop() {
+        match list_keys(client, mount, &prefix, page_size).await? {
+            None => denied.push(prefix),
+            Some(keys) => {
+                for k in keys {
+                    let full = format!("{prefix}{k}");
+                    if k.ends_with('/') {
+                        stack.push(full);
+                    } else {
+                        secrets.push(full);
+                    }
+                }
+            }
+        }
+    }
+    secrets.sort();
+    denied.sort();
+    Ok((secrets, denied))
+}
+
+/// What reading one secret gave.
+enum Read {
+    Entry(Value),
+    Denied,
+    Gone,
+}
+
+async fn read_secret(client: &VaultClient, mount: &KvMount, path: &str) -> Result<Read> {
+    if mount.version == 1 {
+        let what = format!("reading {}{}", mount.path, path);
+        let (status, body) = client
+            .call(Method::GET, client.url(&[&mount.path, path]), None, &what)
+            .await?;
+        return match status.as_u16() {
+            404 => Ok(Read::Gone),
+            403 => Ok(Read::Denied),
+            s if (200..300).contains(&s) => {
+                let v: Value = serde_json::from_slice(&body).map_err(|e| {
+                    Error::source_failed(format!("{what}: invalid JSON")).with_source(e)
+                })?;
+                Ok(Read::Entry(json!({"path": path, "data": v["data"]})))
+            }
+            _ => Err(vault_error(status, &body, &what)),
+        };
+    }
+    let what = format!("reading the metadata of {}{}", mount.path, path);
+    let (status, body) = client
+        .call(
+            Method::GET,
+            client.url(&[&mount.path, "metadata", path]),
+            None,
+            &what,
+        )
+        .await?;
+    let meta = match status.as_u16() {
+        404 => return Ok(Read::Gone),
+        403 => return Ok(Read::Denied),
+        s if (200..300).contains(&s) => {
+            let v: Value = serde_json::from_slice(&body).map_err(|e| {
+                Error::source_failed(format!("{what}: invalid JSON")).with_source(e)
+            })?;
+            v["data"].clone()
+        }
+        _ => return Err(vault_error(status, &body, &what)),
+    };
+    let settings = settings_of(&meta);
+    let history = json!({
+        "current_version": meta["current_version"],
+        "oldest_version": meta["oldest_version"],
+        "created_time": meta["created_time"],
+        "updated_time": meta["updated_time"],
+        "versions": meta["versions"],
+    });
+    let what = format!("reading {}{}", mount.path, path);
+    let (status, body) = client
+        .call(
+            Method::GET,
+            client.url(&[&mount.path, "data", path]),
+            None,
+            &what,
+        )
+        .await?;
+    let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    match status.as_u16() {
+        s if (200..300).contains(&s) => Ok(Read::Entry(json!({
+            "path": path,
+            "data": v["data"]["data"],
+            "version": v["data"]["metadata"]["version"],
+            "settings": settings,
+            "history": history,
+        }))),
+        // A deleted or destroyed current version: 404 with the envelope and data null.
+        404 if v.get("data").is_some() => Ok(Read::Entry(json!({
+            "path": path,
+            "current_deleted": true,
+            "settings": settings,
+            "history": history,
+        }))),
+        404 => Ok(Read::Gone),
+        403 => Ok(Read::Denied),
+        _ => Err(vault_error(status, &body, &what)),
+    }
+}
+
+/// The restorable KV v2 metadata settings.
+fn settings_of(meta: &Value) -> Value {
+    json!({
+        "max_versions": meta["max_versions"].as_u64().unwrap_or(0),
+        "cas_required": meta["cas_required"].as_bool().unwrap_or(false),
+        "delete_version_after": meta["delete_version_after"].as_str().unwrap_or("0s"),
+        "custom_metadata": match &meta["custom_metadata"] {
+            Value::Object(m) => Value::Object(m.clone()),
+            _ => Value::Object(Map::new()),
+        },
+    })
+}
+
+#[async_trait]
+impl Source for VaultKvSource {
+    fn component(&self) -> &str {
+        &self.component
+    }
+
+    fn provider(&self) -> &str {
+        PROVIDER_KV
+    }
+
+    async fn preflight(&self) -> Result<PreflightReport> {
+        let h = self
+            .client
+            .require_active("preflight")
+            .await
+            .map_err(|e| e.with_component(self.component.clone()))?;
+        let mounts = kv_mounts(&self.client, &self.mounts).await.map_err(|e| {
+            e.or_operation("preflight")
+                .or_component(self.component.clone())
+        })?;
+        let mut notes = Vec::new();
+        if mounts.is_empty() {
+            notes.push("no KV mounts found: nothing to export".to_string());
+        }
+        Ok(PreflightReport {
+            server_version: Some(h.version),
+            notes,
+        })
+    }
+
+    async fn discover(&self) -> Result<Vec<ArtifactPlan>> {
+        let h = self.client.require_active("discover").await?;
+        let storage = self.client.storage_type().await;
+        let mounts = kv_mounts(&self.client, &self.mounts).await?;
+        Ok(mounts
+            .iter()
+            .map(|m| {
+                ArtifactPlan::new(m.artifact_name(), KV_CONTENT_TYPE)
+                    .sensitive(true)
+                    .text(true)
+                    .fact("vault_version", h.version.clone())
+                    .fact(
+                        "storage_type",
+                        storage.clone().unwrap_or_else(|| "unknown".into()),
+                    )
+                    .fact("mount", m.path.clone())
+                    .fact("kv_version", m.version)
+                    .fact(
+                        "namespace",
+                        self.client
+                            .connection()
+                            .namespace_name()
+                            .map(Value::from)
+                            .unwrap_or(Value::Null),
+                    )
+            })
+            .collect())
+    }
+
+    async fn export(&self, artifact: &ArtifactPlan, ctx: &ExportContext) -> Result<Export> {
+        let mount = KvMount {
+            path: artifact.facts["mount"]
+                .as_str()
+                .ok_or_else(|| Error::internal("plan without mount"))?
+                .to_string(),
+            version: artifact.facts["kv_version"].as_u64().unwrap_or(2) as u8,
+        };
+        let (tx, rx) = mpsc::channel::<Result<Bytes>>(16);
+        let (facts_tx, facts_rx) = oneshot::channel::<Facts>();
+        let client = self.client.clone();
+        let page_size = self.page_size;
+        let cancel = ctx.cancel.clone();
+        let vault_version = artifact.facts.get("vault_version").cloned();
+        let task = async move {
+            let r = write_document(&client, &mount, page_size, vault_version, &tx).await;
+            match r {
+                Ok(facts) => {
+                    let _ = facts_tx.send(facts);
+                }
+                Err(e) => {
+                    let _ = tx.send(Err(e)).await;
+                }
+            }
+        };
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = cancel.cancelled() => {}
+                _ = task => {}
+            }
+        });
+        let stream: ByteStream = Box::pin(futures::stream::unfold(rx, |mut rx| async move {
+            rx.recv().await.map(|item| (item, rx))
+        }));
+        Ok(Export::with_finish(stream, async move {
+            facts_rx.await.map_err(|_| {
+                Error::source_failed("the KV export ended before writing its document")
+            })
+        }))
+    }
+}
+
+async fn write_document(
+    client: &VaultClient,
+    mount: &KvMount,
+    page_size: Option<usize>,
+    vault_version: Option<Value>,
+    tx: &mpsc::Sender<Result<Bytes>>,
+) -> Result<Facts> {
+    let send = |s: String| async move {
+        tx.send(Ok(Bytes::from(s)))
+            .await
+            .map_err(|_| Error::cancelled("the KV export's reader went away"))
+    };
+    let (paths, denied_lists) = walk(client, mount, page_size).await?;
+    tracing::debug!(mount = %mount.path, secrets = paths.len(), "walked KV mount");
+    let header = json!({
+        "format": KV_FORMAT,
+        "mount": mount.path,
+        "kv_version": mount.version,
+        "vault_version": vault_version.unwrap_or(Value::Null),
+    });
+    let header = to_stable_json(&header);
+    // Re-open the object to append the secrets array (the document stays one JSON value).
+    let trimmed = header.trim_end();
+    let mut head = trimmed[..trimmed.len() - 1].trim_end().to_string();
+    head.push_str(",\n  \"secrets\": [\n");
+    send(head).await?;
+
+    let mut reads = futures::stream::iter(paths.clone())
+        .map(|p| async move { (read_secret(client, mount, &p).await, p) })
+        .buffered(CONCURRENCY);
+    let (mut written, mut deleted) = (0u64, 0u64);
+    let mut denied_reads = Vec::new();
+    while let Some((r, path)) = reads.next().await {
+        match r? {
+            Read::Entry(e) => {
+                if e.get("current_deleted").is_some() {
+                    deleted += 1;
+                }
+                let mut s = String::new();
+                if written > 0 {
+                    s.push_str(",\n");
+                }
+                crate::http::indent(&mut s, 2);
+                crate::http::write_stable(&mut s, &e, 2);
+                written += 1;
+                send(s).await?;
+            }
+            Read::Denied => denied_reads.push(path),
+            Read::Gone => {}
+        }
+    }
+    let tail = json!({
+        "unlistable": denied_lists,
+        "unreadable": denied_reads,
+        "counts": {"secrets": written, "current_deleted": deleted},
+    });
+    let mut t = String::from("\n  ],\n");
+    let body = to_stable_json(&tail);
+    // Splice the tail object's members after the secrets array.
+    t.push_str(
+        body.trim_end()
+            .trim_start_matches('{')
+            .trim_start_matches('\n'),
+    );
+    t.push('\n');
+    send(t).await?;
+    if !denied_lists.is_empty() || !denied_reads.is_empty() {
+        tracing::warn!(
+            mount = %mount.path,
+            unlistable = denied_lists.len(),
+            unreadable = denied_reads.len(),
+            "some KV paths were denied to the backup token and are not in the export"
+        );
+    }
+    let mut facts = Facts::new();
+    facts.insert("secrets".into(), json!(written));
+    facts.insert("current_deleted".into(), json!(deleted));
+    facts.insert("unlistable_paths".into(), json!(denied_lists.len()));
+    facts.insert("unreadable_secrets".into(), json!(denied_reads.len()));
+    Ok(facts)
+}
+
+/// Restores KV documents written by [`VaultKvSource`] into a Vault.
+///
+/// KV v2 writes use check-and-set: a missing secret is created with `cas: 0` (never
+/// overwriting one created meanwhile), an existing one is replaced with `cas` set to the
+/// version read just before, and only under [`ExistingDataPolicy::Overwrite`]; `Skip` keeps
+/// existing secrets, `Fail` (the default) refuses before writing anything if any secret would
+/// change. Metadata settings and custom metadata are restored too. Version numbers and
+/// timestamps cannot be recreated: each write is a new version. Secrets whose current version
+/// was deleted at backup time are not restored. A dry run reports what would be created,
+/// updated or left unchanged.
+#[derive(Debug, Clone)]
+pub struct VaultKvRestorer {
+    client: VaultClient,
+    component: String,
+    mount_map: BTreeMap<String, String>,
+}
+
+impl VaultKvRestorer {
+    /// A restorer writing through `connection` (component `vault-kv`).
+    pub fn new(connection: VaultConnection) -> Result<Self> {
+        Ok(VaultKvRestorer {
+            client: VaultClient::new(connection)?,
+            component: KV_COMPONENT.to_string(),
+            mount_map: BTreeMap::new(),
+        })
+    }
+
+    /// Restores artifacts of another component name.
+    pub fn component(mut self, component: impl Into<String>) -> Self {
+        self.component = component.into();
+        self
+    }
+
+    /// Restores the mount `from` (as backed up) into the mount `to`.
+    pub fn target_mount(mut self, from: &str, to: &str) -> Self {
+        self.mount_map
+            .insert(normalize_mount(from), normalize_mount(to));
+        self
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Action {
+    Create,
+    Update { cas: u64, data: bool },
+    Unchanged,
+}
+
+/// Reads the target's current state of one secret and decides what to do.
+async fn plan_secret(client: &VaultClient, mount: &KvMount, entry: &Value) -> Result<Action> {
+    let path = entry["path"].as_str().unwrap_or_default();
+    if mount.version == 1 {
+        let what = format!("reading {}{}", mount.path, path);
+        let cur = client
+            .get_json(client.url(&[&mount.path, path]), &what)
+            .await?;
+        return Ok(match cur {
+            None => Action::Create,
+            Some(v) if v["data"] == entry["data"] => Action::Unchanged,
+            Some(_) => Action::Update { cas: 0, data: true },
+        });
+    }
+    let what = format!("reading the metadata of {}{}", mount.path, path);
+    let Some(meta) = client
+        .get_json(client.url(&[&mount.path, "metadata", path]), &what)
+        .await?
+    else {
+        return Ok(Action::Create);
+    };
+    let meta = &meta["data"];
+    let cas = meta["current_version"].as_u64().unwrap_or(0);
+    let what = format!("reading {}{}", mount.path, path);
+    let (status, body) = client
+        .call(
+            Method::GET,
+            client.url(&[&mount.path, "data", path]),
+            None,
+            &what,
+        )
+        .await?;
+    let current = match status.as_u16() {
+        s if (200..300).contains(&s) => serde_json::from_slice::<Value>(&body)
+            .map(|v| v["data"]["data"].clone())
+            .unwrap_or(Value::Null),
+        404 => Value::Null,
+        _ => return Err(vault_error(status, &body, &what)),
+    };
+    let data_same = current == entry["data"];
+    let settings_same = settings_of(meta) == entry["settings"];
+    Ok(if data_same && settings_same {
+        Action::Unchanged
+    } else {
+        Action::Update {
+            cas,
+            data: !data_same,
+        }
+    })
+}
+
+async fn apply(
+    client: &VaultClient,
+    mount: &KvMount,
+    entry: &Value,
+    action: Action,
+) -> Result<bool> {
+    let path = entry["path"].as_str().unwrap_or_default();
+    let what = format!("writing {}{}", mount.path, path);
+    if mount.version == 1 {
+        client
+            .post_json(client.url(&[&mount.path, path]), &entry["data"], &what)
+            .await?;
+        return Ok(true);
+    }
+    let cas = match action {
+        Action::Create => Some(0),
+        Action::Update { cas, data: true } => Some(cas),
+        _ => None,
+    };
+    if let Some(cas) = cas {
+        let body = json!({"data": entry["data"], "options": {"cas": cas}});
+        let (status, bytes) = client
+            .call(
+                Method::POST,
+                client.url(&[&mount.path, "data", path]),
+                Some(&body),
+                &what,
+            )
+            .await?;
+        if status == StatusCode::BAD_REQUEST && vault_messages(&bytes).contains("check-and-set") {
+            // Someone wrote the secret after we looked: never overwrite a newer value.
+            return Ok(false);
+        }
+        if !status.is_success() {
+            return Err(vault_error(status, &bytes, &what));
+        }
+    }
+    if let Some(settings) = entry.get("settings") {
+        let what = format!("writing the metadata of {}{}", mount.path, path);
+        client
+            .post_json(
+                client.url(&[&mount.path, "metadata", path]),
+                settings,
+                &what,
+            )
+            .await?;
+    }
+    Ok(true)
+}
+
+#[async_trait]
+impl Restorer for VaultKvRestorer {
+    fn component(&self) -> &str {
+        &self.component
+    }
+
+    async fn restore(
+        &self,
+        artifact: &ArtifactRecord,
+        plain: ByteStream,
+        options: &RestoreOptions,
+    ) -> Result<RestoreReport> {
+        let bytes = stoa_backup_core::stream::collect(plain).await?;
+        let doc: Value = serde_json::from_slice(&bytes).map_err(|e| {
+            Error::integrity(format!("'{}' is not a KV document: {e}", artifact.name))
+        })?;
+        if doc["format"] != KV_FORMAT {
+            return Err(Error::new(
+                ErrorKind::Unsupported,
+                format!(
+                    "'{}' has format {}, expected {KV_FORMAT}",
+                    artifact.name, doc["format"]
+                ),
+            ));
+        }
+        let source_mount = doc["mount"].as_str().unwrap_or_default().to_string();
+        let target_path = self
+            .mount_map
+            .get(&source_mount)
+            .cloned()
+            .unwrap_or_else(|| source_mount.clone());
+        self.client.require_active("restore").await?;
+        let target = kv_mounts(&self.client, std::slice::from_ref(&target_path))
+            .await
+            .map_err(|e| {
+                if e.kind() == ErrorKind::NotFound {
+                    e.with_hint(format!(
+                        "enable the engine first, e.g. vault secrets enable -path={} kv-v2",
+                        target_path.trim_end_matches('/')
+                    ))
+                } else {
+                    e
+                }
+            })?
+            .into_iter()
+            .next()
+            .ok_or_else(|| Error::internal("mount lookup returned nothing"))?;
+
+        let entries: Vec<Value> = doc["secrets"].as_array().cloned().unwrap_or_default();
+        let mut report = RestoreReport {
+            dry_run: options.dry_run,
+            ..Default::default()
+        };
+        let (live, deleted): (Vec<Value>, Vec<Value>) = entries
+            .into_iter()
+            .partition(|e| e.get("current_deleted").is_none());
+        if !deleted.is_empty() {
+            report.notes.push(format!(
+                "{} secrets had their current version deleted at backup time and are not restored",
+                deleted.len()
+            ));
+        }
+        for (field, what) in [
+            ("unreadable", "secrets were unreadable"),
+            ("unlistable", "paths were unlistable"),
+        ] {
+            let n = doc[field].as_array().map_or(0, Vec::len);
+            if n > 0 {
+                report.notes.push(format!(
+                    "{n} {what} to the backup token and are not in this artifact"
+                ));
+            }
+        }
+
+        let client = &self.client;
+        let target_ref = &target;
+        let plans: Vec<(Value, Result<Action>)> = futures::stream::iter(live)
+            .map(|e| async move {
+                let a = plan_secret(client, target_ref, &e).await;
+                (e, a)
+            })
+            .buffered(CONCURRENCY)
+            .collect()
+            .await;
+        let mut planned = Vec::new();
+        for (e, a) in plans {
+            planned.push((e, a?));
+        }
+        let updates: Vec<String> = planned
+            .iter()
+            .filter(|(_, a)| matches!(a, Action::Update { .. }))
+            .map(|(e, _)| e["path"].as_str().unwrap_or_default().to_string())
+            .collect();
+        let creates = planned.iter().filter(|(_, a)| *a == Action::Create).count() as u64;
+        let unchanged = planned
+            .iter()
+            .filter(|(_, a)| *a == Action::Unchanged)
+            .count() as u64;
+        report.facts.insert("mount".into(), json!(target.path));
+        report
+            .facts
+            .insert("kv_version".into(), json!(target.version));
+        report.facts.insert("to_create".into(), json!(creates));
+        report
+            .facts
+            .insert("to_update".into(), json!(updates.len()));
+        report.facts.insert("unchanged".into(), json!(unchanged));
+
+        if !updates.is_empty() && options.existing == ExistingDataPolicy::Fail && !options.dry_run {
+            let sample: Vec<&str> = updates.iter().take(5).map(String::as_str).collect();
+            return Err(Error::new(
+                ErrorKind::Conflict,
+                format!(
+                    "{} secrets in {} already exist with other values (e.g. {}); nothing was written",
+                    updates.len(),
+                    target.path,
+                    sample.join(", ")
+                ),
+            )
+            .with_hint("restore with the Skip policy to keep them, or Overwrite to replace them"));
+        }
+        if options.dry_run {
+            report.created = creates;
+            report.updated = if options.existing == ExistingDataPolicy::Overwrite {
+                updates.len() as u64
+            } else {
+                0
+            };
+            report.skipped = unchanged + updates.len() as u64 - report.updated;
+            report.notes.push(format!(
+                "dry run on {}: {} to create, {} to update, {} unchanged",
+                target.path,
+                creates,
+                updates.len(),
+                unchanged
+            ));
+            if options.existing != ExistingDataPolicy::Overwrite && !updates.is_empty() {
+                report.notes.push(format!(
+                    "{} existing secrets differ and would {} under the {:?} policy",
+                    updates.len(),
+                    if options.existing == ExistingDataPolicy::Fail {
+                        "make the restore fail"
+                    } else {
+                        "be kept"
+                    },
+                    options.existing
+                ));
+            }
+            return Ok(report);
+        }
+
+        let to_apply: Vec<(Value, Action)> = planned
+            .into_iter()
+            .filter(|(_, a)| match a {
+                Action::Create => true,
+                Action::Update { .. } => options.existing == ExistingDataPolicy::Overwrite,
+                Action::Unchanged => false,
+            })
+            .collect();
+        report.skipped = unchanged + updates.len() as u64;
+        let results: Vec<(Action, Result<bool>)> = futures::stream::iter(to_apply)
+            .map(|(e, a)| async move { (a, apply(client, target_ref, &e, a).await) })
+            .buffered(CONCURRENCY)
+            .collect()
+            .await;
+        let mut conflicts = 0u64;
+        for (a, r) in results {
+            match (a, r?) {
+                (Action::Create, true) => report.created += 1,
+                (Action::Update { .. }, true) => {
+                    report.updated += 1;
+                    report.skipped -= 1;
+                }
+                (_, false) => conflicts += 1,
+                _ => {}
+            }
+        }
+        if conflicts > 0 {
+            report.skipped += conflicts;
+            report.notes.push(format!(
+                "{conflicts} secrets changed in Vault while restoring (check-and-set mismatch) and were left as they are"
+            ));
+        }
+        report
+            .facts
+            .insert("cas_conflicts".into(), json!(conflicts));
+        tracing::info!(mount = %target.path, created = report.created, updated = report.updated, skipped = report.skipped, "restored KV mount");
+        Ok(report)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recognises_kv_versions() {
+        assert_eq!(
+            kv_version(&json!({"type":"kv","options":{"version":"2"}})),
+            Some(2)
+        );
+        assert_eq!(kv_version(&json!({"type":"kv","options":null})), Some(1));
+        assert_eq!(kv_version(&json!({"type":"generic"})), Some(1));
+        assert_eq!(
+            kv_version(&json!({"type":"kv","options":{"version":"1"}})),
+            Some(1)
+        );
+        assert_eq!(kv_version(&json!({"type":"system"})), None);
+        assert_eq!(normalize_mount("/secret"), "secret/");
+        assert_eq!(
+            KvMount {
+                path: "team/kv/".into(),
+                version: 2
+            }
+            .artifact_name(),
+            "kv/team/kv.json"
+        );
+    }
+}

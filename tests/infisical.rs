@@ -1,0 +1,628 @@
+//! Infisical provider against the fake Infisical over real HTTP: round trips with hundreds
+//! of secrets in nested folders, hidden values, imports and references, token expiry, 429,
+//! v3 paths, restore policies, approval policies, and no secret or token in traces.
+
+use std::sync::{Arc, Mutex, OnceLock};
+
+use async_trait::async_trait;
+use serde_json::{json, Value};
+use stoa_backup::core::codec::age::{generate_identity, ExposeSecret as _};
+use stoa_backup::core::manifest::{ArtifactRecord, Manifest};
+use stoa_backup::core::{
+    restore_artifact, AgeEncryption, ByteStream, ErrorKind, ExistingDataPolicy, Keyring, Pipeline,
+    RestoreOptions, RestoreReport, Restorer, RunStatus, Sink, ZstdCodec,
+};
+use stoa_backup::providers::infisical::{
+    InfisicalApi, InfisicalConnection, InfisicalRestorer, InfisicalSource, FORMAT,
+};
+use stoa_backup::storage::LocalSink;
+use stoa_backup_test_support::infisical_fake::{FakeInfisical, CLIENT_ID, HIDDEN};
+
+struct Env {
+    _tmp: tempfile::TempDir,
+    dir: std::path::PathBuf,
+    sink: Arc<dyn Sink>,
+    encryption: AgeEncryption,
+    keyring: Keyring,
+}
+
+fn env() -> Env {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("backups");
+    let sink: Arc<dyn Sink> = Arc::new(LocalSink::new(&dir).unwrap());
+    let (secret, public) = generate_identity();
+    Env {
+        dir,
+        sink,
+        encryption: AgeEncryption::recipients([public]).unwrap(),
+        keyring: Keyring::new()
+            .with_identity(secret.expose_secret())
+            .unwrap(),
+        _tmp: tmp,
+    }
+}
+
+fn conn(fake: &FakeInfisical) -> InfisicalConnection {
+    InfisicalConnection::new(&fake.url(), CLIENT_ID, fake.client_secret()).unwrap()
+}
+
+const HIDDEN_REAL_VALUE: &str = "hidden-real-value-7e57";
+
+/// ~320 secrets over nested folders of `dev`, tags, comments, references, one hidden value,
+/// one import, one personal override; `prod` gets a few.
+fn populate(fake: &FakeInfisical) -> (String, Vec<String>) {
+    let p = fake.add_project("stoa", &["dev", "prod"]);
+    fake.add_tag(&p, "pci");
+    fake.add_tag(&p, "internal");
+    let mut values = Vec::new();
+    for i in 0..300 {
+        let path = format!("/team-{}/svc-{}/region-{}", i % 4, i % 9, i % 2);
+        let v = format!("inf-s3cr3t-{i:04}-{:06x}", 0xabc000 + i);
+        let tags: &[&str] = match i % 3 {
+            0 => &["pci"],
+            1 => &["pci", "internal"],
+            _ => &[],
+        };
+        fake.put(
+            &p,
+            "dev",
+            &path,
+            &format!("KEY_{i}"),
+            &v,
+            &format!("comment {i}"),
+            tags,
+        );
+        values.push(v);
+    }
+    fake.put(
+        &p,
+        "dev",
+        "/",
+        "ROOT_URL",
+        "postgres://root-pw-9a9a@db:5432/stoa",
+        "primary",
+        &["pci"],
+    );
+    values.push("root-pw-9a9a".into());
+    fake.put(
+        &p,
+        "dev",
+        "/payments",
+        "DERIVED",
+        "x-${dev.payments.BASE}-y",
+        "",
+        &[],
+    );
+    fake.put(&p, "dev", "/payments", "BASE", "base-value-3c3c", "", &[]);
+    values.push("base-value-3c3c".into());
+    fake.put(
+        &p,
+        "dev",
+        "/payments",
+        "NOT_READABLE",
+        HIDDEN_REAL_VALUE,
+        "",
+        &[],
+    );
+    fake.hide_values_of("NOT_READABLE");
+    fake.add_folder(&p, "dev", "/empty/leaf");
+    fake.put_personal(&p, "dev", "/", "MY_OVERRIDE", "personal-value-4d4d");
+    fake.put(
+        &p,
+        "prod",
+        "/shared",
+        "PROD_ONLY",
+        "prod-value-5e5e",
+        "",
+        &[],
+    );
+    values.push("prod-value-5e5e".into());
+    fake.add_import(&p, "dev", "/payments", "prod", "/shared");
+    (p, values)
+}
+
+#[derive(Debug, Default)]
+struct Capture {
+    bytes: Mutex<Vec<u8>>,
+}
+
+#[async_trait]
+impl Restorer for Capture {
+    fn component(&self) -> &str {
+        "infisical"
+    }
+    async fn restore(
+        &self,
+        _a: &ArtifactRecord,
+        plain: ByteStream,
+        _o: &RestoreOptions,
+    ) -> stoa_backup::core::Result<RestoreReport> {
+        *self.bytes.lock().unwrap() = stoa_backup::core::stream::collect(plain).await?;
+        Ok(RestoreReport::default())
+    }
+}
+
+async fn doc_of(e: &Env, a: &ArtifactRecord) -> Value {
+    let c = Capture::default();
+    restore_artifact(
+        e.sink.as_ref(),
+        a,
+        &e.keyring,
+        &c,
+        &RestoreOptions::default(),
+    )
+    .await
+    .unwrap();
+    let b = c.bytes.lock().unwrap().clone();
+    serde_json::from_slice(&b).unwrap()
+}
+
+async fn backup(e: &Env, source: InfisicalSource) -> Manifest {
+    let r = Pipeline::builder()
+        .source(Arc::new(source))
+        .sink(e.sink.clone())
+        .compression(ZstdCodec::new(3).unwrap())
+        .encryption(e.encryption.clone())
+        .build()
+        .unwrap()
+        .run()
+        .await
+        .unwrap();
+    assert_eq!(r.status, RunStatus::Complete, "{:?}", r.manifest.failures);
+    r.manifest
+}
+
+fn restorable(doc: &Value) -> Value {
+    let secrets: Vec<Value> = doc["secrets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            let mut s = s.clone();
+            s.as_object_mut().unwrap().remove("version");
+            s
+        })
+        .collect();
+    json!({"folders": doc["folders"], "secrets": secrets})
+}
+
+fn assert_no_plaintext(dir: &std::path::Path, needles: &[String]) {
+    fn walk(dir: &std::path::Path, out: &mut Vec<(String, Vec<u8>)>) {
+        for e in std::fs::read_dir(dir).unwrap().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                walk(&p, out);
+            } else {
+                out.push((p.display().to_string(), std::fs::read(&p).unwrap()));
+            }
+        }
+    }
+    let mut files = Vec::new();
+    walk(dir, &mut files);
+    assert!(!files.is_empty());
+    for (name, bytes) in &files {
+        for n in needles {
+            assert!(
+                !bytes.windows(n.len()).any(|w| w == n.as_bytes()),
+                "{name} holds the plaintext {n:?}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn round_trip_with_hundreds_of_secrets_in_nested_folders() {
+    let fake = FakeInfisical::start().await;
+    let (p, values) = populate(&fake);
+    let e = env();
+    let source = || {
+        InfisicalSource::builder()
+            .connection(conn(&fake))
+            .project(&p, Vec::<String>::new())
+            .build()
+            .unwrap()
+    };
+    let m1 = backup(&e, source()).await;
+    assert_eq!(m1.artifacts.len(), 2);
+    let dev = m1
+        .artifacts
+        .iter()
+        .find(|a| a.name == format!("{p}/dev.json"))
+        .unwrap();
+    assert!(dev.sensitive);
+    assert_eq!(dev.facts["secrets"], 303);
+    assert_eq!(dev.facts["hidden_values"], 1);
+    assert_eq!(dev.facts["imports"], 1);
+    assert_eq!(dev.facts["personal_skipped"], 1);
+    assert_eq!(dev.facts["tags"], json!(["internal", "pci"]));
+    assert_eq!(dev.facts["api"], "v4");
+    assert_no_plaintext(&e.dir, &values);
+
+    let d1 = doc_of(&e, dev).await;
+    assert_eq!(d1["format"], FORMAT);
+    let text = d1.to_string();
+    assert!(!text.contains(HIDDEN) && !text.contains(HIDDEN_REAL_VALUE));
+    assert!(!text.contains("personal-value-4d4d"));
+    // Imports kept as references: where they point, not the imported values.
+    assert_eq!(d1["imports"][0]["environment"], "prod");
+    assert_eq!(d1["imports"][0]["secretPath"], "/shared");
+    assert!(!text.contains("prod-value-5e5e"));
+    assert_eq!(
+        d1["hidden"],
+        json!([{"path": "/payments", "key": "NOT_READABLE"}])
+    );
+    let derived = d1["secrets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["key"] == "DERIVED")
+        .unwrap();
+    assert_eq!(derived["value"], "x-${dev.payments.BASE}-y");
+    assert_eq!(derived["references"], json!(["${dev.payments.BASE}"]));
+    assert!(d1["folders"]
+        .as_array()
+        .unwrap()
+        .contains(&json!("/empty/leaf")));
+    let k1 = d1["secrets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["key"] == "KEY_1")
+        .unwrap();
+    assert_eq!(k1["tags"], json!(["internal", "pci"]));
+    assert_eq!(k1["comment"], "comment 1");
+    assert_eq!(k1["type"], "shared");
+    assert_eq!(k1["version"], 1);
+
+    // Wipe, restore, export again: equal.
+    fake.wipe(&p, "dev");
+    fake.wipe(&p, "prod");
+    let restorer = InfisicalRestorer::new(conn(&fake)).unwrap();
+    let r = restore_artifact(
+        e.sink.as_ref(),
+        dev,
+        &e.keyring,
+        &restorer,
+        &RestoreOptions::default(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.created, 303, "{r:?}");
+    assert!(
+        r.notes.iter().any(|n| n.contains("hidden")),
+        "{:?}",
+        r.notes
+    );
+    assert!(
+        r.notes.iter().any(|n| n.contains("imports")),
+        "{:?}",
+        r.notes
+    );
+    let prod = m1
+        .artifacts
+        .iter()
+        .find(|a| a.name.ends_with("prod.json"))
+        .unwrap();
+    restore_artifact(
+        e.sink.as_ref(),
+        prod,
+        &e.keyring,
+        &restorer,
+        &RestoreOptions::default(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        fake.get(&p, "dev", "/team-1/svc-1/region-1", "KEY_1")
+            .unwrap()
+            .value,
+        values[1]
+    );
+    assert!(fake.get(&p, "dev", "/payments", "NOT_READABLE").is_none());
+    assert!(fake.folders(&p, "dev").contains(&"/empty/leaf".to_string()));
+
+    let m2 = backup(&e, source()).await;
+    let dev2 = m2.artifacts.iter().find(|a| a.name == dev.name).unwrap();
+    let d2 = doc_of(&e, dev2).await;
+    assert_eq!(restorable(&d1), restorable(&d2));
+    let prod2 = m2.artifacts.iter().find(|a| a.name == prod.name).unwrap();
+    assert_eq!(
+        restorable(&doc_of(&e, prod).await),
+        restorable(&doc_of(&e, prod2).await)
+    );
+
+    // Folders were created top-down, secrets written in batches per folder.
+    let reqs = fake.requests();
+    let batches = reqs
+        .iter()
+        .filter(|(m, p)| m == "POST" && p.starts_with("/api/v4/secrets/batch"))
+        .count();
+    assert!((20..303).contains(&batches), "{batches} batch requests");
+}
+
+#[tokio::test]
+async fn token_expiry_rate_limits_and_v3_paths() {
+    let fake = FakeInfisical::start().await;
+    let (p, _) = populate(&fake);
+    let e = env();
+    let source = Arc::new(
+        InfisicalSource::builder()
+            .connection(conn(&fake))
+            .project(&p, ["dev"])
+            .build()
+            .unwrap(),
+    );
+    let pipeline = Pipeline::builder()
+        .source(source)
+        .sink(e.sink.clone())
+        .encryption(e.encryption.clone())
+        .build()
+        .unwrap();
+    assert!(pipeline.run().await.unwrap().is_complete());
+    assert_eq!(fake.logins(), 1);
+    // Expired token: 403 TokenError, then a new login, and the run completes.
+    fake.expire_tokens();
+    fake.rate_limit_next(2);
+    let r = pipeline.run().await.unwrap();
+    assert!(r.is_complete(), "{:?}", r.manifest.failures);
+    assert_eq!(fake.logins(), 2);
+    assert_eq!(fake.rate_limit_hits(), 2);
+
+    // v3 paths with workspaceId.
+    let v3 = conn(&fake).api(InfisicalApi::V3);
+    let m = backup(
+        &e,
+        InfisicalSource::builder()
+            .connection(v3.clone())
+            .project(&p, ["dev"])
+            .build()
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(m.artifacts[0].facts["api"], "v3");
+    assert_eq!(m.artifacts[0].facts["secrets"], 303);
+    let reqs = fake.requests();
+    assert!(reqs
+        .iter()
+        .any(|(_, q)| q.starts_with("/api/v3/secrets/raw?workspaceId=")));
+    assert!(reqs
+        .iter()
+        .any(|(_, q)| q.starts_with("/api/v1/folders?workspaceId=")));
+    fake.wipe(&p, "dev");
+    let r = restore_artifact(
+        e.sink.as_ref(),
+        &m.artifacts[0],
+        &e.keyring,
+        &InfisicalRestorer::new(v3).unwrap(),
+        &RestoreOptions::default(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.created, 303);
+    assert!(fake
+        .requests()
+        .iter()
+        .any(|(m, q)| m == "POST" && q.starts_with("/api/v3/secrets/batch/raw")));
+
+    // Wrong secret: unauthenticated, and the secret is not in the error.
+    let bad = InfisicalConnection::new(&fake.url(), CLIENT_ID, "cs-wrong-secret-1234").unwrap();
+    let r = Pipeline::builder()
+        .source(Arc::new(
+            InfisicalSource::builder()
+                .connection(bad)
+                .project(&p, ["dev"])
+                .build()
+                .unwrap(),
+        ))
+        .sink(e.sink.clone())
+        .encryption(e.encryption.clone())
+        .build()
+        .unwrap()
+        .run()
+        .await
+        .unwrap();
+    assert_eq!(r.status, RunStatus::Failed);
+    let f = &r.manifest.failures[0].error;
+    assert!(
+        f.contains("unauthenticated") && !f.contains("cs-wrong-secret-1234"),
+        "{f}"
+    );
+}
+
+#[tokio::test]
+async fn restore_dry_run_policies_and_approval() {
+    let fake = FakeInfisical::start().await;
+    let p = fake.add_project("stoa", &["dev"]);
+    fake.add_tag(&p, "pci");
+    for i in 0..10 {
+        fake.put(
+            &p,
+            "dev",
+            "/app",
+            &format!("K{i}"),
+            &format!("v{i}"),
+            "",
+            &["pci"],
+        );
+    }
+    for i in 0..5 {
+        fake.put(
+            &p,
+            "dev",
+            "/locked",
+            &format!("L{i}"),
+            &format!("l{i}"),
+            "",
+            &[],
+        );
+    }
+    let e = env();
+    let m = backup(
+        &e,
+        InfisicalSource::builder()
+            .connection(conn(&fake))
+            .project(&p, ["dev"])
+            .build()
+            .unwrap(),
+    )
+    .await;
+    let a = &m.artifacts[0];
+    // Drift: K0 changed, K1 and K2 removed, locked folder emptied.
+    fake.wipe(&p, "dev");
+    for i in 0..10 {
+        if i != 1 && i != 2 {
+            fake.put(
+                &p,
+                "dev",
+                "/app",
+                &format!("K{i}"),
+                &format!("v{i}"),
+                "",
+                &["pci"],
+            );
+        }
+    }
+    fake.put(&p, "dev", "/app", "K0", "changed", "", &["pci"]);
+    fake.require_approval("dev", "/locked");
+    let restorer = InfisicalRestorer::new(conn(&fake)).unwrap();
+
+    let dry = RestoreOptions {
+        existing: ExistingDataPolicy::Overwrite,
+        dry_run: true,
+    };
+    let before = fake.requests().len();
+    let r = restore_artifact(e.sink.as_ref(), a, &e.keyring, &restorer, &dry)
+        .await
+        .unwrap();
+    assert_eq!((r.created, r.updated, r.skipped), (7, 1, 7), "{r:?}");
+    assert!(
+        r.notes
+            .iter()
+            .any(|n| n
+                .contains("1 folders to create, 7 secrets to create, 1 to update, 7 unchanged")),
+        "{:?}",
+        r.notes
+    );
+    assert!(
+        fake.requests()[before..]
+            .iter()
+            .all(|(m, q)| m == "GET" || q.starts_with("/api/v1/auth/universal-auth/login")),
+        "a dry run only reads"
+    );
+
+    let err = restore_artifact(
+        e.sink.as_ref(),
+        a,
+        &e.keyring,
+        &restorer,
+        &RestoreOptions::default(),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Conflict);
+    assert!(fake.get(&p, "dev", "/app", "K1").is_none());
+
+    let skip = RestoreOptions {
+        existing: ExistingDataPolicy::Skip,
+        dry_run: false,
+    };
+    let r = restore_artifact(e.sink.as_ref(), a, &e.keyring, &restorer, &skip)
+        .await
+        .unwrap();
+    // K1, K2 created; the 5 under /locked need approval: not restored, reported.
+    assert_eq!(r.created, 2, "{r:?}");
+    assert_eq!(r.facts["pending_approval"], 5);
+    assert!(
+        r.notes
+            .iter()
+            .any(|n| n.contains("NOT RESTORED") && n.contains("/locked")),
+        "{:?}",
+        r.notes
+    );
+    assert!(fake.get(&p, "dev", "/locked", "L0").is_none());
+    assert_eq!(fake.get(&p, "dev", "/app", "K0").unwrap().value, "changed");
+
+    let over = RestoreOptions {
+        existing: ExistingDataPolicy::Overwrite,
+        dry_run: false,
+    };
+    let r = restore_artifact(e.sink.as_ref(), a, &e.keyring, &restorer, &over)
+        .await
+        .unwrap();
+    assert_eq!(r.updated, 1);
+    assert_eq!(fake.get(&p, "dev", "/app", "K0").unwrap().value, "v0");
+    assert!(fake
+        .requests()
+        .iter()
+        .any(|(m, q)| m == "PATCH" && q.starts_with("/api/v4/secrets/batch")));
+}
+
+fn trace_buffer() -> Arc<Mutex<Vec<u8>>> {
+    static BUF: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
+    BUF.get_or_init(|| {
+        let buf = Arc::new(Mutex::new(Vec::new()));
+        let b = buf.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::TRACE)
+            .with_ansi(false)
+            .with_writer(move || BufWriter(b.clone()))
+            .finish();
+        tracing::subscriber::set_global_default(subscriber).expect("one global subscriber");
+        buf
+    })
+    .clone()
+}
+
+struct BufWriter(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for BufWriter {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_secret_value_or_token_in_trace_output() {
+    let buf = trace_buffer();
+    let fake = FakeInfisical::start().await;
+    let (p, values) = populate(&fake);
+    let e = env();
+    fake.expire_tokens();
+    let m = backup(
+        &e,
+        InfisicalSource::builder()
+            .connection(conn(&fake))
+            .project(&p, ["dev"])
+            .build()
+            .unwrap(),
+    )
+    .await;
+    fake.expire_tokens();
+    fake.rate_limit_next(1);
+    fake.wipe(&p, "dev");
+    restore_artifact(
+        e.sink.as_ref(),
+        &m.artifacts[0],
+        &e.keyring,
+        &InfisicalRestorer::new(conn(&fake)).unwrap(),
+        &RestoreOptions::default(),
+    )
+    .await
+    .unwrap();
+    let text = String::from_utf8_lossy(&buf.lock().unwrap()).into_owned();
+    assert!(
+        text.contains("TRACE") || text.contains("DEBUG"),
+        "nothing captured"
+    );
+    let mut needles = values;
+    needles.extend(fake.issued_tokens());
+    needles.push(fake.client_secret());
+    needles.push(HIDDEN_REAL_VALUE.into());
+    for n in &needles {
+        assert!(!text.contains(n.as_str()), "trace output contains {n:?}");
+    }
+}
