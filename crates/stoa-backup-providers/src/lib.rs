@@ -9,6 +9,11 @@
 //!   with a structural verifier.
 //! - `infisical`: [`infisical`] — Infisical project secrets (folders, tags, comments) and
 //!   their batch restore.
+//! - `keycloak`: [`keycloak`] — realm exports over the admin REST API (paged users, token
+//!   refresh, redaction report), partialImport restores; with `kubernetes` too, `kc.sh`
+//!   export/import in the pod.
+//! - `grafana`: [`grafana`] — folders, dashboards, datasources, library panels and alerting,
+//!   one stable JSON file per object, restored in dependency order.
 #![deny(missing_docs)]
 
 #[cfg(feature = "grafana")]

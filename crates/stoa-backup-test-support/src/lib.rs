@@ -7,6 +7,18 @@
 
 pub mod conformance;
 pub mod faulty;
+#[cfg(feature = "grafana")]
+pub mod grafana_fake;
+#[cfg(feature = "infisical")]
+pub mod infisical_fake;
+#[cfg(feature = "keycloak")]
+pub mod keycloak_fake;
+#[cfg(feature = "kube")]
+pub mod kube_fake;
+#[cfg(feature = "s3")]
+pub mod s3;
+#[cfg(feature = "vault")]
+pub mod vault_fake;
 
 use std::time::Duration;
 

@@ -1,0 +1,308 @@
+//! Shared HTTP plumbing for the REST providers (Keycloak, Grafana): retries with backoff on
+//! 429 (honouring `Retry-After`) and 5xx, no retry on other 4xx, error mapping to the public
+//! [`Error`] (never with credentials in it), and stable JSON formatting for Git-friendly files.
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use reqwest::{RequestBuilder, Response, StatusCode};
+use serde_json::Value;
+use stoa_backup_core::{Error, ErrorKind, Result};
+
+/// How HTTP calls are retried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Attempts in total (1 = no retry).
+    pub max_attempts: u32,
+    /// First backoff delay; doubled after each failed attempt.
+    pub base_delay: Duration,
+    /// Upper bound of one delay (also caps a server's `Retry-After`).
+    pub max_delay: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            max_attempts: 6,
+            base_delay: Duration::from_millis(200),
+            max_delay: Duration::from_secs(30),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// No retries at all.
+    pub fn none() -> Self {
+        RetryPolicy {
+            max_attempts: 1,
+            ..Default::default()
+        }
+    }
+
+    fn backoff(&self, attempt: u32) -> Duration {
+        let factor = 1u32 << attempt.min(16);
+        self.base_delay.saturating_mul(factor).min(self.max_delay)
+    }
+}
+
+/// Whether a status is worth retrying (429 and 5xx).
+pub fn is_retryable_status(status: StatusCode) -> bool {
+    status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error()
+}
+
+fn retry_after(resp: &Response) -> Option<Duration> {
+    let v = resp.headers().get(reqwest::header::RETRY_AFTER)?;
+    let secs: f64 = v.to_str().ok()?.trim().parse().ok()?;
+    (secs >= 0.0).then(|| Duration::from_secs_f64(secs))
+}
+
+/// Sends the request built by `build` (called again for every attempt), retrying on
+/// connection errors, 429 (waiting `Retry-After` when given) and 5xx. Any other status is
+/// returned as is for the caller to interpret; after the last attempt the last retryable
+/// response is returned too.
+pub async fn send_with_retry(
+    policy: &RetryPolicy,
+    what: &str,
+    build: impl Fn() -> RequestBuilder,
+) -> Result<Response> {
+    let attempts = policy.max_attempts.max(1);
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match build().send().await {
+            Ok(resp) if is_retryable_status(resp.status()) && attempt < attempts => {
+                let delay = retry_after(&resp)
+                    .map(|d| d.min(policy.max_delay))
+                    .unwrap_or_else(|| policy.backoff(attempt - 1));
+                tracing::debug!(what, status = %resp.status(), ?delay, attempt, "retrying");
+                drop(resp);
+                tokio::time::sleep(delay).await;
+            }
+            Ok(resp) => return Ok(resp),
+            Err(e) if attempt < attempts && (e.is_connect() || e.is_timeout()) => {
+                let delay = policy.backoff(attempt - 1);
+                tracing::debug!(what, error = %e, ?delay, attempt, "retrying");
+                tokio::time::sleep(delay).await;
+            }
+            Err(e) => {
+                return Err(Error::new(
+                    ErrorKind::Unavailable,
+                    format!("{what}: request failed: {}", without_url(&e)),
+                )
+                .with_retryable(true)
+                .with_hint("check the server URL and that the server is reachable"))
+            }
+        }
+    }
+}
+
+/// reqwest errors print the URL, which may carry query parameters; keep just the cause.
+fn without_url(e: &reqwest::Error) -> String {
+    let mut msg = e.without_url_ref().to_string();
+    let mut src = std::error::Error::source(e);
+    while let Some(s) = src {
+        let _ = write!(msg, ": {s}");
+        src = s.source();
+    }
+    msg
+}
+
+trait WithoutUrlRef {
+    fn without_url_ref(&self) -> String;
+}
+
+impl WithoutUrlRef for reqwest::Error {
+    fn without_url_ref(&self) -> String {
+        if self.is_timeout() {
+            "timed out".into()
+        } else if self.is_connect() {
+            "cannot connect".into()
+        } else if self.is_body() || self.is_decode() {
+            "bad response body".into()
+        } else {
+            "HTTP error".into()
+        }
+    }
+}
+
+/// Reads a response body, mapping transport failures.
+pub async fn read_body(resp: Response, what: &str) -> Result<bytes::Bytes> {
+    resp.bytes().await.map_err(|e| {
+        Error::new(
+            ErrorKind::Unavailable,
+            format!("{what}: reading the response failed: {}", without_url(&e)),
+        )
+        .with_retryable(true)
+    })
+}
+
+/// Reads a successful JSON response, or maps an error status with [`status_error`].
+pub async fn json_ok(resp: Response, what: &str) -> Result<Value> {
+    let status = resp.status();
+    let body = read_body(resp, what).await?;
+    if !status.is_success() {
+        return Err(status_error(status, &body, what));
+    }
+    if body.is_empty() {
+        return Ok(Value::Null);
+    }
+    serde_json::from_slice(&body).map_err(|e| {
+        Error::source_failed(format!("{what}: the server answered invalid JSON")).with_source(e)
+    })
+}
+
+/// Checks a response succeeded (body ignored), or maps the error status.
+pub async fn expect_ok(resp: Response, what: &str) -> Result<()> {
+    let status = resp.status();
+    let body = read_body(resp, what).await?;
+    if !status.is_success() {
+        return Err(status_error(status, &body, what));
+    }
+    Ok(())
+}
+
+/// The error message a server put in its error body (`errorMessage`, `error_description`,
+/// `error`, `message`), shortened; never the whole body.
+pub fn server_message(body: &[u8]) -> Option<String> {
+    let v: Value = serde_json::from_slice(body).ok()?;
+    let pick = |k: &str| v.get(k).and_then(Value::as_str).map(str::to_string);
+    let msg = pick("errorMessage")
+        .or_else(|| pick("error_description"))
+        .or_else(|| pick("message"))
+        .or_else(|| pick("error"))?;
+    Some(msg.chars().take(300).collect())
+}
+
+/// Maps an HTTP error status to an [`Error`] of the fitting kind.
+pub fn status_error(status: StatusCode, body: &[u8], what: &str) -> Error {
+    let (kind, hint) = match status.as_u16() {
+        401 => (
+            ErrorKind::Unauthenticated,
+            "check the credentials (or token lifetime) the provider was configured with",
+        ),
+        403 => (
+            ErrorKind::PermissionDenied,
+            "grant the backup identity the admin roles the operation needs",
+        ),
+        404 => (ErrorKind::NotFound, "check the name or uid exists"),
+        409 | 412 => (
+            ErrorKind::Conflict,
+            "the object already exists or changed: choose another existing-data policy",
+        ),
+        429 => (
+            ErrorKind::Unavailable,
+            "the server is rate limiting: retry later",
+        ),
+        s if s >= 500 => (
+            ErrorKind::Unavailable,
+            "the server failed: check its logs and retry",
+        ),
+        _ => (ErrorKind::Source, "the server refused the request"),
+    };
+    let detail = server_message(body)
+        .map(|m| format!(": {m}"))
+        .unwrap_or_default();
+    Error::new(kind, format!("{what}: HTTP {}{detail}", status.as_u16()))
+        .with_retryable(is_retryable_status(status))
+        .with_hint(hint)
+}
+
+/// Serializes a JSON value with sorted keys and two-space indentation, ending in a newline:
+/// the same object always gives the same bytes (clean Git diffs).
+pub fn to_stable_json(value: &Value) -> String {
+    let mut out = String::new();
+    write_stable(&mut out, value, 0);
+    out.push('\n');
+    out
+}
+
+/// Writes `value` in the stable format at an indentation `level` (no trailing newline).
+pub fn write_stable(out: &mut String, value: &Value, level: usize) {
+    match value {
+        Value::Object(m) if !m.is_empty() => {
+            let mut keys: Vec<&String> = m.keys().collect();
+            keys.sort();
+            out.push_str("{\n");
+            for (i, k) in keys.iter().enumerate() {
+                indent(out, level + 1);
+                out.push_str(&Value::String((*k).clone()).to_string());
+                out.push_str(": ");
+                write_stable(out, &m[k.as_str()], level + 1);
+                if i + 1 < keys.len() {
+                    out.push(',');
+                }
+                out.push('\n');
+            }
+            indent(out, level);
+            out.push('}');
+        }
+        Value::Array(a) if !a.is_empty() => {
+            out.push_str("[\n");
+            for (i, v) in a.iter().enumerate() {
+                indent(out, level + 1);
+                write_stable(out, v, level + 1);
+                if i + 1 < a.len() {
+                    out.push(',');
+                }
+                out.push('\n');
+            }
+            indent(out, level);
+            out.push(']');
+        }
+        other => out.push_str(&other.to_string()),
+    }
+}
+
+/// Two spaces per level.
+pub fn indent(out: &mut String, level: usize) {
+    for _ in 0..level {
+        out.push_str("  ");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn stable_json_sorts_keys_and_is_parseable() {
+        let v = json!({"b": [1, {"z": null, "a": "x"}], "a": {}, "c": []});
+        let s = to_stable_json(&v);
+        assert_eq!(
+            s,
+            "{\n  \"a\": {},\n  \"b\": [\n    1,\n    {\n      \"a\": \"x\",\n      \"z\": null\n    }\n  ],\n  \"c\": []\n}\n"
+        );
+        assert_eq!(serde_json::from_str::<Value>(&s).unwrap(), v);
+    }
+
+    #[test]
+    fn maps_statuses() {
+        let e = status_error(
+            StatusCode::CONFLICT,
+            br#"{"errorMessage":"User 'alice' already exists."}"#,
+            "partial import",
+        );
+        assert_eq!(e.kind(), ErrorKind::Conflict);
+        assert!(e.message().contains("alice"));
+        assert!(!e.is_retryable());
+        let e = status_error(StatusCode::SERVICE_UNAVAILABLE, b"", "x");
+        assert!(e.is_retryable());
+        assert_eq!(
+            status_error(StatusCode::UNAUTHORIZED, b"{}", "x").kind(),
+            ErrorKind::Unauthenticated
+        );
+    }
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        let p = RetryPolicy {
+            max_attempts: 5,
+            base_delay: Duration::from_millis(100),
+            max_delay: Duration::from_millis(350),
+        };
+        assert_eq!(p.backoff(0), Duration::from_millis(100));
+        assert_eq!(p.backoff(1), Duration::from_millis(200));
+        assert_eq!(p.backoff(2), Duration::from_millis(350));
+    }
+}

@@ -1,0 +1,409 @@
+//! A Keycloak admin REST client: token handling (client credentials or password grant,
+//! refreshed before expiry and re-obtained after a 401) and retried JSON calls.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use reqwest::{Method, StatusCode, Url};
+use serde_json::Value;
+use stoa_backup_core::{Error, ErrorKind, Result};
+use tokio::sync::Mutex;
+
+use super::COMPONENT;
+use crate::http::{self, RetryPolicy};
+
+/// How the provider authenticates against the token endpoint.
+#[derive(Clone, PartialEq, Eq)]
+pub enum KeycloakAuth {
+    /// `grant_type=client_credentials` with a confidential client whose service account holds
+    /// the admin roles.
+    ClientCredentials {
+        /// Client id (e.g. `stoa-backup`).
+        client_id: String,
+        /// Client secret.
+        client_secret: String,
+    },
+    /// `grant_type=password` (e.g. `admin-cli` with an admin user).
+    Password {
+        /// Client id (usually the public `admin-cli`).
+        client_id: String,
+        /// User name.
+        username: String,
+        /// Password.
+        password: String,
+    },
+}
+
+impl fmt::Debug for KeycloakAuth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            KeycloakAuth::ClientCredentials { client_id, .. } => f
+                .debug_struct("ClientCredentials")
+                .field("client_id", client_id)
+                .field("client_secret", &"<redacted>")
+                .finish(),
+            KeycloakAuth::Password {
+                client_id,
+                username,
+                ..
+            } => f
+                .debug_struct("Password")
+                .field("client_id", client_id)
+                .field("username", username)
+                .field("password", &"<redacted>")
+                .finish(),
+        }
+    }
+}
+
+/// Connection settings shared by the source, restorer and verifier.
+#[derive(Debug, Clone)]
+pub struct KeycloakConnection {
+    pub(crate) base: Url,
+    pub(crate) auth: KeycloakAuth,
+    pub(crate) auth_realm: String,
+    pub(crate) retry: RetryPolicy,
+    pub(crate) timeout: Duration,
+}
+
+impl KeycloakConnection {
+    /// Settings for the server at `base_url` (e.g. `https://keycloak.example.org`, no `/auth`
+    /// on Keycloak 17+), authenticating with `auth` against the `master` realm.
+    pub fn new(base_url: &str, auth: KeycloakAuth) -> Result<Self> {
+        let mut base = Url::parse(base_url).map_err(|e| {
+            Error::config(format!("invalid Keycloak URL: {e}"))
+                .with_component(COMPONENT)
+                .with_hint("use e.g. https://keycloak.example.org")
+        })?;
+        if !base.path().ends_with('/') {
+            let p = format!("{}/", base.path());
+            base.set_path(&p);
+        }
+        if !base.username().is_empty() || base.password().is_some() {
+            return Err(
+                Error::config("credentials must not be embedded in the Keycloak URL")
+                    .with_component(COMPONENT),
+            );
+        }
+        let empty = match &auth {
+            KeycloakAuth::ClientCredentials {
+                client_id,
+                client_secret,
+            } => client_id.is_empty() || client_secret.is_empty(),
+            KeycloakAuth::Password {
+                client_id,
+                username,
+                ..
+            } => client_id.is_empty() || username.is_empty(),
+        };
+        if empty {
+            return Err(
+                Error::config("the Keycloak client id and credentials must not be empty")
+                    .with_component(COMPONENT),
+            );
+        }
+        Ok(KeycloakConnection {
+            base,
+            auth,
+            auth_realm: "master".into(),
+            retry: RetryPolicy::default(),
+            timeout: Duration::from_secs(60),
+        })
+    }
+
+    /// Realm whose token endpoint is used (default `master`; a token from realm X can only
+    /// manage X).
+    pub fn auth_realm(mut self, realm: impl Into<String>) -> Self {
+        self.auth_realm = realm.into();
+        self
+    }
+
+    /// Retry policy for 429 / 5xx answers.
+    pub fn retry(mut self, retry: RetryPolicy) -> Self {
+        self.retry = retry;
+        self
+    }
+
+    /// Timeout of one HTTP request (default 60 s).
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// The server URL (for messages; carries no credentials).
+    pub fn url(&self) -> &str {
+        self.base.as_str()
+    }
+}
+
+struct Token {
+    access: String,
+    refresh: Option<String>,
+    expires_at: Instant,
+    refresh_expires_at: Option<Instant>,
+    lifetime: Duration,
+}
+
+/// An authenticated admin client. Cheap to clone.
+#[derive(Clone)]
+pub(crate) struct AdminClient {
+    conn: Arc<KeycloakConnection>,
+    http: reqwest::Client,
+    token: Arc<Mutex<Option<Token>>>,
+}
+
+impl fmt::Debug for AdminClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AdminClient")
+            .field("url", &self.conn.base.as_str())
+            .field("auth", &self.conn.auth)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AdminClient {
+    pub(crate) fn new(conn: KeycloakConnection) -> Result<Self> {
+        let http = reqwest::Client::builder()
+            .timeout(conn.timeout)
+            .build()
+            .map_err(|e| {
+                Error::config("cannot build the HTTP client")
+                    .with_component(COMPONENT)
+                    .with_source(e)
+            })?;
+        Ok(AdminClient {
+            conn: Arc::new(conn),
+            http,
+            token: Arc::new(Mutex::new(None)),
+        })
+    }
+
+    pub(crate) fn url(&self, segments: &[&str]) -> Url {
+        let mut u = self.conn.base.clone();
+        {
+            let mut p = u.path_segments_mut().expect("http URL");
+            p.pop_if_empty();
+            for s in segments {
+                p.push(s);
+            }
+        }
+        u
+    }
+
+    /// A valid access token: cached, refreshed shortly before expiry, or obtained anew.
+    async fn access_token(&self) -> Result<String> {
+        let mut guard = self.token.lock().await;
+        let now = Instant::now();
+        if let Some(t) = guard.as_ref() {
+            // Refresh when less than a third of the lifetime (at most 10 s) is left.
+            let margin = (t.lifetime / 3).min(Duration::from_secs(10));
+            if now + margin < t.expires_at {
+                return Ok(t.access.clone());
+            }
+        }
+        let refresh = guard.as_ref().and_then(|t| {
+            let ok = t
+                .refresh_expires_at
+                .is_none_or(|e| now + Duration::from_secs(2) < e);
+            t.refresh.clone().filter(|_| ok)
+        });
+        let token = match refresh {
+            Some(r) => match self.grant(Some(&r)).await {
+                Ok(t) => t,
+                Err(_) => self.grant(None).await?,
+            },
+            None => self.grant(None).await?,
+        };
+        let access = token.access.clone();
+        *guard = Some(token);
+        Ok(access)
+    }
+
+    async fn invalidate(&self, used: &str) {
+        let mut guard = self.token.lock().await;
+        if guard.as_ref().is_some_and(|t| t.access == used) {
+            *guard = None;
+        }
+    }
+
+    async fn grant(&self, refresh: Option<&str>) -> Result<Token> {
+        let url = self.url(&[
+            "realms",
+            &self.conn.auth_realm,
+            "protocol",
+            "openid-connect",
+            "token",
+        ]);
+        let mut form: Vec<(&str, &str)> = Vec::new();
+        let (client_id, secret) = match &self.conn.auth {
+            KeycloakAuth::ClientCredentials {
+                client_id,
+                client_secret,
+            } => (client_id, Some(client_secret)),
+            KeycloakAuth::Password { client_id, .. } => (client_id, None),
+        };
+        form.push(("client_id", client_id));
+        if let Some(s) = secret {
+            form.push(("client_secret", s));
+        }
+        match (refresh, &self.conn.auth) {
+            (Some(r), _) => {
+                form.push(("grant_type", "refresh_token"));
+                form.push(("refresh_token", r));
+            }
+            (None, KeycloakAuth::ClientCredentials { .. }) => {
+                form.push(("grant_type", "client_credentials"))
+            }
+            (
+                None,
+                KeycloakAuth::Password {
+                    username, password, ..
+                },
+            ) => {
+                form.push(("grant_type", "password"));
+                form.push(("username", username));
+                form.push(("password", password));
+            }
+        }
+        let what = "obtaining a Keycloak access token";
+        let resp = http::send_with_retry(&self.conn.retry, what, || {
+            self.http.post(url.clone()).form(&form)
+        })
+        .await
+        .map_err(|e| e.with_component(COMPONENT))?;
+        let status = resp.status();
+        let body = http::read_body(resp, what).await?;
+        if !status.is_success() {
+            let mut e = http::status_error(status, &body, what).with_component(COMPONENT);
+            if matches!(status, StatusCode::UNAUTHORIZED | StatusCode::BAD_REQUEST) {
+                e = Error::new(ErrorKind::Unauthenticated, e.message().to_string())
+                    .with_component(COMPONENT)
+                    .with_hint(
+                        "check the client id/secret or user/password, and that the grant is \
+                         enabled for the client (service accounts for client credentials)",
+                    );
+            }
+            return Err(e);
+        }
+        let v: Value = serde_json::from_slice(&body).map_err(|e| {
+            Error::source_failed("the token endpoint answered invalid JSON")
+                .with_component(COMPONENT)
+                .with_source(e)
+        })?;
+        let access = v["access_token"].as_str().ok_or_else(|| {
+            Error::source_failed("the token endpoint answered no access_token")
+                .with_component(COMPONENT)
+        })?;
+        let lifetime = Duration::from_secs(v["expires_in"].as_u64().unwrap_or(60).max(1));
+        let now = Instant::now();
+        let refresh = v["refresh_token"].as_str().map(str::to_string);
+        let refresh_expires_at = match v["refresh_expires_in"].as_u64() {
+            Some(0) | None => None,
+            Some(s) => Some(now + Duration::from_secs(s)),
+        };
+        Ok(Token {
+            access: access.to_string(),
+            refresh,
+            expires_at: now + lifetime,
+            refresh_expires_at,
+            lifetime,
+        })
+    }
+
+    /// Sends an authenticated request; on 401 the token is dropped and the call re-sent with
+    /// a fresh one (a few times: tokens may expire again while many calls are in flight).
+    pub(crate) async fn send(
+        &self,
+        method: Method,
+        url: Url,
+        body: Option<&[u8]>,
+        what: &str,
+    ) -> Result<reqwest::Response> {
+        const ROUNDS: usize = 4;
+        for round in 0..ROUNDS {
+            let token = self
+                .access_token()
+                .await
+                .map_err(|e| e.or_component(COMPONENT))?;
+            let resp = http::send_with_retry(&self.conn.retry, what, || {
+                let mut rb = self
+                    .http
+                    .request(method.clone(), url.clone())
+                    .bearer_auth(&token);
+                if let Some(b) = body {
+                    rb = rb
+                        .header(reqwest::header::CONTENT_TYPE, "application/json")
+                        .body(b.to_vec());
+                }
+                rb
+            })
+            .await
+            .map_err(|e| e.with_component(COMPONENT))?;
+            if resp.status() == StatusCode::UNAUTHORIZED && round + 1 < ROUNDS {
+                tracing::debug!(
+                    what,
+                    "401: the token expired or was revoked; re-authenticating"
+                );
+                self.invalidate(&token).await;
+                continue;
+            }
+            return Ok(resp);
+        }
+        unreachable!("the loop returns")
+    }
+
+    /// GET returning JSON (error statuses mapped).
+    pub(crate) async fn get_json(&self, url: Url, what: &str) -> Result<Value> {
+        let resp = self.send(Method::GET, url, None, what).await?;
+        http::json_ok(resp, what)
+            .await
+            .map_err(|e| e.with_component(COMPONENT))
+    }
+
+    /// The status and body of a request, unmapped.
+    pub(crate) async fn call(
+        &self,
+        method: Method,
+        url: Url,
+        body: Option<&[u8]>,
+        what: &str,
+    ) -> Result<(StatusCode, bytes::Bytes)> {
+        let resp = self.send(method, url, body, what).await?;
+        let status = resp.status();
+        let body = http::read_body(resp, what)
+            .await
+            .map_err(|e| e.with_component(COMPONENT))?;
+        Ok((status, body))
+    }
+
+    /// The server version from `/admin/serverinfo`, when the token may read it.
+    pub(crate) async fn server_version(&self) -> Option<String> {
+        let v = self
+            .get_json(
+                self.url(&["admin", "serverinfo"]),
+                "reading the server info",
+            )
+            .await
+            .ok()?;
+        v["systemInfo"]["version"].as_str().map(str::to_string)
+    }
+
+    /// Whether `realm` exists.
+    pub(crate) async fn realm_exists(&self, realm: &str) -> Result<bool> {
+        let what = format!("looking up realm '{realm}'");
+        let (status, body) = self
+            .call(
+                Method::GET,
+                self.url(&["admin", "realms", realm]),
+                None,
+                &what,
+            )
+            .await?;
+        match status.as_u16() {
+            200 => Ok(true),
+            404 => Ok(false),
+            _ => Err(http::status_error(status, &body, &what).with_component(COMPONENT)),
+        }
+    }
+}

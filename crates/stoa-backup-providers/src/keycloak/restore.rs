@@ -1,0 +1,496 @@
+//! Restore over REST: create the realm when absent, otherwise `partialImport` with a policy.
+
+use std::collections::{BTreeMap, HashSet};
+
+use async_trait::async_trait;
+use reqwest::Method;
+use serde_json::{json, Value};
+use stoa_backup_core::{
+    stream, ArtifactRecord, ByteStream, Error, ErrorKind, ExistingDataPolicy, RestoreOptions,
+    RestoreReport, Restorer, Result,
+};
+
+use super::client::{AdminClient, KeycloakConnection};
+use super::redaction::{self, RedactionReport};
+use super::source::{count_groups, count_roles};
+use super::COMPONENT;
+use crate::http;
+
+/// Restores a realm exported by [`super::KeycloakSource`] (or any RealmRepresentation).
+///
+/// - Realm absent: `POST /admin/realms` with the whole representation.
+/// - Realm present: `POST /admin/realms/{realm}/partialImport` with `ifResourceExists`
+///   mapped from the policy (`Fail` → `FAIL`: one transaction, nothing written on the first
+///   conflict; `Skip` → `SKIP`; `Overwrite` → `OVERWRITE`, and the top-level realm settings
+///   are also updated with `PUT`). The report counts added (`created`), overwritten
+///   (`updated`) and skipped resources.
+/// - Masked values (`**********`) are stripped before anything is sent and listed in the
+///   report's notes, as is everything else the backup could not hold (credentials, keys).
+/// - Dry run: nothing is written; an existing realm is read to report what would be added,
+///   overwritten or skipped, and a `Fail` policy with conflicts fails like the real import.
+#[derive(Debug, Clone)]
+pub struct KeycloakRestorer {
+    client: AdminClient,
+    target_realm: Option<String>,
+    component: String,
+}
+
+impl KeycloakRestorer {
+    /// A restorer for the server in `connection`.
+    pub fn new(connection: KeycloakConnection) -> Result<Self> {
+        Ok(KeycloakRestorer {
+            client: AdminClient::new(connection)?,
+            target_realm: None,
+            component: COMPONENT.to_string(),
+        })
+    }
+
+    /// Restores into a realm of another name.
+    pub fn target_realm(mut self, realm: impl Into<String>) -> Result<Self> {
+        let r = realm.into();
+        super::validate_realm(&r)?;
+        self.target_realm = Some(r);
+        Ok(self)
+    }
+
+    /// Component this restorer handles (default `keycloak`).
+    pub fn component(mut self, c: impl Into<String>) -> Self {
+        self.component = c.into();
+        self
+    }
+
+    /// Restores from a realm representation already in memory.
+    pub async fn restore_realm(
+        &self,
+        mut rep: Value,
+        recorded: Option<&RedactionReport>,
+        options: &RestoreOptions,
+    ) -> Result<RestoreReport> {
+        let obj = rep.as_object_mut().ok_or_else(|| {
+            Error::integrity("the backup is not a realm representation (not a JSON object)")
+                .with_component(COMPONENT)
+        })?;
+        if let Some(t) = &self.target_realm {
+            obj.insert("realm".into(), json!(t));
+            obj.remove("id");
+        }
+        let realm = obj
+            .get("realm")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+            .ok_or_else(|| {
+                Error::integrity("the realm representation has no 'realm' name")
+                    .with_component(COMPONENT)
+            })?;
+        let mut report = RestoreReport {
+            dry_run: options.dry_run,
+            ..Default::default()
+        };
+        report.facts.insert("realm".into(), json!(realm));
+        let stripped = redaction::strip_masked(&mut rep);
+        for p in &stripped {
+            report.notes.push(format!(
+                "{p}: masked in the backup, not restored — set it again (e.g. regenerate a client \
+                 secret with POST /admin/realms/{realm}/clients/{{id}}/client-secret)"
+            ));
+        }
+        report
+            .facts
+            .insert("stripped_masked".into(), json!(stripped));
+        if let Some(r) = recorded {
+            report
+                .notes
+                .extend(r.absent.iter().map(|a| format!("not in the backup: {a}")));
+        }
+        let users = rep["users"].as_array().map_or(0, Vec::len) as u64;
+        let without_creds = rep["users"].as_array().map_or(0, |a| {
+            a.iter()
+                .filter(|u| u.get("serviceAccountClientId").is_none())
+                .filter(|u| u["credentials"].as_array().is_none_or(Vec::is_empty))
+                .count()
+        });
+        if without_creds > 0 {
+            report.notes.push(format!(
+                "{without_creds} users have no credentials in the backup: they must reset their \
+                 passwords (or restore from a kc.sh export)"
+            ));
+        }
+
+        if !self.client.realm_exists(&realm).await? {
+            let n = rep["clients"].as_array().map_or(0, Vec::len) as u64
+                + count_roles(&rep)
+                + count_groups(&rep["groups"])
+                + rep["identityProviders"].as_array().map_or(0, Vec::len) as u64
+                + users;
+            report.created = n;
+            report.facts.insert("realm_created".into(), json!(true));
+            if options.dry_run {
+                report.notes.push(format!(
+                    "realm '{realm}' does not exist: it would be created"
+                ));
+                return Ok(report);
+            }
+            let body = serde_json::to_vec(&rep)
+                .map_err(|e| Error::internal("serialize").with_source(e))?;
+            let what = format!("creating realm '{realm}'");
+            let (status, resp) = self
+                .client
+                .call(
+                    Method::POST,
+                    self.client.url(&["admin", "realms"]),
+                    Some(&body),
+                    &what,
+                )
+                .await?;
+            if !status.is_success() {
+                return Err(http::status_error(status, &resp, &what).with_component(COMPONENT));
+            }
+            report.notes.push(format!("realm '{realm}' created"));
+            return Ok(report);
+        }
+
+        report.facts.insert("realm_created".into(), json!(false));
+        let policy = match options.existing {
+            ExistingDataPolicy::Fail => "FAIL",
+            ExistingDataPolicy::Skip => "SKIP",
+            ExistingDataPolicy::Overwrite => "OVERWRITE",
+        };
+        report
+            .facts
+            .insert("if_resource_exists".into(), json!(policy));
+        let mut import = serde_json::Map::new();
+        import.insert("ifResourceExists".into(), json!(policy));
+        for k in [
+            "users",
+            "clients",
+            "groups",
+            "identityProviders",
+            "identityProviderMappers",
+            "roles",
+        ] {
+            if let Some(v) = rep.get(k) {
+                import.insert(k.into(), v.clone());
+            }
+        }
+        report.notes.push(
+            "partialImport does not restore realm-level settings, authentication flows, client \
+             scopes or components"
+                .to_string()
+                + if options.existing == ExistingDataPolicy::Overwrite {
+                    "; top-level realm settings are updated with PUT"
+                } else {
+                    ""
+                },
+        );
+        self.user_profile(&realm, &rep, options, &mut report)
+            .await?;
+        if options.dry_run {
+            return self
+                .dry_run(&realm, &import, options.existing, report)
+                .await;
+        }
+        let body = serde_json::to_vec(&Value::Object(import))
+            .map_err(|e| Error::internal("serialize").with_source(e))?;
+        let what = format!("partial import into realm '{realm}'");
+        let (status, resp) = self
+            .client
+            .call(
+                Method::POST,
+                self.client
+                    .url(&["admin", "realms", &realm, "partialImport"]),
+                Some(&body),
+                &what,
+            )
+            .await?;
+        if !status.is_success() {
+            let mut e = http::status_error(status, &resp, &what).with_component(COMPONENT);
+            if status.as_u16() == 409 {
+                e = e.with_hint(
+                    "nothing was written (the import is one transaction); restore with the \
+                     Skip or Overwrite policy to keep or replace existing resources",
+                );
+            }
+            return Err(e);
+        }
+        let result: Value = serde_json::from_slice(&resp).unwrap_or(Value::Null);
+        report.created = result["added"].as_u64().unwrap_or(0);
+        report.updated = result["overwritten"].as_u64().unwrap_or(0);
+        report.skipped = result["skipped"].as_u64().unwrap_or(0);
+        if options.existing == ExistingDataPolicy::Overwrite {
+            let mut settings = rep.clone();
+            if let Some(m) = settings.as_object_mut() {
+                for k in [
+                    "users",
+                    "clients",
+                    "groups",
+                    "roles",
+                    "identityProviders",
+                    "identityProviderMappers",
+                    "id",
+                ] {
+                    m.remove(k);
+                }
+            }
+            let body = serde_json::to_vec(&settings)
+                .map_err(|e| Error::internal("serialize").with_source(e))?;
+            let what = format!("updating the settings of realm '{realm}'");
+            let (status, resp) = self
+                .client
+                .call(
+                    Method::PUT,
+                    self.client.url(&["admin", "realms", &realm]),
+                    Some(&body),
+                    &what,
+                )
+                .await?;
+            if !status.is_success() {
+                return Err(http::status_error(status, &resp, &what).with_component(COMPONENT));
+            }
+        }
+        Ok(report)
+    }
+
+    /// partialImport ignores components, so the declarative user profile (KC 24+: custom
+    /// attributes not declared there are dropped) is compared and, under `Overwrite`,
+    /// restored before the users.
+    async fn user_profile(
+        &self,
+        realm: &str,
+        rep: &Value,
+        options: &RestoreOptions,
+        report: &mut RestoreReport,
+    ) -> Result<()> {
+        let Some(text) = rep["components"]["org.keycloak.userprofile.UserProfileProvider"][0]
+            ["config"]["kc.user.profile.config"][0]
+            .as_str()
+        else {
+            return Ok(());
+        };
+        let Ok(wanted) = serde_json::from_str::<Value>(text) else {
+            report
+                .notes
+                .push("the backed-up user-profile configuration is not valid JSON".into());
+            return Ok(());
+        };
+        let url = self
+            .client
+            .url(&["admin", "realms", realm, "users", "profile"]);
+        let current = self
+            .client
+            .get_json(url.clone(), "reading the user profile")
+            .await?;
+        if current == wanted {
+            return Ok(());
+        }
+        if options.existing != ExistingDataPolicy::Overwrite {
+            report.notes.push(
+                "warning: the target's user profile differs from the backup: user attributes it \
+                 does not declare will be dropped (restore with Overwrite to apply the backed-up \
+                 profile first)"
+                    .into(),
+            );
+            return Ok(());
+        }
+        if options.dry_run {
+            report
+                .notes
+                .push("dry run: the user profile would be restored before the users".into());
+            return Ok(());
+        }
+        let body =
+            serde_json::to_vec(&wanted).map_err(|e| Error::internal("serialize").with_source(e))?;
+        let what = "restoring the user profile";
+        let (status, resp) = self
+            .client
+            .call(Method::PUT, url, Some(&body), what)
+            .await?;
+        if !status.is_success() {
+            return Err(http::status_error(status, &resp, what).with_component(COMPONENT));
+        }
+        report
+            .notes
+            .push("user profile restored before the users".into());
+        Ok(())
+    }
+
+    async fn names(&self, realm: &str, path: &[&str], key: &str) -> Result<HashSet<String>> {
+        let mut segs = vec!["admin", "realms", realm];
+        segs.extend_from_slice(path);
+        let v = self
+            .client
+            .get_json(
+                self.client.url(&segs),
+                &format!("reading {}", path.join("/")),
+            )
+            .await?;
+        Ok(v.as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|x| x[key].as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+
+    async fn dry_run(
+        &self,
+        realm: &str,
+        import: &serde_json::Map<String, Value>,
+        policy: ExistingDataPolicy,
+        mut report: RestoreReport,
+    ) -> Result<RestoreReport> {
+        let clients = self.names(realm, &["clients"], "clientId").await?;
+        let roles = self.names(realm, &["roles"], "name").await?;
+        let groups = self.names(realm, &["groups"], "name").await?;
+        let idps = self
+            .names(realm, &["identity-provider", "instances"], "alias")
+            .await?;
+        let mut users = HashSet::new();
+        let mut first = 0;
+        loop {
+            let mut url = self.client.url(&["admin", "realms", realm, "users"]);
+            url.query_pairs_mut()
+                .append_pair("first", &first.to_string())
+                .append_pair("max", "500")
+                .append_pair("briefRepresentation", "true");
+            let page = self.client.get_json(url, "listing users").await?;
+            let page = page.as_array().cloned().unwrap_or_default();
+            users.extend(
+                page.iter()
+                    .filter_map(|u| u["username"].as_str().map(str::to_string)),
+            );
+            if page.len() < 500 {
+                break;
+            }
+            first += page.len();
+        }
+        let mut existing: BTreeMap<&str, u64> = BTreeMap::new();
+        let mut conflicts = Vec::new();
+        let mut check = |kind: &'static str, name: &str, set: &HashSet<String>| {
+            if set.contains(name) {
+                *existing.entry(kind).or_default() += 1;
+                conflicts.push(format!("{kind} '{name}'"));
+                true
+            } else {
+                false
+            }
+        };
+        let mut added = 0;
+        let mut present = 0;
+        let list = |k: &str| {
+            import
+                .get(k)
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default()
+        };
+        for c in list("clients") {
+            if check("client", c["clientId"].as_str().unwrap_or(""), &clients) {
+                present += 1
+            } else {
+                added += 1
+            }
+        }
+        for r in import
+            .get("roles")
+            .and_then(|r| r["realm"].as_array())
+            .cloned()
+            .unwrap_or_default()
+        {
+            if check("realm role", r["name"].as_str().unwrap_or(""), &roles) {
+                present += 1
+            } else {
+                added += 1
+            }
+        }
+        for i in list("identityProviders") {
+            if check(
+                "identity provider",
+                i["alias"].as_str().unwrap_or(""),
+                &idps,
+            ) {
+                present += 1
+            } else {
+                added += 1
+            }
+        }
+        for g in list("groups") {
+            if check("group", g["name"].as_str().unwrap_or(""), &groups) {
+                present += 1
+            } else {
+                added += 1
+            }
+        }
+        for u in list("users") {
+            // Service-account users are not listed; they exist when their client does.
+            let present_sa = u["serviceAccountClientId"]
+                .as_str()
+                .is_some_and(|c| clients.contains(c));
+            if present_sa || check("user", u["username"].as_str().unwrap_or(""), &users) {
+                present += 1
+            } else {
+                added += 1
+            }
+        }
+        report.created = added;
+        match policy {
+            ExistingDataPolicy::Fail if present > 0 => {
+                return Err(Error::new(
+                    ErrorKind::Conflict,
+                    format!(
+                        "dry run: partial import into realm '{realm}' would fail: {present} \
+                         resources already exist (first: {})",
+                        conflicts
+                            .iter()
+                            .take(5)
+                            .cloned()
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                )
+                .with_component(COMPONENT)
+                .with_hint("restore with the Skip or Overwrite policy"));
+            }
+            ExistingDataPolicy::Skip | ExistingDataPolicy::Fail => report.skipped = present,
+            ExistingDataPolicy::Overwrite => report.updated = present,
+        }
+        report.notes.push(format!(
+            "dry run: {added} resources would be added, {present} exist already (client roles \
+             and identity-provider mappers not counted)"
+        ));
+        Ok(report)
+    }
+}
+
+#[async_trait]
+impl Restorer for KeycloakRestorer {
+    fn component(&self) -> &str {
+        &self.component
+    }
+
+    async fn restore(
+        &self,
+        artifact: &ArtifactRecord,
+        plain: ByteStream,
+        options: &RestoreOptions,
+    ) -> Result<RestoreReport> {
+        if artifact.facts.get("mode").and_then(Value::as_str) == Some("kc.sh") {
+            return Err(Error::new(
+                ErrorKind::Unsupported,
+                "this artifact is a kc.sh export; restore it with kc.sh import",
+            )
+            .with_component(COMPONENT));
+        }
+        let bytes = stream::collect(plain).await?;
+        let rep: Value = serde_json::from_slice(&bytes).map_err(|e| {
+            Error::integrity("the Keycloak backup is not valid JSON")
+                .with_component(COMPONENT)
+                .with_source(e)
+        })?;
+        let recorded = artifact
+            .facts
+            .get("redaction")
+            .and_then(RedactionReport::from_value);
+        self.restore_realm(rep, recorded.as_ref(), options).await
+    }
+}

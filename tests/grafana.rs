@@ -1,0 +1,347 @@
+//! Grafana provider over real HTTP against the fake Grafana: round trip (folders,
+//! dashboards in their folders, datasources, alert rules), redaction, retries, policies.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::Value;
+use stoa_backup::core::{
+    stream, ErrorKind, ExistingDataPolicy, Keyring, Manifest, MemorySink, Pipeline, RestoreOptions,
+    Sink, Source,
+};
+use stoa_backup::providers::grafana::{
+    GrafanaAuth, GrafanaConnection, GrafanaRestorer, GrafanaSource,
+};
+use stoa_backup::providers::http::RetryPolicy;
+use stoa_backup_test_support::grafana_fake::{FakeGrafana, GfFault, BASIC, TOKEN};
+
+fn conn(g: &FakeGrafana) -> GrafanaConnection {
+    GrafanaConnection::new(&g.url(), GrafanaAuth::Token(TOKEN.into()))
+        .unwrap()
+        .retry(RetryPolicy {
+            max_attempts: 8,
+            base_delay: Duration::from_millis(5),
+            max_delay: Duration::from_millis(50),
+        })
+}
+
+async fn backup(g: &FakeGrafana, page_size: usize) -> (Arc<MemorySink>, Manifest) {
+    let sink = Arc::new(MemorySink::new());
+    let src = GrafanaSource::builder()
+        .connection(conn(g))
+        .page_size(page_size)
+        .build()
+        .unwrap();
+    let report = Pipeline::builder()
+        .source(Arc::new(src))
+        .sink(sink.clone())
+        .build()
+        .unwrap()
+        .run()
+        .await
+        .unwrap()
+        .into_result()
+        .unwrap();
+    (sink, report.manifest)
+}
+
+/// name → parsed content, per artifact.
+async fn files(sink: &MemorySink, m: &Manifest) -> BTreeMap<String, Value> {
+    let mut out = BTreeMap::new();
+    for a in &m.artifacts {
+        let bytes = stream::collect(sink.get(&a.key).await.unwrap())
+            .await
+            .unwrap();
+        // Stable formatting: sorted keys, pretty, trailing newline.
+        let text = String::from_utf8(bytes.clone()).unwrap();
+        assert!(text.ends_with("}\n"), "{}", a.name);
+        out.insert(a.name.clone(), serde_json::from_slice(&bytes).unwrap());
+    }
+    out
+}
+
+fn normalize(v: &mut Value) {
+    match v {
+        Value::Object(m) => {
+            for k in ["id", "version", "updated"] {
+                m.remove(k);
+            }
+            m.values_mut().for_each(normalize);
+        }
+        Value::Array(a) => a.iter_mut().for_each(normalize),
+        _ => {}
+    }
+}
+
+#[tokio::test]
+async fn round_trip_folders_dashboards_datasources_and_alerting() {
+    let a = FakeGrafana::start().await;
+    let (sink, manifest) = backup(&a, 2).await;
+    let names: Vec<&str> = manifest.artifacts.iter().map(|x| x.name.as_str()).collect();
+    for n in [
+        "folders/platform.json",
+        "folders/ops.json",
+        "folders/tenants.json",
+        "datasources/prometheus.json",
+        "datasources/loki.json",
+        "library-panels/lp-latency.json",
+        "dashboards/platform/stoa-platform-overview.json",
+        "dashboards/ops/stoa-mcp-tools.json",
+        "dashboards/general/stoa-multi-tenant-overview.json",
+        "alerting/alert-rules/stoa-high-error-rate.json",
+        "alerting/contact-points/stoa-oncall.json",
+        "alerting/templates/stoa.json",
+        "alerting/policies.json",
+        "index.json",
+    ] {
+        assert!(names.contains(&n), "{n} missing from {names:?}");
+    }
+    assert!(!names.iter().any(|n| n.contains("sharedwithme")));
+    let index = manifest
+        .artifacts
+        .iter()
+        .find(|x| x.name == "index.json")
+        .unwrap();
+    assert_eq!(index.facts["grafana_version"], "11.3.0");
+    assert_eq!(index.facts["counts"]["dashboard"], 3);
+    assert_eq!(index.facts["counts"]["folder"], 3);
+    assert_eq!(
+        index.facts["redaction"]["datasources_secure_json_fields"]["prometheus"][0],
+        "basicAuthPassword"
+    );
+    assert_eq!(
+        index.facts["redaction"]["contact_points_redacted_settings"]["stoa-oncall"][0],
+        "settings.password"
+    );
+    let before = files(&sink, &manifest).await;
+    let text = serde_json::to_string(&before).unwrap();
+    for s in ["prom-secret", "loki-secret", "hook-secret"] {
+        assert!(!text.contains(s), "{s} leaked");
+    }
+    assert_eq!(before["folders/ops.json"]["parentUid"], "platform");
+    assert_eq!(
+        before["dashboards/ops/stoa-mcp-tools.json"]["folderUid"],
+        "ops"
+    );
+    assert!(before["dashboards/ops/stoa-mcp-tools.json"]["dashboard"]
+        .get("id")
+        .is_none());
+
+    // Restore into an empty Grafana: one datasource secret supplied, one missing.
+    let b = FakeGrafana::start_empty().await;
+    let restorer = GrafanaRestorer::new(conn(&b)).unwrap().datasource_secret(
+        "prometheus",
+        "basicAuthPassword",
+        "from-vault",
+    );
+    // Dry run first: nothing written.
+    let dry = restorer
+        .restore_run(
+            sink.as_ref(),
+            &manifest,
+            &Keyring::new(),
+            &RestoreOptions {
+                existing: ExistingDataPolicy::Fail,
+                dry_run: true,
+            },
+        )
+        .await
+        .unwrap();
+    assert!(dry.dry_run);
+    assert_eq!(b.counts(), (0, 0, 0, 0));
+    let r = restorer
+        .restore_run(
+            sink.as_ref(),
+            &manifest,
+            &Keyring::new(),
+            &RestoreOptions::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(dry.created, r.created);
+    assert_eq!(b.counts(), (3, 3, 2, 1));
+    assert_eq!(b.dashboard_folder("stoa-mcp-tools").as_deref(), Some("ops"));
+    assert_eq!(
+        b.dashboard_folder("stoa-platform-overview").as_deref(),
+        Some("platform")
+    );
+    assert_eq!(
+        b.dashboard_folder("stoa-multi-tenant-overview").as_deref(),
+        Some("")
+    );
+    assert_eq!(b.folder_parent("ops").as_deref(), Some("platform"));
+    assert_eq!(
+        b.datasource_secrets("prometheus").unwrap()["basicAuthPassword"],
+        "from-vault"
+    );
+    let warnings: Vec<&String> = r
+        .notes
+        .iter()
+        .filter(|n| n.starts_with("warning"))
+        .collect();
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.contains("datasource 'loki'") && w.contains("httpHeaderValue1")),
+        "{warnings:?}"
+    );
+    assert!(warnings
+        .iter()
+        .any(|w| w.contains("stoa-oncall") && w.contains("password")));
+    assert!(!warnings.iter().any(|w| w.contains("prometheus")));
+
+    // Export again: equal after removing server-regenerated ids and versions (and the
+    // contact point's redacted secret, which was not restorable).
+    let (sink2, manifest2) = backup(&b, 1000).await;
+    let mut after = files(&sink2, &manifest2).await;
+    let mut before = before;
+    for m in [&mut before, &mut after] {
+        m.remove("index.json");
+        m.values_mut().for_each(normalize);
+        m.get_mut("alerting/contact-points/stoa-oncall.json")
+            .and_then(|c| c["settings"].as_object_mut())
+            .map(|s| s.remove("password"));
+    }
+    // Datasource secret flags differ by what was supplied (loki got none).
+    before.get_mut("datasources/loki.json").unwrap()["secureJsonFields"] = serde_json::json!({});
+    assert_eq!(
+        before.keys().collect::<Vec<_>>(),
+        after.keys().collect::<Vec<_>>()
+    );
+    for (k, v) in &before {
+        assert_eq!(v, &after[k], "{k} differs after the round trip");
+    }
+
+    // Restoring again under FAIL stops at the first existing object; SKIP skips all.
+    let err = restorer
+        .restore_run(
+            sink.as_ref(),
+            &manifest,
+            &Keyring::new(),
+            &RestoreOptions::default(),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Conflict);
+    assert!(
+        err.to_string().contains("folder 'platform' already exists"),
+        "{err}"
+    );
+    let r = restorer
+        .restore_run(
+            sink.as_ref(),
+            &manifest,
+            &Keyring::new(),
+            &RestoreOptions {
+                existing: ExistingDataPolicy::Skip,
+                dry_run: false,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.created, 0);
+    assert_eq!(r.updated, 0);
+    let r = restorer
+        .restore_run(
+            sink.as_ref(),
+            &manifest,
+            &Keyring::new(),
+            &RestoreOptions {
+                existing: ExistingDataPolicy::Overwrite,
+                dry_run: false,
+            },
+        )
+        .await
+        .unwrap();
+    assert!(r.updated >= 10, "{r:?}");
+    assert_eq!(b.dashboard_folder("stoa-mcp-tools").as_deref(), Some("ops"));
+}
+
+#[tokio::test]
+async fn dashboard_search_is_paged_and_basic_auth_works() {
+    let g = FakeGrafana::start().await;
+    g.add_dashboards(25, "tenants");
+    let sink = Arc::new(MemorySink::new());
+    let src = GrafanaSource::builder()
+        .connection(
+            GrafanaConnection::new(
+                &g.url(),
+                GrafanaAuth::Basic {
+                    user: BASIC.0.into(),
+                    password: BASIC.1.into(),
+                },
+            )
+            .unwrap()
+            .org_id(1),
+        )
+        .page_size(10)
+        .build()
+        .unwrap();
+    let m = Pipeline::builder()
+        .source(Arc::new(src))
+        .sink(sink)
+        .build()
+        .unwrap()
+        .run()
+        .await
+        .unwrap()
+        .into_result()
+        .unwrap()
+        .manifest;
+    let dashboards = m
+        .artifacts
+        .iter()
+        .filter(|a| a.name.starts_with("dashboards/tenants/bulk-"))
+        .count();
+    assert_eq!(dashboards, 25);
+    let searches = g
+        .requests()
+        .iter()
+        .filter(|r| r.path == "/api/search" && r.query.contains("type=dash-db"))
+        .count();
+    // 28 dashboards, 10 per page: 3 pages per discover (the index re-discovers).
+    assert_eq!(searches % 3, 0);
+}
+
+#[tokio::test]
+async fn rate_limits_and_server_errors_are_retried_but_not_403() {
+    let g = FakeGrafana::start().await;
+    g.fault(GfFault::new("/api/search", 429).retry_after(0).times(5));
+    g.fault(GfFault::new("/api/dashboards/uid/", 503).times(3));
+    let (_, m) = backup(&g, 1000).await;
+    assert_eq!(
+        m.artifacts
+            .iter()
+            .filter(|a| a.name.starts_with("dashboards/"))
+            .count(),
+        3
+    );
+    assert_eq!(g.requests().iter().filter(|r| r.status == 429).count(), 5);
+
+    let g = FakeGrafana::start().await;
+    g.fault(GfFault::new("/api/datasources", 403));
+    let src = GrafanaSource::builder()
+        .connection(conn(&g))
+        .build()
+        .unwrap();
+    let err = src.discover().await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::PermissionDenied);
+    assert_eq!(
+        g.requests()
+            .iter()
+            .filter(|r| r.path == "/api/datasources")
+            .count(),
+        1
+    );
+
+    let bad = GrafanaSource::builder()
+        .connection(
+            GrafanaConnection::new(&g.url(), GrafanaAuth::Token("glsa_wrong".into())).unwrap(),
+        )
+        .build()
+        .unwrap();
+    let err = bad.preflight().await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Unauthenticated);
+    assert!(!format!("{err:?} {bad:?}").contains("glsa_wrong"));
+}
