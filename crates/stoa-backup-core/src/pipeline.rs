@@ -586,7 +586,11 @@ impl Pipeline {
         }
         let (stream, stored_digest) = crate::codec::hashing(stream);
         // And compress/encrypt ahead of the sink, so hashing and compression overlap I/O.
-        let stream = if steps.is_empty() { stream } else { crate::stream::prefetch(stream, PREFETCH_CHUNKS) };
+        let stream = if steps.is_empty() {
+            stream
+        } else {
+            crate::stream::prefetch(stream, PREFETCH_CHUNKS)
+        };
         self.sink
             .put(&job.key, stream)
             .await
