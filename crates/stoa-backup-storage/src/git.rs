@@ -885,10 +885,12 @@ impl GitSink {
         }
         if let Some(e) = failed {
             drop(tx);
-            let _ = writer.await;
+            // The stream's error is the one to report; the writer only stops on it.
+            writer.await.ok();
             return Err(e);
         }
-        let _ = tx.send(Msg::End).await;
+        // If the writer is gone, awaiting it below returns its error.
+        tx.send(Msg::End).await.ok();
         drop(tx);
         let oid = writer
             .await

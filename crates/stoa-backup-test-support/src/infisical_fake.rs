@@ -148,22 +148,7 @@ impl FakeInfisical {
             requests: Vec::new(),
             next_id: 0,
         }));
-        let s = state.clone();
-        let task = tokio::spawn(async move {
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    continue;
-                };
-                let s = s.clone();
-                tokio::spawn(async move {
-                    let svc = hyper::service::service_fn(move |req| handle(s.clone(), req));
-                    hyper::server::conn::http1::Builder::new()
-                        .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
-                        .await
-                        .ok();
-                });
-            }
-        });
+        let task = crate::http_fake::spawn_server(listener, state.clone(), handle);
         FakeInfisical { state, addr, task }
     }
 

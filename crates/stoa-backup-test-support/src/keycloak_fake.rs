@@ -258,21 +258,7 @@ impl FakeKeycloak {
                 import_realm(fixture_realm()).expect("fixture"),
             );
         }
-        let s = shared.clone();
-        let task = tokio::spawn(async move {
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    continue;
-                };
-                let s = s.clone();
-                tokio::spawn(async move {
-                    let svc = hyper::service::service_fn(move |req| handle(s.clone(), req));
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
-                        .await;
-                });
-            }
-        });
+        let task = crate::http_fake::spawn_server(listener, shared.clone(), handle);
         FakeKeycloak { shared, addr, task }
     }
 

@@ -9,6 +9,13 @@ pub mod conformance;
 pub mod faulty;
 #[cfg(feature = "grafana")]
 pub mod grafana_fake;
+#[cfg(any(
+    feature = "grafana",
+    feature = "infisical",
+    feature = "keycloak",
+    feature = "vault"
+))]
+mod http_fake;
 #[cfg(feature = "infisical")]
 pub mod infisical_fake;
 #[cfg(feature = "keycloak")]
@@ -141,7 +148,8 @@ impl Drop for TestDatabase {
                     .await
                     .map_err(|e| e.to_string());
                 drop(client);
-                let _ = conn.await;
+                // The connection ends when the client is dropped; its result adds nothing.
+                conn.await.ok();
                 r
             })
         });

@@ -336,7 +336,9 @@ impl Source for KcShSource {
             let exec = self.exec.clone();
             let dir = dir.clone();
             move || async move {
-                let _ = exec.run_collect(&s(&["rm", "-rf", &dir]), None, 1024).await;
+                if let Err(e) = exec.run_collect(&s(&["rm", "-rf", &dir]), None, 1024).await {
+                    tracing::warn!(error = %e, dir = %dir, "could not remove the kc.sh export directory in the pod; remove it by hand");
+                }
             }
         };
         if let Err(e) = self.exec.run_collect(&cmd, None, 64 * 1024).await {

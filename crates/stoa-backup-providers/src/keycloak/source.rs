@@ -230,7 +230,8 @@ impl Source for KeycloakSource {
                     let _ = facts_tx.send(Ok(f));
                 }
                 Err(e) => {
-                    let _ = tx.send(Err(e.clone_shallow())).await;
+                    // The consumer is gone only when the run was dropped: nobody to tell.
+                    tx.send(Err(e.clone_shallow())).await.ok();
                     let _ = facts_tx.send(Err(e));
                 }
             }

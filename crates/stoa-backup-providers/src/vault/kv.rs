@@ -478,7 +478,8 @@ impl Source for VaultKvSource {
                     let _ = facts_tx.send(facts);
                 }
                 Err(e) => {
-                    let _ = tx.send(Err(e)).await;
+                    // The consumer is gone only when the run was dropped: nobody to tell.
+                    tx.send(Err(e)).await.ok();
                 }
             }
         };
