@@ -38,3 +38,39 @@ where
         }
     })
 }
+
+/// The parts of a request the fakes route on, read whole (fake bodies are small).
+pub(crate) struct FakeRequest {
+    pub(crate) method: String,
+    pub(crate) path: String,
+    pub(crate) query: String,
+    pub(crate) headers: hyper::HeaderMap,
+    pub(crate) body: Bytes,
+}
+
+impl FakeRequest {
+    /// Reads method, path, raw query, headers and the whole body; an unreadable body is empty.
+    pub(crate) async fn read(req: Request<Incoming>) -> Self {
+        use http_body_util::BodyExt;
+        let (parts, body) = req.into_parts();
+        FakeRequest {
+            method: parts.method.as_str().to_string(),
+            path: parts.uri.path().to_string(),
+            query: parts.uri.query().unwrap_or("").to_string(),
+            headers: parts.headers,
+            body: body
+                .collect()
+                .await
+                .map(|b| b.to_bytes())
+                .unwrap_or_default(),
+        }
+    }
+
+    /// A header's value, if present and valid text.
+    pub(crate) fn header(&self, name: &str) -> Option<String> {
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    }
+}

@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
+use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 use serde_json::{json, Value};
@@ -443,20 +443,9 @@ async fn handle(
     state: Arc<Mutex<State>>,
     req: Request<Incoming>,
 ) -> Result<Response<Body>, Infallible> {
-    let method = req.method().as_str().to_string();
-    let path = req.uri().path().to_string();
-    let raw_q = req.uri().query().unwrap_or_default().to_string();
-    let auth = req
-        .headers()
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
-    let body = req
-        .into_body()
-        .collect()
-        .await
-        .map(|b| b.to_bytes())
-        .unwrap_or_default();
+    let r = crate::http_fake::FakeRequest::read(req).await;
+    let auth = r.header("authorization");
+    let (method, path, raw_q, body) = (r.method, r.path, r.query, r.body);
     let mut s = state.lock().expect("infisical state");
     s.requests.push((method.clone(), format!("{path}?{raw_q}")));
     let q = query(&raw_q);

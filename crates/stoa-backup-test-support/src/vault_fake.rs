@@ -18,7 +18,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
+use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 use serde_json::{json, Map, Value};
@@ -696,25 +696,14 @@ async fn handle(
     state: Arc<Mutex<State>>,
     req: Request<Incoming>,
 ) -> Result<Response<Body>, Infallible> {
-    let method = req.method().as_str().to_string();
-    let raw_path = req.uri().path().to_string();
-    let q = query(req.uri().query().unwrap_or_default());
-    let header = |n: &str| {
-        req.headers()
-            .get(n)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string)
-    };
-    let namespace = header("x-vault-namespace");
-    let token = header("x-vault-token").or_else(|| {
-        header("authorization").and_then(|a| a.strip_prefix("Bearer ").map(str::to_string))
+    let r = crate::http_fake::FakeRequest::read(req).await;
+    let q = query(&r.query);
+    let namespace = r.header("x-vault-namespace");
+    let token = r.header("x-vault-token").or_else(|| {
+        r.header("authorization")
+            .and_then(|a| a.strip_prefix("Bearer ").map(str::to_string))
     });
-    let body = req
-        .into_body()
-        .collect()
-        .await
-        .map(|b| b.to_bytes())
-        .unwrap_or_default();
+    let (method, raw_path, body) = (r.method, r.path, r.body);
     let mut s = state.lock().expect("vault state");
     s.requests.push(LoggedRequest {
         method: method.clone(),

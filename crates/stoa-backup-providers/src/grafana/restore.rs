@@ -180,6 +180,38 @@ impl GrafanaRestorer {
             .await
     }
 
+    /// Creates the object (POST to `create`) when `current` is `None`; otherwise applies the
+    /// existing-data policy and updates it, after `adjust` has seen the current object.
+    /// Nothing is sent in a dry run.
+    #[allow(clippy::too_many_arguments)]
+    async fn create_or_update(
+        &self,
+        what: &str,
+        current: Option<Value>,
+        create: &[&str],
+        update: (Method, &[&str]),
+        mut body: Value,
+        adjust: impl FnOnce(&mut Value, &Value),
+        o: &RestoreOptions,
+    ) -> Result<Outcome> {
+        let Some(cur) = current else {
+            if !o.dry_run {
+                self.send(Method::POST, create, &body, &format!("creating {what}"))
+                    .await?;
+            }
+            return Ok(Outcome::Created);
+        };
+        if let Some(out) = self.existing(what, o)? {
+            return Ok(out);
+        }
+        if !o.dry_run {
+            adjust(&mut body, &cur);
+            self.send(update.0, update.1, &body, &format!("updating {what}"))
+                .await?;
+        }
+        Ok(Outcome::Updated)
+    }
+
     async fn folder(&self, v: &Value, o: &RestoreOptions) -> Result<Outcome> {
         let uid = req_str(v, "uid")?;
         let what = format!("folder '{uid}'");
@@ -273,39 +305,21 @@ impl GrafanaRestorer {
             }
             Value::Object(m.clone())
         };
-        match self
+        let current = self
             .client
             .get_opt(&["api", "datasources", "uid", &uid], &what)
-            .await?
-        {
-            None => {
-                if !o.dry_run {
-                    self.send(
-                        Method::POST,
-                        &["api", "datasources"],
-                        &body,
-                        &format!("creating {what}"),
-                    )
-                    .await?;
-                }
-                Ok(Outcome::Created)
-            }
-            Some(_) => {
-                if let Some(out) = self.existing(&what, o)? {
-                    return Ok(out);
-                }
-                if !o.dry_run {
-                    self.send(
-                        Method::PUT,
-                        &["api", "datasources", "uid", &uid],
-                        &body,
-                        &format!("updating {what}"),
-                    )
-                    .await?;
-                }
-                Ok(Outcome::Updated)
-            }
-        }
+            .await?;
+        let update = (Method::PUT, &["api", "datasources", "uid", &uid][..]);
+        self.create_or_update(
+            &what,
+            current,
+            &["api", "datasources"],
+            update,
+            body,
+            |_, _| {},
+            o,
+        )
+        .await
     }
 
     async fn library_panel(&self, v: &Value, o: &RestoreOptions) -> Result<Outcome> {
@@ -315,40 +329,24 @@ impl GrafanaRestorer {
         if let Some(f) = v["folderUid"].as_str().filter(|f| !f.is_empty()) {
             body["folderUid"] = json!(f);
         }
-        match self
+        let current = self
             .client
             .get_opt(&["api", "library-elements", uid], &what)
-            .await?
-        {
-            None => {
-                if !o.dry_run {
-                    self.send(
-                        Method::POST,
-                        &["api", "library-elements"],
-                        &body,
-                        &format!("creating {what}"),
-                    )
-                    .await?;
-                }
-                Ok(Outcome::Created)
-            }
-            Some(cur) => {
-                if let Some(out) = self.existing(&what, o)? {
-                    return Ok(out);
-                }
-                if !o.dry_run {
-                    body["version"] = cur["result"]["version"].clone();
-                    self.send(
-                        Method::PATCH,
-                        &["api", "library-elements", uid],
-                        &body,
-                        &format!("updating {what}"),
-                    )
-                    .await?;
-                }
-                Ok(Outcome::Updated)
-            }
-        }
+            .await?;
+        let update = (Method::PATCH, &["api", "library-elements", uid][..]);
+        // Grafana's PATCH needs the version it currently holds.
+        let with_version =
+            |body: &mut Value, cur: &Value| body["version"] = cur["result"]["version"].clone();
+        self.create_or_update(
+            &what,
+            current,
+            &["api", "library-elements"],
+            update,
+            body,
+            with_version,
+            o,
+        )
+        .await
     }
 
     async fn dashboard(&self, v: &mut Value, o: &RestoreOptions) -> Result<Outcome> {
@@ -535,36 +533,17 @@ impl GrafanaRestorer {
     async fn alert_rule(&self, v: &Value, o: &RestoreOptions) -> Result<Outcome> {
         let uid = req_str(v, "uid")?;
         let what = format!("alert rule '{uid}'");
-        let exists = self
+        let current = self
             .client
             .get_opt(&["api", "v1", "provisioning", "alert-rules", uid], &what)
-            .await?
-            .is_some();
-        if !exists {
-            if !o.dry_run {
-                self.send(
-                    Method::POST,
-                    &["api", "v1", "provisioning", "alert-rules"],
-                    v,
-                    &format!("creating {what}"),
-                )
-                .await?;
-            }
-            return Ok(Outcome::Created);
-        }
-        if let Some(out) = self.existing(&what, o)? {
-            return Ok(out);
-        }
-        if !o.dry_run {
-            self.send(
-                Method::PUT,
-                &["api", "v1", "provisioning", "alert-rules", uid],
-                v,
-                &format!("updating {what}"),
-            )
             .await?;
-        }
-        Ok(Outcome::Updated)
+        let update = (
+            Method::PUT,
+            &["api", "v1", "provisioning", "alert-rules", uid][..],
+        );
+        let create: &[&str] = &["api", "v1", "provisioning", "alert-rules"];
+        self.create_or_update(&what, current, create, update, v.clone(), |_, _| {}, o)
+            .await
     }
 }
 
