@@ -165,7 +165,7 @@ pub fn spawn_stdout_stream(
     let mut child = cmd.spawn().map_err(|e| spawn_error(e, spec, component))?;
     let stdout = child.stdout.take().expect("stdout is piped");
     let stderr = child.stderr.take().expect("stderr is piped");
-    let stderr_task = tokio::spawn(read_tail(stderr));
+    let stderr_task = tokio::spawn(read_stderr_tail(stderr));
     let stdin_task = match (stdin, child.stdin.take()) {
         (Some(input), Some(pipe)) => Some(tokio::spawn(copy_to_stdin(input, pipe))),
         _ => None,
@@ -242,7 +242,9 @@ fn spawn_error(e: std::io::Error, spec: &CommandSpec, component: &str) -> Error 
         .with_hint(hint)
 }
 
-async fn read_tail(mut stderr: impl AsyncRead + Unpin) -> String {
+/// Reads `stderr` to its end and keeps the last [`STDERR_TAIL_BYTES`] (lossy UTF-8, trimmed).
+/// Shared by every runner of child commands (local processes, pod exec).
+pub async fn read_stderr_tail(mut stderr: impl AsyncRead + Unpin) -> String {
     let mut tail: VecDeque<u8> = VecDeque::with_capacity(STDERR_TAIL_BYTES);
     let mut buf = [0u8; 4096];
     loop {
@@ -260,7 +262,12 @@ async fn read_tail(mut stderr: impl AsyncRead + Unpin) -> String {
     String::from_utf8_lossy(&bytes).trim().to_string()
 }
 
-async fn copy_to_stdin(mut input: ByteStream, mut pipe: tokio::process::ChildStdin) -> Result<()> {
+/// Copies `input` into a command's stdin, then closes it. A stdin closed early by the
+/// command is not an error here: the command's exit status tells why.
+pub async fn copy_to_stdin(
+    mut input: ByteStream,
+    mut pipe: impl tokio::io::AsyncWrite + Unpin,
+) -> Result<()> {
     use futures::StreamExt;
     use tokio::io::AsyncWriteExt;
     while let Some(chunk) = input.next().await {

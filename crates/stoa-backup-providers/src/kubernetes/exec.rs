@@ -3,19 +3,16 @@
 //! stderr is drained concurrently and its tail kept for errors, a non-zero exit fails the
 //! stream with the tail of stderr, dropping the stream ends the remote command.
 
-use std::collections::VecDeque;
 use std::fmt;
 
-use bytes::Bytes;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Status;
 use kube::api::{Api, AttachParams, AttachedProcess};
 use kube::Client;
 use stoa_backup_core::error::{Error, ErrorKind, Result};
-use stoa_backup_core::process::{ProcessOutcome, STDERR_TAIL_BYTES};
+use stoa_backup_core::process::{copy_to_stdin, read_stderr_tail, ProcessOutcome};
 use stoa_backup_core::stream::{ByteStream, CHUNK_SIZE};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::sync::oneshot;
 use tokio_util::io::ReaderStream;
 
@@ -28,7 +25,7 @@ pub struct ExecOutcome {
     pub exit_code: i32,
     /// Bytes the command wrote to stdout.
     pub stdout_bytes: u64,
-    /// The last [`STDERR_TAIL_BYTES`] of stderr (lossy UTF-8, trimmed).
+    /// The last [`STDERR_TAIL_BYTES`](stoa_backup_core::process::STDERR_TAIL_BYTES) of stderr (lossy UTF-8, trimmed).
     pub stderr_tail: String,
 }
 
@@ -123,9 +120,9 @@ impl PodExec {
         let stdout = process.stdout().expect("stdout requested");
         let stderr = process.stderr().expect("stderr requested");
         let status = process.take_status().expect("status taken once");
-        let stderr_task = tokio::spawn(read_tail(stderr));
+        let stderr_task = tokio::spawn(read_stderr_tail(stderr));
         let stdin_task = match (stdin, process.stdin()) {
-            (Some(input), Some(writer)) => Some(tokio::spawn(copy_stdin(input, writer))),
+            (Some(input), Some(writer)) => Some(tokio::spawn(copy_to_stdin(input, writer))),
             _ => None,
         };
         let (tx, rx) = oneshot::channel();
@@ -318,41 +315,6 @@ fn exec_exit_error(outcome: &ExecOutcome, describe: &str, component: &str) -> Er
         .with_component(component.to_string())
         .with_operation("exec")
     }
-}
-
-async fn read_tail(mut stderr: impl AsyncRead + Unpin) -> String {
-    let mut tail: VecDeque<u8> = VecDeque::with_capacity(STDERR_TAIL_BYTES);
-    let mut buf = [0u8; 4096];
-    loop {
-        match stderr.read(&mut buf).await {
-            Ok(0) | Err(_) => break,
-            Ok(n) => {
-                tail.extend(&buf[..n]);
-                while tail.len() > STDERR_TAIL_BYTES {
-                    tail.pop_front();
-                }
-            }
-        }
-    }
-    let bytes: Vec<u8> = tail.into_iter().collect();
-    String::from_utf8_lossy(&bytes).trim().to_string()
-}
-
-async fn copy_stdin(
-    mut input: ByteStream,
-    mut writer: tokio::io::WriteHalf<tokio::io::SimplexStream>,
-) -> Result<()> {
-    while let Some(chunk) = input.next().await {
-        let chunk: Bytes = chunk?;
-        if let Err(e) = writer.write_all(&chunk).await {
-            if e.kind() == std::io::ErrorKind::BrokenPipe {
-                return Ok(());
-            }
-            return Err(e.into());
-        }
-    }
-    writer.shutdown().await.ok();
-    Ok(())
 }
 
 #[cfg(test)]
