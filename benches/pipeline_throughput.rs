@@ -1,7 +1,8 @@
 //! Streams generated data through hash + zstd(3) into the local sink.
 //!
 //! Reports throughput (criterion, 1 GiB per iteration) and peak RSS for a 1 GiB and a 4 GiB
-//! run, with their ratio: memory must not grow with the artifact size.
+//! run, with their ratio: memory must not grow with the artifact size. Each memory run
+//! happens in a fresh child process (this binary, re-executed) so its peak is its own.
 //!
 //! Run: `cargo bench --bench pipeline_throughput` (release build; not part of CI).
 //! `STOA_BENCH_SMALL=1` shrinks the sizes 16× for a quick smoke run.
@@ -11,7 +12,7 @@ use std::time::Instant;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use criterion::{criterion_group, Criterion, Throughput};
 use stoa_backup::core::{
     ArtifactPlan, Export, ExportContext, Pipeline, PreflightReport, Result, Source, ZstdCodec,
 };
@@ -105,25 +106,50 @@ fn peak_rss() -> u64 {
         .unwrap_or(0)
 }
 
-/// Resets VmHWM to the current RSS (Linux: write 5 to clear_refs).
-fn reset_peak_rss() -> bool {
-    std::fs::write("/proc/self/clear_refs", "5").is_ok()
+const CHILD_ENV: &str = "STOA_BENCH_MEMORY_CHILD";
+const RESULT_TAG: &str = "STOA_BENCH_RESULT";
+
+/// Child side: one run of `size` bytes in a fresh process, then its figures on stdout.
+fn memory_child(size: u64) {
+    let rt = runtime();
+    let (secs, stored) = run_once(&rt, size);
+    drop(rt);
+    println!("{RESULT_TAG} {} {stored} {}", secs.to_bits(), peak_rss());
 }
 
-fn memory_report(rt: &tokio::runtime::Runtime) {
+/// Each size runs in its own child process (this binary, re-executed), so a run's peak RSS
+/// is its own and not what the previous run left in the allocator.
+fn memory_report() {
+    let exe = std::env::current_exe().expect("path of the benchmark binary");
     let mut peaks = Vec::new();
     for gib in [1u64, 4] {
         let size = gib * GIB / scale();
-        let can_reset = reset_peak_rss();
-        let (secs, stored) = run_once(rt, size);
-        let peak = peak_rss();
+        let out = std::process::Command::new(&exe)
+            .env(CHILD_ENV, size.to_string())
+            .stderr(std::process::Stdio::inherit())
+            .output()
+            .expect("start the measuring child process");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "measuring child failed: {}\n{stdout}",
+            out.status
+        );
+        let line = stdout
+            .lines()
+            .find_map(|l| l.strip_prefix(RESULT_TAG))
+            .unwrap_or_else(|| panic!("no result from the measuring child:\n{stdout}"));
+        let f: Vec<u64> = line
+            .split_whitespace()
+            .map(|x| x.parse().unwrap())
+            .collect();
+        let (secs, stored, peak) = (f64::from_bits(f[0]), f[1], f[2]);
         println!(
-            "memory: {:>5} MiB through hash+zstd(3)+local sink: {:>7.1} MB/s, stored {:.1}% of plain, peak RSS {:.1} MiB{}",
+            "memory: {:>5} MiB through hash+zstd(3)+local sink: {:>7.1} MB/s, stored {:.1}% of plain, peak RSS {:.1} MiB",
             size >> 20,
             size as f64 / secs / 1e6,
             stored as f64 * 100.0 / size as f64,
             peak as f64 / (1 << 20) as f64,
-            if can_reset { "" } else { " (peak not resettable: cumulative)" }
         );
         peaks.push(peak);
     }
@@ -134,12 +160,15 @@ fn memory_report(rt: &tokio::runtime::Runtime) {
     );
 }
 
-fn bench(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_multi_thread()
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-        .unwrap();
-    memory_report(&rt);
+        .unwrap()
+}
+
+fn bench(c: &mut Criterion) {
+    let rt = runtime();
     let size = GIB / scale();
     let mut group = c.benchmark_group("pipeline");
     group.sample_size(10);
@@ -149,4 +178,12 @@ fn bench(c: &mut Criterion) {
 }
 
 criterion_group!(benches, bench);
-criterion_main!(benches);
+
+fn main() {
+    if let Ok(size) = std::env::var(CHILD_ENV) {
+        return memory_child(size.parse().expect("size in bytes"));
+    }
+    memory_report();
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}

@@ -9,9 +9,11 @@
 //! - `pg_dump -Fc -Z9 > file` — the documented method;
 //! - `pg_dump -Fc -Z0 > file` — the ceiling (no compression at all);
 //! - our pipeline: `pg_dump -Z0` → zstd(3) → sha256 → local sink, with the exact row counts
-//!   of the default configuration (and once without them), and the peak RSS of this process
-//!   during the run;
+//!   of the default configuration (and once without them), and its peak RSS;
 //! - with `--features s3`, the same pipeline into an in-process S3 server (s3s-fs).
+//!
+//! Each pipeline run happens in a fresh child process (this binary, re-executed), so the
+//! peak RSS printed is that run's own, not memory earlier runs left in the allocator.
 //!
 //! Targets (issue 3): pipeline ≥ 3× faster than `-Z9`, output ≤ 1.1× its size, peak RSS
 //! under 64 MiB and flat as the database grows.
@@ -138,11 +140,6 @@ fn peak_rss() -> Option<u64> {
     Some(kb * 1024)
 }
 
-/// Resets the peak RSS counter (Linux: `echo 5 > /proc/self/clear_refs`).
-fn reset_peak_rss() -> bool {
-    std::fs::write("/proc/self/clear_refs", "5").is_ok()
-}
-
 async fn pg_dump_to_file(conn: &PgConnection, db: &str, level: u8, out: &Path) -> Row {
     let spec = conn.apply_env(stoa_backup::core::CommandSpec::new("pg_dump"));
     let file = std::fs::File::create(out).unwrap();
@@ -174,45 +171,128 @@ async fn pg_dump_to_file(conn: &PgConnection, db: &str, level: u8, out: &Path) -
     }
 }
 
-async fn pipeline(conn: &PgConnection, db: &str, dir: &Path, exact_counts: bool) -> Row {
-    let _ = std::fs::remove_dir_all(dir);
-    let sink: Arc<dyn Sink> = Arc::new(LocalSink::new(dir).unwrap());
-    let source = PostgresSource::builder()
-        .connection(&conn.with_dbname(db))
-        .database(db)
-        .exact_row_counts(exact_counts)
-        .build()
-        .unwrap();
-    let pipeline = Pipeline::builder()
-        .source(Arc::new(source))
-        .sink(sink)
-        .compression(ZstdCodec::new(3).unwrap())
-        .build()
-        .unwrap();
-    let reset = reset_peak_rss();
-    let t0 = Instant::now();
-    let report = pipeline.run().await.unwrap().into_result().unwrap();
-    let wall = t0.elapsed();
-    let a = &report.manifest.artifacts[0];
-    Row {
-        method: if exact_counts {
-            "stoa-backup: pg_dump -Z0 | zstd(3) | sha256 | local"
-        } else {
-            "  same, without exact row counts"
-        },
-        wall,
-        bytes: a.stored_size,
-        peak_rss: if reset { peak_rss() } else { None },
+/// What one measured pipeline run does; each runs in a fresh child process (this binary,
+/// re-executed) so its peak RSS is its own and not what earlier runs left in the allocator.
+#[derive(Clone, Copy)]
+enum Run {
+    Local,
+    LocalWithoutCounts,
+    #[cfg_attr(not(feature = "s3"), allow(dead_code))]
+    S3,
+}
+
+impl Run {
+    fn label(self) -> &'static str {
+        match self {
+            Run::Local => "stoa-backup: pg_dump -Z0 | zstd(3) | sha256 | local",
+            Run::LocalWithoutCounts => "  same, without exact row counts",
+            Run::S3 => "  same, into S3 (in-process s3s-fs)",
+        }
+    }
+    fn name(self) -> &'static str {
+        match self {
+            Run::Local => "local",
+            Run::LocalWithoutCounts => "local-nocount",
+            Run::S3 => "s3",
+        }
+    }
+    fn parse(s: &str) -> Option<Run> {
+        [Run::Local, Run::LocalWithoutCounts, Run::S3]
+            .into_iter()
+            .find(|r| r.name() == s)
     }
 }
 
-/// The same pipeline into S3: an in-process s3s-fs server (its work and memory count in
-/// this process, so the RSS figure is an upper bound for the sink alone).
+const CHILD_ENV: &str = "STOA_BENCH_CHILD";
+const RESULT_TAG: &str = "STOA_BENCH_RESULT";
+
+/// Runs `run` in a child process and reads back its wall time, stored size and peak RSS.
+fn measure_in_child(run: Run, db: &str, dir: &Path) -> Row {
+    let exe = std::env::current_exe().expect("path of the benchmark binary");
+    let out = std::process::Command::new(exe)
+        .env(CHILD_ENV, format!("{}:{db}", run.name()))
+        .env("STOA_BENCH_DIR", dir)
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .expect("start the measuring child process");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "measuring child for {} failed: {}\n{stdout}",
+        run.name(),
+        out.status
+    );
+    let line = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix(RESULT_TAG))
+        .unwrap_or_else(|| panic!("no result from the measuring child:\n{stdout}"));
+    let mut fields = line.split_whitespace().map(|f| f.parse::<u64>().unwrap());
+    let (nanos, bytes, peak) = (
+        fields.next().unwrap(),
+        fields.next().unwrap(),
+        fields.next().unwrap(),
+    );
+    Row {
+        method: run.label(),
+        wall: Duration::from_nanos(nanos),
+        bytes,
+        peak_rss: (peak > 0).then_some(peak),
+    }
+}
+
+/// Child side: one pipeline run, then one result line on stdout.
+fn child_main(spec: &str) {
+    let (run, db) = spec
+        .split_once(':')
+        .expect("STOA_BENCH_CHILD=<run>:<database>");
+    let run = Run::parse(run).expect("known run kind");
+    let dir = PathBuf::from(std::env::var("STOA_BENCH_DIR").expect("STOA_BENCH_DIR"));
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let (wall, bytes) = rt.block_on(async {
+        let conn = PgConnection::from_url(&url()).expect("benchmark database URL");
+        // The S3 server lives as long as this value.
+        let (sink, _server): (Arc<dyn Sink>, Box<dyn std::any::Any>) = match run {
+            Run::Local | Run::LocalWithoutCounts => {
+                let sink_dir = dir.join("sink");
+                let _ = std::fs::remove_dir_all(&sink_dir);
+                (Arc::new(LocalSink::new(&sink_dir).unwrap()), Box::new(()))
+            }
+            Run::S3 => s3_sink().await,
+        };
+        let source = PostgresSource::builder()
+            .connection(&conn.with_dbname(db))
+            .database(db)
+            .exact_row_counts(!matches!(run, Run::LocalWithoutCounts))
+            .build()
+            .unwrap();
+        let pipeline = Pipeline::builder()
+            .source(Arc::new(source))
+            .sink(sink)
+            .compression(ZstdCodec::new(3).unwrap())
+            .build()
+            .unwrap();
+        let t0 = Instant::now();
+        let report = pipeline.run().await.unwrap().into_result().unwrap();
+        (t0.elapsed(), report.manifest.artifacts[0].stored_size)
+    });
+    drop(rt);
+    println!(
+        "{RESULT_TAG} {} {bytes} {}",
+        wall.as_nanos(),
+        peak_rss().unwrap_or(0)
+    );
+}
+
+/// An in-process s3s-fs server and a sink on it: its work and memory count in the child,
+/// so the RSS figure is an upper bound for the sink alone.
 #[cfg(feature = "s3")]
-async fn pipeline_s3(conn: &PgConnection, db: &str) -> Row {
+async fn s3_sink() -> (Arc<dyn Sink>, Box<dyn std::any::Any>) {
     use stoa_backup::storage::{S3Credentials, S3Sink};
     let t = stoa_backup_test_support::s3::s3s_fs_target().await;
-    let sink: Arc<dyn Sink> = Arc::new(
+    let sink = Arc::new(
         S3Sink::builder(&t.bucket)
             .from_env(false)
             .endpoint(&t.endpoint)
@@ -223,27 +303,12 @@ async fn pipeline_s3(conn: &PgConnection, db: &str) -> Row {
             .build()
             .unwrap(),
     );
-    let source = PostgresSource::builder()
-        .connection(&conn.with_dbname(db))
-        .database(db)
-        .build()
-        .unwrap();
-    let pipeline = Pipeline::builder()
-        .source(Arc::new(source))
-        .sink(sink)
-        .compression(ZstdCodec::new(3).unwrap())
-        .build()
-        .unwrap();
-    let reset = reset_peak_rss();
-    let t0 = Instant::now();
-    let report = pipeline.run().await.unwrap().into_result().unwrap();
-    let wall = t0.elapsed();
-    Row {
-        method: "  same, into S3 (in-process s3s-fs)",
-        wall,
-        bytes: report.manifest.artifacts[0].stored_size,
-        peak_rss: if reset { peak_rss() } else { None },
-    }
+    (sink, Box::new(t))
+}
+
+#[cfg(not(feature = "s3"))]
+async fn s3_sink() -> (Arc<dyn Sink>, Box<dyn std::any::Any>) {
+    unreachable!("the S3 run is only requested with the s3 feature")
 }
 
 fn print_rows(mb: u64, db_bytes: i64, rows: &[Row]) {
@@ -288,7 +353,31 @@ fn print_rows(mb: u64, db_bytes: i64, rows: &[Row]) {
     );
 }
 
+/// Memory must not grow with the database: the largest peak within 10% of the smallest.
+fn print_flatness(peaks: &[(u64, u64)]) {
+    if peaks.len() < 2 {
+        return;
+    }
+    let mib = |b: u64| b as f64 / MIB as f64;
+    let min = peaks.iter().map(|p| p.1).min().unwrap_or(1).max(1);
+    let max = peaks.iter().map(|p| p.1).max().unwrap_or(0);
+    let list: Vec<String> = peaks
+        .iter()
+        .map(|(mb, p)| format!("{mb} MiB: {:.1}", mib(*p)))
+        .collect();
+    let ratio = max as f64 / min as f64;
+    println!();
+    println!(
+        "memory: pipeline peak RSS by database size ({}) -> largest/smallest {ratio:.3} (flat: <= 1.10: {})",
+        list.join(", "),
+        if ratio <= 1.10 { "ok" } else { "MISSED" }
+    );
+}
+
 fn main() {
+    if let Ok(spec) = std::env::var(CHILD_ENV) {
+        return child_main(&spec);
+    }
     // `cargo bench` passes `--bench`; there is nothing to filter.
     let sizes: Vec<u64> = std::env::var("STOA_BENCH_SIZES_MB")
         .unwrap_or_else(|_| "256,1024".to_string())
@@ -305,6 +394,7 @@ fn main() {
         .unwrap();
     rt.block_on(async {
         let conn = PgConnection::from_url(&url()).expect("benchmark database URL");
+        let mut peaks = Vec::new();
         for mb in &sizes {
             let db = ensure_database(&conn, *mb).await;
             let size: i64 = client(&conn, &db)
@@ -320,12 +410,13 @@ fn main() {
             let mut rows = vec![
                 pg_dump_to_file(&conn, &db, 9, &dir.join("z9.dump")).await,
                 pg_dump_to_file(&conn, &db, 0, &dir.join("z0.dump")).await,
-                pipeline(&conn, &db, &dir.join("sink"), true).await,
-                pipeline(&conn, &db, &dir.join("sink"), false).await,
+                measure_in_child(Run::Local, &db, &dir),
+                measure_in_child(Run::LocalWithoutCounts, &db, &dir),
             ];
             #[cfg(feature = "s3")]
-            rows.push(pipeline_s3(&conn, &db).await);
+            rows.push(measure_in_child(Run::S3, &db, &dir));
             print_rows(*mb, size, &rows);
+            peaks.extend(rows[2].peak_rss.map(|p| (*mb, p)));
             for f in ["warmup.dump", "z9.dump", "z0.dump"] {
                 let _ = std::fs::remove_file(dir.join(f));
             }
@@ -338,5 +429,6 @@ fn main() {
                     .unwrap();
             }
         }
+        print_flatness(&peaks);
     });
 }
