@@ -95,67 +95,37 @@ fn run_once(rt: &tokio::runtime::Runtime, size: u64) -> (f64, u64) {
     (secs, report.manifest.artifacts[0].stored_size)
 }
 
-/// Peak resident set size of this process (VmHWM), in bytes.
-fn peak_rss() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        .map(|kb| kb * 1024)
-        .unwrap_or(0)
-}
+mod support;
 
-const CHILD_ENV: &str = "STOA_BENCH_MEMORY_CHILD";
-const RESULT_TAG: &str = "STOA_BENCH_RESULT";
-
-/// Child side: one run of `size` bytes in a fresh process, then its figures on stdout.
+/// Child side: one run of `size` bytes in a fresh process.
 fn memory_child(size: u64) {
     let rt = runtime();
     let (secs, stored) = run_once(&rt, size);
     drop(rt);
-    println!("{RESULT_TAG} {} {stored} {}", secs.to_bits(), peak_rss());
+    support::report(std::time::Duration::from_secs_f64(secs), stored);
 }
 
-/// Each size runs in its own child process (this binary, re-executed), so a run's peak RSS
-/// is its own and not what the previous run left in the allocator.
+/// Each size runs in its own child process, so a run's peak RSS is its own.
 fn memory_report() {
-    let exe = std::env::current_exe().expect("path of the benchmark binary");
     let mut peaks = Vec::new();
     for gib in [1u64, 4] {
         let size = gib * GIB / scale();
-        let out = std::process::Command::new(&exe)
-            .env(CHILD_ENV, size.to_string())
-            .stderr(std::process::Stdio::inherit())
-            .output()
-            .expect("start the measuring child process");
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            out.status.success(),
-            "measuring child failed: {}\n{stdout}",
-            out.status
-        );
-        let line = stdout
-            .lines()
-            .find_map(|l| l.strip_prefix(RESULT_TAG))
-            .unwrap_or_else(|| panic!("no result from the measuring child:\n{stdout}"));
-        let f: Vec<u64> = line
-            .split_whitespace()
-            .map(|x| x.parse().unwrap())
-            .collect();
-        let (secs, stored, peak) = (f64::from_bits(f[0]), f[1], f[2]);
+        let m = support::measure_in_child(&size.to_string(), &[]);
+        let peak = m.peak_rss.unwrap_or(0);
         println!(
             "memory: {:>5} MiB through hash+zstd(3)+local sink: {:>7.1} MB/s, stored {:.1}% of plain, peak RSS {:.1} MiB",
             size >> 20,
-            size as f64 / secs / 1e6,
-            stored as f64 * 100.0 / size as f64,
+            size as f64 / m.wall.as_secs_f64() / 1e6,
+            m.stored as f64 * 100.0 / size as f64,
             peak as f64 / (1 << 20) as f64,
         );
-        peaks.push(peak);
+        peaks.push(peak.max(1));
     }
     let ratio = peaks[1] as f64 / peaks[0] as f64;
     println!(
-        "memory: peak RSS ratio 4 GiB / 1 GiB = {ratio:.3} (target: within 10%, i.e. <= 1.10) -> {}",
+        "memory: peak RSS ratio {} MiB / {} MiB = {ratio:.3} (target: within 10%, i.e. <= 1.10) -> {}",
+        4 * GIB / scale() >> 20,
+        GIB / scale() >> 20,
         if ratio <= 1.10 { "OK" } else { "FAIL" }
     );
 }
@@ -180,7 +150,7 @@ fn bench(c: &mut Criterion) {
 criterion_group!(benches, bench);
 
 fn main() {
-    if let Ok(size) = std::env::var(CHILD_ENV) {
+    if let Some(size) = support::child_job() {
         return memory_child(size.parse().expect("size in bytes"));
     }
     memory_report();

@@ -31,6 +31,8 @@ use stoa_backup::core::{Pipeline, Sink, ZstdCodec};
 use stoa_backup::providers::postgres::{PgConnection, PostgresSource};
 use stoa_backup::storage::LocalSink;
 
+mod support;
+
 const MIB: u64 = 1024 * 1024;
 
 struct Row {
@@ -132,14 +134,6 @@ async fn ensure_database(conn: &PgConnection, mb: u64) -> String {
     name
 }
 
-/// Peak resident set size of this process (VmHWM), in bytes.
-fn peak_rss() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb * 1024)
-}
-
 async fn pg_dump_to_file(conn: &PgConnection, db: &str, level: u8, out: &Path) -> Row {
     let spec = conn.apply_env(stoa_backup::core::CommandSpec::new("pg_dump"));
     let file = std::fs::File::create(out).unwrap();
@@ -203,40 +197,17 @@ impl Run {
     }
 }
 
-const CHILD_ENV: &str = "STOA_BENCH_CHILD";
-const RESULT_TAG: &str = "STOA_BENCH_RESULT";
-
 /// Runs `run` in a child process and reads back its wall time, stored size and peak RSS.
 fn measure_in_child(run: Run, db: &str, dir: &Path) -> Row {
-    let exe = std::env::current_exe().expect("path of the benchmark binary");
-    let out = std::process::Command::new(exe)
-        .env(CHILD_ENV, format!("{}:{db}", run.name()))
-        .env("STOA_BENCH_DIR", dir)
-        .stderr(std::process::Stdio::inherit())
-        .output()
-        .expect("start the measuring child process");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "measuring child for {} failed: {}\n{stdout}",
-        run.name(),
-        out.status
-    );
-    let line = stdout
-        .lines()
-        .find_map(|l| l.strip_prefix(RESULT_TAG))
-        .unwrap_or_else(|| panic!("no result from the measuring child:\n{stdout}"));
-    let mut fields = line.split_whitespace().map(|f| f.parse::<u64>().unwrap());
-    let (nanos, bytes, peak) = (
-        fields.next().unwrap(),
-        fields.next().unwrap(),
-        fields.next().unwrap(),
+    let m = support::measure_in_child(
+        &format!("{}:{db}", run.name()),
+        &[("STOA_BENCH_DIR", dir.as_os_str())],
     );
     Row {
         method: run.label(),
-        wall: Duration::from_nanos(nanos),
-        bytes,
-        peak_rss: (peak > 0).then_some(peak),
+        wall: m.wall,
+        bytes: m.stored,
+        peak_rss: m.peak_rss,
     }
 }
 
@@ -279,11 +250,7 @@ fn child_main(spec: &str) {
         (t0.elapsed(), report.manifest.artifacts[0].stored_size)
     });
     drop(rt);
-    println!(
-        "{RESULT_TAG} {} {bytes} {}",
-        wall.as_nanos(),
-        peak_rss().unwrap_or(0)
-    );
+    support::report(wall, bytes);
 }
 
 /// An in-process s3s-fs server and a sink on it: its work and memory count in the child,
@@ -375,7 +342,7 @@ fn print_flatness(peaks: &[(u64, u64)]) {
 }
 
 fn main() {
-    if let Ok(spec) = std::env::var(CHILD_ENV) {
+    if let Some(spec) = support::child_job() {
         return child_main(&spec);
     }
     // `cargo bench` passes `--bench`; there is nothing to filter.

@@ -1,0 +1,79 @@
+//! Shared by the benchmarks: peak RSS, and measuring one run in a fresh child process (this
+//! binary, re-executed) so its peak RSS is its own and not memory that earlier runs left in
+//! the allocator.
+
+use std::ffi::OsStr;
+use std::time::Duration;
+
+/// Set in a child's environment to the job it must run.
+const CHILD_ENV: &str = "STOA_BENCH_CHILD";
+/// Prefix of the one line a child prints with its figures.
+const RESULT_TAG: &str = "STOA_BENCH_RESULT";
+
+/// What a child reports about its run.
+pub struct Measured {
+    pub wall: Duration,
+    pub stored: u64,
+    /// `None` where the platform does not tell (no `/proc`).
+    pub peak_rss: Option<u64>,
+}
+
+/// Peak resident set size of this process (VmHWM), in bytes.
+pub fn peak_rss() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kb = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse::<u64>()
+        .ok()?;
+    Some(kb * 1024)
+}
+
+/// The job this process must run, when it is a measuring child.
+pub fn child_job() -> Option<String> {
+    std::env::var(CHILD_ENV).ok()
+}
+
+/// Child side: prints the run's figures with this process's peak RSS.
+pub fn report(wall: Duration, stored: u64) {
+    println!(
+        "{RESULT_TAG} {} {stored} {}",
+        wall.as_nanos(),
+        peak_rss().unwrap_or(0)
+    );
+}
+
+/// Parent side: runs `job` in a child process (with `envs` added) and reads its figures.
+pub fn measure_in_child(job: &str, envs: &[(&str, &OsStr)]) -> Measured {
+    let exe = std::env::current_exe().expect("path of the benchmark binary");
+    let mut cmd = std::process::Command::new(exe);
+    cmd.env(CHILD_ENV, job)
+        .stderr(std::process::Stdio::inherit());
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().expect("start the measuring child process");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "measuring child {job:?} failed: {}\n{stdout}",
+        out.status
+    );
+    let line = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix(RESULT_TAG))
+        .unwrap_or_else(|| panic!("no result from the measuring child {job:?}:\n{stdout}"));
+    let f: Vec<u64> = line
+        .split_whitespace()
+        .map(|x| x.parse().expect("a number in the child's result"))
+        .collect();
+    assert_eq!(f.len(), 3, "malformed result line from the child: {line}");
+    Measured {
+        wall: Duration::from_nanos(f[0]),
+        stored: f[1],
+        peak_rss: (f[2] > 0).then_some(f[2]),
+    }
+}
