@@ -124,8 +124,8 @@ fn memory_report() {
     let ratio = peaks[1] as f64 / peaks[0] as f64;
     println!(
         "memory: peak RSS ratio {} MiB / {} MiB = {ratio:.3} (target: within 10%, i.e. <= 1.10) -> {}",
-        4 * GIB / scale() >> 20,
-        GIB / scale() >> 20,
+        (4 * GIB / scale()) >> 20,
+        (GIB / scale()) >> 20,
         if ratio <= 1.10 { "OK" } else { "FAIL" }
     );
 }
