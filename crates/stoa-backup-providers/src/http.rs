@@ -1,13 +1,61 @@
-//! Shared HTTP plumbing for the REST providers (Keycloak, Grafana): retries with backoff on
-//! 429 (honouring `Retry-After`) and 5xx, no retry on other 4xx, error mapping to the public
-//! [`Error`] (never with credentials in it), and stable JSON formatting for Git-friendly files.
+//! Shared HTTP plumbing for the REST providers (Keycloak, Grafana, Vault, Infisical): base URL
+//! checks, retries with backoff on 429 (honouring `Retry-After`) and 5xx, no retry on other
+//! 4xx, error mapping to the public [`Error`] (never with credentials in it), and stable JSON
+//! formatting for Git-friendly files.
 
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use reqwest::{RequestBuilder, Response, StatusCode};
+use reqwest::{RequestBuilder, Response, StatusCode, Url};
 use serde_json::Value;
 use stoa_backup_core::{Error, ErrorKind, Result};
+
+/// Parses the base URL of `service` (e.g. "Vault"): http(s) only, no credentials embedded
+/// (they would end up in logs and errors), and a trailing slash so that joining relative API
+/// paths keeps a sub-path such as `/grafana/`. Errors never repeat the input, which may hold
+/// a password.
+pub fn parse_base_url(input: &str, service: &str, component: &str, example: &str) -> Result<Url> {
+    let invalid = |why: String| {
+        Error::config(format!("invalid {service} URL: {why}"))
+            .with_component(component)
+            .with_operation("configure")
+            .with_hint(format!("give the base URL, e.g. {example}"))
+    };
+    let mut url = Url::parse(input.trim()).map_err(|e| invalid(e.to_string()))?;
+    if !matches!(url.scheme(), "http" | "https") || url.cannot_be_a_base() {
+        return Err(invalid(format!(
+            "the scheme is {:?}, not http or https",
+            url.scheme()
+        )));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(
+            Error::config(format!("credentials are embedded in the {service} URL"))
+                .with_component(component)
+                .with_operation("configure")
+                .with_hint("remove them from the URL and pass them as the connection's auth"),
+        );
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(invalid("it has a query or fragment".into()));
+    }
+    if !url.path().ends_with('/') {
+        let p = format!("{}/", url.path());
+        url.set_path(&p);
+    }
+    Ok(url)
+}
+
+/// Builds the HTTP client configured by `builder`, with an error that names `component`.
+pub fn build_client(builder: reqwest::ClientBuilder, component: &str) -> Result<reqwest::Client> {
+    builder.build().map_err(|e| {
+        Error::config("cannot build the HTTP client")
+            .with_component(component)
+            .with_operation("configure")
+            .with_hint("check this machine's TLS set-up (root certificates)")
+            .with_source(e)
+    })
+}
 
 /// How HTTP calls are retried.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -292,6 +340,28 @@ mod tests {
             status_error(StatusCode::UNAUTHORIZED, b"{}", "x").kind(),
             ErrorKind::Unauthenticated
         );
+    }
+
+    #[test]
+    fn base_urls_are_checked_and_keep_their_sub_path() {
+        let u = parse_base_url("https://g.example/grafana", "Grafana", "grafana", "x").unwrap();
+        assert_eq!(u.join("api/search").unwrap().path(), "/grafana/api/search");
+        let u = parse_base_url(" http://v:8200/ ", "Vault", "vault", "x").unwrap();
+        assert_eq!(u.as_str(), "http://v:8200/");
+        for bad in [
+            "vault:8200",
+            "ftp://v/",
+            "mailto:a@b",
+            "http://v/?x=1",
+            "not a url",
+        ] {
+            let e = parse_base_url(bad, "Vault", "vault", "https://vault:8200").unwrap_err();
+            assert_eq!(e.component(), Some("vault"), "{bad}");
+            assert!(e.to_string().contains("invalid Vault URL"), "{bad}: {e}");
+        }
+        let e = parse_base_url("https://admin:s3cret-pw@v/", "Vault", "vault", "x").unwrap_err();
+        assert!(e.to_string().contains("credentials are embedded"), "{e}");
+        assert!(!format!("{e} {e:?}").contains("s3cret-pw"));
     }
 
     #[test]

@@ -50,19 +50,12 @@ pub struct GrafanaConnection {
 impl GrafanaConnection {
     /// Settings for the Grafana at `base_url` (a sub-path such as `/grafana` is kept).
     pub fn new(base_url: &str, auth: GrafanaAuth) -> Result<Self> {
-        let mut base = Url::parse(base_url).map_err(|e| {
-            Error::config(format!("invalid Grafana URL: {e}")).with_component(COMPONENT)
-        })?;
-        if !base.username().is_empty() || base.password().is_some() {
-            return Err(
-                Error::config("credentials must not be embedded in the Grafana URL")
-                    .with_component(COMPONENT),
-            );
-        }
-        if !base.path().ends_with('/') {
-            let p = format!("{}/", base.path());
-            base.set_path(&p);
-        }
+        let base = crate::http::parse_base_url(
+            base_url,
+            "Grafana",
+            COMPONENT,
+            "https://grafana.example.org (a sub-path such as /grafana is kept)",
+        )?;
         let empty = match &auth {
             GrafanaAuth::Token(t) => t.is_empty(),
             GrafanaAuth::Basic { user, .. } => user.is_empty(),
@@ -117,14 +110,8 @@ impl fmt::Debug for GrafanaClient {
 
 impl GrafanaClient {
     pub(crate) fn new(conn: GrafanaConnection) -> Result<Self> {
-        let http = reqwest::Client::builder()
-            .timeout(conn.timeout)
-            .build()
-            .map_err(|e| {
-                Error::config("cannot build the HTTP client")
-                    .with_component(COMPONENT)
-                    .with_source(e)
-            })?;
+        let http =
+            crate::http::build_client(reqwest::Client::builder().timeout(conn.timeout), COMPONENT)?;
         Ok(GrafanaClient {
             conn: std::sync::Arc::new(conn),
             http,

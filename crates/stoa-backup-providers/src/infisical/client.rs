@@ -101,20 +101,8 @@ impl InfisicalConnection {
         client_id: impl Into<String>,
         client_secret: impl Into<String>,
     ) -> Result<Self> {
-        let mut u = Url::parse(url).map_err(|e| {
-            Error::config(format!("invalid Infisical URL {url:?}: {e}"))
-                .with_component(COMPONENT)
-                .with_hint("give the base URL, e.g. https://app.infisical.com")
-        })?;
-        if !matches!(u.scheme(), "http" | "https") || u.cannot_be_a_base() {
-            return Err(Error::config(format!(
-                "the Infisical URL {url:?} must be http(s)"
-            )));
-        }
-        if !u.path().ends_with('/') {
-            let p = format!("{}/", u.path());
-            u.set_path(&p);
-        }
+        let u =
+            crate::http::parse_base_url(url, "Infisical", COMPONENT, "https://app.infisical.com")?;
         let (client_id, client_secret) = (client_id.into(), client_secret.into());
         if client_id.trim().is_empty() || client_secret.trim().is_empty() {
             return Err(
@@ -174,10 +162,10 @@ impl fmt::Debug for InfisicalClient {
 
 impl InfisicalClient {
     pub(crate) fn new(conn: InfisicalConnection) -> Result<Self> {
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(10))
-            .build()
-            .map_err(|e| Error::config("cannot build the HTTP client").with_source(e))?;
+        let http = crate::http::build_client(
+            reqwest::Client::builder().connect_timeout(Duration::from_secs(10)),
+            COMPONENT,
+        )?;
         Ok(InfisicalClient {
             conn,
             http,

@@ -71,21 +71,12 @@ impl KeycloakConnection {
     /// Settings for the server at `base_url` (e.g. `https://keycloak.example.org`, no `/auth`
     /// on Keycloak 17+), authenticating with `auth` against the `master` realm.
     pub fn new(base_url: &str, auth: KeycloakAuth) -> Result<Self> {
-        let mut base = Url::parse(base_url).map_err(|e| {
-            Error::config(format!("invalid Keycloak URL: {e}"))
-                .with_component(COMPONENT)
-                .with_hint("use e.g. https://keycloak.example.org")
-        })?;
-        if !base.path().ends_with('/') {
-            let p = format!("{}/", base.path());
-            base.set_path(&p);
-        }
-        if !base.username().is_empty() || base.password().is_some() {
-            return Err(
-                Error::config("credentials must not be embedded in the Keycloak URL")
-                    .with_component(COMPONENT),
-            );
-        }
+        let base = crate::http::parse_base_url(
+            base_url,
+            "Keycloak",
+            COMPONENT,
+            "https://keycloak.example.org (no /auth on Keycloak 17+)",
+        )?;
         let empty = match &auth {
             KeycloakAuth::ClientCredentials {
                 client_id,
@@ -164,14 +155,8 @@ impl fmt::Debug for AdminClient {
 
 impl AdminClient {
     pub(crate) fn new(conn: KeycloakConnection) -> Result<Self> {
-        let http = reqwest::Client::builder()
-            .timeout(conn.timeout)
-            .build()
-            .map_err(|e| {
-                Error::config("cannot build the HTTP client")
-                    .with_component(COMPONENT)
-                    .with_source(e)
-            })?;
+        let http =
+            crate::http::build_client(reqwest::Client::builder().timeout(conn.timeout), COMPONENT)?;
         Ok(AdminClient {
             conn: Arc::new(conn),
             http,

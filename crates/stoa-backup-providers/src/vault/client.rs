@@ -134,20 +134,12 @@ impl VaultConnection {
     /// A connection to `address` (e.g. `https://vault.stoa.svc:8200`; `VAULT_ADDR` or
     /// `BAO_ADDR`) authenticating with `auth`.
     pub fn new(address: &str, auth: VaultAuth) -> Result<Self> {
-        let mut url = Url::parse(address).map_err(|e| {
-            Error::config(format!("invalid Vault address {address:?}: {e}"))
-                .with_component(super::KV_COMPONENT)
-                .with_hint("give the base URL, e.g. https://vault.example:8200")
-        })?;
-        if !matches!(url.scheme(), "http" | "https") || url.cannot_be_a_base() {
-            return Err(Error::config(format!(
-                "the Vault address {address:?} must be an http(s) URL"
-            )));
-        }
-        if !url.path().ends_with('/') {
-            let p = format!("{}/", url.path());
-            url.set_path(&p);
-        }
+        let url = crate::http::parse_base_url(
+            address,
+            "Vault",
+            super::KV_COMPONENT,
+            "https://vault.example:8200",
+        )?;
         if let VaultAuth::Token(t) = &auth {
             if t.trim().is_empty() {
                 return Err(Error::config("the Vault token is empty")
@@ -309,10 +301,10 @@ impl fmt::Debug for VaultClient {
 
 impl VaultClient {
     pub(crate) fn new(conn: VaultConnection) -> Result<Self> {
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(10))
-            .build()
-            .map_err(|e| Error::config("cannot build the HTTP client").with_source(e))?;
+        let http = crate::http::build_client(
+            reqwest::Client::builder().connect_timeout(Duration::from_secs(10)),
+            super::KV_COMPONENT,
+        )?;
         let token = match &conn.auth {
             VaultAuth::Token(t) => Some(Token(t.clone())),
             _ => None,
