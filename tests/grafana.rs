@@ -15,6 +15,7 @@ use stoa_backup::providers::grafana::{
 };
 use stoa_backup::providers::http::RetryPolicy;
 use stoa_backup_test_support::grafana_fake::{FakeGrafana, GfFault, BASIC, TOKEN};
+use stoa_backup_test_support::trace::TraceCapture;
 
 fn conn(g: &FakeGrafana) -> GrafanaConnection {
     GrafanaConnection::new(&g.url(), GrafanaAuth::Token(TOKEN.into()))
@@ -344,4 +345,55 @@ async fn rate_limits_and_server_errors_are_retried_but_not_403() {
     let err = bad.preflight().await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Unauthenticated);
     assert!(!format!("{err:?} {bad:?}").contains("glsa_wrong"));
+}
+
+/// The token, the basic-auth password (plain or base64-encoded as in the header) and a
+/// datasource secret supplied at restore time never reach the logs, at TRACE level.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_credential_or_datasource_secret_in_trace_output() {
+    use base64::Engine as _;
+    let capture = TraceCapture::install();
+    let g = FakeGrafana::start().await;
+    g.fault(GfFault::new("/api/search", 429).retry_after(0).times(2));
+    let (sink, manifest) = backup(&g, 2).await;
+
+    let target = FakeGrafana::start_empty().await;
+    let basic = GrafanaConnection::new(
+        &target.url(),
+        GrafanaAuth::Basic {
+            user: BASIC.0.into(),
+            password: BASIC.1.into(),
+        },
+    )
+    .unwrap();
+    let supplied = "from-vault-must-not-be-logged";
+    GrafanaRestorer::new(basic)
+        .unwrap()
+        .datasource_secret("prometheus", "basicAuthPassword", supplied)
+        .restore_run(
+            sink.as_ref(),
+            &manifest,
+            &Keyring::new(),
+            &RestoreOptions::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        target.datasource_secrets("prometheus").unwrap()["basicAuthPassword"],
+        supplied
+    );
+
+    let wrong = "glsa_wrong_token_must_not_be_logged";
+    let bad = GrafanaSource::builder()
+        .connection(GrafanaConnection::new(&g.url(), GrafanaAuth::Token(wrong.into())).unwrap())
+        .build()
+        .unwrap();
+    assert_eq!(
+        bad.preflight().await.unwrap_err().kind(),
+        ErrorKind::Unauthenticated
+    );
+
+    let header =
+        base64::engine::general_purpose::STANDARD.encode(format!("{}:{}", BASIC.0, BASIC.1));
+    capture.assert_free_of(&[TOKEN, BASIC.1, header.as_str(), supplied, wrong]);
 }

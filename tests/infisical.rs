@@ -2,7 +2,7 @@
 //! of secrets in nested folders, hidden values, imports and references, token expiry, 429,
 //! v3 paths, restore policies, approval policies, and no secret or token in traces.
 
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use serde_json::{json, Value};
@@ -17,6 +17,7 @@ use stoa_backup::providers::infisical::{
 };
 use stoa_backup::storage::LocalSink;
 use stoa_backup_test_support::infisical_fake::{FakeInfisical, CLIENT_ID, HIDDEN};
+use stoa_backup_test_support::trace::TraceCapture;
 
 struct Env {
     _tmp: tempfile::TempDir,
@@ -557,37 +558,9 @@ async fn restore_dry_run_policies_and_approval() {
         .any(|(m, q)| m == "PATCH" && q.starts_with("/api/v4/secrets/batch")));
 }
 
-fn trace_buffer() -> Arc<Mutex<Vec<u8>>> {
-    static BUF: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
-    BUF.get_or_init(|| {
-        let buf = Arc::new(Mutex::new(Vec::new()));
-        let b = buf.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .with_max_level(tracing::Level::TRACE)
-            .with_ansi(false)
-            .with_writer(move || BufWriter(b.clone()))
-            .finish();
-        tracing::subscriber::set_global_default(subscriber).expect("one global subscriber");
-        buf
-    })
-    .clone()
-}
-
-struct BufWriter(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for BufWriter {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(b);
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_secret_value_or_token_in_trace_output() {
-    let buf = trace_buffer();
+    let capture = TraceCapture::install();
     let fake = FakeInfisical::start().await;
     let (p, values) = populate(&fake);
     let e = env();
@@ -613,16 +586,9 @@ async fn no_secret_value_or_token_in_trace_output() {
     )
     .await
     .unwrap();
-    let text = String::from_utf8_lossy(&buf.lock().unwrap()).into_owned();
-    assert!(
-        text.contains("TRACE") || text.contains("DEBUG"),
-        "nothing captured"
-    );
     let mut needles = values;
     needles.extend(fake.issued_tokens());
     needles.push(fake.client_secret());
     needles.push(HIDDEN_REAL_VALUE.into());
-    for n in &needles {
-        assert!(!text.contains(n.as_str()), "trace output contains {n:?}");
-    }
+    capture.assert_free_of(&needles);
 }

@@ -16,6 +16,7 @@ use stoa_backup::providers::keycloak::{
     RedactionReport, MASK,
 };
 use stoa_backup_test_support::keycloak_fake::{fixture_realm, FakeKeycloak, KcFault};
+use stoa_backup_test_support::trace::TraceCapture;
 
 fn fast_retry() -> RetryPolicy {
     RetryPolicy {
@@ -590,6 +591,57 @@ async fn bad_credentials_and_missing_realms_fail_clearly() {
         ok.preflight().await.unwrap().server_version.as_deref(),
         Some("26.0.5")
     );
+}
+
+/// Credentials and tokens never reach the logs, at TRACE level, through token renewal,
+/// retries, a restore with the password grant and a failed login.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_credential_or_token_in_trace_output() {
+    let capture = TraceCapture::install();
+    let kc = FakeKeycloak::start().await;
+    kc.expire_tokens_every(10);
+    kc.fault(KcFault::new("/users", 429).retry_after(0).times(2));
+    let b = backup(source(&kc)).await;
+
+    let target = FakeKeycloak::start().await;
+    target.expire_tokens_every(10);
+    let restorer = KeycloakRestorer::new(password_conn(&target)).unwrap();
+    let over = RestoreOptions {
+        existing: ExistingDataPolicy::Overwrite,
+        dry_run: false,
+    };
+    restore_artifact(b.sink.as_ref(), &b.artifact, &b.keyring, &restorer, &over)
+        .await
+        .unwrap();
+
+    let wrong = "wrong-secret-must-not-be-logged";
+    let bad = KeycloakConnection::new(
+        &kc.url(),
+        KeycloakAuth::ClientCredentials {
+            client_id: "stoa-backup".into(),
+            client_secret: wrong.into(),
+        },
+    )
+    .unwrap();
+    let src = KeycloakSource::builder()
+        .connection(bad)
+        .realm("stoa")
+        .build()
+        .unwrap();
+    assert_eq!(
+        src.preflight().await.unwrap_err().kind(),
+        ErrorKind::Unauthenticated
+    );
+
+    let mut secrets = vec![
+        kc.client_credentials().1,
+        target.admin_password().1,
+        wrong.to_string(),
+    ];
+    secrets.extend(kc.issued_tokens());
+    secrets.extend(target.issued_tokens());
+    assert!(secrets.len() > 5, "tokens were renewed: {}", secrets.len());
+    capture.assert_free_of(&secrets);
 }
 
 /// kc.sh mode through the fake Kubernetes API server's pod exec: the fake maps

@@ -3,7 +3,7 @@
 //! restored), health errors, and no secret or token in traces.
 
 use std::io::Write as _;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use serde_json::{json, Value};
@@ -19,6 +19,7 @@ use stoa_backup::providers::vault::{
     VaultKvRestorer, VaultKvSource, KV_FORMAT,
 };
 use stoa_backup::storage::LocalSink;
+use stoa_backup_test_support::trace::TraceCapture;
 use stoa_backup_test_support::vault_fake::{FakeVault, HealthState, SnapshotFault};
 
 struct Env {
@@ -888,38 +889,9 @@ async fn sealed_standby_or_uninitialised_vault_gives_a_clear_error_and_no_run() 
     }
 }
 
-/// All tracing output of the process (TRACE), captured once.
-fn trace_buffer() -> Arc<Mutex<Vec<u8>>> {
-    static BUF: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
-    BUF.get_or_init(|| {
-        let buf = Arc::new(Mutex::new(Vec::new()));
-        let b = buf.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .with_max_level(tracing::Level::TRACE)
-            .with_ansi(false)
-            .with_writer(move || BufWriter(b.clone()))
-            .finish();
-        tracing::subscriber::set_global_default(subscriber).expect("one global subscriber");
-        buf
-    })
-    .clone()
-}
-
-struct BufWriter(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for BufWriter {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(b);
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_secret_value_or_token_in_trace_output() {
-    let buf = trace_buffer();
+    let capture = TraceCapture::install();
     let fake = FakeVault::start().await;
     let values = populate(&fake);
     fake.enable_approle("role-id-trace", "secret-id-trace-0xdeadbeef");
@@ -968,16 +940,9 @@ async fn no_secret_value_or_token_in_trace_output() {
         .await
         .unwrap();
     std::io::stdout().flush().ok();
-    let text = String::from_utf8_lossy(&buf.lock().unwrap()).into_owned();
-    assert!(
-        text.contains("TRACE") || text.contains("DEBUG"),
-        "no trace output was captured"
-    );
     let mut needles = values;
     needles.extend(fake.valid_tokens());
     needles.push("secret-id-trace-0xdeadbeef".into());
     needles.push("hvs.bad-token-never-log".into());
-    for n in &needles {
-        assert!(!text.contains(n.as_str()), "trace output contains {n:?}");
-    }
+    capture.assert_free_of(&needles);
 }

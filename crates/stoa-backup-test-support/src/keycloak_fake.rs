@@ -156,6 +156,8 @@ struct State {
     realms: BTreeMap<String, Realm>,
     tokens: HashMap<String, Instant>,
     refresh: HashMap<String, Instant>,
+    /// Every access and refresh token ever issued (to grep logs for).
+    issued: Vec<String>,
     revoke_every: Option<usize>,
     admin_calls: usize,
 }
@@ -244,6 +246,7 @@ impl FakeKeycloak {
             state: Mutex::new(State {
                 realms,
                 tokens: HashMap::new(),
+                issued: Vec::new(),
                 refresh: HashMap::new(),
                 revoke_every: None,
                 admin_calls: 0,
@@ -374,6 +377,11 @@ impl FakeKeycloak {
     /// long export).
     pub fn expire_tokens_every(&self, n: usize) {
         self.shared.state.lock().expect("state").revoke_every = Some(n);
+    }
+
+    /// Every access and refresh token issued so far.
+    pub fn issued_tokens(&self) -> Vec<String> {
+        self.shared.state.lock().expect("state").issued.clone()
     }
 
     /// Number of successful token grants.
@@ -910,6 +918,7 @@ fn token(shared: &Shared, realm: &str, body: &[u8]) -> Response<Body> {
     let access = format!("eyJ.{}", new_id());
     st.tokens
         .insert(access.clone(), Instant::now() + o.token_lifespan);
+    st.issued.push(access.clone());
     let mut resp = json!({
         "access_token": access, "expires_in": o.token_lifespan.as_secs(),
         "refresh_expires_in": 0, "token_type": "Bearer", "not-before-policy": 0,
@@ -917,6 +926,7 @@ fn token(shared: &Shared, realm: &str, body: &[u8]) -> Response<Body> {
     });
     if with_refresh {
         let r = format!("eyR.{}", new_id());
+        st.issued.push(r.clone());
         st.refresh
             .insert(r.clone(), Instant::now() + Duration::from_secs(1800));
         resp["refresh_token"] = json!(r);

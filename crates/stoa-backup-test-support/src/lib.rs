@@ -1,5 +1,5 @@
 //! Shared test support for stoa-backup: the sink conformance suite, a fault-injecting sink,
-//! and throwaway PostgreSQL databases.
+//! throwaway PostgreSQL databases, fake servers, and a log capture to grep for secrets.
 //!
 //! Tests that need a server never skip: if PostgreSQL is unreachable, [`TestDatabase::create`]
 //! panics and says how to point the tests at one (`STOA_TEST_DATABASE_URL`).
@@ -24,6 +24,7 @@ pub mod keycloak_fake;
 pub mod kube_fake;
 #[cfg(feature = "s3")]
 pub mod s3;
+pub mod trace;
 #[cfg(feature = "vault")]
 pub mod vault_fake;
 
