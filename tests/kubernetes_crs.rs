@@ -1046,3 +1046,75 @@ async fn referenced_secrets_are_encrypted_and_restored_first() {
         "{applies:?}"
     );
 }
+
+/// The bearer token and the data of referenced Secrets (base64 as the API sends it, and
+/// decoded) never reach the logs, at TRACE level, through a backup, a restore and a
+/// rejected token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_token_or_secret_data_in_trace_output() {
+    use base64::Engine as _;
+    use stoa_backup::core::codec::age::ExposeSecret as _;
+    let capture = stoa_backup_test_support::trace::TraceCapture::install();
+    let token = "eyJhbGciOi.kube-token-must-not-be-logged";
+    let fake = FakeKube::start_with(FakeKubeOptions {
+        token: Some(token.to_string()),
+        ..Default::default()
+    })
+    .await;
+    fake.load_fixture_crds();
+    fake.load_fixture_resources();
+    let value = "sk-live-openai-key-must-not-be-logged";
+    let encoded = base64::engine::general_purpose::STANDARD.encode(value);
+    fake.put(
+        json!({"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+        "metadata": {"name": "openai-api-key", "namespace": "tenant-acme"},
+        "data": {"token": encoded}}),
+    );
+    let (secret, public) = stoa_backup::core::codec::age::generate_identity();
+    let sink = Arc::new(MemorySink::new());
+    let report = Pipeline::builder()
+        .source(Arc::new(
+            CustomResourcesSource::builder(fake.client())
+                .referenced_secrets(true)
+                .build()
+                .unwrap(),
+        ))
+        .sink(sink.clone())
+        .encryption(stoa_backup::core::AgeEncryption::recipients([public]).unwrap())
+        .build()
+        .unwrap()
+        .run()
+        .await
+        .unwrap()
+        .into_result()
+        .unwrap();
+    fake.wipe();
+    let keyring = Keyring::new()
+        .with_identity(secret.expose_secret())
+        .unwrap();
+    CustomResourcesRestorer::builder(fake.client())
+        .build()
+        .unwrap()
+        .restore_run(
+            sink.as_ref(),
+            &report.manifest,
+            &keyring,
+            &RestoreOptions::default(),
+        )
+        .await
+        .unwrap();
+    let s = fake
+        .get("v1", "Secret", Some("tenant-acme"), "openai-api-key")
+        .unwrap();
+    assert_eq!(s["data"]["token"], json!(encoded));
+
+    let wrong = "eyJhbGciOi.wrong-token-must-not-be-logged";
+    let err = CustomResourcesSource::builder(fake.client_with_token(wrong))
+        .build()
+        .unwrap()
+        .discover()
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Unauthenticated, "{err}");
+    capture.assert_free_of(&[token, wrong, value, encoded.as_str()]);
+}

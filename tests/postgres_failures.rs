@@ -231,6 +231,72 @@ async fn bad_password_is_unauthenticated_and_never_echoed() {
     );
 }
 
+/// A configured password never reaches the logs at TRACE level: not through a backup with
+/// the archive check, a restore into a new database, nor a refused login.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn password_never_in_trace_output() {
+    let capture = stoa_backup_test_support::trace::TraceCapture::install();
+    let password = "pg-Passw0rd-must-not-be-logged";
+    let db = filled_database("pgtrace").await;
+    // The local server trusts loopback, so any password is accepted and still travels.
+    let conn = server().password(password);
+    let sink: Arc<dyn Sink> = Arc::new(MemorySink::new());
+    let report = Pipeline::builder()
+        .source(Arc::new(
+            PostgresSource::builder()
+                .connection(&conn.with_dbname(db.name()))
+                .database(db.name())
+                .build()
+                .unwrap(),
+        ))
+        .sink(sink.clone())
+        .compression(ZstdCodec::default())
+        .verifier(Arc::new(PgArchiveVerifier::new()))
+        .build()
+        .unwrap()
+        .run()
+        .await
+        .unwrap();
+    assert!(report.is_complete(), "{}", failure_text(&report));
+    let target = format!("{}_r", db.name());
+    let restorer = PostgresRestorer::new(
+        conn.clone(),
+        RestoreTarget::NewDatabase {
+            name: target.clone(),
+            swap: false,
+        },
+    );
+    restore_artifact(
+        sink.as_ref(),
+        &report.manifest.artifacts[0],
+        &Keyring::default(),
+        &restorer,
+        &RestoreOptions::default(),
+    )
+    .await
+    .unwrap();
+    client(&test_database_url())
+        .await
+        .batch_execute(&format!("DROP DATABASE \"{target}\" WITH (FORCE)"))
+        .await
+        .unwrap();
+    db.drop_db().await;
+
+    let (port, server_task) = fake_password_server().await;
+    let refused = PostgresSource::builder()
+        .url(format!(
+            "postgres://backup:{password}@127.0.0.1:{port}/stoa"
+        ))
+        .build()
+        .unwrap();
+    assert_eq!(
+        refused.preflight().await.unwrap_err().kind(),
+        ErrorKind::Unauthenticated
+    );
+    server_task.abort();
+    capture.assert_free_of(&[password]);
+}
+
 #[tokio::test]
 async fn missing_database_is_not_found() {
     let missing = "stoa_does_not_exist_4711";
