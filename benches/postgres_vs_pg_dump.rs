@@ -10,7 +10,9 @@
 //! - `pg_dump -Fc -Z0 > file` — the ceiling (no compression at all);
 //! - our pipeline: `pg_dump -Z0` → zstd(3) → sha256 → local sink, with the exact row counts
 //!   of the default configuration (and once without them), and its peak RSS;
-//! - with `--features s3`, the same pipeline into an in-process S3 server (s3s-fs).
+//! - with `--features s3`, the same pipeline into an in-process S3 server (s3s-fs);
+//! - the archive check of the stored artifact (zstd decode → `pg_restore --list` and a full
+//!   read of every data block, in one pass).
 //!
 //! Each pipeline run happens in a fresh child process (this binary, re-executed), so the
 //! peak RSS printed is that run's own, not memory earlier runs left in the allocator.
@@ -27,8 +29,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use stoa_backup::core::{Pipeline, Sink, ZstdCodec};
-use stoa_backup::providers::postgres::{PgConnection, PostgresSource};
+use stoa_backup::core::{Catalog, Keyring, Pipeline, Sink, Verifier, VerifyContext, ZstdCodec};
+use stoa_backup::providers::postgres::{PgArchiveVerifier, PgConnection, PostgresSource};
 use stoa_backup::storage::LocalSink;
 
 mod support;
@@ -173,6 +175,9 @@ enum Run {
     LocalWithoutCounts,
     #[cfg_attr(not(feature = "s3"), allow(dead_code))]
     S3,
+    /// The archive check (`pg_restore --list` + a full read) of the artifact the previous
+    /// local run left in the sink directory.
+    ArchiveCheck,
 }
 
 impl Run {
@@ -181,6 +186,7 @@ impl Run {
             Run::Local => "stoa-backup: pg_dump -Z0 | zstd(3) | sha256 | local",
             Run::LocalWithoutCounts => "  same, without exact row counts",
             Run::S3 => "  same, into S3 (in-process s3s-fs)",
+            Run::ArchiveCheck => "archive check of the stored dump (TOC + all data)",
         }
     }
     fn name(self) -> &'static str {
@@ -188,12 +194,18 @@ impl Run {
             Run::Local => "local",
             Run::LocalWithoutCounts => "local-nocount",
             Run::S3 => "s3",
+            Run::ArchiveCheck => "archive-check",
         }
     }
     fn parse(s: &str) -> Option<Run> {
-        [Run::Local, Run::LocalWithoutCounts, Run::S3]
-            .into_iter()
-            .find(|r| r.name() == s)
+        [
+            Run::Local,
+            Run::LocalWithoutCounts,
+            Run::S3,
+            Run::ArchiveCheck,
+        ]
+        .into_iter()
+        .find(|r| r.name() == s)
     }
 }
 
@@ -223,6 +235,9 @@ fn child_main(spec: &str) {
         .build()
         .unwrap();
     let (wall, bytes) = rt.block_on(async {
+        if let Run::ArchiveCheck = run {
+            return archive_check(&dir.join("sink")).await;
+        }
         let conn = PgConnection::from_url(&url()).expect("benchmark database URL");
         // The S3 server lives as long as this value.
         let (sink, _server): (Arc<dyn Sink>, Box<dyn std::any::Any>) = match run {
@@ -232,6 +247,7 @@ fn child_main(spec: &str) {
                 (Arc::new(LocalSink::new(&sink_dir).unwrap()), Box::new(()))
             }
             Run::S3 => s3_sink().await,
+            Run::ArchiveCheck => unreachable!("handled above"),
         };
         let source = PostgresSource::builder()
             .connection(&conn.with_dbname(db))
@@ -251,6 +267,30 @@ fn child_main(spec: &str) {
     });
     drop(rt);
     support::report(wall, bytes);
+}
+
+/// Times the archive check of the newest run's artifact in `dir` (stored size, as read).
+async fn archive_check(dir: &Path) -> (Duration, u64) {
+    let sink: Arc<dyn Sink> = Arc::new(LocalSink::new(dir).unwrap());
+    let catalog = Catalog::new(sink.clone());
+    let newest = catalog
+        .list_all()
+        .await
+        .unwrap()
+        .pop()
+        .expect("a run to check");
+    let manifest = catalog.read_manifest(&newest.run_id).await.unwrap();
+    let artifact = &manifest.artifacts[0];
+    let ctx = VerifyContext {
+        sink: sink.as_ref(),
+        artifact,
+        keyring: &Keyring::default(),
+    };
+    let t0 = Instant::now();
+    let record = PgArchiveVerifier::new().verify(&ctx).await.unwrap();
+    let wall = t0.elapsed();
+    assert!(record.ok, "archive check failed: {}", record.detail);
+    (wall, artifact.stored_size)
 }
 
 /// An in-process s3s-fs server and a sink on it: its work and memory count in the child,
@@ -301,7 +341,7 @@ fn print_rows(mb: u64, db_bytes: i64, rows: &[Row]) {
         );
     }
     let (z9, ours) = (&rows[0], &rows[2]);
-    if let Some(s3) = rows.get(4) {
+    if let Some(s3) = rows.iter().find(|r| r.method == Run::S3.label()) {
         let ratio = s3.wall.as_secs_f64() / ours.wall.as_secs_f64();
         println!(
             "S3: {ratio:.2}x the local-sink time (<= 1.3: {})",
@@ -382,6 +422,7 @@ fn main() {
             ];
             #[cfg(feature = "s3")]
             rows.push(measure_in_child(Run::S3, &db, &dir));
+            rows.push(measure_in_child(Run::ArchiveCheck, &db, &dir));
             print_rows(*mb, size, &rows);
             peaks.extend(rows[2].peak_rss.map(|p| (*mb, p)));
             for f in ["warmup.dump", "z9.dump", "z0.dump"] {
