@@ -689,3 +689,61 @@ async fn pg_restore_failure_is_a_restore_error_and_drops_the_new_database() {
         .is_empty());
     db.drop_db().await;
 }
+
+/// pg_restore may give up on a damaged archive before reading it to the end, where the
+/// digest check would have spoken: the damage is still what gets reported.
+#[tokio::test]
+async fn damage_is_reported_even_when_pg_restore_stops_reading_first() {
+    let db = filled_database("pgfail_early").await;
+    let memory = MemorySink::new();
+    let sink: Arc<dyn Sink> = Arc::new(memory.clone());
+    let report = run(
+        PostgresSource::builder().url(db.url()).build().unwrap(),
+        sink.clone(),
+    )
+    .await;
+    assert!(report.is_complete());
+    let a = report.manifest.artifacts[0].clone();
+    let good = stoa_backup::core::stream::collect(sink.get(&a.key).await.unwrap())
+        .await
+        .unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    // Reads nothing and fails, like pg_restore meeting a garbled length field.
+    let wrapper = script(
+        tmp.path(),
+        "pg_restore",
+        "echo 'pg_restore: error: out of memory' >&2\nexit 1",
+    );
+    let target = format!("{}_x", db.name());
+    let restorer = PostgresRestorer::new(
+        server(),
+        RestoreTarget::NewDatabase {
+            name: target.clone(),
+            swap: false,
+        },
+    )
+    .pg_restore_path(wrapper);
+    let (keyring, options) = (Keyring::default(), RestoreOptions::default());
+    let restore = || restore_artifact(sink.as_ref(), &a, &keyring, &restorer, &options);
+
+    // Intact artifact: pg_restore's own failure is reported.
+    let err = restore().await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Restore, "{err}");
+    assert!(err.to_string().contains("out of memory"), "{err}");
+
+    // Damaged in its last part: the integrity error wins.
+    let mut damaged = good.clone();
+    let n = damaged.len();
+    damaged[n - 10] ^= 0xff;
+    memory.overwrite_raw(&a.key, damaged.into()).await;
+    let err = restore().await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Integrity, "{err}");
+    assert!(err.hint().is_some(), "{err}");
+    let c = client(&test_database_url()).await;
+    assert!(c
+        .query("SELECT 1 FROM pg_database WHERE datname = $1", &[&target])
+        .await
+        .unwrap()
+        .is_empty());
+    db.drop_db().await;
+}

@@ -558,6 +558,20 @@ async fn swap_in(admin: &Client, live: &str, staging: &str, old: &str) -> Result
     Ok(())
 }
 
+/// A stream read through a shared handle, so that what its reader left unread can still
+/// be read after the reader is gone.
+struct SharedStream(Arc<Mutex<ByteStream>>);
+
+impl futures::Stream for SharedStream {
+    type Item = Result<bytes::Bytes>;
+    fn poll_next(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        self.0.lock().expect("stream").as_mut().poll_next(cx)
+    }
+}
+
 /// Passes a stream through, but on its first error ends it and keeps the error, so a child
 /// reading it sees EOF and the caller can report the real cause.
 pub(crate) fn capture_error(stream: ByteStream) -> (ByteStream, Arc<Mutex<Option<Error>>>) {
@@ -590,16 +604,31 @@ pub(crate) async fn pg_restore(
         .args(args.iter().cloned())
         .arg(format!("--dbname={}", conn.conninfo(database)));
     spec = conn.apply_env(spec);
-    let (input, slot) = match input {
+    let (input, slot, rest) = match input {
         Some(s) => {
-            let (s, slot) = capture_error(s);
-            (Some(s), Some(slot))
+            let rest = Arc::new(Mutex::new(s));
+            let (s, slot) = capture_error(Box::pin(SharedStream(rest.clone())));
+            (Some(s), Some(slot), Some(rest))
         }
-        None => (None, None),
+        None => (None, None, None),
     };
     let result = run_with_stdin(&spec, COMPONENT, input).await;
     if let Some(e) = slot.and_then(|s| s.lock().expect("slot").take()) {
         return Err(e.or_component(COMPONENT).or_operation("restore"));
+    }
+    if let (Err(_), Some(rest)) = (&result, rest) {
+        // pg_restore can trip over damage (and stop reading) before the digest check at the
+        // end of the stream sees it: read the rest, so that a damaged artifact is reported
+        // as such rather than as whatever pg_restore made of the garbage.
+        let mut remaining = std::mem::replace(
+            &mut *rest.lock().expect("stream"),
+            stoa_backup_core::stream::empty(),
+        );
+        while let Some(item) = remaining.next().await {
+            if let Err(e) = item {
+                return Err(e.or_component(COMPONENT).or_operation("restore"));
+            }
+        }
     }
     result.map(|_| ()).map_err(|e| {
         if e.kind() == ErrorKind::Source {
