@@ -1,4 +1,5 @@
-//! Captures every tracing event of the test process at TRACE level, so that tests can grep
+//! Captures every tracing event of the test process at TRACE level, and every `log` record
+//! (tokio-postgres, reqwest and others log through the `log` crate), so that tests can grep
 //! the logs for secrets (tokens, passwords, secret values) that must never reach them.
 
 use std::sync::{Arc, Mutex, OnceLock};
@@ -21,8 +22,9 @@ impl TraceCapture {
                     .with_ansi(false)
                     .with_writer(move || writer.clone())
                     .finish();
-                tracing::subscriber::set_global_default(subscriber)
-                    .expect("no other global tracing subscriber in this test binary");
+                // Also installs the `log` → tracing bridge.
+                tracing_subscriber::util::SubscriberInitExt::try_init(subscriber)
+                    .expect("no other global tracing subscriber or logger in this test binary");
                 capture
             })
             .clone()
