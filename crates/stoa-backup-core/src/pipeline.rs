@@ -311,6 +311,11 @@ impl RunReport {
 /// Chunks read ahead between stages (each up to [`crate::stream::CHUNK_SIZE`]).
 const PREFETCH_CHUNKS: usize = 8;
 
+/// Smallest chunk handed from the source to the codecs: small pipe reads are gathered, so
+/// that per-chunk costs (task wake-ups, hashing and compression calls, sink writes) stay
+/// small next to the work on the bytes themselves.
+const MIN_SOURCE_CHUNK: usize = 128 * 1024;
+
 struct Job {
     source: Arc<dyn Source>,
     plan: ArtifactPlan,
@@ -572,7 +577,8 @@ impl Pipeline {
             });
         });
         // Read the source ahead so it keeps producing while codecs and the sink work.
-        let source_stream = crate::stream::prefetch(export.stream, PREFETCH_CHUNKS);
+        let source_stream =
+            crate::stream::prefetch_batched(export.stream, PREFETCH_CHUNKS, MIN_SOURCE_CHUNK);
         let (mut stream, plain_digest) = hashing_with_progress(source_stream, Some(progress));
         let skip_compression = job.plan.text && self.sink.capabilities().prefers_plain_text;
         let mut steps = Vec::new();

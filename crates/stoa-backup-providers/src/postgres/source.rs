@@ -549,8 +549,13 @@ impl PostgresSource {
 
         let mut snapshot = None;
         if self.exact_counts {
+            // One backend per count: parallel workers would take CPU from the dump that runs
+            // at the same time, slowing it more than they speed the count.
             client
-                .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+                .batch_execute(
+                    "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY;
+                     SET LOCAL max_parallel_workers_per_gather = 0",
+                )
                 .await
                 .map_err(|e| queries::map_query_error(e, "starting the snapshot transaction"))?;
             let row = client
