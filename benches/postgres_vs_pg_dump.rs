@@ -22,7 +22,8 @@
 //!
 //! Settings: `STOA_BENCH_DATABASE_URL` (default: `STOA_TEST_DATABASE_URL`, then
 //! `postgres://postgres@127.0.0.1:5432/postgres`), `STOA_BENCH_SIZES_MB` (default
-//! `256,1024`), `STOA_BENCH_DIR` (default `target/bench-postgres`), `STOA_BENCH_DROP=1` to
+//! `256,1024`), `STOA_BENCH_REPEAT` (runs of our local pipeline per size, median reported;
+//! default 3), `STOA_BENCH_DIR` (default `target/bench-postgres`), `STOA_BENCH_DROP=1` to
 //! drop the generated databases afterwards (they are reused by later runs otherwise).
 
 use std::path::{Path, PathBuf};
@@ -183,7 +184,7 @@ enum Run {
 impl Run {
     fn label(self) -> &'static str {
         match self {
-            Run::Local => "stoa-backup: pg_dump -Z0 | zstd(3) | sha256 | local",
+            Run::Local => "stoa-backup: pg_dump -Z0|zstd(3)|sha256|local (median)",
             Run::LocalWithoutCounts => "  same, without exact row counts",
             Run::S3 => "  same, into S3 (in-process s3s-fs)",
             Run::ArchiveCheck => "archive check of the stored dump (TOC + all data)",
@@ -220,6 +221,26 @@ fn measure_in_child(run: Run, db: &str, dir: &Path) -> Row {
         wall: m.wall,
         bytes: m.stored,
         peak_rss: m.peak_rss,
+    }
+}
+
+/// [`measure_in_child`] `n` times: the median wall time and the median peak RSS (both vary
+/// by a few percent from run to run on a busy machine; one sample would be noise).
+fn measure_median(run: Run, db: &str, dir: &Path, n: usize) -> Row {
+    let rows: Vec<Row> = (0..n.max(1))
+        .map(|_| measure_in_child(run, db, dir))
+        .collect();
+    let median = |mut v: Vec<u64>| {
+        v.sort_unstable();
+        v[v.len() / 2]
+    };
+    let walls = rows.iter().map(|r| r.wall.as_nanos() as u64).collect();
+    let peaks: Vec<u64> = rows.iter().filter_map(|r| r.peak_rss).collect();
+    Row {
+        method: run.label(),
+        wall: Duration::from_nanos(median(walls)),
+        bytes: rows[0].bytes,
+        peak_rss: (!peaks.is_empty()).then(|| median(peaks)),
     }
 }
 
@@ -325,12 +346,12 @@ fn print_rows(mb: u64, db_bytes: i64, rows: &[Row]) {
         db_bytes as f64 / MIB as f64
     );
     println!(
-        "{:<52} {:>10} {:>12} {:>10} {:>14}",
+        "{:<56} {:>10} {:>12} {:>10} {:>14}",
         "method", "wall (s)", "size (MiB)", "MiB/s", "peak RSS (MiB)"
     );
     for r in rows {
         println!(
-            "{:<52} {:>10.2} {:>12.1} {:>10.1} {:>14}",
+            "{:<56} {:>10.2} {:>12.1} {:>10.1} {:>14}",
             r.method,
             r.wall.as_secs_f64(),
             r.bytes as f64 / MIB as f64,
@@ -391,6 +412,10 @@ fn main() {
         .split(',')
         .filter_map(|s| s.trim().parse().ok())
         .collect();
+    let repeat: usize = std::env::var("STOA_BENCH_REPEAT")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3);
     let dir = PathBuf::from(
         std::env::var("STOA_BENCH_DIR").unwrap_or_else(|_| "target/bench-postgres".to_string()),
     );
@@ -417,7 +442,7 @@ fn main() {
             let mut rows = vec![
                 pg_dump_to_file(&conn, &db, 9, &dir.join("z9.dump")).await,
                 pg_dump_to_file(&conn, &db, 0, &dir.join("z0.dump")).await,
-                measure_in_child(Run::Local, &db, &dir),
+                measure_median(Run::Local, &db, &dir, repeat),
                 measure_in_child(Run::LocalWithoutCounts, &db, &dir),
             ];
             #[cfg(feature = "s3")]
