@@ -105,15 +105,16 @@ fn memory_child(size: u64) {
     support::report(std::time::Duration::from_secs_f64(secs), stored);
 }
 
-/// Each size runs in its own child process, so a run's peak RSS is its own.
+/// Each size runs in its own child process, so a run's peak RSS is its own; median of
+/// `STOA_BENCH_REPEAT` (default 3) runs.
 fn memory_report() {
     let mut peaks = Vec::new();
     for gib in [1u64, 4] {
         let size = gib * GIB / scale();
-        let m = support::measure_in_child(&size.to_string(), &[]);
+        let m = support::measure_median(&size.to_string(), &[], support::repeat());
         let peak = m.peak_rss.unwrap_or(0);
         println!(
-            "memory: {:>5} MiB through hash+zstd(3)+local sink: {:>7.1} MB/s, stored {:.1}% of plain, peak RSS {:.1} MiB",
+            "memory: {:>5} MiB through hash+zstd(3)+local sink: {:>7.1} MB/s, stored {:.1}% of plain, peak RSS {:.1} MiB (median)",
             size >> 20,
             size as f64 / m.wall.as_secs_f64() / 1e6,
             m.stored as f64 * 100.0 / size as f64,

@@ -210,37 +210,19 @@ impl Run {
     }
 }
 
-/// Runs `run` in a child process and reads back its wall time, stored size and peak RSS.
-fn measure_in_child(run: Run, db: &str, dir: &Path) -> Row {
-    let m = support::measure_in_child(
+/// Runs `run` in a child process `n` times and reads back the median wall time and peak
+/// RSS, and the stored size.
+fn measure_in_child(run: Run, db: &str, dir: &Path, n: usize) -> Row {
+    let m = support::measure_median(
         &format!("{}:{db}", run.name()),
         &[("STOA_BENCH_DIR", dir.as_os_str())],
+        n,
     );
     Row {
         method: run.label(),
         wall: m.wall,
         bytes: m.stored,
         peak_rss: m.peak_rss,
-    }
-}
-
-/// [`measure_in_child`] `n` times: the median wall time and the median peak RSS (both vary
-/// by a few percent from run to run on a busy machine; one sample would be noise).
-fn measure_median(run: Run, db: &str, dir: &Path, n: usize) -> Row {
-    let rows: Vec<Row> = (0..n.max(1))
-        .map(|_| measure_in_child(run, db, dir))
-        .collect();
-    let median = |mut v: Vec<u64>| {
-        v.sort_unstable();
-        v[v.len() / 2]
-    };
-    let walls = rows.iter().map(|r| r.wall.as_nanos() as u64).collect();
-    let peaks: Vec<u64> = rows.iter().filter_map(|r| r.peak_rss).collect();
-    Row {
-        method: run.label(),
-        wall: Duration::from_nanos(median(walls)),
-        bytes: rows[0].bytes,
-        peak_rss: (!peaks.is_empty()).then(|| median(peaks)),
     }
 }
 
@@ -412,10 +394,6 @@ fn main() {
         .split(',')
         .filter_map(|s| s.trim().parse().ok())
         .collect();
-    let repeat: usize = std::env::var("STOA_BENCH_REPEAT")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(3);
     let dir = PathBuf::from(
         std::env::var("STOA_BENCH_DIR").unwrap_or_else(|_| "target/bench-postgres".to_string()),
     );
@@ -442,12 +420,12 @@ fn main() {
             let mut rows = vec![
                 pg_dump_to_file(&conn, &db, 9, &dir.join("z9.dump")).await,
                 pg_dump_to_file(&conn, &db, 0, &dir.join("z0.dump")).await,
-                measure_median(Run::Local, &db, &dir, repeat),
-                measure_in_child(Run::LocalWithoutCounts, &db, &dir),
+                measure_in_child(Run::Local, &db, &dir, support::repeat()),
+                measure_in_child(Run::LocalWithoutCounts, &db, &dir, 1),
             ];
             #[cfg(feature = "s3")]
-            rows.push(measure_in_child(Run::S3, &db, &dir));
-            rows.push(measure_in_child(Run::ArchiveCheck, &db, &dir));
+            rows.push(measure_in_child(Run::S3, &db, &dir, 1));
+            rows.push(measure_in_child(Run::ArchiveCheck, &db, &dir, 1));
             print_rows(*mb, size, &rows);
             peaks.extend(rows[2].peak_rss.map(|p| (*mb, p)));
             for f in ["warmup.dump", "z9.dump", "z0.dump"] {

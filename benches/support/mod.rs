@@ -77,3 +77,29 @@ pub fn measure_in_child(job: &str, envs: &[(&str, &OsStr)]) -> Measured {
         peak_rss: (f[2] > 0).then_some(f[2]),
     }
 }
+
+/// How many times a measured run is repeated (`STOA_BENCH_REPEAT`, default 3).
+pub fn repeat() -> usize {
+    std::env::var("STOA_BENCH_REPEAT")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3)
+        .max(1)
+}
+
+/// [`measure_in_child`] `n` times: the median wall time and the median peak RSS. Both vary
+/// by a few percent from run to run on a busy machine; one sample would be noise.
+pub fn measure_median(job: &str, envs: &[(&str, &OsStr)], n: usize) -> Measured {
+    let runs: Vec<Measured> = (0..n.max(1)).map(|_| measure_in_child(job, envs)).collect();
+    let median = |mut v: Vec<u64>| {
+        v.sort_unstable();
+        v[v.len() / 2]
+    };
+    let walls = runs.iter().map(|r| r.wall.as_nanos() as u64).collect();
+    let peaks: Vec<u64> = runs.iter().filter_map(|r| r.peak_rss).collect();
+    Measured {
+        wall: Duration::from_nanos(median(walls)),
+        stored: runs[0].stored,
+        peak_rss: (!peaks.is_empty()).then(|| median(peaks)),
+    }
+}
