@@ -655,20 +655,12 @@ async fn pg_restore_failure_is_a_restore_error_and_drops_the_new_database() {
     assert!(report.is_complete());
     let a = &report.manifest.artifacts[0];
     let tmp = tempfile::tempdir().unwrap();
-    let wrapper = script(
-        tmp.path(),
-        "pg_restore",
-        "pg_restore \"$@\"\necho 'pg_restore: error: simulated failure' >&2\nexit 1",
-    );
     let target = format!("{}_x", db.name());
-    let restorer = PostgresRestorer::new(
-        server(),
-        RestoreTarget::NewDatabase {
-            name: target.clone(),
-            swap: false,
-        },
-    )
-    .pg_restore_path(wrapper);
+    let restorer = restorer_with_pg_restore(
+        tmp.path(),
+        "pg_restore \"$@\"\necho 'pg_restore: error: simulated failure' >&2\nexit 1",
+        &target,
+    );
     let err = restore_artifact(
         sink.as_ref(),
         a,
@@ -681,13 +673,31 @@ async fn pg_restore_failure_is_a_restore_error_and_drops_the_new_database() {
     eprintln!("{err}");
     assert_eq!(err.kind(), ErrorKind::Restore, "{err}");
     assert!(err.to_string().contains("simulated failure"), "{err}");
-    let c = client(&test_database_url()).await;
-    assert!(c
-        .query("SELECT 1 FROM pg_database WHERE datname = $1", &[&target])
-        .await
-        .unwrap()
-        .is_empty());
+    assert_no_database(&target).await;
     db.drop_db().await;
+}
+
+/// A restorer into the new database `target` whose pg_restore is the shell script `body`.
+fn restorer_with_pg_restore(dir: &std::path::Path, body: &str, target: &str) -> PostgresRestorer {
+    PostgresRestorer::new(
+        server(),
+        RestoreTarget::NewDatabase {
+            name: target.to_string(),
+            swap: false,
+        },
+    )
+    .pg_restore_path(script(dir, "pg_restore", body))
+}
+
+async fn assert_no_database(name: &str) {
+    let c = client(&test_database_url()).await;
+    assert!(
+        c.query("SELECT 1 FROM pg_database WHERE datname = $1", &[&name])
+            .await
+            .unwrap()
+            .is_empty(),
+        "database {name} was left behind"
+    );
 }
 
 /// pg_restore may give up on a damaged archive before reading it to the end, where the
@@ -708,21 +718,13 @@ async fn damage_is_reported_even_when_pg_restore_stops_reading_first() {
         .await
         .unwrap();
     let tmp = tempfile::tempdir().unwrap();
-    // Reads nothing and fails, like pg_restore meeting a garbled length field.
-    let wrapper = script(
-        tmp.path(),
-        "pg_restore",
-        "echo 'pg_restore: error: out of memory' >&2\nexit 1",
-    );
     let target = format!("{}_x", db.name());
-    let restorer = PostgresRestorer::new(
-        server(),
-        RestoreTarget::NewDatabase {
-            name: target.clone(),
-            swap: false,
-        },
-    )
-    .pg_restore_path(wrapper);
+    // Reads nothing and fails, like pg_restore meeting a garbled length field.
+    let restorer = restorer_with_pg_restore(
+        tmp.path(),
+        "echo 'pg_restore: error: out of memory' >&2\nexit 1",
+        &target,
+    );
     let (keyring, options) = (Keyring::default(), RestoreOptions::default());
     let restore = || restore_artifact(sink.as_ref(), &a, &keyring, &restorer, &options);
 
@@ -739,11 +741,6 @@ async fn damage_is_reported_even_when_pg_restore_stops_reading_first() {
     let err = restore().await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Integrity, "{err}");
     assert!(err.hint().is_some(), "{err}");
-    let c = client(&test_database_url()).await;
-    assert!(c
-        .query("SELECT 1 FROM pg_database WHERE datname = $1", &[&target])
-        .await
-        .unwrap()
-        .is_empty());
+    assert_no_database(&target).await;
     db.drop_db().await;
 }
