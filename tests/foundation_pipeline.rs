@@ -4,12 +4,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use stoa_backup::core::codec::age::generate_identity;
 use stoa_backup::core::process::CommandSpec;
 use stoa_backup::core::verify::ChecksumVerifier;
 use stoa_backup::core::{
-    restore_artifact, AgeEncryption, Catalog, CommandSource, ErrorKind, FileRestorer, FileSource,
-    Keyring, ObjectKey, Pipeline, RestoreOptions, RunFilter, RunStatus, Sink, SinkExt, ZstdCodec,
+    restore_artifact, Catalog, CommandSource, ErrorKind, FileRestorer, FileSource, Keyring,
+    ObjectKey, Pipeline, RestoreOptions, RunFilter, RunStatus, Sink, SinkExt, ZstdCodec,
 };
 use stoa_backup::storage::LocalSink;
 use tokio_util::sync::CancellationToken;
@@ -68,7 +67,7 @@ async fn multi_artifact_run_round_trips_through_zstd_and_age_into_local_sink() {
     let single = generated_text(11, 1_234_567);
     std::fs::write(tmp.path().join("single.bin"), &single).unwrap();
 
-    let (secret, public) = generate_identity();
+    let (encryption, keyring) = stoa_backup_test_support::artifacts::age_keys();
     let sink = local_sink(tmp.path());
     let pipeline = Pipeline::builder()
         .source(Arc::new(FileSource::new("files", &data_dir, "tree.tar")))
@@ -84,7 +83,7 @@ async fn multi_artifact_run_round_trips_through_zstd_and_age_into_local_sink() {
         )))
         .sink(sink.clone())
         .compression(ZstdCodec::new(3).unwrap())
-        .encryption(AgeEncryption::recipients([public.as_str()]).unwrap())
+        .encryption(encryption)
         .verifier(Arc::new(ChecksumVerifier::new()))
         .label("env", "test")
         .build()
@@ -132,10 +131,6 @@ async fn multi_artifact_run_round_trips_through_zstd_and_age_into_local_sink() {
     assert_eq!(manifest.run_id, report.run_id);
 
     // Restore each artifact and compare byte for byte.
-    use stoa_backup::core::codec::age::ExposeSecret as _;
-    let keyring = Keyring::new()
-        .with_identity(secret.expose_secret())
-        .unwrap();
     let restore_dir = tmp.path().join("restored");
     for a in &manifest.artifacts {
         let target = restore_dir.join(&a.component);

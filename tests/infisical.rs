@@ -2,20 +2,19 @@
 //! of secrets in nested folders, hidden values, imports and references, token expiry, 429,
 //! v3 paths, restore policies, approval policies, and no secret or token in traces.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use async_trait::async_trait;
 use serde_json::{json, Value};
-use stoa_backup::core::codec::age::{generate_identity, ExposeSecret as _};
 use stoa_backup::core::manifest::{ArtifactRecord, Manifest};
 use stoa_backup::core::{
-    restore_artifact, AgeEncryption, ByteStream, ErrorKind, ExistingDataPolicy, Keyring, Pipeline,
-    RestoreOptions, RestoreReport, Restorer, RunStatus, Sink, ZstdCodec,
+    restore_artifact, AgeEncryption, ErrorKind, ExistingDataPolicy, Keyring, Pipeline,
+    RestoreOptions, RunStatus, Sink, ZstdCodec,
 };
 use stoa_backup::providers::infisical::{
     InfisicalApi, InfisicalConnection, InfisicalRestorer, InfisicalSource, FORMAT,
 };
 use stoa_backup::storage::LocalSink;
+use stoa_backup_test_support::artifacts::{age_keys, assert_no_plaintext, plain_bytes};
 use stoa_backup_test_support::infisical_fake::{FakeInfisical, CLIENT_ID, HIDDEN};
 use stoa_backup_test_support::trace::TraceCapture;
 
@@ -31,14 +30,12 @@ fn env() -> Env {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("backups");
     let sink: Arc<dyn Sink> = Arc::new(LocalSink::new(&dir).unwrap());
-    let (secret, public) = generate_identity();
+    let (encryption, keyring) = age_keys();
     Env {
         dir,
         sink,
-        encryption: AgeEncryption::recipients([public]).unwrap(),
-        keyring: Keyring::new()
-            .with_identity(secret.expose_secret())
-            .unwrap(),
+        encryption,
+        keyring,
         _tmp: tmp,
     }
 }
@@ -122,39 +119,8 @@ fn populate(fake: &FakeInfisical) -> (String, Vec<String>) {
     (p, values)
 }
 
-#[derive(Debug, Default)]
-struct Capture {
-    bytes: Mutex<Vec<u8>>,
-}
-
-#[async_trait]
-impl Restorer for Capture {
-    fn component(&self) -> &str {
-        "infisical"
-    }
-    async fn restore(
-        &self,
-        _a: &ArtifactRecord,
-        plain: ByteStream,
-        _o: &RestoreOptions,
-    ) -> stoa_backup::core::Result<RestoreReport> {
-        *self.bytes.lock().unwrap() = stoa_backup::core::stream::collect(plain).await?;
-        Ok(RestoreReport::default())
-    }
-}
-
 async fn doc_of(e: &Env, a: &ArtifactRecord) -> Value {
-    let c = Capture::default();
-    restore_artifact(
-        e.sink.as_ref(),
-        a,
-        &e.keyring,
-        &c,
-        &RestoreOptions::default(),
-    )
-    .await
-    .unwrap();
-    let b = c.bytes.lock().unwrap().clone();
+    let b = plain_bytes(e.sink.as_ref(), a, &e.keyring).await;
     serde_json::from_slice(&b).unwrap()
 }
 
@@ -185,30 +151,6 @@ fn restorable(doc: &Value) -> Value {
         })
         .collect();
     json!({"folders": doc["folders"], "secrets": secrets})
-}
-
-fn assert_no_plaintext(dir: &std::path::Path, needles: &[String]) {
-    fn walk(dir: &std::path::Path, out: &mut Vec<(String, Vec<u8>)>) {
-        for e in std::fs::read_dir(dir).unwrap().flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                walk(&p, out);
-            } else {
-                out.push((p.display().to_string(), std::fs::read(&p).unwrap()));
-            }
-        }
-    }
-    let mut files = Vec::new();
-    walk(dir, &mut files);
-    assert!(!files.is_empty());
-    for (name, bytes) in &files {
-        for n in needles {
-            assert!(
-                !bytes.windows(n.len()).any(|w| w == n.as_bytes()),
-                "{name} holds the plaintext {n:?}"
-            );
-        }
-    }
 }
 
 #[tokio::test]

@@ -5,16 +5,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use stoa_backup::core::codec::age::{generate_identity, ExposeSecret as _};
 use stoa_backup::core::{
-    restore_artifact, stream, AgeEncryption, ArtifactRecord, ErrorKind, ExistingDataPolicy,
-    Keyring, MemorySink, Pipeline, RestoreOptions, Sink, Source,
+    restore_artifact, ArtifactRecord, ErrorKind, ExistingDataPolicy, Keyring, MemorySink, Pipeline,
+    RestoreOptions, Source,
 };
 use stoa_backup::providers::http::RetryPolicy;
 use stoa_backup::providers::keycloak::{
     KeycloakAuth, KeycloakConnection, KeycloakExportVerifier, KeycloakRestorer, KeycloakSource,
     RedactionReport, MASK,
 };
+use stoa_backup_test_support::artifacts::{age_keys, plain_bytes};
 use stoa_backup_test_support::keycloak_fake::{fixture_realm, FakeKeycloak, KcFault};
 use stoa_backup_test_support::trace::TraceCapture;
 
@@ -92,17 +92,13 @@ struct Backup {
 }
 
 async fn backup(source: KeycloakSource) -> Backup {
-    let (secret, public) = generate_identity();
+    let (encryption, keyring) = age_keys();
     let sink = Arc::new(MemorySink::new());
     let report = Pipeline::builder()
         .source(Arc::new(source))
         .sink(sink.clone())
-        .encryption(AgeEncryption::recipients([public]).unwrap())
-        .keyring(
-            Keyring::new()
-                .with_identity(secret.expose_secret())
-                .unwrap(),
-        )
+        .encryption(encryption)
+        .keyring(keyring.clone())
         .verifier(Arc::new(KeycloakExportVerifier::new()))
         .build()
         .unwrap()
@@ -114,18 +110,12 @@ async fn backup(source: KeycloakSource) -> Backup {
     Backup {
         sink,
         artifact: report.manifest.artifacts[0].clone(),
-        keyring: Keyring::new()
-            .with_identity(secret.expose_secret())
-            .unwrap(),
+        keyring,
     }
 }
 
 async fn plain_json(b: &Backup) -> Value {
-    let stored = b.sink.get(&b.artifact.key).await.unwrap();
-    let plain = stoa_backup::core::codec::decode_chain(stored, &b.artifact.codecs, &b.keyring)
-        .await
-        .unwrap();
-    serde_json::from_slice(&stream::collect(plain).await.unwrap()).unwrap()
+    serde_json::from_slice(&plain_bytes(b.sink.as_ref(), &b.artifact, &b.keyring).await).unwrap()
 }
 
 /// Removes what a server regenerates (ids, timestamps) and masked values (not in the
@@ -653,11 +643,10 @@ mod kcsh {
     use std::sync::{Arc, Mutex};
 
     use serde_json::{json, Value};
-    use stoa_backup::core::codec::age::{generate_identity, ExposeSecret as _};
     use stoa_backup::core::verify::VerifyContext;
     use stoa_backup::core::{
-        restore_artifact, AgeEncryption, ErrorKind, ExistingDataPolicy, Keyring, MemorySink,
-        Pipeline, RestoreOptions, SinkExt, Verifier,
+        restore_artifact, ErrorKind, ExistingDataPolicy, Keyring, MemorySink, Pipeline,
+        RestoreOptions, SinkExt, Verifier,
     };
     use stoa_backup::providers::keycloak::{
         KcShExportVerifier, KcShRestorer, KcShSource, UsersMode,
@@ -785,15 +774,12 @@ mod kcsh {
         let src = KcShSource::new(exec(&kube), "stoa")
             .unwrap()
             .users(UsersMode::DifferentFiles, 500);
-        let (secret, public) = generate_identity();
-        let keyring = Keyring::new()
-            .with_identity(secret.expose_secret())
-            .unwrap();
+        let (encryption, keyring) = stoa_backup_test_support::artifacts::age_keys();
         let sink = Arc::new(MemorySink::new());
         let report = Pipeline::builder()
             .source(Arc::new(src))
             .sink(sink.clone())
-            .encryption(AgeEncryption::recipients([public]).unwrap())
+            .encryption(encryption)
             .keyring(keyring.clone())
             .verifier(Arc::new(KcShExportVerifier))
             .build()

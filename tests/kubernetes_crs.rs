@@ -986,9 +986,7 @@ async fn referenced_secrets_are_encrypted_and_restored_first() {
         .await
         .unwrap();
     assert!(!refused.is_complete());
-    // X25519 recipients: passphrases (scrypt) are slow in debug builds.
-    let (secret, public) = stoa_backup::core::codec::age::generate_identity();
-    let enc = stoa_backup::core::AgeEncryption::recipients([public]).unwrap();
+    let (enc, keyring) = stoa_backup_test_support::artifacts::age_keys();
     let report = Pipeline::builder()
         .source(Arc::new(src()))
         .sink(sink.clone())
@@ -1011,10 +1009,6 @@ async fn referenced_secrets_are_encrypted_and_restored_first() {
 
     fake.wipe();
     fake.clear_requests();
-    use stoa_backup::core::codec::age::ExposeSecret;
-    let keyring = Keyring::new()
-        .with_identity(secret.expose_secret())
-        .unwrap();
     let r = CustomResourcesRestorer::builder(fake.client())
         .build()
         .unwrap()
@@ -1053,7 +1047,6 @@ async fn referenced_secrets_are_encrypted_and_restored_first() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_token_or_secret_data_in_trace_output() {
     use base64::Engine as _;
-    use stoa_backup::core::codec::age::ExposeSecret as _;
     let capture = stoa_backup_test_support::trace::TraceCapture::install();
     let token = "eyJhbGciOi.kube-token-must-not-be-logged";
     let fake = FakeKube::start_with(FakeKubeOptions {
@@ -1070,7 +1063,7 @@ async fn no_token_or_secret_data_in_trace_output() {
         "metadata": {"name": "openai-api-key", "namespace": "tenant-acme"},
         "data": {"token": encoded}}),
     );
-    let (secret, public) = stoa_backup::core::codec::age::generate_identity();
+    let (encryption, keyring) = stoa_backup_test_support::artifacts::age_keys();
     let sink = Arc::new(MemorySink::new());
     let report = Pipeline::builder()
         .source(Arc::new(
@@ -1080,7 +1073,7 @@ async fn no_token_or_secret_data_in_trace_output() {
                 .unwrap(),
         ))
         .sink(sink.clone())
-        .encryption(stoa_backup::core::AgeEncryption::recipients([public]).unwrap())
+        .encryption(encryption)
         .build()
         .unwrap()
         .run()
@@ -1089,9 +1082,6 @@ async fn no_token_or_secret_data_in_trace_output() {
         .into_result()
         .unwrap();
     fake.wipe();
-    let keyring = Keyring::new()
-        .with_identity(secret.expose_secret())
-        .unwrap();
     CustomResourcesRestorer::builder(fake.client())
         .build()
         .unwrap()

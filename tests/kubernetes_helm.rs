@@ -8,8 +8,8 @@ use std::sync::Arc;
 use base64::Engine;
 use serde_json::{json, Value};
 use stoa_backup::core::{
-    restore_artifact, stream, AgeEncryption, ErrorKind, ExistingDataPolicy, Keyring, MemorySink,
-    Pipeline, RestoreOptions, RunReport, Sink, Source,
+    restore_artifact, stream, AgeEncryption, ErrorKind, ExistingDataPolicy, MemorySink, Pipeline,
+    RestoreOptions, RunReport, Sink, Source,
 };
 use stoa_backup::providers::kubernetes::{HelmDriver, HelmValuesRestorer, HelmValuesSource};
 use stoa_backup_test_support::kube_fake::{fixtures_dir, FakeKube, FaultRule};
@@ -122,8 +122,7 @@ async fn backs_up_the_latest_deployed_values_encrypted_and_restores_them() {
         refused.manifest.failures
     );
 
-    let (secret, public) = stoa_backup::core::codec::age::generate_identity();
-    let enc = AgeEncryption::recipients([public]).unwrap();
+    let (enc, keyring) = stoa_backup_test_support::artifacts::age_keys();
     let report = run(source(), sink.clone(), Some(enc))
         .await
         .into_result()
@@ -148,10 +147,6 @@ async fn backs_up_the_latest_deployed_values_encrypted_and_restores_them() {
     let restorer = HelmValuesRestorer::new(dir.path())
         .chart("stoa/stoa-platform")
         .print_command(false);
-    use stoa_backup::core::codec::age::ExposeSecret;
-    let keyring = Keyring::new()
-        .with_identity(secret.expose_secret())
-        .unwrap();
     let r = restore_artifact(
         sink.as_ref(),
         a,

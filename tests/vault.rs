@@ -3,22 +3,22 @@
 //! restored), health errors, and no secret or token in traces.
 
 use std::io::Write as _;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use serde_json::{json, Value};
-use stoa_backup::core::codec::age::{generate_identity, ExposeSecret as _};
 use stoa_backup::core::manifest::{ArtifactRecord, Manifest};
 use stoa_backup::core::{
-    restore_artifact, AgeEncryption, ArtifactPlan, ByteStream, ErrorKind, ExistingDataPolicy,
-    Export, ExportContext, Keyring, Pipeline, PreflightReport, RestoreOptions, RestoreReport,
-    Restorer, RunStatus, Sink, Source, ZstdCodec,
+    restore_artifact, AgeEncryption, ArtifactPlan, ErrorKind, ExistingDataPolicy, Export,
+    ExportContext, Keyring, Pipeline, PreflightReport, RestoreOptions, RunStatus, Sink, Source,
+    ZstdCodec,
 };
 use stoa_backup::providers::vault::{
     RaftSnapshotRestorer, RaftSnapshotSource, RaftSnapshotVerifier, VaultAuth, VaultConnection,
     VaultKvRestorer, VaultKvSource, KV_FORMAT,
 };
 use stoa_backup::storage::LocalSink;
+use stoa_backup_test_support::artifacts::{age_keys, assert_no_plaintext, plain_bytes};
 use stoa_backup_test_support::trace::TraceCapture;
 use stoa_backup_test_support::vault_fake::{FakeVault, HealthState, SnapshotFault};
 
@@ -34,14 +34,12 @@ fn env() -> Env {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("backups");
     let sink: Arc<dyn Sink> = Arc::new(LocalSink::new(&dir).unwrap());
-    let (secret, public) = generate_identity();
+    let (encryption, keyring) = age_keys();
     Env {
         dir,
         sink,
-        encryption: AgeEncryption::recipients([public]).unwrap(),
-        keyring: Keyring::new()
-            .with_identity(secret.expose_secret())
-            .unwrap(),
+        encryption,
+        keyring,
         _tmp: tmp,
     }
 }
@@ -101,44 +99,8 @@ fn populate(fake: &FakeVault) -> Vec<String> {
     values
 }
 
-/// A restorer that only captures the plain bytes of an artifact.
-#[derive(Debug, Default)]
-struct Capture {
-    component: String,
-    bytes: Mutex<Vec<u8>>,
-}
-
-#[async_trait]
-impl Restorer for Capture {
-    fn component(&self) -> &str {
-        &self.component
-    }
-    async fn restore(
-        &self,
-        _a: &ArtifactRecord,
-        plain: ByteStream,
-        _o: &RestoreOptions,
-    ) -> stoa_backup::core::Result<RestoreReport> {
-        *self.bytes.lock().unwrap() = stoa_backup::core::stream::collect(plain).await?;
-        Ok(RestoreReport::default())
-    }
-}
-
 async fn plain_of(e: &Env, a: &ArtifactRecord) -> Value {
-    let c = Capture {
-        component: a.component.clone(),
-        ..Default::default()
-    };
-    restore_artifact(
-        e.sink.as_ref(),
-        a,
-        &e.keyring,
-        &c,
-        &RestoreOptions::default(),
-    )
-    .await
-    .unwrap();
-    let b = c.bytes.lock().unwrap().clone();
+    let b = plain_bytes(e.sink.as_ref(), a, &e.keyring).await;
     serde_json::from_slice(&b).expect("KV document is JSON")
 }
 
@@ -176,35 +138,6 @@ async fn kv_backup(e: &Env, source: VaultKvSource) -> Manifest {
         report.manifest.failures
     );
     report.manifest
-}
-
-fn all_stored_bytes(dir: &std::path::Path) -> Vec<(String, Vec<u8>)> {
-    fn walk(dir: &std::path::Path, out: &mut Vec<(String, Vec<u8>)>) {
-        for e in std::fs::read_dir(dir).unwrap().flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                walk(&p, out);
-            } else {
-                out.push((p.display().to_string(), std::fs::read(&p).unwrap()));
-            }
-        }
-    }
-    let mut out = Vec::new();
-    walk(dir, &mut out);
-    out
-}
-
-fn assert_no_plaintext(dir: &std::path::Path, needles: &[String]) {
-    let files = all_stored_bytes(dir);
-    assert!(!files.is_empty());
-    for (name, bytes) in &files {
-        for n in needles {
-            assert!(
-                !bytes.windows(n.len()).any(|w| w == n.as_bytes()),
-                "{name} holds the plaintext {n:?}"
-            );
-        }
-    }
 }
 
 #[tokio::test]

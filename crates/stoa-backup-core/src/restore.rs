@@ -82,22 +82,17 @@ pub async fn restore_artifact(
         .with_operation("restore")
         .with_artifact(artifact.key.to_string()));
     }
-    let stored = sink
-        .get(&artifact.key)
-        .await
-        .map_err(|e| e.or_operation("restore"))?;
-    let checked = crate::verify::check_digest(
-        stored,
-        &artifact.stored_sha256,
-        artifact.stored_size,
-        artifact.key.as_str(),
-    );
-    let plain = crate::codec::decode_chain(checked, &artifact.codecs, keyring)
-        .await
-        .map_err(|e| {
-            e.or_operation("restore")
-                .or_artifact(artifact.key.to_string())
-        })?;
+    let plain = crate::verify::VerifyContext {
+        sink,
+        artifact,
+        keyring,
+    }
+    .open_plain()
+    .await
+    .map_err(|e| {
+        e.or_operation("restore")
+            .or_artifact(artifact.key.to_string())
+    })?;
     let span =
         tracing::info_span!("restore", component = %artifact.component, artifact = %artifact.key);
     tracing::Instrument::instrument(restorer.restore(artifact, plain, options), span)

@@ -5,6 +5,7 @@
 //! panics and says how to point the tests at one (`STOA_TEST_DATABASE_URL`).
 #![deny(missing_docs)]
 
+pub mod artifacts;
 pub mod conformance;
 pub mod faulty;
 #[cfg(feature = "grafana")]
