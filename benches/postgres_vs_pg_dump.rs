@@ -174,7 +174,6 @@ async fn pg_dump_to_file(conn: &PgConnection, db: &str, level: u8, out: &Path) -
 enum Run {
     Local,
     LocalWithoutCounts,
-    #[cfg_attr(not(feature = "s3"), allow(dead_code))]
     S3,
     /// The archive check (`pg_restore --list` + a full read) of the artifact the previous
     /// local run left in the sink directory.

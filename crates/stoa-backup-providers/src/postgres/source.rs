@@ -549,8 +549,8 @@ impl PostgresSource {
 
         let mut snapshot = None;
         if self.exact_counts {
-            // One backend per count: parallel workers would take CPU from the dump that runs
-            // at the same time, slowing it more than they speed the count.
+            // One backend per count: the counts run beside the dump, and parallel workers
+            // would compete with it for CPU (the count is cheap either way).
             client
                 .batch_execute(
                     "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY;
