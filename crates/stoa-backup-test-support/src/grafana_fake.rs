@@ -49,58 +49,10 @@ pub fn fixture_dashboard(stem: &str) -> Value {
 }
 
 /// One request the fake received.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct GfRequest {
-    /// Method.
-    pub method: String,
-    /// Path.
-    pub path: String,
-    /// Raw query.
-    pub query: String,
-    /// Status answered.
-    pub status: u16,
-}
+pub use crate::http_fake::LoggedRequest as GfRequest;
 
-/// An injected fault.
-#[derive(Debug, Clone)]
-pub struct GfFault {
-    method: Option<String>,
-    path_contains: String,
-    status: u16,
-    retry_after: Option<u64>,
-    remaining: Option<usize>,
-}
-
-impl GfFault {
-    /// Requests whose path contains `path_contains` answer `status`.
-    pub fn new(path_contains: &str, status: u16) -> Self {
-        GfFault {
-            method: None,
-            path_contains: path_contains.into(),
-            status,
-            retry_after: None,
-            remaining: None,
-        }
-    }
-
-    /// Only for this method.
-    pub fn method(mut self, m: &str) -> Self {
-        self.method = Some(m.to_uppercase());
-        self
-    }
-
-    /// Adds `Retry-After: secs`.
-    pub fn retry_after(mut self, secs: u64) -> Self {
-        self.retry_after = Some(secs);
-        self
-    }
-
-    /// Only the next `n` matching requests.
-    pub fn times(mut self, n: usize) -> Self {
-        self.remaining = Some(n);
-        self
-    }
-}
+/// An injected fault (answered with Grafana's `{"message": …}` body).
+pub use crate::http_fake::HttpFault as GfFault;
 
 #[derive(Default)]
 struct State {
@@ -409,48 +361,31 @@ fn decode_b64(s: &str) -> Option<Vec<u8>> {
 async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
     let r = crate::http_fake::FakeRequest::read(req).await;
     let auth = r.header("authorization");
-    let (method, path, query, body) = (r.method, r.path, r.query, r.body);
-    let idx = {
-        let mut log = shared.log.lock().expect("log");
-        log.push(GfRequest {
-            method: method.clone(),
-            path: path.clone(),
-            query: query.clone(),
-            status: 0,
-        });
-        log.len() - 1
-    };
-    let resp = route(&shared, &method, &path, &query, auth.as_deref(), &body);
-    shared.log.lock().expect("log")[idx].status = resp.status().as_u16();
-    Ok(resp)
+    Ok(crate::http_fake::answer_logged(&shared.log, &r, || {
+        route(
+            &shared,
+            &r.method,
+            &r.path,
+            &r.query,
+            auth.as_deref(),
+            &r.body,
+        )
+    }))
 }
 
 fn injected(shared: &Shared, method: &str, path: &str) -> Option<Response<Body>> {
-    let mut faults = shared.faults.lock().expect("faults");
-    let i = faults.iter().position(|f| {
-        path.contains(&f.path_contains)
-            && f.method.as_deref().is_none_or(|m| m == method)
-            && f.remaining != Some(0)
-    })?;
-    let f = &mut faults[i];
-    if let Some(n) = f.remaining.as_mut() {
-        *n -= 1;
-    }
-    let text = match f.status {
-        401 => "Unauthorized",
-        403 => "You'll need additional permissions to perform this action",
-        404 => "Not found",
-        409 => "Conflict",
-        412 => "The dashboard has been changed by someone else",
-        429 => "Too many requests",
-        _ => "Internal server error",
-    };
-    let mut r = msg(f.status, text);
-    if let Some(s) = f.retry_after {
-        r.headers_mut()
-            .insert("retry-after", s.to_string().parse().expect("header"));
-    }
-    Some(r)
+    crate::http_fake::injected_fault(&shared.faults, method, path, |status| {
+        let text = match status {
+            401 => "Unauthorized",
+            403 => "You'll need additional permissions to perform this action",
+            404 => "Not found",
+            409 => "Conflict",
+            412 => "The dashboard has been changed by someone else",
+            429 => "Too many requests",
+            _ => "Internal server error",
+        };
+        msg(status, text)
+    })
 }
 
 fn page<T: Clone>(

@@ -1,4 +1,5 @@
-//! Plumbing shared by the HTTP fakes: the accept loop serving one handler per connection.
+//! Plumbing shared by the HTTP fakes: the accept loop serving one handler per connection,
+//! the request reader, and (Keycloak, Grafana) the request log and injected faults.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -73,4 +74,113 @@ impl FakeRequest {
             .and_then(|v| v.to_str().ok())
             .map(str::to_string)
     }
+}
+
+/// One request a fake received, and what it answered.
+#[cfg(any(feature = "grafana", feature = "keycloak"))]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoggedRequest {
+    /// Method.
+    pub method: String,
+    /// Path.
+    pub path: String,
+    /// Raw query.
+    pub query: String,
+    /// Status answered.
+    pub status: u16,
+}
+
+/// Logs `r`, answers it with `route`, and records the status answered.
+#[cfg(any(feature = "grafana", feature = "keycloak"))]
+pub(crate) fn answer_logged(
+    log: &std::sync::Mutex<Vec<LoggedRequest>>,
+    r: &FakeRequest,
+    route: impl FnOnce() -> Response<Full<Bytes>>,
+) -> Response<Full<Bytes>> {
+    let idx = {
+        let mut log = log.lock().expect("log");
+        log.push(LoggedRequest {
+            method: r.method.clone(),
+            path: r.path.clone(),
+            query: r.query.clone(),
+            status: 0,
+        });
+        log.len() - 1
+    };
+    let resp = route();
+    log.lock().expect("log")[idx].status = resp.status().as_u16();
+    resp
+}
+
+/// An injected fault: requests whose path contains a given text answer a given status
+/// (with the fake's own error body for it).
+#[cfg(any(feature = "grafana", feature = "keycloak"))]
+#[derive(Debug, Clone)]
+pub struct HttpFault {
+    method: Option<String>,
+    path_contains: String,
+    status: u16,
+    retry_after: Option<u64>,
+    remaining: Option<usize>,
+}
+
+#[cfg(any(feature = "grafana", feature = "keycloak"))]
+impl HttpFault {
+    /// Requests whose path contains `path_contains` answer `status`.
+    pub fn new(path_contains: &str, status: u16) -> Self {
+        HttpFault {
+            method: None,
+            path_contains: path_contains.into(),
+            status,
+            retry_after: None,
+            remaining: None,
+        }
+    }
+
+    /// Only for this method.
+    pub fn method(mut self, m: &str) -> Self {
+        self.method = Some(m.to_uppercase());
+        self
+    }
+
+    /// Adds `Retry-After: secs`.
+    pub fn retry_after(mut self, secs: u64) -> Self {
+        self.retry_after = Some(secs);
+        self
+    }
+
+    /// Only the next `n` matching requests.
+    pub fn times(mut self, n: usize) -> Self {
+        self.remaining = Some(n);
+        self
+    }
+}
+
+/// The answer of the first fault matching `method` and `path`, counted down, with its
+/// `Retry-After`; `body(status)` makes the fake's error response.
+#[cfg(any(feature = "grafana", feature = "keycloak"))]
+pub(crate) fn injected_fault(
+    faults: &std::sync::Mutex<Vec<HttpFault>>,
+    method: &str,
+    path: &str,
+    body: impl FnOnce(u16) -> Response<Full<Bytes>>,
+) -> Option<Response<Full<Bytes>>> {
+    let (status, retry_after) = {
+        let mut faults = faults.lock().expect("faults");
+        let f = faults.iter_mut().find(|f| {
+            path.contains(&f.path_contains)
+                && f.method.as_deref().is_none_or(|m| m == method)
+                && f.remaining != Some(0)
+        })?;
+        if let Some(n) = f.remaining.as_mut() {
+            *n -= 1;
+        }
+        (f.status, f.retry_after)
+    };
+    let mut r = body(status);
+    if let Some(s) = retry_after {
+        r.headers_mut()
+            .insert("retry-after", s.to_string().parse().expect("header"));
+    }
+    Some(r)
 }

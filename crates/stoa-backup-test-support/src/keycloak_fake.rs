@@ -87,58 +87,10 @@ impl Default for FakeKeycloakOptions {
 }
 
 /// One request the fake received.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct KcRequest {
-    /// Method.
-    pub method: String,
-    /// Path.
-    pub path: String,
-    /// Raw query.
-    pub query: String,
-    /// Status answered.
-    pub status: u16,
-}
+pub use crate::http_fake::LoggedRequest as KcRequest;
 
 /// An injected fault: requests matching answer `status` (with Keycloak's body for it).
-#[derive(Debug, Clone)]
-pub struct KcFault {
-    method: Option<String>,
-    path_contains: String,
-    status: u16,
-    retry_after: Option<u64>,
-    remaining: Option<usize>,
-}
-
-impl KcFault {
-    /// Requests whose path contains `path_contains` answer `status`.
-    pub fn new(path_contains: &str, status: u16) -> Self {
-        KcFault {
-            method: None,
-            path_contains: path_contains.into(),
-            status,
-            retry_after: None,
-            remaining: None,
-        }
-    }
-
-    /// Only for this method.
-    pub fn method(mut self, m: &str) -> Self {
-        self.method = Some(m.to_uppercase());
-        self
-    }
-
-    /// Adds `Retry-After: secs`.
-    pub fn retry_after(mut self, secs: u64) -> Self {
-        self.retry_after = Some(secs);
-        self
-    }
-
-    /// Only the next `n` matching requests.
-    pub fn times(mut self, n: usize) -> Self {
-        self.remaining = Some(n);
-        self
-    }
-}
+pub use crate::http_fake::HttpFault as KcFault;
 
 #[derive(Debug, Clone, Default)]
 struct Realm {
@@ -760,39 +712,22 @@ fn parse_query(q: &str) -> HashMap<String, String> {
 async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
     let r = crate::http_fake::FakeRequest::read(req).await;
     let auth = r.header("authorization");
-    let (method, path, query, body) = (r.method, r.path, r.query, r.body);
-    let idx = {
-        let mut log = shared.log.lock().expect("log");
-        log.push(KcRequest {
-            method: method.clone(),
-            path: path.clone(),
-            query: query.clone(),
-            status: 0,
-        });
-        log.len() - 1
-    };
-    let resp = route(&shared, &method, &path, &query, auth.as_deref(), &body);
-    shared.log.lock().expect("log")[idx].status = resp.status().as_u16();
-    Ok(resp)
+    Ok(crate::http_fake::answer_logged(&shared.log, &r, || {
+        route(
+            &shared,
+            &r.method,
+            &r.path,
+            &r.query,
+            auth.as_deref(),
+            &r.body,
+        )
+    }))
 }
 
 fn injected(shared: &Shared, method: &str, path: &str) -> Option<Response<Body>> {
-    let mut faults = shared.faults.lock().expect("faults");
-    let i = faults.iter().position(|f| {
-        path.contains(&f.path_contains)
-            && f.method.as_deref().is_none_or(|m| m == method)
-            && f.remaining != Some(0)
-    })?;
-    let f = &mut faults[i];
-    if let Some(n) = f.remaining.as_mut() {
-        *n -= 1;
-    }
-    let mut r = respond(f.status, Some(&error_body(f.status)));
-    if let Some(s) = f.retry_after {
-        r.headers_mut()
-            .insert("retry-after", s.to_string().parse().expect("header"));
-    }
-    Some(r)
+    crate::http_fake::injected_fault(&shared.faults, method, path, |status| {
+        respond(status, Some(&error_body(status)))
+    })
 }
 
 fn route(
