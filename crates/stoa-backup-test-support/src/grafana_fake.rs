@@ -299,37 +299,6 @@ fn msg(status: u16, m: &str) -> Response<Body> {
     respond(status, &json!({"message": m}))
 }
 
-fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' && i + 2 < b.len() {
-            if let Some(x) = std::str::from_utf8(&b[i + 1..i + 3])
-                .ok()
-                .and_then(|h| u8::from_str_radix(h, 16).ok())
-            {
-                out.push(x);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(if b[i] == b'+' { b' ' } else { b[i] });
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-fn parse_query(q: &str) -> HashMap<String, String> {
-    q.split('&')
-        .filter(|p| !p.is_empty())
-        .map(|p| {
-            let (k, v) = p.split_once('=').unwrap_or((p, ""));
-            (percent_decode(k), percent_decode(v))
-        })
-        .collect()
-}
-
 fn authorized(auth: Option<&str>) -> bool {
     match auth {
         Some(a) if a.strip_prefix("Bearer ") == Some(TOKEN) => true,
@@ -452,11 +421,11 @@ fn route(
     if let Some(r) = injected(shared, method, path) {
         return r;
     }
-    let q = parse_query(query);
+    let q: HashMap<String, String> = crate::percent::form_pairs(query).collect();
     let segs: Vec<String> = path
         .trim_matches('/')
         .split('/')
-        .map(percent_decode)
+        .map(crate::percent::decode_form)
         .collect();
     let segs: Vec<&str> = segs.iter().map(String::as_str).collect();
     if method == "GET" && segs == ["api", "health"] {

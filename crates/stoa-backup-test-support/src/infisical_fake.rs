@@ -411,34 +411,6 @@ fn error(status: u16, error: &str, message: &str) -> Response<Body> {
     )
 }
 
-fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' && i + 2 < b.len() {
-            if let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
-                out.push(v);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(if b[i] == b'+' { b' ' } else { b[i] });
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-fn query(q: &str) -> BTreeMap<String, String> {
-    q.split('&')
-        .filter(|p| !p.is_empty())
-        .map(|p| {
-            let (k, v) = p.split_once('=').unwrap_or((p, ""));
-            (percent_decode(k), percent_decode(v))
-        })
-        .collect()
-}
-
 async fn handle(
     state: Arc<Mutex<State>>,
     req: Request<Incoming>,
@@ -448,7 +420,7 @@ async fn handle(
     let (method, path, raw_q, body) = (r.method, r.path, r.query, r.body);
     let mut s = state.lock().expect("infisical state");
     s.requests.push((method.clone(), format!("{path}?{raw_q}")));
-    let q = query(&raw_q);
+    let q: BTreeMap<String, String> = crate::percent::form_pairs(&raw_q).collect();
     let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     Ok(route(&mut s, &method, &path, &q, auth, &body))
 }
@@ -868,6 +840,6 @@ mod tests {
         assert_eq!(norm_path("a/b/"), "/a/b");
         assert_eq!(parent_of("/a/b"), "/a");
         assert_eq!(parent_of("/a"), "/");
-        assert_eq!(percent_decode("%2Fa+b"), "/a b");
+        assert_eq!(crate::percent::decode_form("%2Fa+b"), "/a b");
     }
 }

@@ -667,48 +667,6 @@ fn error_body(status: u16) -> Value {
     }
 }
 
-fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b'%' if i + 2 < b.len() => {
-                let h = std::str::from_utf8(&b[i + 1..i + 3]).ok();
-                match h.and_then(|h| u8::from_str_radix(h, 16).ok()) {
-                    Some(x) => {
-                        out.push(x);
-                        i += 3;
-                    }
-                    None => {
-                        out.push(b'%');
-                        i += 1;
-                    }
-                }
-            }
-            b'+' => {
-                out.push(b' ');
-                i += 1;
-            }
-            c => {
-                out.push(c);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-fn parse_query(q: &str) -> HashMap<String, String> {
-    q.split('&')
-        .filter(|p| !p.is_empty())
-        .map(|p| {
-            let (k, v) = p.split_once('=').unwrap_or((p, ""));
-            (percent_decode(k), percent_decode(v))
-        })
-        .collect()
-}
-
 async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
     let r = crate::http_fake::FakeRequest::read(req).await;
     let auth = r.header("authorization");
@@ -741,11 +699,11 @@ fn route(
     if let Some(r) = injected(shared, method, path) {
         return r;
     }
-    let q = parse_query(query);
+    let q: HashMap<String, String> = crate::percent::form_pairs(query).collect();
     let segs: Vec<String> = path
         .trim_matches('/')
         .split('/')
-        .map(percent_decode)
+        .map(crate::percent::decode_form)
         .collect();
     let segs: Vec<&str> = segs.iter().map(String::as_str).collect();
     match (method, segs.as_slice()) {
@@ -797,7 +755,8 @@ fn route(
 }
 
 fn token(shared: &Shared, realm: &str, body: &[u8]) -> Response<Body> {
-    let form = parse_query(&String::from_utf8_lossy(body));
+    let form: HashMap<String, String> =
+        crate::percent::form_pairs(&String::from_utf8_lossy(body)).collect();
     let o = &shared.opts;
     let mut st = shared.state.lock().expect("state");
     if !st.realms.contains_key(realm) {

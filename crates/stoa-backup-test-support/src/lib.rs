@@ -23,6 +23,15 @@ pub mod infisical_fake;
 pub mod keycloak_fake;
 #[cfg(feature = "kube")]
 pub mod kube_fake;
+#[cfg(any(
+    feature = "grafana",
+    feature = "infisical",
+    feature = "keycloak",
+    feature = "kube",
+    feature = "s3",
+    feature = "vault"
+))]
+mod percent;
 #[cfg(feature = "s3")]
 pub mod s3;
 pub mod trace;

@@ -328,7 +328,7 @@ async fn handle(
         .is_some_and(|(_, k)| !k.is_empty());
     // s3s-fs answers 500 for a key naming a directory (a prefix of other keys): S3 says 404.
     if is_object && (req.method() == Method::GET || req.method() == Method::HEAD) {
-        let rel = percent_decode(req.uri().path().trim_start_matches('/'));
+        let rel = crate::percent::decode(req.uri().path().trim_start_matches('/'));
         if !rel.split('/').any(|s| s == ".." || s == ".") && storage.join(&rel).is_dir() {
             let body = if req.method() == Method::HEAD {
                 String::new()
@@ -646,24 +646,6 @@ pub async fn signed_request(
     let status = resp.status();
     let text = resp.text().await.unwrap_or_default();
     (status, text)
-}
-
-fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' && i + 2 < b.len() {
-            if let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
-                out.push(v);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(b[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 fn hex(bytes: &[u8]) -> String {

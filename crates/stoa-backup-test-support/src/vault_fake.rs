@@ -664,40 +664,12 @@ fn ok(data: Value) -> Response<Body> {
     respond(StatusCode::OK, envelope(data))
 }
 
-fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' && i + 2 < b.len() {
-            if let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
-                out.push(v);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(b[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-fn query(q: &str) -> BTreeMap<String, String> {
-    q.split('&')
-        .filter(|p| !p.is_empty())
-        .map(|p| {
-            let (k, v) = p.split_once('=').unwrap_or((p, ""));
-            (percent_decode(k), percent_decode(&v.replace('+', " ")))
-        })
-        .collect()
-}
-
 async fn handle(
     state: Arc<Mutex<State>>,
     req: Request<Incoming>,
 ) -> Result<Response<Body>, Infallible> {
     let r = crate::http_fake::FakeRequest::read(req).await;
-    let q = query(&r.query);
+    let q: BTreeMap<String, String> = crate::percent::form_pairs(&r.query).collect();
     let namespace = r.header("x-vault-namespace");
     let token = r.header("x-vault-token").or_else(|| {
         r.header("authorization")
@@ -736,7 +708,7 @@ fn route(
     let Some(path) = raw_path.strip_prefix("/v1/") else {
         return errors(404, &[]);
     };
-    let path = percent_decode(path);
+    let path = crate::percent::decode(path);
     if path == "sys/health" {
         return health(s, q);
     }
@@ -1096,7 +1068,7 @@ mod tests {
             .collect();
         assert_eq!(list_keys(paths.iter(), ""), vec!["a b/", "a/", "e"]);
         assert_eq!(list_keys(paths.iter(), "a/"), vec!["b/", "d"]);
-        assert_eq!(percent_decode("a%20b/c"), "a b/c");
+        assert_eq!(crate::percent::decode("a%20b/c"), "a b/c");
     }
 
     #[test]

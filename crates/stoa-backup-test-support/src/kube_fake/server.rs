@@ -68,7 +68,7 @@ pub(crate) async fn handle(
     };
     let ctx = Ctx {
         method: method.clone(),
-        query: parse_query(&raw_query),
+        query: crate::percent::form_pairs(&raw_query).collect(),
         accept: header(hyper::header::ACCEPT),
         content_type: header(hyper::header::CONTENT_TYPE),
     };
@@ -229,7 +229,7 @@ fn parse_path(path: &str) -> Route {
         .trim_matches('/')
         .split('/')
         .filter(|s| !s.is_empty())
-        .map(percent_decode)
+        .map(crate::percent::decode)
         .collect();
     let s: Vec<&str> = segs.iter().map(String::as_str).collect();
     let (group, version, rest) = match s.as_slice() {
@@ -672,52 +672,20 @@ pub(crate) fn error_response(e: &ApiError) -> Response<Body> {
     resp
 }
 
-fn parse_query(q: &str) -> Vec<(String, String)> {
-    q.split('&')
-        .filter(|p| !p.is_empty())
-        .map(|p| {
-            let (k, v) = p.split_once('=').unwrap_or((p, ""));
-            (
-                percent_decode(&k.replace('+', " ")),
-                percent_decode(&v.replace('+', " ")),
-            )
-        })
-        .collect()
-}
-
-fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' && i + 2 < b.len() {
-            if let Some(v) = std::str::from_utf8(&b[i + 1..i + 3])
-                .ok()
-                .and_then(|h| u8::from_str_radix(h, 16).ok())
-            {
-                out.push(v);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(b[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn decodes_queries() {
-        let q =
-            parse_query("limit=5&labelSelector=tier+in+%28a%2Cb%29&command=%2Fbin%2Fsh&command=-c");
+        let q: Vec<(String, String)> = crate::percent::form_pairs(
+            "limit=5&labelSelector=tier+in+%28a%2Cb%29&command=%2Fbin%2Fsh&command=-c",
+        )
+        .collect();
         assert_eq!(q[1], ("labelSelector".into(), "tier in (a,b)".into()));
         assert_eq!(q[2].1, "/bin/sh");
         assert_eq!(q[3].1, "-c");
-        assert_eq!(percent_decode("a%2"), "a%2");
+        assert_eq!(crate::percent::decode("a%2"), "a%2");
     }
 
     #[test]
