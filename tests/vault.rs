@@ -688,27 +688,22 @@ async fn snapshot_verifier_rejects_truncated_and_empty_sealed() {
             "SHA256SUMS.sealed is empty",
         ),
     ] {
-        let e = env();
-        let report = Pipeline::builder()
-            .source(Arc::new(FixedSnapshot(bytes)))
-            .sink(e.sink.clone())
-            .encryption(e.encryption.clone())
-            .keyring(e.keyring.clone())
-            .verifier(Arc::new(RaftSnapshotVerifier))
-            .build()
-            .unwrap()
-            .run()
-            .await
-            .unwrap();
+        let report = verified_snapshot_run(bytes).await;
         assert_ne!(report.status, RunStatus::Complete);
         let f = &report.manifest.failures[0];
         assert_eq!(f.operation, "verify");
         assert!(f.error.contains(expect), "{}", f.error);
     }
     // The good one passes.
+    let report = verified_snapshot_run(good).await;
+    assert_eq!(report.status, RunStatus::Complete);
+}
+
+/// Backs up `bytes` as a snapshot, verified by the snapshot verifier, into a fresh sink.
+async fn verified_snapshot_run(bytes: bytes::Bytes) -> stoa_backup::core::RunReport {
     let e = env();
-    let report = Pipeline::builder()
-        .source(Arc::new(FixedSnapshot(good)))
+    Pipeline::builder()
+        .source(Arc::new(FixedSnapshot(bytes)))
         .sink(e.sink.clone())
         .encryption(e.encryption.clone())
         .keyring(e.keyring.clone())
@@ -717,8 +712,7 @@ async fn snapshot_verifier_rejects_truncated_and_empty_sealed() {
         .unwrap()
         .run()
         .await
-        .unwrap();
-    assert_eq!(report.status, RunStatus::Complete);
+        .unwrap()
 }
 
 #[tokio::test]
