@@ -1,0 +1,4 @@
+//! Kubernetes: custom resources and CRDs, and Helm values from release storage.
+
+mod crs;
+mod helm;

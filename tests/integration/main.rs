@@ -1,0 +1,33 @@
+//! Integration tests of the `stoa-backup` facade against real parts: the local PostgreSQL,
+//! real child processes, in-process S3 servers (and moto when `STOA_TEST_S3_ENDPOINT` names
+//! one), real Git repositories, and the fake Kubernetes, Keycloak, Grafana, Vault and
+//! Infisical servers of the test-support crate over real HTTP.
+//!
+//! One test binary (linking kube, libgit2, object_store and aws-lc once), one module per
+//! area, each compiled only with the features it needs. Run one area with a filter, e.g.
+//! `cargo test --all-features --test integration postgres::`.
+
+#[cfg(feature = "local")]
+mod pipeline;
+#[cfg(feature = "local")]
+mod retention;
+
+#[cfg(feature = "git")]
+mod git;
+#[cfg(all(feature = "s3", feature = "local"))]
+mod s3;
+
+#[cfg(all(feature = "postgres", feature = "local"))]
+mod postgres;
+
+#[cfg(feature = "kubernetes")]
+mod kubernetes;
+
+#[cfg(feature = "grafana")]
+mod grafana;
+#[cfg(all(feature = "infisical", feature = "local"))]
+mod infisical;
+#[cfg(feature = "keycloak")]
+mod keycloak;
+#[cfg(all(feature = "vault", feature = "local"))]
+mod vault;
