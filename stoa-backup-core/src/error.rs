@@ -89,6 +89,9 @@ struct Inner {
     operation: Option<String>,
     artifact: Option<String>,
     hint: Option<String>,
+    http_status: Option<u16>,
+    retry_after: Option<std::time::Duration>,
+    context: Vec<(String, String)>,
     source: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
 }
 
@@ -104,6 +107,9 @@ impl Error {
                 operation: None,
                 artifact: None,
                 hint: None,
+                http_status: None,
+                retry_after: None,
+                context: Vec::new(),
                 source: None,
             }),
         }
@@ -216,6 +222,31 @@ impl Error {
         self
     }
 
+    /// Records the HTTP status a remote answered, so callers match on it instead of on the
+    /// message.
+    pub fn with_http_status(mut self, status: u16) -> Self {
+        self.inner.http_status = Some(status);
+        self
+    }
+
+    /// Records how long the remote asked to wait before a retry (`Retry-After`).
+    pub fn with_retry_after(mut self, delay: std::time::Duration) -> Self {
+        self.inner.retry_after = Some(delay);
+        self
+    }
+
+    /// Adds a structured detail (e.g. `("bucket", "backups")`, `("object", "Tool a/b")`).
+    /// Values must not be secrets. A key set twice keeps the newer value.
+    pub fn with_context(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        let key = key.into();
+        let value = value.into();
+        match self.inner.context.iter_mut().find(|(k, _)| *k == key) {
+            Some(slot) => slot.1 = value,
+            None => self.inner.context.push((key, value)),
+        }
+        self
+    }
+
     /// Overrides whether retrying may help.
     pub fn with_retryable(mut self, retryable: bool) -> Self {
         self.inner.retryable = retryable;
@@ -262,6 +293,30 @@ impl Error {
     pub fn hint(&self) -> Option<&str> {
         self.inner.hint.as_deref()
     }
+
+    /// The HTTP status a remote answered, when the error came from one.
+    pub fn http_status(&self) -> Option<u16> {
+        self.inner.http_status
+    }
+
+    /// How long the remote asked to wait before retrying, when it said.
+    pub fn retry_after(&self) -> Option<std::time::Duration> {
+        self.inner.retry_after
+    }
+
+    /// Structured details, in the order they were added.
+    pub fn context(&self) -> &[(String, String)] {
+        &self.inner.context
+    }
+
+    /// One structured detail by key.
+    pub fn context_value(&self, key: &str) -> Option<&str> {
+        self.inner
+            .context
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
 }
 
 impl fmt::Display for Error {
@@ -277,6 +332,10 @@ impl fmt::Display for Error {
             (None, None) => {}
         }
         write!(f, "{}: {}", i.kind, i.message)?;
+        if !i.context.is_empty() {
+            let pairs: Vec<String> = i.context.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            write!(f, " ({})", pairs.join(", "))?;
+        }
         if let Some(src) = &i.source {
             write!(f, ": {src}")?;
         }
@@ -298,6 +357,9 @@ impl fmt::Debug for Error {
             .field("operation", &i.operation)
             .field("artifact", &i.artifact)
             .field("hint", &i.hint)
+            .field("http_status", &i.http_status)
+            .field("retry_after", &i.retry_after)
+            .field("context", &i.context)
             .field("source", &i.source.as_ref().map(|s| s.to_string()))
             .finish()
     }
@@ -354,6 +416,34 @@ mod tests {
         let back: Error = io.into();
         assert_eq!(back.kind(), ErrorKind::Integrity);
         assert_eq!(back.artifact(), Some("a"));
+    }
+
+    #[test]
+    fn structured_fields_are_kept_and_shown() {
+        let e = Error::new(ErrorKind::Unavailable, "rate limited")
+            .with_http_status(429)
+            .with_retry_after(std::time::Duration::from_secs(3))
+            .with_context("bucket", "b")
+            .with_context("bucket", "backups")
+            .with_context("object", "Tool a/b");
+        assert_eq!(e.http_status(), Some(429));
+        assert_eq!(e.retry_after(), Some(std::time::Duration::from_secs(3)));
+        assert_eq!(e.context_value("bucket"), Some("backups"));
+        assert_eq!(e.context().len(), 2);
+        assert_eq!(
+            e.to_string(),
+            "unavailable: rate limited (bucket=backups, object=Tool a/b)"
+        );
+        let io: std::io::Error = e.into();
+        let back: Error = io.into();
+        assert_eq!(back.http_status(), Some(429));
+    }
+
+    #[test]
+    fn or_hint_keeps_the_inner_hint() {
+        let e = Error::storage("x").with_hint("inner").or_hint("outer");
+        assert_eq!(e.hint(), Some("inner"));
+        assert_eq!(Error::storage("x").or_hint("outer").hint(), Some("outer"));
     }
 
     #[test]
