@@ -1,0 +1,1125 @@
+//! Retention planning: calendar buckets around month, ISO-week and year boundaries (as
+//! tables), the always-rules, ordering, validation, serde, `AnyOf`, the two-year acceptance
+//! set and property tests.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use chrono::{NaiveDate, TimeZone, Weekday};
+use proptest::prelude::*;
+
+use super::*;
+use crate::ErrorKind;
+
+use KeepReason::*;
+use RunStatus::{Complete, Failed, Incomplete, Partial};
+
+/// `YYYY-MM-DDTHH:MM:SSZ` → time.
+fn t(s: &str) -> DateTime<Utc> {
+    s.parse().unwrap_or_else(|e| panic!("bad time {s}: {e}"))
+}
+
+/// A run id from a time and a tag, in the standard shape.
+fn id_at(at: DateTime<Utc>, tag: &str) -> RunId {
+    RunId::parse(format!("{}-{tag}", at.format("%Y%m%dT%H%M%SZ"))).unwrap()
+}
+
+fn run_with(at: &str, status: RunStatus, verified: bool, pinned: bool) -> RunSummary {
+    let started_at = t(at);
+    let tag = match status {
+        Complete => "c",
+        Partial => "p",
+        Failed => "f",
+        Incomplete => "i",
+    };
+    RunSummary {
+        run_id: id_at(started_at, tag),
+        started_at,
+        status,
+        verified,
+        pinned,
+        components: vec!["postgres".into()],
+        labels: BTreeMap::new(),
+        stored_bytes: 1024,
+    }
+}
+
+fn complete(at: &str) -> RunSummary {
+    run_with(at, Complete, false, false)
+}
+
+fn failed(at: &str) -> RunSummary {
+    run_with(at, Failed, false, false)
+}
+
+/// The ids of the kept runs, as strings, newest first.
+fn kept_ids(plan: &RetentionPlan) -> Vec<String> {
+    plan.kept().map(|d| d.run_id.to_string()).collect()
+}
+
+/// The expected id of a run (see `run_with`).
+fn cid(at: &str) -> String {
+    id_at(t(at), "c").to_string()
+}
+
+fn reasons_of(plan: &RetentionPlan, id: &str) -> Vec<KeepReason> {
+    plan.decisions
+        .iter()
+        .find(|d| d.run_id.as_str() == id)
+        .unwrap_or_else(|| panic!("no decision for {id}"))
+        .reasons()
+        .to_vec()
+}
+
+fn assert_one_decision_per_run(runs: &[RunSummary], plan: &RetentionPlan) {
+    assert_eq!(plan.decisions.len(), runs.len());
+    let mut want: Vec<&str> = runs.iter().map(|r| r.run_id.as_str()).collect();
+    let mut got: Vec<&str> = plan.decisions.iter().map(|d| d.run_id.as_str()).collect();
+    want.sort_unstable();
+    got.sort_unstable();
+    assert_eq!(want, got);
+}
+
+// ---- calendar facts the bucket tests rely on (checked against chrono, by hand) ----
+
+#[test]
+fn iso_week_facts_used_below() {
+    let w = |s: &str| {
+        let w = t(s).iso_week();
+        (w.year(), w.week())
+    };
+    assert_eq!(w("2026-12-28T12:00:00Z"), (2026, 53)); // Monday
+    assert_eq!(w("2026-12-31T12:00:00Z"), (2026, 53)); // Thursday
+    assert_eq!(w("2027-01-03T12:00:00Z"), (2026, 53)); // Sunday
+    assert_eq!(w("2027-01-04T00:00:00Z"), (2027, 1)); // Monday
+    assert_eq!(w("2024-12-29T12:00:00Z"), (2024, 52)); // Sunday
+    assert_eq!(w("2024-12-30T00:00:00Z"), (2025, 1)); // Monday
+}
+
+// ---- calendar buckets; last, within, forever (one table) ----
+
+/// One planning case: complete runs at the given times, planned at `now` by `rules`.
+struct BucketCase {
+    /// The behaviour the row checks (the names of the tests this table replaced).
+    name: &'static str,
+    runs: Vec<RunSummary>,
+    now: &'static str,
+    rules: KeepRules,
+    /// Start times of the runs kept, newest first.
+    kept: &'static [&'static str],
+    /// The reasons every kept run must have, exactly (`None`: not checked by this row).
+    reasons: Option<&'static [KeepReason]>,
+}
+
+fn completes(times: &[&str]) -> Vec<RunSummary> {
+    times.iter().map(|at| complete(at)).collect()
+}
+
+fn bucket_cases() -> Vec<BucketCase> {
+    let days = || {
+        completes(&[
+            "2026-03-01T01:00:00Z",
+            "2026-03-01T13:00:00Z",
+            "2026-03-01T23:59:59Z",
+            "2026-03-02T00:00:00Z",
+            "2026-03-02T06:00:00Z",
+            "2026-03-04T06:00:00Z",
+        ])
+    };
+    let month_end = || {
+        completes(&[
+            "2026-01-30T12:00:00Z",
+            "2026-01-31T10:00:00Z",
+            "2026-01-31T23:59:59Z",
+            "2026-02-01T00:00:00Z",
+            "2026-02-01T09:00:00Z",
+        ])
+    };
+    let leap = || {
+        completes(&[
+            "2028-02-28T02:00:00Z",
+            "2028-02-29T02:00:00Z",
+            "2028-02-29T22:00:00Z",
+            "2028-03-01T00:30:00Z",
+        ])
+    };
+    let week_53 = || {
+        completes(&[
+            "2026-12-27T12:00:00Z", // Sunday, 2026-W52
+            "2026-12-28T12:00:00Z", // Monday, 2026-W53
+            "2026-12-31T12:00:00Z", // Thursday, 2026-W53
+            "2027-01-03T12:00:00Z", // Sunday, 2026-W53
+            "2027-01-04T12:00:00Z", // Monday, 2027-W01
+            "2027-01-10T12:00:00Z", // Sunday, 2027-W01
+        ])
+    };
+    let dec_30 = || {
+        completes(&[
+            "2024-12-29T12:00:00Z", // Sunday, 2024-W52
+            "2024-12-30T12:00:00Z", // Monday, 2025-W01
+            "2024-12-31T12:00:00Z", // Tuesday, 2025-W01
+            "2025-01-05T12:00:00Z", // Sunday, 2025-W01
+        ])
+    };
+    let with_failures = || {
+        let mut runs = completes(&[
+            "2026-05-01T00:00:00Z",
+            "2026-05-02T00:00:00Z",
+            "2026-05-03T00:00:00Z",
+            "2026-05-04T00:00:00Z",
+        ]);
+        runs.push(failed("2026-05-05T00:00:00Z"));
+        runs.push(run_with("2026-05-05T01:00:00Z", Partial, false, false));
+        runs
+    };
+    let within = || {
+        completes(&[
+            "2026-01-01T00:00:00Z",
+            "2026-02-27T00:00:00Z",
+            "2026-02-27T00:00:01Z",
+            "2026-02-28T12:00:00Z",
+        ])
+    };
+    let forever = || {
+        let mut runs = completes(&["2020-01-01T00:00:00Z", "2021-01-01T00:00:00Z"]);
+        runs.push(failed("2021-01-02T00:00:00Z"));
+        runs.push(run_with("2021-01-03T00:00:00Z", Partial, true, false));
+        runs.push(run_with("2021-01-04T00:00:00Z", Incomplete, false, false));
+        runs
+    };
+    let rules = KeepRules::new;
+    vec![
+        BucketCase {
+            name: "daily_keeps_newest_complete_run_of_each_day",
+            runs: days(),
+            now: "2026-03-10T00:00:00Z",
+            rules: rules().keep_daily(KeepCount::Last(2)),
+            kept: &["2026-03-04T06:00:00Z", "2026-03-02T06:00:00Z"],
+            reasons: None,
+        },
+        BucketCase {
+            name: "daily_keeps_newest_complete_run_of_each_day: days without runs (03-03) do not use up the count",
+            runs: days(),
+            now: "2026-03-10T00:00:00Z",
+            rules: rules().keep_daily(KeepCount::Last(3)),
+            kept: &[
+                "2026-03-04T06:00:00Z",
+                "2026-03-02T06:00:00Z",
+                "2026-03-01T23:59:59Z",
+            ],
+            reasons: None,
+        },
+        BucketCase {
+            name: "daily_keeps_newest_complete_run_of_each_day: unlimited",
+            runs: days(),
+            now: "2026-03-10T00:00:00Z",
+            rules: rules().keep_daily(KeepCount::Unlimited),
+            kept: &[
+                "2026-03-04T06:00:00Z",
+                "2026-03-02T06:00:00Z",
+                "2026-03-01T23:59:59Z",
+            ],
+            reasons: Some(&[Daily]),
+        },
+        BucketCase {
+            name: "monthly_boundary_jan31_feb1",
+            runs: month_end(),
+            now: "2026-02-02T00:00:00Z",
+            rules: rules().keep_monthly(KeepCount::Last(2)),
+            kept: &["2026-02-01T09:00:00Z", "2026-01-31T23:59:59Z"],
+            reasons: None,
+        },
+        BucketCase {
+            name: "monthly_boundary_jan31_feb1: last 1",
+            runs: month_end(),
+            now: "2026-02-02T00:00:00Z",
+            rules: rules().keep_monthly(KeepCount::Last(1)),
+            kept: &["2026-02-01T09:00:00Z"],
+            reasons: Some(&[Monthly]),
+        },
+        BucketCase {
+            name: "leap_day_2028_is_its_own_day_in_february: daily",
+            runs: leap(),
+            now: "2028-03-02T00:00:00Z",
+            rules: rules().keep_daily(KeepCount::Unlimited),
+            kept: &[
+                "2028-03-01T00:30:00Z",
+                "2028-02-29T22:00:00Z",
+                "2028-02-28T02:00:00Z",
+            ],
+            reasons: None,
+        },
+        BucketCase {
+            name: "leap_day_2028_is_its_own_day_in_february: monthly",
+            runs: leap(),
+            now: "2028-03-02T00:00:00Z",
+            rules: rules().keep_monthly(KeepCount::Unlimited),
+            kept: &["2028-03-01T00:30:00Z", "2028-02-29T22:00:00Z"],
+            reasons: None,
+        },
+        BucketCase {
+            name: "iso_week_53_spans_new_year_2027",
+            runs: week_53(),
+            now: "2027-01-11T00:00:00Z",
+            rules: rules().keep_weekly(KeepCount::Unlimited),
+            kept: &[
+                "2027-01-10T12:00:00Z",
+                "2027-01-03T12:00:00Z",
+                "2026-12-27T12:00:00Z",
+            ],
+            reasons: None,
+        },
+        BucketCase {
+            name: "iso_week_53_spans_new_year_2027: 2026-W53 is one bucket across two calendar years",
+            runs: week_53(),
+            now: "2027-01-11T00:00:00Z",
+            rules: rules().keep_weekly(KeepCount::Last(2)),
+            kept: &["2027-01-10T12:00:00Z", "2027-01-03T12:00:00Z"],
+            reasons: None,
+        },
+        BucketCase {
+            name: "iso_week_53_spans_new_year_2027: yearly uses calendar years, not ISO years",
+            runs: week_53(),
+            now: "2027-01-11T00:00:00Z",
+            rules: rules().keep_yearly(KeepCount::Unlimited),
+            kept: &["2027-01-10T12:00:00Z", "2026-12-31T12:00:00Z"],
+            reasons: None,
+        },
+        BucketCase {
+            name: "dec_30_2024_belongs_to_2025_w01: weekly",
+            runs: dec_30(),
+            now: "2025-01-06T00:00:00Z",
+            rules: rules().keep_weekly(KeepCount::Unlimited),
+            kept: &["2025-01-05T12:00:00Z", "2024-12-29T12:00:00Z"],
+            reasons: None,
+        },
+        BucketCase {
+            name: "dec_30_2024_belongs_to_2025_w01: yearly",
+            runs: dec_30(),
+            now: "2025-01-06T00:00:00Z",
+            rules: rules().keep_yearly(KeepCount::Unlimited),
+            kept: &["2025-01-05T12:00:00Z", "2024-12-31T12:00:00Z"],
+            reasons: None,
+        },
+        BucketCase {
+            name: "yearly_keeps_last_n_years_with_runs: 2025 has no run and does not use up the count",
+            runs: completes(&[
+                "2022-06-01T00:00:00Z",
+                "2023-12-31T23:59:59Z",
+                "2024-01-01T00:00:00Z",
+                "2024-07-01T00:00:00Z",
+                "2026-01-01T00:00:00Z",
+            ]),
+            now: "2026-06-01T00:00:00Z",
+            rules: rules().keep_yearly(KeepCount::Last(3)),
+            kept: &[
+                "2026-01-01T00:00:00Z",
+                "2024-07-01T00:00:00Z",
+                "2023-12-31T23:59:59Z",
+            ],
+            reasons: Some(&[Yearly]),
+        },
+        BucketCase {
+            name: "keep_last_counts_only_complete_runs",
+            runs: with_failures(),
+            now: "2026-06-01T00:00:00Z",
+            rules: rules().keep_last(3),
+            kept: &[
+                "2026-05-04T00:00:00Z",
+                "2026-05-03T00:00:00Z",
+                "2026-05-02T00:00:00Z",
+            ],
+            reasons: Some(&[Last]),
+        },
+        BucketCase {
+            name: "keep_last_counts_only_complete_runs: more than there are, still no failed one",
+            runs: with_failures(),
+            now: "2026-06-01T00:00:00Z",
+            rules: rules().keep_last(10),
+            kept: &[
+                "2026-05-04T00:00:00Z",
+                "2026-05-03T00:00:00Z",
+                "2026-05-02T00:00:00Z",
+                "2026-05-01T00:00:00Z",
+            ],
+            reasons: Some(&[Last]),
+        },
+        BucketCase {
+            name: "keep_within_is_measured_from_now_not_from_newest_run: the cutoff is inclusive",
+            runs: within(),
+            now: "2026-03-01T00:00:00Z",
+            rules: rules().keep_within(Duration::days(2)),
+            kept: &[
+                "2026-02-28T12:00:00Z",
+                "2026-02-27T00:00:01Z",
+                "2026-02-27T00:00:00Z",
+            ],
+            reasons: Some(&[Within]),
+        },
+        BucketCase {
+            name: "keep_within_is_measured_from_now_not_from_newest_run: long after, the window is empty",
+            runs: within(),
+            now: "2026-06-01T00:00:00Z",
+            rules: rules().keep_within(Duration::days(2)),
+            kept: &[],
+            reasons: None,
+        },
+        BucketCase {
+            name: "keep_forever_keeps_every_complete_run_only",
+            runs: forever(),
+            now: "2026-01-01T00:00:00Z",
+            rules: rules().keep_forever(),
+            kept: &["2021-01-01T00:00:00Z", "2020-01-01T00:00:00Z"],
+            reasons: Some(&[Forever]),
+        },
+    ]
+}
+
+#[test]
+fn bucket_and_count_rules_keep_what_the_table_says() {
+    let cases = bucket_cases();
+    assert_eq!(cases.len(), 18);
+    for case in cases {
+        let plan = case.rules.plan(&case.runs, t(case.now));
+        assert_one_decision_per_run(&case.runs, &plan);
+        let want: Vec<String> = case.kept.iter().map(|at| cid(at)).collect();
+        assert_eq!(kept_ids(&plan), want, "{}", case.name);
+        assert!(
+            plan.kept().all(|d| d.status == Complete),
+            "{}: a non-complete run was kept",
+            case.name
+        );
+        if let Some(reasons) = case.reasons {
+            for d in plan.kept() {
+                assert_eq!(d.reasons(), reasons, "{}: {}", case.name, d.run_id);
+            }
+        }
+    }
+}
+
+// ---- failed, partial and incomplete runs ----
+
+#[test]
+fn failed_run_newest_in_day_does_not_take_the_days_slot() {
+    let runs = vec![
+        complete("2026-04-01T02:00:00Z"),
+        failed("2026-04-01T03:00:00Z"),
+        complete("2026-04-02T02:00:00Z"),
+        run_with("2026-04-02T05:00:00Z", Partial, true, false),
+        run_with("2026-04-02T06:00:00Z", Incomplete, false, false),
+    ];
+    let now = t("2026-04-10T00:00:00Z");
+    let plan = KeepRules::new()
+        .keep_daily(KeepCount::Last(2))
+        .keep_weekly(KeepCount::Last(1))
+        .keep_last(1)
+        .plan(&runs, now);
+    assert_one_decision_per_run(&runs, &plan);
+    assert_eq!(
+        kept_ids(&plan),
+        vec![cid("2026-04-02T02:00:00Z"), cid("2026-04-01T02:00:00Z")]
+    );
+    assert_eq!(
+        reasons_of(&plan, &cid("2026-04-02T02:00:00Z")),
+        vec![Last, Daily, Weekly]
+    );
+    assert_eq!(reasons_of(&plan, &cid("2026-04-01T02:00:00Z")), vec![Daily]);
+    assert!(plan.forgotten().all(|d| d.status != Complete));
+    assert_eq!(plan.forgotten().count(), 3);
+}
+
+#[test]
+fn non_complete_runs_are_kept_only_inside_the_grace_period() {
+    let now = t("2026-04-10T12:00:00Z");
+    let runs = vec![
+        run_with("2026-04-09T13:00:00Z", Incomplete, false, false), // 23h old
+        run_with("2026-04-09T12:00:01Z", Failed, false, false),     // just under 24h
+        run_with("2026-04-09T12:00:00Z", Partial, false, false),    // exactly 24h
+        run_with("2026-04-09T11:00:00Z", Incomplete, false, false), // 25h old
+        run_with("2026-04-11T00:00:00Z", Failed, false, false),     // in the future
+    ];
+    let plan = KeepRules::default().keep_forever().plan(&runs, now);
+    let by_time: Vec<(String, Vec<KeepReason>)> = plan
+        .decisions
+        .iter()
+        .map(|d| (d.started_at.to_rfc3339(), d.reasons().to_vec()))
+        .collect();
+    assert_eq!(
+        by_time,
+        vec![
+            ("2026-04-11T00:00:00+00:00".to_string(), vec![GracePeriod]),
+            ("2026-04-09T13:00:00+00:00".to_string(), vec![GracePeriod]),
+            ("2026-04-09T12:00:01+00:00".to_string(), vec![GracePeriod]),
+            ("2026-04-09T12:00:00+00:00".to_string(), vec![]),
+            ("2026-04-09T11:00:00+00:00".to_string(), vec![]),
+        ]
+    );
+    // A shorter grace period.
+    let plan = KeepRules::new()
+        .incomplete_grace(Duration::hours(1))
+        .plan(&runs, now);
+    assert_eq!(plan.kept().count(), 1);
+    assert_eq!(
+        plan.kept().next().unwrap().started_at,
+        t("2026-04-11T00:00:00Z")
+    );
+}
+
+// ---- always-rules ----
+
+#[test]
+fn pinned_runs_are_kept_whatever_their_status() {
+    let runs = vec![
+        run_with("2020-01-01T00:00:00Z", Complete, false, true),
+        run_with("2020-01-02T00:00:00Z", Failed, false, true),
+        run_with("2020-01-03T00:00:00Z", Incomplete, false, true),
+        complete("2020-01-04T00:00:00Z"),
+        run_with("2026-01-01T00:00:00Z", Complete, false, true),
+    ];
+    let now = t("2026-01-02T00:00:00Z");
+    let plan = KeepRules::new().keep_last(1).plan(&runs, now);
+    assert_one_decision_per_run(&runs, &plan);
+    let reasons: Vec<(String, Vec<KeepReason>)> = plan
+        .decisions
+        .iter()
+        .map(|d| (d.run_id.to_string(), d.reasons().to_vec()))
+        .collect();
+    assert_eq!(
+        reasons,
+        vec![
+            (cid("2026-01-01T00:00:00Z"), vec![Last, Pinned]),
+            (cid("2020-01-04T00:00:00Z"), vec![]),
+            (
+                id_at(t("2020-01-03T00:00:00Z"), "i").to_string(),
+                vec![Pinned]
+            ),
+            (
+                id_at(t("2020-01-02T00:00:00Z"), "f").to_string(),
+                vec![Pinned]
+            ),
+            (cid("2020-01-01T00:00:00Z"), vec![Pinned]),
+        ]
+    );
+}
+
+#[test]
+fn newest_verified_complete_run_is_kept_even_when_rules_keep_nothing() {
+    let runs = vec![
+        run_with("2025-01-01T00:00:00Z", Complete, true, false),
+        run_with("2025-02-01T00:00:00Z", Complete, true, false),
+        run_with("2025-03-01T00:00:00Z", Complete, false, false),
+        // Verified flags on non-complete runs do not count.
+        run_with("2025-04-01T00:00:00Z", Partial, true, false),
+        run_with("2025-05-01T00:00:00Z", Failed, true, false),
+    ];
+    let now = t("2026-01-01T00:00:00Z");
+    let plan = KeepRules::default().plan(&runs, now);
+    assert_eq!(kept_ids(&plan), vec![cid("2025-02-01T00:00:00Z")]);
+    assert_eq!(
+        reasons_of(&plan, &cid("2025-02-01T00:00:00Z")),
+        vec![NewestVerified]
+    );
+    // No verified complete run: nothing is kept.
+    let plan = KeepRules::default().plan(&runs[2..], now);
+    assert_eq!(plan.kept().count(), 0);
+    // Empty input: empty plan.
+    let plan = KeepRules::default().plan(&[], now);
+    assert!(plan.decisions.is_empty());
+    assert_eq!(plan.now, now);
+}
+
+#[test]
+fn kept_run_lists_all_reasons_sorted_once() {
+    let runs = vec![
+        complete("2026-06-29T10:00:00Z"),
+        run_with("2026-06-30T10:00:00Z", Complete, true, true),
+    ];
+    let now = t("2026-06-30T12:00:00Z");
+    let rules = KeepRules::new()
+        .keep_yearly(KeepCount::Last(1))
+        .keep_monthly(KeepCount::Last(1))
+        .keep_weekly(KeepCount::Last(1))
+        .keep_daily(KeepCount::Last(1))
+        .keep_within(Duration::days(1))
+        .keep_last(1)
+        .keep_forever();
+    let plan = rules.plan(&runs, now);
+    assert_eq!(
+        reasons_of(&plan, &cid("2026-06-30T10:00:00Z")),
+        vec![
+            Last,
+            Within,
+            Daily,
+            Weekly,
+            Monthly,
+            Yearly,
+            Forever,
+            Pinned,
+            NewestVerified
+        ]
+    );
+    assert_eq!(
+        reasons_of(&plan, &cid("2026-06-29T10:00:00Z")),
+        vec![Forever]
+    );
+}
+
+// ---- ordering, future runs ----
+
+#[test]
+fn decisions_are_newest_first_with_run_id_tiebreak_and_input_order_does_not_matter() {
+    let at = t("2026-01-01T00:00:00Z");
+    let mk = |tag: &str| RunSummary {
+        run_id: id_at(at, tag),
+        ..complete("2026-01-01T00:00:00Z")
+    };
+    let runs = vec![
+        mk("a"),
+        complete("2025-12-31T00:00:00Z"),
+        mk("c"),
+        complete("2026-01-02T00:00:00Z"),
+        mk("b"),
+    ];
+    let now = t("2026-02-01T00:00:00Z");
+    let rules = KeepRules::new().keep_daily(KeepCount::Unlimited);
+    let plan = rules.plan(&runs, now);
+    let ids: Vec<String> = plan
+        .decisions
+        .iter()
+        .map(|d| d.run_id.to_string())
+        .collect();
+    assert_eq!(
+        ids,
+        vec![
+            cid("2026-01-02T00:00:00Z"),
+            id_at(at, "c").to_string(),
+            id_at(at, "b").to_string(),
+            id_at(at, "a").to_string(),
+            cid("2025-12-31T00:00:00Z"),
+        ]
+    );
+    // The greatest run id wins a tie for the day's slot.
+    assert_eq!(reasons_of(&plan, &id_at(at, "c").to_string()), vec![Daily]);
+    assert!(reasons_of(&plan, &id_at(at, "b").to_string()).is_empty());
+    let mut reversed = runs.clone();
+    reversed.reverse();
+    assert_eq!(rules.plan(&reversed, now), plan);
+}
+
+#[test]
+fn runs_in_the_future_are_treated_normally() {
+    let runs = vec![
+        complete("2030-01-01T00:00:00Z"),
+        complete("2026-01-01T00:00:00Z"),
+        failed("2031-01-01T00:00:00Z"),
+    ];
+    let now = t("2026-01-02T00:00:00Z");
+    let plan = KeepRules::new()
+        .keep_last(1)
+        .keep_within(Duration::days(7))
+        .keep_daily(KeepCount::Last(1))
+        .plan(&runs, now);
+    assert_one_decision_per_run(&runs, &plan);
+    assert_eq!(
+        reasons_of(&plan, &cid("2030-01-01T00:00:00Z")),
+        vec![Last, Within, Daily]
+    );
+    assert_eq!(
+        reasons_of(&plan, &cid("2026-01-01T00:00:00Z")),
+        vec![Within]
+    );
+    assert_eq!(
+        reasons_of(&plan, &id_at(t("2031-01-01T00:00:00Z"), "f").to_string()),
+        vec![GracePeriod]
+    );
+    // Extreme durations do not panic either.
+    let plan = KeepRules::new()
+        .keep_within(Duration::MAX)
+        .incomplete_grace(Duration::MAX)
+        .plan(&runs, now);
+    assert_eq!(plan.kept().count(), 3);
+}
+
+// ---- construction, validation, serde, display ----
+
+#[test]
+fn default_keeps_only_always_rules_with_24h_grace() {
+    let d = KeepRules::default();
+    assert_eq!(d, KeepRules::new());
+    assert!(d.keeps_only_always_rules());
+    assert_eq!(d.incomplete_grace, Duration::hours(24));
+    assert!(d.validate().is_ok());
+    assert!(!KeepRules::new().keep_last(1).keeps_only_always_rules());
+}
+
+#[test]
+fn validate_rejects_nonsense_with_a_hint() {
+    let bad = [
+        KeepRules::new().keep_last(0),
+        KeepRules::new().keep_daily(KeepCount::Last(0)),
+        KeepRules::new().keep_weekly(KeepCount::Last(0)),
+        KeepRules::new().keep_monthly(KeepCount::Last(0)),
+        KeepRules::new().keep_yearly(KeepCount::Last(0)),
+        KeepRules::new().keep_within(Duration::zero()),
+        KeepRules::new().keep_within(Duration::hours(-1)),
+        KeepRules::new().incomplete_grace(Duration::seconds(-1)),
+    ];
+    for rules in bad {
+        let err = rules
+            .validate()
+            .expect_err(&format!("{rules:?} must be rejected"));
+        assert_eq!(err.kind(), ErrorKind::Config);
+        assert!(err.hint().is_some_and(|h| !h.is_empty()), "{err}");
+    }
+    let good = KeepRules::new()
+        .keep_last(1)
+        .keep_within(Duration::seconds(1))
+        .keep_daily(KeepCount::Last(1))
+        .keep_weekly(KeepCount::Unlimited)
+        .keep_monthly(KeepCount::Last(12))
+        .keep_yearly(KeepCount::Unlimited)
+        .keep_forever()
+        .incomplete_grace(Duration::zero());
+    assert!(good.validate().is_ok());
+}
+
+#[test]
+fn keep_rules_serde_round_trip_and_defaults() {
+    let rules = KeepRules::new()
+        .keep_last(3)
+        .keep_within(Duration::days(2))
+        .keep_weekly(KeepCount::Last(4))
+        .keep_monthly(KeepCount::Unlimited);
+    let json = serde_json::to_string(&rules).unwrap();
+    let back: KeepRules = serde_json::from_str(&json).unwrap();
+    assert_eq!(back, rules);
+    // Missing fields take the defaults.
+    let parsed: KeepRules = serde_json::from_str(r#"{"daily": {"last": 7}}"#).unwrap();
+    assert_eq!(parsed, KeepRules::new().keep_daily(KeepCount::Last(7)));
+    let parsed: KeepRules =
+        serde_json::from_str(r#"{"within": 3600, "incomplete_grace": 60}"#).unwrap();
+    assert_eq!(parsed.within, Some(Duration::hours(1)));
+    assert_eq!(parsed.incomplete_grace, Duration::minutes(1));
+    // Out-of-range durations are an error, not a panic.
+    assert!(serde_json::from_str::<KeepRules>(r#"{"within": 9223372036854775807}"#).is_err());
+}
+
+#[test]
+fn summary_table_lists_every_run() {
+    let runs = vec![
+        run_with("2026-01-02T00:00:00Z", Complete, true, false),
+        complete("2026-01-01T00:00:00Z"),
+        failed("2025-12-01T00:00:00Z"),
+    ];
+    let plan = KeepRules::new()
+        .keep_last(1)
+        .plan(&runs, t("2026-01-03T00:00:00Z"));
+    let text = summarize(&plan);
+    assert_eq!(text, plan.to_string());
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 2 + runs.len(), "{text}");
+    assert!(lines[0].contains("3 runs, 1 kept, 2 forgotten"), "{text}");
+    assert!(lines[1].starts_with("RUN ID"), "{text}");
+    assert!(lines[2].starts_with(&cid("2026-01-02T00:00:00Z")), "{text}");
+    assert!(
+        lines[2].contains("complete") && lines[2].contains("keep"),
+        "{text}"
+    );
+    assert!(lines[2].ends_with("last, newest_verified"), "{text}");
+    assert!(lines[3].contains("forget"), "{text}");
+    assert!(
+        lines[4].contains("failed") && lines[4].contains("forget"),
+        "{text}"
+    );
+}
+
+// ---- AnyOf ----
+
+/// A member that forgets everything.
+#[derive(Debug)]
+struct ForgetAll;
+
+impl RetentionPolicy for ForgetAll {
+    fn plan(&self, runs: &[RunSummary], now: DateTime<Utc>) -> RetentionPlan {
+        RetentionPlan {
+            now,
+            decisions: runs
+                .iter()
+                .map(|r| RunDecision {
+                    run_id: r.run_id.clone(),
+                    started_at: r.started_at,
+                    status: r.status,
+                    action: RetentionAction::Forget,
+                })
+                .collect(),
+        }
+    }
+}
+
+#[test]
+fn any_of_is_a_union_with_merged_reasons() {
+    let runs = vec![
+        complete("2026-01-15T00:00:00Z"),
+        complete("2026-01-31T00:00:00Z"),
+        complete("2026-02-10T00:00:00Z"),
+        complete("2026-02-20T00:00:00Z"),
+        failed("2026-02-21T00:00:00Z"),
+    ];
+    let now = t("2026-03-01T00:00:00Z");
+    let policy = AnyOf::new()
+        .or(KeepRules::new().keep_last(2))
+        .or(KeepRules::new().keep_monthly(KeepCount::Unlimited))
+        .or(ForgetAll);
+    let plan = policy.plan(&runs, now);
+    assert_one_decision_per_run(&runs, &plan);
+    let reasons: Vec<(String, Vec<KeepReason>)> = plan
+        .decisions
+        .iter()
+        .map(|d| (d.run_id.to_string(), d.reasons().to_vec()))
+        .collect();
+    assert_eq!(
+        reasons,
+        vec![
+            (id_at(t("2026-02-21T00:00:00Z"), "f").to_string(), vec![]),
+            (cid("2026-02-20T00:00:00Z"), vec![Last, Monthly]),
+            (cid("2026-02-10T00:00:00Z"), vec![Last]),
+            (cid("2026-01-31T00:00:00Z"), vec![Monthly]),
+            (cid("2026-01-15T00:00:00Z"), vec![]),
+        ]
+    );
+}
+
+#[test]
+fn any_of_preserves_newest_verified_and_pinned() {
+    let runs = vec![
+        run_with("2026-01-01T00:00:00Z", Complete, true, false),
+        run_with("2026-01-02T00:00:00Z", Failed, false, true),
+        complete("2026-01-03T00:00:00Z"),
+    ];
+    let now = t("2026-03-01T00:00:00Z");
+    let plan = AnyOf::new().or(ForgetAll).plan(&runs, now);
+    assert_eq!(
+        kept_ids(&plan),
+        vec![
+            id_at(t("2026-01-02T00:00:00Z"), "f").to_string(),
+            cid("2026-01-01T00:00:00Z"),
+        ]
+    );
+    assert_eq!(
+        reasons_of(&plan, &cid("2026-01-01T00:00:00Z")),
+        vec![NewestVerified]
+    );
+    // An empty union behaves like the default rules.
+    assert_eq!(
+        AnyOf::new().plan(&runs, now),
+        KeepRules::default().plan(&runs, now)
+    );
+}
+
+// ---- acceptance: two years of daily backups ----
+
+#[test]
+fn acceptance_two_years_daily_weekly_monthly() {
+    let first = NaiveDate::from_ymd_opt(2024, 11, 25).unwrap();
+    let last = NaiveDate::from_ymd_opt(2026, 11, 24).unwrap();
+    let at = |d: NaiveDate, h: u32| Utc.from_utc_datetime(&d.and_hms_opt(h, 0, 0).unwrap());
+    let days: Vec<NaiveDate> = first.iter_days().take_while(|d| *d <= last).collect();
+    assert_eq!(days.len(), 730);
+
+    let is_last_of_month = |d: NaiveDate| d.succ_opt().unwrap().month() != d.month();
+    let mut runs = Vec::new();
+    let mut failed_runs = 0;
+    for &d in &days {
+        runs.push(RunSummary {
+            run_id: id_at(at(d, 2), "c"),
+            started_at: at(d, 2),
+            status: Complete,
+            verified: true,
+            pinned: false,
+            components: vec!["postgres".into()],
+            labels: BTreeMap::new(),
+            stored_bytes: 1 << 20,
+        });
+        // Failed runs at 03:00, newer than the day's backup, on days that hold daily,
+        // weekly and monthly slots. None on the last day: it would still be in its
+        // grace period.
+        if d != last && (d.day() % 3 == 0 || d.weekday() == Weekday::Sun || is_last_of_month(d))
+        {
+            failed_runs += 1;
+            runs.push(RunSummary {
+                run_id: id_at(at(d, 3), "f"),
+                started_at: at(d, 3),
+                status: Failed,
+                verified: false,
+                pinned: false,
+                components: vec!["postgres".into()],
+                labels: BTreeMap::new(),
+                stored_bytes: 0,
+            });
+        }
+    }
+    assert!(failed_runs > 250);
+
+    let now = t("2026-11-24T12:00:00Z");
+    let rules = KeepRules::new()
+        .keep_daily(KeepCount::Last(30))
+        .keep_weekly(KeepCount::Last(12))
+        .keep_monthly(KeepCount::Unlimited);
+    rules.validate().unwrap();
+    let plan = rules.plan(&runs, now);
+    assert_one_decision_per_run(&runs, &plan);
+
+    // Expected, computed directly from the calendar (there is one backup per day, so the
+    // newest run of a bucket is the last day of it that is in the history).
+    let newest_first: Vec<NaiveDate> = days.iter().rev().copied().collect();
+    let daily: BTreeSet<NaiveDate> = newest_first.iter().take(30).copied().collect();
+    // ISO weeks end on Sunday; the newest week is cut short by the end of the history.
+    let weekly: BTreeSet<NaiveDate> = newest_first
+        .iter()
+        .filter(|d| **d == last || d.weekday() == Weekday::Sun)
+        .take(12)
+        .copied()
+        .collect();
+    let monthly: BTreeSet<NaiveDate> = newest_first
+        .iter()
+        .filter(|d| **d == last || is_last_of_month(**d))
+        .copied()
+        .collect();
+    assert_eq!(
+        daily.first(),
+        Some(&NaiveDate::from_ymd_opt(2026, 10, 26).unwrap())
+    );
+    assert_eq!(
+        weekly.first(),
+        Some(&NaiveDate::from_ymd_opt(2026, 9, 13).unwrap())
+    );
+    assert_eq!(monthly.len(), 25); // Nov 2024 ..= Nov 2026
+    let expected: BTreeSet<String> = daily
+        .iter()
+        .chain(&weekly)
+        .chain(&monthly)
+        .map(|d| id_at(at(*d, 2), "c").to_string())
+        .collect();
+    // By hand: 30 daily (Oct 26 – Nov 24), 7 Sundays Sep 13 – Oct 25 not in those,
+    // 23 month ends Nov 2024 – Sep 2026 not in either.
+    assert_eq!(expected.len(), 60);
+
+    let kept: BTreeSet<String> = plan.kept().map(|d| d.run_id.to_string()).collect();
+    assert_eq!(kept, expected);
+    assert_eq!(plan.kept().count(), 60);
+    assert_eq!(plan.forgotten().count(), runs.len() - 60);
+    assert!(plan.kept().all(|d| d.status == Complete));
+    assert!(plan
+        .decisions
+        .iter()
+        .filter(|d| d.status == Failed)
+        .all(|d| !d.is_kept()));
+
+    assert_eq!(
+        reasons_of(&plan, &cid("2026-11-24T02:00:00Z")),
+        vec![Daily, Weekly, Monthly, NewestVerified]
+    );
+    assert_eq!(
+        reasons_of(&plan, &cid("2026-11-22T02:00:00Z")),
+        vec![Daily, Weekly]
+    );
+    assert_eq!(
+        reasons_of(&plan, &cid("2026-10-31T02:00:00Z")),
+        vec![Daily, Monthly]
+    );
+    assert_eq!(
+        reasons_of(&plan, &cid("2026-10-25T02:00:00Z")),
+        vec![Weekly]
+    );
+    assert_eq!(
+        reasons_of(&plan, &cid("2026-09-13T02:00:00Z")),
+        vec![Weekly]
+    );
+    assert!(reasons_of(&plan, &cid("2026-09-06T02:00:00Z")).is_empty());
+    assert_eq!(
+        reasons_of(&plan, &cid("2026-09-30T02:00:00Z")),
+        vec![Monthly]
+    );
+    assert_eq!(
+        reasons_of(&plan, &cid("2024-11-30T02:00:00Z")),
+        vec![Monthly]
+    );
+    assert_eq!(
+        reasons_of(&plan, &cid("2025-02-28T02:00:00Z")),
+        vec![Monthly]
+    );
+    assert!(reasons_of(&plan, &cid("2024-11-25T02:00:00Z")).is_empty());
+}
+
+// ---- properties ----
+
+fn arb_status() -> impl Strategy<Value = RunStatus> {
+    prop_oneof![
+        4 => Just(Complete),
+        1 => Just(Failed),
+        1 => Just(Partial),
+        1 => Just(Incomplete),
+    ]
+}
+
+fn arb_count() -> impl Strategy<Value = Option<KeepCount>> {
+    prop_oneof![
+        Just(None),
+        Just(Some(KeepCount::Unlimited)),
+        (1u32..6).prop_map(|n| Some(KeepCount::Last(n))),
+    ]
+}
+
+fn arb_rules() -> impl Strategy<Value = KeepRules> {
+    (
+        proptest::option::of(1u32..8),
+        proptest::option::of(1i64..(60 * 24 * 30)),
+        arb_count(),
+        arb_count(),
+        arb_count(),
+        arb_count(),
+        any::<bool>(),
+        0i64..(60 * 24 * 3),
+    )
+        .prop_map(
+            |(last, within, daily, weekly, monthly, yearly, forever, grace)| KeepRules {
+                last,
+                within: within.map(Duration::minutes),
+                daily,
+                weekly,
+                monthly,
+                yearly,
+                forever,
+                incomplete_grace: Duration::minutes(grace),
+            },
+        )
+}
+
+/// Runs within about two years before and a few days after `now`.
+fn arb_runs() -> impl Strategy<Value = Vec<RunSummary>> {
+    proptest::collection::vec(
+        (
+            -(60 * 24 * 3)..(60 * 24 * 800i64),
+            arb_status(),
+            any::<bool>(),
+            proptest::bool::weighted(0.1),
+        ),
+        0..60,
+    )
+    .prop_map(|specs| {
+        let now = prop_now();
+        specs
+            .into_iter()
+            .enumerate()
+            .map(|(i, (age_min, status, verified, pinned))| {
+                let started_at = now - Duration::minutes(age_min);
+                RunSummary {
+                    run_id: id_at(started_at, &format!("{i:04}")),
+                    started_at,
+                    status,
+                    verified,
+                    pinned,
+                    components: Vec::new(),
+                    labels: BTreeMap::new(),
+                    stored_bytes: 0,
+                }
+            })
+            .collect()
+    })
+}
+
+fn prop_now() -> DateTime<Utc> {
+    t("2027-01-02T09:30:00Z")
+}
+
+fn check_invariants(runs: &[RunSummary], rules: &KeepRules, plan: &RetentionPlan) {
+    let now = prop_now();
+    assert_one_decision_per_run(runs, plan);
+    for w in plan.decisions.windows(2) {
+        assert!(
+            (w[0].started_at, &w[0].run_id) >= (w[1].started_at, &w[1].run_id),
+            "not newest first"
+        );
+    }
+    for d in &plan.decisions {
+        if let RetentionAction::Keep(r) = &d.action {
+            assert!(!r.is_empty());
+            assert!(
+                r.windows(2).all(|w| w[0] < w[1]),
+                "reasons not sorted/unique"
+            );
+        }
+    }
+    let by_id: BTreeMap<&RunId, &RunSummary> = runs.iter().map(|r| (&r.run_id, r)).collect();
+    for d in &plan.decisions {
+        let run = by_id[&d.run_id];
+        if run.status != Complete {
+            // Never kept as a backup.
+            assert!(
+                d.reasons()
+                    .iter()
+                    .all(|r| matches!(r, GracePeriod | Pinned)),
+                "{d:?}"
+            );
+            if !run.pinned && now - run.started_at >= rules.incomplete_grace {
+                assert!(!d.is_kept(), "{d:?}");
+            }
+        }
+        if run.pinned {
+            assert!(d.reasons().contains(&Pinned));
+        }
+    }
+    let newest_verified = runs
+        .iter()
+        .filter(|r| r.status == Complete && r.verified)
+        .max_by_key(|r| (r.started_at, &r.run_id));
+    if let Some(nv) = newest_verified {
+        let d = plan.decision(&nv.run_id).unwrap();
+        assert!(d.reasons().contains(&NewestVerified), "{d:?}");
+    }
+    assert!(
+        plan.decisions
+            .iter()
+            .filter(|d| d.reasons().contains(&NewestVerified))
+            .count()
+            <= 1
+    );
+    if let Some(n) = rules.last {
+        let complete = runs.iter().filter(|r| r.status == Complete).count();
+        let kept_complete = plan.kept().filter(|d| d.status == Complete).count();
+        assert!(kept_complete >= complete.min(n as usize));
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn prop_keep_rules_invariants(runs in arb_runs(), rules in arb_rules()) {
+        let plan = rules.plan(&runs, prop_now());
+        check_invariants(&runs, &rules, &plan);
+        // Input order does not matter.
+        let mut reversed = runs.clone();
+        reversed.reverse();
+        prop_assert_eq!(&rules.plan(&reversed, prop_now()), &plan);
+    }
+
+    #[test]
+    fn prop_any_of_is_the_union(runs in arb_runs(), a in arb_rules(), b in arb_rules()) {
+        let now = prop_now();
+        let pa = a.plan(&runs, now);
+        let pb = b.plan(&runs, now);
+        let union = AnyOf::new().or(a.clone()).or(b.clone()).plan(&runs, now);
+        assert_one_decision_per_run(&runs, &union);
+        for d in &union.decisions {
+            let ra = pa.decision(&d.run_id).unwrap().reasons();
+            let rb = pb.decision(&d.run_id).unwrap().reasons();
+            let want: BTreeSet<KeepReason> = ra.iter().chain(rb).copied().collect();
+            let got: BTreeSet<KeepReason> = d.reasons().iter().copied().collect();
+            prop_assert_eq!(got, want);
+        }
+        // A non-complete run is kept while inside either member's grace period, so the
+        // union obeys the longer one.
+        let looser = if a.incomplete_grace >= b.incomplete_grace { &a } else { &b };
+        check_invariants(&runs, looser, &union);
+    }
+}
