@@ -2,7 +2,6 @@
 //! the working clone.
 
 use std::collections::{BTreeMap, HashMap};
-use std::fmt;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
@@ -11,7 +10,7 @@ use stoa_backup_core::error::{Error, Result};
 use stoa_backup_core::key::{validate_prefix, ObjectKey};
 use stoa_backup_core::manifest::RunId;
 
-use super::credentials::redact_url;
+use super::credentials::RemoteUrl;
 use super::{
     blocking, git_error, GitCredentials, GitSink, PlainQueue, Shared, State, COMPONENT, KEYS_DIR,
     META_DIR, REMOTE, RUN_DIR,
@@ -20,9 +19,9 @@ use super::{
 /// Configures a [`GitSink`]: [`GitSinkBuilder::build`] validates the configuration, opens
 /// (or creates) the working clone and fetches the remote; [`GitSinkBuilder::validate`]
 /// only checks the configuration, without touching the disk or the network.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct GitSinkBuilder {
-    remote: String,
+    remote: RemoteUrl,
     workdir: PathBuf,
     branch: String,
     prefix: String,
@@ -34,23 +33,6 @@ pub struct GitSinkBuilder {
     checkout: bool,
 }
 
-impl fmt::Debug for GitSinkBuilder {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("GitSinkBuilder")
-            .field("remote", &redact_url(&self.remote))
-            .field("workdir", &self.workdir)
-            .field("branch", &self.branch)
-            .field("prefix", &self.prefix)
-            .field("author_name", &self.author_name)
-            .field("author_email", &self.author_email)
-            .field("credentials", &self.credentials)
-            .field("ref_namespace", &self.ref_namespace)
-            .field("push_attempts", &self.push_attempts)
-            .field("checkout", &self.checkout)
-            .finish()
-    }
-}
-
 impl GitSinkBuilder {
     /// A builder for a sink committing to `remote`, with its working clone in `workdir`
     /// (like `git clone <remote> <workdir>`). Both are required:
@@ -60,7 +42,7 @@ impl GitSinkBuilder {
     ///   the sink (one sink per directory, don't edit it by hand).
     pub fn new(remote: impl Into<String>, workdir: impl Into<PathBuf>) -> Self {
         GitSinkBuilder {
-            remote: remote.into(),
+            remote: RemoteUrl(remote.into()),
             workdir: workdir.into(),
             branch: "main".to_string(),
             prefix: String::new(),
@@ -139,7 +121,7 @@ impl GitSinkBuilder {
                 .with_operation("configure")
                 .with_hint(hint.to_string())
         };
-        if self.remote.trim().is_empty() {
+        if self.remote.as_str().trim().is_empty() {
             return Err(cfg_err(
                 "no remote configured".into(),
                 "pass the repository URL or the path of a bare repository to \
@@ -208,9 +190,9 @@ impl GitSinkBuilder {
 }
 
 /// A validated Git sink configuration.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub(super) struct GitSinkConfig {
-    pub(super) remote: String,
+    pub(super) remote: RemoteUrl,
     pub(super) workdir: PathBuf,
     pub(super) branch: String,
     pub(super) prefix: String,
@@ -220,23 +202,6 @@ pub(super) struct GitSinkConfig {
     pub(super) namespace: String,
     pub(super) push_attempts: u32,
     pub(super) checkout: bool,
-}
-
-impl fmt::Debug for GitSinkConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("GitSinkConfig")
-            .field("remote", &redact_url(&self.remote))
-            .field("workdir", &self.workdir)
-            .field("branch", &self.branch)
-            .field("prefix", &self.prefix)
-            .field("author_name", &self.author_name)
-            .field("author_email", &self.author_email)
-            .field("credentials", &self.credentials)
-            .field("namespace", &self.namespace)
-            .field("push_attempts", &self.push_attempts)
-            .field("checkout", &self.checkout)
-            .finish()
-    }
 }
 
 impl GitSink {
@@ -344,7 +309,7 @@ fn open_repo(cfg: &GitSinkConfig) -> Result<Repository> {
             }
         }
         Err(e) if e.code() == ErrorCode::NotFound => {
-            repo.remote(REMOTE, &cfg.remote)
+            repo.remote(REMOTE, cfg.remote.as_str())
                 .map_err(|e| git_error(e, "open", "invalid remote URL"))?;
         }
         Err(e) => return Err(git_error(e, "open", "cannot read the remote")),

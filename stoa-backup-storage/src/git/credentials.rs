@@ -155,7 +155,8 @@ impl GitSinkConfig {
 
     /// Replaces secrets and URL passwords in an error's text.
     pub(super) fn scrub(&self, text: &str) -> String {
-        let mut out = text.replace(&self.remote, &redact_url(&self.remote));
+        let remote = self.remote.as_str();
+        let mut out = text.replace(remote, &redact_url(remote));
         for s in self.credentials.secrets() {
             out = out.replace(&s, "***");
         }
@@ -166,7 +167,8 @@ impl GitSinkConfig {
     pub(super) fn scrub_error(&self, e: Error) -> Error {
         let secrets = self.credentials.secrets();
         let dirty = secrets.iter().any(|s| e.to_string().contains(s.as_str()))
-            || (redact_url(&self.remote) != self.remote && e.to_string().contains(&self.remote));
+            || (redact_url(self.remote.as_str()) != self.remote.as_str()
+                && e.to_string().contains(self.remote.as_str()));
         if !dirty {
             return e;
         }
@@ -192,6 +194,22 @@ impl GitSinkConfig {
             clean = clean.with_hint(self.scrub(h));
         }
         clean
+    }
+}
+
+/// The remote's URL (or path). `Debug` shows it with any password replaced by `***`.
+#[derive(Clone)]
+pub(super) struct RemoteUrl(pub(super) String);
+
+impl RemoteUrl {
+    pub(super) fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for RemoteUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&redact_url(&self.0), f)
     }
 }
 

@@ -255,7 +255,7 @@ fn classify(key: &ObjectKey) -> KeyKind {
 impl Sink for GitSink {
     fn describe(&self) -> String {
         let cfg = &self.shared.cfg;
-        let mut d = format!("git:{}#{}", redact_url(&cfg.remote), cfg.branch);
+        let mut d = format!("git:{}#{}", redact_url(cfg.remote.as_str()), cfg.branch);
         if !cfg.prefix.is_empty() {
             d.push(':');
             d.push_str(&cfg.prefix);

@@ -124,8 +124,8 @@ impl Default for S3Retry {
 /// [`S3SinkBuilder::from_env`] from the standard AWS environment; settings made on the
 /// builder afterwards win. [`S3SinkBuilder::build`] validates the configuration without
 /// connecting; [`Sink::preflight`](stoa_backup_core::Sink::preflight) checks the bucket is
-/// reachable and writable.
-#[derive(Clone)]
+/// reachable and writable. `Debug` shows no secret (see [`S3Credentials`]).
+#[derive(Debug, Clone)]
 pub struct S3SinkBuilder {
     bucket: String,
     prefix: String,
@@ -143,28 +143,6 @@ pub struct S3SinkBuilder {
     connect_timeout: Duration,
     encryption: Option<S3Encryption>,
     storage_class: Option<String>,
-}
-
-impl fmt::Debug for S3SinkBuilder {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("S3SinkBuilder")
-            .field("bucket", &self.bucket)
-            .field("prefix", &self.prefix)
-            .field("endpoint", &self.endpoint)
-            .field("region", &self.region)
-            .field("virtual_hosted_style", &self.virtual_hosted_style)
-            .field("allow_http", &self.allow_http)
-            .field("credential_env", &self.credential_env)
-            .field("credentials", &self.credentials)
-            .field("part_size", &self.part_size)
-            .field("max_parts_in_flight", &self.max_parts_in_flight)
-            .field("retry", &self.retry)
-            .field("request_timeout", &self.request_timeout)
-            .field("connect_timeout", &self.connect_timeout)
-            .field("encryption", &self.encryption)
-            .field("storage_class", &self.storage_class)
-            .finish()
-    }
 }
 
 impl S3SinkBuilder {

@@ -18,9 +18,9 @@
 //!   billed and no partial object appears. An existing object under the key stays as it was.
 //! - **Retries.** Every request is retried on 5xx, throttling, connection errors and
 //!   timeouts with exponential backoff and jitter, bounded in count and time
-//!   ([`S3SinkBuilder::retry`]). Errors that remain are mapped to [`ErrorKind`]s: 404 →
-//!   `NotFound`, 403 → `PermissionDenied`, 401 → `Unauthenticated`, transient →
-//!   `Unavailable` (retryable).
+//!   ([`S3SinkBuilder::retry`]). Errors that remain are mapped to
+//!   [`ErrorKind`](stoa_backup_core::ErrorKind)s: 404 → `NotFound`, 403 →
+//!   `PermissionDenied`, 401 → `Unauthenticated`, transient → `Unavailable` (retryable).
 //! - **Credentials** are given explicitly ([`S3Sink::builder`] with
 //!   [`S3SinkBuilder::credentials`]) or come from the standard AWS environment
 //!   ([`S3Sink::from_env`]: `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY` /
