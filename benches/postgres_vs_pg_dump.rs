@@ -303,7 +303,6 @@ async fn s3_sink() -> (Arc<dyn Sink>, Box<dyn std::any::Any>) {
     let t = stoa_backup_test_support::s3::s3s_fs_target().await;
     let sink = Arc::new(
         S3Sink::builder(&t.bucket)
-            .from_env(false)
             .endpoint(&t.endpoint)
             .region(&t.region)
             .allow_http(true)

@@ -69,13 +69,11 @@ async fn main() -> Result<()> {
         GitCredentials::None
     };
     let sink = Arc::new(
-        GitSink::builder()
-            .remote(remote)
+        GitSink::builder(remote, &workdir)
             .branch(env("STOA_GIT_BRANCH").unwrap_or_else(|| "main".into()))
             .prefix(env("STOA_GIT_PREFIX").unwrap_or_else(|| "backups".into()))
-            .workdir(&workdir)
             .credentials(credentials)
-            .open()
+            .build()
             .await?,
     );
 

@@ -109,13 +109,11 @@ async fn main() -> Result<()> {
     };
 
     let sink = Arc::new(
-        GitSink::builder()
-            .remote(remote)
+        GitSink::builder(remote, &workdir)
             .branch(branch)
             .prefix(prefix)
-            .workdir(&workdir)
             .credentials(credentials)
-            .open()
+            .build()
             .await?,
     );
     println!(

@@ -65,7 +65,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .map_err(|_| "set STOA_S3_BUCKET to the bucket to back up into")?;
     let prefix = std::env::var("STOA_S3_PREFIX").unwrap_or_default();
 
-    let mut builder = S3Sink::builder(&bucket).prefix(&prefix);
+    // Region, endpoint and credentials: the standard AWS environment.
+    let mut builder = S3Sink::from_env(&bucket).prefix(&prefix);
     if let Ok(endpoint) = std::env::var("STOA_S3_ENDPOINT") {
         let loopback = ["http://127.", "http://localhost", "http://[::1]"]
             .iter()

@@ -24,4 +24,4 @@ pub use s3::{S3Credentials, S3Encryption, S3Retry, S3Sink, S3SinkBuilder, S3Sink
 pub mod git;
 
 #[cfg(feature = "git")]
-pub use git::{GitCredentials, GitSink, GitSinkBuilder, GitSinkConfig};
+pub use git::{GitCredentials, GitSink, GitSinkBuilder};

@@ -18,7 +18,6 @@ const MIB: usize = 1024 * 1024;
 
 fn builder(t: &S3Target, secret: &str) -> S3SinkBuilder {
     S3Sink::builder(&t.bucket)
-        .from_env(false)
         .endpoint(&t.endpoint)
         .region(&t.region)
         .allow_http(true)

@@ -22,11 +22,9 @@ fn bare_remote(dir: &Path) -> PathBuf {
 }
 
 async fn open(remote: &str, workdir: PathBuf) -> GitSink {
-    GitSink::builder()
-        .remote(remote)
-        .workdir(workdir)
+    GitSink::builder(remote, workdir)
         .author("stoa-test", "test@example.com")
-        .open()
+        .build()
         .await
         .unwrap()
 }
@@ -109,27 +107,29 @@ async fn plain_keys_are_committed_pushed_and_survive_reopening() {
         again.get_bytes(&key("notes/two.txt")).await.unwrap(),
         b"2\n"
     );
-    let err = GitSink::builder()
-        .remote(bare_remote(&dir.path().join("x")).to_str().unwrap())
-        .workdir(dir.path().join("a"))
-        .open()
-        .await
-        .unwrap_err();
+    let err = GitSink::builder(
+        bare_remote(&dir.path().join("x")).to_str().unwrap(),
+        dir.path().join("a"),
+    )
+    .build()
+    .await
+    .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Config, "{err}");
 }
 
 #[tokio::test]
 async fn an_unreachable_remote_fails_clearly_without_secrets() {
     let dir = tempfile::tempdir().unwrap();
-    let err = GitSink::builder()
-        .remote("https://user:sekrit@127.0.0.1:9/nothing.git")
-        .workdir(dir.path().join("w"))
-        .credentials(stoa_backup_storage::GitCredentials::https_token(
-            "user", "tok-123",
-        ))
-        .open()
-        .await
-        .unwrap_err();
+    let err = GitSink::builder(
+        "https://user:sekrit@127.0.0.1:9/nothing.git",
+        dir.path().join("w"),
+    )
+    .credentials(stoa_backup_storage::GitCredentials::https_token(
+        "user", "tok-123",
+    ))
+    .build()
+    .await
+    .unwrap_err();
     let text = format!("{err} {err:?}");
     assert!(
         !text.contains("sekrit") && !text.contains("tok-123"),

@@ -19,7 +19,6 @@ const MIB: usize = 1024 * 1024;
 
 fn builder(t: &S3Target) -> S3SinkBuilder {
     S3Sink::builder(&t.bucket)
-        .from_env(false)
         .endpoint(&t.endpoint)
         .region(&t.region)
         .allow_http(true)
@@ -326,7 +325,6 @@ async fn permanent_403s_fail_clearly_without_the_secret() {
     // A wrong secret key: the server's signature check answers 403 to everything.
     let wrong_secret = "WRONG-secret-key-must-not-leak-7c2e";
     let sink = S3Sink::builder(&t.bucket)
-        .from_env(false)
         .endpoint(&t.endpoint)
         .region(&t.region)
         .allow_http(true)
@@ -405,7 +403,6 @@ async fn a_missing_bucket_fails_preflight_with_a_hint() {
         return;
     };
     let sink = S3Sink::builder("stoa-no-such-bucket")
-        .from_env(false)
         .endpoint(&t.endpoint)
         .region(&t.region)
         .allow_http(true)

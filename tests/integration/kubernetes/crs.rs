@@ -899,13 +899,14 @@ async fn git_history_shows_one_file_per_changed_object() {
         &["init", "--bare", "--quiet", "--initial-branch=main"],
     );
     let sink = Arc::new(
-        GitSink::builder()
-            .remote(format!("file://{}", remote.display()))
-            .workdir(tmp.path().join("clone"))
-            .author("stoa-backup-test", "backup@example.com")
-            .open()
-            .await
-            .unwrap(),
+        GitSink::builder(
+            format!("file://{}", remote.display()),
+            tmp.path().join("clone"),
+        )
+        .author("stoa-backup-test", "backup@example.com")
+        .build()
+        .await
+        .unwrap(),
     );
     let fake = FakeKube::start().await;
     populate(&fake);

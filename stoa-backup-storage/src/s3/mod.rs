@@ -1,0 +1,378 @@
+//! A sink on S3-compatible object storage (AWS S3, MinIO, Ceph RGW, …), built on
+//! `object_store`'s AWS backend.
+//!
+//! Objects live in one bucket under an optional key prefix: the key `runs/<id>/x` of a sink
+//! with prefix `stoa/prod` is stored as `stoa/prod/runs/<id>/x`.
+//!
+//! - **Streaming uploads with bounded memory.** A `put` buffers at most one part
+//!   ([`S3SinkBuilder::part_size`], 8 MiB by default, at least 5 MiB); a stream that ends
+//!   before that is stored with a single `PutObject`. Longer streams go through a multipart
+//!   upload with at most [`S3SinkBuilder::max_parts_in_flight`] parts uploading at once; the
+//!   stream is not polled while that many are in flight (backpressure). One `put` therefore
+//!   holds at most [`S3Sink::max_buffered_bytes`] (`(max_parts_in_flight + 1) * part_size`)
+//!   plus the chunk the stream just yielded. [`S3Sink::metrics`] exposes a gauge of the bytes
+//!   held and its high-water mark.
+//! - **Atomic puts.** S3 shows an object only once its upload completes. If the stream
+//!   fails, an upload request fails, or the `put` future is dropped, the multipart upload is
+//!   aborted (awaited on failure, spawned on the runtime on drop), so no parts are left to be
+//!   billed and no partial object appears. An existing object under the key stays as it was.
+//! - **Retries.** Every request is retried on 5xx, throttling, connection errors and
+//!   timeouts with exponential backoff and jitter, bounded in count and time
+//!   ([`S3SinkBuilder::retry`]). Errors that remain are mapped to
+//!   [`ErrorKind`](stoa_backup_core::ErrorKind)s: 404 → `NotFound`, 403 →
+//!   `PermissionDenied`, 401 → `Unauthenticated`, transient → `Unavailable` (retryable).
+//! - **Credentials** are given explicitly ([`S3Sink::builder`] with
+//!   [`S3SinkBuilder::credentials`]) or come from the standard AWS environment
+//!   ([`S3Sink::from_env`]: `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY` /
+//!   `AWS_SESSION_TOKEN`, web identity / IRSA via `AWS_WEB_IDENTITY_TOKEN_FILE` and
+//!   `AWS_ROLE_ARN`, ECS and EKS Pod Identity container credentials); without either, EC2
+//!   instance metadata. Secrets never appear in `Debug` output, [`Sink::describe`], errors
+//!   or logs.
+//! - Optional server-side encryption ([`S3Encryption`]: SSE-S3 or SSE-KMS with a key id)
+//!   and storage class.
+//!
+//! ```no_run
+//! # fn main() -> stoa_backup_core::Result<()> {
+//! use stoa_backup_storage::S3Sink;
+//! // Region, endpoint and credentials from AWS_REGION, AWS_ENDPOINT_URL_S3, IRSA, …
+//! let sink = S3Sink::from_env("stoa-backups").prefix("prod").build()?;
+//! # let _ = sink; Ok(()) }
+//! ```
+
+use std::fmt;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use futures::TryStreamExt;
+use object_store::aws::AmazonS3;
+use object_store::path::Path;
+use object_store::{Attributes, GetOptions, ObjectStore, ObjectStoreExt, PutOptions, PutPayload};
+use stoa_backup_core::error::{Error, Result};
+use stoa_backup_core::key::{validate_prefix, ObjectKey};
+use stoa_backup_core::sink::{ObjectMeta, PutResult, Sink, SinkCapabilities};
+use stoa_backup_core::stream::ByteStream;
+
+mod builder;
+mod errors;
+mod upload;
+
+pub use builder::{S3Credentials, S3Encryption, S3Retry, S3SinkBuilder};
+pub use upload::S3SinkMetrics;
+
+use errors::map_error;
+use upload::{Held, HeldGuard};
+
+const COMPONENT: &str = "storage/s3";
+
+/// Smallest part S3 accepts in a multipart upload (except the last one).
+pub const MIN_PART_SIZE: usize = 5 * 1024 * 1024;
+
+/// Largest part S3 accepts.
+pub const MAX_PART_SIZE: usize = 5 * 1024 * 1024 * 1024;
+
+/// Default part size: 8 MiB.
+pub const DEFAULT_PART_SIZE: usize = 8 * 1024 * 1024;
+
+/// Default number of parts uploading at once per `put`.
+pub const DEFAULT_MAX_PARTS_IN_FLIGHT: usize = 4;
+
+/// S3 allows at most this many parts in one upload.
+const MAX_PARTS: u64 = 10_000;
+
+struct Inner {
+    store: AmazonS3,
+    bucket: String,
+    prefix: String,
+    endpoint: Option<String>,
+    region: Option<String>,
+    part_size: usize,
+    max_parts_in_flight: usize,
+    attributes: Attributes,
+    metrics: Arc<S3SinkMetrics>,
+}
+
+/// A [`Sink`] on an S3 bucket (see the module documentation). Cheap to clone: clones
+/// share the client and the metrics.
+#[derive(Clone)]
+pub struct S3Sink {
+    inner: Arc<Inner>,
+}
+
+impl fmt::Debug for S3Sink {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let i = &self.inner;
+        f.debug_struct("S3Sink")
+            .field("bucket", &i.bucket)
+            .field("prefix", &i.prefix)
+            .field("endpoint", &i.endpoint)
+            .field("region", &i.region)
+            .field("part_size", &i.part_size)
+            .field("max_parts_in_flight", &i.max_parts_in_flight)
+            .finish_non_exhaustive()
+    }
+}
+
+impl S3Sink {
+    /// A builder for a sink on `bucket`, from explicit settings only
+    /// ([`S3SinkBuilder::new`]).
+    pub fn builder(bucket: impl Into<String>) -> S3SinkBuilder {
+        S3SinkBuilder::new(bucket)
+    }
+
+    /// A builder for a sink on `bucket`, configured from the standard AWS environment
+    /// ([`S3SinkBuilder::from_env`]).
+    pub fn from_env(bucket: impl Into<String>) -> S3SinkBuilder {
+        S3SinkBuilder::from_env(bucket)
+    }
+
+    /// The bucket.
+    pub fn bucket(&self) -> &str {
+        &self.inner.bucket
+    }
+
+    /// The key prefix inside the bucket (empty for none).
+    pub fn prefix(&self) -> &str {
+        &self.inner.prefix
+    }
+
+    /// The multipart part size.
+    pub fn part_size(&self) -> usize {
+        self.inner.part_size
+    }
+
+    /// Parts of one upload allowed in flight at once.
+    pub fn max_parts_in_flight(&self) -> usize {
+        self.inner.max_parts_in_flight
+    }
+
+    /// The most bytes one `put` buffers and has in flight, not counting the one chunk the
+    /// source stream just yielded: `(max_parts_in_flight + 1) * part_size`.
+    pub fn max_buffered_bytes(&self) -> u64 {
+        (self.inner.max_parts_in_flight as u64 + 1) * self.inner.part_size as u64
+    }
+
+    /// Upload counters and the gauge of buffered bytes (shared by all puts of this sink).
+    pub fn metrics(&self) -> Arc<S3SinkMetrics> {
+        self.inner.metrics.clone()
+    }
+
+    /// The full object key in the bucket for a sink key.
+    pub fn object_key(&self, key: &ObjectKey) -> String {
+        self.full(key.as_str())
+    }
+
+    fn full(&self, rel: &str) -> String {
+        match (self.inner.prefix.is_empty(), rel.is_empty()) {
+            (true, _) => rel.to_string(),
+            (false, true) => self.inner.prefix.clone(),
+            (false, false) => format!("{}/{rel}", self.inner.prefix),
+        }
+    }
+
+    fn path(&self, op: &str, key: &ObjectKey) -> Result<Path> {
+        let full = self.full(key.as_str());
+        Path::parse(&full).map_err(|e| {
+            Error::config(format!(
+                "the key cannot be stored in s3://{}/{full}",
+                self.inner.bucket
+            ))
+            .with_component(COMPONENT)
+            .with_operation(op)
+            .with_artifact(key.as_str())
+            .with_source(e)
+        })
+    }
+
+    /// The sink key of a stored object, if it lies under the prefix and is a valid key.
+    fn key_of(&self, location: &Path) -> Option<ObjectKey> {
+        let loc: &str = location.as_ref();
+        let rel = if self.inner.prefix.is_empty() {
+            loc
+        } else {
+            loc.strip_prefix(self.inner.prefix.as_str())?
+                .strip_prefix('/')?
+        };
+        match ObjectKey::new(rel) {
+            Ok(k) => Some(k),
+            Err(_) => {
+                tracing::warn!(bucket = %self.inner.bucket, key = %loc, "skipping an object whose key is not a valid storage key");
+                None
+            }
+        }
+    }
+
+    fn err(&self, e: object_store::Error, op: &str, key: Option<&str>) -> Error {
+        map_error(
+            &self.inner.bucket,
+            &self.full(key.unwrap_or("")),
+            e,
+            op,
+            key,
+        )
+    }
+
+    fn put_options(&self) -> PutOptions {
+        PutOptions {
+            attributes: self.inner.attributes.clone(),
+            ..Default::default()
+        }
+    }
+}
+
+#[async_trait]
+impl Sink for S3Sink {
+    fn describe(&self) -> String {
+        let mut s = format!("s3://{}", self.inner.bucket);
+        if !self.inner.prefix.is_empty() {
+            s.push('/');
+            s.push_str(&self.inner.prefix);
+        }
+        if let Some(ep) = &self.inner.endpoint {
+            s.push_str(&format!(" at {}", ep.trim_end_matches('/')));
+        }
+        s
+    }
+
+    fn capabilities(&self) -> SinkCapabilities {
+        let mut c = SinkCapabilities::default();
+        c.max_object_size = Some(MAX_PARTS * self.inner.part_size as u64);
+        c
+    }
+
+    async fn preflight(&self) -> Result<()> {
+        let probe = format!(".stoa-preflight/{:016x}", rand::random::<u64>());
+        let key = ObjectKey::new(probe.as_str())?;
+        let path = self.path("preflight", &key)?;
+        let hint = |e: Error| {
+            e.or_hint(format!(
+                "check that the bucket {} exists, the endpoint and region are right, and the \
+                 credentials may put, get, list and delete objects under its prefix",
+                self.inner.bucket
+            ))
+        };
+        self.inner
+            .store
+            .put_opts(
+                &path,
+                PutPayload::from_static(b"stoa-backup preflight\n"),
+                self.put_options(),
+            )
+            .await
+            .map_err(|e| hint(self.err(e, "preflight", Some(&probe))))?;
+        let listed = self
+            .inner
+            .store
+            .list(Some(&path))
+            .try_collect::<Vec<_>>()
+            .await;
+        let deleted = self.inner.store.delete(&path).await;
+        listed.map_err(|e| hint(self.err(e, "preflight", Some(&probe))))?;
+        match deleted {
+            Ok(()) => Ok(()),
+            Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(hint(self.err(e, "preflight", Some(&probe)))),
+        }
+    }
+
+    async fn put(&self, key: &ObjectKey, stream: ByteStream) -> Result<PutResult> {
+        let path = self.path("put", key)?;
+        let held = Held::new(self.inner.metrics.clone());
+        let _guard = HeldGuard(held.clone());
+        self.put_inner(key, path, stream, held).await
+    }
+
+    async fn get(&self, key: &ObjectKey) -> Result<ByteStream> {
+        let path = self.path("get", key)?;
+        let result = self
+            .inner
+            .store
+            .get_opts(&path, GetOptions::default())
+            .await
+            .map_err(|e| self.err(e, "get", Some(key.as_str())))?;
+        let (bucket, full, k) = (
+            self.inner.bucket.clone(),
+            self.full(key.as_str()),
+            key.as_str().to_string(),
+        );
+        Ok(Box::pin(result.into_stream().map_err(move |e| {
+            map_error(&bucket, &full, e, "get", Some(&k))
+        })))
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>> {
+        validate_prefix(prefix).map_err(|e| e.or_component(COMPONENT).or_operation("list"))?;
+        let rel = prefix.trim_end_matches('/');
+        let full = self.full(rel);
+        let list_err =
+            |e: object_store::Error| map_error(&self.inner.bucket, &full, e, "list", Some(prefix));
+        let base = if full.is_empty() {
+            None
+        } else {
+            Some(Path::parse(&full).map_err(|e| {
+                Error::config(format!("invalid list prefix {prefix:?}"))
+                    .with_component(COMPONENT)
+                    .with_operation("list")
+                    .with_source(e)
+            })?)
+        };
+        // object_store lists strictly below `base/`; an object named exactly like the prefix
+        // is found with a HEAD request.
+        let mut metas: Vec<object_store::ObjectMeta> = self
+            .inner
+            .store
+            .list(base.as_ref())
+            .try_collect()
+            .await
+            .map_err(list_err)?;
+        if let (false, Some(base)) = (rel.is_empty(), base.as_ref()) {
+            match self.inner.store.head(base).await {
+                Ok(m) => metas.push(m),
+                Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(list_err(e)),
+            }
+        }
+        let mut out: Vec<ObjectMeta> = metas
+            .into_iter()
+            .filter_map(|m| {
+                let key = self.key_of(&m.location)?;
+                key.starts_with_prefix(rel).then_some(ObjectMeta {
+                    key,
+                    size: m.size,
+                    last_modified: Some(m.last_modified),
+                })
+            })
+            .collect();
+        out.sort_by(|a, b| a.key.cmp(&b.key));
+        out.dedup_by(|a, b| a.key == b.key);
+        Ok(out)
+    }
+
+    async fn delete(&self, key: &ObjectKey) -> Result<()> {
+        let path = self.path("delete", key)?;
+        match self.inner.store.delete(&path).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(self.err(e, "delete", Some(key.as_str()))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_map_to_and_from_the_prefix() {
+        let builder = || S3Sink::builder("stoa-backups").region("eu-west-1");
+        let sink = builder().prefix("p/q").build().unwrap();
+        assert_eq!(
+            sink.key_of(&Path::parse("p/q/runs/a").unwrap())
+                .unwrap()
+                .as_str(),
+            "runs/a"
+        );
+        assert!(sink.key_of(&Path::parse("p/qq/runs/a").unwrap()).is_none());
+        assert!(sink.key_of(&Path::parse("other/a").unwrap()).is_none());
+        let sink = builder().build().unwrap();
+        assert_eq!(sink.object_key(&ObjectKey::new("a/b").unwrap()), "a/b");
+    }
+}
