@@ -505,7 +505,6 @@ impl PostgresSource {
                             ErrorKind::NotFound,
                             format!("database '{n}' does not exist on {}", self.conn.endpoint()),
                         )
-                        .with_component(COMPONENT)
                         .with_operation(operation.to_string())
                         .with_hint(format!(
                             "check the name; databases there: {}",
@@ -605,7 +604,6 @@ impl PostgresSource {
         facts.insert("lc_collate".into(), info.collate.into());
         facts.insert("lc_ctype".into(), info.ctype.into());
         facts.insert("command".into(), command.into());
-        let name = artifact.name.clone();
 
         Ok(Export::with_finish(stream, async move {
             let summary = toc_rx.borrow().clone();
@@ -619,12 +617,10 @@ impl PostgresSource {
                     None
                 }
                 Some(Err(e)) => {
-                    return Err(Error::integrity(format!(
-                        "pg_dump output is not a readable custom-format archive: {e}"
-                    ))
-                    .with_component(COMPONENT)
-                    .with_operation("export")
-                    .with_artifact(name)
+                    return Err(Error::integrity(
+                        "pg_dump output is not a readable custom-format archive",
+                    )
+                    .with_source(e)
                     .with_hint("check that pg_dump is the real PostgreSQL pg_dump and re-run"));
                 }
                 None => None,
@@ -656,12 +652,10 @@ impl PostgresSource {
                 );
             }
             if let Some(mut counter) = counter {
-                let (client, result) = (&mut counter.0).await.map_err(|e| {
-                    Error::internal(format!("row counting task failed: {e}"))
-                        .with_component(COMPONENT)
-                })?;
-                let counts =
-                    result.map_err(|e| e.or_operation("count rows").or_artifact(name.clone()))?;
+                let (client, result) = (&mut counter.0)
+                    .await
+                    .map_err(|e| Error::internal(format!("row counting task failed: {e}")))?;
+                let counts = result.map_err(|e| e.or_operation("count rows"))?;
                 client.batch_execute("COMMIT").await.ok();
                 drop(client);
                 if let Some(counts) = counts {
@@ -738,17 +732,11 @@ impl Source for PostgresSource {
                 .facts
                 .get("database")
                 .and_then(Value::as_str)
-                .ok_or_else(|| {
-                    Error::internal("artifact plan has no database fact").with_component(COMPONENT)
-                })?
+                .ok_or_else(|| Error::internal("artifact plan has no database fact"))?
                 .to_string();
             self.export_dump(artifact, db).await
         };
-        result.map_err(|e| {
-            e.or_component(COMPONENT)
-                .or_operation("export")
-                .or_artifact(artifact.name.clone())
-        })
+        result
     }
 }
 

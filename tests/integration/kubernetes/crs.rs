@@ -657,6 +657,43 @@ async fn dry_run_reports_per_object_and_conflicts_fail_or_force() {
     assert_eq!((r.created, r.updated, r.skipped), (0, 0, 7));
 }
 
+/// API errors keep the status the server answered, through the pipeline too, and come out
+/// named after the source's component.
+#[tokio::test]
+async fn api_errors_keep_their_http_status() {
+    let fake = FakeKube::start_with(FakeKubeOptions {
+        token: Some("right".into()),
+        ..Default::default()
+    })
+    .await;
+    fake.load_fixture_crds();
+    let src = CustomResourcesSource::builder(fake.client_with_token("wrong"))
+        .build()
+        .unwrap();
+    let e = src.preflight().await.unwrap_err();
+    assert_eq!(e.http_status(), Some(401), "{e}");
+    let component = src.component().to_string();
+    let report = Pipeline::builder()
+        .source(Arc::new(src))
+        .sink(Arc::new(MemorySink::new()))
+        .build()
+        .unwrap()
+        .run()
+        .await
+        .unwrap();
+    let f = &report.manifest.failures[0];
+    assert_eq!(
+        (f.kind, f.http_status),
+        (ErrorKind::Unauthenticated, Some(401))
+    );
+    let e = report.into_result().unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Unauthenticated, "{e}");
+    assert_eq!(
+        (e.component(), e.operation()),
+        (Some(component.as_str()), Some("preflight"))
+    );
+}
+
 #[tokio::test]
 async fn unauthorized_and_forbidden_name_what_failed() {
     let fake = FakeKube::start_with(FakeKubeOptions {
