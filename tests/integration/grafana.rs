@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde_json::Value;
 use stoa_backup::core::{
     stream, ErrorKind, ExistingDataPolicy, Keyring, Manifest, MemorySink, Pipeline, RestoreOptions,
-    Sink, Source,
+    RunReport, Sink, Source,
 };
 use stoa_backup::providers::grafana::{
     GrafanaAuth, GrafanaConnection, GrafanaRestorer, GrafanaSource,
@@ -398,6 +398,21 @@ async fn no_credential_or_datasource_secret_in_trace_output() {
     capture.assert_free_of(&[TOKEN, BASIC.1, header.as_str(), supplied, wrong]);
 }
 
+/// One run of `src` that is expected to fail (no artifact retries).
+async fn failing_run(src: GrafanaSource) -> RunReport {
+    let report = Pipeline::builder()
+        .source(Arc::new(src))
+        .sink(Arc::new(MemorySink::new()))
+        .attempts(1)
+        .build()
+        .unwrap()
+        .run()
+        .await
+        .unwrap();
+    assert!(!report.is_complete());
+    report
+}
+
 /// A rate limit that outlasts the retries fails with the status and the server's
 /// `Retry-After` as fields, and the run's error keeps them and its kind.
 #[tokio::test]
@@ -413,15 +428,7 @@ async fn an_exhausted_rate_limit_keeps_its_status_and_retry_after() {
     assert_eq!(err.http_status(), Some(429));
     assert_eq!(err.retry_after(), Some(Duration::from_secs(3)));
 
-    let report = Pipeline::builder()
-        .source(Arc::new(src))
-        .sink(Arc::new(MemorySink::new()))
-        .attempts(1)
-        .build()
-        .unwrap()
-        .run()
-        .await
-        .unwrap();
+    let report = failing_run(src).await;
     let f = &report.manifest.failures[0];
     assert_eq!((f.kind, f.http_status), (ErrorKind::Unavailable, Some(429)));
     let err = report.into_result().unwrap_err();
@@ -444,14 +451,7 @@ async fn v2_dashboards_are_unsupported() {
         .connection(conn(&g))
         .build()
         .unwrap();
-    let report = Pipeline::builder()
-        .source(Arc::new(src))
-        .sink(Arc::new(MemorySink::new()))
-        .build()
-        .unwrap()
-        .run()
-        .await
-        .unwrap();
+    let report = failing_run(src).await;
     let dashboards: Vec<_> = report
         .manifest
         .failures

@@ -657,10 +657,8 @@ async fn dry_run_reports_per_object_and_conflicts_fail_or_force() {
     assert_eq!((r.created, r.updated, r.skipped), (0, 0, 7));
 }
 
-/// API errors keep the status the server answered, through the pipeline too, and come out
-/// named after the source's component.
-#[tokio::test]
-async fn api_errors_keep_their_http_status() {
+/// A fake API server that wants the token "right", and a source sending another one.
+async fn wrong_token_source() -> (FakeKube, CustomResourcesSource) {
     let fake = FakeKube::start_with(FakeKubeOptions {
         token: Some("right".into()),
         ..Default::default()
@@ -670,6 +668,14 @@ async fn api_errors_keep_their_http_status() {
     let src = CustomResourcesSource::builder(fake.client_with_token("wrong"))
         .build()
         .unwrap();
+    (fake, src)
+}
+
+/// API errors keep the status the server answered, through the pipeline too, and come out
+/// named after the source's component.
+#[tokio::test]
+async fn api_errors_keep_their_http_status() {
+    let (_fake, src) = wrong_token_source().await;
     let e = src.preflight().await.unwrap_err();
     assert_eq!(e.http_status(), Some(401), "{e}");
     let component = src.component().to_string();
@@ -696,15 +702,7 @@ async fn api_errors_keep_their_http_status() {
 
 #[tokio::test]
 async fn unauthorized_and_forbidden_name_what_failed() {
-    let fake = FakeKube::start_with(FakeKubeOptions {
-        token: Some("right".into()),
-        ..Default::default()
-    })
-    .await;
-    fake.load_fixture_crds();
-    let src = CustomResourcesSource::builder(fake.client_with_token("wrong"))
-        .build()
-        .unwrap();
+    let (fake, src) = wrong_token_source().await;
     let e = src.preflight().await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Unauthenticated);
     assert!(e.to_string().contains("401"), "{e}");
