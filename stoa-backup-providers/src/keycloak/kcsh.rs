@@ -452,7 +452,7 @@ impl Verifier for KcShExportVerifier {
             Err(e) if e.kind() == ErrorKind::Integrity => {
                 return Ok(record(false, format!("'{}' cannot be read: {e}", a.key)))
             }
-            Err(e) => return Err(e.or_operation("verify").or_artifact(a.key.as_str())),
+            Err(e) => return Err(e),
         };
         let realm = a.facts.get("realm").and_then(Value::as_str).unwrap_or("");
         let mut problems = check_files(realm, &files);

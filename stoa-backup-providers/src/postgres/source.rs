@@ -518,14 +518,13 @@ impl PostgresSource {
         }
     }
 
-    async fn export_globals(&self, artifact: &ArtifactPlan) -> Result<Export> {
+    async fn export_globals(&self) -> Result<Export> {
         let client = self.connect(self.conn.get_dbname(), "export").await?;
         let (server_version, _) = queries::server_version(&client).await?;
         drop(client);
         let tool = tool_version(&self.tools.pg_dumpall).await?;
         let spec = self.pg_dumpall_command();
-        let ps = spawn_stdout_stream(&spec, COMPONENT, None)
-            .map_err(|e| e.with_artifact(artifact.name.clone()))?;
+        let ps = spawn_stdout_stream(&spec, COMPONENT, None)?;
         let command = spec.display();
         let role_passwords = self.globals_role_passwords;
         Ok(Export::with_finish(ps.stream, async move {
@@ -538,7 +537,7 @@ impl PostgresSource {
         }))
     }
 
-    async fn export_dump(&self, artifact: &ArtifactPlan, db: String) -> Result<Export> {
+    async fn export_dump(&self, db: String) -> Result<Export> {
         let client = self.connect(&db, "export").await?;
         let (server_version, server_num) = queries::server_version(&client).await?;
         let info = queries::database_info(&client).await?;
@@ -566,8 +565,7 @@ impl PostgresSource {
 
         let spec = self.pg_dump_command(&db, snapshot.as_deref());
         let command = spec.display();
-        let ps = spawn_stdout_stream(&spec, COMPONENT, None)
-            .map_err(|e| e.with_artifact(artifact.name.clone()))?;
+        let ps = spawn_stdout_stream(&spec, COMPONENT, None)?;
         let (stream, toc_rx) = dump_header::inspect(ps.stream);
 
         // Exact counts run in the exported snapshot, alongside pg_dump, once the TOC says
@@ -726,7 +724,7 @@ impl Source for PostgresSource {
 
     async fn export(&self, artifact: &ArtifactPlan, _ctx: &ExportContext) -> Result<Export> {
         let result = if artifact.content_type == GLOBALS_CONTENT_TYPE {
-            self.export_globals(artifact).await
+            self.export_globals().await
         } else {
             let db = artifact
                 .facts
@@ -734,7 +732,7 @@ impl Source for PostgresSource {
                 .and_then(Value::as_str)
                 .ok_or_else(|| Error::internal("artifact plan has no database fact"))?
                 .to_string();
-            self.export_dump(artifact, db).await
+            self.export_dump(db).await
         };
         result
     }
