@@ -340,7 +340,8 @@ impl Catalog {
                     keyring,
                 };
                 let record = v.verify(&ctx).await.map_err(|e| {
-                    e.or_operation("verify")
+                    e.or_component(artifact.component.clone())
+                        .or_operation("verify")
                         .or_artifact(artifact.key.to_string())
                 })?;
                 results.push((artifact.key.clone(), record));

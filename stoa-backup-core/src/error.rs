@@ -14,7 +14,11 @@ use std::fmt;
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// What went wrong, coarsely: callers match on this to decide what to do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+///
+/// Serialized in snake_case (`not_found`, `permission_denied`, …), as failure reports record
+/// it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum ErrorKind {
     /// The thing asked for does not exist (artifact, run, database, realm…).
@@ -247,6 +251,35 @@ impl Error {
         self
     }
 
+    /// Changes the kind, keeping everything else (retryability included): for a caller that
+    /// knows better what an answer means, e.g. a token endpoint's 400 is bad credentials.
+    pub fn with_kind(mut self, kind: ErrorKind) -> Self {
+        self.inner.kind = kind;
+        self
+    }
+
+    /// A copy with every field, for handing one failure to two receivers. The cause is kept
+    /// as its text (causes cannot be cloned), so the copy reads exactly as the original.
+    pub fn duplicate(&self) -> Error {
+        Error {
+            inner: Box::new(Inner {
+                kind: self.inner.kind,
+                message: self.inner.message.clone(),
+                retryable: self.inner.retryable,
+                component: self.inner.component.clone(),
+                operation: self.inner.operation.clone(),
+                artifact: self.inner.artifact.clone(),
+                hint: self.inner.hint.clone(),
+                http_status: self.inner.http_status,
+                retry_after: self.inner.retry_after,
+                context: self.inner.context.clone(),
+                source: self.inner.source.as_ref().map(|s| {
+                    Box::new(CauseText(s.to_string())) as Box<dyn std::error::Error + Send + Sync>
+                }),
+            }),
+        }
+    }
+
     /// Overrides whether retrying may help.
     pub fn with_retryable(mut self, retryable: bool) -> Self {
         self.inner.retryable = retryable;
@@ -365,6 +398,18 @@ impl fmt::Debug for Error {
     }
 }
 
+/// The text of a cause, in a [`Error::duplicate`].
+#[derive(Debug)]
+struct CauseText(String);
+
+impl fmt::Display for CauseText {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for CauseText {}
+
 impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         self.inner
@@ -437,6 +482,39 @@ mod tests {
         let io: std::io::Error = e.into();
         let back: Error = io.into();
         assert_eq!(back.http_status(), Some(429));
+    }
+
+    #[test]
+    fn duplicate_keeps_every_field_and_reads_the_same() {
+        let e = Error::new(ErrorKind::Unavailable, "rate limited")
+            .with_retryable(true)
+            .with_component("keycloak")
+            .with_operation("export")
+            .with_artifact("runs/x/keycloak/stoa-realm.json")
+            .with_hint("retry later")
+            .with_http_status(429)
+            .with_retry_after(std::time::Duration::from_secs(2))
+            .with_context("realm", "stoa")
+            .with_source(std::io::Error::other("connection reset"));
+        let d = e.duplicate();
+        assert_eq!(d.to_string(), e.to_string());
+        assert_eq!(format!("{d:?}"), format!("{e:?}"));
+        assert_eq!((d.kind(), d.is_retryable()), (ErrorKind::Unavailable, true));
+        assert_eq!(d.retry_after(), e.retry_after());
+        assert_eq!(
+            std::error::Error::source(&d).map(|s| s.to_string()),
+            Some("connection reset".into())
+        );
+    }
+
+    #[test]
+    fn with_kind_keeps_the_rest() {
+        let e = Error::new(ErrorKind::Source, "HTTP 400")
+            .with_http_status(400)
+            .with_hint("h")
+            .with_kind(ErrorKind::Unauthenticated);
+        assert_eq!(e.kind(), ErrorKind::Unauthenticated);
+        assert_eq!((e.http_status(), e.hint()), (Some(400), Some("h")));
     }
 
     #[test]

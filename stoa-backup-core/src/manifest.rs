@@ -224,6 +224,12 @@ impl ArtifactRecord {
 }
 
 /// A failure of one artifact (or of a whole source, when `name` is `None`).
+///
+/// Besides the operator's text it keeps what callers match on: the error's kind, whether a
+/// retry may help, its hint, HTTP status and structured context. Reports written before
+/// these were recorded still parse: their failures read as [`ErrorKind::Source`], not
+/// retryable, with no hint, status or context (what those versions reported for every
+/// failure).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ArtifactFailure {
     /// Component of the failing source.
@@ -234,6 +240,63 @@ pub struct ArtifactFailure {
     pub operation: String,
     /// The error, as the operator should read it.
     pub error: String,
+    /// The error's kind. A kind this version does not know (written by a newer one) reads
+    /// as [`ErrorKind::Source`].
+    #[serde(
+        default = "legacy_failure_kind",
+        deserialize_with = "known_kind_or_source"
+    )]
+    pub kind: ErrorKind,
+    /// Whether retrying the run may succeed.
+    #[serde(default)]
+    pub retryable: bool,
+    /// The artifact key the error names, when it names one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub artifact: Option<String>,
+    /// What the operator should do next, when the error says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hint: Option<String>,
+    /// The HTTP status a remote answered, when the error came from one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http_status: Option<u16>,
+    /// The error's structured details (see [`Error::context`]).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub context: BTreeMap<String, String>,
+}
+
+impl ArtifactFailure {
+    /// The failure of `operation` on `component` (and artifact `name`, if any) with `error`,
+    /// keeping its kind, retryability, artifact key, hint, HTTP status and context.
+    pub fn from_error(
+        component: impl Into<String>,
+        name: Option<String>,
+        operation: impl Into<String>,
+        error: &Error,
+    ) -> Self {
+        ArtifactFailure {
+            component: component.into(),
+            name,
+            operation: operation.into(),
+            error: error.to_string(),
+            kind: error.kind(),
+            retryable: error.is_retryable(),
+            artifact: error.artifact().map(str::to_string),
+            hint: error.hint().map(str::to_string),
+            http_status: error.http_status(),
+            context: error.context().iter().cloned().collect(),
+        }
+    }
+}
+
+fn legacy_failure_kind() -> ErrorKind {
+    ErrorKind::Source
+}
+
+fn known_kind_or_source<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> std::result::Result<ErrorKind, D::Error> {
+    let name = String::deserialize(deserializer)?;
+    Ok(serde_json::from_value(serde_json::Value::String(name)).unwrap_or(ErrorKind::Source))
 }
 
 /// The record of a run. Written as `runs/<id>/manifest.json` (complete runs) or
@@ -362,6 +425,83 @@ mod tests {
         let err = Manifest::from_json(json).unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Unsupported);
         assert!(err.to_string().contains("newer"), "{err}");
+    }
+
+    fn report_with_failure(failure: &str) -> String {
+        format!(
+            r#"{{"format_version": 1, "run_id": "20260101T000000Z-0a0b0c", "status": "failed",
+                "started_at": "2026-01-01T00:00:00Z", "finished_at": "2026-01-01T00:00:05Z",
+                "library_version": "0.1.0", "host": "h", "artifacts": [],
+                "failures": [{failure}]}}"#
+        )
+    }
+
+    #[test]
+    fn old_report_without_error_fields_still_parses() {
+        // The shape report.json had before failures kept their kind.
+        let json = report_with_failure(
+            r#"{"component": "postgres", "name": "stoa.dump", "operation": "export",
+                "error": "[postgres] export: source failed: pg_dump exited with code 1"}"#,
+        );
+        let m = Manifest::from_json(json.as_bytes()).unwrap();
+        let f = &m.failures[0];
+        assert_eq!(f.component, "postgres");
+        assert_eq!(f.name.as_deref(), Some("stoa.dump"));
+        assert_eq!(f.kind, ErrorKind::Source);
+        assert!(!f.retryable);
+        assert_eq!((f.artifact.as_ref(), f.hint.as_ref()), (None, None));
+        assert_eq!(f.http_status, None);
+        assert!(f.context.is_empty());
+    }
+
+    #[test]
+    fn failure_keeps_the_error_fields_through_json() {
+        let e = Error::new(ErrorKind::Unavailable, "Grafana answered 503")
+            .with_retryable(true)
+            .with_artifact("runs/x/grafana/index.json")
+            .with_hint("retry later")
+            .with_http_status(503)
+            .with_context("url_path", "/api/health");
+        let f = ArtifactFailure::from_error("grafana", Some("index.json".into()), "export", &e);
+        let mut m = Manifest::from_json(report_with_failure("").as_bytes()).unwrap();
+        m.failures.push(f.clone());
+        let text = String::from_utf8(m.to_json().unwrap()).unwrap();
+        assert!(text.contains(r#""kind": "unavailable""#), "{text}");
+        let back = Manifest::from_json(text.as_bytes()).unwrap();
+        assert_eq!(back.failures, vec![f.clone()]);
+        assert_eq!(f.kind, ErrorKind::Unavailable);
+        assert!(f.retryable);
+        assert_eq!(f.artifact.as_deref(), Some("runs/x/grafana/index.json"));
+        assert_eq!(f.hint.as_deref(), Some("retry later"));
+        assert_eq!(f.http_status, Some(503));
+        assert_eq!(
+            f.context.get("url_path").map(String::as_str),
+            Some("/api/health")
+        );
+        assert_eq!(f.error, e.to_string());
+    }
+
+    #[test]
+    fn unknown_failure_kind_reads_as_source() {
+        let json = report_with_failure(
+            r#"{"component": "c", "name": null, "operation": "discover", "error": "x",
+                "kind": "a_kind_from_the_future", "retryable": true}"#,
+        );
+        let m = Manifest::from_json(json.as_bytes()).unwrap();
+        assert_eq!(m.failures[0].kind, ErrorKind::Source);
+        assert!(m.failures[0].retryable);
+        let kinds: Vec<ErrorKind> = ["not_found", "permission_denied", "unavailable"]
+            .iter()
+            .map(|k| serde_json::from_value(serde_json::json!(k)).unwrap())
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                ErrorKind::NotFound,
+                ErrorKind::PermissionDenied,
+                ErrorKind::Unavailable
+            ]
+        );
     }
 
     #[test]

@@ -275,37 +275,79 @@ impl RunReport {
         self.status == RunStatus::Complete
     }
 
-    /// `Ok(self)` for a complete run; otherwise an error listing the failures.
+    /// `Ok(self)` for a complete run; otherwise an error listing every failure.
+    ///
+    /// The error keeps what the failures say: its kind is the failures' kind when they agree
+    /// and otherwise the kind of the first failure in the report (preflight and discovery
+    /// failures in source order, then artifacts by key, then verifications by key); it is
+    /// retryable only when every failure is. Component, operation, artifact, HTTP status,
+    /// hint and context pairs are kept when every failure has the same one; without a
+    /// common operation it is `backup run`, without a common hint it says to fix the
+    /// failures listed.
     pub fn into_result(self) -> Result<Self> {
         if self.is_complete() {
             return Ok(self);
         }
-        let failures: Vec<String> = self
-            .manifest
-            .failures
+        let failures = &self.manifest.failures;
+        let hint = common(failures, |f| f.hint.as_deref());
+        let listed: Vec<&str> = failures
             .iter()
             .map(|f| {
-                format!(
-                    "{}/{} ({}): {}",
-                    f.component,
-                    f.name.as_deref().unwrap_or("*"),
-                    f.operation,
-                    f.error
-                )
+                // The common hint is said once, on the whole error.
+                let own = hint.map(|h| format!(" (hint: {h})"));
+                own.and_then(|h| f.error.strip_suffix(h.as_str()))
+                    .unwrap_or(&f.error)
             })
             .collect();
-        Err(Error::new(
-            ErrorKind::Source,
+        let kind = failures.first().map_or(ErrorKind::Source, |f| f.kind);
+        let mut e = Error::new(
+            kind,
             format!(
                 "run {} is {}: {}",
                 self.run_id,
                 self.status,
-                failures.join("; ")
+                listed.join("; ")
             ),
         )
-        .with_operation("backup run")
-        .with_hint("fix the failures listed; the previous complete run is untouched"))
+        .with_retryable(!failures.is_empty() && failures.iter().all(|f| f.retryable))
+        .with_operation(common(failures, |f| Some(f.operation.as_str())).unwrap_or("backup run"))
+        .with_hint(
+            hint.unwrap_or("fix the failures listed; the previous complete run is untouched"),
+        );
+        if let Some(c) = common(failures, |f| Some(f.component.as_str())) {
+            e = e.with_component(c);
+        }
+        if let Some(a) = common(failures, |f| f.artifact.as_deref()) {
+            e = e.with_artifact(a);
+        }
+        if let Some(s) = common(failures, |f| f.http_status) {
+            e = e.with_http_status(s);
+        }
+        if let Some((first, rest)) = failures.split_first() {
+            for (k, v) in &first.context {
+                if rest.iter().all(|f| f.context.get(k) == Some(v)) {
+                    e = e.with_context(k, v);
+                }
+            }
+        }
+        Err(e)
     }
+}
+
+fn verify_failure(record: &ArtifactRecord, e: Error) -> ArtifactFailure {
+    ArtifactFailure::from_error(&record.component, Some(record.name.clone()), "verify", &e)
+}
+
+/// The value every failure has, if they all have the same one.
+fn common<'a, T: PartialEq>(
+    failures: &'a [ArtifactFailure],
+    field: impl Fn(&'a ArtifactFailure) -> Option<T>,
+) -> Option<T> {
+    let (first, rest) = failures.split_first()?;
+    let value = field(first)?;
+    rest.iter()
+        .all(|f| field(f).as_ref() == Some(&value))
+        .then_some(value)
 }
 
 /// Chunks read ahead between stages (each up to [`crate::stream::CHUNK_SIZE`]). Four are
@@ -377,7 +419,7 @@ impl Pipeline {
             run_id: run_id.clone(),
         };
 
-        let results: Vec<(Job, Result<ArtifactRecord>)> = futures::stream::iter(jobs)
+        let mut results: Vec<(Job, Result<ArtifactRecord>)> = futures::stream::iter(jobs)
             .map(|job| {
                 let ctx = &ctx;
                 async move {
@@ -389,17 +431,20 @@ impl Pipeline {
             .collect()
             .await;
 
+        // In key order, so that the report (and the error of `into_result`) does not depend
+        // on which export finished first.
+        results.sort_by(|a, b| a.0.key.cmp(&b.0.key));
         let mut artifacts = Vec::new();
         for (job, result) in results {
             match result {
                 Ok(record) => artifacts.push(record),
                 Err(e) => {
-                    let failure = ArtifactFailure {
-                        component: job.source.component().to_string(),
-                        name: Some(job.plan.name.clone()),
-                        operation: e.operation().unwrap_or("export").to_string(),
-                        error: e.to_string(),
-                    };
+                    let failure = ArtifactFailure::from_error(
+                        job.source.component(),
+                        Some(job.plan.name.clone()),
+                        e.operation().unwrap_or("export"),
+                        &e,
+                    );
                     self.observer.on_event(&Event::ArtifactFailed {
                         component: &failure.component,
                         name: failure.name.as_deref(),
@@ -410,7 +455,6 @@ impl Pipeline {
                 }
             }
         }
-        artifacts.sort_by(|a, b| a.key.cmp(&b.key));
 
         // Verify before the manifest exists, so a complete run is a verified run.
         for record in artifacts.iter_mut() {
@@ -487,12 +531,7 @@ impl Pipeline {
                     name: name.as_deref(),
                     error: &e.to_string(),
                 });
-                failures.push(ArtifactFailure {
-                    component: component.clone(),
-                    name,
-                    operation: operation.to_string(),
-                    error: e.to_string(),
-                });
+                failures.push(ArtifactFailure::from_error(&component, name, operation, &e));
             };
             if self.preflight {
                 if let Err(e) = source.preflight().await {
@@ -589,7 +628,7 @@ impl Pipeline {
             if skip_compression && matches!(step, crate::manifest::CodecStep::Zstd { .. }) {
                 continue;
             }
-            stream = codec.encode(stream)?;
+            stream = codec.encode(stream).map_err(|e| e.or_operation("encode"))?;
             steps.push(step);
         }
         let (stream, stored_digest) = crate::codec::hashing(stream);
@@ -658,37 +697,33 @@ impl Pipeline {
                 artifact: record,
                 keyring: &self.keyring,
             };
-            let outcome = verifier.verify(&ctx).await;
-            let failure = |error: String| ArtifactFailure {
-                component: record.component.clone(),
-                name: Some(record.name.clone()),
-                operation: "verify".to_string(),
-                error,
+            let outcome = verifier.verify(&ctx).await.map_err(|e| {
+                e.or_component(record.component.clone())
+                    .or_operation("verify")
+                    .or_artifact(record.key.to_string())
+            });
+            let v = match outcome {
+                Ok(v) => v,
+                Err(e) => return Err(verify_failure(record, e)),
             };
-            match outcome {
-                Ok(v) => {
-                    self.observer.on_event(&Event::Verified {
-                        component: &record.component,
-                        name: &record.name,
-                        record: &v,
-                    });
-                    let ok = v.ok;
-                    let detail = v.detail.clone();
-                    record.verification.push(v);
-                    if !ok {
-                        return Err(failure(format!(
-                            "verifier '{}' failed: {detail}",
-                            verifier.name()
-                        )));
-                    }
-                }
-                Err(e) => {
-                    return Err(failure(
-                        e.or_operation("verify")
-                            .or_artifact(record.key.to_string())
-                            .to_string(),
-                    ))
-                }
+            self.observer.on_event(&Event::Verified {
+                component: &record.component,
+                name: &record.name,
+                record: &v,
+            });
+            let ok = v.ok;
+            let detail = v.detail.clone();
+            record.verification.push(v);
+            if !ok {
+                let e =
+                    Error::integrity(format!("verifier '{}' failed: {detail}", verifier.name()))
+                        .with_component(record.component.clone())
+                        .with_operation("verify")
+                        .with_artifact(record.key.to_string())
+                        .with_hint(
+                            "the stored artifact does not pass its check: re-run the backup",
+                        );
+                return Err(verify_failure(record, e));
             }
         }
         Ok(())
@@ -715,5 +750,269 @@ impl Pipeline {
             }
         }
         report.retention = Some(plan);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manifest::VerificationRecord;
+    use crate::sink::MemorySink;
+    use crate::source::{Export, PreflightReport};
+    use async_trait::async_trait;
+
+    /// Where [`Bare`] fails.
+    #[derive(Debug, Clone, Copy, PartialEq)]
+    enum At {
+        Nowhere,
+        Preflight,
+        Discover,
+        Export,
+        Stream,
+        Finish,
+    }
+
+    /// A source whose errors carry no context at all, as a provider that leaves naming the
+    /// component, operation and artifact to the pipeline.
+    #[derive(Debug)]
+    struct Bare {
+        component: &'static str,
+        at: At,
+        kind: ErrorKind,
+        retryable: bool,
+    }
+
+    impl Bare {
+        fn failing(component: &'static str, at: At, kind: ErrorKind, retryable: bool) -> Self {
+            Bare {
+                component,
+                at,
+                kind,
+                retryable,
+            }
+        }
+
+        fn check(&self, here: At) -> Result<()> {
+            if self.at == here {
+                return Err(self.error());
+            }
+            Ok(())
+        }
+
+        fn error(&self) -> Error {
+            Error::new(self.kind, "boom").with_retryable(self.retryable)
+        }
+    }
+
+    #[async_trait]
+    impl Source for Bare {
+        fn component(&self) -> &str {
+            self.component
+        }
+        fn provider(&self) -> &str {
+            "bare"
+        }
+        async fn preflight(&self) -> Result<PreflightReport> {
+            self.check(At::Preflight)?;
+            Ok(PreflightReport::default())
+        }
+        async fn discover(&self) -> Result<Vec<ArtifactPlan>> {
+            self.check(At::Discover)?;
+            Ok(vec![ArtifactPlan::new("a.bin", "application/octet-stream")])
+        }
+        async fn export(&self, _: &ArtifactPlan, _: &ExportContext) -> Result<Export> {
+            self.check(At::Export)?;
+            Ok(match self.at {
+                At::Stream => Export::new(Box::pin(futures::stream::iter([
+                    Ok(bytes::Bytes::from_static(b"partial")),
+                    Err(self.error()),
+                ]))),
+                At::Finish => {
+                    let e = self.error();
+                    Export::with_finish(crate::stream::once(&b"all"[..]), async move { Err(e) })
+                }
+                _ => Export::new(crate::stream::once(&b"all"[..])),
+            })
+        }
+    }
+
+    /// A verifier failing without context.
+    #[derive(Debug)]
+    struct BareVerifier;
+
+    #[async_trait]
+    impl Verifier for BareVerifier {
+        fn name(&self) -> &str {
+            "bare"
+        }
+        fn applies_to(&self, _: &ArtifactRecord) -> bool {
+            true
+        }
+        async fn verify(&self, _: &VerifyContext<'_>) -> Result<VerificationRecord> {
+            Err(Error::new(ErrorKind::Unsupported, "cannot check this"))
+        }
+    }
+
+    async fn run(sources: Vec<Bare>, verifier: bool) -> RunReport {
+        let mut b = Pipeline::builder()
+            .sink(Arc::new(MemorySink::new()))
+            .attempts(1);
+        for s in sources {
+            b = b.source(Arc::new(s));
+        }
+        if verifier {
+            b = b.verifier(Arc::new(BareVerifier));
+        }
+        b.build().unwrap().run().await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn provider_errors_without_context_come_out_named() {
+        let cases = [
+            (At::Preflight, false, "preflight", false),
+            (At::Discover, false, "discover", false),
+            (At::Export, false, "export", true),
+            (At::Stream, false, "put", true),
+            (At::Finish, false, "export", true),
+            (At::Nowhere, true, "verify", true),
+        ];
+        for (at, verifier, operation, has_artifact) in cases {
+            let report = run(
+                vec![Bare::failing("db", at, ErrorKind::Source, false)],
+                verifier,
+            )
+            .await;
+            let key = format!("{}/db/a.bin", report.run_id.prefix());
+            let f = &report.manifest.failures[0];
+            let artifact = has_artifact.then_some(key.as_str());
+            assert_eq!(
+                (
+                    f.component.as_str(),
+                    f.operation.as_str(),
+                    f.artifact.as_deref()
+                ),
+                ("db", operation, artifact),
+                "{at:?}"
+            );
+            let e = report.into_result().unwrap_err();
+            assert_eq!(
+                (e.component(), e.operation(), e.artifact()),
+                (Some("db"), Some(operation), artifact),
+                "{at:?}: {e}"
+            );
+            assert!(e.to_string().contains("boom") || verifier, "{e}");
+        }
+    }
+
+    #[tokio::test]
+    async fn into_result_keeps_the_kind_of_the_failure() {
+        let report = run(
+            vec![Bare::failing("db", At::Export, ErrorKind::NotFound, false)],
+            false,
+        )
+        .await;
+        assert_eq!(report.manifest.failures[0].kind, ErrorKind::NotFound);
+        let e = report.into_result().unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::NotFound, "{e}");
+        assert!(!e.is_retryable());
+    }
+
+    #[tokio::test]
+    async fn mixed_kinds_take_the_first_failure_and_list_every_failure() {
+        let report = run(
+            vec![
+                Bare::failing("b", At::Export, ErrorKind::PermissionDenied, false),
+                Bare::failing("a", At::Discover, ErrorKind::NotFound, false),
+                Bare::failing("c", At::Export, ErrorKind::Unauthenticated, false),
+            ],
+            false,
+        )
+        .await;
+        let kinds: Vec<ErrorKind> = report.manifest.failures.iter().map(|f| f.kind).collect();
+        // Discovery failures first, then artifacts by key.
+        assert_eq!(
+            kinds,
+            [
+                ErrorKind::NotFound,
+                ErrorKind::PermissionDenied,
+                ErrorKind::Unauthenticated
+            ]
+        );
+        let e = report.into_result().unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::NotFound);
+        assert_eq!((e.component(), e.operation()), (None, Some("backup run")));
+        let text = e.to_string();
+        for part in [
+            "[a] discover",
+            "[b] export",
+            "[c] export",
+            "permission denied",
+        ] {
+            assert!(text.contains(part), "{part}: {text}");
+        }
+        assert!(e.hint().unwrap().contains("fix the failures listed"));
+    }
+
+    #[tokio::test]
+    async fn into_result_is_retryable_only_when_every_failure_is() {
+        let unavailable = |c| Bare::failing(c, At::Export, ErrorKind::Unavailable, true);
+        let report = run(vec![unavailable("a"), unavailable("b")], false).await;
+        assert!(report.manifest.failures.iter().all(|f| f.retryable));
+        let e = report.into_result().unwrap_err();
+        assert!(e.is_retryable(), "{e}");
+        assert_eq!(e.kind(), ErrorKind::Unavailable);
+
+        let config = Bare::failing("b", At::Preflight, ErrorKind::Config, false);
+        let e = run(vec![unavailable("a"), config], false)
+            .await
+            .into_result()
+            .unwrap_err();
+        assert!(!e.is_retryable(), "{e}");
+    }
+
+    #[tokio::test]
+    async fn a_common_hint_status_and_context_are_kept_and_said_once() {
+        #[derive(Debug)]
+        struct Http;
+        #[async_trait]
+        impl Source for Http {
+            fn component(&self) -> &str {
+                "grafana"
+            }
+            fn provider(&self) -> &str {
+                "http"
+            }
+            async fn preflight(&self) -> Result<PreflightReport> {
+                Err(Error::new(ErrorKind::Unauthenticated, "HTTP 401")
+                    .with_http_status(401)
+                    .with_context("path", "/api/health")
+                    .with_hint("check the token"))
+            }
+            async fn discover(&self) -> Result<Vec<ArtifactPlan>> {
+                Ok(Vec::new())
+            }
+            async fn export(&self, _: &ArtifactPlan, _: &ExportContext) -> Result<Export> {
+                unreachable!()
+            }
+        }
+        let report = Pipeline::builder()
+            .sink(Arc::new(MemorySink::new()))
+            .source(Arc::new(Http))
+            .build()
+            .unwrap()
+            .run()
+            .await
+            .unwrap();
+        let f = &report.manifest.failures[0];
+        assert_eq!(
+            (f.http_status, f.hint.as_deref()),
+            (Some(401), Some("check the token"))
+        );
+        let e = report.into_result().unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Unauthenticated);
+        assert_eq!(e.http_status(), Some(401));
+        assert_eq!(e.context_value("path"), Some("/api/health"));
+        assert_eq!(e.hint(), Some("check the token"));
+        assert_eq!(e.to_string().matches("check the token").count(), 1, "{e}");
     }
 }

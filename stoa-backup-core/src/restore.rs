@@ -66,6 +66,9 @@ pub trait Restorer: Send + Sync + fmt::Debug {
 /// Restores one stored artifact: reads it from `sink`, checks it against the manifest's
 /// stored SHA-256 and size, inverts the recorded codec chain with `keyring`, and hands the
 /// plain bytes to `restorer`. Corrupt or truncated artifacts fail with an integrity error.
+///
+/// Every error names the artifact's component, the operation (`restore` unless a more
+/// specific one was set) and the artifact key, so restorers need not add them.
 pub async fn restore_artifact(
     sink: &dyn crate::sink::Sink,
     artifact: &ArtifactRecord,
@@ -79,6 +82,7 @@ pub async fn restore_artifact(
             restorer.component(),
             artifact.component
         ))
+        .with_component(artifact.component.clone())
         .with_operation("restore")
         .with_artifact(artifact.key.to_string()));
     }
@@ -90,7 +94,8 @@ pub async fn restore_artifact(
     .open_plain()
     .await
     .map_err(|e| {
-        e.or_operation("restore")
+        e.or_component(artifact.component.clone())
+            .or_operation("restore")
             .or_artifact(artifact.key.to_string())
     })?;
     let span =
@@ -102,4 +107,90 @@ pub async fn restore_artifact(
                 .or_operation("restore")
                 .or_artifact(artifact.key.to_string())
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec::hash::sha256_hex;
+    use crate::error::{Error, ErrorKind};
+    use crate::key::ObjectKey;
+    use crate::sink::{MemorySink, SinkExt};
+
+    /// A restorer that reads the artifact, then fails with an error that carries no context.
+    #[derive(Debug)]
+    struct Bare;
+
+    #[async_trait]
+    impl Restorer for Bare {
+        fn component(&self) -> &str {
+            "db"
+        }
+        async fn restore(
+            &self,
+            _: &ArtifactRecord,
+            plain: ByteStream,
+            _: &RestoreOptions,
+        ) -> Result<RestoreReport> {
+            crate::stream::collect(plain).await?;
+            Err(Error::new(ErrorKind::PermissionDenied, "refused"))
+        }
+    }
+
+    #[tokio::test]
+    async fn restorer_errors_without_context_come_out_named() {
+        let sink = MemorySink::new();
+        let key = ObjectKey::new("runs/20260101T000000Z-000001/db/a.bin").unwrap();
+        sink.put_bytes(&key, bytes::Bytes::from_static(b"data"))
+            .await
+            .unwrap();
+        let mut record = ArtifactRecord {
+            component: "db".into(),
+            provider: "bare".into(),
+            name: "a.bin".into(),
+            key: key.clone(),
+            content_type: "application/octet-stream".into(),
+            plain_size: 4,
+            plain_sha256: sha256_hex(b"data"),
+            stored_size: 4,
+            stored_sha256: sha256_hex(b"data"),
+            codecs: Vec::new(),
+            sensitive: false,
+            facts: Default::default(),
+            duration_ms: 0,
+            verification: Vec::new(),
+        };
+        let keyring = crate::codec::Keyring::default();
+        let options = RestoreOptions::default();
+        let e = restore_artifact(&sink, &record, &keyring, &Bare, &options)
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::PermissionDenied);
+        assert_eq!(
+            (e.component(), e.operation(), e.artifact()),
+            (Some("db"), Some("restore"), Some(key.as_str()))
+        );
+
+        // A stored artifact that does not match the manifest fails while it is read.
+        record.stored_sha256 = sha256_hex(b"other");
+        let e = restore_artifact(&sink, &record, &keyring, &Bare, &options)
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Integrity, "{e}");
+        assert_eq!(
+            (e.component(), e.operation(), e.artifact()),
+            (Some("db"), Some("read"), Some(key.as_str()))
+        );
+
+        // So does a restorer for another component.
+        record.component = "other".into();
+        let e = restore_artifact(&sink, &record, &keyring, &Bare, &options)
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Config, "{e}");
+        assert_eq!(
+            (e.component(), e.operation(), e.artifact()),
+            (Some("other"), Some("restore"), Some(key.as_str()))
+        );
+    }
 }

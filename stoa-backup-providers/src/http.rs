@@ -184,27 +184,83 @@ pub async fn read_body(resp: Response, what: &str) -> Result<bytes::Bytes> {
     })
 }
 
+/// A response read whole: its status, the wait it asked for and its body; what mapping an
+/// error answer needs once the body is read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Answer {
+    /// The HTTP status.
+    pub status: StatusCode,
+    /// How long the server asked to wait before a retry (`Retry-After`, in seconds).
+    pub retry_after: Option<Duration>,
+    /// The body.
+    pub body: bytes::Bytes,
+}
+
+impl Answer {
+    /// An answer with this status and body and no `Retry-After`.
+    pub fn new(status: StatusCode, body: impl Into<bytes::Bytes>) -> Self {
+        Answer {
+            status,
+            retry_after: None,
+            body: body.into(),
+        }
+    }
+
+    /// Reads `resp` whole, mapping transport failures as [`read_body`] does.
+    pub async fn read(resp: Response, what: &str) -> Result<Answer> {
+        let status = resp.status();
+        let retry_after = retry_after(&resp);
+        let body = read_body(resp, what).await?;
+        Ok(Answer {
+            status,
+            retry_after,
+            body,
+        })
+    }
+
+    /// The error for this (error) answer: of `kind`, saying `what` was attempted, the status
+    /// and the server's `detail` (may be empty), with `hint`. The status and `Retry-After`
+    /// are recorded ([`Error::http_status`], [`Error::retry_after`]) so callers match on
+    /// them, not on the message; 429 and 5xx are retryable.
+    pub fn error(&self, kind: ErrorKind, what: &str, detail: &str, hint: &str) -> Error {
+        let detail = if detail.is_empty() {
+            String::new()
+        } else {
+            format!(": {detail}")
+        };
+        let e = Error::new(
+            kind,
+            format!("{what}: HTTP {}{detail}", self.status.as_u16()),
+        )
+        .with_retryable(is_retryable_status(self.status))
+        .with_http_status(self.status.as_u16())
+        .with_hint(hint);
+        match self.retry_after {
+            Some(delay) => e.with_retry_after(delay),
+            None => e,
+        }
+    }
+}
+
 /// Reads a successful JSON response, or maps an error status with [`status_error`].
 pub async fn json_ok(resp: Response, what: &str) -> Result<Value> {
-    let status = resp.status();
-    let body = read_body(resp, what).await?;
-    if !status.is_success() {
-        return Err(status_error(status, &body, what));
+    let answer = Answer::read(resp, what).await?;
+    if !answer.status.is_success() {
+        return Err(status_error(&answer, what));
     }
-    if body.is_empty() {
+    if answer.body.is_empty() {
         return Ok(Value::Null);
     }
-    serde_json::from_slice(&body).map_err(|e| {
+    serde_json::from_slice(&answer.body).map_err(|e| {
         Error::source_failed(format!("{what}: the server answered invalid JSON")).with_source(e)
     })
 }
 
 /// Checks a response succeeded (body ignored), or maps the error status.
 pub async fn expect_ok(resp: Response, what: &str) -> Result<()> {
-    let status = resp.status();
-    let body = read_body(resp, what).await?;
-    if !status.is_success() {
-        return Err(status_error(status, &body, what));
+    let answer = Answer::read(resp, what).await?;
+    if !answer.status.is_success() {
+        return Err(status_error(&answer, what));
     }
     Ok(())
 }
@@ -221,9 +277,9 @@ pub fn server_message(body: &[u8]) -> Option<String> {
     Some(msg.chars().take(300).collect())
 }
 
-/// Maps an HTTP error status to an [`Error`] of the fitting kind.
-pub fn status_error(status: StatusCode, body: &[u8], what: &str) -> Error {
-    let (kind, hint) = match status.as_u16() {
+/// Maps an HTTP error answer to an [`Error`] of the fitting kind (see [`Answer::error`]).
+pub fn status_error(answer: &Answer, what: &str) -> Error {
+    let (kind, hint) = match answer.status.as_u16() {
         401 => (
             ErrorKind::Unauthenticated,
             "check the credentials (or token lifetime) the provider was configured with",
@@ -247,12 +303,8 @@ pub fn status_error(status: StatusCode, body: &[u8], what: &str) -> Error {
         ),
         _ => (ErrorKind::Source, "the server refused the request"),
     };
-    let detail = server_message(body)
-        .map(|m| format!(": {m}"))
-        .unwrap_or_default();
-    Error::new(kind, format!("{what}: HTTP {}{detail}", status.as_u16()))
-        .with_retryable(is_retryable_status(status))
-        .with_hint(hint)
+    let detail = server_message(&answer.body).unwrap_or_default();
+    answer.error(kind, what, &detail, hint)
 }
 
 /// Serializes a JSON value with sorted keys and two-space indentation, ending in a newline:
@@ -327,19 +379,34 @@ mod tests {
     #[test]
     fn maps_statuses() {
         let e = status_error(
-            StatusCode::CONFLICT,
-            br#"{"errorMessage":"User 'alice' already exists."}"#,
+            &Answer::new(
+                StatusCode::CONFLICT,
+                &br#"{"errorMessage":"User 'alice' already exists."}"#[..],
+            ),
             "partial import",
         );
         assert_eq!(e.kind(), ErrorKind::Conflict);
         assert!(e.message().contains("alice"));
         assert!(!e.is_retryable());
-        let e = status_error(StatusCode::SERVICE_UNAVAILABLE, b"", "x");
+        let e = status_error(&Answer::new(StatusCode::SERVICE_UNAVAILABLE, ""), "x");
         assert!(e.is_retryable());
         assert_eq!(
-            status_error(StatusCode::UNAUTHORIZED, b"{}", "x").kind(),
+            status_error(&Answer::new(StatusCode::UNAUTHORIZED, "{}"), "x").kind(),
             ErrorKind::Unauthenticated
         );
+    }
+
+    #[test]
+    fn errors_record_the_status_and_retry_after() {
+        let mut answer = Answer::new(StatusCode::TOO_MANY_REQUESTS, r#"{"message":"slow down"}"#);
+        answer.retry_after = Some(Duration::from_secs(7));
+        let e = status_error(&answer, "listing dashboards");
+        assert_eq!(e.http_status(), Some(429));
+        assert_eq!(e.retry_after(), Some(Duration::from_secs(7)));
+        assert_eq!(e.kind(), ErrorKind::Unavailable);
+        assert_eq!(e.message(), "listing dashboards: HTTP 429: slow down");
+        let e = status_error(&Answer::new(StatusCode::NOT_ACCEPTABLE, ""), "x");
+        assert_eq!((e.http_status(), e.retry_after()), (Some(406), None));
     }
 
     #[test]

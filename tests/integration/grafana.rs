@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde_json::Value;
 use stoa_backup::core::{
     stream, ErrorKind, ExistingDataPolicy, Keyring, Manifest, MemorySink, Pipeline, RestoreOptions,
-    Sink, Source,
+    RunReport, Sink, Source,
 };
 use stoa_backup::providers::grafana::{
     GrafanaAuth, GrafanaConnection, GrafanaRestorer, GrafanaSource,
@@ -396,4 +396,85 @@ async fn no_credential_or_datasource_secret_in_trace_output() {
     let header =
         base64::engine::general_purpose::STANDARD.encode(format!("{}:{}", BASIC.0, BASIC.1));
     capture.assert_free_of(&[TOKEN, BASIC.1, header.as_str(), supplied, wrong]);
+}
+
+/// One run of `src` that is expected to fail (no artifact retries).
+async fn failing_run(src: GrafanaSource) -> RunReport {
+    let report = Pipeline::builder()
+        .source(Arc::new(src))
+        .sink(Arc::new(MemorySink::new()))
+        .attempts(1)
+        .build()
+        .unwrap()
+        .run()
+        .await
+        .unwrap();
+    assert!(!report.is_complete());
+    report
+}
+
+/// A rate limit that outlasts the retries fails with the status and the server's
+/// `Retry-After` as fields, and the run's error keeps them and its kind.
+#[tokio::test]
+async fn an_exhausted_rate_limit_keeps_its_status_and_retry_after() {
+    let g = FakeGrafana::start().await;
+    g.fault(GfFault::new("/api/search", 429).retry_after(3));
+    let src = GrafanaSource::builder()
+        .connection(conn(&g).retry(RetryPolicy::none()))
+        .build()
+        .unwrap();
+    let err = src.discover().await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Unavailable, "{err}");
+    assert_eq!(err.http_status(), Some(429));
+    assert_eq!(err.retry_after(), Some(Duration::from_secs(3)));
+
+    let report = failing_run(src).await;
+    let f = &report.manifest.failures[0];
+    assert_eq!((f.kind, f.http_status), (ErrorKind::Unavailable, Some(429)));
+    let err = report.into_result().unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Unavailable, "{err}");
+    assert!(err.is_retryable());
+    assert_eq!(err.http_status(), Some(429));
+    assert_eq!(
+        (err.component(), err.operation()),
+        (Some("grafana"), Some("discover"))
+    );
+}
+
+/// Grafana 12 answers 406 for v2-schema dashboards on the legacy API: told by the status,
+/// the export fails as unsupported (not as a generic source failure).
+#[tokio::test]
+async fn v2_dashboards_are_unsupported() {
+    let g = FakeGrafana::start().await;
+    g.fault(GfFault::new("/api/dashboards/uid/", 406));
+    let src = GrafanaSource::builder()
+        .connection(conn(&g))
+        .build()
+        .unwrap();
+    let report = failing_run(src).await;
+    let dashboards: Vec<_> = report
+        .manifest
+        .failures
+        .iter()
+        .filter(|f| {
+            f.name
+                .as_deref()
+                .is_some_and(|n| n.starts_with("dashboards/"))
+        })
+        .collect();
+    assert!(!dashboards.is_empty(), "{:?}", report.manifest.failures);
+    for f in dashboards {
+        assert_eq!(f.kind, ErrorKind::Unsupported, "{}", f.error);
+        assert_eq!(f.http_status, Some(406));
+        assert!(f.error.contains("v2 schema"), "{}", f.error);
+        assert!(f
+            .artifact
+            .as_deref()
+            .unwrap()
+            .ends_with(f.name.as_deref().unwrap()));
+    }
+    assert_eq!(
+        report.into_result().unwrap_err().kind(),
+        ErrorKind::Unsupported
+    );
 }

@@ -734,6 +734,29 @@ async fn failed_snapshots_from_vault_never_make_a_run() {
     }
 }
 
+/// A Vault without raft storage answers a plain 400: the status (kept on the failure) and
+/// Vault's own message tell this case apart, and the failure says what to back up instead.
+#[tokio::test]
+async fn a_vault_without_raft_storage_gets_a_hint() {
+    let fake = FakeVault::start().await;
+    fake.set_snapshot_fault(SnapshotFault::NotRaft);
+    let e = env();
+    let report = snapshot_run(&e, &fake).await;
+    let f = &report.manifest.failures[0];
+    assert_eq!(f.http_status, Some(400), "{}", f.error);
+    assert!(
+        f.hint
+            .as_deref()
+            .is_some_and(|h| h.contains("integrated (raft) storage")),
+        "{:?}",
+        f.hint
+    );
+    assert_eq!(
+        (f.component.as_str(), f.operation.as_str()),
+        ("vault-snapshot", "export")
+    );
+}
+
 #[tokio::test]
 async fn foreign_snapshot_needs_force() {
     let fake = FakeVault::start().await;

@@ -8,7 +8,7 @@ use serde_json::Value;
 use stoa_backup_core::{Error, Result};
 
 use super::COMPONENT;
-use crate::http::{self, RetryPolicy};
+use crate::http::{self, Answer, RetryPolicy};
 
 /// How the provider authenticates.
 #[derive(Clone, PartialEq, Eq)]
@@ -133,14 +133,14 @@ impl GrafanaClient {
         u
     }
 
-    /// Sends a request (JSON body if any); returns status and body.
+    /// Sends a request (JSON body if any); returns the answer, whatever its status.
     pub(crate) async fn call(
         &self,
         method: Method,
         url: Url,
         body: Option<&Value>,
         what: &str,
-    ) -> Result<(StatusCode, bytes::Bytes)> {
+    ) -> Result<Answer> {
         let body = body.map(|b| serde_json::to_vec(b).unwrap_or_default());
         let resp = http::send_with_retry(&self.conn.retry, what, || {
             let mut rb = self
@@ -164,13 +164,8 @@ impl GrafanaClient {
             }
             rb
         })
-        .await
-        .map_err(|e| e.with_component(COMPONENT))?;
-        let status = resp.status();
-        let bytes = http::read_body(resp, what)
-            .await
-            .map_err(|e| e.with_component(COMPONENT))?;
-        Ok((status, bytes))
+        .await?;
+        Answer::read(resp, what).await
     }
 
     /// Sends and requires a 2xx; returns the JSON body (`Null` when empty).
@@ -181,18 +176,14 @@ impl GrafanaClient {
         body: Option<&Value>,
         what: &str,
     ) -> Result<Value> {
-        let (status, bytes) = self.call(method, url, body, what).await?;
-        if !status.is_success() {
-            return Err(http::status_error(status, &bytes, what).with_component(COMPONENT));
+        let answer = self.call(method, url, body, what).await?;
+        if !answer.status.is_success() {
+            return Err(http::status_error(&answer, what));
         }
-        if bytes.is_empty() {
+        if answer.body.is_empty() {
             return Ok(Value::Null);
         }
-        serde_json::from_slice(&bytes).map_err(|e| {
-            Error::source_failed(format!("{what}: invalid JSON"))
-                .with_component(COMPONENT)
-                .with_source(e)
-        })
+        parse(&answer, what)
     }
 
     /// GET returning JSON.
@@ -208,20 +199,16 @@ impl GrafanaClient {
 
     /// GET returning `None` on 404.
     pub(crate) async fn get_opt(&self, segments: &[&str], what: &str) -> Result<Option<Value>> {
-        let (status, bytes) = self
+        let answer = self
             .call(Method::GET, self.url(segments, &[]), None, what)
             .await?;
-        if status == StatusCode::NOT_FOUND {
+        if answer.status == StatusCode::NOT_FOUND {
             return Ok(None);
         }
-        if !status.is_success() {
-            return Err(http::status_error(status, &bytes, what).with_component(COMPONENT));
+        if !answer.status.is_success() {
+            return Err(http::status_error(&answer, what));
         }
-        serde_json::from_slice(&bytes).map(Some).map_err(|e| {
-            Error::source_failed(format!("{what}: invalid JSON"))
-                .with_component(COMPONENT)
-                .with_source(e)
-        })
+        parse(&answer, what).map(Some)
     }
 
     /// `GET /api/health` → version.
@@ -234,9 +221,13 @@ impl GrafanaClient {
                 stoa_backup_core::ErrorKind::Unavailable,
                 "Grafana reports its database as failing",
             )
-            .with_component(COMPONENT)
             .with_retryable(true));
         }
         Ok(v["version"].as_str().map(str::to_string))
     }
+}
+
+fn parse(answer: &Answer, what: &str) -> Result<Value> {
+    serde_json::from_slice(&answer.body)
+        .map_err(|e| Error::source_failed(format!("{what}: invalid JSON")).with_source(e))
 }

@@ -127,8 +127,21 @@ impl GrafanaRestorer {
         Ok(total)
     }
 
-    /// Restores one object of `kind`.
+    /// Restores one object of `kind`. Errors name this restorer's component and the
+    /// `restore` operation.
     pub async fn restore_object(
+        &self,
+        kind: Kind,
+        value: Value,
+        options: &RestoreOptions,
+    ) -> Result<RestoreReport> {
+        self.restore_one(kind, value, options).await.map_err(|e| {
+            e.or_component(self.component.clone())
+                .or_operation("restore")
+        })
+    }
+
+    async fn restore_one(
         &self,
         kind: Kind,
         mut value: Value,
@@ -164,8 +177,6 @@ impl GrafanaRestorer {
                 ErrorKind::Conflict,
                 format!("{what} already exists"),
             )
-            .with_component(COMPONENT)
-            .with_operation("restore")
             .with_hint(
                 "restore with the Skip or Overwrite policy (objects restored before this one stay)",
             )),
@@ -352,7 +363,7 @@ impl GrafanaRestorer {
     async fn dashboard(&self, v: &mut Value, o: &RestoreOptions) -> Result<Outcome> {
         let uid = v["dashboard"]["uid"]
             .as_str()
-            .ok_or_else(|| Error::integrity("dashboard without uid").with_component(COMPONENT))?
+            .ok_or_else(|| Error::integrity("dashboard without uid"))?
             .to_string();
         let what = format!("dashboard '{uid}'");
         let folder = v["folderUid"].as_str().unwrap_or("").to_string();
@@ -548,9 +559,8 @@ impl GrafanaRestorer {
 }
 
 fn req_str<'a>(v: &'a Value, k: &str) -> Result<&'a str> {
-    v[k].as_str().ok_or_else(|| {
-        Error::integrity(format!("the backed-up object has no '{k}'")).with_component(COMPONENT)
-    })
+    v[k].as_str()
+        .ok_or_else(|| Error::integrity(format!("the backed-up object has no '{k}'")))
 }
 
 #[async_trait]
@@ -570,18 +580,11 @@ impl Restorer for GrafanaRestorer {
             .get("kind")
             .and_then(Value::as_str)
             .and_then(Kind::parse)
-            .ok_or_else(|| {
-                Error::integrity("the artifact records no Grafana object kind")
-                    .with_component(COMPONENT)
-            })?;
+            .ok_or_else(|| Error::integrity("the artifact records no Grafana object kind"))?;
         let bytes = stream::collect(plain).await?;
         let value: Value = serde_json::from_slice(&bytes).map_err(|e| {
-            Error::integrity("the Grafana backup object is not valid JSON")
-                .with_component(COMPONENT)
-                .with_source(e)
+            Error::integrity("the Grafana backup object is not valid JSON").with_source(e)
         })?;
-        self.restore_object(kind, value, options)
-            .await
-            .map_err(|e| e.or_artifact(artifact.name.clone()))
+        self.restore_object(kind, value, options).await
     }
 }

@@ -230,7 +230,6 @@ impl GrafanaSource {
                 stoa_backup_core::ErrorKind::NotFound,
                 format!("{} '{uid}' disappeared during the backup", kind.as_str()),
             )
-            .with_component(COMPONENT)
             .with_retryable(true)
         };
         let v = match kind {
@@ -252,7 +251,7 @@ impl GrafanaSource {
                     .get_opt(&["api", "dashboards", "uid", uid], "reading a dashboard")
                     .await
                     .map_err(|e| {
-                        if e.message().contains("HTTP 406") {
+                        if e.http_status() == Some(406) {
                             Error::new(
                                 stoa_backup_core::ErrorKind::Unsupported,
                                 format!(
@@ -260,7 +259,7 @@ impl GrafanaSource {
                                      dashboardNewLayouts), which the legacy API cannot read"
                                 ),
                             )
-                            .with_component(COMPONENT)
+                            .with_http_status(406)
                             .with_hint(
                                 "v2 dashboards need /apis/dashboard.grafana.app, not supported \
                                  by this provider yet",

@@ -9,7 +9,7 @@ use reqwest::{Method, StatusCode, Url};
 use serde_json::{json, Value};
 use stoa_backup_core::{Error, ErrorKind, Result};
 
-use crate::http::{read_body, send_with_retry, RetryPolicy};
+use crate::http::{send_with_retry, Answer, RetryPolicy};
 
 use super::COMPONENT;
 
@@ -216,19 +216,18 @@ impl InfisicalClient {
                 .json(&body)
         })
         .await?;
-        let status = resp.status();
-        let bytes = read_body(resp, what).await?;
-        if !status.is_success() {
-            let e = infisical_error(status, &bytes, what);
-            return Err(if matches!(status.as_u16(), 400 | 401 | 403) {
-                Error::new(ErrorKind::Unauthenticated, e.message().to_string()).with_hint(
+        let answer = Answer::read(resp, what).await?;
+        if !answer.status.is_success() {
+            let e = infisical_error(&answer, what);
+            return Err(if matches!(answer.status.as_u16(), 400 | 401 | 403) {
+                e.with_kind(ErrorKind::Unauthenticated).with_hint(
                     "check the machine identity's client id and secret (universal auth) and that it may access the project",
                 )
             } else {
                 e
             });
         }
-        let v: Value = serde_json::from_slice(&bytes)
+        let v: Value = serde_json::from_slice(&answer.body)
             .map_err(|e| Error::source_failed(format!("{what}: invalid JSON")).with_source(e))?;
         let token = v["accessToken"]
             .as_str()
@@ -267,20 +266,20 @@ impl InfisicalClient {
                 }
             })
             .await?;
-            let status = resp.status();
-            let bytes = read_body(resp, what).await?;
-            if status == StatusCode::FORBIDDEN && !relogged && error_name(&bytes) == "TokenError" {
+            let answer = Answer::read(resp, what).await?;
+            let (status, bytes) = (answer.status, &answer.body);
+            if status == StatusCode::FORBIDDEN && !relogged && error_name(bytes) == "TokenError" {
                 tracing::debug!(what, "Infisical token expired; logging in again");
                 relogged = true;
                 continue;
             }
             if !status.is_success() {
-                return Err(infisical_error(status, &bytes, what));
+                return Err(infisical_error(&answer, what));
             }
             let v = if bytes.is_empty() {
                 Value::Null
             } else {
-                serde_json::from_slice(&bytes).map_err(|e| {
+                serde_json::from_slice(bytes).map_err(|e| {
                     Error::source_failed(format!("{what}: invalid JSON")).with_source(e)
                 })?
             };
@@ -302,9 +301,10 @@ fn error_name(body: &[u8]) -> String {
         .unwrap_or_default()
 }
 
-/// Maps an Infisical error answer (`{"statusCode","message","error"}`) to an [`Error`].
-pub(crate) fn infisical_error(status: StatusCode, body: &[u8], what: &str) -> Error {
-    let v: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+/// Maps an Infisical error answer (`{"statusCode","message","error"}`) to an [`Error`] (see
+/// [`Answer::error`]).
+pub(crate) fn infisical_error(answer: &Answer, what: &str) -> Error {
+    let v: Value = serde_json::from_slice(&answer.body).unwrap_or(Value::Null);
     let name = v["error"].as_str().unwrap_or_default();
     let msg: String = match &v["message"] {
         Value::String(s) => s.clone(),
@@ -314,7 +314,7 @@ pub(crate) fn infisical_error(status: StatusCode, body: &[u8], what: &str) -> Er
     .chars()
     .take(300)
     .collect();
-    let (kind, hint) = match (status.as_u16(), name) {
+    let (kind, hint) = match (answer.status.as_u16(), name) {
         (403, "TokenError") | (401, _) => (
             ErrorKind::Unauthenticated,
             "the access token is invalid or expired: check the machine identity",
@@ -330,13 +330,11 @@ pub(crate) fn infisical_error(status: StatusCode, body: &[u8], what: &str) -> Er
     };
     let detail = match (name.is_empty(), msg.is_empty()) {
         (true, true) => String::new(),
-        (false, true) => format!(": {name}"),
-        (true, false) => format!(": {msg}"),
-        (false, false) => format!(": {name}: {msg}"),
+        (false, true) => name.to_string(),
+        (true, false) => msg,
+        (false, false) => format!("{name}: {msg}"),
     };
-    Error::new(kind, format!("{what}: HTTP {}{detail}", status.as_u16()))
-        .with_retryable(status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error())
-        .with_hint(hint)
+    answer.error(kind, what, &detail, hint)
 }
 
 #[cfg(test)]
@@ -352,14 +350,18 @@ mod tests {
     #[test]
     fn maps_token_errors() {
         let e = infisical_error(
-            StatusCode::FORBIDDEN,
-            br#"{"statusCode":403,"message":"expired","error":"TokenError"}"#,
+            &Answer::new(
+                StatusCode::FORBIDDEN,
+                r#"{"statusCode":403,"message":"expired","error":"TokenError"}"#,
+            ),
             "x",
         );
         assert_eq!(e.kind(), ErrorKind::Unauthenticated);
         let e = infisical_error(
-            StatusCode::FORBIDDEN,
-            br#"{"statusCode":403,"message":"You are not allowed to read on secrets","error":"PermissionDenied"}"#,
+            &Answer::new(
+                StatusCode::FORBIDDEN,
+                r#"{"statusCode":403,"message":"You are not allowed to read on secrets","error":"PermissionDenied"}"#,
+            ),
             "x",
         );
         assert_eq!(e.kind(), ErrorKind::PermissionDenied);

@@ -11,7 +11,7 @@ use stoa_backup_core::{Error, ErrorKind, Result};
 use tokio::sync::Mutex;
 
 use super::COMPONENT;
-use crate::http::{self, RetryPolicy};
+use crate::http::{self, Answer, RetryPolicy};
 
 /// How the provider authenticates against the token endpoint.
 #[derive(Clone, PartialEq, Eq)]
@@ -255,31 +255,27 @@ impl AdminClient {
         let resp = http::send_with_retry(&self.conn.retry, what, || {
             self.http.post(url.clone()).form(&form)
         })
-        .await
-        .map_err(|e| e.with_component(COMPONENT))?;
-        let status = resp.status();
-        let body = http::read_body(resp, what).await?;
-        if !status.is_success() {
-            let mut e = http::status_error(status, &body, what).with_component(COMPONENT);
-            if matches!(status, StatusCode::UNAUTHORIZED | StatusCode::BAD_REQUEST) {
-                e = Error::new(ErrorKind::Unauthenticated, e.message().to_string())
-                    .with_component(COMPONENT)
-                    .with_hint(
-                        "check the client id/secret or user/password, and that the grant is \
+        .await?;
+        let answer = Answer::read(resp, what).await?;
+        if !answer.status.is_success() {
+            let mut e = http::status_error(&answer, what);
+            if matches!(
+                answer.status,
+                StatusCode::UNAUTHORIZED | StatusCode::BAD_REQUEST
+            ) {
+                e = e.with_kind(ErrorKind::Unauthenticated).with_hint(
+                    "check the client id/secret or user/password, and that the grant is \
                          enabled for the client (service accounts for client credentials)",
-                    );
+                );
             }
             return Err(e);
         }
-        let v: Value = serde_json::from_slice(&body).map_err(|e| {
-            Error::source_failed("the token endpoint answered invalid JSON")
-                .with_component(COMPONENT)
-                .with_source(e)
+        let v: Value = serde_json::from_slice(&answer.body).map_err(|e| {
+            Error::source_failed("the token endpoint answered invalid JSON").with_source(e)
         })?;
-        let access = v["access_token"].as_str().ok_or_else(|| {
-            Error::source_failed("the token endpoint answered no access_token")
-                .with_component(COMPONENT)
-        })?;
+        let access = v["access_token"]
+            .as_str()
+            .ok_or_else(|| Error::source_failed("the token endpoint answered no access_token"))?;
         let lifetime = Duration::from_secs(v["expires_in"].as_u64().unwrap_or(60).max(1));
         let now = Instant::now();
         let refresh = v["refresh_token"].as_str().map(str::to_string);
@@ -307,10 +303,7 @@ impl AdminClient {
     ) -> Result<reqwest::Response> {
         const ROUNDS: usize = 4;
         for round in 0..ROUNDS {
-            let token = self
-                .access_token()
-                .await
-                .map_err(|e| e.or_component(COMPONENT))?;
+            let token = self.access_token().await?;
             let resp = http::send_with_retry(&self.conn.retry, what, || {
                 let mut rb = self
                     .http
@@ -323,8 +316,7 @@ impl AdminClient {
                 }
                 rb
             })
-            .await
-            .map_err(|e| e.with_component(COMPONENT))?;
+            .await?;
             if resp.status() == StatusCode::UNAUTHORIZED && round + 1 < ROUNDS {
                 tracing::debug!(
                     what,
@@ -341,25 +333,19 @@ impl AdminClient {
     /// GET returning JSON (error statuses mapped).
     pub(crate) async fn get_json(&self, url: Url, what: &str) -> Result<Value> {
         let resp = self.send(Method::GET, url, None, what).await?;
-        http::json_ok(resp, what)
-            .await
-            .map_err(|e| e.with_component(COMPONENT))
+        http::json_ok(resp, what).await
     }
 
-    /// The status and body of a request, unmapped.
+    /// The answer to a request, unmapped.
     pub(crate) async fn call(
         &self,
         method: Method,
         url: Url,
         body: Option<&[u8]>,
         what: &str,
-    ) -> Result<(StatusCode, bytes::Bytes)> {
+    ) -> Result<Answer> {
         let resp = self.send(method, url, body, what).await?;
-        let status = resp.status();
-        let body = http::read_body(resp, what)
-            .await
-            .map_err(|e| e.with_component(COMPONENT))?;
-        Ok((status, body))
+        Answer::read(resp, what).await
     }
 
     /// The server version from `/admin/serverinfo`, when the token may read it.
@@ -377,7 +363,7 @@ impl AdminClient {
     /// Whether `realm` exists.
     pub(crate) async fn realm_exists(&self, realm: &str) -> Result<bool> {
         let what = format!("looking up realm '{realm}'");
-        let (status, body) = self
+        let answer = self
             .call(
                 Method::GET,
                 self.url(&["admin", "realms", realm]),
@@ -385,10 +371,10 @@ impl AdminClient {
                 &what,
             )
             .await?;
-        match status.as_u16() {
+        match answer.status.as_u16() {
             200 => Ok(true),
             404 => Ok(false),
-            _ => Err(http::status_error(status, &body, &what).with_component(COMPONENT)),
+            _ => Err(http::status_error(&answer, &what)),
         }
     }
 }

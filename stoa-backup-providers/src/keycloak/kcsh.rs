@@ -394,7 +394,6 @@ impl Source for KcShSource {
                 .map_err(|e| Error::internal(format!("tar parser: {e}")))?
                 .map_err(|e| {
                     Error::integrity(format!("the kc.sh export is not a readable tar: {e}"))
-                        .with_component(COMPONENT)
                 })?;
             let problems = check_files(&realm, &files);
             if !problems.is_empty() {
@@ -402,7 +401,6 @@ impl Source for KcShSource {
                     "kc.sh export of realm '{realm}' is incomplete: {}",
                     problems.join("; ")
                 ))
-                .with_component(COMPONENT)
                 .with_hint("importing it would silently lose users; re-run the export"));
             }
             Ok(facts_of(&realm, &files))
@@ -454,7 +452,7 @@ impl Verifier for KcShExportVerifier {
             Err(e) if e.kind() == ErrorKind::Integrity => {
                 return Ok(record(false, format!("'{}' cannot be read: {e}", a.key)))
             }
-            Err(e) => return Err(e.or_operation("verify").or_artifact(a.key.as_str())),
+            Err(e) => return Err(e),
         };
         let realm = a.facts.get("realm").and_then(Value::as_str).unwrap_or("");
         let mut problems = check_files(realm, &files);
@@ -565,8 +563,7 @@ impl Restorer for KcShRestorer {
                 return Err(Error::integrity(format!(
                     "the kc.sh export is incomplete: {}",
                     problems.join("; ")
-                ))
-                .with_component(COMPONENT));
+                )));
             }
             let users: u64 = files.iter().map(|f| f.users).sum();
             report.notes.push(format!(
@@ -619,7 +616,6 @@ impl Restorer for KcShRestorer {
                     ErrorKind::Conflict,
                     format!("realm '{realm}' already exists; kc.sh import left it unchanged"),
                 )
-                .with_component(COMPONENT)
                 .with_hint("restore with the Overwrite policy to replace it (--override true)"));
             }
             report.skipped = 1;

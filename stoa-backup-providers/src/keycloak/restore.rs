@@ -59,8 +59,21 @@ impl KeycloakRestorer {
         self
     }
 
-    /// Restores from a realm representation already in memory.
+    /// Restores from a realm representation already in memory. Errors name this
+    /// restorer's component and the `restore` operation.
     pub async fn restore_realm(
+        &self,
+        rep: Value,
+        recorded: Option<&RedactionReport>,
+        options: &RestoreOptions,
+    ) -> Result<RestoreReport> {
+        self.restore_rep(rep, recorded, options).await.map_err(|e| {
+            e.or_component(self.component.clone())
+                .or_operation("restore")
+        })
+    }
+
+    async fn restore_rep(
         &self,
         mut rep: Value,
         recorded: Option<&RedactionReport>,
@@ -68,7 +81,6 @@ impl KeycloakRestorer {
     ) -> Result<RestoreReport> {
         let obj = rep.as_object_mut().ok_or_else(|| {
             Error::integrity("the backup is not a realm representation (not a JSON object)")
-                .with_component(COMPONENT)
         })?;
         if let Some(t) = &self.target_realm {
             obj.insert("realm".into(), json!(t));
@@ -78,10 +90,7 @@ impl KeycloakRestorer {
             .get("realm")
             .and_then(Value::as_str)
             .map(str::to_string)
-            .ok_or_else(|| {
-                Error::integrity("the realm representation has no 'realm' name")
-                    .with_component(COMPONENT)
-            })?;
+            .ok_or_else(|| Error::integrity("the realm representation has no 'realm' name"))?;
         let mut report = RestoreReport {
             dry_run: options.dry_run,
             ..Default::default()
@@ -133,7 +142,7 @@ impl KeycloakRestorer {
             let body = serde_json::to_vec(&rep)
                 .map_err(|e| Error::internal("serialize").with_source(e))?;
             let what = format!("creating realm '{realm}'");
-            let (status, resp) = self
+            let answer = self
                 .client
                 .call(
                     Method::POST,
@@ -142,8 +151,8 @@ impl KeycloakRestorer {
                     &what,
                 )
                 .await?;
-            if !status.is_success() {
-                return Err(http::status_error(status, &resp, &what).with_component(COMPONENT));
+            if !answer.status.is_success() {
+                return Err(http::status_error(&answer, &what));
             }
             report.notes.push(format!("realm '{realm}' created"));
             return Ok(report);
@@ -192,7 +201,7 @@ impl KeycloakRestorer {
         let body = serde_json::to_vec(&Value::Object(import))
             .map_err(|e| Error::internal("serialize").with_source(e))?;
         let what = format!("partial import into realm '{realm}'");
-        let (status, resp) = self
+        let answer = self
             .client
             .call(
                 Method::POST,
@@ -202,9 +211,9 @@ impl KeycloakRestorer {
                 &what,
             )
             .await?;
-        if !status.is_success() {
-            let mut e = http::status_error(status, &resp, &what).with_component(COMPONENT);
-            if status.as_u16() == 409 {
+        if !answer.status.is_success() {
+            let mut e = http::status_error(&answer, &what);
+            if answer.status.as_u16() == 409 {
                 e = e.with_hint(
                     "nothing was written (the import is one transaction); restore with the \
                      Skip or Overwrite policy to keep or replace existing resources",
@@ -212,7 +221,7 @@ impl KeycloakRestorer {
             }
             return Err(e);
         }
-        let result: Value = serde_json::from_slice(&resp).unwrap_or(Value::Null);
+        let result: Value = serde_json::from_slice(&answer.body).unwrap_or(Value::Null);
         report.created = result["added"].as_u64().unwrap_or(0);
         report.updated = result["overwritten"].as_u64().unwrap_or(0);
         report.skipped = result["skipped"].as_u64().unwrap_or(0);
@@ -234,7 +243,7 @@ impl KeycloakRestorer {
             let body = serde_json::to_vec(&settings)
                 .map_err(|e| Error::internal("serialize").with_source(e))?;
             let what = format!("updating the settings of realm '{realm}'");
-            let (status, resp) = self
+            let answer = self
                 .client
                 .call(
                     Method::PUT,
@@ -243,8 +252,8 @@ impl KeycloakRestorer {
                     &what,
                 )
                 .await?;
-            if !status.is_success() {
-                return Err(http::status_error(status, &resp, &what).with_component(COMPONENT));
+            if !answer.status.is_success() {
+                return Err(http::status_error(&answer, &what));
             }
         }
         Ok(report)
@@ -300,12 +309,12 @@ impl KeycloakRestorer {
         let body =
             serde_json::to_vec(&wanted).map_err(|e| Error::internal("serialize").with_source(e))?;
         let what = "restoring the user profile";
-        let (status, resp) = self
+        let answer = self
             .client
             .call(Method::PUT, url, Some(&body), what)
             .await?;
-        if !status.is_success() {
-            return Err(http::status_error(status, &resp, what).with_component(COMPONENT));
+        if !answer.status.is_success() {
+            return Err(http::status_error(&answer, what));
         }
         report
             .notes
@@ -448,7 +457,6 @@ impl KeycloakRestorer {
                             .join(", ")
                     ),
                 )
-                .with_component(COMPONENT)
                 .with_hint("restore with the Skip or Overwrite policy"));
             }
             ExistingDataPolicy::Skip | ExistingDataPolicy::Fail => report.skipped = present,
@@ -478,14 +486,11 @@ impl Restorer for KeycloakRestorer {
             return Err(Error::new(
                 ErrorKind::Unsupported,
                 "this artifact is a kc.sh export; restore it with kc.sh import",
-            )
-            .with_component(COMPONENT));
+            ));
         }
         let bytes = stream::collect(plain).await?;
         let rep: Value = serde_json::from_slice(&bytes).map_err(|e| {
-            Error::integrity("the Keycloak backup is not valid JSON")
-                .with_component(COMPONENT)
-                .with_source(e)
+            Error::integrity("the Keycloak backup is not valid JSON").with_source(e)
         })?;
         let recorded = artifact
             .facts

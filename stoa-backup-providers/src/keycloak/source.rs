@@ -160,8 +160,6 @@ impl Source for KeycloakSource {
                     stoa_backup_core::ErrorKind::NotFound,
                     format!("realm '{realm}' does not exist"),
                 )
-                .with_component(COMPONENT)
-                .with_operation("preflight")
                 .with_hint("check the realm name"));
             }
         }
@@ -206,9 +204,7 @@ impl Source for KeycloakSource {
             .append_pair("exportGroupsAndRoles", "true");
         let what = format!("partial export of realm '{realm}'");
         let resp = self.client.send(Method::POST, url, None, &what).await?;
-        let rep = http::json_ok(resp, &what)
-            .await
-            .map_err(|e| e.with_component(COMPONENT))?;
+        let rep = http::json_ok(resp, &what).await?;
         let url = self
             .client
             .url(&["admin", "realms", &realm, "users", "count"]);
@@ -231,7 +227,7 @@ impl Source for KeycloakSource {
                 }
                 Err(e) => {
                     // The consumer is gone only when the run was dropped: nobody to tell.
-                    tx.send(Err(e.clone_shallow())).await.ok();
+                    tx.send(Err(e.duplicate())).await.ok();
                     let _ = facts_tx.send(Err(e));
                 }
             }
@@ -241,33 +237,11 @@ impl Source for KeycloakSource {
         }));
         Ok(Export::with_finish(stream, async move {
             facts_rx.await.unwrap_or_else(|_| {
-                Err(
-                    Error::internal("the Keycloak export task ended unexpectedly")
-                        .with_component(COMPONENT),
-                )
+                Err(Error::internal(
+                    "the Keycloak export task ended unexpectedly",
+                ))
             })
         }))
-    }
-}
-
-trait CloneShallow {
-    fn clone_shallow(&self) -> Error;
-}
-
-impl CloneShallow for Error {
-    fn clone_shallow(&self) -> Error {
-        let mut e =
-            Error::new(self.kind(), self.message().to_string()).with_retryable(self.is_retryable());
-        if let Some(c) = self.component() {
-            e = e.with_component(c);
-        }
-        if let Some(o) = self.operation() {
-            e = e.with_operation(o);
-        }
-        if let Some(h) = self.hint() {
-            e = e.with_hint(h);
-        }
-        e
     }
 }
 
@@ -307,14 +281,12 @@ pub(crate) fn count_roles(rep: &Value) -> u64 {
 impl ExportJob {
     async fn send(&self, tx: &mpsc::Sender<Result<Bytes>>, buf: &mut String) -> Result<()> {
         if self.cancel.is_cancelled() {
-            return Err(
-                Error::cancelled("the Keycloak export was cancelled").with_component(COMPONENT)
-            );
+            return Err(Error::cancelled("the Keycloak export was cancelled"));
         }
         let chunk = Bytes::from(std::mem::take(buf));
-        tx.send(Ok(chunk)).await.map_err(|_| {
-            Error::cancelled("the export stream was dropped").with_component(COMPONENT)
-        })
+        tx.send(Ok(chunk))
+            .await
+            .map_err(|_| Error::cancelled("the export stream was dropped"))
     }
 
     async fn run(
@@ -432,10 +404,7 @@ impl ExportJob {
             .await?;
         match v {
             Value::Array(a) => Ok(a),
-            _ => {
-                Err(Error::source_failed("the user list is not a JSON array")
-                    .with_component(COMPONENT))
-            }
+            _ => Err(Error::source_failed("the user list is not a JSON array")),
         }
     }
 

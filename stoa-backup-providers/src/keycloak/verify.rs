@@ -57,7 +57,7 @@ impl Verifier for KeycloakExportVerifier {
                     vec![],
                 ))
             }
-            Err(e) => return Err(e.or_operation("verify").or_artifact(a.key.as_str())),
+            Err(e) => return Err(e),
         };
         let rep: Value = match serde_json::from_slice(&bytes) {
             Ok(v @ Value::Object(_)) => v,

@@ -241,7 +241,7 @@ impl CustomResourcesSource {
     }
 
     fn err(&self, e: kube::Error, what: &str) -> Error {
-        kube_error(e, &self.component, what)
+        kube_error(e, what)
     }
 
     /// The kinds to back up, each at its most stable served version, sorted by group and kind.
@@ -259,8 +259,6 @@ impl CustomResourcesSource {
                     ErrorKind::NotFound,
                     format!("the cluster serves no API group {g} (missing CRD group)"),
                 )
-                .with_component(self.component.clone())
-                .with_operation("discover")
                 .with_hint(format!(
                     "install the CustomResourceDefinitions of {g}, or remove {g} from the configured groups"
                 )));
@@ -296,8 +294,6 @@ impl CustomResourcesSource {
                         self.groups.join(", ")
                     ),
                 )
-                .with_component(self.component.clone())
-                .with_operation("discover")
                 .with_hint("check the configured kinds against `kubectl api-resources`"));
             }
         }
@@ -331,7 +327,7 @@ impl CustomResourcesSource {
         };
         let mut out = Vec::new();
         for api in apis {
-            let objs = list_all(&api, &self.list_params(true), &self.component, &what).await?;
+            let objs = list_all(&api, &self.list_params(true), &what).await?;
             for o in objs {
                 let mut v = serde_json::to_value(&o)
                     .map_err(|e| Error::internal(format!("cannot encode an object: {e}")))?;
@@ -350,7 +346,6 @@ impl CustomResourcesSource {
         let objs = list_all(
             &api,
             &self.list_params(false),
-            &self.component,
             "list CustomResourceDefinitions",
         )
         .await?;
@@ -421,8 +416,7 @@ impl CustomResourcesSource {
             return Err(Error::config(format!(
                 "artifact {} was not planned by this source (its facts lack group/version/kind/plural)",
                 plan.name
-            ))
-            .with_component(self.component.clone()));
+            )));
         }
         Ok(KindInfo {
             ar: ApiResource::from_gvk_with_plural(
@@ -534,7 +528,6 @@ pub(crate) fn secret_refs(
 pub(crate) async fn list_all(
     api: &Api<DynamicObject>,
     lp: &ListParams,
-    component: &str,
     what: &str,
 ) -> Result<Vec<DynamicObject>> {
     let mut restarts = 0;
@@ -553,7 +546,7 @@ pub(crate) async fn list_all(
                     tracing::warn!(what, "continue token expired; restarting the list");
                     continue 'restart;
                 }
-                Err(e) => return Err(kube_error(e, component, what)),
+                Err(e) => return Err(kube_error(e, what)),
             };
             items.extend(page.items);
             match page.metadata.continue_ {
@@ -718,8 +711,7 @@ impl Source for CustomResourcesSource {
             return Err(Error::new(
                 ErrorKind::NotFound,
                 format!("{} disappeared since discovery", artifact.name),
-            )
-            .with_component(self.component.clone()));
+            ));
         }
         let docs = self.stripped(docs);
         let text = if single.is_some() {

@@ -5,7 +5,7 @@
 
 use std::fmt;
 
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Status;
 use kube::api::{Api, AttachParams, AttachedProcess};
@@ -97,10 +97,23 @@ impl PodExec {
     }
 
     /// Starts `command` and streams its stdout. `stdin`, when given, is copied to the
-    /// command's stdin, which is then closed.
+    /// command's stdin, which is then closed. Errors (the stream's too) name the
+    /// [`PodExec::component`] and the `exec` operation.
     pub async fn spawn(&self, command: &[String], stdin: Option<ByteStream>) -> Result<ExecStream> {
+        let name = {
+            let component = self.component.clone();
+            move |e: Error| e.or_component(component.clone()).or_operation("exec")
+        };
+        let es = self.start(command, stdin).await.map_err(&name)?;
+        Ok(ExecStream {
+            stream: Box::pin(es.stream.map_err(name)),
+            outcome: es.outcome,
+        })
+    }
+
+    async fn start(&self, command: &[String], stdin: Option<ByteStream>) -> Result<ExecStream> {
         if command.is_empty() {
-            return Err(Error::config("empty command").with_component(self.component.clone()));
+            return Err(Error::config("empty command"));
         }
         let describe = self.describe(command);
         let mut ap = AttachParams::default()
@@ -114,9 +127,7 @@ impl PodExec {
         let mut process = pods
             .exec(&self.pod, command.to_vec(), &ap)
             .await
-            .map_err(|e| {
-                kube_error(e, &self.component, &format!("exec {describe}")).with_operation("exec")
-            })?;
+            .map_err(|e| kube_error(e, &format!("exec {describe}")))?;
         let stdout = process.stdout().expect("stdout requested");
         let stderr = process.stderr().expect("stderr requested");
         let status = process.take_status().expect("status taken once");
@@ -150,8 +161,7 @@ impl PodExec {
                 Some(Err(e)) => {
                     st.done = true;
                     let err =
-                        Error::from_io(e, format!("reading stdout of {} failed", st.describe))
-                            .with_component(st.component.clone());
+                        Error::from_io(e, format!("reading stdout of {} failed", st.describe));
                     Some((Err(err), st))
                 }
                 None => {
@@ -232,8 +242,6 @@ impl State {
                     ErrorKind::Source,
                     format!("{} failed: {message}", self.describe),
                 )
-                .with_component(self.component.clone())
-                .with_operation("exec")
                 .with_hint("check the pod is running and the command exists in the container"));
             }
         };
@@ -245,7 +253,7 @@ impl State {
         if code != 0 {
             return Err(exec_exit_error(&outcome, &self.describe, &self.component));
         }
-        stdin_result.map_err(|e| e.or_component(self.component.clone()))?;
+        stdin_result?;
         if let Some(tx) = self.tx.take() {
             tx.send(outcome).ok();
         }

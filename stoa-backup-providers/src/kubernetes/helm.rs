@@ -226,10 +226,7 @@ impl HelmValuesSource {
         match self.driver {
             HelmDriver::Secret => {
                 let api: Api<Secret> = Api::namespaced(self.client.0.clone(), namespace);
-                let list = api
-                    .list(&lp)
-                    .await
-                    .map_err(|e| kube_error(e, &self.component, &what))?;
+                let list = api.list(&lp).await.map_err(|e| kube_error(e, &what))?;
                 for s in list.items {
                     let labels = &s.metadata.labels;
                     let data = s
@@ -248,10 +245,7 @@ impl HelmValuesSource {
             }
             HelmDriver::ConfigMap => {
                 let api: Api<ConfigMap> = Api::namespaced(self.client.0.clone(), namespace);
-                let list = api
-                    .list(&lp)
-                    .await
-                    .map_err(|e| kube_error(e, &self.component, &what))?;
+                let list = api.list(&lp).await.map_err(|e| kube_error(e, &what))?;
                 for c in list.items {
                     let labels = &c.metadata.labels;
                     let data = c
@@ -300,12 +294,13 @@ impl HelmValuesSource {
                         ErrorKind::NotFound,
                         format!("Helm release {}/{name} has no deployed revision ({latest})", t.namespace),
                     )
-                    .with_component(self.component.clone())
                     .with_hint("check `helm history` for the release; fix the release or back up another one"));
                 };
                 let mut rel = decode_release(&d.3).map_err(|e| {
-                    e.with_component(self.component.clone())
-                        .with_artifact(format!("{}/{name} revision {}", t.namespace, d.1))
+                    e.with_context(
+                        "release",
+                        format!("{}/{name} revision {}", t.namespace, d.1),
+                    )
                 })?;
                 if rel.name.is_empty() {
                     rel.name = name.clone();
@@ -358,10 +353,11 @@ impl Source for HelmValuesSource {
     }
 
     async fn preflight(&self) -> Result<PreflightReport> {
-        let info = self.client.apiserver_version().await.map_err(|e| {
-            kube_error(e, &self.component, "read the API server version")
-                .with_operation("preflight")
-        })?;
+        let info = self
+            .client
+            .apiserver_version()
+            .await
+            .map_err(|e| kube_error(e, "read the API server version"))?;
         Ok(PreflightReport {
             server_version: Some(info.git_version),
             notes: Vec::new(),
@@ -407,7 +403,6 @@ impl Source for HelmValuesSource {
                     ErrorKind::NotFound,
                     format!("Helm release {ns}/{name} disappeared since discovery"),
                 )
-                .with_component(self.component.clone())
             })?;
         let text = to_yaml(&release.config)?;
         let facts = self.facts(&release);
@@ -534,14 +529,12 @@ impl Restorer for HelmValuesRestorer {
         if !safe_segment(&ns) || !safe_segment(&release) {
             return Err(Error::integrity(format!(
                 "the artifact's facts name no valid release (namespace {ns:?}, release {release:?})"
-            ))
-            .with_component(self.component.clone()));
+            )));
         }
         let bytes = stream::collect(plain).await?;
-        let text = String::from_utf8(bytes.clone()).map_err(|_| {
-            Error::integrity("the values are not UTF-8 text").with_component(self.component.clone())
-        })?;
-        parse_yaml_documents(&text).map_err(|e| e.with_component(self.component.clone()))?;
+        let text = String::from_utf8(bytes.clone())
+            .map_err(|_| Error::integrity("the values are not UTF-8 text"))?;
+        parse_yaml_documents(&text)?;
         let path = self.dir.join(&ns).join(format!("{release}.values.yaml"));
         let command = self.command(&artifact.facts, &path);
         let mut report = RestoreReport {
@@ -557,7 +550,6 @@ impl Restorer for HelmValuesRestorer {
                         ErrorKind::Conflict,
                         format!("{} exists and differs from the backup", path.display()),
                     )
-                    .with_component(self.component.clone())
                     .with_hint("restore with the overwrite policy, or into another directory"))
                 }
                 ExistingDataPolicy::Skip => "skip",
@@ -569,18 +561,15 @@ impl Restorer for HelmValuesRestorer {
             if let Some(parent) = path.parent() {
                 tokio::fs::create_dir_all(parent).await.map_err(|e| {
                     Error::from_io(e, format!("cannot create {}", parent.display()))
-                        .with_component(self.component.clone())
                 })?;
             }
             let tmp = path.with_extension("yaml.tmp");
-            tokio::fs::write(&tmp, &bytes).await.map_err(|e| {
-                Error::from_io(e, format!("cannot write {}", tmp.display()))
-                    .with_component(self.component.clone())
-            })?;
-            tokio::fs::rename(&tmp, &path).await.map_err(|e| {
-                Error::from_io(e, format!("cannot write {}", path.display()))
-                    .with_component(self.component.clone())
-            })?;
+            tokio::fs::write(&tmp, &bytes)
+                .await
+                .map_err(|e| Error::from_io(e, format!("cannot write {}", tmp.display())))?;
+            tokio::fs::rename(&tmp, &path)
+                .await
+                .map_err(|e| Error::from_io(e, format!("cannot write {}", path.display())))?;
         }
         match action {
             "create" => report.created += 1,

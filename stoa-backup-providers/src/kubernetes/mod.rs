@@ -81,8 +81,9 @@ pub async fn connect() -> stoa_backup_core::Result<kube::Client> {
 }
 
 /// Converts a kube error into the library's error, naming `what` was being done to which
-/// object (e.g. `list Tool (tools.gostoa.dev)` or `apply Tool tenant-acme/weather`).
-pub(crate) fn kube_error(err: kube::Error, component: &str, what: &str) -> Error {
+/// object (e.g. `list Tool (tools.gostoa.dev)` or `apply Tool tenant-acme/weather`). An API
+/// error keeps its HTTP status ([`Error::http_status`]).
+pub(crate) fn kube_error(err: kube::Error, what: &str) -> Error {
     match err {
         kube::Error::Api(status) => {
             let code = status.code;
@@ -104,7 +105,7 @@ pub(crate) fn kube_error(err: kube::Error, component: &str, what: &str) -> Error
                 429 | 500..=599 => (ErrorKind::Unavailable, None),
                 _ => (ErrorKind::Source, None),
             };
-            let mut e = Error::new(kind, msg).with_component(component.to_string());
+            let mut e = Error::new(kind, msg).with_http_status(code);
             if let Some(h) = hint {
                 e = e.with_hint(h);
             }
@@ -120,8 +121,7 @@ pub(crate) fn kube_error(err: kube::Error, component: &str, what: &str) -> Error
                 kube::Error::SerdeError(_) => ErrorKind::Source,
                 _ => ErrorKind::Source,
             };
-            let mut e =
-                Error::new(kind, format!("{what}: {other}")).with_component(component.to_string());
+            let mut e = Error::new(kind, format!("{what}: {other}"));
             if kind == ErrorKind::Unavailable {
                 e = e.with_hint(
                     "the API server is unreachable: check the cluster URL and the network",

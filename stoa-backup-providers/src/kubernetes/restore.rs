@@ -266,8 +266,20 @@ impl CustomResourcesRestorer {
     }
 
     /// Restores already-parsed documents (CRDs and objects, any order): the core of
-    /// [`Restorer::restore`].
+    /// [`Restorer::restore`]. Errors name this restorer's component and the `restore`
+    /// operation.
     pub async fn restore_documents(
+        &self,
+        docs: Vec<Value>,
+        options: &RestoreOptions,
+    ) -> Result<RestoreReport> {
+        self.restore_docs(docs, options).await.map_err(|e| {
+            e.or_component(self.component.clone())
+                .or_operation("restore")
+        })
+    }
+
+    async fn restore_docs(
         &self,
         docs: Vec<Value>,
         options: &RestoreOptions,
@@ -289,8 +301,7 @@ impl CustomResourcesRestorer {
                     "a document lacks apiVersion, kind or metadata.name (apiVersion {}, kind {})",
                     truncate(d["apiVersion"].as_str().unwrap_or("none"), 100),
                     truncate(d["kind"].as_str().unwrap_or("none"), 100),
-                ))
-                .with_component(self.component.clone()));
+                )));
             }
             strip_object(d, &self.strip);
         }
@@ -372,8 +383,7 @@ impl CustomResourcesRestorer {
                         return Err(Error::integrity(format!(
                             "{} has no namespace",
                             object_name(o)
-                        ))
-                        .with_component(self.component.clone()))
+                        )))
                     }
                 }
             }
@@ -474,17 +484,11 @@ impl CustomResourcesRestorer {
                             ErrorKind::NotFound,
                             format!("the cluster serves no {api_version} {kind} (missing CRD group {group})"),
                         )
-                        .with_component(self.component.clone())
-                        .with_operation("restore")
                         .with_hint(format!(
                             "restore the CustomResourceDefinitions first (the crds artifact), or install the CRD of {kind} in {group}"
                         )));
                     }
-                    return Err(kube_error(
-                        e,
-                        &self.component,
-                        &format!("discover {api_version} {kind}"),
-                    ));
+                    return Err(kube_error(e, &format!("discover {api_version} {kind}")));
                 }
             }
         }
@@ -494,13 +498,10 @@ impl CustomResourcesRestorer {
         let api: Api<DynamicObject> = Api::all_with(self.client.0.clone(), &crd_resource());
         let deadline = tokio::time::Instant::now() + self.establish_timeout;
         loop {
-            let crd = api.get(name).await.map_err(|e| {
-                kube_error(
-                    e,
-                    &self.component,
-                    &format!("get CustomResourceDefinition {name}"),
-                )
-            })?;
+            let crd = api
+                .get(name)
+                .await
+                .map_err(|e| kube_error(e, &format!("get CustomResourceDefinition {name}")))?;
             let conditions = crd.data["status"]["conditions"]
                 .as_array()
                 .cloned()
@@ -531,8 +532,6 @@ impl CustomResourcesRestorer {
                         if seen.is_empty() { "none".to_string() } else { seen.join(", ") }
                     ),
                 )
-                .with_component(self.component.clone())
-                .with_operation("restore")
                 .with_retryable(false)
                 .with_hint("check the CRD with `kubectl describe crd`: a name conflict or an invalid schema keeps it from being served; resources were not restored"));
             }
@@ -558,7 +557,7 @@ impl CustomResourcesRestorer {
             let existing = api
                 .get_opt(ns)
                 .await
-                .map_err(|e| kube_error(e, &self.component, &format!("get {what}")))?;
+                .map_err(|e| kube_error(e, &format!("get {what}")))?;
             if existing.is_some() {
                 continue;
             }
@@ -574,7 +573,7 @@ impl CustomResourcesRestorer {
                 &Patch::Apply(&body),
             )
             .await
-            .map_err(|e| kube_error(e, &self.component, &format!("create {what}")))?;
+            .map_err(|e| kube_error(e, &format!("create {what}")))?;
             report.notes.push(format!("created {what}"));
         }
         Ok(missing)
@@ -607,11 +606,7 @@ impl CustomResourcesRestorer {
                         _ => Api::all_with(self.client.0.clone(), &res.ar),
                     };
                     api.get_opt(&name).await.map_err(|e| {
-                        kube_error(
-                            e,
-                            &self.component,
-                            &format!("get owner {kind} {name} of {label}"),
-                        )
+                        kube_error(e, &format!("get owner {kind} {name} of {label}"))
                     })?
                 }
                 _ => None,
@@ -654,24 +649,21 @@ impl CustomResourcesRestorer {
         let existing = api
             .get_opt(name)
             .await
-            .map_err(|e| kube_error(e, &self.component, &format!("get {label}")))?;
+            .map_err(|e| kube_error(e, &format!("get {label}")))?;
         if existing.is_some() && options.existing == ExistingDataPolicy::Skip {
             report.skipped += 1;
             report.notes.push(format!("skip {label} (exists)"));
             return Ok(Action::Skip);
         }
-        let obj: DynamicObject = serde_json::from_value(body.clone()).map_err(|e| {
-            Error::integrity(format!("{label} is not a valid object: {e}"))
-                .with_component(self.component.clone())
-        })?;
+        let obj: DynamicObject = serde_json::from_value(body.clone())
+            .map_err(|e| Error::integrity(format!("{label} is not a valid object: {e}")))?;
         let mut pp = PatchParams::apply(&self.field_manager);
         if self.conflicts == ConflictPolicy::Force {
             pp = pp.force();
         }
         let apply_err = |e: kube::Error| -> Error {
             let conflict = matches!(&e, kube::Error::Api(s) if s.code == 409);
-            let e =
-                kube_error(e, &self.component, &format!("apply {label}")).with_operation("restore");
+            let e = kube_error(e, &format!("apply {label}"));
             if conflict {
                 e.with_hint("another field manager owns these fields: resolve the difference, or restore with the Force conflict policy to take them over")
             } else {
@@ -697,8 +689,6 @@ impl CustomResourcesRestorer {
                 ErrorKind::Conflict,
                 format!("{label} exists in the target and differs from the backup"),
             )
-            .with_component(self.component.clone())
-            .with_operation("restore")
             .with_hint("restore with the overwrite policy to apply the backup over it, or skip to leave existing objects alone"));
         }
         if !options.dry_run && action != Action::Unchanged {
@@ -765,7 +755,7 @@ impl Restorer for Collector {
         plain: ByteStream,
         options: &RestoreOptions,
     ) -> Result<RestoreReport> {
-        let docs = read_documents(plain, &self.component, artifact.sensitive).await?;
+        let docs = read_documents(plain, artifact.sensitive).await?;
         self.docs
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -779,17 +769,15 @@ impl Restorer for Collector {
 
 /// Parses an artifact's YAML. For sensitive artifacts (Secrets) parse errors say no more
 /// than that: the parser's message could quote a line of the Secret.
-async fn read_documents(plain: ByteStream, component: &str, sensitive: bool) -> Result<Vec<Value>> {
+async fn read_documents(plain: ByteStream, sensitive: bool) -> Result<Vec<Value>> {
     let bytes = stream::collect(plain).await?;
-    let text = String::from_utf8(bytes).map_err(|_| {
-        Error::integrity("the artifact is not UTF-8 text").with_component(component.to_string())
-    })?;
+    let text =
+        String::from_utf8(bytes).map_err(|_| Error::integrity("the artifact is not UTF-8 text"))?;
     parse_yaml_documents(&text).map_err(|e| {
         if sensitive {
             Error::integrity("the artifact (sensitive, details withheld) is not valid YAML")
-                .with_component(component.to_string())
         } else {
-            e.with_component(component.to_string())
+            e
         }
     })
 }
@@ -806,9 +794,7 @@ impl Restorer for CustomResourcesRestorer {
         plain: ByteStream,
         options: &RestoreOptions,
     ) -> Result<RestoreReport> {
-        let docs = read_documents(plain, &self.component, artifact.sensitive).await?;
-        self.restore_documents(docs, options)
-            .await
-            .map_err(|e| e.or_artifact(artifact.key.to_string()))
+        let docs = read_documents(plain, artifact.sensitive).await?;
+        self.restore_documents(docs, options).await
     }
 }

@@ -113,27 +113,19 @@ pub struct DumpSummary {
     pub parsed_entries: u64,
 }
 
-/// Why the header or TOC could not be read.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Why the header or TOC could not be read. Callers turn it into an integrity
+/// [`Error`](stoa_backup_core::Error) with this as its source.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ParseError {
     /// More bytes are needed.
+    #[error("the dump ends inside its header or table of contents")]
     NeedMore,
     /// The bytes are not a custom-format pg_dump archive, or are damaged.
+    #[error("not a valid custom-format dump: {0}")]
     Invalid(String),
     /// A custom-format archive of a version this reader does not understand.
+    #[error("unsupported dump: {0}")]
     Unsupported(String),
-}
-
-impl fmt::Display for ParseError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ParseError::NeedMore => {
-                f.write_str("the dump ends inside its header or table of contents")
-            }
-            ParseError::Invalid(m) => write!(f, "not a valid custom-format dump: {m}"),
-            ParseError::Unsupported(m) => write!(f, "unsupported dump: {m}"),
-        }
-    }
 }
 
 type PResult<T> = std::result::Result<T, ParseError>;

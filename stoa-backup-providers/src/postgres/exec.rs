@@ -93,7 +93,6 @@ impl PodTarget {
                     .await
                     .map_err(|e| {
                         Error::new(ErrorKind::Unavailable, format!("cannot list pods matching '{sel}' in namespace {}: {e}", self.namespace))
-                            .with_component(COMPONENT)
                             .with_operation("find pod")
                             .with_hint("check the selector, the namespace and that the service account may list pods")
                     })?;
@@ -112,7 +111,6 @@ impl PodTarget {
                         ErrorKind::NotFound,
                         format!("no pod matches '{sel}' in namespace {}", self.namespace),
                     )
-                    .with_component(COMPONENT)
                     .with_operation("find pod")
                     .with_hint("is the database running? check the label selector")
                 })?
@@ -211,23 +209,13 @@ impl Source for PostgresPodSource {
             .facts
             .get("database")
             .and_then(Value::as_str)
-            .ok_or_else(|| {
-                Error::internal("artifact plan has no database fact").with_component(COMPONENT)
-            })?
+            .ok_or_else(|| Error::internal("artifact plan has no database fact"))?
             .to_string();
-        let exec = self
-            .target
-            .resolve()
-            .await
-            .map_err(|e| e.with_artifact(artifact.name.clone()))?;
+        let exec = self.target.resolve().await?;
         let command = self.command(&db);
         let described = exec.describe(&command);
-        let es = exec
-            .spawn(&command, None)
-            .await
-            .map_err(|e| e.or_operation("export").or_artifact(artifact.name.clone()))?;
+        let es = exec.spawn(&command, None).await?;
         let (stream, toc_rx) = dump_header::inspect(es.stream);
-        let name = artifact.name.clone();
         Ok(Export::with_finish(stream, async move {
             let mut facts = Facts::new();
             facts.insert("database".into(), db.into());
@@ -260,12 +248,10 @@ impl Source for PostgresPodSource {
                     );
                 }
                 Some(Err(e)) => {
-                    return Err(Error::integrity(format!(
-                        "pg_dump output is not a readable custom-format archive: {e}"
-                    ))
-                    .with_component(COMPONENT)
-                    .with_operation("export")
-                    .with_artifact(name)
+                    return Err(Error::integrity(
+                        "pg_dump output is not a readable custom-format archive",
+                    )
+                    .with_source(e)
                     .with_hint(
                         "check that the pod's pg_dump is the real PostgreSQL pg_dump and re-run",
                     ));

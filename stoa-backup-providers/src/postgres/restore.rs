@@ -163,8 +163,6 @@ impl PostgresRestorer {
         let live_exists = queries::database_exists(&admin, name).await?;
         if live_exists && !swap {
             return Err(Error::new(ErrorKind::Conflict, format!("database '{name}' already exists on {}", self.conn.endpoint()))
-                .with_component(COMPONENT)
-                .with_operation("restore")
                 .with_hint("restore with swap: true (the old database is kept as <name>_old_<run id>), use RestoreTarget::Clean, or pick another name"));
         }
         let staging = if swap {
@@ -253,8 +251,6 @@ impl PostgresRestorer {
         check_db_name(database)?;
         if self.jobs > 1 {
             return Err(Error::config("parallel restore (jobs > 1) cannot run in a single transaction, so it is refused over an existing database")
-                .with_component(COMPONENT)
-                .with_operation("restore")
                 .with_hint("use RestoreTarget::NewDatabase { swap: true } for parallel restores"));
         }
         let admin = self.admin(database).await?;
@@ -266,8 +262,6 @@ impl PostgresRestorer {
                     self.conn.endpoint()
                 ),
             )
-            .with_component(COMPONENT)
-            .with_operation("restore")
             .with_hint("create it first, or use RestoreTarget::NewDatabase"));
         }
         drop(admin);
@@ -280,8 +274,6 @@ impl PostgresRestorer {
         drop(target);
         if !tables.is_empty() && options.existing != ExistingDataPolicy::Overwrite {
             return Err(Error::new(ErrorKind::Conflict, format!("database '{database}' holds {} tables", tables.len()))
-                .with_component(COMPONENT)
-                .with_operation("restore")
                 .with_hint("set RestoreOptions.existing to Overwrite to replace its contents, or restore into a new database"));
         }
         let mut report = RestoreReport {
@@ -347,8 +339,6 @@ impl PostgresRestorer {
                 let diffs = compare_counts(&recorded, &counts);
                 if !diffs.is_empty() {
                     return Err(Error::integrity(format!("restored row counts differ from the backup: {}", diffs.join("; ")))
-                        .with_component(COMPONENT)
-                        .with_operation("restore")
                         .with_hint("the dump does not hold what was recorded at backup time; restore another run"));
                 }
             }
@@ -371,17 +361,13 @@ impl Restorer for PostgresRestorer {
     ) -> Result<RestoreReport> {
         if artifact.content_type == GLOBALS_CONTENT_TYPE {
             return Err(Error::new(ErrorKind::Unsupported, "globals.sql is not restored automatically")
-                .with_component(COMPONENT)
-                .with_operation("restore")
                 .with_hint("review it (it holds roles and password hashes) and apply what you need with `psql -f globals.sql`"));
         }
         if artifact.content_type != DUMP_CONTENT_TYPE {
             return Err(Error::config(format!(
                 "'{}' is not a PostgreSQL custom-format dump ({})",
                 artifact.key, artifact.content_type
-            ))
-            .with_component(COMPONENT)
-            .with_operation("restore"));
+            )));
         }
         self.conn.validate()?;
         let r = match &self.target {
@@ -405,8 +391,6 @@ fn conflict(name: &str, why: &str) -> Error {
         ErrorKind::Conflict,
         format!("database '{name}' already exists: {why}"),
     )
-    .with_component(COMPONENT)
-    .with_operation("restore")
     .with_hint(format!(
         "inspect it, then `DROP DATABASE \"{name}\"` and retry"
     ))
@@ -415,7 +399,6 @@ fn conflict(name: &str, why: &str) -> Error {
 fn check_db_name(name: &str) -> Result<()> {
     if name.is_empty() || name.len() > 63 || name.contains('\0') {
         return Err(Error::config(format!("invalid database name {name:?}"))
-            .with_component(COMPONENT)
             .with_hint("PostgreSQL database names are 1 to 63 bytes"));
     }
     Ok(())
@@ -614,7 +597,7 @@ pub(crate) async fn pg_restore(
     };
     let result = run_with_stdin(&spec, COMPONENT, input).await;
     if let Some(e) = slot.and_then(|s| s.lock().expect("slot").take()) {
-        return Err(e.or_component(COMPONENT).or_operation("restore"));
+        return Err(e);
     }
     if let (Err(_), Some(rest)) = (&result, rest) {
         // pg_restore can trip over damage (and stop reading) before the digest check at the
@@ -625,9 +608,7 @@ pub(crate) async fn pg_restore(
             stoa_backup_core::stream::empty(),
         );
         while let Some(item) = remaining.next().await {
-            if let Err(e) = item {
-                return Err(e.or_component(COMPONENT).or_operation("restore"));
-            }
+            item?;
         }
     }
     result.map(|_| ()).map_err(|e| {
@@ -636,8 +617,6 @@ pub(crate) async fn pg_restore(
                 ErrorKind::Restore,
                 format!("pg_restore into '{database}' failed: {}", e.message()),
             )
-            .with_component(COMPONENT)
-            .with_operation("restore")
             .with_hint("read pg_restore's error above; nothing was left under the live name")
         } else {
             e.or_operation("restore")
@@ -656,25 +635,20 @@ pub(crate) async fn spool_to_file(
         Some(d) => b.tempfile_in(d),
         None => b.tempfile(),
     }
-    .map_err(|e| {
-        Error::from_io(e, "cannot create a spool file for the parallel restore")
-            .with_component(COMPONENT)
-    })?;
+    .map_err(|e| Error::from_io(e, "cannot create a spool file for the parallel restore"))?;
     let std_file = tmp
         .reopen()
-        .map_err(|e| Error::from_io(e, "cannot open the spool file").with_component(COMPONENT))?;
+        .map_err(|e| Error::from_io(e, "cannot open the spool file"))?;
     let mut f = tokio::fs::File::from_std(std_file);
     while let Some(chunk) = plain.next().await {
-        let chunk = chunk.map_err(|e| e.or_component(COMPONENT).or_operation("restore"))?;
-        f.write_all(&chunk).await.map_err(|e| {
-            Error::from_io(e, "writing the spool file failed")
-                .with_component(COMPONENT)
-                .with_operation("restore")
-        })?;
+        let chunk = chunk?;
+        f.write_all(&chunk)
+            .await
+            .map_err(|e| Error::from_io(e, "writing the spool file failed"))?;
     }
-    f.flush().await.map_err(|e| {
-        Error::from_io(e, "flushing the spool file failed").with_component(COMPONENT)
-    })?;
+    f.flush()
+        .await
+        .map_err(|e| Error::from_io(e, "flushing the spool file failed"))?;
     f.sync_all().await.ok();
     Ok(tmp)
 }

@@ -505,7 +505,6 @@ impl PostgresSource {
                             ErrorKind::NotFound,
                             format!("database '{n}' does not exist on {}", self.conn.endpoint()),
                         )
-                        .with_component(COMPONENT)
                         .with_operation(operation.to_string())
                         .with_hint(format!(
                             "check the name; databases there: {}",
@@ -519,14 +518,13 @@ impl PostgresSource {
         }
     }
 
-    async fn export_globals(&self, artifact: &ArtifactPlan) -> Result<Export> {
+    async fn export_globals(&self) -> Result<Export> {
         let client = self.connect(self.conn.get_dbname(), "export").await?;
         let (server_version, _) = queries::server_version(&client).await?;
         drop(client);
         let tool = tool_version(&self.tools.pg_dumpall).await?;
         let spec = self.pg_dumpall_command();
-        let ps = spawn_stdout_stream(&spec, COMPONENT, None)
-            .map_err(|e| e.with_artifact(artifact.name.clone()))?;
+        let ps = spawn_stdout_stream(&spec, COMPONENT, None)?;
         let command = spec.display();
         let role_passwords = self.globals_role_passwords;
         Ok(Export::with_finish(ps.stream, async move {
@@ -539,7 +537,7 @@ impl PostgresSource {
         }))
     }
 
-    async fn export_dump(&self, artifact: &ArtifactPlan, db: String) -> Result<Export> {
+    async fn export_dump(&self, db: String) -> Result<Export> {
         let client = self.connect(&db, "export").await?;
         let (server_version, server_num) = queries::server_version(&client).await?;
         let info = queries::database_info(&client).await?;
@@ -567,8 +565,7 @@ impl PostgresSource {
 
         let spec = self.pg_dump_command(&db, snapshot.as_deref());
         let command = spec.display();
-        let ps = spawn_stdout_stream(&spec, COMPONENT, None)
-            .map_err(|e| e.with_artifact(artifact.name.clone()))?;
+        let ps = spawn_stdout_stream(&spec, COMPONENT, None)?;
         let (stream, toc_rx) = dump_header::inspect(ps.stream);
 
         // Exact counts run in the exported snapshot, alongside pg_dump, once the TOC says
@@ -605,7 +602,6 @@ impl PostgresSource {
         facts.insert("lc_collate".into(), info.collate.into());
         facts.insert("lc_ctype".into(), info.ctype.into());
         facts.insert("command".into(), command.into());
-        let name = artifact.name.clone();
 
         Ok(Export::with_finish(stream, async move {
             let summary = toc_rx.borrow().clone();
@@ -619,12 +615,10 @@ impl PostgresSource {
                     None
                 }
                 Some(Err(e)) => {
-                    return Err(Error::integrity(format!(
-                        "pg_dump output is not a readable custom-format archive: {e}"
-                    ))
-                    .with_component(COMPONENT)
-                    .with_operation("export")
-                    .with_artifact(name)
+                    return Err(Error::integrity(
+                        "pg_dump output is not a readable custom-format archive",
+                    )
+                    .with_source(e)
                     .with_hint("check that pg_dump is the real PostgreSQL pg_dump and re-run"));
                 }
                 None => None,
@@ -656,12 +650,10 @@ impl PostgresSource {
                 );
             }
             if let Some(mut counter) = counter {
-                let (client, result) = (&mut counter.0).await.map_err(|e| {
-                    Error::internal(format!("row counting task failed: {e}"))
-                        .with_component(COMPONENT)
-                })?;
-                let counts =
-                    result.map_err(|e| e.or_operation("count rows").or_artifact(name.clone()))?;
+                let (client, result) = (&mut counter.0)
+                    .await
+                    .map_err(|e| Error::internal(format!("row counting task failed: {e}")))?;
+                let counts = result.map_err(|e| e.or_operation("count rows"))?;
                 client.batch_execute("COMMIT").await.ok();
                 drop(client);
                 if let Some(counts) = counts {
@@ -732,23 +724,17 @@ impl Source for PostgresSource {
 
     async fn export(&self, artifact: &ArtifactPlan, _ctx: &ExportContext) -> Result<Export> {
         let result = if artifact.content_type == GLOBALS_CONTENT_TYPE {
-            self.export_globals(artifact).await
+            self.export_globals().await
         } else {
             let db = artifact
                 .facts
                 .get("database")
                 .and_then(Value::as_str)
-                .ok_or_else(|| {
-                    Error::internal("artifact plan has no database fact").with_component(COMPONENT)
-                })?
+                .ok_or_else(|| Error::internal("artifact plan has no database fact"))?
                 .to_string();
-            self.export_dump(artifact, db).await
+            self.export_dump(db).await
         };
-        result.map_err(|e| {
-            e.or_component(COMPONENT)
-                .or_operation("export")
-                .or_artifact(artifact.name.clone())
-        })
+        result
     }
 }
 

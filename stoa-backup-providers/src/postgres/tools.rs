@@ -70,10 +70,7 @@ pub async fn tool_version(program: &str) -> Result<PgVersion> {
     let spec = CommandSpec::new(program).arg("--version");
     let (_, out) = run_collect(&spec, COMPONENT, None, 4096).await.map_err(|e| {
         if e.kind() == ErrorKind::Config {
-            Error::config(e.message().to_string())
-                .with_component(COMPONENT)
-                .with_operation("preflight")
-                .with_hint(format!(
+            e.with_operation("preflight").with_hint(format!(
                     "install the PostgreSQL client tools (postgresql-client) or configure the full path of '{program}'"
                 ))
         } else {

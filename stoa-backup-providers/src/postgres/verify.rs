@@ -180,7 +180,7 @@ impl Verifier for PgArchiveVerifier {
                     vec![],
                 ))
             }
-            Err(e) => return Err(e.or_component(COMPONENT).or_operation("verify")),
+            Err(e) => return Err(e),
         };
         let (mut outs, driver) = tee(plain, 2);
         let full_in = outs.pop().expect("two outputs");
@@ -200,7 +200,7 @@ impl Verifier for PgArchiveVerifier {
                 problems.push(format!("stored bytes are damaged: {}", e.message()));
                 0
             }
-            Err(e) => return Err(e.or_component(COMPONENT).or_operation("verify")),
+            Err(e) => return Err(e),
         };
         match &listing {
             Ok(l) => {
@@ -515,7 +515,7 @@ impl Verifier for ScratchRestoreVerifier {
         let outcome = self.check_in(ctx, &scratch).await;
         drop_database(&admin, &scratch).await;
         guard.server = None;
-        outcome.map_err(|e| e.or_component(COMPONENT).or_operation("verify"))
+        outcome
     }
 }
 

@@ -6,13 +6,12 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use reqwest::{Method, StatusCode, Url};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use stoa_backup_core::{Error, ErrorKind, Result};
 
-use crate::http::{read_body, send_with_retry, RetryPolicy};
+use crate::http::{read_body, send_with_retry, Answer, RetryPolicy};
 
 use super::DEFAULT_SERVICE_ACCOUNT_TOKEN_PATH;
 
@@ -416,12 +415,11 @@ impl VaultClient {
                 .json(&body)
         })
         .await?;
-        let status = resp.status();
-        let bytes = read_body(resp, &what).await?;
-        if !status.is_success() {
-            let e = vault_error(status, &bytes, &what);
-            let e = if matches!(status.as_u16(), 400 | 403) {
-                Error::new(ErrorKind::Unauthenticated, e.message().to_string()).with_hint(
+        let answer = Answer::read(resp, &what).await?;
+        if !answer.status.is_success() {
+            let e = vault_error(&answer, &what);
+            let e = if matches!(answer.status.as_u16(), 400 | 403) {
+                e.with_kind(ErrorKind::Unauthenticated).with_hint(
                     "check the role and credentials of the auth method (and that the method is enabled at that mount)",
                 )
             } else {
@@ -429,7 +427,7 @@ impl VaultClient {
             };
             return Err(e.with_operation("vault login"));
         }
-        let v: Value = serde_json::from_slice(&bytes)
+        let v: Value = serde_json::from_slice(&answer.body)
             .map_err(|e| Error::source_failed(format!("{what}: invalid JSON")).with_source(e))?;
         let token = v["auth"]["client_token"].as_str().ok_or_else(|| {
             Error::source_failed(format!("{what}: the answer holds no auth.client_token"))
@@ -465,7 +463,7 @@ impl VaultClient {
         }
     }
 
-    /// Sends an authenticated request and returns status and body. A 403 with a login-based
+    /// Sends an authenticated request and returns the answer. A 403 with a login-based
     /// method whose token has expired or been revoked logs in again once.
     pub(crate) async fn call(
         &self,
@@ -473,7 +471,7 @@ impl VaultClient {
         url: Url,
         body: Option<&Value>,
         what: &str,
-    ) -> Result<(StatusCode, Bytes)> {
+    ) -> Result<Answer> {
         let mut relogged = false;
         loop {
             let token = self.current_token().await?;
@@ -490,41 +488,43 @@ impl VaultClient {
                 }
             })
             .await?;
-            let status = resp.status();
-            let bytes = read_body(resp, what).await?;
-            if status == StatusCode::FORBIDDEN && !relogged && self.token_expired(&token).await {
+            let answer = Answer::read(resp, what).await?;
+            if answer.status == StatusCode::FORBIDDEN
+                && !relogged
+                && self.token_expired(&token).await
+            {
                 relogged = true;
                 self.forget_token().await;
                 continue;
             }
-            return Ok((status, bytes));
+            return Ok(answer);
         }
     }
 
     /// GET returning the JSON body, `None` on 404.
     pub(crate) async fn get_json(&self, url: Url, what: &str) -> Result<Option<Value>> {
-        let (status, body) = self.call(Method::GET, url, None, what).await?;
-        if status == StatusCode::NOT_FOUND {
+        let answer = self.call(Method::GET, url, None, what).await?;
+        if answer.status == StatusCode::NOT_FOUND {
             return Ok(None);
         }
-        if !status.is_success() {
-            return Err(vault_error(status, &body, what));
+        if !answer.status.is_success() {
+            return Err(vault_error(&answer, what));
         }
-        serde_json::from_slice(&body)
+        serde_json::from_slice(&answer.body)
             .map(Some)
             .map_err(|e| Error::source_failed(format!("{what}: invalid JSON")).with_source(e))
     }
 
     /// A write (POST) expecting 200 or 204; returns the JSON body if any.
     pub(crate) async fn post_json(&self, url: Url, body: &Value, what: &str) -> Result<Value> {
-        let (status, bytes) = self.call(Method::POST, url, Some(body), what).await?;
-        if !status.is_success() {
-            return Err(vault_error(status, &bytes, what));
+        let answer = self.call(Method::POST, url, Some(body), what).await?;
+        if !answer.status.is_success() {
+            return Err(vault_error(&answer, what));
         }
-        if bytes.is_empty() {
+        if answer.body.is_empty() {
             return Ok(Value::Null);
         }
-        serde_json::from_slice(&bytes)
+        serde_json::from_slice(&answer.body)
             .map_err(|e| Error::source_failed(format!("{what}: invalid JSON")).with_source(e))
     }
 
@@ -551,9 +551,12 @@ impl VaultClient {
                 self.forget_token().await;
                 continue;
             }
-            let body = read_body(resp, what).await?;
-            let mut e = vault_error(status, &body, what);
-            if e.message().contains("raft storage is not in use") {
+            let answer = Answer::read(resp, what).await?;
+            let mut e = vault_error(&answer, what);
+            // Vault answers a plain 400 (invalid request); only its message tells this case.
+            if answer.status == StatusCode::BAD_REQUEST
+                && vault_messages(&answer.body).contains("raft storage is not in use")
+            {
                 e = e.with_hint(
                     "this Vault does not use integrated (raft) storage: back up its storage backend instead, and use the KV export",
                 );
@@ -563,11 +566,7 @@ impl VaultClient {
     }
 
     /// Posts a snapshot (root namespace, long timeout), streaming `body`.
-    pub(crate) async fn snapshot_upload(
-        &self,
-        body: reqwest::Body,
-        force: bool,
-    ) -> Result<(StatusCode, Bytes)> {
+    pub(crate) async fn snapshot_upload(&self, body: reqwest::Body, force: bool) -> Result<Answer> {
         let what = "restoring the raft snapshot";
         let endpoint = if force { "snapshot-force" } else { "snapshot" };
         let url = self.url(&["sys", "storage", "raft", endpoint]);
@@ -588,9 +587,7 @@ impl VaultClient {
                     format!("{what}: request failed ({})", transport_reason(&e)),
                 )
             })?;
-        let status = resp.status();
-        let bytes = read_body(resp, what).await?;
-        Ok((status, bytes))
+        Answer::read(resp, what).await
     }
 
     /// `GET /v1/sys/seal-status` → `storage_type` when the server reports it.
@@ -641,10 +638,10 @@ pub(crate) fn vault_messages(body: &[u8]) -> String {
     msgs.join("; ").chars().take(300).collect()
 }
 
-/// Maps a Vault error status and body to an [`Error`].
-pub(crate) fn vault_error(status: StatusCode, body: &[u8], what: &str) -> Error {
-    let msg = vault_messages(body);
-    let (kind, hint) = match status.as_u16() {
+/// Maps a Vault error answer to an [`Error`] (see [`Answer::error`]).
+pub(crate) fn vault_error(answer: &Answer, what: &str) -> Error {
+    let msg = vault_messages(&answer.body);
+    let (kind, hint) = match answer.status.as_u16() {
         401 | 403 if msg.contains("permission denied") || msg.is_empty() => (
             ErrorKind::PermissionDenied,
             "check the token is valid and its policy grants this path (list/read for backups, create/update for restores)",
@@ -659,14 +656,7 @@ pub(crate) fn vault_error(status: StatusCode, body: &[u8], what: &str) -> Error 
         s if s >= 500 => (ErrorKind::Unavailable, "Vault failed: check its logs and retry"),
         _ => (ErrorKind::Source, "Vault refused the request"),
     };
-    let detail = if msg.is_empty() {
-        String::new()
-    } else {
-        format!(": {msg}")
-    };
-    Error::new(kind, format!("{what}: HTTP {}{detail}", status.as_u16()))
-        .with_retryable(status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error())
-        .with_hint(hint)
+    answer.error(kind, what, &msg, hint)
 }
 
 #[cfg(test)]
@@ -698,8 +688,10 @@ mod tests {
     #[test]
     fn maps_error_bodies() {
         let e = vault_error(
-            StatusCode::FORBIDDEN,
-            b"{\"errors\":[\"1 error occurred:\\n\\t* permission denied\\n\\n\"]}",
+            &Answer::new(
+                StatusCode::FORBIDDEN,
+                &b"{\"errors\":[\"1 error occurred:\\n\\t* permission denied\\n\\n\"]}"[..],
+            ),
             "x",
         );
         assert_eq!(e.kind(), ErrorKind::PermissionDenied);
@@ -709,11 +701,14 @@ mod tests {
             e.message()
         );
         let e = vault_error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            br#"{"errors":["Vault is sealed"]}"#,
+            &Answer::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                r#"{"errors":["Vault is sealed"]}"#,
+            ),
             "x",
         );
         assert!(e.hint().unwrap().contains("unseal"));
+        assert_eq!(e.http_status(), Some(503));
     }
 
     #[test]

@@ -152,11 +152,11 @@ impl VaultKvSourceBuilder {
 /// when the token may not read the mount table.
 async fn kv_mounts(client: &VaultClient, only: &[String]) -> Result<Vec<KvMount>> {
     let what = "listing secrets engines (sys/mounts)";
-    let (status, body) = client
+    let answer = client
         .call(Method::GET, client.url(&["sys", "mounts"]), None, what)
         .await?;
-    if status.is_success() {
-        let v: Value = serde_json::from_slice(&body)
+    if answer.status.is_success() {
+        let v: Value = serde_json::from_slice(&answer.body)
             .map_err(|e| Error::source_failed(format!("{what}: invalid JSON")).with_source(e))?;
         let table = v["data"].as_object().cloned().unwrap_or_else(|| {
             v.as_object()
@@ -190,9 +190,9 @@ async fn kv_mounts(client: &VaultClient, only: &[String]) -> Result<Vec<KvMount>
         }
         return Ok(mounts);
     }
-    if status != StatusCode::FORBIDDEN || only.is_empty() {
-        let e = vault_error(status, &body, what);
-        return Err(if status == StatusCode::FORBIDDEN {
+    if answer.status != StatusCode::FORBIDDEN || only.is_empty() {
+        let e = vault_error(&answer, what);
+        return Err(if answer.status == StatusCode::FORBIDDEN {
             e.with_hint("grant read on sys/mounts, or configure the mounts to export explicitly")
         } else {
             e
@@ -244,14 +244,14 @@ async fn list_keys(
             }
         }
         let what = format!("listing {}{}", mount.path, prefix);
-        let (status, body) = client.call(Method::GET, url, None, &what).await?;
-        match status.as_u16() {
+        let answer = client.call(Method::GET, url, None, &what).await?;
+        match answer.status.as_u16() {
             404 => break,
             403 => return Ok(None),
             s if (200..300).contains(&s) => {}
-            _ => return Err(vault_error(status, &body, &what)),
+            _ => return Err(vault_error(&answer, &what)),
         }
-        let v: Value = serde_json::from_slice(&body)
+        let v: Value = serde_json::from_slice(&answer.body)
             .map_err(|e| Error::source_failed(format!("{what}: invalid JSON")).with_source(e))?;
         let page: Vec<String> = v["data"]["keys"]
             .as_array()
@@ -311,23 +311,23 @@ enum Read {
 async fn read_secret(client: &VaultClient, mount: &KvMount, path: &str) -> Result<Read> {
     if mount.version == 1 {
         let what = format!("reading {}{}", mount.path, path);
-        let (status, body) = client
+        let answer = client
             .call(Method::GET, client.url(&[&mount.path, path]), None, &what)
             .await?;
-        return match status.as_u16() {
+        return match answer.status.as_u16() {
             404 => Ok(Read::Gone),
             403 => Ok(Read::Denied),
             s if (200..300).contains(&s) => {
-                let v: Value = serde_json::from_slice(&body).map_err(|e| {
+                let v: Value = serde_json::from_slice(&answer.body).map_err(|e| {
                     Error::source_failed(format!("{what}: invalid JSON")).with_source(e)
                 })?;
                 Ok(Read::Entry(json!({"path": path, "data": v["data"]})))
             }
-            _ => Err(vault_error(status, &body, &what)),
+            _ => Err(vault_error(&answer, &what)),
         };
     }
     let what = format!("reading the metadata of {}{}", mount.path, path);
-    let (status, body) = client
+    let answer = client
         .call(
             Method::GET,
             client.url(&[&mount.path, "metadata", path]),
@@ -335,16 +335,16 @@ async fn read_secret(client: &VaultClient, mount: &KvMount, path: &str) -> Resul
             &what,
         )
         .await?;
-    let meta = match status.as_u16() {
+    let meta = match answer.status.as_u16() {
         404 => return Ok(Read::Gone),
         403 => return Ok(Read::Denied),
         s if (200..300).contains(&s) => {
-            let v: Value = serde_json::from_slice(&body).map_err(|e| {
+            let v: Value = serde_json::from_slice(&answer.body).map_err(|e| {
                 Error::source_failed(format!("{what}: invalid JSON")).with_source(e)
             })?;
             v["data"].clone()
         }
-        _ => return Err(vault_error(status, &body, &what)),
+        _ => return Err(vault_error(&answer, &what)),
     };
     let settings = settings_of(&meta);
     let history = json!({
@@ -355,7 +355,7 @@ async fn read_secret(client: &VaultClient, mount: &KvMount, path: &str) -> Resul
         "versions": meta["versions"],
     });
     let what = format!("reading {}{}", mount.path, path);
-    let (status, body) = client
+    let answer = client
         .call(
             Method::GET,
             client.url(&[&mount.path, "data", path]),
@@ -363,8 +363,8 @@ async fn read_secret(client: &VaultClient, mount: &KvMount, path: &str) -> Resul
             &what,
         )
         .await?;
-    let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    match status.as_u16() {
+    let v: Value = serde_json::from_slice(&answer.body).unwrap_or(Value::Null);
+    match answer.status.as_u16() {
         s if (200..300).contains(&s) => Ok(Read::Entry(json!({
             "path": path,
             "data": v["data"]["data"],
@@ -381,7 +381,7 @@ async fn read_secret(client: &VaultClient, mount: &KvMount, path: &str) -> Resul
         }))),
         404 => Ok(Read::Gone),
         403 => Ok(Read::Denied),
-        _ => Err(vault_error(status, &body, &what)),
+        _ => Err(vault_error(&answer, &what)),
     }
 }
 
@@ -409,15 +409,8 @@ impl Source for VaultKvSource {
     }
 
     async fn preflight(&self) -> Result<PreflightReport> {
-        let h = self
-            .client
-            .require_active("preflight")
-            .await
-            .map_err(|e| e.with_component(self.component.clone()))?;
-        let mounts = kv_mounts(&self.client, &self.mounts).await.map_err(|e| {
-            e.or_operation("preflight")
-                .or_component(self.component.clone())
-        })?;
+        let h = self.client.require_active("preflight").await?;
+        let mounts = kv_mounts(&self.client, &self.mounts).await?;
         let mut notes = Vec::new();
         if mounts.is_empty() {
             notes.push("no KV mounts found: nothing to export".to_string());
@@ -654,7 +647,7 @@ async fn plan_secret(client: &VaultClient, mount: &KvMount, entry: &Value) -> Re
     let meta = &meta["data"];
     let cas = meta["current_version"].as_u64().unwrap_or(0);
     let what = format!("reading {}{}", mount.path, path);
-    let (status, body) = client
+    let answer = client
         .call(
             Method::GET,
             client.url(&[&mount.path, "data", path]),
@@ -662,12 +655,12 @@ async fn plan_secret(client: &VaultClient, mount: &KvMount, entry: &Value) -> Re
             &what,
         )
         .await?;
-    let current = match status.as_u16() {
-        s if (200..300).contains(&s) => serde_json::from_slice::<Value>(&body)
+    let current = match answer.status.as_u16() {
+        s if (200..300).contains(&s) => serde_json::from_slice::<Value>(&answer.body)
             .map(|v| v["data"]["data"].clone())
             .unwrap_or(Value::Null),
         404 => Value::Null,
-        _ => return Err(vault_error(status, &body, &what)),
+        _ => return Err(vault_error(&answer, &what)),
     };
     let data_same = current == entry["data"];
     let settings_same = settings_of(meta) == entry["settings"];
@@ -702,7 +695,7 @@ async fn apply(
     };
     if let Some(cas) = cas {
         let body = json!({"data": entry["data"], "options": {"cas": cas}});
-        let (status, bytes) = client
+        let answer = client
             .call(
                 Method::POST,
                 client.url(&[&mount.path, "data", path]),
@@ -710,12 +703,14 @@ async fn apply(
                 &what,
             )
             .await?;
-        if status == StatusCode::BAD_REQUEST && vault_messages(&bytes).contains("check-and-set") {
+        if answer.status == StatusCode::BAD_REQUEST
+            && vault_messages(&answer.body).contains("check-and-set")
+        {
             // Someone wrote the secret after we looked: never overwrite a newer value.
             return Ok(false);
         }
-        if !status.is_success() {
-            return Err(vault_error(status, &bytes, &what));
+        if !answer.status.is_success() {
+            return Err(vault_error(&answer, &what));
         }
     }
     if let Some(settings) = entry.get("settings") {

@@ -80,11 +80,7 @@ impl Source for RaftSnapshotSource {
     }
 
     async fn preflight(&self) -> Result<PreflightReport> {
-        let h = self
-            .client
-            .require_active("preflight")
-            .await
-            .map_err(|e| e.with_component(self.component.clone()))?;
+        let h = self.client.require_active("preflight").await?;
         let mut notes = vec![KEYS_NOTE.to_string()];
         if let Some(t) = self.client.storage_type().await {
             if t != "raft" {
@@ -92,7 +88,6 @@ impl Source for RaftSnapshotSource {
                     ErrorKind::Unsupported,
                     format!("Vault uses {t} storage, not integrated (raft) storage"),
                 )
-                .with_operation("preflight")
                 .with_hint(
                     "back up the storage backend itself; the KV export works on any storage",
                 ));
@@ -294,12 +289,14 @@ impl Restorer for RaftSnapshotRestorer {
         // Check while sending: Vault rejects a damaged archive too, but say why ourselves.
         let (stream, check) = tee_check(plain);
         let body = reqwest::Body::wrap_stream(stream.map_err(std::io::Error::from));
-        let (status, bytes) = self.client.snapshot_upload(body, self.force).await?;
+        let answer = self.client.snapshot_upload(body, self.force).await?;
         let checked = check.await;
-        if !status.is_success() {
-            let mut e = vault_error(status, &bytes, "restoring the raft snapshot");
-            e = Error::new(ErrorKind::Restore, e.message().to_string());
-            if status.as_u16() == 400 && !self.force {
+        if !answer.status.is_success() {
+            // Not retried: the snapshot was streamed once, and a restore is not idempotent.
+            let mut e = vault_error(&answer, "restoring the raft snapshot")
+                .with_kind(ErrorKind::Restore)
+                .with_retryable(false);
+            if answer.status.as_u16() == 400 && !self.force {
                 e = e.with_hint(
                     "Vault could not check the snapshot's sealed hashes with this cluster's seal (a snapshot from another cluster?): restore with force only if you hold the snapshot's unseal/recovery keys",
                 );

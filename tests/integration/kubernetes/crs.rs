@@ -657,8 +657,8 @@ async fn dry_run_reports_per_object_and_conflicts_fail_or_force() {
     assert_eq!((r.created, r.updated, r.skipped), (0, 0, 7));
 }
 
-#[tokio::test]
-async fn unauthorized_and_forbidden_name_what_failed() {
+/// A fake API server that wants the token "right", and a source sending another one.
+async fn wrong_token_source() -> (FakeKube, CustomResourcesSource) {
     let fake = FakeKube::start_with(FakeKubeOptions {
         token: Some("right".into()),
         ..Default::default()
@@ -668,6 +668,41 @@ async fn unauthorized_and_forbidden_name_what_failed() {
     let src = CustomResourcesSource::builder(fake.client_with_token("wrong"))
         .build()
         .unwrap();
+    (fake, src)
+}
+
+/// API errors keep the status the server answered, through the pipeline too, and come out
+/// named after the source's component.
+#[tokio::test]
+async fn api_errors_keep_their_http_status() {
+    let (_fake, src) = wrong_token_source().await;
+    let e = src.preflight().await.unwrap_err();
+    assert_eq!(e.http_status(), Some(401), "{e}");
+    let component = src.component().to_string();
+    let report = Pipeline::builder()
+        .source(Arc::new(src))
+        .sink(Arc::new(MemorySink::new()))
+        .build()
+        .unwrap()
+        .run()
+        .await
+        .unwrap();
+    let f = &report.manifest.failures[0];
+    assert_eq!(
+        (f.kind, f.http_status),
+        (ErrorKind::Unauthenticated, Some(401))
+    );
+    let e = report.into_result().unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Unauthenticated, "{e}");
+    assert_eq!(
+        (e.component(), e.operation()),
+        (Some(component.as_str()), Some("preflight"))
+    );
+}
+
+#[tokio::test]
+async fn unauthorized_and_forbidden_name_what_failed() {
+    let (fake, src) = wrong_token_source().await;
     let e = src.preflight().await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Unauthenticated);
     assert!(e.to_string().contains("401"), "{e}");
