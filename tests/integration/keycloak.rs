@@ -366,6 +366,7 @@ async fn a_429_storm_and_500s_are_retried_but_403_is_not() {
     let ctx = stoa_backup::core::ExportContext {
         cancel: Default::default(),
         run_id: stoa_backup::core::RunId::generate(chrono::Utc::now()),
+        stored: Vec::new(),
     };
     let err = src.export(&plan[0], &ctx).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::PermissionDenied);
