@@ -41,7 +41,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let (artifact, facts) = dumps
         .into_iter()
-        .find(|(_, f)| wanted.as_ref().is_none_or(|db| f.database == *db))
+        .find(|(_, f)| wanted.is_none() || f.database == wanted)
         .ok_or("the latest verified run holds no matching database dump")?;
 
     let target = PgConnection::from_url(&target_url)?;

@@ -21,25 +21,28 @@ pub enum ExportMode {
 }
 
 /// Facts of a REST realm export (`<realm>-realm.json`). `realm` and `mode` are known at
-/// discovery; the rest is recorded once the export is stored.
+/// discovery; the rest is recorded once the export is stored. All are optional: the REST
+/// restorer also takes a realm representation another source stored.
 ///
 /// ```
 /// # fn demo(record: &stoa_backup_core::ArtifactRecord) -> stoa_backup_core::Result<()> {
 /// use stoa_backup_providers::keycloak::KeycloakFacts;
 ///
 /// let facts: KeycloakFacts = record.facts_as()?;
-/// println!("realm {}: {:?} users", facts.realm, facts.users);
+/// println!("realm {:?}: {:?} users", facts.realm, facts.users);
 /// for w in facts.redaction.map(|r| r.warnings()).unwrap_or_default() {
 ///     println!("warning: {w}");
 /// }
 /// # Ok(()) }
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KeycloakFacts {
     /// The realm exported.
-    pub realm: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub realm: Option<String>,
     /// [`ExportMode::Rest`] for these artifacts.
-    pub mode: ExportMode,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<ExportMode>,
     /// The server's version, when `/admin/serverinfo` told it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub keycloak_version: Option<String>,
@@ -71,16 +74,9 @@ impl KeycloakFacts {
     /// The facts known at discovery of `realm`.
     pub(crate) fn planned(realm: String) -> Self {
         KeycloakFacts {
-            realm,
-            mode: ExportMode::Rest,
-            keycloak_version: None,
-            clients: None,
-            roles: None,
-            groups: None,
-            users: None,
-            service_account_users: None,
-            users_count_at_start: None,
-            redaction: None,
+            realm: Some(realm),
+            mode: Some(ExportMode::Rest),
+            ..KeycloakFacts::default()
         }
     }
 }
@@ -160,7 +156,10 @@ mod tests {
             },
         });
         let f: KeycloakFacts = record(today.clone()).facts_as().unwrap();
-        assert_eq!((f.realm.as_str(), f.mode), ("stoa", ExportMode::Rest));
+        assert_eq!(
+            (f.realm.as_deref(), f.mode),
+            (Some("stoa"), Some(ExportMode::Rest))
+        );
         assert_eq!((f.clients, f.users, f.roles), (Some(8), Some(7), Some(6)));
         assert_eq!(
             f.redaction.as_ref().unwrap().masked,
@@ -171,6 +170,11 @@ mod tests {
             serde_json::Value::Object(to_facts(&KeycloakFacts::planned("stoa".into())).unwrap()),
             json!({"realm": "stoa", "mode": "rest"})
         );
+        // A realm representation another source stored reads with no facts.
+        let none: KeycloakFacts = record(json!({"path": "/x/stoa-realm.json"}))
+            .facts_as()
+            .unwrap();
+        assert_eq!(none, KeycloakFacts::default());
     }
 
     #[cfg(feature = "kubernetes")]
@@ -196,7 +200,7 @@ mod tests {
         assert_eq!(serde_json::Value::Object(to_facts(&f).unwrap()), today);
         // The REST restorer reads a kc.sh record far enough to see its mode.
         let rest: KeycloakFacts = record(today).facts_as().unwrap();
-        assert_eq!(rest.mode, ExportMode::KcSh);
+        assert_eq!(rest.mode, Some(ExportMode::KcSh));
     }
 
     #[test]

@@ -476,7 +476,7 @@ impl Restorer for KeycloakRestorer {
         options: &RestoreOptions,
     ) -> Result<RestoreReport> {
         let facts: KeycloakFacts = artifact.facts_as()?;
-        if facts.mode == ExportMode::KcSh {
+        if facts.mode == Some(ExportMode::KcSh) {
             return Err(Error::new(
                 ErrorKind::Unsupported,
                 "this artifact is a kc.sh export; restore it with kc.sh import",

@@ -192,7 +192,10 @@ impl Source for KeycloakSource {
     }
 
     async fn export(&self, artifact: &ArtifactPlan, ctx: &ExportContext) -> Result<Export> {
-        let realm = artifact.facts_as::<KeycloakFacts>()?.realm;
+        let realm = artifact
+            .facts_as::<KeycloakFacts>()?
+            .realm
+            .ok_or_else(|| Error::config("artifact plan without a realm"))?;
         let version = self.client.server_version().await;
         // partial-export first: errors here fail the export before any byte is produced.
         let mut url = self

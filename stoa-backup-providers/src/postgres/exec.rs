@@ -23,7 +23,7 @@ use stoa_backup_core::source::{
 
 use super::dump_header;
 use super::facts::{PostgresFacts, TocFacts};
-use super::source::{dump_plan, DatabaseSelection, PostgresSource};
+use super::source::{dump_plan, planned_database, DatabaseSelection, PostgresSource};
 use super::COMPONENT;
 use crate::kubernetes::PodExec;
 
@@ -204,7 +204,7 @@ impl Source for PostgresPodSource {
     }
 
     async fn export(&self, artifact: &ArtifactPlan, _ctx: &ExportContext) -> Result<Export> {
-        let db = artifact.facts_as::<PostgresFacts>()?.database;
+        let db = planned_database(artifact)?;
         let exec = self
             .target
             .resolve()
@@ -222,7 +222,7 @@ impl Source for PostgresPodSource {
             let stdout_bytes = es.outcome.await.ok().map(|o| o.stdout_bytes);
             let summary = toc_rx.borrow().clone();
             to_facts(&PostgresFacts {
-                database: db,
+                database: Some(db),
                 command: Some(described),
                 exact_counts: Some("not taken in exec mode (no SQL connection)".into()),
                 stdout_bytes,

@@ -14,7 +14,9 @@ use super::COMPONENT;
 /// Facts of a database dump (`<db>.dump`), as [`PostgresSource`](super::PostgresSource)
 /// and `PostgresPodSource` record them. Only `database` is known at discovery; the rest is
 /// recorded once the dump is stored. Facts a mode does not take are absent (exec mode has
-/// no SQL connection: no server facts, no exact counts).
+/// no SQL connection: no server facts, no exact counts), and a dump another source stored
+/// (e.g. a `pg_dump -Fc` command) may have none: restore and verification still work, they
+/// only compare less.
 ///
 /// ```
 /// # fn demo(record: &stoa_backup_core::ArtifactRecord) -> stoa_backup_core::Result<()> {
@@ -22,14 +24,15 @@ use super::COMPONENT;
 ///
 /// let facts: PostgresFacts = record.facts_as()?;
 /// for (table, rows) in facts.row_counts.unwrap_or_default() {
-///     println!("{}: {table} had {rows} rows", facts.database);
+///     println!("{table} had {rows} rows in {:?}", facts.database);
 /// }
 /// # Ok(()) }
 /// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PostgresFacts {
     /// The database dumped.
-    pub database: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub database: Option<String>,
     /// The server's version (`16.4`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub server_version: Option<String>,
@@ -215,7 +218,7 @@ mod tests {
     #[test]
     fn reads_the_facts_dumps_recorded_before_typed_facts() {
         let f: PostgresFacts = record(direct_mode_facts()).facts_as().unwrap();
-        assert_eq!(f.database, "stoa");
+        assert_eq!(f.database.as_deref(), Some("stoa"));
         assert_eq!(f.server_version_num, Some(160004));
         assert_eq!(f.encoding.as_deref(), Some("UTF8"));
         assert_eq!(f.toc.toc_entries, Some(42));
@@ -251,6 +254,11 @@ mod tests {
         let g: PostgresGlobalsFacts = record(globals.clone()).facts_as().unwrap();
         assert_eq!(g.role_passwords, Some(true));
         assert_eq!(serde_json::Value::Object(to_facts(&g).unwrap()), globals);
+        // A dump another source stored: no facts, nothing to compare, still readable.
+        let none: PostgresFacts = record(json!({"path": "/backups/stoa.dump"}))
+            .facts_as()
+            .unwrap();
+        assert_eq!(none, PostgresFacts::default());
         // At discovery a plan holds only what is known then.
         assert_eq!(
             serde_json::Value::Object(to_facts(&PostgresGlobalsFacts::default()).unwrap()),

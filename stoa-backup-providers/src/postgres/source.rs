@@ -595,7 +595,7 @@ impl PostgresSource {
         };
 
         let mut facts = PostgresFacts {
-            database: db,
+            database: Some(db),
             server_version: Some(server_version),
             server_version_num: Some(server_num),
             pg_dump_version: Some(tool.full),
@@ -697,7 +697,7 @@ impl Source for PostgresSource {
         let result = if artifact.content_type == GLOBALS_CONTENT_TYPE {
             self.export_globals(artifact).await
         } else {
-            let db = artifact.facts_as::<PostgresFacts>()?.database;
+            let db = planned_database(artifact)?;
             self.export_dump(artifact, db).await
         };
         result.map_err(|e| {
@@ -712,10 +712,19 @@ impl Source for PostgresSource {
 pub(crate) fn dump_plan(db: String, sensitive: bool) -> Result<ArtifactPlan> {
     let mut plan = ArtifactPlan::new(dump_artifact_name(&db), DUMP_CONTENT_TYPE).sensitive(sensitive);
     plan.facts = to_facts(&PostgresFacts {
-        database: db,
+        database: Some(db),
         ..PostgresFacts::default()
     })?;
     Ok(plan)
+}
+
+/// The database a dump plan of [`dump_plan`] names.
+pub(crate) fn planned_database(plan: &ArtifactPlan) -> Result<String> {
+    plan.facts_as::<PostgresFacts>()?.database.ok_or_else(|| {
+        Error::config(format!("artifact plan '{}' names no database", plan.name))
+            .with_operation("export")
+            .with_hint("export only plans returned by this source's discover()")
+    })
 }
 
 #[cfg(test)]
