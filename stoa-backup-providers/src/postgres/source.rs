@@ -710,7 +710,8 @@ impl Source for PostgresSource {
 
 /// The plan of database `db`'s dump: its name and, as facts, the database.
 pub(crate) fn dump_plan(db: String, sensitive: bool) -> Result<ArtifactPlan> {
-    let mut plan = ArtifactPlan::new(dump_artifact_name(&db), DUMP_CONTENT_TYPE).sensitive(sensitive);
+    let mut plan =
+        ArtifactPlan::new(dump_artifact_name(&db), DUMP_CONTENT_TYPE).sensitive(sensitive);
     plan.facts = to_facts(&PostgresFacts {
         database: Some(db),
         ..PostgresFacts::default()
