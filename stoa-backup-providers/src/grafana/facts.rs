@@ -96,25 +96,7 @@ mod tests {
     use stoa_backup_core::source::to_facts;
 
     fn record(name: &str, facts: Value) -> stoa_backup_core::ArtifactRecord {
-        let Value::Object(facts) = facts else {
-            panic!("facts are an object")
-        };
-        stoa_backup_core::ArtifactRecord {
-            component: "grafana".into(),
-            provider: super::super::PROVIDER.into(),
-            name: name.into(),
-            key: stoa_backup_core::ObjectKey::new(format!("runs/r/grafana/{name}")).unwrap(),
-            content_type: super::super::CONTENT_TYPE.into(),
-            plain_size: 1,
-            plain_sha256: String::new(),
-            stored_size: 1,
-            stored_sha256: String::new(),
-            codecs: vec![],
-            sensitive: false,
-            facts,
-            duration_ms: 0,
-            verification: vec![],
-        }
+        crate::record_with_facts("grafana", super::super::PROVIDER, name, facts)
     }
 
     #[test]

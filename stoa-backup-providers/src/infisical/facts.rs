@@ -70,25 +70,12 @@ mod tests {
             "personal_skipped": 1,
             "tags": ["internal", "pci"],
         });
-        let serde_json::Value::Object(map) = today.clone() else {
-            unreachable!()
-        };
-        let record = stoa_backup_core::ArtifactRecord {
-            component: "infisical".into(),
-            provider: super::super::PROVIDER.into(),
-            name: "proj-1/dev.json".into(),
-            key: stoa_backup_core::ObjectKey::new("runs/r/infisical/proj-1/dev.json").unwrap(),
-            content_type: super::super::CONTENT_TYPE.into(),
-            plain_size: 1,
-            plain_sha256: String::new(),
-            stored_size: 1,
-            stored_sha256: String::new(),
-            codecs: vec![],
-            sensitive: true,
-            facts: map,
-            duration_ms: 0,
-            verification: vec![],
-        };
+        let record = crate::record_with_facts(
+            "infisical",
+            super::super::PROVIDER,
+            "proj-1/dev.json",
+            today.clone(),
+        );
         let f: InfisicalFacts = record.facts_as().unwrap();
         assert_eq!(f.api, InfisicalApi::V3);
         assert_eq!((f.secrets, f.hidden_values), (Some(303), Some(1)));

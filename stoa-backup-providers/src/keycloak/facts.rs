@@ -117,25 +117,12 @@ mod tests {
     use stoa_backup_core::source::to_facts;
 
     fn record(facts: serde_json::Value) -> stoa_backup_core::ArtifactRecord {
-        let serde_json::Value::Object(facts) = facts else {
-            panic!("facts are an object")
-        };
-        stoa_backup_core::ArtifactRecord {
-            component: "keycloak".into(),
-            provider: super::super::PROVIDER_REST.into(),
-            name: "stoa-realm.json".into(),
-            key: stoa_backup_core::ObjectKey::new("runs/r/keycloak/stoa-realm.json").unwrap(),
-            content_type: super::super::CONTENT_TYPE.into(),
-            plain_size: 1,
-            plain_sha256: String::new(),
-            stored_size: 1,
-            stored_sha256: String::new(),
-            codecs: vec![],
-            sensitive: true,
+        crate::record_with_facts(
+            "keycloak",
+            super::super::PROVIDER_REST,
+            "stoa-realm.json",
             facts,
-            duration_ms: 0,
-            verification: vec![],
-        }
+        )
     }
 
     #[test]

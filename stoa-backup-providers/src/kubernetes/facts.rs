@@ -105,25 +105,7 @@ mod tests {
     use stoa_backup_core::source::to_facts;
 
     fn record(component: &str, facts: Value) -> stoa_backup_core::ArtifactRecord {
-        let Value::Object(facts) = facts else {
-            panic!("facts are an object")
-        };
-        stoa_backup_core::ArtifactRecord {
-            component: component.into(),
-            provider: "kubernetes".into(),
-            name: "gostoa.dev/tools.yaml".into(),
-            key: stoa_backup_core::ObjectKey::new(format!("runs/r/{component}/x.yaml")).unwrap(),
-            content_type: super::super::YAML_CONTENT_TYPE.into(),
-            plain_size: 1,
-            plain_sha256: String::new(),
-            stored_size: 1,
-            stored_sha256: String::new(),
-            codecs: vec![],
-            sensitive: false,
-            facts,
-            duration_ms: 0,
-            verification: vec![],
-        }
+        crate::record_with_facts(component, "kubernetes", "x.yaml", facts)
     }
 
     #[test]

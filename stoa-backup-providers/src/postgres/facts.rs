@@ -173,25 +173,7 @@ mod tests {
     use stoa_backup_core::source::to_facts;
 
     fn record(facts: serde_json::Value) -> stoa_backup_core::ArtifactRecord {
-        let serde_json::Value::Object(facts) = facts else {
-            panic!("facts are an object")
-        };
-        stoa_backup_core::ArtifactRecord {
-            component: "postgres".into(),
-            provider: "pg_dump".into(),
-            name: "stoa.dump".into(),
-            key: stoa_backup_core::ObjectKey::new("runs/r/postgres/stoa.dump").unwrap(),
-            content_type: super::super::DUMP_CONTENT_TYPE.into(),
-            plain_size: 1,
-            plain_sha256: String::new(),
-            stored_size: 1,
-            stored_sha256: String::new(),
-            codecs: vec![],
-            sensitive: false,
-            facts,
-            duration_ms: 0,
-            verification: vec![],
-        }
+        crate::record_with_facts("postgres", "pg_dump", "stoa.dump", facts)
     }
 
     /// A direct-mode dump's facts as the code before typed facts wrote them.

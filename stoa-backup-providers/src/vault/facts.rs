@@ -79,25 +79,12 @@ mod tests {
     use stoa_backup_core::source::to_facts;
 
     fn record(facts: Value) -> stoa_backup_core::ArtifactRecord {
-        let Value::Object(facts) = facts else {
-            panic!("facts are an object")
-        };
-        stoa_backup_core::ArtifactRecord {
-            component: "vault-kv".into(),
-            provider: super::super::PROVIDER_KV.into(),
-            name: "kv/secret.json".into(),
-            key: stoa_backup_core::ObjectKey::new("runs/r/vault-kv/kv/secret.json").unwrap(),
-            content_type: super::super::KV_CONTENT_TYPE.into(),
-            plain_size: 1,
-            plain_sha256: String::new(),
-            stored_size: 1,
-            stored_sha256: String::new(),
-            codecs: vec![],
-            sensitive: true,
+        crate::record_with_facts(
+            "vault-kv",
+            super::super::PROVIDER_KV,
+            "kv/secret.json",
             facts,
-            duration_ms: 0,
-            verification: vec![],
-        }
+        )
     }
 
     #[test]
