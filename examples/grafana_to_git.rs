@@ -21,7 +21,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use stoa_backup::core::{Error, Pipeline, Result, Sink};
-use stoa_backup::providers::grafana::{GrafanaAuth, GrafanaConnection, GrafanaSource};
+use stoa_backup::providers::grafana::{
+    GrafanaAuth, GrafanaConnection, GrafanaIndexFacts, GrafanaSource,
+};
 use stoa_backup::storage::{GitCredentials, GitSink};
 
 fn env(name: &str) -> Option<String> {
@@ -84,14 +86,11 @@ async fn main() -> Result<()> {
         .iter()
         .find(|a| a.name == "index.json")
     {
+        let facts: GrafanaIndexFacts = index.facts_as()?;
         println!(
-            "Grafana {}: {}",
-            index
-                .facts
-                .get("grafana_version")
-                .cloned()
-                .unwrap_or_default(),
-            index.facts["counts"]
+            "Grafana {}: {:?}",
+            facts.grafana_version.unwrap_or_default(),
+            facts.counts.unwrap_or_default()
         );
     }
     println!(

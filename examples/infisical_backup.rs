@@ -24,7 +24,7 @@ use stoa_backup::core::{
     TracingObserver, ZstdCodec,
 };
 use stoa_backup::providers::infisical::{
-    InfisicalApi, InfisicalConnection, InfisicalRestorer, InfisicalSource,
+    InfisicalApi, InfisicalConnection, InfisicalFacts, InfisicalRestorer, InfisicalSource,
 };
 use stoa_backup::storage::LocalSink;
 
@@ -78,9 +78,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         dry_run: true,
     };
     for a in &report.manifest.artifacts {
+        let f: InfisicalFacts = a.facts_as()?;
         println!(
             "stored {}: {} secrets, {} folders, {} hidden values (not backed up)",
-            a.key, a.facts["secrets"], a.facts["folders"], a.facts["hidden_values"]
+            a.key,
+            f.secrets.unwrap_or(0),
+            f.folders.unwrap_or(0),
+            f.hidden_values.unwrap_or(0)
         );
         let r = restore_artifact(sink.as_ref(), a, &keyring, &restorer, &dry).await?;
         for n in &r.notes {

@@ -24,7 +24,7 @@ use std::sync::Arc;
 
 use stoa_backup::core::{AgeEncryption, Error, Pipeline, Result, ZstdCodec};
 use stoa_backup::providers::keycloak::{
-    KeycloakAuth, KeycloakConnection, KeycloakExportVerifier, KeycloakSource,
+    KeycloakAuth, KeycloakConnection, KeycloakExportVerifier, KeycloakFacts, KeycloakSource,
 };
 use stoa_backup::storage::LocalSink;
 
@@ -70,14 +70,16 @@ async fn main() -> Result<()> {
         .await?
         .into_result()?;
     for a in &report.manifest.artifacts {
+        let f: KeycloakFacts = a.facts_as()?;
+        let n = |c: Option<u64>| c.map_or("?".to_string(), |c| c.to_string());
         println!(
             "{}: {} bytes stored; users {}, clients {}, groups {}, roles {}",
             a.key,
             a.stored_size,
-            a.facts["users"],
-            a.facts["clients"],
-            a.facts["groups"],
-            a.facts["roles"]
+            n(f.users),
+            n(f.clients),
+            n(f.groups),
+            n(f.roles)
         );
         for v in &a.verification {
             for w in &v.warnings {

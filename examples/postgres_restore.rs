@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use stoa_backup::core::{restore_artifact, Catalog, Keyring, RestoreOptions, Sink};
 use stoa_backup::providers::postgres::{
-    recorded_row_counts, PgConnection, PostgresRestorer, RestoreTarget, DUMP_CONTENT_TYPE,
+    PgConnection, PostgresFacts, PostgresRestorer, RestoreTarget, DUMP_CONTENT_TYPE,
 };
 use stoa_backup::storage::LocalSink;
 
@@ -33,14 +33,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .latest_verified("postgres")
         .await?
         .ok_or("no verified PostgreSQL backup in the catalog: run the quickstart first")?;
-    let artifact = manifest
-        .artifacts
-        .iter()
-        .filter(|a| a.content_type == DUMP_CONTENT_TYPE)
-        .find(|a| match &wanted {
-            Some(db) => a.facts.get("database").and_then(|v| v.as_str()) == Some(db.as_str()),
-            None => true,
-        })
+    let mut dumps = Vec::new();
+    for a in &manifest.artifacts {
+        if a.content_type == DUMP_CONTENT_TYPE {
+            dumps.push((a, a.facts_as::<PostgresFacts>()?));
+        }
+    }
+    let (artifact, facts) = dumps
+        .into_iter()
+        .find(|(_, f)| wanted.is_none() || f.database == wanted)
         .ok_or("the latest verified run holds no matching database dump")?;
 
     let target = PgConnection::from_url(&target_url)?;
@@ -66,7 +67,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     )
     .await?;
 
-    let recorded = recorded_row_counts(&artifact.facts).unwrap_or_default();
+    let recorded = facts.row_counts.unwrap_or_default();
     println!("{:<48} {:>12} {:>12}", "table", "at backup", "restored");
     if let Some(restored) = report.facts.get("row_counts").and_then(|v| v.as_object()) {
         for (table, n) in restored {

@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use chrono::{DateTime, Utc};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, ErrorKind, Result};
@@ -220,6 +221,37 @@ impl ArtifactRecord {
     /// Whether every recorded verification passed (and at least one ran).
     pub fn is_verified(&self) -> bool {
         !self.verification.is_empty() && self.verification.iter().all(|v| v.ok)
+    }
+
+    /// Reads the recorded facts as a provider's typed facts (e.g. `PostgresFacts`). Keys the
+    /// type does not know are ignored, so older readers still read newer manifests that only
+    /// add facts. Fails with an [`ErrorKind::Unsupported`] error when the facts hold a value
+    /// this version does not know (written by a newer stoa-backup), and with an
+    /// [`ErrorKind::Integrity`] error when a fact is missing or of the wrong type; both name
+    /// the artifact key and say what to do.
+    pub fn facts_as<T: DeserializeOwned>(&self) -> Result<T> {
+        use crate::source::{read_facts, FactsMismatch};
+        let e = match read_facts(&self.facts) {
+            Ok(t) => return Ok(t),
+            Err(FactsMismatch::Unknown(why)) => Error::new(
+                ErrorKind::Unsupported,
+                format!("the facts recorded for '{}' hold a value this version does not know: {why}", self.key),
+            )
+            .with_hint("the backup was probably written by a newer stoa-backup: upgrade stoa-backup to read it"),
+            Err(FactsMismatch::Shape(why)) => Error::integrity(format!(
+                "the facts recorded for '{}' do not have the shape its provider writes: {why}",
+                self.key
+            ))
+            .with_hint(format!(
+                "the manifest was edited or damaged, or the artifact comes from another provider than '{}': \
+                 check the manifest, or restore another run",
+                self.provider
+            )),
+        };
+        Err(e
+            .with_component(self.component.clone())
+            .with_operation("read facts")
+            .with_artifact(self.key.to_string()))
     }
 }
 
@@ -502,6 +534,105 @@ mod tests {
                 ErrorKind::Unavailable
             ]
         );
+    }
+
+    #[derive(Debug, PartialEq, Serialize, Deserialize)]
+    #[serde(rename_all = "snake_case")]
+    enum Mode {
+        Rest,
+        Tar,
+    }
+
+    #[derive(Debug, PartialEq, Serialize, Deserialize)]
+    struct TestFacts {
+        realm: String,
+        mode: Mode,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        users: Option<u64>,
+    }
+
+    fn record(facts: crate::source::Facts) -> ArtifactRecord {
+        ArtifactRecord {
+            component: "keycloak".into(),
+            provider: "keycloak-rest".into(),
+            name: "stoa-realm.json".into(),
+            key: ObjectKey::new("runs/r/keycloak/stoa-realm.json").unwrap(),
+            content_type: "application/json".into(),
+            plain_size: 0,
+            plain_sha256: String::new(),
+            stored_size: 0,
+            stored_sha256: String::new(),
+            codecs: vec![],
+            sensitive: false,
+            facts,
+            duration_ms: 0,
+            verification: vec![],
+        }
+    }
+
+    #[test]
+    fn typed_facts_round_trip_and_ignore_unknown_keys() {
+        let typed = TestFacts {
+            realm: "stoa".into(),
+            mode: Mode::Rest,
+            users: None,
+        };
+        let mut facts = crate::source::to_facts(&typed).unwrap();
+        assert_eq!(
+            serde_json::Value::Object(facts.clone()),
+            serde_json::json!({"realm": "stoa", "mode": "rest"})
+        );
+        facts.insert("added_later".into(), serde_json::json!([1, 2]));
+        assert_eq!(record(facts).facts_as::<TestFacts>().unwrap(), typed);
+        assert_eq!(
+            crate::source::to_facts(&1u8).unwrap_err().kind(),
+            ErrorKind::Internal
+        );
+    }
+
+    #[test]
+    fn facts_of_the_wrong_shape_are_an_integrity_error_naming_the_key() {
+        let facts = serde_json::json!({"realm": "stoa", "mode": "rest", "users": "many"});
+        let serde_json::Value::Object(facts) = facts else {
+            unreachable!()
+        };
+        let err = record(facts).facts_as::<TestFacts>().unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Integrity);
+        assert_eq!(err.artifact(), Some("runs/r/keycloak/stoa-realm.json"));
+        assert_eq!(err.component(), Some("keycloak"));
+        let text = err.to_string();
+        assert!(
+            text.contains("TestFacts") && text.contains("(fact 'users')"),
+            "{text}"
+        );
+        assert!(err.hint().unwrap().contains("restore another run"), "{err}");
+
+        let err = record(Default::default())
+            .facts_as::<TestFacts>()
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Integrity);
+        assert!(err.to_string().contains("missing field `realm`"), "{err}");
+    }
+
+    #[test]
+    fn facts_with_an_unknown_tag_are_unsupported() {
+        let facts = serde_json::json!({"realm": "stoa", "mode": "quantum"});
+        let serde_json::Value::Object(facts) = facts else {
+            unreachable!()
+        };
+        let err = record(facts).facts_as::<TestFacts>().unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Unsupported, "{err}");
+        assert!(err.to_string().contains("quantum"), "{err}");
+        assert!(err.hint().unwrap().contains("upgrade"), "{err}");
+    }
+
+    #[test]
+    fn plan_facts_that_do_not_fit_are_a_config_error() {
+        let plan = crate::source::ArtifactPlan::new("x.json", "application/json").fact("realm", 3);
+        let err = plan.facts_as::<TestFacts>().unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Config);
+        assert_eq!(err.artifact(), Some("x.json"));
+        assert!(err.hint().unwrap().contains("discover()"), "{err}");
     }
 
     #[test]

@@ -6,6 +6,10 @@
 //! written last, and only when every artifact was stored and verified. A run with a failed
 //! artifact gets `runs/<id>/report.json` instead, so it is never taken for a backup and the
 //! previous good run is untouched.
+//!
+//! Artifacts run `concurrency` at a time, in no guaranteed order — except
+//! [summaries](crate::source::ArtifactPlan::summary) (indexes), which run after all the
+//! others and are built from the records of what their source stored.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -417,19 +421,35 @@ impl Pipeline {
         let ctx = ExportContext {
             cancel: self.cancel.child_token(),
             run_id: run_id.clone(),
+            stored: Vec::new(),
         };
 
-        let mut results: Vec<(Job, Result<ArtifactRecord>)> = futures::stream::iter(jobs)
-            .map(|job| {
-                let ctx = &ctx;
-                async move {
-                    let r = self.store_artifact(&job, ctx).await;
-                    (job, r)
-                }
-            })
-            .buffer_unordered(self.concurrency)
-            .collect()
+        // Summaries (indexes) go last, once everything they summarise has been stored or
+        // has failed, with the records of their source's stored artifacts.
+        let (summaries, jobs): (Vec<Job>, Vec<Job>) =
+            jobs.into_iter().partition(|j| j.plan.summary);
+        let mut results = self
+            .store_jobs(jobs.into_iter().map(|j| (j, ctx.clone())).collect())
             .await;
+        let summaries: Vec<(Job, ExportContext)> = summaries
+            .into_iter()
+            .map(|job| {
+                let component = job.source.component();
+                let mut stored: Vec<ArtifactRecord> = results
+                    .iter()
+                    .filter_map(|(_, r)| r.as_ref().ok())
+                    .filter(|r| r.component == component)
+                    .cloned()
+                    .collect();
+                stored.sort_by(|a, b| a.key.cmp(&b.key));
+                let ctx = ExportContext {
+                    stored,
+                    ..ctx.clone()
+                };
+                (job, ctx)
+            })
+            .collect();
+        results.extend(self.store_jobs(summaries).await);
 
         // In key order, so that the report (and the error of `into_result`) does not depend
         // on which export finished first.
@@ -570,6 +590,21 @@ impl Pipeline {
             }
         }
         jobs
+    }
+
+    /// Stores the jobs, `concurrency` at a time, in no particular order.
+    async fn store_jobs(
+        &self,
+        jobs: Vec<(Job, ExportContext)>,
+    ) -> Vec<(Job, Result<ArtifactRecord>)> {
+        futures::stream::iter(jobs)
+            .map(|(job, ctx)| async move {
+                let r = self.store_artifact(&job, &ctx).await;
+                (job, r)
+            })
+            .buffer_unordered(self.concurrency)
+            .collect()
+            .await
     }
 
     async fn store_artifact(&self, job: &Job, ctx: &ExportContext) -> Result<ArtifactRecord> {
@@ -760,6 +795,8 @@ mod tests {
     use crate::sink::MemorySink;
     use crate::source::{Export, PreflightReport};
     use async_trait::async_trait;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Mutex;
 
     /// Where [`Bare`] fails.
     #[derive(Debug, Clone, Copy, PartialEq)]
@@ -1014,5 +1051,167 @@ mod tests {
         assert_eq!(e.context_value("path"), Some("/api/health"));
         assert_eq!(e.hint(), Some("check the token"));
         assert_eq!(e.to_string().matches("check the token").count(), 1, "{e}");
+    }
+
+    /// Exports `objects` (the first ones slowest, `broken` failing) and an index summary
+    /// listed first, which records what it was handed.
+    #[derive(Debug)]
+    struct Indexed {
+        component: &'static str,
+        objects: Vec<&'static str>,
+        broken: Option<&'static str>,
+        finished: Arc<AtomicUsize>,
+        seen: Arc<Mutex<Vec<(String, usize, usize)>>>,
+    }
+
+    impl Indexed {
+        fn new(component: &'static str, objects: Vec<&'static str>) -> Self {
+            Indexed {
+                component,
+                objects,
+                broken: None,
+                finished: Arc::default(),
+                seen: Arc::default(),
+            }
+        }
+    }
+
+    #[async_trait]
+    impl Source for Indexed {
+        fn component(&self) -> &str {
+            self.component
+        }
+        fn provider(&self) -> &str {
+            "test"
+        }
+        async fn preflight(&self) -> Result<PreflightReport> {
+            Ok(PreflightReport::default())
+        }
+        async fn discover(&self) -> Result<Vec<ArtifactPlan>> {
+            let mut plans = vec![ArtifactPlan::new("index.json", "text/plain").summary(true)];
+            plans.extend(
+                self.objects
+                    .iter()
+                    .map(|o| ArtifactPlan::new(*o, "text/plain")),
+            );
+            if let Some(b) = self.broken {
+                plans.push(ArtifactPlan::new(b, "text/plain"));
+            }
+            Ok(plans)
+        }
+        async fn export(&self, plan: &ArtifactPlan, ctx: &ExportContext) -> Result<Export> {
+            let done = self.finished.load(Ordering::SeqCst);
+            self.seen
+                .lock()
+                .unwrap()
+                .push((plan.name.clone(), done, ctx.stored.len()));
+            if plan.summary {
+                let lines: Vec<String> = ctx
+                    .stored
+                    .iter()
+                    .map(|r| format!("{} {} {}", r.name, r.plain_size, r.plain_sha256))
+                    .collect();
+                return Ok(Export::new(crate::stream::once(lines.join("\n"))));
+            }
+            if Some(plan.name.as_str()) == self.broken {
+                return Err(Error::source_failed("this one breaks"));
+            }
+            let pos = self.objects.iter().position(|o| *o == plan.name).unwrap();
+            // Earlier objects take longer, so they finish in reverse order.
+            let delay = (self.objects.len() - pos) as u64 * 20;
+            tokio::time::sleep(Duration::from_millis(delay)).await;
+            let finished = self.finished.clone();
+            let body = format!("body of {}", plan.name).repeat(pos + 1);
+            Ok(Export::with_finish(crate::stream::once(body), async move {
+                finished.fetch_add(1, Ordering::SeqCst);
+                Ok(crate::source::Facts::new())
+            }))
+        }
+    }
+
+    #[tokio::test]
+    async fn summaries_are_exported_last_with_the_records_of_their_source() {
+        let mut grafana = Indexed::new("grafana", vec!["a", "b", "c"]);
+        grafana.broken = Some("broken");
+        let grafana = Arc::new(grafana);
+        let other = Arc::new(Indexed::new("other", vec!["x"]));
+        let sink = Arc::new(MemorySink::new());
+        let report = Pipeline::builder()
+            .source(grafana.clone())
+            .source(other.clone())
+            .sink(sink.clone())
+            .concurrency(16)
+            .attempts(1)
+            .build()
+            .unwrap()
+            .run()
+            .await
+            .unwrap();
+        // The broken artifact fails the run; the summary still lists what was stored.
+        assert_eq!(report.status, RunStatus::Partial);
+        assert_eq!(report.manifest.failures.len(), 1);
+
+        let seen = grafana.seen.lock().unwrap().clone();
+        for (name, finished_before, stored) in &seen {
+            if name == "index.json" {
+                // Exported after every other artifact finished, even with room to run
+                // everything at once and the summary listed first.
+                assert_eq!((*finished_before, *stored), (3, 3), "{seen:?}");
+            } else {
+                assert_eq!(*stored, 0, "{name} was handed records: {seen:?}");
+            }
+        }
+        assert_eq!(seen.last().unwrap().0, "index.json", "{seen:?}");
+
+        let records: Vec<&ArtifactRecord> = report
+            .manifest
+            .artifacts
+            .iter()
+            .filter(|r| r.component == "grafana" && r.name != "index.json")
+            .collect();
+        let want: Vec<String> = records
+            .iter()
+            .map(|r| format!("{} {} {}", r.name, r.plain_size, r.plain_sha256))
+            .collect();
+        let index = report
+            .manifest
+            .artifacts
+            .iter()
+            .find(|r| r.component == "grafana" && r.name == "index.json")
+            .unwrap();
+        let text = crate::stream::collect(sink.get(&index.key).await.unwrap())
+            .await
+            .unwrap();
+        assert_eq!(String::from_utf8(text).unwrap(), want.join("\n"));
+        assert_eq!(want.len(), 3);
+        // The other source's summary saw only its own artifact.
+        let other_seen = other.seen.lock().unwrap().clone();
+        assert!(
+            other_seen.contains(&("index.json".to_string(), 1, 1)),
+            "{other_seen:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn with_one_artifact_at_a_time_a_summary_listed_first_does_not_block() {
+        let src = Arc::new(Indexed::new("grafana", vec!["a", "b"]));
+        let report = Pipeline::builder()
+            .source(src.clone())
+            .sink(Arc::new(MemorySink::new()))
+            .concurrency(1)
+            .build()
+            .unwrap()
+            .run()
+            .await
+            .unwrap();
+        assert!(report.is_complete());
+        let names: Vec<String> = src
+            .seen
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|s| s.0.clone())
+            .collect();
+        assert_eq!(names, ["a", "b", "index.json"]);
     }
 }

@@ -4,14 +4,91 @@ use std::fmt;
 
 use async_trait::async_trait;
 use futures::future::BoxFuture;
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
+use crate::manifest::ArtifactRecord;
 use crate::stream::ByteStream;
 
 /// Provider facts recorded in the manifest (server version, row counts, realm…).
+///
+/// Providers do not build this map by hand: each keeps a serde struct of its facts, writes
+/// it with [`to_facts`] and reads it back with [`ArtifactRecord::facts_as`] (or
+/// [`ArtifactPlan::facts_as`]), so every key is written in one place and read in one place.
 pub type Facts = serde_json::Map<String, serde_json::Value>;
+
+/// Turns typed facts (a struct deriving `Serialize`) into [`Facts`]. Fields skipped by
+/// serde (`skip_serializing_if`) are left out of the map. Fails with an internal error when
+/// `facts` does not serialize to a JSON object (a bug in the provider).
+pub fn to_facts<T: Serialize + ?Sized>(facts: &T) -> Result<Facts> {
+    match serde_json::to_value(facts) {
+        Ok(serde_json::Value::Object(map)) => Ok(map),
+        Ok(_) => Err(Error::internal(format!(
+            "{} does not serialize to a JSON object, so it cannot be recorded as facts",
+            type_name::<T>()
+        ))),
+        Err(e) => Err(
+            Error::internal(format!("cannot serialize {} as facts", type_name::<T>()))
+                .with_source(e),
+        ),
+    }
+}
+
+/// The last path segment of a type's name (`PostgresFacts`), for messages.
+fn type_name<T: ?Sized>() -> &'static str {
+    let full = std::any::type_name::<T>();
+    let path = full.split('<').next().unwrap_or(full);
+    path.rsplit("::").next().unwrap_or(path)
+}
+
+/// Why facts could not be read as `T`.
+pub(crate) enum FactsMismatch {
+    /// A value this version does not know (an enum tag written by a newer version).
+    Unknown(String),
+    /// A missing key or a value of the wrong type.
+    Shape(String),
+}
+
+/// Reads `facts` as `T`, telling unknown values apart from a wrong shape.
+pub(crate) fn read_facts<T: DeserializeOwned>(
+    facts: &Facts,
+) -> std::result::Result<T, FactsMismatch> {
+    T::deserialize(facts).map_err(|e| {
+        let at = culprit::<T>(facts)
+            .map(|k| format!(" (fact '{k}')"))
+            .unwrap_or_default();
+        let why = format!("{} cannot be read from them: {e}{at}", type_name::<T>());
+        // serde's own wording for an enum tag outside the known variants.
+        if e.to_string().starts_with("unknown variant") {
+            FactsMismatch::Unknown(why)
+        } else {
+            FactsMismatch::Shape(why)
+        }
+    })
+}
+
+/// The fact that makes `facts` unreadable as `T`, when one alone does (serde's messages
+/// name the expected type, not the key): the key whose removal makes them readable, or else
+/// the only key whose removal turns the error into its own absence.
+fn culprit<T: DeserializeOwned>(facts: &Facts) -> Option<&String> {
+    let without = |k: &String| {
+        let mut m = facts.clone();
+        m.remove(k);
+        T::deserialize(&m).map(|_| ()).map_err(|e| e.to_string())
+    };
+    if let Some(k) = facts.keys().find(|k| without(k).is_ok()) {
+        return Some(k);
+    }
+    let mut missing = facts
+        .keys()
+        .filter(|k| without(k).err() == Some(format!("missing field `{k}`")));
+    match (missing.next(), missing.next()) {
+        (Some(k), None) => Some(k),
+        _ => None,
+    }
+}
 
 /// The result of a source's health check.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -37,6 +114,12 @@ pub struct ArtifactPlan {
     pub text: bool,
     /// Facts known before export (database name, kind…).
     pub facts: Facts,
+    /// Whether this artifact summarises the others of its run (an index): the pipeline
+    /// exports it only after every artifact that is not a summary has been stored or has
+    /// failed, and hands it the records of its source's stored artifacts in
+    /// [`ExportContext::stored`]. See [`ArtifactPlan::summary`].
+    #[serde(default)]
+    pub summary: bool,
 }
 
 impl ArtifactPlan {
@@ -48,6 +131,7 @@ impl ArtifactPlan {
             sensitive: false,
             text: false,
             facts: Facts::new(),
+            summary: false,
         }
     }
 
@@ -68,6 +152,32 @@ impl ArtifactPlan {
         self.facts.insert(key.into(), value.into());
         self
     }
+
+    /// Marks the artifact as a summary of the run's other artifacts (an index of what was
+    /// stored). A source builds it from [`ExportContext::stored`] — what the run actually
+    /// recorded — instead of reading everything from the system a second time. Summaries
+    /// are exported after all other artifacts of the run, so they never wait on one
+    /// another's inputs and cannot deadlock whatever the pipeline's concurrency.
+    pub fn summary(mut self, summary: bool) -> Self {
+        self.summary = summary;
+        self
+    }
+
+    /// Reads the plan's facts as the source's typed facts. Fails with a configuration error
+    /// naming the artifact when they do not fit: the plan was not made by this source's
+    /// [`Source::discover`].
+    pub fn facts_as<T: DeserializeOwned>(&self) -> Result<T> {
+        read_facts(&self.facts).map_err(|m| {
+            let (FactsMismatch::Unknown(why) | FactsMismatch::Shape(why)) = m;
+            Error::config(format!(
+                "the facts of artifact plan '{}' do not fit this source: {why}",
+                self.name
+            ))
+            .with_operation("read facts")
+            .with_artifact(self.name.clone())
+            .with_hint("export only plans returned by this source's discover()")
+        })
+    }
 }
 
 /// What a run gives a source while it exports.
@@ -77,6 +187,10 @@ pub struct ExportContext {
     pub cancel: CancellationToken,
     /// The run id, for sources that name things after it.
     pub run_id: crate::manifest::RunId,
+    /// For a [summary](ArtifactPlan::summary) artifact: the records of the artifacts its
+    /// source stored in this run, sorted by key (digests, sizes and facts as the manifest
+    /// will hold them). Empty for every other artifact.
+    pub stored: Vec<ArtifactRecord>,
 }
 
 /// A running export: the byte stream and, optionally, facts that are known only once the

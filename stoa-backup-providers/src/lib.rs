@@ -35,3 +35,34 @@ pub mod kubernetes;
 pub mod postgres;
 #[cfg(feature = "vault")]
 pub mod vault;
+
+/// An artifact record of `component` and `provider` whose facts are `facts` (a JSON
+/// object), for the tests that read facts as earlier versions recorded them.
+#[cfg(test)]
+pub(crate) fn record_with_facts(
+    component: &str,
+    provider: &str,
+    name: &str,
+    facts: serde_json::Value,
+) -> stoa_backup_core::ArtifactRecord {
+    let serde_json::Value::Object(facts) = facts else {
+        panic!("facts are a JSON object")
+    };
+    stoa_backup_core::ArtifactRecord {
+        component: component.into(),
+        provider: provider.into(),
+        name: name.into(),
+        key: stoa_backup_core::ObjectKey::new(format!("runs/r/{component}/{name}"))
+            .expect("a valid key"),
+        content_type: "application/octet-stream".into(),
+        plain_size: 1,
+        plain_sha256: String::new(),
+        stored_size: 1,
+        stored_sha256: String::new(),
+        codecs: vec![],
+        sensitive: false,
+        facts,
+        duration_ms: 0,
+        verification: vec![],
+    }
+}

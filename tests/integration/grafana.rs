@@ -11,7 +11,7 @@ use stoa_backup::core::{
     RunReport, Sink, Source,
 };
 use stoa_backup::providers::grafana::{
-    GrafanaAuth, GrafanaConnection, GrafanaRestorer, GrafanaSource,
+    GrafanaAuth, GrafanaConnection, GrafanaIndexFacts, GrafanaRestorer, GrafanaSource,
 };
 use stoa_backup::providers::http::RetryPolicy;
 use stoa_backup_test_support::grafana_fake::{FakeGrafana, GfFault, BASIC, TOKEN};
@@ -301,8 +301,85 @@ async fn dashboard_search_is_paged_and_basic_auth_works() {
         .iter()
         .filter(|r| r.path == "/api/search" && r.query.contains("type=dash-db"))
         .count();
-    // 28 dashboards, 10 per page: 3 pages per discover (the index re-discovers).
+    // 28 dashboards, 10 per page: 3 pages per discover.
     assert_eq!(searches % 3, 0);
+}
+
+/// A backup reads each object once: the index is built from the records of what the run
+/// stored (not by discovering and reading everything a second time), and lists exactly
+/// those objects with their recorded sizes and digests.
+#[tokio::test]
+async fn a_backup_reads_each_object_once_and_indexes_what_it_stored() {
+    let g = FakeGrafana::start().await;
+    g.add_dashboards(60, "tenants");
+    let src = GrafanaSource::builder()
+        .connection(conn(&g))
+        .page_size(10)
+        .build()
+        .unwrap();
+    src.discover().await.unwrap();
+    let discovery = g.requests().len();
+
+    let (sink, m) = backup(&g, 10).await;
+    let requests = g.requests().split_off(discovery);
+    let objects: Vec<_> = m
+        .artifacts
+        .iter()
+        .filter(|a| a.name != "index.json")
+        .collect();
+    assert!(objects.len() > 70, "{}", objects.len());
+    // Preflight (health, a credentials check), one discovery, one read per object and the
+    // version for the index: N objects cost about N requests, not 2N.
+    assert_eq!(
+        requests.len(),
+        2 + discovery + objects.len() + 1,
+        "{} objects, {discovery} discovery requests: {:?}",
+        objects.len(),
+        requests.iter().map(|r| &r.path).collect::<Vec<_>>()
+    );
+    for (prefix, dir) in [
+        ("/api/dashboards/uid/", "dashboards/"),
+        ("/api/datasources/uid/", "datasources/"),
+        ("/api/library-elements/", "library-panels/"),
+    ] {
+        let reads = requests
+            .iter()
+            .filter(|r| r.path.starts_with(prefix) && r.path.len() > prefix.len())
+            .count();
+        let stored = objects.iter().filter(|a| a.name.starts_with(dir)).count();
+        assert_eq!(reads, stored, "{prefix}");
+    }
+
+    let index = m.artifacts.iter().find(|a| a.name == "index.json").unwrap();
+    let body: Value = serde_json::from_slice(
+        &stream::collect(sink.get(&index.key).await.unwrap())
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    let listed: Vec<(String, u64, String)> = body["objects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| {
+            (
+                o["name"].as_str().unwrap().to_string(),
+                o["plain_size"].as_u64().unwrap(),
+                o["plain_sha256"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let recorded: Vec<(String, u64, String)> = objects
+        .iter()
+        .map(|a| (a.name.clone(), a.plain_size, a.plain_sha256.clone()))
+        .collect();
+    assert_eq!(listed, recorded);
+    let facts: GrafanaIndexFacts = index.facts_as().unwrap();
+    let counts = facts.counts.unwrap();
+    assert_eq!(counts["dashboard"], 63);
+    assert_eq!(counts.values().sum::<u64>(), objects.len() as u64);
+    assert!(!counts.contains_key("index"), "{counts:?}");
+    assert_eq!(body["counts"], serde_json::json!(counts));
 }
 
 #[tokio::test]

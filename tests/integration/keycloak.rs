@@ -11,8 +11,8 @@ use stoa_backup::core::{
 };
 use stoa_backup::providers::http::RetryPolicy;
 use stoa_backup::providers::keycloak::{
-    KeycloakAuth, KeycloakConnection, KeycloakExportVerifier, KeycloakRestorer, KeycloakSource,
-    RedactionReport, MASK,
+    KeycloakAuth, KeycloakConnection, KeycloakExportVerifier, KeycloakFacts, KeycloakRestorer,
+    KeycloakSource, MASK,
 };
 use stoa_backup_test_support::artifacts::{age_keys, plain_bytes};
 use stoa_backup_test_support::keycloak_fake::{fixture_realm, FakeKeycloak, KcFault};
@@ -169,7 +169,12 @@ async fn round_trip_through_the_fakes_keeps_users_groups_roles_and_client_scopes
     assert_eq!(f["service_account_users"], 4);
     assert_eq!(f["groups"], 3);
     assert_eq!(f["roles"], 6); // 4 + default-roles-stoa + 1 client role
-    let report = RedactionReport::from_value(&f["redaction"]).unwrap();
+    let report = first
+        .artifact
+        .facts_as::<KeycloakFacts>()
+        .unwrap()
+        .redaction
+        .unwrap();
     let mut expected = vec![
         "clients[control-plane-api].secret",
         "clients[opensearch-dashboards].secret",
@@ -366,6 +371,7 @@ async fn a_429_storm_and_500s_are_retried_but_403_is_not() {
     let ctx = stoa_backup::core::ExportContext {
         cancel: Default::default(),
         run_id: stoa_backup::core::RunId::generate(chrono::Utc::now()),
+        stored: Vec::new(),
     };
     let err = src.export(&plan[0], &ctx).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::PermissionDenied);

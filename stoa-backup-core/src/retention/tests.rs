@@ -842,8 +842,7 @@ fn acceptance_two_years_daily_weekly_monthly() {
         // Failed runs at 03:00, newer than the day's backup, on days that hold daily,
         // weekly and monthly slots. None on the last day: it would still be in its
         // grace period.
-        if d != last && (d.day() % 3 == 0 || d.weekday() == Weekday::Sun || is_last_of_month(d))
-        {
+        if d != last && (d.day() % 3 == 0 || d.weekday() == Weekday::Sun || is_last_of_month(d)) {
             failed_runs += 1;
             runs.push(RunSummary {
                 run_id: id_at(at(d, 3), "f"),

@@ -6,7 +6,8 @@
 //!   (keeping its folder), reads datasources (recording which `secureJsonFields` exist — the
 //!   values are never returned), alert rules, contact points, notification policies and
 //!   templates through the provisioning API, and library panels. `index.json` records the
-//!   Grafana version, counts and the redaction report.
+//!   Grafana version, counts and the redaction report, built from what the run stored (each
+//!   object is read once).
 //! - [`GrafanaRestorer`] restores folders (parents first), datasources (secrets supplied by
 //!   the caller, with a warning for each missing one), library panels, dashboards (`id`
 //!   cleared, `folderUid` kept, `overwrite` by policy), then alerting (contact points,
@@ -33,10 +34,12 @@
 //! ```
 
 mod client;
+pub mod facts;
 mod restore;
 mod source;
 
 pub use client::{GrafanaAuth, GrafanaConnection};
+pub use facts::{GrafanaIndexFacts, GrafanaObjectFacts, GrafanaRedaction};
 pub use restore::GrafanaRestorer;
 pub use source::{GrafanaSource, GrafanaSourceBuilder};
 
@@ -52,8 +55,11 @@ pub const CONTENT_TYPE: &str = "application/json";
 /// What Grafana's provisioning API puts in place of secure contact-point settings.
 pub const REDACTED: &str = "[REDACTED]";
 
-/// The kinds of objects exported.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+/// The kinds of objects exported (recorded as the `kind` fact, named as [`Kind::as_str`]).
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
 pub enum Kind {
     /// A folder.
     Folder,
@@ -164,6 +170,8 @@ mod tests {
         assert_eq!(artifact_name(Kind::Folder, "..", None), "folders/_...json");
         for k in ["folder", "dashboard", "alert_rule", "index"] {
             assert_eq!(Kind::parse(k).unwrap().as_str(), k);
+            // The fact is written by serde: the same names.
+            assert_eq!(serde_json::to_value(Kind::parse(k).unwrap()).unwrap(), k);
         }
     }
 }

@@ -12,6 +12,7 @@ use stoa_backup_core::{
 };
 
 use super::client::{GrafanaClient, GrafanaConnection};
+use super::facts::GrafanaObjectFacts;
 use super::{Kind, COMPONENT, REDACTED};
 
 /// Restores Grafana objects exported by [`super::GrafanaSource`].
@@ -74,19 +75,17 @@ impl GrafanaRestorer {
         keyring: &Keyring,
         options: &RestoreOptions,
     ) -> Result<RestoreReport> {
-        let mine: Vec<&ArtifactRecord> = manifest
+        let mut mine: Vec<(GrafanaObjectFacts, &ArtifactRecord)> = Vec::new();
+        for a in manifest
             .artifacts
             .iter()
             .filter(|a| a.component == self.component)
-            .collect();
+        {
+            mine.push((a.facts_as()?, a));
+        }
         let parents: HashMap<&str, &str> = mine
             .iter()
-            .filter_map(|a| {
-                Some((
-                    a.facts.get("uid")?.as_str()?,
-                    a.facts.get("parent_uid")?.as_str()?,
-                ))
-            })
+            .filter_map(|(f, _)| Some((f.uid.as_str(), f.parent_uid.as_deref()?)))
             .collect();
         let depth = |uid: &str| {
             let mut d = 0;
@@ -102,12 +101,15 @@ impl GrafanaRestorer {
         };
         let mut ordered: Vec<(Kind, usize, &ArtifactRecord)> = mine
             .iter()
-            .filter_map(|a| {
-                let k = Kind::parse(a.facts.get("kind")?.as_str()?)?;
-                let uid = a.facts.get("uid").and_then(Value::as_str).unwrap_or("");
-                Some((k, if k == Kind::Folder { depth(uid) } else { 0 }, *a))
+            .filter(|(f, _)| f.kind != Kind::Index)
+            .map(|(f, a)| {
+                let d = if f.kind == Kind::Folder {
+                    depth(&f.uid)
+                } else {
+                    0
+                };
+                (f.kind, d, *a)
             })
-            .filter(|(k, _, _)| *k != Kind::Index)
             .collect();
         ordered.sort_by(|a, b| (a.0, a.1, &a.2.name).cmp(&(b.0, b.1, &b.2.name)));
         let mut total = RestoreReport {
@@ -575,12 +577,7 @@ impl Restorer for GrafanaRestorer {
         plain: ByteStream,
         options: &RestoreOptions,
     ) -> Result<RestoreReport> {
-        let kind = artifact
-            .facts
-            .get("kind")
-            .and_then(Value::as_str)
-            .and_then(Kind::parse)
-            .ok_or_else(|| Error::integrity("the artifact records no Grafana object kind"))?;
+        let kind = artifact.facts_as::<GrafanaObjectFacts>()?.kind;
         let bytes = stream::collect(plain).await?;
         let value: Value = serde_json::from_slice(&bytes).map_err(|e| {
             Error::integrity("the Grafana backup object is not valid JSON").with_source(e)

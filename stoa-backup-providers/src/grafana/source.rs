@@ -3,12 +3,15 @@
 use std::collections::BTreeMap;
 
 use async_trait::async_trait;
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
+use stoa_backup_core::source::to_facts;
 use stoa_backup_core::{
-    stream, ArtifactPlan, Error, Export, ExportContext, Facts, PreflightReport, Result, Source,
+    stream, ArtifactPlan, ArtifactRecord, Error, Export, ExportContext, PreflightReport, Result,
+    Source,
 };
 
 use super::client::{GrafanaClient, GrafanaConnection};
+use super::facts::{GrafanaIndexFacts, GrafanaObjectFacts, GrafanaRedaction};
 use super::{artifact_name, Kind, COMPONENT, CONTENT_TYPE, PROVIDER, REDACTED};
 use crate::http::to_stable_json;
 
@@ -21,11 +24,16 @@ use crate::http::to_stable_json;
 /// | `library-panels/<uid>.json` | `{uid, name, kind, folderUid, model}` |
 /// | `dashboards/<folder>/<uid>.json` | `{dashboard (id removed), folderUid}` (`general` for the root) |
 /// | `alerting/alert-rules/<uid>.json`, `alerting/contact-points/<uid>.json`, `alerting/templates/<name>.json`, `alerting/policies.json` | provisioning API objects |
-/// | `index.json` | Grafana version, counts, and the redaction report |
+/// | `index.json` | Grafana version, counts, the redaction report, and every object stored (name, kind, uid, plain size and SHA-256) |
 ///
 /// Keys are sorted and indentation fixed, so unchanged objects give identical bytes.
 /// Datasource secrets and contact-point secure settings (`[REDACTED]`) are not in the
 /// export: the redaction report lists them and restore asks the caller for them.
+///
+/// Each object is read once. The index is a [summary](ArtifactPlan::summary) artifact:
+/// the pipeline exports it after the objects, and it is built from their records (facts,
+/// digests and sizes as stored), so it lists exactly what the run holds. Facts:
+/// [`GrafanaObjectFacts`] per object, [`GrafanaIndexFacts`] for the index.
 #[derive(Debug, Clone)]
 pub struct GrafanaSource {
     client: GrafanaClient,
@@ -89,15 +97,18 @@ impl GrafanaSourceBuilder {
     }
 }
 
-fn plan(kind: Kind, id: &str, folder: Option<&str>) -> ArtifactPlan {
-    let mut p = ArtifactPlan::new(artifact_name(kind, id, folder), CONTENT_TYPE)
+/// The plan of an object (or of the index, a summary of the others).
+fn plan(facts: &GrafanaObjectFacts) -> Result<ArtifactPlan> {
+    let name = artifact_name(facts.kind, &facts.uid, facts.folder_uid.as_deref());
+    let mut p = ArtifactPlan::new(name, CONTENT_TYPE)
         .text(true)
-        .fact("kind", kind.as_str())
-        .fact("uid", id);
-    if let Some(f) = folder {
-        p = p.fact("folder_uid", f);
-    }
-    p
+        .summary(facts.kind == Kind::Index);
+    p.facts = to_facts(facts)?;
+    Ok(p)
+}
+
+fn object_plan(kind: Kind, uid: &str) -> Result<ArtifactPlan> {
+    plan(&GrafanaObjectFacts::planned(kind, uid))
 }
 
 fn strip(v: &mut Value, keys: &[&str]) {
@@ -223,8 +234,10 @@ impl GrafanaSource {
         Ok(v.as_array().cloned().unwrap_or_default())
     }
 
-    async fn object(&self, kind: Kind, uid: &str) -> Result<(Value, Facts)> {
-        let mut facts = Facts::new();
+    /// Reads one object; what it holds (secure fields, redactions…) goes into `facts`.
+    async fn object(&self, facts: &mut GrafanaObjectFacts) -> Result<Value> {
+        let (kind, uid) = (facts.kind, facts.uid.clone());
+        let uid = uid.as_str();
         let not_found = || {
             Error::new(
                 stoa_backup_core::ErrorKind::NotFound,
@@ -273,7 +286,7 @@ impl GrafanaSource {
                 strip(&mut dash, &["id"]);
                 let folder = d["meta"]["folderUid"].as_str().unwrap_or("").to_string();
                 if d["meta"]["provisioned"].as_bool() == Some(true) {
-                    facts.insert("provisioned".into(), json!(true));
+                    facts.provisioned = Some(true);
                 }
                 json!({"dashboard": dash, "folderUid": folder})
             }
@@ -293,7 +306,7 @@ impl GrafanaSource {
                             .collect()
                     })
                     .unwrap_or_default();
-                facts.insert("secure_fields".into(), json!(secure));
+                facts.secure_fields = Some(secure);
                 d
             }
             Kind::LibraryPanel => {
@@ -328,7 +341,7 @@ impl GrafanaSource {
                 strip(&mut c, &["provenance"]);
                 let mut red = Vec::new();
                 redacted_keys(&c["settings"], "settings", &mut red);
-                facts.insert("redacted_settings".into(), json!(red));
+                facts.redacted_settings = Some(red);
                 c
             }
             Kind::Template => {
@@ -357,55 +370,54 @@ impl GrafanaSource {
                 return Err(Error::internal("the index is built separately"));
             }
         };
-        Ok((v, facts))
+        Ok(v)
     }
 
-    async fn index(&self, plans: &[ArtifactPlan]) -> Result<(Value, Facts)> {
+    /// The index of the objects the run stored (`stored`, the records the pipeline hands a
+    /// summary): counts and the redaction report from their facts, and every object with its
+    /// recorded plain size and digest. Only the version is asked of the server.
+    async fn index(&self, stored: &[ArtifactRecord]) -> Result<(Value, GrafanaIndexFacts)> {
         let version = self.client.version().await?;
         let mut counts: BTreeMap<String, u64> = BTreeMap::new();
-        for p in plans {
-            if let Some(k) = p.facts.get("kind").and_then(Value::as_str) {
-                *counts.entry(k.to_string()).or_default() += 1;
+        let mut redaction = GrafanaRedaction::default();
+        let mut objects = Vec::new();
+        for r in stored {
+            let f: GrafanaObjectFacts = r.facts_as()?;
+            if f.kind == Kind::Index {
+                continue;
             }
-        }
-        // The redaction report: secure datasource fields and contact-point settings.
-        let mut datasources = Map::new();
-        let mut contact_points = Map::new();
-        for p in plans {
-            let uid = p.facts.get("uid").and_then(Value::as_str).unwrap_or("");
-            match p.facts.get("kind").and_then(Value::as_str) {
-                Some("datasource") => {
-                    let (_, f) = self.object(Kind::Datasource, uid).await?;
-                    if let Some(s) = f
-                        .get("secure_fields")
-                        .filter(|s| s.as_array().is_some_and(|a| !a.is_empty()))
-                    {
-                        datasources.insert(uid.into(), s.clone());
-                    }
-                }
-                Some("contact_point") => {
-                    let (_, f) = self.object(Kind::ContactPoint, uid).await?;
-                    if let Some(s) = f
-                        .get("redacted_settings")
-                        .filter(|s| s.as_array().is_some_and(|a| !a.is_empty()))
-                    {
-                        contact_points.insert(uid.into(), s.clone());
-                    }
-                }
-                _ => {}
+            *counts.entry(f.kind.as_str().to_string()).or_default() += 1;
+            if let Some(s) = f.secure_fields.filter(|s| !s.is_empty()) {
+                redaction
+                    .datasources_secure_json_fields
+                    .insert(f.uid.clone(), s);
             }
+            if let Some(s) = f.redacted_settings.filter(|s| !s.is_empty()) {
+                redaction
+                    .contact_points_redacted_settings
+                    .insert(f.uid.clone(), s);
+            }
+            objects.push(json!({
+                "name": r.name,
+                "kind": f.kind,
+                "uid": f.uid,
+                "plain_size": r.plain_size,
+                "plain_sha256": r.plain_sha256,
+            }));
         }
-        let redaction = json!({
-            "datasources_secure_json_fields": datasources,
-            "contact_points_redacted_settings": contact_points,
+        let v = json!({
+            "grafana_version": version,
+            "counts": counts,
+            "redaction": redaction,
+            "objects": objects,
         });
-        let mut facts = Facts::new();
-        if let Some(v) = &version {
-            facts.insert("grafana_version".into(), json!(v));
-        }
-        facts.insert("counts".into(), json!(counts));
-        facts.insert("redaction".into(), redaction.clone());
-        let v = json!({"grafana_version": version, "counts": counts, "redaction": redaction});
+        let facts = GrafanaIndexFacts {
+            kind: Kind::Index,
+            uid: "index".into(),
+            grafana_version: version,
+            counts: Some(counts),
+            redaction: Some(redaction),
+        };
         Ok((v, facts))
     }
 }
@@ -439,11 +451,10 @@ impl Source for GrafanaSource {
     async fn discover(&self) -> Result<Vec<ArtifactPlan>> {
         let mut plans = Vec::new();
         for (uid, parent) in self.folders().await? {
-            let mut p = plan(Kind::Folder, &uid, None);
-            if let Some(parent) = parent {
-                p = p.fact("parent_uid", parent);
-            }
-            plans.push(p);
+            plans.push(plan(&GrafanaObjectFacts {
+                parent_uid: parent,
+                ..GrafanaObjectFacts::planned(Kind::Folder, &uid)
+            })?);
         }
         let ds = self
             .client
@@ -451,12 +462,12 @@ impl Source for GrafanaSource {
             .await?;
         for d in ds.as_array().into_iter().flatten() {
             if let Some(uid) = d["uid"].as_str() {
-                plans.push(plan(Kind::Datasource, uid, None));
+                plans.push(object_plan(Kind::Datasource, uid)?);
             }
         }
         for l in self.library_panels().await? {
             if let Some(uid) = l["uid"].as_str() {
-                plans.push(plan(Kind::LibraryPanel, uid, None));
+                plans.push(object_plan(Kind::LibraryPanel, uid)?);
             }
         }
         for d in self
@@ -472,46 +483,40 @@ impl Source for GrafanaSource {
                     .as_str()
                     .filter(|f| !f.is_empty())
                     .unwrap_or("general");
-                plans.push(plan(Kind::Dashboard, uid, Some(folder)));
+                plans.push(plan(&GrafanaObjectFacts {
+                    folder_uid: Some(folder.to_string()),
+                    ..GrafanaObjectFacts::planned(Kind::Dashboard, uid)
+                })?);
             }
         }
         for c in self.alerting_list("contact-points").await? {
             if let Some(uid) = c["uid"].as_str() {
-                plans.push(plan(Kind::ContactPoint, uid, None));
+                plans.push(object_plan(Kind::ContactPoint, uid)?);
             }
         }
         for t in self.alerting_list("templates").await? {
             if let Some(name) = t["name"].as_str() {
-                plans.push(plan(Kind::Template, name, None));
+                plans.push(object_plan(Kind::Template, name)?);
             }
         }
-        plans.push(plan(Kind::Policies, "policies", None));
+        plans.push(object_plan(Kind::Policies, "policies")?);
         for r in self.alerting_list("alert-rules").await? {
             if let Some(uid) = r["uid"].as_str() {
-                plans.push(plan(Kind::AlertRule, uid, None));
+                plans.push(object_plan(Kind::AlertRule, uid)?);
             }
         }
-        plans.push(plan(Kind::Index, "index", None));
+        plans.push(object_plan(Kind::Index, "index")?);
         Ok(plans)
     }
 
-    async fn export(&self, artifact: &ArtifactPlan, _ctx: &ExportContext) -> Result<Export> {
-        let kind = artifact
-            .facts
-            .get("kind")
-            .and_then(Value::as_str)
-            .and_then(Kind::parse)
-            .ok_or_else(|| Error::config("artifact plan without a Grafana kind"))?;
-        let uid = artifact
-            .facts
-            .get("uid")
-            .and_then(Value::as_str)
-            .unwrap_or("");
-        let (value, facts) = if kind == Kind::Index {
-            let plans = self.discover().await?;
-            self.index(&plans).await?
+    async fn export(&self, artifact: &ArtifactPlan, ctx: &ExportContext) -> Result<Export> {
+        let mut facts: GrafanaObjectFacts = artifact.facts_as()?;
+        let (value, facts) = if facts.kind == Kind::Index {
+            let (value, index) = self.index(&ctx.stored).await?;
+            (value, to_facts(&index)?)
         } else {
-            self.object(kind, uid).await?
+            let value = self.object(&mut facts).await?;
+            (value, to_facts(&facts)?)
         };
         let bytes = to_stable_json(&value).into_bytes();
         Ok(Export::with_finish(stream::once(bytes), async move {

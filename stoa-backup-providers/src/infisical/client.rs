@@ -13,8 +13,9 @@ use crate::http::{send_with_retry, Answer, RetryPolicy};
 
 use super::COMPONENT;
 
-/// Which secrets API the server speaks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// Which secrets API the server speaks (recorded as the `api` fact: `v4`, `v3`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum InfisicalApi {
     /// `/api/v4/secrets`, `/api/v4/secrets/batch`, `/api/v2/folders` with `projectId`,
     /// `/api/v1/projects` (current servers; the default).

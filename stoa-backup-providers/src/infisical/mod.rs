@@ -21,10 +21,12 @@
 //! output or traces.
 
 mod client;
+pub mod facts;
 mod restore;
 mod source;
 
 pub use client::{InfisicalApi, InfisicalConnection};
+pub use facts::InfisicalFacts;
 pub use restore::InfisicalRestorer;
 pub use source::{InfisicalSource, InfisicalSourceBuilder};
 

@@ -2,20 +2,22 @@
 
 use async_trait::async_trait;
 use serde_json::{json, Value};
+use stoa_backup_core::source::to_facts;
 use stoa_backup_core::{
-    ArtifactPlan, Error, ErrorKind, Export, ExportContext, Facts, PreflightReport, Result, Source,
+    ArtifactPlan, Error, ErrorKind, Export, ExportContext, PreflightReport, Result, Source,
 };
 
 use super::client::{InfisicalClient, InfisicalConnection};
+use super::facts::InfisicalFacts;
 use super::{COMPONENT, CONTENT_TYPE, FORMAT, HIDDEN_VALUE, PROVIDER};
 use crate::http::to_stable_json;
 
 /// Exports Infisical secrets: one `<project-id>/<environment>.json` artifact per configured
 /// project and environment (see the [module docs](super) for what is in it). Artifacts are
 /// sensitive (secret values): the pipeline refuses to store them unless it encrypts, or the
-/// caller opts out with `.store_secrets_unencrypted(true)`. The manifest records the
-/// project, environment, API version and counts of folders, secrets, tags, imports and
-/// hidden values.
+/// caller opts out with `.store_secrets_unencrypted(true)`. The manifest records
+/// [`InfisicalFacts`]: the project, environment, API version and counts of folders, secrets,
+/// tags, imports and hidden values.
 #[derive(Debug, Clone)]
 pub struct InfisicalSource {
     client: InfisicalClient,
@@ -274,23 +276,30 @@ impl Source for InfisicalSource {
             let (name, have) = project_environments(&self.client, p).await?;
             let envs = if envs.is_empty() { have } else { envs.clone() };
             for env in envs {
-                plans.push(
-                    ArtifactPlan::new(format!("{p}/{env}.json"), CONTENT_TYPE)
-                        .sensitive(true)
-                        .text(true)
-                        .fact("project_id", p.clone())
-                        .fact("project_name", name.clone())
-                        .fact("environment", env)
-                        .fact("api", self.client.api().name()),
-                );
+                let mut plan = ArtifactPlan::new(format!("{p}/{env}.json"), CONTENT_TYPE)
+                    .sensitive(true)
+                    .text(true);
+                plan.facts = to_facts(&InfisicalFacts {
+                    project_id: p.clone(),
+                    project_name: name.clone(),
+                    environment: env,
+                    api: self.client.api(),
+                    secrets: None,
+                    folders: None,
+                    hidden_values: None,
+                    imports: None,
+                    personal_skipped: None,
+                    tags: None,
+                })?;
+                plans.push(plan);
             }
         }
         Ok(plans)
     }
 
     async fn export(&self, artifact: &ArtifactPlan, _ctx: &ExportContext) -> Result<Export> {
-        let project = artifact.facts["project_id"].as_str().unwrap_or_default();
-        let env = artifact.facts["environment"].as_str().unwrap_or_default();
+        let mut facts: InfisicalFacts = artifact.facts_as()?;
+        let (project, env) = (facts.project_id.as_str(), facts.environment.as_str());
         let folders = list_folders(&self.client, project, env).await?;
         let listing = list_secrets(&self.client, project, env, true).await?;
         let mut secrets = Vec::new();
@@ -338,13 +347,6 @@ impl Source for InfisicalSource {
                 "the identity may not read some secret values: they are reported, not backed up"
             );
         }
-        let mut facts = Facts::new();
-        facts.insert("secrets".into(), json!(secrets.len()));
-        facts.insert("folders".into(), json!(folders.len()));
-        facts.insert("hidden_values".into(), json!(hidden.len()));
-        facts.insert("imports".into(), json!(imports.len()));
-        facts.insert("personal_skipped".into(), json!(personal));
-        facts.insert("tags".into(), json!(tags));
         let doc = json!({
             "format": FORMAT,
             "api": self.client.api().name(),
@@ -356,6 +358,13 @@ impl Source for InfisicalSource {
             "imports": imports,
         });
         let bytes = to_stable_json(&doc).into_bytes();
+        facts.secrets = Some(secrets.len() as u64);
+        facts.folders = Some(folders.len() as u64);
+        facts.hidden_values = Some(hidden.len() as u64);
+        facts.imports = Some(imports.len() as u64);
+        facts.personal_skipped = Some(personal);
+        facts.tags = Some(tags);
+        let facts = to_facts(&facts)?;
         Ok(Export::with_finish(
             stoa_backup_core::stream::once(bytes),
             async move { Ok(facts) },

@@ -6,20 +6,22 @@
 //! image or debug container that has them). Keycloak advises exporting with the cluster
 //! stopped; inside a live pod expect a non-atomic snapshot.
 
-use std::collections::BTreeMap;
 use std::io::Read;
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures::StreamExt;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use stoa_backup_core::manifest::VerificationRecord;
+use stoa_backup_core::source::to_facts;
 use stoa_backup_core::{
     ArtifactPlan, ArtifactRecord, ByteStream, Error, ErrorKind, ExistingDataPolicy, Export,
-    ExportContext, Facts, PreflightReport, RestoreOptions, RestoreReport, Restorer, Result, Source,
+    ExportContext, PreflightReport, RestoreOptions, RestoreReport, Restorer, Result, Source,
     Verifier, VerifyContext,
 };
 
+use super::facts::{ExportMode, KcShFacts};
 use super::{validate_realm, COMPONENT};
 use crate::kubernetes::PodExec;
 
@@ -32,8 +34,9 @@ pub const TAR_CONTENT_TYPE: &str = "application/x-tar";
 /// Where `kc.sh` lives in the Keycloak image.
 pub const DEFAULT_KC_SH: &str = "/opt/keycloak/bin/kc.sh";
 
-/// `kc.sh export --users` modes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// `kc.sh export --users` modes (recorded as the `users_mode` fact, with the same names).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum UsersMode {
     /// `different_files`: `<realm>-users-<n>.json`, `users_per_file` users each (default).
     DifferentFiles,
@@ -222,25 +225,18 @@ fn check_files(realm: &str, files: &[FileInfo]) -> Vec<String> {
     problems
 }
 
-fn facts_of(realm: &str, files: &[FileInfo]) -> Facts {
-    let mut f = Facts::new();
-    let per: BTreeMap<&str, u64> = files.iter().map(|x| (x.name.as_str(), x.users)).collect();
-    f.insert("realm".into(), json!(realm));
-    f.insert("mode".into(), json!("kc.sh"));
-    f.insert(
-        "files".into(),
-        json!(files.iter().map(|x| &x.name).collect::<Vec<_>>()),
-    );
-    f.insert("users_per_file_found".into(), json!(per));
-    f.insert(
-        "users".into(),
-        json!(files.iter().map(|x| x.users).sum::<u64>()),
-    );
-    f.insert(
-        "service_account_users".into(),
-        json!(files.iter().map(|x| x.service_accounts).sum::<u64>()),
-    );
-    f
+/// The facts of an export of `realm` made of `files` (the users options come from the plan).
+fn facts_of(realm: &str, files: &[FileInfo]) -> KcShFacts {
+    KcShFacts {
+        realm: realm.to_string(),
+        mode: ExportMode::KcSh,
+        users_mode: None,
+        users_per_file: None,
+        files: Some(files.iter().map(|x| x.name.clone()).collect()),
+        users_per_file_found: Some(files.iter().map(|x| (x.name.clone(), x.users)).collect()),
+        users: Some(files.iter().map(|x| x.users).sum()),
+        service_account_users: Some(files.iter().map(|x| x.service_accounts).sum()),
+    }
 }
 
 async fn parse_stream(s: ByteStream) -> Result<Vec<FileInfo>> {
@@ -299,15 +295,13 @@ impl Source for KcShSource {
     }
 
     async fn discover(&self) -> Result<Vec<ArtifactPlan>> {
-        Ok(vec![ArtifactPlan::new(
-            self.artifact_name(),
-            TAR_CONTENT_TYPE,
-        )
-        .sensitive(true)
-        .fact("realm", self.realm.clone())
-        .fact("mode", "kc.sh")
-        .fact("users_mode", self.users.as_str())
-        .fact("users_per_file", self.users_per_file as u64)])
+        let mut plan = ArtifactPlan::new(self.artifact_name(), TAR_CONTENT_TYPE).sensitive(true);
+        plan.facts = to_facts(&KcShFacts {
+            users_mode: Some(self.users),
+            users_per_file: Some(self.users_per_file as u64),
+            ..facts_of(&self.realm, &[])
+        })?;
+        Ok(vec![plan])
     }
 
     async fn export(&self, _artifact: &ArtifactPlan, ctx: &ExportContext) -> Result<Export> {
@@ -403,7 +397,7 @@ impl Source for KcShSource {
                 ))
                 .with_hint("importing it would silently lose users; re-run the export"));
             }
-            Ok(facts_of(&realm, &files))
+            to_facts(&facts_of(&realm, &files))
         };
         Ok(Export::with_finish(Box::pin(tee), finish))
     }
@@ -436,6 +430,7 @@ impl Verifier for KcShExportVerifier {
 
     async fn verify(&self, ctx: &VerifyContext<'_>) -> Result<VerificationRecord> {
         let a = ctx.artifact;
+        let facts: KcShFacts = a.facts_as()?;
         let record = |ok: bool, detail: String| VerificationRecord {
             verifier: self.name().to_string(),
             at: chrono::Utc::now(),
@@ -454,23 +449,15 @@ impl Verifier for KcShExportVerifier {
             }
             Err(e) => return Err(e),
         };
-        let realm = a.facts.get("realm").and_then(Value::as_str).unwrap_or("");
-        let mut problems = check_files(realm, &files);
+        let mut problems = check_files(&facts.realm, &files);
         let names: Vec<&str> = files.iter().map(|f| f.name.as_str()).collect();
-        for want in a
-            .facts
-            .get("files")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-        {
-            let want = want.as_str().unwrap_or("");
-            if !names.contains(&want) && !problems.iter().any(|p| p.starts_with(want)) {
+        for want in facts.files.iter().flatten() {
+            if !names.contains(&want.as_str()) && !problems.iter().any(|p| p.starts_with(want)) {
                 problems.push(format!("{want} is missing"));
             }
         }
         let users: u64 = files.iter().map(|f| f.users).sum();
-        if let Some(expected) = a.facts.get("users").and_then(Value::as_u64) {
+        if let Some(expected) = facts.users {
             if users != expected {
                 problems.push(format!("{users} users in the files, {expected} recorded"));
             }
@@ -545,12 +532,7 @@ impl Restorer for KcShRestorer {
         plain: ByteStream,
         options: &RestoreOptions,
     ) -> Result<RestoreReport> {
-        let realm = artifact
-            .facts
-            .get("realm")
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_string();
+        let realm = artifact.facts_as::<KcShFacts>()?.realm;
         let mut report = RestoreReport {
             dry_run: options.dry_run,
             ..Default::default()
@@ -683,6 +665,6 @@ mod tests {
             ["other-realm.json is missing"]
         );
         let f = facts_of("stoa", &files);
-        assert_eq!(f["users"], 2);
+        assert_eq!(f.users, Some(2));
     }
 }

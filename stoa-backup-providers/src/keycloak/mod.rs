@@ -5,10 +5,11 @@
 //!   before it expires and re-obtained after a 401 — master-realm tokens last ~60 s), calls
 //!   `partial-export` (clients, groups, roles), pages through every user (with groups, realm
 //!   and client role mappings and federated identities), adds the service-account users, and
-//!   streams one merged realm representation per realm. The manifest records the Keycloak
-//!   version, the realm, counts and a [`RedactionReport`]: which fields the server masked
-//!   (`**********`: client secrets, IdP secrets, SMTP password, secret component settings)
-//!   and what REST cannot give (credentials, realm keys, sessions).
+//!   streams one merged realm representation per realm. The manifest records
+//!   [`KeycloakFacts`]: the Keycloak version, the realm, counts and a [`RedactionReport`]:
+//!   which fields the server masked (`**********`: client secrets, IdP secrets, SMTP
+//!   password, secret component settings) and what REST cannot give (credentials, realm
+//!   keys, sessions).
 //! - [`KeycloakExportVerifier`] re-reads a stored export, checks its counts and flags every
 //!   redaction as a warning.
 //! - [`KeycloakRestorer`] creates the realm when absent, else runs `partialImport` with
@@ -44,6 +45,7 @@
 //! ```
 
 mod client;
+pub mod facts;
 #[cfg(feature = "kubernetes")]
 pub mod kcsh;
 pub mod redaction;
@@ -52,6 +54,9 @@ mod source;
 mod verify;
 
 pub use client::{KeycloakAuth, KeycloakConnection};
+#[cfg(feature = "kubernetes")]
+pub use facts::KcShFacts;
+pub use facts::{ExportMode, KeycloakFacts};
 #[cfg(feature = "kubernetes")]
 pub use kcsh::{KcShExportVerifier, KcShRestorer, KcShSource, UsersMode};
 pub use redaction::{RedactionReport, MASK};

@@ -23,16 +23,6 @@ impl RedactionReport {
         self.masked.is_empty() && self.absent.is_empty()
     }
 
-    /// As a manifest fact value.
-    pub fn to_value(&self) -> Value {
-        serde_json::to_value(self).unwrap_or(Value::Null)
-    }
-
-    /// Reads the report back from a manifest fact.
-    pub fn from_value(v: &Value) -> Option<Self> {
-        serde_json::from_value(v.clone()).ok()
-    }
-
     /// One warning line per entry, for verifiers and restore reports.
     pub fn warnings(&self) -> Vec<String> {
         let mut w: Vec<String> = self

@@ -11,6 +11,7 @@ use stoa_backup_core::{
 };
 
 use super::client::{AdminClient, KeycloakConnection};
+use super::facts::{ExportMode, KeycloakFacts};
 use super::redaction::{self, RedactionReport};
 use super::source::{count_groups, count_roles};
 use super::COMPONENT;
@@ -482,7 +483,8 @@ impl Restorer for KeycloakRestorer {
         plain: ByteStream,
         options: &RestoreOptions,
     ) -> Result<RestoreReport> {
-        if artifact.facts.get("mode").and_then(Value::as_str) == Some("kc.sh") {
+        let facts: KeycloakFacts = artifact.facts_as()?;
+        if facts.mode == Some(ExportMode::KcSh) {
             return Err(Error::new(
                 ErrorKind::Unsupported,
                 "this artifact is a kc.sh export; restore it with kc.sh import",
@@ -492,10 +494,7 @@ impl Restorer for KeycloakRestorer {
         let rep: Value = serde_json::from_slice(&bytes).map_err(|e| {
             Error::integrity("the Keycloak backup is not valid JSON").with_source(e)
         })?;
-        let recorded = artifact
-            .facts
-            .get("redaction")
-            .and_then(RedactionReport::from_value);
-        self.restore_realm(rep, recorded.as_ref(), options).await
+        self.restore_realm(rep, facts.redaction.as_ref(), options)
+            .await
     }
 }

@@ -7,12 +7,14 @@ use bytes::Bytes;
 use futures::StreamExt;
 use reqwest::Method;
 use serde_json::{json, Map, Value};
+use stoa_backup_core::source::to_facts;
 use stoa_backup_core::{
     ArtifactPlan, ByteStream, Error, Export, ExportContext, Facts, PreflightReport, Result, Source,
 };
 use tokio::sync::{mpsc, oneshot};
 
 use super::client::{AdminClient, KeycloakConnection};
+use super::facts::KeycloakFacts;
 use super::redaction;
 use super::{realm_artifact_name, COMPONENT, CONTENT_TYPE, PROVIDER_REST};
 use crate::http::{self, indent, write_stable};
@@ -23,9 +25,10 @@ use crate::http::{self, indent, write_stable};
 /// service-account users) with sorted keys for clean diffs. Users are paged and written as
 /// they arrive, so large realms are never held whole in memory.
 ///
-/// The manifest records the Keycloak version, the realm, counts of clients, roles, groups
-/// and users, and a redaction report (`redaction`: which fields the server masked or cannot
-/// export). Artifacts are marked sensitive (personal data, `${vault.…}` references).
+/// The manifest records [`KeycloakFacts`]: the Keycloak version, the realm, counts of
+/// clients, roles, groups and users, and a redaction report (which fields the server masked
+/// or cannot export). Artifacts are marked sensitive (personal data, `${vault.…}`
+/// references).
 #[derive(Debug, Clone)]
 pub struct KeycloakSource {
     client: AdminClient,
@@ -173,26 +176,23 @@ impl Source for KeycloakSource {
     }
 
     async fn discover(&self) -> Result<Vec<ArtifactPlan>> {
-        Ok(self
-            .realm_names()
+        self.realm_names()
             .await?
             .into_iter()
             .map(|realm| {
-                ArtifactPlan::new(realm_artifact_name(&realm), CONTENT_TYPE)
+                let mut plan = ArtifactPlan::new(realm_artifact_name(&realm), CONTENT_TYPE)
                     .text(true)
-                    .sensitive(self.sensitive)
-                    .fact("realm", realm)
-                    .fact("mode", "rest")
+                    .sensitive(self.sensitive);
+                plan.facts = to_facts(&KeycloakFacts::planned(realm))?;
+                Ok(plan)
             })
-            .collect())
+            .collect()
     }
 
     async fn export(&self, artifact: &ArtifactPlan, ctx: &ExportContext) -> Result<Export> {
         let realm = artifact
-            .facts
-            .get("realm")
-            .and_then(Value::as_str)
-            .map(str::to_string)
+            .facts_as::<KeycloakFacts>()?
+            .realm
             .ok_or_else(|| Error::config("artifact plan without a realm"))?;
         let version = self.client.server_version().await;
         // partial-export first: errors here fail the export before any byte is produced.
@@ -359,37 +359,26 @@ impl ExportJob {
         buf.push_str("}\n");
         self.send(tx, &mut buf).await?;
 
-        let report = redaction::report_for(&rep, &creds);
-        let mut facts = Facts::new();
-        facts.insert("realm".into(), json!(self.realm));
-        facts.insert("mode".into(), json!("rest"));
-        if let Some(v) = version {
-            facts.insert("keycloak_version".into(), json!(v));
+        let changed = reported_users.filter(|r| *r != users);
+        if let Some(r) = changed {
+            tracing::warn!(
+                realm = %self.realm,
+                reported = r,
+                exported = users,
+                "user count changed during the export"
+            );
         }
-        facts.insert(
-            "clients".into(),
-            json!(rep["clients"].as_array().map_or(0, Vec::len)),
-        );
-        facts.insert("roles".into(), json!(count_roles(&rep)));
-        facts.insert("groups".into(), json!(count_groups(&rep["groups"])));
-        facts.insert("users".into(), json!(users));
-        facts.insert(
-            "service_account_users".into(),
-            json!(service_accounts.len()),
-        );
-        if let Some(r) = reported_users {
-            if r != users {
-                tracing::warn!(
-                    realm = %self.realm,
-                    reported = r,
-                    exported = users,
-                    "user count changed during the export"
-                );
-                facts.insert("users_count_at_start".into(), json!(r));
-            }
-        }
-        facts.insert("redaction".into(), report.to_value());
-        Ok(facts)
+        to_facts(&KeycloakFacts {
+            keycloak_version: version,
+            clients: Some(rep["clients"].as_array().map_or(0, Vec::len) as u64),
+            roles: Some(count_roles(&rep)),
+            groups: Some(count_groups(&rep["groups"])),
+            users: Some(users),
+            service_account_users: Some(service_accounts.len() as u64),
+            users_count_at_start: changed,
+            redaction: Some(redaction::report_for(&rep, &creds)),
+            ..KeycloakFacts::planned(self.realm.clone())
+        })
     }
 
     async fn page(&self, first: usize) -> Result<Vec<Value>> {

@@ -7,6 +7,7 @@ use serde_json::Value;
 use stoa_backup_core::manifest::VerificationRecord;
 use stoa_backup_core::{stream, ArtifactRecord, ErrorKind, Result, Verifier, VerifyContext};
 
+use super::facts::KeycloakFacts;
 use super::redaction::{masked_paths, RedactionReport};
 use super::source::{count_groups, count_roles};
 use super::{CONTENT_TYPE, PROVIDER_REST};
@@ -37,6 +38,7 @@ impl Verifier for KeycloakExportVerifier {
 
     async fn verify(&self, ctx: &VerifyContext<'_>) -> Result<VerificationRecord> {
         let a = ctx.artifact;
+        let facts: KeycloakFacts = a.facts_as()?;
         let record = |ok: bool, detail: String, warnings: Vec<String>| VerificationRecord {
             verifier: self.name().to_string(),
             at: Utc::now(),
@@ -69,10 +71,7 @@ impl Verifier for KeycloakExportVerifier {
                 ))
             }
         };
-        let recorded = a
-            .facts
-            .get("redaction")
-            .and_then(RedactionReport::from_value);
+        let recorded = facts.redaction;
         let mut warnings = recorded
             .as_ref()
             .map(RedactionReport::warnings)
@@ -87,13 +86,14 @@ impl Verifier for KeycloakExportVerifier {
             (
                 "clients",
                 rep["clients"].as_array().map_or(0, Vec::len) as u64,
+                facts.clients,
             ),
-            ("roles", count_roles(&rep)),
-            ("groups", count_groups(&rep["groups"])),
-            ("users", users),
+            ("roles", count_roles(&rep), facts.roles),
+            ("groups", count_groups(&rep["groups"]), facts.groups),
+            ("users", users, facts.users),
         ];
-        for (k, n) in counts {
-            if let Some(expected) = a.facts.get(k).and_then(Value::as_u64) {
+        for (k, n, recorded) in counts {
+            if let Some(expected) = recorded {
                 if expected != n {
                     problems.push(format!("{k}: {n} in the file, {expected} recorded"));
                 }

@@ -8,10 +8,11 @@ use kube::Client;
 use serde_json::Value;
 use stoa_backup_core::error::{Error, ErrorKind, Result};
 use stoa_backup_core::source::{
-    ArtifactPlan, Export, ExportContext, Facts, PreflightReport, Source,
+    to_facts, ArtifactPlan, Export, ExportContext, PreflightReport, Source,
 };
 use stoa_backup_core::stream;
 
+use super::facts::{CustomResourceArtifact, CustomResourceFacts};
 use super::strip::{strip_object, StripRules};
 use super::{api_code, kube_error, to_yaml, to_yaml_documents, KubeClient, YAML_CONTENT_TYPE};
 
@@ -195,8 +196,8 @@ fn is_dns_name(s: &str) -> bool {
 ///
 /// Each kind is read at its most stable served version, across all namespaces (or
 /// the configured ones), page by page. Artifact names: [`Layout`]. Facts per artifact:
-/// `group`, `version`, `kind`, `plural`, `namespaced`, `served_versions`, and after export
-/// `objects` (the count).
+/// [`CustomResourceFacts`] (`group`, `version`, `kind`, `plural`, `namespaced`,
+/// `served_versions`, and after export `objects`, the count).
 #[derive(Debug, Clone)]
 pub struct CustomResourcesSource {
     client: KubeClient,
@@ -384,34 +385,34 @@ impl CustomResourcesSource {
         objs
     }
 
-    fn kind_facts(&self, k: &KindInfo) -> Facts {
-        let mut f = Facts::new();
-        f.insert("artifact".into(), "resources".into());
-        f.insert("group".into(), k.ar.group.clone().into());
-        f.insert("version".into(), k.ar.version.clone().into());
-        f.insert("kind".into(), k.ar.kind.clone().into());
-        f.insert("plural".into(), k.ar.plural.clone().into());
-        f.insert("namespaced".into(), k.namespaced.into());
-        f.insert("served_versions".into(), k.served_versions.clone().into());
-        f
+    fn kind_facts(&self, k: &KindInfo) -> CustomResourceFacts {
+        CustomResourceFacts {
+            artifact: CustomResourceArtifact::Resources,
+            group: Some(k.ar.group.clone()),
+            version: Some(k.ar.version.clone()),
+            kind: Some(k.ar.kind.clone()),
+            plural: Some(k.ar.plural.clone()),
+            namespaced: Some(k.namespaced),
+            served_versions: Some(k.served_versions.clone()),
+            ..CustomResourceFacts::default()
+        }
     }
 
-    fn plan(&self, name: String, facts: Facts) -> ArtifactPlan {
+    fn plan(&self, name: String, facts: &CustomResourceFacts) -> Result<ArtifactPlan> {
         let mut p = ArtifactPlan::new(name, YAML_CONTENT_TYPE).text(true);
-        p.facts = facts;
-        p
+        p.facts = to_facts(facts)?;
+        Ok(p)
     }
 
     /// The kind an artifact plan was discovered for (from its facts).
-    fn kind_of(&self, plan: &ArtifactPlan) -> Result<KindInfo> {
-        let fact = |k: &str| {
-            plan.facts
-                .get(k)
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-        };
-        let (group, version, kind, plural) =
-            (fact("group"), fact("version"), fact("kind"), fact("plural"));
+    fn kind_of(&self, plan: &ArtifactPlan, facts: &CustomResourceFacts) -> Result<KindInfo> {
+        let fact = |f: &Option<String>| f.as_deref().unwrap_or_default().to_string();
+        let (group, version, kind, plural) = (
+            fact(&facts.group),
+            fact(&facts.version),
+            fact(&facts.kind),
+            fact(&facts.plural),
+        );
         if group.is_empty() || version.is_empty() || kind.is_empty() || plural.is_empty() {
             return Err(Error::config(format!(
                 "artifact {} was not planned by this source (its facts lack group/version/kind/plural)",
@@ -420,14 +421,10 @@ impl CustomResourcesSource {
         }
         Ok(KindInfo {
             ar: ApiResource::from_gvk_with_plural(
-                &GroupVersionKind::gvk(group, version, kind),
-                plural,
+                &GroupVersionKind::gvk(&group, &version, &kind),
+                &plural,
             ),
-            namespaced: plan
-                .facts
-                .get("namespaced")
-                .and_then(Value::as_bool)
-                .unwrap_or(true),
+            namespaced: facts.namespaced.unwrap_or(true),
             served_versions: Vec::new(),
         })
     }
@@ -435,7 +432,7 @@ impl CustomResourcesSource {
 
 impl CustomResourcesSource {
     /// The Secrets referenced by every backed-up object, as one sensitive YAML.
-    async fn export_secrets(&self) -> Result<Export> {
+    async fn export_secrets(&self, mut facts: CustomResourceFacts) -> Result<Export> {
         let mut refs = std::collections::BTreeSet::new();
         for k in self.kinds().await? {
             for o in self.list_kind(&k).await? {
@@ -471,9 +468,9 @@ impl CustomResourcesSource {
         }
         let docs = self.stripped(docs);
         let text = to_yaml_documents(&docs)?;
-        let mut facts = Facts::new();
-        facts.insert("objects".into(), docs.len().into());
-        facts.insert("missing_secrets".into(), missing.into());
+        facts.objects = Some(docs.len() as u64);
+        facts.missing_secrets = Some(missing);
+        let facts = to_facts(&facts)?;
         Ok(Export::with_finish(
             stream::once(text.into_bytes()),
             async move { Ok(facts) },
@@ -619,60 +616,66 @@ impl Source for CustomResourcesSource {
     async fn discover(&self) -> Result<Vec<ArtifactPlan>> {
         let kinds = self.kinds().await.map_err(|e| e.or_operation("discover"))?;
         let mut plans = Vec::new();
-        let mut crd_facts = Facts::new();
-        crd_facts.insert("artifact".into(), "crds".into());
-        crd_facts.insert("groups".into(), self.groups.clone().into());
+        let crd_facts = CustomResourceFacts {
+            artifact: CustomResourceArtifact::Crds,
+            groups: Some(self.groups.clone()),
+            ..CustomResourceFacts::default()
+        };
         match self.layout {
             Layout::PerKind => {
                 if self.include_crds {
-                    plans.push(self.plan("crds.yaml".into(), crd_facts));
+                    plans.push(self.plan("crds.yaml".into(), &crd_facts)?);
                 }
                 for k in &kinds {
                     plans.push(self.plan(
                         format!("{}/{}.yaml", k.ar.group, k.ar.plural),
-                        self.kind_facts(k),
-                    ));
+                        &self.kind_facts(k),
+                    )?);
                 }
             }
             Layout::PerObject => {
                 if self.include_crds {
                     for crd in self.list_crds().await? {
                         let name = crd["metadata"]["name"].as_str().unwrap_or_default();
-                        let mut f = crd_facts.clone();
-                        f.insert("name".into(), name.into());
-                        plans.push(self.plan(format!("crds/{name}.yaml"), f));
+                        let f = CustomResourceFacts {
+                            name: Some(name.to_string()),
+                            ..crd_facts.clone()
+                        };
+                        plans.push(self.plan(format!("crds/{name}.yaml"), &f)?);
                     }
                 }
                 for k in &kinds {
                     let prefix = format!("{}/{}", k.ar.group, k.ar.plural);
                     for o in self.list_kind(k).await? {
-                        let mut f = self.kind_facts(k);
-                        f.insert("name".into(), o["metadata"]["name"].clone());
-                        if let Some(ns) = o["metadata"]["namespace"].as_str() {
-                            f.insert("namespace".into(), ns.into());
-                        }
-                        plans.push(self.plan(object_path(&prefix, &o), f));
+                        let f = CustomResourceFacts {
+                            name: o["metadata"]["name"].as_str().map(str::to_string),
+                            namespace: o["metadata"]["namespace"].as_str().map(str::to_string),
+                            ..self.kind_facts(k)
+                        };
+                        plans.push(self.plan(object_path(&prefix, &o), &f)?);
                     }
                 }
             }
         }
         if self.secrets {
-            let mut f = Facts::new();
-            f.insert("artifact".into(), "secrets".into());
-            plans.push(self.plan("secrets.yaml".into(), f).sensitive(true));
+            let f = CustomResourceFacts {
+                artifact: CustomResourceArtifact::Secrets,
+                ..CustomResourceFacts::default()
+            };
+            plans.push(self.plan("secrets.yaml".into(), &f)?.sensitive(true));
         }
         plans.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(plans)
     }
 
     async fn export(&self, artifact: &ArtifactPlan, _ctx: &ExportContext) -> Result<Export> {
-        if artifact.facts.get("artifact").and_then(Value::as_str) == Some("secrets") {
-            return self.export_secrets().await;
+        let mut facts: CustomResourceFacts = artifact.facts_as()?;
+        if facts.artifact == CustomResourceArtifact::Secrets {
+            return self.export_secrets(facts).await;
         }
-        let is_crds = artifact.facts.get("artifact").and_then(Value::as_str) == Some("crds");
-        let single = artifact.facts.get("name").and_then(Value::as_str);
-        let namespace = artifact.facts.get("namespace").and_then(Value::as_str);
-        let docs: Vec<Value> = if is_crds {
+        let single = facts.name.as_deref();
+        let namespace = facts.namespace.as_deref();
+        let docs: Vec<Value> = if facts.artifact == CustomResourceArtifact::Crds {
             let crds = self.list_crds().await?;
             match single {
                 Some(n) => crds
@@ -682,7 +685,7 @@ impl Source for CustomResourcesSource {
                 None => crds,
             }
         } else {
-            let kind = &self.kind_of(artifact)?;
+            let kind = &self.kind_of(artifact, &facts)?;
             match single {
                 Some(name) => {
                     let api: Api<DynamicObject> = match namespace {
@@ -719,8 +722,8 @@ impl Source for CustomResourcesSource {
         } else {
             to_yaml_documents(&docs)?
         };
-        let mut facts = Facts::new();
-        facts.insert("objects".into(), docs.len().into());
+        facts.objects = Some(docs.len() as u64);
+        let facts = to_facts(&facts)?;
         Ok(Export::with_finish(
             stream::once(text.into_bytes()),
             async move { Ok(facts) },

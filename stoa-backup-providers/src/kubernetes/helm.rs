@@ -15,14 +15,16 @@ use stoa_backup_core::error::{Error, ErrorKind, Result};
 use stoa_backup_core::manifest::ArtifactRecord;
 use stoa_backup_core::restore::{ExistingDataPolicy, RestoreOptions, RestoreReport, Restorer};
 use stoa_backup_core::source::{
-    ArtifactPlan, Export, ExportContext, Facts, PreflightReport, Source,
+    to_facts, ArtifactPlan, Export, ExportContext, PreflightReport, Source,
 };
 use stoa_backup_core::stream::{self, ByteStream};
 
+use super::facts::HelmValuesFacts;
 use super::{kube_error, parse_yaml_documents, to_yaml, KubeClient, YAML_CONTENT_TYPE};
 
-/// Where Helm keeps releases.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// Where Helm keeps releases (recorded as the `driver` fact: `secret`, `configmap`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum HelmDriver {
     /// Secrets of type `helm.sh/release.v1` (Helm's default).
     #[default]
@@ -175,9 +177,9 @@ impl HelmValuesSourceBuilder {
 
 /// Backs up the user-supplied values (`helm get values`, not `--all`) of the latest
 /// *deployed* revision of Helm 3 releases, as YAML: one artifact
-/// `<namespace>/<release>.values.yaml` per release. Facts: `release`, `namespace`,
-/// `revision`, `status`, `chart`, `chart_version`, `app_version`, `driver`. Component
-/// `helm`, provider `helm`. Reads Secrets (or ConfigMaps) labelled `owner=helm`; needs
+/// `<namespace>/<release>.values.yaml` per release. Facts: [`HelmValuesFacts`] (`release`,
+/// `namespace`, `revision`, `status`, `chart`, `chart_version`, `app_version`, `driver`).
+/// Component `helm`, provider `helm`. Reads Secrets (or ConfigMaps) labelled `owner=helm`; needs
 /// `list` on them.
 #[derive(Debug, Clone)]
 pub struct HelmValuesSource {
@@ -315,30 +317,17 @@ impl HelmValuesSource {
         Ok(releases)
     }
 
-    fn facts(&self, r: &HelmRelease) -> Facts {
-        let mut f = Facts::new();
-        f.insert("release".into(), r.name.clone().into());
-        f.insert("namespace".into(), r.namespace.clone().into());
-        f.insert("revision".into(), r.revision.into());
-        f.insert("status".into(), r.status.clone().into());
-        f.insert("chart".into(), r.chart_name.clone().into());
-        f.insert("chart_version".into(), r.chart_version.clone().into());
-        f.insert(
-            "app_version".into(),
-            r.app_version
-                .clone()
-                .map(Value::String)
-                .unwrap_or(Value::Null),
-        );
-        f.insert(
-            "driver".into(),
-            match self.driver {
-                HelmDriver::Secret => "secret",
-                HelmDriver::ConfigMap => "configmap",
-            }
-            .into(),
-        );
-        f
+    fn facts(&self, r: &HelmRelease) -> HelmValuesFacts {
+        HelmValuesFacts {
+            release: r.name.clone(),
+            namespace: r.namespace.clone(),
+            revision: r.revision,
+            status: r.status.clone(),
+            chart: r.chart_name.clone(),
+            chart_version: r.chart_version.clone(),
+            app_version: r.app_version.clone(),
+            driver: self.driver,
+        }
     }
 }
 
@@ -365,8 +354,7 @@ impl Source for HelmValuesSource {
     }
 
     async fn discover(&self) -> Result<Vec<ArtifactPlan>> {
-        Ok(self
-            .latest_deployed()
+        self.latest_deployed()
             .await?
             .iter()
             .map(|r| {
@@ -376,23 +364,15 @@ impl Source for HelmValuesSource {
                 )
                 .text(true)
                 .sensitive(self.sensitive);
-                p.facts = self.facts(r);
-                p
+                p.facts = to_facts(&self.facts(r))?;
+                Ok(p)
             })
-            .collect())
+            .collect()
     }
 
     async fn export(&self, artifact: &ArtifactPlan, _ctx: &ExportContext) -> Result<Export> {
-        let ns = artifact
-            .facts
-            .get("namespace")
-            .and_then(Value::as_str)
-            .unwrap_or_default();
-        let name = artifact
-            .facts
-            .get("release")
-            .and_then(Value::as_str)
-            .unwrap_or_default();
+        let planned: HelmValuesFacts = artifact.facts_as()?;
+        let (ns, name) = (planned.namespace.as_str(), planned.release.as_str());
         let release = self
             .latest_deployed()
             .await?
@@ -405,7 +385,7 @@ impl Source for HelmValuesSource {
                 )
             })?;
         let text = to_yaml(&release.config)?;
-        let facts = self.facts(&release);
+        let facts = to_facts(&self.facts(&release))?;
         Ok(Export::with_finish(
             stream::once(text.into_bytes()),
             async move { Ok(facts) },
@@ -462,24 +442,16 @@ impl HelmValuesRestorer {
     }
 
     /// The `helm upgrade --install` command for a release whose values are at `file`.
-    pub fn command(&self, facts: &Facts, file: &Path) -> String {
-        let f = |k: &str| {
-            facts
-                .get(k)
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_string()
-        };
-        let chart = self.chart.clone().unwrap_or_else(|| f("chart"));
+    pub fn command(&self, facts: &HelmValuesFacts, file: &Path) -> String {
+        let chart = self.chart.as_ref().unwrap_or(&facts.chart);
         let mut cmd = format!(
             "helm upgrade --install {} {} --namespace {} --create-namespace",
-            shell_quote(&f("release")),
-            shell_quote(&chart),
-            shell_quote(&f("namespace"))
+            shell_quote(&facts.release),
+            shell_quote(chart),
+            shell_quote(&facts.namespace)
         );
-        let version = f("chart_version");
-        if !version.is_empty() {
-            cmd.push_str(&format!(" --version {}", shell_quote(&version)));
+        if !facts.chart_version.is_empty() {
+            cmd.push_str(&format!(" --version {}", shell_quote(&facts.chart_version)));
         }
         cmd.push_str(&format!(" -f {}", shell_quote(&file.display().to_string())));
         cmd
@@ -517,16 +489,9 @@ impl Restorer for HelmValuesRestorer {
         plain: ByteStream,
         options: &RestoreOptions,
     ) -> Result<RestoreReport> {
-        let f = |k: &str| {
-            artifact
-                .facts
-                .get(k)
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_string()
-        };
-        let (ns, release) = (f("namespace"), f("release"));
-        if !safe_segment(&ns) || !safe_segment(&release) {
+        let facts: HelmValuesFacts = artifact.facts_as()?;
+        let (ns, release) = (&facts.namespace, &facts.release);
+        if !safe_segment(ns) || !safe_segment(release) {
             return Err(Error::integrity(format!(
                 "the artifact's facts name no valid release (namespace {ns:?}, release {release:?})"
             )));
@@ -535,8 +500,8 @@ impl Restorer for HelmValuesRestorer {
         let text = String::from_utf8(bytes.clone())
             .map_err(|_| Error::integrity("the values are not UTF-8 text"))?;
         parse_yaml_documents(&text)?;
-        let path = self.dir.join(&ns).join(format!("{release}.values.yaml"));
-        let command = self.command(&artifact.facts, &path);
+        let path = self.dir.join(ns).join(format!("{release}.values.yaml"));
+        let command = self.command(&facts, &path);
         let mut report = RestoreReport {
             dry_run: options.dry_run,
             ..Default::default()
@@ -632,10 +597,16 @@ mod tests {
     #[test]
     fn command_is_quoted() {
         let r = HelmValuesRestorer::new("/tmp/x").chart("stoa/stoa-platform");
-        let mut f = Facts::new();
-        f.insert("release".into(), "stoa".into());
-        f.insert("namespace".into(), "stoa-system".into());
-        f.insert("chart_version".into(), "0.1.0".into());
+        let f = HelmValuesFacts {
+            release: "stoa".into(),
+            namespace: "stoa-system".into(),
+            revision: 1,
+            status: "deployed".into(),
+            chart: "stoa-platform".into(),
+            chart_version: "0.1.0".into(),
+            app_version: None,
+            driver: HelmDriver::Secret,
+        };
         assert_eq!(
             r.command(&f, Path::new("/tmp/my values.yaml")),
             "helm upgrade --install stoa stoa/stoa-platform --namespace stoa-system --create-namespace --version 0.1.0 -f '/tmp/my values.yaml'"

@@ -24,6 +24,7 @@
 
 mod crs;
 mod exec;
+pub mod facts;
 mod helm;
 mod restore;
 pub mod strip;
@@ -36,6 +37,7 @@ use stoa_backup_core::error::{Error, ErrorKind};
 
 pub use crs::{CustomResourcesSource, CustomResourcesSourceBuilder, Layout};
 pub use exec::{ExecOutcome, ExecStream, PodExec};
+pub use facts::{CustomResourceArtifact, CustomResourceFacts, HelmValuesFacts};
 pub use helm::{
     decode_release, HelmDriver, HelmRelease, HelmValuesRestorer, HelmValuesSource,
     HelmValuesSourceBuilder,

@@ -19,6 +19,7 @@ use stoa_backup_core::sink::Sink;
 use stoa_backup_core::stream::{self, ByteStream};
 
 use super::crs::crd_resource;
+use super::facts::{CustomResourceArtifact, CustomResourceFacts};
 use super::strip::{strip_object, StripRules};
 use super::{
     api_code, kube_error, object_name, parse_yaml_documents, KubeClient, DEFAULT_FIELD_MANAGER,
@@ -210,22 +211,21 @@ impl CustomResourcesRestorer {
     }
 
     /// This component's artifacts of `artifacts`, in restore order: CRD artifacts first,
-    /// then by kind in the configured order, then by name.
-    pub fn order_artifacts<'a>(&self, artifacts: &'a [ArtifactRecord]) -> Vec<&'a ArtifactRecord> {
-        let mut out: Vec<&ArtifactRecord> = artifacts
-            .iter()
-            .filter(|a| a.component == self.component)
-            .collect();
-        out.sort_by_key(|a| {
-            let is_crds = a.facts.get("artifact").and_then(Value::as_str) == Some("crds");
-            let kind = a
-                .facts
-                .get("kind")
-                .and_then(Value::as_str)
-                .unwrap_or_default();
-            (!is_crds, self.kind_rank(kind), a.name.clone())
-        });
-        out
+    /// then by kind in the configured order, then by name. Fails when an artifact's facts
+    /// cannot be read.
+    pub fn order_artifacts<'a>(
+        &self,
+        artifacts: &'a [ArtifactRecord],
+    ) -> Result<Vec<&'a ArtifactRecord>> {
+        let mut out = Vec::new();
+        for a in artifacts.iter().filter(|a| a.component == self.component) {
+            let facts: CustomResourceFacts = a.facts_as()?;
+            let is_crds = facts.artifact == CustomResourceArtifact::Crds;
+            let rank = self.kind_rank(facts.kind.as_deref().unwrap_or_default());
+            out.push(((!is_crds, rank, a.name.clone()), a));
+        }
+        out.sort_by(|x, y| x.0.cmp(&y.0));
+        Ok(out.into_iter().map(|(_, a)| a).collect())
     }
 
     /// Restores every artifact of this component in `manifest` as one ordered set: each
@@ -239,7 +239,7 @@ impl CustomResourcesRestorer {
         keyring: &Keyring,
         options: &RestoreOptions,
     ) -> Result<RestoreReport> {
-        let ordered = self.order_artifacts(&manifest.artifacts);
+        let ordered = self.order_artifacts(&manifest.artifacts)?;
         if ordered.is_empty() {
             return Err(Error::new(
                 ErrorKind::NotFound,

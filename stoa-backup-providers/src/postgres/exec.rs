@@ -16,15 +16,15 @@ use std::fmt;
 use async_trait::async_trait;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams};
-use serde_json::Value;
 use stoa_backup_core::error::{Error, ErrorKind, Result};
 use stoa_backup_core::source::{
-    ArtifactPlan, Export, ExportContext, Facts, PreflightReport, Source,
+    to_facts, ArtifactPlan, Export, ExportContext, PreflightReport, Source,
 };
 
-use super::dump_header::{self, ParseError};
-use super::source::{dump_artifact_name, DatabaseSelection, PostgresSource};
-use super::{COMPONENT, DUMP_CONTENT_TYPE};
+use super::dump_header;
+use super::facts::{PostgresFacts, TocFacts};
+use super::source::{dump_plan, planned_database, DatabaseSelection, PostgresSource};
+use super::COMPONENT;
 use crate::kubernetes::PodExec;
 
 /// Which pod runs `pg_dump`.
@@ -195,70 +195,30 @@ impl Source for PostgresPodSource {
     }
 
     async fn discover(&self) -> Result<Vec<ArtifactPlan>> {
-        Ok(self
-            .databases()
+        self.databases()
             .into_iter()
-            .map(|db| {
-                ArtifactPlan::new(dump_artifact_name(&db), DUMP_CONTENT_TYPE).fact("database", db)
-            })
-            .collect())
+            .map(|db| dump_plan(db, false))
+            .collect()
     }
 
     async fn export(&self, artifact: &ArtifactPlan, _ctx: &ExportContext) -> Result<Export> {
-        let db = artifact
-            .facts
-            .get("database")
-            .and_then(Value::as_str)
-            .ok_or_else(|| Error::internal("artifact plan has no database fact"))?
-            .to_string();
+        let db = planned_database(artifact)?;
         let exec = self.target.resolve().await?;
         let command = self.command(&db);
         let described = exec.describe(&command);
         let es = exec.spawn(&command, None).await?;
         let (stream, toc_rx) = dump_header::inspect(es.stream);
         Ok(Export::with_finish(stream, async move {
-            let mut facts = Facts::new();
-            facts.insert("database".into(), db.into());
-            facts.insert("command".into(), described.into());
-            facts.insert(
-                "exact_counts".into(),
-                "not taken in exec mode (no SQL connection)".into(),
-            );
-            if let Ok(o) = es.outcome.await {
-                facts.insert("stdout_bytes".into(), o.stdout_bytes.into());
-            }
+            let stdout_bytes = es.outcome.await.ok().map(|o| o.stdout_bytes);
             let summary = toc_rx.borrow().clone();
-            match summary {
-                Some(Ok(s)) => {
-                    facts.insert("toc_entries".into(), s.header.toc_entries.into());
-                    facts.insert("archive_version".into(), s.header.version_string().into());
-                    facts.insert(
-                        "dump_compression".into(),
-                        s.header.compression.to_string().into(),
-                    );
-                    facts.insert(
-                        "tables_with_data".into(),
-                        (s.table_data.len() as u64).into(),
-                    );
-                }
-                Some(Err(ParseError::Unsupported(m))) => {
-                    facts.insert(
-                        "toc_note".into(),
-                        format!("table of contents not read: {m}").into(),
-                    );
-                }
-                Some(Err(e)) => {
-                    return Err(Error::integrity(
-                        "pg_dump output is not a readable custom-format archive",
-                    )
-                    .with_source(e)
-                    .with_hint(
-                        "check that the pod's pg_dump is the real PostgreSQL pg_dump and re-run",
-                    ));
-                }
-                None => {}
-            }
-            Ok(facts)
+            to_facts(&PostgresFacts {
+                database: Some(db),
+                command: Some(described),
+                exact_counts: Some("not taken in exec mode (no SQL connection)".into()),
+                stdout_bytes,
+                toc: TocFacts::read(summary.as_ref(), "the pod's pg_dump")?,
+                ..PostgresFacts::default()
+            })
         }))
     }
 }

@@ -40,6 +40,7 @@ pub mod conn;
 pub mod dump_header;
 #[cfg(feature = "kubernetes")]
 pub mod exec;
+pub mod facts;
 mod queries;
 pub mod restore;
 pub mod source;
@@ -49,11 +50,12 @@ pub mod verify;
 pub use conn::PgConnection;
 #[cfg(feature = "kubernetes")]
 pub use exec::{PodRef, PodTarget, PostgresPodSource};
+pub use facts::{PostgresFacts, PostgresGlobalsFacts, TocFacts};
 pub use queries::qualified_name;
 pub use restore::{PostgresRestorer, RestoreTarget};
 pub use source::{
-    dump_artifact_name, recorded_row_counts, CompressionLocation, DatabaseSelection,
-    PostgresSource, PostgresSourceBuilder,
+    dump_artifact_name, CompressionLocation, DatabaseSelection, PostgresSource,
+    PostgresSourceBuilder,
 };
 pub use tools::PgTools;
 pub use verify::{PgArchiveVerifier, ScratchRestoreVerifier, SqlCheck, SqlExpect};

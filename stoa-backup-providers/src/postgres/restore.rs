@@ -14,14 +14,13 @@ use stoa_backup_core::error::{Error, ErrorKind, Result};
 use stoa_backup_core::manifest::ArtifactRecord;
 use stoa_backup_core::process::{run_with_stdin, CommandSpec};
 use stoa_backup_core::restore::{ExistingDataPolicy, RestoreOptions, RestoreReport, Restorer};
-use stoa_backup_core::source::Facts;
 use stoa_backup_core::stream::ByteStream;
 use tokio::io::AsyncWriteExt;
 use tokio_postgres::Client;
 
 use super::conn::{quote_ident, quote_literal, PgConnection};
+use super::facts::PostgresFacts;
 use super::queries;
-use super::source::recorded_row_counts;
 use super::{COMPONENT, DUMP_CONTENT_TYPE, GLOBALS_CONTENT_TYPE};
 
 /// Where a dump is restored.
@@ -152,6 +151,7 @@ impl PostgresRestorer {
     async fn restore_new(
         &self,
         artifact: &ArtifactRecord,
+        facts: &PostgresFacts,
         plain: ByteStream,
         options: &RestoreOptions,
         name: &str,
@@ -202,10 +202,10 @@ impl PostgresRestorer {
             }
             return Ok(report);
         }
-        create_database(&admin, &staging, &artifact.facts).await?;
+        create_database(&admin, &staging, facts.encoding.as_deref()).await?;
         let restored = async {
             self.run_pg_restore(&staging, plain, &[]).await?;
-            self.count_and_compare(artifact, &staging).await
+            self.count_and_compare(facts, &staging).await
         }
         .await;
         let counts = match restored {
@@ -244,6 +244,7 @@ impl PostgresRestorer {
     async fn restore_clean(
         &self,
         artifact: &ArtifactRecord,
+        facts: &PostgresFacts,
         plain: ByteStream,
         options: &RestoreOptions,
         database: &str,
@@ -293,7 +294,7 @@ impl PostgresRestorer {
             &["--clean", "--if-exists", "--single-transaction"],
         )
         .await?;
-        let counts = self.count_and_compare(artifact, database).await?;
+        let counts = self.count_and_compare(facts, database).await?;
         report.updated = 1;
         report
             .facts
@@ -324,7 +325,7 @@ impl PostgresRestorer {
 
     async fn count_and_compare(
         &self,
-        artifact: &ArtifactRecord,
+        facts: &PostgresFacts,
         database: &str,
     ) -> Result<BTreeMap<String, i64>> {
         let client = self
@@ -335,8 +336,8 @@ impl PostgresRestorer {
         let counts = queries::all_exact_counts(&client).await?;
         drop(client);
         if self.check_counts {
-            if let Some(recorded) = recorded_row_counts(&artifact.facts) {
-                let diffs = compare_counts(&recorded, &counts);
+            if let Some(recorded) = &facts.row_counts {
+                let diffs = compare_counts(recorded, &counts);
                 if !diffs.is_empty() {
                     return Err(Error::integrity(format!("restored row counts differ from the backup: {}", diffs.join("; ")))
                         .with_hint("the dump does not hold what was recorded at backup time; restore another run"));
@@ -369,14 +370,16 @@ impl Restorer for PostgresRestorer {
                 artifact.key, artifact.content_type
             )));
         }
+        let facts: PostgresFacts = artifact.facts_as()?;
         self.conn.validate()?;
         let r = match &self.target {
             RestoreTarget::NewDatabase { name, swap } => {
-                self.restore_new(artifact, plain, options, name, *swap)
+                self.restore_new(artifact, &facts, plain, options, name, *swap)
                     .await
             }
             RestoreTarget::Clean { database } => {
-                self.restore_clean(artifact, plain, options, database).await
+                self.restore_clean(artifact, &facts, plain, options, database)
+                    .await
             }
         };
         r.map(|mut report| {
@@ -451,9 +454,14 @@ fn admin_error(e: tokio_postgres::Error, what: &str) -> Error {
     queries::map_query_error(e, what).with_operation("restore")
 }
 
-pub(crate) async fn create_database(admin: &Client, name: &str, facts: &Facts) -> Result<()> {
+/// `CREATE DATABASE` from `template0`, with the recorded encoding when there is one.
+pub(crate) async fn create_database(
+    admin: &Client,
+    name: &str,
+    encoding: Option<&str>,
+) -> Result<()> {
     let mut sql = format!("CREATE DATABASE {} TEMPLATE template0", quote_ident(name));
-    if let Some(enc) = facts.get("encoding").and_then(Value::as_str) {
+    if let Some(enc) = encoding {
         sql.push_str(&format!(" ENCODING {}", quote_literal(enc)));
     }
     admin

@@ -1,22 +1,21 @@
 //! [`PostgresSource`]: streams `pg_dump --format=custom` of one or more databases (and
 //! optionally `pg_dumpall --globals-only`) into the pipeline, without temp files.
 
-use std::collections::BTreeMap;
 use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use serde_json::{json, Value};
 use stoa_backup_core::error::{Error, ErrorKind, Result};
 use stoa_backup_core::process::{spawn_stdout_stream, CommandSpec};
 use stoa_backup_core::source::{
-    ArtifactPlan, Export, ExportContext, Facts, PreflightReport, Source,
+    to_facts, ArtifactPlan, Export, ExportContext, PreflightReport, Source,
 };
 use tokio::task::JoinHandle;
 
 use super::conn::PgConnection;
-use super::dump_header::{self, ParseError};
+use super::dump_header;
+use super::facts::{PostgresFacts, PostgresGlobalsFacts, TocFacts};
 use super::queries::{self, qualified_name};
 use super::tools::{check_tool_for_server, tool_version, PgTools};
 use super::{COMPONENT, DUMP_CONTENT_TYPE, GLOBALS_ARTIFACT, GLOBALS_CONTENT_TYPE};
@@ -364,10 +363,9 @@ impl PostgresSourceBuilder {
 /// stdout (no temp file). One artifact per database (`<db>.dump`) plus, optionally,
 /// `globals.sql`.
 ///
-/// Facts recorded per dump: `database`, `server_version`, `server_version_num`,
-/// `pg_dump_version`, `database_size_bytes`, `encoding`, `lc_collate`, `lc_ctype`,
-/// `row_estimates` (planner estimates per table), `row_counts` (exact, same snapshot as the
-/// dump), `toc_entries`, `archive_version`, `dump_compression`, `command`.
+/// Facts recorded per dump: [`PostgresFacts`] (server and pg_dump versions, size, encoding
+/// and locale, planner row estimates, exact row counts in the dump's snapshot, the dump's
+/// table of contents, the command); for `globals.sql`: [`PostgresGlobalsFacts`].
 #[derive(Debug, Clone)]
 pub struct PostgresSource {
     conn: PgConnection,
@@ -528,12 +526,13 @@ impl PostgresSource {
         let command = spec.display();
         let role_passwords = self.globals_role_passwords;
         Ok(Export::with_finish(ps.stream, async move {
-            let mut facts = Facts::new();
-            facts.insert("server_version".into(), server_version.into());
-            facts.insert("pg_dumpall_version".into(), tool.full.into());
-            facts.insert("role_passwords".into(), role_passwords.into());
-            facts.insert("command".into(), command.into());
-            Ok(facts)
+            to_facts(&PostgresGlobalsFacts {
+                server_version: Some(server_version),
+                pg_dumpall_version: Some(tool.full),
+                role_passwords: Some(role_passwords),
+                command: Some(command),
+                ..PostgresGlobalsFacts::default()
+            })
         }))
     }
 
@@ -592,63 +591,38 @@ impl PostgresSource {
             None
         };
 
-        let mut facts = Facts::new();
-        facts.insert("database".into(), db.clone().into());
-        facts.insert("server_version".into(), server_version.into());
-        facts.insert("server_version_num".into(), server_num.into());
-        facts.insert("pg_dump_version".into(), tool.full.into());
-        facts.insert("database_size_bytes".into(), info.size.into());
-        facts.insert("encoding".into(), info.encoding.into());
-        facts.insert("lc_collate".into(), info.collate.into());
-        facts.insert("lc_ctype".into(), info.ctype.into());
-        facts.insert("command".into(), command.into());
+        let mut facts = PostgresFacts {
+            database: Some(db),
+            server_version: Some(server_version),
+            server_version_num: Some(server_num),
+            pg_dump_version: Some(tool.full),
+            database_size_bytes: Some(info.size),
+            encoding: Some(info.encoding),
+            lc_collate: Some(info.collate),
+            lc_ctype: Some(info.ctype),
+            command: Some(command),
+            ..PostgresFacts::default()
+        };
 
         Ok(Export::with_finish(stream, async move {
             let summary = toc_rx.borrow().clone();
-            let summary = match summary {
-                Some(Ok(s)) => Some(s),
-                Some(Err(ParseError::Unsupported(m))) => {
-                    facts.insert(
-                        "toc_note".into(),
-                        format!("table of contents not read: {m}").into(),
-                    );
-                    None
-                }
-                Some(Err(e)) => {
-                    return Err(Error::integrity(
-                        "pg_dump output is not a readable custom-format archive",
-                    )
-                    .with_source(e)
-                    .with_hint("check that pg_dump is the real PostgreSQL pg_dump and re-run"));
-                }
-                None => None,
+            facts.toc = TocFacts::read(summary.as_ref(), "pg_dump")?;
+            let dumped: Option<Vec<String>> = match &summary {
+                Some(Ok(s)) => Some(
+                    s.table_data
+                        .iter()
+                        .map(|(s, t)| qualified_name(s, t))
+                        .collect(),
+                ),
+                _ => None,
             };
-            let dumped: Option<Vec<String>> = summary.as_ref().map(|s| {
-                s.table_data
+            facts.row_estimates = Some(
+                tables
                     .iter()
-                    .map(|(s, t)| qualified_name(s, t))
-                    .collect()
-            });
-            let mut estimates = serde_json::Map::new();
-            for (s, t, est) in &tables {
-                let q = qualified_name(s, t);
-                if dumped.as_ref().is_none_or(|d| d.contains(&q)) {
-                    estimates.insert(q, est.map(Value::from).unwrap_or(Value::Null));
-                }
-            }
-            facts.insert("row_estimates".into(), Value::Object(estimates));
-            if let Some(s) = &summary {
-                facts.insert("toc_entries".into(), s.header.toc_entries.into());
-                facts.insert("archive_version".into(), s.header.version_string().into());
-                facts.insert(
-                    "dump_compression".into(),
-                    s.header.compression.to_string().into(),
-                );
-                facts.insert(
-                    "tables_with_data".into(),
-                    (s.table_data.len() as u64).into(),
-                );
-            }
+                    .map(|(s, t, est)| (qualified_name(s, t), *est))
+                    .filter(|(q, _)| dumped.as_ref().is_none_or(|d| d.contains(q)))
+                    .collect(),
+            );
             if let Some(mut counter) = counter {
                 let (client, result) = (&mut counter.0)
                     .await
@@ -656,13 +630,9 @@ impl PostgresSource {
                 let counts = result.map_err(|e| e.or_operation("count rows"))?;
                 client.batch_execute("COMMIT").await.ok();
                 drop(client);
-                if let Some(counts) = counts {
-                    let obj: serde_json::Map<String, Value> =
-                        counts.into_iter().map(|(k, v)| (k, json!(v))).collect();
-                    facts.insert("row_counts".into(), Value::Object(obj));
-                }
+                facts.row_counts = counts;
             }
-            Ok(facts)
+            to_facts(&facts)
         }))
     }
 }
@@ -703,21 +673,16 @@ impl Source for PostgresSource {
     async fn discover(&self) -> Result<Vec<ArtifactPlan>> {
         let client = self.connect(self.conn.get_dbname(), "discover").await?;
         let dbs = self.existing_databases(&client, "discover").await?;
-        let mut plans: Vec<ArtifactPlan> = dbs
+        let mut plans = dbs
             .into_iter()
-            .map(|db| {
-                ArtifactPlan::new(dump_artifact_name(&db), DUMP_CONTENT_TYPE)
-                    .sensitive(self.dumps_sensitive)
-                    .fact("database", db)
-            })
-            .collect();
+            .map(|db| dump_plan(db, self.dumps_sensitive))
+            .collect::<Result<Vec<_>>>()?;
         if self.globals {
-            plans.push(
-                ArtifactPlan::new(GLOBALS_ARTIFACT, GLOBALS_CONTENT_TYPE)
-                    .sensitive(true)
-                    .text(true)
-                    .fact("kind", "globals"),
-            );
+            let mut plan = ArtifactPlan::new(GLOBALS_ARTIFACT, GLOBALS_CONTENT_TYPE)
+                .sensitive(true)
+                .text(true);
+            plan.facts = to_facts(&PostgresGlobalsFacts::default())?;
+            plans.push(plan);
         }
         Ok(plans)
     }
@@ -726,26 +691,31 @@ impl Source for PostgresSource {
         let result = if artifact.content_type == GLOBALS_CONTENT_TYPE {
             self.export_globals().await
         } else {
-            let db = artifact
-                .facts
-                .get("database")
-                .and_then(Value::as_str)
-                .ok_or_else(|| Error::internal("artifact plan has no database fact"))?
-                .to_string();
+            let db = planned_database(artifact)?;
             self.export_dump(db).await
         };
         result
     }
 }
 
-/// Row counts recorded for an artifact (`row_counts` fact), if any.
-pub fn recorded_row_counts(facts: &Facts) -> Option<BTreeMap<String, i64>> {
-    let obj = facts.get("row_counts")?.as_object()?;
-    Some(
-        obj.iter()
-            .filter_map(|(k, v)| v.as_i64().map(|n| (k.clone(), n)))
-            .collect(),
-    )
+/// The plan of database `db`'s dump: its name and, as facts, the database.
+pub(crate) fn dump_plan(db: String, sensitive: bool) -> Result<ArtifactPlan> {
+    let mut plan =
+        ArtifactPlan::new(dump_artifact_name(&db), DUMP_CONTENT_TYPE).sensitive(sensitive);
+    plan.facts = to_facts(&PostgresFacts {
+        database: Some(db),
+        ..PostgresFacts::default()
+    })?;
+    Ok(plan)
+}
+
+/// The database a dump plan of [`dump_plan`] names.
+pub(crate) fn planned_database(plan: &ArtifactPlan) -> Result<String> {
+    plan.facts_as::<PostgresFacts>()?.database.ok_or_else(|| {
+        Error::config(format!("artifact plan '{}' names no database", plan.name))
+            .with_operation("export")
+            .with_hint("export only plans returned by this source's discover()")
+    })
 }
 
 #[cfg(test)]

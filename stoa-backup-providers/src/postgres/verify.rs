@@ -15,9 +15,9 @@ use stoa_backup_core::verify::{Verifier, VerifyContext};
 use tokio::sync::mpsc;
 
 use super::conn::{quote_ident, PgConnection};
+use super::facts::PostgresFacts;
 use super::queries;
 use super::restore::{compare_counts, create_database, drop_database, pg_restore};
-use super::source::recorded_row_counts;
 use super::{COMPONENT, DUMP_CONTENT_TYPE};
 
 fn record(name: &str, ok: bool, detail: String, warnings: Vec<String>) -> VerificationRecord {
@@ -169,7 +169,7 @@ impl Verifier for PgArchiveVerifier {
     }
 
     async fn verify(&self, ctx: &VerifyContext<'_>) -> Result<VerificationRecord> {
-        let a = ctx.artifact;
+        let facts: PostgresFacts = ctx.artifact.facts_as()?;
         let plain = match ctx.open_plain().await {
             Ok(p) => p,
             Err(e) if e.kind() == ErrorKind::Integrity => {
@@ -204,10 +204,7 @@ impl Verifier for PgArchiveVerifier {
         };
         match &listing {
             Ok(l) => {
-                match (
-                    l.header_entries,
-                    a.facts.get("toc_entries").and_then(|v| v.as_u64()),
-                ) {
+                match (l.header_entries, facts.toc.toc_entries) {
                     (Some(h), Some(rec)) if h != rec => problems.push(format!(
                         "pg_restore --list reports {h} TOC entries, {rec} were recorded at backup"
                     )),
@@ -395,8 +392,12 @@ impl ScratchRestoreVerifier {
         self
     }
 
-    async fn check_in(&self, ctx: &VerifyContext<'_>, scratch: &str) -> Result<VerificationRecord> {
-        let a = ctx.artifact;
+    async fn check_in(
+        &self,
+        ctx: &VerifyContext<'_>,
+        facts: &PostgresFacts,
+        scratch: &str,
+    ) -> Result<VerificationRecord> {
         let plain = match ctx.open_plain().await {
             Ok(p) => p,
             Err(e) if e.kind() == ErrorKind::Integrity => {
@@ -430,9 +431,9 @@ impl ScratchRestoreVerifier {
         let counts = queries::all_exact_counts(&client).await?;
         let mut problems = Vec::new();
         let mut warnings = Vec::new();
-        let compared = match recorded_row_counts(&a.facts) {
+        let compared = match &facts.row_counts {
             Some(recorded) => {
-                problems.extend(compare_counts(&recorded, &counts));
+                problems.extend(compare_counts(recorded, &counts));
                 recorded.len()
             }
             None => {
@@ -495,13 +496,14 @@ impl Verifier for ScratchRestoreVerifier {
     }
 
     async fn verify(&self, ctx: &VerifyContext<'_>) -> Result<VerificationRecord> {
+        let facts: PostgresFacts = ctx.artifact.facts_as()?;
         let scratch = format!("{}{:016x}", self.prefix, rand::random::<u64>());
         let admin = self
             .server
             .connect(self.server.get_dbname())
             .await
             .map_err(|e| e.or_operation("verify"))?;
-        create_database(&admin, &scratch, &ctx.artifact.facts)
+        create_database(&admin, &scratch, facts.encoding.as_deref())
             .await
             .map_err(|e| {
                 e.with_operation("verify").with_hint(
@@ -512,7 +514,7 @@ impl Verifier for ScratchRestoreVerifier {
             server: Some(self.server.clone()),
             name: scratch.clone(),
         };
-        let outcome = self.check_in(ctx, &scratch).await;
+        let outcome = self.check_in(ctx, &facts, &scratch).await;
         drop_database(&admin, &scratch).await;
         guard.server = None;
         outcome

@@ -9,6 +9,7 @@ use futures::StreamExt;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Map, Value};
 use stoa_backup_core::manifest::ArtifactRecord;
+use stoa_backup_core::source::to_facts;
 use stoa_backup_core::{
     ArtifactPlan, ByteStream, Error, ErrorKind, ExistingDataPolicy, Export, ExportContext, Facts,
     PreflightReport, RestoreOptions, RestoreReport, Restorer, Result, Source,
@@ -16,6 +17,7 @@ use stoa_backup_core::{
 use tokio::sync::{mpsc, oneshot};
 
 use super::client::{vault_error, vault_messages, VaultClient, VaultConnection};
+use super::facts::KvFacts;
 use super::{KV_COMPONENT, PROVIDER_KV};
 use crate::http::to_stable_json;
 
@@ -67,8 +69,8 @@ fn normalize_mount(m: &str) -> String {
 ///
 /// The artifacts hold secret values in plain JSON: they are marked sensitive, so the pipeline
 /// refuses to store them unless it encrypts (`.encryption(...)`) or the caller opts out with
-/// `.store_secrets_unencrypted(true)`. The manifest records the Vault version, storage type,
-/// mount, engine version and secret counts.
+/// `.store_secrets_unencrypted(true)`. The manifest records [`KvFacts`]: the Vault version,
+/// storage type, mount, engine version and secret counts.
 #[derive(Debug, Clone)]
 pub struct VaultKvSource {
     client: VaultClient,
@@ -425,47 +427,45 @@ impl Source for VaultKvSource {
         let h = self.client.require_active("discover").await?;
         let storage = self.client.storage_type().await;
         let mounts = kv_mounts(&self.client, &self.mounts).await?;
-        Ok(mounts
+        mounts
             .iter()
             .map(|m| {
-                ArtifactPlan::new(m.artifact_name(), KV_CONTENT_TYPE)
+                let mut plan = ArtifactPlan::new(m.artifact_name(), KV_CONTENT_TYPE)
                     .sensitive(true)
-                    .text(true)
-                    .fact("vault_version", h.version.clone())
-                    .fact(
-                        "storage_type",
-                        storage.clone().unwrap_or_else(|| "unknown".into()),
-                    )
-                    .fact("mount", m.path.clone())
-                    .fact("kv_version", m.version)
-                    .fact(
-                        "namespace",
-                        self.client
-                            .connection()
-                            .namespace_name()
-                            .map(Value::from)
-                            .unwrap_or(Value::Null),
-                    )
+                    .text(true);
+                plan.facts = to_facts(&KvFacts {
+                    vault_version: h.version.clone(),
+                    storage_type: storage.clone().unwrap_or_else(|| "unknown".into()),
+                    mount: m.path.clone(),
+                    kv_version: m.version,
+                    namespace: self
+                        .client
+                        .connection()
+                        .namespace_name()
+                        .map(str::to_string),
+                    secrets: None,
+                    current_deleted: None,
+                    unlistable_paths: None,
+                    unreadable_secrets: None,
+                })?;
+                Ok(plan)
             })
-            .collect())
+            .collect()
     }
 
     async fn export(&self, artifact: &ArtifactPlan, ctx: &ExportContext) -> Result<Export> {
+        let planned: KvFacts = artifact.facts_as()?;
         let mount = KvMount {
-            path: artifact.facts["mount"]
-                .as_str()
-                .ok_or_else(|| Error::internal("plan without mount"))?
-                .to_string(),
-            version: artifact.facts["kv_version"].as_u64().unwrap_or(2) as u8,
+            path: planned.mount.clone(),
+            version: planned.kv_version,
         };
         let (tx, rx) = mpsc::channel::<Result<Bytes>>(16);
         let (facts_tx, facts_rx) = oneshot::channel::<Facts>();
         let client = self.client.clone();
         let page_size = self.page_size;
         let cancel = ctx.cancel.clone();
-        let vault_version = artifact.facts.get("vault_version").cloned();
         let task = async move {
-            let r = write_document(&client, &mount, page_size, vault_version, &tx).await;
+            let r = write_document(&client, &mount, page_size, planned, &tx).await;
             match r {
                 Ok(facts) => {
                     let _ = facts_tx.send(facts);
@@ -497,7 +497,7 @@ async fn write_document(
     client: &VaultClient,
     mount: &KvMount,
     page_size: Option<usize>,
-    vault_version: Option<Value>,
+    mut facts: KvFacts,
     tx: &mpsc::Sender<Result<Bytes>>,
 ) -> Result<Facts> {
     let send = |s: String| async move {
@@ -511,7 +511,7 @@ async fn write_document(
         "format": KV_FORMAT,
         "mount": mount.path,
         "kv_version": mount.version,
-        "vault_version": vault_version.unwrap_or(Value::Null),
+        "vault_version": facts.vault_version,
     });
     let header = to_stable_json(&header);
     // Re-open the object to append the secrets array (the document stays one JSON value).
@@ -567,12 +567,11 @@ async fn write_document(
             "some KV paths were denied to the backup token and are not in the export"
         );
     }
-    let mut facts = Facts::new();
-    facts.insert("secrets".into(), json!(written));
-    facts.insert("current_deleted".into(), json!(deleted));
-    facts.insert("unlistable_paths".into(), json!(denied_lists.len()));
-    facts.insert("unreadable_secrets".into(), json!(denied_reads.len()));
-    Ok(facts)
+    facts.secrets = Some(written);
+    facts.current_deleted = Some(deleted);
+    facts.unlistable_paths = Some(denied_lists.len() as u64);
+    facts.unreadable_secrets = Some(denied_reads.len() as u64);
+    to_facts(&facts)
 }
 
 /// Restores KV documents written by [`VaultKvSource`] into a Vault.

@@ -18,11 +18,13 @@
 //! OpenBao ≥ 2.3). Tokens never appear in errors, `Debug` output or traces.
 
 mod client;
+pub mod facts;
 mod kv;
 mod raft;
 mod snapshot;
 
 pub use client::{VaultAuth, VaultConnection, VaultHealth};
+pub use facts::{KvFacts, RaftSnapshotFacts};
 pub use kv::{VaultKvRestorer, VaultKvSource, VaultKvSourceBuilder, KV_CONTENT_TYPE, KV_FORMAT};
 pub use raft::{
     RaftSnapshotRestorer, RaftSnapshotSource, RaftSnapshotVerifier, KEYS_NOTE,

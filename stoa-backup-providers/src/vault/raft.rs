@@ -6,13 +6,15 @@ use chrono::Utc;
 use futures::TryStreamExt;
 use serde_json::json;
 use stoa_backup_core::manifest::{ArtifactRecord, VerificationRecord};
+use stoa_backup_core::source::to_facts;
 use stoa_backup_core::{
-    ArtifactPlan, ByteStream, Error, ErrorKind, ExistingDataPolicy, Export, ExportContext, Facts,
+    ArtifactPlan, ByteStream, Error, ErrorKind, ExistingDataPolicy, Export, ExportContext,
     PreflightReport, RestoreOptions, RestoreReport, Restorer, Result, Source, Verifier,
     VerifyContext,
 };
 
 use super::client::{vault_error, VaultClient, VaultConnection};
+use super::facts::RaftSnapshotFacts;
 use super::snapshot::{check_snapshot_stream, tee_check};
 use super::{PROVIDER_RAFT, SNAPSHOT_COMPONENT};
 
@@ -102,9 +104,12 @@ impl Source for RaftSnapshotSource {
     }
 
     async fn discover(&self) -> Result<Vec<ArtifactPlan>> {
-        Ok(vec![ArtifactPlan::new(&self.name, SNAPSHOT_CONTENT_TYPE)
-            .sensitive(true)
-            .fact("keys_needed", KEYS_NOTE)])
+        let mut plan = ArtifactPlan::new(&self.name, SNAPSHOT_CONTENT_TYPE).sensitive(true);
+        plan.facts = to_facts(&RaftSnapshotFacts {
+            keys_needed: Some(KEYS_NOTE.to_string()),
+            ..RaftSnapshotFacts::default()
+        })?;
+        Ok(vec![plan])
     }
 
     async fn export(&self, _artifact: &ArtifactPlan, _ctx: &ExportContext) -> Result<Export> {
@@ -127,22 +132,21 @@ impl Source for RaftSnapshotSource {
             .with_retryable(true)
         }));
         let (stream, check) = tee_check(stream);
-        let mut facts = Facts::new();
-        facts.insert("vault_version".into(), json!(h.version));
-        facts.insert("cluster_name".into(), json!(h.cluster_name));
-        facts.insert("cluster_id".into(), json!(h.cluster_id));
-        facts.insert(
-            "storage_type".into(),
-            json!(storage.unwrap_or_else(|| "raft".into())),
-        );
+        let mut facts = RaftSnapshotFacts {
+            vault_version: Some(h.version),
+            cluster_name: h.cluster_name,
+            cluster_id: h.cluster_id,
+            storage_type: Some(storage.unwrap_or_else(|| "raft".into())),
+            ..RaftSnapshotFacts::default()
+        };
         Ok(Export::with_finish(stream, async move {
             let summary = check.await.map_err(|e| {
                 e.with_operation("snapshot check")
                     .with_hint("Vault answered 200 but the snapshot is incomplete: check Vault's logs and re-run")
             })?;
-            facts.insert("state_bytes".into(), json!(summary.state_bytes));
-            facts.insert("snapshot_meta".into(), summary.meta);
-            Ok(facts)
+            facts.state_bytes = Some(summary.state_bytes);
+            facts.snapshot_meta = Some(summary.meta);
+            to_facts(&facts)
         }))
     }
 }
@@ -247,9 +251,8 @@ impl Restorer for RaftSnapshotRestorer {
             notes: RESTORE_WARNINGS.iter().map(|s| s.to_string()).collect(),
             ..Default::default()
         };
-        if let Some(k) = artifact.facts.get("keys_needed").and_then(|v| v.as_str()) {
-            report.notes.push(k.to_string());
-        }
+        let facts: RaftSnapshotFacts = artifact.facts_as()?;
+        report.notes.extend(facts.keys_needed);
         let h = self
             .client
             .require_active("snapshot restore")

@@ -724,6 +724,7 @@ async fn unauthorized_and_forbidden_name_what_failed() {
     let ctx = stoa_backup::core::ExportContext {
         cancel: Default::default(),
         run_id: stoa_backup::core::RunId::generate(chrono::Utc::now()),
+        stored: Vec::new(),
     };
     let e = src.export(plan, &ctx).await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::PermissionDenied);

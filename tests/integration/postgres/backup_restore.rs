@@ -209,6 +209,7 @@ async fn export_plain(source: &PostgresSource) -> (Vec<u8>, Facts) {
     let ctx = ExportContext {
         cancel: Default::default(),
         run_id: RunId::parse("20260101T000000Z-000001").unwrap(),
+        stored: Vec::new(),
     };
     let export = source.export(plan, &ctx).await.unwrap();
     let bytes = collect(export.stream).await.unwrap();
@@ -555,6 +556,7 @@ async fn exact_counts_and_data_come_from_the_same_snapshot() {
     let ctx = ExportContext {
         cancel: Default::default(),
         run_id: RunId::parse("20260101T000000Z-000002").unwrap(),
+        stored: Vec::new(),
     };
     let export = source.export(&plans[0], &ctx).await.unwrap();
     // Rows committed after the export started are neither in the dump nor in the counts.
@@ -811,6 +813,7 @@ async fn all_databases_and_globals_are_discovered_and_globals_need_encryption() 
     let ctx = ExportContext {
         cancel: Default::default(),
         run_id: RunId::parse("20260101T000000Z-000003").unwrap(),
+        stored: Vec::new(),
     };
     let export = source.export(globals, &ctx).await.unwrap();
     let text = String::from_utf8(collect(export.stream).await.unwrap()).unwrap();
