@@ -34,6 +34,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::fmt;
+use std::sync::Arc;
 
 use chrono::{DateTime, Datelike, Duration, Utc};
 use serde::{Deserialize, Serialize};
@@ -46,6 +47,20 @@ pub trait RetentionPolicy: Send + Sync + fmt::Debug {
     /// Decides, for every run given, whether to keep it (and why) or forget it.
     fn plan(&self, runs: &[RunSummary], now: DateTime<Utc>) -> RetentionPlan;
 }
+
+macro_rules! forward_retention_policy {
+    ($($ptr:ident),+) => {$(
+        /// Forwards to the wrapped policy, so a shared or boxed policy (also
+        /// `Arc<dyn RetentionPolicy>`, `Box<dyn RetentionPolicy>`) is a policy itself.
+        impl<P: RetentionPolicy + ?Sized> RetentionPolicy for $ptr<P> {
+            fn plan(&self, runs: &[RunSummary], now: DateTime<Utc>) -> RetentionPlan {
+                (**self).plan(runs, now)
+            }
+        }
+    )+};
+}
+
+forward_retention_policy!(Arc, Box);
 
 /// How many calendar buckets a GFS rule keeps.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -774,6 +789,28 @@ mod tests {
         want.sort_unstable();
         got.sort_unstable();
         assert_eq!(want, got);
+    }
+
+    #[test]
+    fn shared_and_boxed_policies_forward_plan() {
+        let runs = vec![
+            complete("2026-03-01T02:00:00Z"),
+            complete("2026-03-02T02:00:00Z"),
+            complete("2026-03-03T02:00:00Z"),
+        ];
+        let now = t("2026-03-04T00:00:00Z");
+        let keep_one = || KeepRules::new().keep_last(1);
+        let want = keep_one().plan(&runs, now);
+        assert_eq!(kept_ids(&want), vec![cid("2026-03-03T02:00:00Z")]);
+        let policies: Vec<Box<dyn RetentionPolicy>> = vec![
+            Box::new(Arc::new(keep_one())),
+            Box::new(Arc::new(keep_one()) as Arc<dyn RetentionPolicy>),
+            Box::new(Box::new(keep_one())),
+            Box::new(keep_one()),
+        ];
+        for p in &policies {
+            assert_eq!(p.plan(&runs, now), want);
+        }
     }
 
     // ---- calendar facts the bucket tests rely on (checked against chrono, by hand) ----
