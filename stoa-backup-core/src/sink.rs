@@ -255,7 +255,10 @@ mod tests {
             }
         }
         async fn preflight(&self) -> Result<()> {
-            Err(Error::new(ErrorKind::Unavailable, "preflight reached the inner sink"))
+            Err(Error::new(
+                ErrorKind::Unavailable,
+                "preflight reached the inner sink",
+            ))
         }
         async fn put(&self, key: &ObjectKey, stream: ByteStream) -> Result<PutResult> {
             self.0.put(key, stream).await
@@ -279,7 +282,9 @@ mod tests {
         let e = sink.preflight().await.unwrap_err();
         assert_eq!(e.kind(), ErrorKind::Unavailable);
         let key = ObjectKey::new("a/b").unwrap();
-        sink.put_bytes(&key, Bytes::from_static(b"bytes")).await.unwrap();
+        sink.put_bytes(&key, Bytes::from_static(b"bytes"))
+            .await
+            .unwrap();
         assert_eq!(sink.get_bytes(&key).await.unwrap(), b"bytes");
         assert_eq!(sink.list("a").await.unwrap().len(), 1);
         sink.delete(&key).await.unwrap();

@@ -208,7 +208,10 @@ mod tests {
             run_id: crate::manifest::RunId::parse("20260101T000000Z-000001").unwrap(),
         };
         let export = source.export(&plans[0], &ctx).await.unwrap();
-        assert_eq!(crate::stream::collect(export.stream).await.unwrap(), b"a.bin");
+        assert_eq!(
+            crate::stream::collect(export.stream).await.unwrap(),
+            b"a.bin"
+        );
     }
 
     #[tokio::test]

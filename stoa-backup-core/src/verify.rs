@@ -259,7 +259,10 @@ mod tests {
             artifact: &realm,
             keyring: &keyring,
         };
-        assert_eq!(verifier.verify(&ctx).await.unwrap().detail, "checked stoa.json");
+        assert_eq!(
+            verifier.verify(&ctx).await.unwrap().detail,
+            "checked stoa.json"
+        );
     }
 
     #[tokio::test]

@@ -35,3 +35,13 @@ pub mod kubernetes;
 pub mod postgres;
 #[cfg(feature = "vault")]
 pub mod vault;
+
+/// A `from_lookup` environment made of fixed pairs, for the `from_env` tests.
+#[cfg(test)]
+pub(crate) fn test_env<'a>(vars: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
+    move |name| {
+        vars.iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.to_string())
+    }
+}
