@@ -7,7 +7,6 @@
 //! Run: `cargo bench --bench pipeline_throughput` (release build; not part of CI).
 //! `STOA_BENCH_SMALL=1` shrinks the sizes 16× for a quick smoke run.
 
-use std::sync::Arc;
 use std::time::Instant;
 
 use async_trait::async_trait;
@@ -81,10 +80,9 @@ impl Source for GeneratedSource {
 
 fn run_once(rt: &tokio::runtime::Runtime, size: u64) -> (f64, u64) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let sink = Arc::new(LocalSink::new(dir.path()).expect("sink"));
     let pipeline = Pipeline::builder()
-        .source(Arc::new(GeneratedSource { size }))
-        .sink(sink)
+        .source(GeneratedSource { size })
+        .sink(LocalSink::new(dir.path()).expect("sink"))
         .compression(ZstdCodec::new(3).unwrap())
         .build()
         .unwrap();

@@ -251,14 +251,13 @@ fn child_main(spec: &str) {
             Run::S3 => s3_sink().await,
             Run::ArchiveCheck => unreachable!("handled above"),
         };
-        let source = PostgresSource::builder()
-            .connection(&conn.with_dbname(db))
+        let source = PostgresSource::builder(conn.with_dbname(db))
             .database(db)
             .exact_row_counts(!matches!(run, Run::LocalWithoutCounts))
             .build()
             .unwrap();
         let pipeline = Pipeline::builder()
-            .source(Arc::new(source))
+            .source(source)
             .sink(sink)
             .compression(ZstdCodec::new(3).unwrap())
             .build()

@@ -18,14 +18,9 @@
 //! applied first and waited for until Established, then missing namespaces, then
 //! GatewayInstance → Tool → ToolSet → Skill → GatewayBinding.
 
-use std::sync::Arc;
-
-use stoa_backup::core::{
-    Catalog, Error, ExistingDataPolicy, Keyring, RestoreOptions, Result, RunFilter, RunId,
-    RunStatus,
-};
-use stoa_backup::providers::kubernetes::{self, ConflictPolicy, CustomResourcesRestorer};
-use stoa_backup::storage::LocalSink;
+use stoa_backup::core::{ExistingDataPolicy, RunId, RunStatus};
+use stoa_backup::prelude::*;
+use stoa_backup::providers::kubernetes::{self, ConflictPolicy};
 
 fn env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.trim().is_empty())
@@ -34,7 +29,7 @@ fn env(name: &str) -> Option<String> {
 #[tokio::main]
 async fn main() -> Result<()> {
     let dir = env("STOA_BACKUP_DIR").ok_or_else(|| Error::config("STOA_BACKUP_DIR is not set"))?;
-    let catalog = Catalog::new(Arc::new(LocalSink::new(dir)?));
+    let catalog = Catalog::new(LocalSink::new(dir)?);
     let run_id = match env("STOA_RUN_ID") {
         Some(id) => RunId::parse(id)?,
         None => catalog

@@ -22,10 +22,8 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use stoa_backup::core::verify::ChecksumVerifier;
-use stoa_backup::core::{Error, Pipeline, Result, Sink};
-use stoa_backup::providers::kubernetes::{self, CustomResourcesSource, Layout};
-use stoa_backup::storage::{GitCredentials, GitSink};
+use stoa_backup::prelude::*;
+use stoa_backup::providers::kubernetes::{self, Layout};
 
 fn env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.trim().is_empty())
@@ -92,9 +90,9 @@ async fn main() -> Result<()> {
 
     let before = sink.head_commit().await?;
     let report = Pipeline::builder()
-        .source(Arc::new(source.build()?))
+        .source(source.build()?)
         .sink(sink.clone())
-        .verifier(Arc::new(ChecksumVerifier::new()))
+        .verifier(ChecksumVerifier::new())
         .label("example", "crds_to_git")
         .build()?
         .run()

@@ -20,11 +20,8 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use stoa_backup::core::{Error, Pipeline, Result, Sink};
-use stoa_backup::providers::grafana::{
-    GrafanaAuth, GrafanaConnection, GrafanaIndexFacts, GrafanaSource,
-};
-use stoa_backup::storage::{GitCredentials, GitSink};
+use stoa_backup::prelude::*;
+use stoa_backup::providers::grafana::GrafanaIndexFacts;
 
 fn env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.trim().is_empty())
@@ -72,7 +69,7 @@ async fn main() -> Result<()> {
     );
     let before = sink.head_commit().await?;
     let report = Pipeline::builder()
-        .source(Arc::new(GrafanaSource::builder().connection(conn).build()?))
+        .source(GrafanaSource::builder(conn).build()?)
         .sink(sink.clone())
         .label("example", "grafana_to_git")
         .build()?

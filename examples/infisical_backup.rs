@@ -2,15 +2,18 @@
 //! what a restore would do (dry run).
 //!
 //! ```sh
-//! INFISICAL_URL=https://infisical.stoa.svc:8080 \
-//! INFISICAL_CLIENT_ID=... INFISICAL_CLIENT_SECRET=... \
+//! INFISICAL_API_URL=https://infisical.stoa.svc:8080 \
+//! INFISICAL_UNIVERSAL_AUTH_CLIENT_ID=... INFISICAL_UNIVERSAL_AUTH_CLIENT_SECRET=... \
 //! STOA_INFISICAL_PROJECT=6f1c... STOA_INFISICAL_ENVS=dev,prod \
 //! STOA_AGE_IDENTITY=AGE-SECRET-KEY-1... STOA_BACKUP_DIR=/backups \
 //! cargo run --example infisical_backup --features infisical,local
 //! ```
 //!
-//! - Universal auth (a machine identity): `INFISICAL_CLIENT_ID`, `INFISICAL_CLIENT_SECRET`.
-//!   The access token is refreshed as it expires; 429 answers are retried with back-off.
+//! - The server and a machine identity, as the `infisical` CLI reads them
+//!   (`InfisicalConnection::from_env`): `INFISICAL_API_URL` (default
+//!   `https://app.infisical.com`), `INFISICAL_UNIVERSAL_AUTH_CLIENT_ID` and
+//!   `INFISICAL_UNIVERSAL_AUTH_CLIENT_SECRET`. The access token is refreshed as it expires;
+//!   429 answers are retried with back-off.
 //! - `STOA_INFISICAL_PROJECT` (required) and `STOA_INFISICAL_ENVS` (comma-separated slugs;
 //!   empty = every environment). `STOA_INFISICAL_API=v3` for older servers.
 //! - `STOA_AGE_IDENTITY` (required): exports hold secret values and are always encrypted;
@@ -19,22 +22,12 @@
 
 use std::sync::Arc;
 
-use stoa_backup::core::{
-    restore_artifact, AgeEncryption, ExistingDataPolicy, Keyring, Pipeline, RestoreOptions,
-    TracingObserver, ZstdCodec,
-};
-use stoa_backup::providers::infisical::{
-    InfisicalApi, InfisicalConnection, InfisicalFacts, InfisicalRestorer, InfisicalSource,
-};
-use stoa_backup::storage::LocalSink;
+use stoa_backup::core::ExistingDataPolicy;
+use stoa_backup::prelude::*;
+use stoa_backup::providers::infisical::{InfisicalApi, InfisicalFacts};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let url =
-        std::env::var("INFISICAL_URL").unwrap_or_else(|_| "http://127.0.0.1:8080".to_string());
-    let id = std::env::var("INFISICAL_CLIENT_ID").map_err(|_| "set INFISICAL_CLIENT_ID")?;
-    let secret =
-        std::env::var("INFISICAL_CLIENT_SECRET").map_err(|_| "set INFISICAL_CLIENT_SECRET")?;
     let project =
         std::env::var("STOA_INFISICAL_PROJECT").map_err(|_| "set STOA_INFISICAL_PROJECT")?;
     let envs: Vec<String> = std::env::var("STOA_INFISICAL_ENVS")
@@ -49,7 +42,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     })?;
     let dir = std::env::var("STOA_BACKUP_DIR").unwrap_or_else(|_| "./backups".to_string());
 
-    let mut conn = InfisicalConnection::new(&url, id, secret)?;
+    let mut conn = InfisicalConnection::from_env()?;
     if std::env::var("STOA_INFISICAL_API").as_deref() == Ok("v3") {
         conn = conn.api(InfisicalApi::V3);
     }
@@ -57,17 +50,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let recipient = identity_to_recipient(&identity)?;
     let sink = Arc::new(LocalSink::new(&dir)?);
     let pipeline = Pipeline::builder()
-        .source(Arc::new(
-            InfisicalSource::builder()
-                .connection(conn.clone())
-                .project(&project, envs)
-                .build()?,
-        ))
+        .source(InfisicalSource::builder(conn.clone(), &project, envs).build()?)
         .sink(sink.clone())
         .compression(ZstdCodec::new(3)?)
         .encryption(AgeEncryption::recipients([recipient])?)
         .keyring(keyring.clone())
-        .observer(Arc::new(TracingObserver))
+        .observer(TracingObserver)
         .label("job", "infisical_backup")
         .build()?;
     let report = pipeline.run().await?.into_result()?;
@@ -86,7 +74,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             f.folders.unwrap_or(0),
             f.hidden_values.unwrap_or(0)
         );
-        let r = restore_artifact(sink.as_ref(), a, &keyring, &restorer, &dry).await?;
+        let r = restore_artifact(&sink, a, &keyring, &restorer, &dry).await?;
         for n in &r.notes {
             println!("  {n}");
         }

@@ -2,16 +2,18 @@
 //! encrypted with age, and verifies it (counts, redaction report).
 //!
 //! ```text
-//! STOA_KEYCLOAK_URL=https://keycloak.example.org STOA_KEYCLOAK_CLIENT_SECRET=… \
-//! STOA_AGE_RECIPIENT=age1… STOA_BACKUP_DIR=/backups \
+//! KEYCLOAK_URL=https://keycloak.example.org KEYCLOAK_CLIENT_ID=stoa-backup \
+//! KEYCLOAK_CLIENT_SECRET=… STOA_AGE_RECIPIENT=age1… STOA_BACKUP_DIR=/backups \
 //!     cargo run --example keycloak_backup --features keycloak,local
 //! ```
 //!
 //! Environment:
-//! - `STOA_KEYCLOAK_URL` (required), `STOA_KEYCLOAK_REALM` (default `stoa`).
-//! - Client credentials: `STOA_KEYCLOAK_CLIENT_ID` (default `stoa-backup`) and
-//!   `STOA_KEYCLOAK_CLIENT_SECRET`; or the password grant with `STOA_KEYCLOAK_USER` and
-//!   `STOA_KEYCLOAK_PASSWORD` (client `admin-cli`).
+//! - The server and credentials, as Keycloak's Terraform provider reads them
+//!   (`KeycloakConnection::from_env`): `KEYCLOAK_URL`, `KEYCLOAK_CLIENT_ID`, then
+//!   `KEYCLOAK_CLIENT_SECRET` (client credentials) or `KEYCLOAK_USER` and
+//!   `KEYCLOAK_PASSWORD` (password grant, e.g. with `admin-cli`); `KEYCLOAK_REALM` is the
+//!   realm to log in to (default `master`).
+//! - `STOA_KEYCLOAK_REALM`: the realm to back up (default `stoa`).
 //! - `STOA_AGE_RECIPIENT` (required: the export holds personal data and is marked
 //!   sensitive, so the pipeline refuses to store it unencrypted).
 //! - `STOA_BACKUP_DIR` (default `./backups`).
@@ -20,13 +22,8 @@
 //! secrets the server masked (client secrets, IdP secrets, SMTP password…) and what REST
 //! cannot export (credentials, realm keys). The verifier prints them as warnings.
 
-use std::sync::Arc;
-
-use stoa_backup::core::{AgeEncryption, Error, Pipeline, Result, ZstdCodec};
-use stoa_backup::providers::keycloak::{
-    KeycloakAuth, KeycloakConnection, KeycloakExportVerifier, KeycloakFacts, KeycloakSource,
-};
-use stoa_backup::storage::LocalSink;
+use stoa_backup::prelude::*;
+use stoa_backup::providers::keycloak::KeycloakFacts;
 
 fn env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.trim().is_empty())
@@ -34,36 +31,18 @@ fn env(name: &str) -> Option<String> {
 
 #[tokio::main]
 async fn main() -> Result<()> {
-    let url =
-        env("STOA_KEYCLOAK_URL").ok_or_else(|| Error::config("STOA_KEYCLOAK_URL is not set"))?;
-    let auth = match (env("STOA_KEYCLOAK_USER"), env("STOA_KEYCLOAK_PASSWORD")) {
-        (Some(username), Some(password)) => KeycloakAuth::Password {
-            client_id: "admin-cli".into(),
-            username,
-            password,
-        },
-        _ => KeycloakAuth::ClientCredentials {
-            client_id: env("STOA_KEYCLOAK_CLIENT_ID").unwrap_or_else(|| "stoa-backup".into()),
-            client_secret: env("STOA_KEYCLOAK_CLIENT_SECRET").ok_or_else(|| {
-                Error::config("set STOA_KEYCLOAK_CLIENT_SECRET (or STOA_KEYCLOAK_USER/PASSWORD)")
-            })?,
-        },
-    };
     let recipient = env("STOA_AGE_RECIPIENT")
         .ok_or_else(|| Error::config("STOA_AGE_RECIPIENT is not set (age1…)"))?;
-    let source = KeycloakSource::builder()
-        .connection(KeycloakConnection::new(&url, auth)?)
+    let source = KeycloakSource::builder(KeycloakConnection::from_env()?)
         .realm(env("STOA_KEYCLOAK_REALM").unwrap_or_else(|| "stoa".into()))
         .build()?;
-    let sink = Arc::new(LocalSink::new(
-        env("STOA_BACKUP_DIR").unwrap_or_else(|| "./backups".into()),
-    )?);
+    let sink = LocalSink::new(env("STOA_BACKUP_DIR").unwrap_or_else(|| "./backups".into()))?;
     let report = Pipeline::builder()
-        .source(Arc::new(source))
+        .source(source)
         .sink(sink)
         .compression(ZstdCodec::new(3)?)
         .encryption(AgeEncryption::recipients([recipient])?)
-        .verifier(Arc::new(KeycloakExportVerifier::new()))
+        .verifier(KeycloakExportVerifier::new())
         .label("example", "keycloak_backup")
         .build()?
         .run()

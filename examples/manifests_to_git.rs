@@ -22,11 +22,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use stoa_backup::core::source::{ArtifactPlan, Export, ExportContext, PreflightReport, Source};
+use stoa_backup::core::format_runs_table;
+use stoa_backup::core::source::{ArtifactPlan, Export, ExportContext, PreflightReport};
 use stoa_backup::core::stream::from_reader;
-use stoa_backup::core::verify::ChecksumVerifier;
-use stoa_backup::core::{format_runs_table, Catalog, Error, Pipeline, Result, RunFilter, Sink};
-use stoa_backup::storage::{GitCredentials, GitSink};
+use stoa_backup::prelude::*;
 
 /// The YAML files of one directory (not recursive), as diffable text artifacts.
 #[derive(Debug)]
@@ -124,9 +123,9 @@ async fn main() -> Result<()> {
     let before = sink.head_commit().await?;
 
     let pipeline = Pipeline::builder()
-        .source(Arc::new(ManifestDir { dir: source_dir }))
+        .source(ManifestDir { dir: source_dir })
         .sink(sink.clone())
-        .verifier(Arc::new(ChecksumVerifier::new()))
+        .verifier(ChecksumVerifier::new())
         .label("example", "manifests_to_git")
         .build()?;
     let report = pipeline.run().await?.into_result()?;

@@ -14,11 +14,8 @@
 
 use std::sync::Arc;
 
-use stoa_backup::core::{restore_artifact, Catalog, Keyring, RestoreOptions, Sink};
-use stoa_backup::providers::postgres::{
-    PgConnection, PostgresFacts, PostgresRestorer, RestoreTarget, DUMP_CONTENT_TYPE,
-};
-use stoa_backup::storage::LocalSink;
+use stoa_backup::prelude::*;
+use stoa_backup::providers::postgres::{PostgresFacts, DUMP_CONTENT_TYPE};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -27,7 +24,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/stoa_restored".to_string());
     let wanted = std::env::var("DATABASE").ok();
 
-    let sink: Arc<dyn Sink> = Arc::new(LocalSink::new(&dir)?);
+    let sink = Arc::new(LocalSink::new(&dir)?);
     let catalog = Catalog::new(sink.clone());
     let manifest = catalog
         .latest_verified("postgres")
@@ -59,7 +56,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     let restorer = PostgresRestorer::new(server, RestoreTarget::NewDatabase { name, swap: true });
     let report = restore_artifact(
-        sink.as_ref(),
+        &sink,
         artifact,
         &keyring,
         &restorer,

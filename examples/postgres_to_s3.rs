@@ -8,7 +8,8 @@
 //! cargo run --example postgres_to_s3 --features s3
 //! ```
 //!
-//! - `DATABASE_URL`: the database (default `postgres://postgres@127.0.0.1:5432/postgres`).
+//! - `DATABASE_URL` (or libpq's `PGHOST`, `PGUSER`, `PGPASSWORD`…): the database (default
+//!   `localhost:5432`, user and database `postgres`).
 //! - `STOA_S3_BUCKET` (required), `STOA_S3_PREFIX` (optional key prefix).
 //! - `STOA_S3_ENDPOINT`: an S3-compatible endpoint (MinIO, Ceph, moto…); unset for AWS.
 //!   Plain `http://` is accepted only for loopback endpoints (local test servers).
@@ -18,16 +19,11 @@
 
 use std::sync::Arc;
 
-use stoa_backup::core::{
-    format_runs_table, Catalog, Pipeline, RunFilter, TracingObserver, ZstdCodec,
-};
-use stoa_backup::providers::postgres::{PgArchiveVerifier, PostgresSource};
-use stoa_backup::storage::S3Sink;
+use stoa_backup::core::format_runs_table;
+use stoa_backup::prelude::*;
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let url = std::env::var("DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_string());
     let bucket = std::env::var("STOA_S3_BUCKET")
         .map_err(|_| "set STOA_S3_BUCKET to the bucket to back up into")?;
     let prefix = std::env::var("STOA_S3_PREFIX").unwrap_or_default();
@@ -41,17 +37,17 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         builder = builder.endpoint(&endpoint).allow_http(loopback);
     }
     let s3 = builder.build()?;
-    println!("backing up into {}", stoa_backup::core::Sink::describe(&s3));
+    println!("backing up into {}", s3.describe());
     let sink = Arc::new(s3);
 
-    let source = PostgresSource::builder().url(url).build()?;
+    let source = PostgresSource::builder(PgConnection::from_env()?).build()?;
     let pipeline = Pipeline::builder()
-        .source(Arc::new(source))
+        .source(source)
         .sink(sink.clone())
         .compression(ZstdCodec::new(3)?)
         // Reads the stored dump back from S3 through pg_restore: the whole archive must parse.
-        .verifier(Arc::new(PgArchiveVerifier::new()))
-        .observer(Arc::new(TracingObserver))
+        .verifier(PgArchiveVerifier::new())
+        .observer(TracingObserver)
         .label("job", "postgres_to_s3")
         .build()?;
 

@@ -4,43 +4,39 @@
 //! ```sh
 //! cargo run --example quickstart
 //! ```
-//! `DATABASE_URL` picks the database (default `postgres://postgres@127.0.0.1:5432/postgres`),
+//! `DATABASE_URL` (or libpq's `PGHOST`, `PGPORT`, `PGUSER`, `PGPASSWORD`, `PGDATABASE`)
+//! picks the database (default `localhost:5432`, user and database `postgres`),
 //! `STOA_BACKUP_DIR` the target directory (default `./stoa-backups`).
 
 use std::sync::Arc;
 
 use chrono::Duration;
-use stoa_backup::core::{
-    format_runs_table, Catalog, KeepCount, KeepRules, Pipeline, RunFilter, TracingObserver,
-    ZstdCodec,
-};
-use stoa_backup::providers::postgres::{PgArchiveVerifier, PostgresSource};
-use stoa_backup::storage::LocalSink;
+use stoa_backup::core::format_runs_table;
+use stoa_backup::prelude::*;
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let url = std::env::var("DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_string());
     let dir = std::env::var("STOA_BACKUP_DIR").unwrap_or_else(|_| "./stoa-backups".to_string());
 
+    // An Arc, so the catalog below reads the same sink.
     let sink = Arc::new(LocalSink::new(&dir)?);
     // pg_dump -Fc -Z0 streamed into our zstd stage; the password (if any) reaches pg_dump
     // through its environment, never its command line.
-    let source = PostgresSource::builder().url(&url).build()?;
+    let source = PostgresSource::builder(PgConnection::from_env()?).build()?;
     // The seed keeps daily dumps for 30 days.
     let retention = KeepRules::new()
         .keep_daily(KeepCount::Last(30))
         .keep_within(Duration::days(30));
 
     let pipeline = Pipeline::builder()
-        .source(Arc::new(source))
+        .source(source)
         .sink(sink.clone())
         .compression(ZstdCodec::new(3)?)
         // pg_restore --list (TOC count as recorded) and a full read of every data block.
-        .verifier(Arc::new(PgArchiveVerifier::new()))
-        .retention(Arc::new(retention))
+        .verifier(PgArchiveVerifier::new())
+        .retention(retention)
         .apply_retention(true)
-        .observer(Arc::new(TracingObserver))
+        .observer(TracingObserver)
         .label("job", "quickstart")
         .build()?;
 

@@ -9,9 +9,10 @@
 //! cargo run --example vault_snapshot_to_s3 --features vault,s3
 //! ```
 //!
-//! - `VAULT_ADDR` (or `BAO_ADDR` for OpenBao): the **active** node (a sealed, standby or
-//!   uninitialised node gives a clear error and no run).
-//! - Auth: `VAULT_TOKEN`; or Kubernetes auth with `STOA_VAULT_K8S_ROLE` (the pod's
+//! - `VAULT_ADDR` (or `BAO_ADDR` for OpenBao, required): the **active** node (a sealed,
+//!   standby or uninitialised node gives a clear error and no run).
+//! - Auth: `VAULT_TOKEN` (read with `VAULT_ADDR` and `VAULT_NAMESPACE` by
+//!   `VaultConnection::from_env`); or Kubernetes auth with `STOA_VAULT_K8S_ROLE` (the pod's
 //!   service-account token at `/var/run/secrets/kubernetes.io/serviceaccount/token`); or
 //!   AppRole with `STOA_VAULT_ROLE_ID` and `STOA_VAULT_SECRET_ID`. `VAULT_NAMESPACE` applies
 //!   to the KV export (snapshots are always taken in the root namespace).
@@ -23,42 +24,39 @@
 //! The snapshot is only usable with the cluster's unseal keys (Shamir) or its recovery keys
 //! and KMS/HSM seal (auto-unseal): the manifest says so under `keys_needed`. Escrow them.
 
-use std::sync::Arc;
+use stoa_backup::prelude::*;
 
-use stoa_backup::core::{AgeEncryption, Pipeline, TracingObserver, ZstdCodec};
-use stoa_backup::providers::vault::{
-    RaftSnapshotSource, RaftSnapshotVerifier, VaultAuth, VaultConnection, VaultKvSource,
-};
-use stoa_backup::storage::S3Sink;
-
-fn vault_auth() -> Result<VaultAuth, Box<dyn std::error::Error>> {
-    if let Ok(t) = std::env::var("VAULT_TOKEN") {
-        return Ok(VaultAuth::token(t));
+/// The CLI's variables when there is a token; Kubernetes or AppRole auth otherwise.
+fn vault_connection() -> Result<VaultConnection, Box<dyn std::error::Error>> {
+    let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    if var("VAULT_TOKEN").or_else(|| var("BAO_TOKEN")).is_some() {
+        return Ok(VaultConnection::from_env()?);
     }
-    if let Ok(role) = std::env::var("STOA_VAULT_K8S_ROLE") {
-        return Ok(VaultAuth::kubernetes(role));
-    }
-    match (
-        std::env::var("STOA_VAULT_ROLE_ID"),
-        std::env::var("STOA_VAULT_SECRET_ID"),
+    let auth = match (
+        var("STOA_VAULT_K8S_ROLE"),
+        var("STOA_VAULT_ROLE_ID"),
+        var("STOA_VAULT_SECRET_ID"),
     ) {
-        (Ok(r), Ok(s)) => Ok(VaultAuth::approle(r, s)),
-        _ => Err(
+        (Some(role), _, _) => VaultAuth::kubernetes(role),
+        (None, Some(r), Some(s)) => VaultAuth::approle(r, s),
+        _ => return Err(
             "set VAULT_TOKEN, STOA_VAULT_K8S_ROLE, or STOA_VAULT_ROLE_ID and STOA_VAULT_SECRET_ID"
                 .into(),
         ),
-    }
+    };
+    let addr = var("VAULT_ADDR")
+        .or_else(|| var("BAO_ADDR"))
+        .ok_or("set VAULT_ADDR to the active Vault node")?;
+    let conn = VaultConnection::new(&addr, auth)?;
+    Ok(match var("VAULT_NAMESPACE") {
+        Some(ns) => conn.namespace(ns),
+        None => conn,
+    })
 }
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let addr = std::env::var("VAULT_ADDR")
-        .or_else(|_| std::env::var("BAO_ADDR"))
-        .unwrap_or_else(|_| "http://127.0.0.1:8200".to_string());
-    let mut conn = VaultConnection::new(&addr, vault_auth()?)?;
-    if let Ok(ns) = std::env::var("VAULT_NAMESPACE") {
-        conn = conn.namespace(ns);
-    }
+    let conn = vault_connection()?;
     let recipient = std::env::var("STOA_AGE_RECIPIENT")
         .map_err(|_| "set STOA_AGE_RECIPIENT (age1...): Vault backups are always encrypted")?;
     let bucket = std::env::var("STOA_S3_BUCKET")
@@ -73,23 +71,23 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             .any(|p| endpoint.starts_with(p));
         builder = builder.endpoint(&endpoint).allow_http(loopback);
     }
-    let sink = Arc::new(builder.build()?);
+    let sink = builder.build()?;
 
     let pipeline = Pipeline::builder()
         // The snapshot streams from Vault straight into S3 (multipart), never held whole.
-        .source(Arc::new(RaftSnapshotSource::new(conn.clone())?))
-        .source(Arc::new(VaultKvSource::builder().connection(conn).build()?))
+        .source(RaftSnapshotSource::new(conn.clone())?)
+        .source(VaultKvSource::builder(conn).build()?)
         .sink(sink)
         .compression(ZstdCodec::new(3)?)
         .encryption(AgeEncryption::recipients([recipient])?)
         // Reads the snapshot back (needs the age identity to decrypt): set STOA_AGE_IDENTITY
         // to verify here; without it the structural check already ran during the download.
         .keyring(match std::env::var("STOA_AGE_IDENTITY") {
-            Ok(id) => stoa_backup::core::Keyring::new().with_identity(&id)?,
-            Err(_) => stoa_backup::core::Keyring::new(),
+            Ok(id) => Keyring::new().with_identity(&id)?,
+            Err(_) => Keyring::new(),
         })
-        .verifier(Arc::new(RaftSnapshotVerifier))
-        .observer(Arc::new(TracingObserver))
+        .verifier(RaftSnapshotVerifier)
+        .observer(TracingObserver)
         .label("job", "vault_snapshot_to_s3")
         .build()?;
 

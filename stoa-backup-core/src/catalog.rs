@@ -85,8 +85,14 @@ struct RunObjects {
 }
 
 impl Catalog {
-    /// A catalog over `sink`.
-    pub fn new(sink: Arc<dyn Sink>) -> Self {
+    /// A catalog over `sink`: any [`Sink`], also an `Arc` or `Box` of one (a clone of the
+    /// `Arc` the pipeline writes to, typically).
+    pub fn new(sink: impl Sink + 'static) -> Self {
+        Catalog::shared(Arc::new(sink))
+    }
+
+    /// A catalog over an already shared sink (no further wrapping).
+    pub(crate) fn shared(sink: Arc<dyn Sink>) -> Self {
         Catalog { sink }
     }
 
@@ -320,11 +326,13 @@ impl Catalog {
     }
 
     /// Verifies every artifact of a run again and records the result under
-    /// `runs/<id>/verifications/`. Returns the record.
+    /// `runs/<id>/verifications/`. Returns the record. `verifiers` are any [`Verifier`]s of one
+    /// type: `&[ChecksumVerifier::deep()]`, or `Arc<dyn Verifier>`s / `Box<dyn Verifier>`s to
+    /// mix kinds.
     pub async fn verify_run(
         &self,
         run: &RunId,
-        verifiers: &[Arc<dyn Verifier>],
+        verifiers: &[impl Verifier],
         keyring: &Keyring,
     ) -> Result<RunVerification> {
         if verifiers.is_empty() {

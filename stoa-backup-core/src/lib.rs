@@ -11,6 +11,7 @@ pub mod layers;
 pub mod manifest;
 pub mod observer;
 pub mod pipeline;
+pub mod prelude;
 pub mod process;
 pub mod restore;
 pub mod retention;

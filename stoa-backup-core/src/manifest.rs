@@ -255,6 +255,30 @@ impl ArtifactRecord {
     }
 }
 
+#[cfg(test)]
+impl ArtifactRecord {
+    /// A record for unit tests: artifact `name` of `component`, stored without codecs.
+    pub(crate) fn for_test(component: &str, name: &str) -> Self {
+        ArtifactRecord {
+            component: component.to_string(),
+            provider: "test".to_string(),
+            name: name.to_string(),
+            key: ObjectKey::new(format!("runs/20260101T000000Z-000001/{component}/{name}"))
+                .unwrap(),
+            content_type: "application/octet-stream".to_string(),
+            plain_size: 0,
+            plain_sha256: String::new(),
+            stored_size: 0,
+            stored_sha256: String::new(),
+            codecs: Vec::new(),
+            sensitive: false,
+            facts: Default::default(),
+            duration_ms: 0,
+            verification: Vec::new(),
+        }
+    }
+}
+
 /// A failure of one artifact (or of a whole source, when `name` is `None`).
 ///
 /// Besides the operator's text it keeps what callers match on: the error's kind, whether a

@@ -1,6 +1,7 @@
 //! Progress reporting through a caller-supplied observer.
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::manifest::{RunId, RunStatus, VerificationRecord};
@@ -84,6 +85,20 @@ pub trait Observer: Send + Sync + fmt::Debug {
     fn on_event(&self, event: &Event<'_>);
 }
 
+macro_rules! forward_observer {
+    ($($ptr:ident),+) => {$(
+        /// Forwards events to the wrapped observer, so a shared or boxed observer (also
+        /// `Arc<dyn Observer>`, `Box<dyn Observer>`) is an observer itself.
+        impl<O: Observer + ?Sized> Observer for $ptr<O> {
+            fn on_event(&self, event: &Event<'_>) {
+                (**self).on_event(event)
+            }
+        }
+    )+};
+}
+
+forward_observer!(Arc, Box);
+
 /// An observer that ignores everything (the default).
 #[derive(Debug, Default, Clone, Copy)]
 pub struct NoopObserver;
@@ -114,5 +129,43 @@ impl Observer for TracingObserver {
             }
             other => tracing::info!(event = ?other, "backup progress"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// Counts the sources of `RunStarted` events.
+    #[derive(Debug, Default)]
+    struct CountSources(AtomicUsize);
+
+    impl Observer for CountSources {
+        fn on_event(&self, event: &Event<'_>) {
+            if let Event::RunStarted { sources, .. } = event {
+                self.0.fetch_add(*sources, Ordering::SeqCst);
+            }
+        }
+    }
+
+    #[test]
+    fn shared_and_boxed_observers_forward_events() {
+        let run_id = RunId::parse("20260101T000000Z-000001").unwrap();
+        let event = Event::RunStarted {
+            run_id: &run_id,
+            sources: 3,
+        };
+        let shared = Arc::new(CountSources::default());
+        let as_dyn: Arc<dyn Observer> = shared.clone();
+        shared.on_event(&event);
+        as_dyn.on_event(&event);
+        assert_eq!(shared.0.load(Ordering::SeqCst), 6);
+        let boxed = Box::new(CountSources::default());
+        boxed.on_event(&event);
+        assert_eq!(boxed.0.load(Ordering::SeqCst), 3);
+        let boxed_dyn: Box<dyn Observer> = Box::new(shared.clone());
+        boxed_dyn.on_event(&event);
+        assert_eq!(shared.0.load(Ordering::SeqCst), 9);
     }
 }

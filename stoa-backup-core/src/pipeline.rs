@@ -68,15 +68,16 @@ impl fmt::Debug for PipelineBuilder {
 }
 
 impl PipelineBuilder {
-    /// Adds a source.
-    pub fn source(mut self, source: Arc<dyn Source>) -> Self {
-        self.sources.push(source);
+    /// Adds a source: any [`Source`], also an `Arc` or `Box` of one (or of `dyn Source`).
+    pub fn source(mut self, source: impl Source + 'static) -> Self {
+        self.sources.push(Arc::new(source));
         self
     }
 
-    /// Sets the sink (required).
-    pub fn sink(mut self, sink: Arc<dyn Sink>) -> Self {
-        self.sink = Some(sink);
+    /// Sets the sink (required): any [`Sink`], also an `Arc` or `Box` of one. Pass a clone of
+    /// an `Arc` to keep a handle (e.g. for a [`Catalog`] over the same sink).
+    pub fn sink(mut self, sink: impl Sink + 'static) -> Self {
+        self.sink = Some(Arc::new(sink));
         self
     }
 
@@ -93,15 +94,17 @@ impl PipelineBuilder {
     }
 
     /// Adds a verifier run on every stored artifact it applies to, before the manifest is
-    /// written. A failed verification fails the run.
-    pub fn verifier(mut self, verifier: Arc<dyn Verifier>) -> Self {
-        self.verifiers.push(verifier);
+    /// written. A failed verification fails the run. Any [`Verifier`], also an `Arc` or `Box`
+    /// of one.
+    pub fn verifier(mut self, verifier: impl Verifier + 'static) -> Self {
+        self.verifiers.push(Arc::new(verifier));
         self
     }
 
-    /// Plans retention after a complete run (the plan is in the report).
-    pub fn retention(mut self, policy: Arc<dyn RetentionPolicy>) -> Self {
-        self.retention = Some(policy);
+    /// Plans retention after a complete run (the plan is in the report). Any
+    /// [`RetentionPolicy`], also an `Arc` or `Box` of one.
+    pub fn retention(mut self, policy: impl RetentionPolicy + 'static) -> Self {
+        self.retention = Some(Arc::new(policy));
         self
     }
 
@@ -112,9 +115,10 @@ impl PipelineBuilder {
         self
     }
 
-    /// Receives progress events.
-    pub fn observer(mut self, observer: Arc<dyn Observer>) -> Self {
-        self.observer = Some(observer);
+    /// Receives progress events: any [`Observer`], also an `Arc` of one the caller keeps to
+    /// read what it saw.
+    pub fn observer(mut self, observer: impl Observer + 'static) -> Self {
+        self.observer = Some(Arc::new(observer));
         self
     }
 
@@ -768,7 +772,7 @@ impl Pipeline {
         let Some(policy) = &self.retention else {
             return;
         };
-        let catalog = Catalog::new(self.sink.clone());
+        let catalog = Catalog::shared(self.sink.clone());
         let plan = match catalog.plan_retention(policy.as_ref(), Utc::now()).await {
             Ok(p) => p,
             Err(e) => {

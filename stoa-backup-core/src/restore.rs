@@ -1,6 +1,7 @@
 //! The restore side of a provider.
 
 use std::fmt;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -62,6 +63,29 @@ pub trait Restorer: Send + Sync + fmt::Debug {
         options: &RestoreOptions,
     ) -> Result<RestoreReport>;
 }
+
+macro_rules! forward_restorer {
+    ($($ptr:ident),+) => {$(
+        /// Forwards every method to the wrapped restorer, so a shared or boxed restorer (also
+        /// `Arc<dyn Restorer>`, `Box<dyn Restorer>`) is a restorer itself.
+        #[async_trait]
+        impl<R: Restorer + ?Sized> Restorer for $ptr<R> {
+            fn component(&self) -> &str {
+                (**self).component()
+            }
+            async fn restore(
+                &self,
+                artifact: &ArtifactRecord,
+                plain: ByteStream,
+                options: &RestoreOptions,
+            ) -> Result<RestoreReport> {
+                (**self).restore(artifact, plain, options).await
+            }
+        }
+    )+};
+}
+
+forward_restorer!(Arc, Box);
 
 /// Restores one stored artifact: reads it from `sink`, checks it against the manifest's
 /// stored SHA-256 and size, inverts the recorded codec chain with `keyring`, and hands the
@@ -192,5 +216,48 @@ mod tests {
             (e.component(), e.operation(), e.artifact()),
             (Some("other"), Some("restore"), Some(key.as_str()))
         );
+    }
+
+    /// Counts the plain bytes it is given as "created" objects.
+    #[derive(Debug)]
+    struct Counting;
+
+    #[async_trait]
+    impl Restorer for Counting {
+        fn component(&self) -> &str {
+            "counting"
+        }
+        async fn restore(
+            &self,
+            _artifact: &ArtifactRecord,
+            plain: ByteStream,
+            options: &RestoreOptions,
+        ) -> Result<RestoreReport> {
+            Ok(RestoreReport {
+                created: crate::stream::collect(plain).await?.len() as u64,
+                dry_run: options.dry_run,
+                ..RestoreReport::default()
+            })
+        }
+    }
+
+    async fn check(restorer: &dyn Restorer) {
+        assert_eq!(restorer.component(), "counting");
+        let options = RestoreOptions {
+            dry_run: true,
+            ..RestoreOptions::default()
+        };
+        let artifact = ArtifactRecord::for_test("counting", "x");
+        let plain = crate::stream::once(bytes::Bytes::from_static(b"four"));
+        let report = restorer.restore(&artifact, plain, &options).await.unwrap();
+        assert_eq!((report.created, report.dry_run), (4, true));
+    }
+
+    #[tokio::test]
+    async fn shared_and_boxed_restorers_forward_every_method() {
+        check(&Arc::new(Counting)).await;
+        check(&(Arc::new(Counting) as Arc<dyn Restorer>)).await;
+        check(&Box::new(Counting)).await;
+        check(&(Box::new(Counting) as Box<dyn Restorer>)).await;
     }
 }

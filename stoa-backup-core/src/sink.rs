@@ -93,30 +93,38 @@ pub trait Sink: Send + Sync + std::fmt::Debug {
     async fn delete(&self, key: &ObjectKey) -> Result<()>;
 }
 
-#[async_trait]
-impl<S: Sink + ?Sized> Sink for Arc<S> {
-    fn describe(&self) -> String {
-        (**self).describe()
-    }
-    fn capabilities(&self) -> SinkCapabilities {
-        (**self).capabilities()
-    }
-    async fn preflight(&self) -> Result<()> {
-        (**self).preflight().await
-    }
-    async fn put(&self, key: &ObjectKey, stream: ByteStream) -> Result<PutResult> {
-        (**self).put(key, stream).await
-    }
-    async fn get(&self, key: &ObjectKey) -> Result<ByteStream> {
-        (**self).get(key).await
-    }
-    async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>> {
-        (**self).list(prefix).await
-    }
-    async fn delete(&self, key: &ObjectKey) -> Result<()> {
-        (**self).delete(key).await
-    }
+macro_rules! forward_sink {
+    ($($ptr:ident),+) => {$(
+        /// Forwards every method (the defaulted `capabilities` too) to the wrapped sink, so a
+        /// shared or boxed sink (also `Arc<dyn Sink>`, `Box<dyn Sink>`) is a sink itself.
+        #[async_trait]
+        impl<S: Sink + ?Sized> Sink for $ptr<S> {
+            fn describe(&self) -> String {
+                (**self).describe()
+            }
+            fn capabilities(&self) -> SinkCapabilities {
+                (**self).capabilities()
+            }
+            async fn preflight(&self) -> Result<()> {
+                (**self).preflight().await
+            }
+            async fn put(&self, key: &ObjectKey, stream: ByteStream) -> Result<PutResult> {
+                (**self).put(key, stream).await
+            }
+            async fn get(&self, key: &ObjectKey) -> Result<ByteStream> {
+                (**self).get(key).await
+            }
+            async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>> {
+                (**self).list(prefix).await
+            }
+            async fn delete(&self, key: &ObjectKey) -> Result<()> {
+                (**self).delete(key).await
+            }
+        }
+    )+};
 }
+
+forward_sink!(Arc, Box);
 
 /// Convenience methods on every sink.
 #[async_trait]
@@ -224,4 +232,70 @@ pub fn not_found(sink: &str, key: &ObjectKey) -> Error {
         .with_operation("get")
         .with_artifact(key.as_str())
         .with_hint("list the catalog to see which runs and artifacts exist")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A memory sink that says it prefers plain text (not the default capabilities).
+    #[derive(Debug, Default)]
+    struct PlainText(MemorySink);
+
+    #[async_trait]
+    impl Sink for PlainText {
+        fn describe(&self) -> String {
+            "plain-text".into()
+        }
+        fn capabilities(&self) -> SinkCapabilities {
+            SinkCapabilities {
+                prefers_plain_text: true,
+                max_object_size: Some(7),
+                ..SinkCapabilities::default()
+            }
+        }
+        async fn preflight(&self) -> Result<()> {
+            Err(Error::new(
+                ErrorKind::Unavailable,
+                "preflight reached the inner sink",
+            ))
+        }
+        async fn put(&self, key: &ObjectKey, stream: ByteStream) -> Result<PutResult> {
+            self.0.put(key, stream).await
+        }
+        async fn get(&self, key: &ObjectKey) -> Result<ByteStream> {
+            self.0.get(key).await
+        }
+        async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>> {
+            self.0.list(prefix).await
+        }
+        async fn delete(&self, key: &ObjectKey) -> Result<()> {
+            self.0.delete(key).await
+        }
+    }
+
+    async fn check(sink: &dyn Sink) {
+        assert_eq!(sink.describe(), "plain-text");
+        let caps = sink.capabilities();
+        assert!(caps.prefers_plain_text);
+        assert_eq!(caps.max_object_size, Some(7));
+        let e = sink.preflight().await.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Unavailable);
+        let key = ObjectKey::new("a/b").unwrap();
+        sink.put_bytes(&key, Bytes::from_static(b"bytes"))
+            .await
+            .unwrap();
+        assert_eq!(sink.get_bytes(&key).await.unwrap(), b"bytes");
+        assert_eq!(sink.list("a").await.unwrap().len(), 1);
+        sink.delete(&key).await.unwrap();
+        assert!(!sink.exists(&key).await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn shared_and_boxed_sinks_forward_every_method() {
+        check(&Arc::new(PlainText::default())).await;
+        check(&(Arc::new(PlainText::default()) as Arc<dyn Sink>)).await;
+        check(&Box::new(PlainText::default())).await;
+        check(&(Box::new(PlainText::default()) as Box<dyn Sink>)).await;
+    }
 }

@@ -1,6 +1,7 @@
 //! The export side of a provider.
 
 use std::fmt;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use futures::future::BoxFuture;
@@ -249,4 +250,90 @@ pub trait Source: Send + Sync + fmt::Debug {
 
     /// Exports one artifact as a stream of plain bytes.
     async fn export(&self, artifact: &ArtifactPlan, ctx: &ExportContext) -> Result<Export>;
+}
+
+macro_rules! forward_source {
+    ($($ptr:ident),+) => {$(
+        /// Forwards every method to the wrapped source, so a shared or boxed source (also
+        /// `Arc<dyn Source>`, `Box<dyn Source>`) is a source itself.
+        #[async_trait]
+        impl<S: Source + ?Sized> Source for $ptr<S> {
+            fn component(&self) -> &str {
+                (**self).component()
+            }
+            fn provider(&self) -> &str {
+                (**self).provider()
+            }
+            async fn preflight(&self) -> Result<PreflightReport> {
+                (**self).preflight().await
+            }
+            async fn discover(&self) -> Result<Vec<ArtifactPlan>> {
+                (**self).discover().await
+            }
+            async fn export(&self, artifact: &ArtifactPlan, ctx: &ExportContext) -> Result<Export> {
+                (**self).export(artifact, ctx).await
+            }
+        }
+    )+};
+}
+
+forward_source!(Arc, Box);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug)]
+    struct Fixed;
+
+    #[async_trait]
+    impl Source for Fixed {
+        fn component(&self) -> &str {
+            "fixed-component"
+        }
+        fn provider(&self) -> &str {
+            "fixed-provider"
+        }
+        async fn preflight(&self) -> Result<PreflightReport> {
+            Ok(PreflightReport {
+                server_version: Some("9.9".into()),
+                notes: vec![],
+            })
+        }
+        async fn discover(&self) -> Result<Vec<ArtifactPlan>> {
+            Ok(vec![ArtifactPlan::new("a.bin", "application/octet-stream")])
+        }
+        async fn export(&self, artifact: &ArtifactPlan, _ctx: &ExportContext) -> Result<Export> {
+            Ok(Export::new(crate::stream::once(bytes::Bytes::from(
+                artifact.name.clone(),
+            ))))
+        }
+    }
+
+    async fn check(source: &dyn Source) {
+        assert_eq!(source.component(), "fixed-component");
+        assert_eq!(source.provider(), "fixed-provider");
+        let preflight = source.preflight().await.unwrap();
+        assert_eq!(preflight.server_version.as_deref(), Some("9.9"));
+        let plans = source.discover().await.unwrap();
+        assert_eq!(plans.len(), 1);
+        let ctx = ExportContext {
+            cancel: CancellationToken::new(),
+            run_id: crate::manifest::RunId::parse("20260101T000000Z-000001").unwrap(),
+            stored: Vec::new(),
+        };
+        let export = source.export(&plans[0], &ctx).await.unwrap();
+        assert_eq!(
+            crate::stream::collect(export.stream).await.unwrap(),
+            b"a.bin"
+        );
+    }
+
+    #[tokio::test]
+    async fn shared_and_boxed_sources_forward_every_method() {
+        check(&Arc::new(Fixed)).await;
+        check(&(Arc::new(Fixed) as Arc<dyn Source>)).await;
+        check(&Box::new(Fixed)).await;
+        check(&(Box::new(Fixed) as Box<dyn Source>)).await;
+    }
 }

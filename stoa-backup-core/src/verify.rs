@@ -1,6 +1,7 @@
 //! Verification of stored artifacts.
 
 use std::fmt;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::Utc;
@@ -64,6 +65,27 @@ pub trait Verifier: Send + Sync + fmt::Debug {
     /// Checks the artifact.
     async fn verify(&self, ctx: &VerifyContext<'_>) -> Result<VerificationRecord>;
 }
+
+macro_rules! forward_verifier {
+    ($($ptr:ident),+) => {$(
+        /// Forwards every method to the wrapped verifier, so a shared or boxed verifier (also
+        /// `Arc<dyn Verifier>`, `Box<dyn Verifier>`) is a verifier itself.
+        #[async_trait]
+        impl<V: Verifier + ?Sized> Verifier for $ptr<V> {
+            fn name(&self) -> &str {
+                (**self).name()
+            }
+            fn applies_to(&self, artifact: &ArtifactRecord) -> bool {
+                (**self).applies_to(artifact)
+            }
+            async fn verify(&self, ctx: &VerifyContext<'_>) -> Result<VerificationRecord> {
+                (**self).verify(ctx).await
+            }
+        }
+    )+};
+}
+
+forward_verifier!(Arc, Box);
 
 /// The default verifier: re-reads the stored bytes and compares SHA-256 and size with the
 /// manifest. With `deep`, also decodes them (decompress, decrypt) and checks the plain
@@ -195,4 +217,59 @@ pub fn check_digest(stream: ByteStream, sha256: &str, size: u64, artifact: &str)
     })
     .filter_map(|x| async move { x });
     Box::pin(hashed.chain(tail))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sink::MemorySink;
+
+    /// Applies to `keycloak` artifacts only and passes them, naming the artifact.
+    #[derive(Debug)]
+    struct OnlyKeycloak;
+
+    #[async_trait]
+    impl Verifier for OnlyKeycloak {
+        fn name(&self) -> &str {
+            "only-keycloak"
+        }
+        fn applies_to(&self, artifact: &ArtifactRecord) -> bool {
+            artifact.component == "keycloak"
+        }
+        async fn verify(&self, ctx: &VerifyContext<'_>) -> Result<VerificationRecord> {
+            Ok(VerificationRecord {
+                verifier: self.name().to_string(),
+                at: Utc::now(),
+                ok: true,
+                detail: format!("checked {}", ctx.artifact.name),
+                warnings: vec![],
+            })
+        }
+    }
+
+    async fn check(verifier: &dyn Verifier) {
+        assert_eq!(verifier.name(), "only-keycloak");
+        let realm = ArtifactRecord::for_test("keycloak", "stoa.json");
+        assert!(verifier.applies_to(&realm));
+        assert!(!verifier.applies_to(&ArtifactRecord::for_test("postgres", "stoa.dump")));
+        let sink = MemorySink::new();
+        let keyring = Keyring::new();
+        let ctx = VerifyContext {
+            sink: &sink,
+            artifact: &realm,
+            keyring: &keyring,
+        };
+        assert_eq!(
+            verifier.verify(&ctx).await.unwrap().detail,
+            "checked stoa.json"
+        );
+    }
+
+    #[tokio::test]
+    async fn shared_and_boxed_verifiers_forward_every_method() {
+        check(&Arc::new(OnlyKeycloak)).await;
+        check(&(Arc::new(OnlyKeycloak) as Arc<dyn Verifier>)).await;
+        check(&Box::new(OnlyKeycloak)).await;
+        check(&(Box::new(OnlyKeycloak) as Box<dyn Verifier>)).await;
+    }
 }

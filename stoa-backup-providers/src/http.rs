@@ -46,6 +46,49 @@ pub fn parse_base_url(input: &str, service: &str, component: &str, example: &str
     Ok(url)
 }
 
+/// The variables a `from_env` constructor reads, through a lookup (the process environment,
+/// or a map in tests). Empty values count as unset; errors name the variable, never a value.
+pub(crate) struct EnvVars<'a> {
+    lookup: &'a dyn Fn(&str) -> Option<String>,
+    component: &'a str,
+}
+
+impl<'a> EnvVars<'a> {
+    pub(crate) fn new(lookup: &'a dyn Fn(&str) -> Option<String>, component: &'a str) -> Self {
+        EnvVars { lookup, component }
+    }
+
+    /// The value of the first of `names` that is set.
+    pub(crate) fn first(&self, names: &[&str]) -> Option<String> {
+        names
+            .iter()
+            .find_map(|n| (self.lookup)(n).filter(|v| !v.trim().is_empty()))
+    }
+
+    /// Like [`EnvVars::first`], failing with [`EnvVars::missing`] when none is set.
+    pub(crate) fn require(&self, names: &[&str], hint: &str) -> Result<String> {
+        self.first(names).ok_or_else(|| self.missing(names, hint))
+    }
+
+    /// The config error for unset `names`, with `hint`.
+    pub(crate) fn missing(&self, names: &[&str], hint: &str) -> Error {
+        Error::config(format!("{} is not set", names.join(" or ")))
+            .with_component(self.component)
+            .with_operation("read environment")
+            .with_context("variable", names[0])
+            .with_hint(hint)
+    }
+
+    /// Marks an error from building the connection as coming from the variable `name`.
+    pub(crate) fn blame(&self, name: &str) -> impl FnOnce(Error) -> Error + '_ {
+        let name = name.to_string();
+        move |e| {
+            e.with_context("variable", name)
+                .or_operation("read environment")
+        }
+    }
+}
+
 /// Builds the HTTP client configured by `builder`, with an error that names `component`.
 pub fn build_client(builder: reqwest::ClientBuilder, component: &str) -> Result<reqwest::Client> {
     builder.build().map_err(|e| {

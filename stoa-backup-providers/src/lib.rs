@@ -66,3 +66,13 @@ pub(crate) fn record_with_facts(
         verification: vec![],
     }
 }
+
+/// A `from_lookup` environment made of fixed pairs, for the `from_env` tests.
+#[cfg(test)]
+pub(crate) fn test_env<'a>(vars: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
+    move |name| {
+        vars.iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.to_string())
+    }
+}

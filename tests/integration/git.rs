@@ -148,10 +148,10 @@ async fn git_sink(remote: &Path, workdir: PathBuf) -> Arc<GitSink> {
 
 fn pipeline(sink: Arc<GitSink>, source: YamlDir) -> Pipeline {
     Pipeline::builder()
-        .source(Arc::new(source))
+        .source(source)
         .sink(sink)
         .compression(ZstdCodec::default())
-        .verifier(Arc::new(ChecksumVerifier::new()))
+        .verifier(ChecksumVerifier::new())
         .build()
         .unwrap()
 }
@@ -564,11 +564,7 @@ async fn verifications_and_pins_update_the_run_record_without_touching_the_branc
     let record0 = repo.refname_to_id(&record_ref).unwrap();
 
     let v = catalog
-        .verify_run(
-            &run.run_id,
-            &[Arc::new(ChecksumVerifier::new())],
-            &Keyring::default(),
-        )
+        .verify_run(&run.run_id, &[ChecksumVerifier::new()], &Keyring::default())
         .await
         .unwrap();
     assert!(v.ok);
@@ -631,8 +627,8 @@ async fn a_partial_run_is_recorded_off_the_branch_and_retention_removes_it() {
     let remote = bare_remote(tmp.path());
     let sink = git_sink(&remote, tmp.path().join("clone")).await;
     let partial = Pipeline::builder()
-        .source(Arc::new(YamlDir::new("crds", &src)))
-        .source(Arc::new(Broken))
+        .source(YamlDir::new("crds", &src))
+        .source(Broken)
         .sink(sink.clone())
         .attempts(1)
         .build()

@@ -29,13 +29,12 @@ fn conn(g: &FakeGrafana) -> GrafanaConnection {
 
 async fn backup(g: &FakeGrafana, page_size: usize) -> (Arc<MemorySink>, Manifest) {
     let sink = Arc::new(MemorySink::new());
-    let src = GrafanaSource::builder()
-        .connection(conn(g))
+    let src = GrafanaSource::builder(conn(g))
         .page_size(page_size)
         .build()
         .unwrap();
     let report = Pipeline::builder()
-        .source(Arc::new(src))
+        .source(src)
         .sink(sink.clone())
         .build()
         .unwrap()
@@ -264,23 +263,22 @@ async fn dashboard_search_is_paged_and_basic_auth_works() {
     let g = FakeGrafana::start().await;
     g.add_dashboards(25, "tenants");
     let sink = Arc::new(MemorySink::new());
-    let src = GrafanaSource::builder()
-        .connection(
-            GrafanaConnection::new(
-                &g.url(),
-                GrafanaAuth::Basic {
-                    user: BASIC.0.into(),
-                    password: BASIC.1.into(),
-                },
-            )
-            .unwrap()
-            .org_id(1),
+    let src = GrafanaSource::builder(
+        GrafanaConnection::new(
+            &g.url(),
+            GrafanaAuth::Basic {
+                user: BASIC.0.into(),
+                password: BASIC.1.into(),
+            },
         )
-        .page_size(10)
-        .build()
-        .unwrap();
+        .unwrap()
+        .org_id(1),
+    )
+    .page_size(10)
+    .build()
+    .unwrap();
     let m = Pipeline::builder()
-        .source(Arc::new(src))
+        .source(src)
         .sink(sink)
         .build()
         .unwrap()
@@ -312,8 +310,7 @@ async fn dashboard_search_is_paged_and_basic_auth_works() {
 async fn a_backup_reads_each_object_once_and_indexes_what_it_stored() {
     let g = FakeGrafana::start().await;
     g.add_dashboards(60, "tenants");
-    let src = GrafanaSource::builder()
-        .connection(conn(&g))
+    let src = GrafanaSource::builder(conn(&g))
         .page_size(10)
         .build()
         .unwrap();
@@ -399,10 +396,7 @@ async fn rate_limits_and_server_errors_are_retried_but_not_403() {
 
     let g = FakeGrafana::start().await;
     g.fault(GfFault::new("/api/datasources", 403));
-    let src = GrafanaSource::builder()
-        .connection(conn(&g))
-        .build()
-        .unwrap();
+    let src = GrafanaSource::builder(conn(&g)).build().unwrap();
     let err = src.discover().await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::PermissionDenied);
     assert_eq!(
@@ -413,12 +407,11 @@ async fn rate_limits_and_server_errors_are_retried_but_not_403() {
         1
     );
 
-    let bad = GrafanaSource::builder()
-        .connection(
-            GrafanaConnection::new(&g.url(), GrafanaAuth::Token("glsa_wrong".into())).unwrap(),
-        )
-        .build()
-        .unwrap();
+    let bad = GrafanaSource::builder(
+        GrafanaConnection::new(&g.url(), GrafanaAuth::Token("glsa_wrong".into())).unwrap(),
+    )
+    .build()
+    .unwrap();
     let err = bad.preflight().await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Unauthenticated);
     assert!(!format!("{err:?} {bad:?}").contains("glsa_wrong"));
@@ -461,10 +454,11 @@ async fn no_credential_or_datasource_secret_in_trace_output() {
     );
 
     let wrong = "glsa_wrong_token_must_not_be_logged";
-    let bad = GrafanaSource::builder()
-        .connection(GrafanaConnection::new(&g.url(), GrafanaAuth::Token(wrong.into())).unwrap())
-        .build()
-        .unwrap();
+    let bad = GrafanaSource::builder(
+        GrafanaConnection::new(&g.url(), GrafanaAuth::Token(wrong.into())).unwrap(),
+    )
+    .build()
+    .unwrap();
     assert_eq!(
         bad.preflight().await.unwrap_err().kind(),
         ErrorKind::Unauthenticated
@@ -496,8 +490,7 @@ async fn failing_run(src: GrafanaSource) -> RunReport {
 async fn an_exhausted_rate_limit_keeps_its_status_and_retry_after() {
     let g = FakeGrafana::start().await;
     g.fault(GfFault::new("/api/search", 429).retry_after(3));
-    let src = GrafanaSource::builder()
-        .connection(conn(&g).retry(RetryPolicy::none()))
+    let src = GrafanaSource::builder(conn(&g).retry(RetryPolicy::none()))
         .build()
         .unwrap();
     let err = src.discover().await.unwrap_err();
@@ -524,10 +517,7 @@ async fn an_exhausted_rate_limit_keeps_its_status_and_retry_after() {
 async fn v2_dashboards_are_unsupported() {
     let g = FakeGrafana::start().await;
     g.fault(GfFault::new("/api/dashboards/uid/", 406));
-    let src = GrafanaSource::builder()
-        .connection(conn(&g))
-        .build()
-        .unwrap();
+    let src = GrafanaSource::builder(conn(&g)).build().unwrap();
     let report = failing_run(src).await;
     let dashboards: Vec<_> = report
         .manifest

@@ -126,7 +126,7 @@ async fn doc_of(e: &Env, a: &ArtifactRecord) -> Value {
 
 async fn backup(e: &Env, source: InfisicalSource) -> Manifest {
     let r = Pipeline::builder()
-        .source(Arc::new(source))
+        .source(source)
         .sink(e.sink.clone())
         .compression(ZstdCodec::new(3).unwrap())
         .encryption(e.encryption.clone())
@@ -159,9 +159,7 @@ async fn round_trip_with_hundreds_of_secrets_in_nested_folders() {
     let (p, values) = populate(&fake);
     let e = env();
     let source = || {
-        InfisicalSource::builder()
-            .connection(conn(&fake))
-            .project(&p, Vec::<String>::new())
+        InfisicalSource::builder(conn(&fake), &p, Vec::<String>::new())
             .build()
             .unwrap()
     };
@@ -288,13 +286,9 @@ async fn token_expiry_rate_limits_and_v3_paths() {
     let fake = FakeInfisical::start().await;
     let (p, _) = populate(&fake);
     let e = env();
-    let source = Arc::new(
-        InfisicalSource::builder()
-            .connection(conn(&fake))
-            .project(&p, ["dev"])
-            .build()
-            .unwrap(),
-    );
+    let source = InfisicalSource::builder(conn(&fake), &p, ["dev"])
+        .build()
+        .unwrap();
     let pipeline = Pipeline::builder()
         .source(source)
         .sink(e.sink.clone())
@@ -315,9 +309,7 @@ async fn token_expiry_rate_limits_and_v3_paths() {
     let v3 = conn(&fake).api(InfisicalApi::V3);
     let m = backup(
         &e,
-        InfisicalSource::builder()
-            .connection(v3.clone())
-            .project(&p, ["dev"])
+        InfisicalSource::builder(v3.clone(), &p, ["dev"])
             .build()
             .unwrap(),
     )
@@ -350,13 +342,7 @@ async fn token_expiry_rate_limits_and_v3_paths() {
     // Wrong secret: unauthenticated, and the secret is not in the error.
     let bad = InfisicalConnection::new(&fake.url(), CLIENT_ID, "cs-wrong-secret-1234").unwrap();
     let r = Pipeline::builder()
-        .source(Arc::new(
-            InfisicalSource::builder()
-                .connection(bad)
-                .project(&p, ["dev"])
-                .build()
-                .unwrap(),
-        ))
+        .source(InfisicalSource::builder(bad, &p, ["dev"]).build().unwrap())
         .sink(e.sink.clone())
         .encryption(e.encryption.clone())
         .build()
@@ -402,9 +388,7 @@ async fn restore_dry_run_policies_and_approval() {
     let e = env();
     let m = backup(
         &e,
-        InfisicalSource::builder()
-            .connection(conn(&fake))
-            .project(&p, ["dev"])
+        InfisicalSource::builder(conn(&fake), &p, ["dev"])
             .build()
             .unwrap(),
     )
@@ -509,9 +493,7 @@ async fn no_secret_value_or_token_in_trace_output() {
     fake.expire_tokens();
     let m = backup(
         &e,
-        InfisicalSource::builder()
-            .connection(conn(&fake))
-            .project(&p, ["dev"])
+        InfisicalSource::builder(conn(&fake), &p, ["dev"])
             .build()
             .unwrap(),
     )

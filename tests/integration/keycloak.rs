@@ -95,11 +95,11 @@ async fn backup(source: KeycloakSource) -> Backup {
     let (encryption, keyring) = age_keys();
     let sink = Arc::new(MemorySink::new());
     let report = Pipeline::builder()
-        .source(Arc::new(source))
+        .source(source)
         .sink(sink.clone())
         .encryption(encryption)
         .keyring(keyring.clone())
-        .verifier(Arc::new(KeycloakExportVerifier::new()))
+        .verifier(KeycloakExportVerifier::new())
         .build()
         .unwrap()
         .run()
@@ -140,8 +140,7 @@ fn normalize(v: &mut Value) {
 }
 
 fn source(kc: &FakeKeycloak) -> KeycloakSource {
-    KeycloakSource::builder()
-        .connection(conn(kc))
+    KeycloakSource::builder(conn(kc))
         .realm("stoa")
         .page_size(3)
         .build()
@@ -271,8 +270,7 @@ async fn round_trip_through_the_fakes_keeps_users_groups_roles_and_client_scopes
 async fn exports_2500_users_page_by_page() {
     let kc = FakeKeycloak::start().await;
     kc.add_users("stoa", 2500);
-    let src = KeycloakSource::builder()
-        .connection(conn(&kc))
+    let src = KeycloakSource::builder(conn(&kc))
         .realm("stoa")
         .page_size(100)
         .concurrency(16)
@@ -305,8 +303,7 @@ async fn tokens_expiring_mid_export_are_renewed() {
     let kc = FakeKeycloak::start().await;
     kc.add_users("stoa", 200);
     kc.expire_tokens_every(40);
-    let src = KeycloakSource::builder()
-        .connection(conn(&kc))
+    let src = KeycloakSource::builder(conn(&kc))
         .realm("stoa")
         .page_size(50)
         .build()
@@ -319,8 +316,7 @@ async fn tokens_expiring_mid_export_are_renewed() {
     // Password grant: the refresh token is used.
     let kc = FakeKeycloak::start().await;
     kc.expire_tokens_every(25);
-    let src = KeycloakSource::builder()
-        .connection(password_conn(&kc))
+    let src = KeycloakSource::builder(password_conn(&kc))
         .realm("stoa")
         .build()
         .unwrap();
@@ -343,11 +339,7 @@ async fn short_lived_tokens_are_renewed_during_a_slow_export() {
         base_delay: Duration::from_millis(5),
         max_delay: Duration::from_secs(2),
     });
-    let src = KeycloakSource::builder()
-        .connection(slow)
-        .realm("stoa")
-        .build()
-        .unwrap();
+    let src = KeycloakSource::builder(slow).realm("stoa").build().unwrap();
     let b = backup(src).await;
     assert_eq!(b.artifact.facts["users"], 7);
     assert!(kc.token_grants() >= 2, "grants: {}", kc.token_grants());
@@ -551,19 +543,14 @@ async fn bad_credentials_and_missing_realms_fail_clearly() {
         },
     )
     .unwrap();
-    let src = KeycloakSource::builder()
-        .connection(bad)
-        .realm("stoa")
-        .build()
-        .unwrap();
+    let src = KeycloakSource::builder(bad).realm("stoa").build().unwrap();
     let err = src.preflight().await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Unauthenticated);
     assert!(!err.to_string().contains("wrong-secret"));
     assert!(!format!("{err:?}").contains("wrong-secret"));
     assert!(!format!("{src:?}").contains("wrong-secret"));
 
-    let src = KeycloakSource::builder()
-        .connection(conn(&kc))
+    let src = KeycloakSource::builder(conn(&kc))
         .realm("nope")
         .build()
         .unwrap();
@@ -571,10 +558,7 @@ async fn bad_credentials_and_missing_realms_fail_clearly() {
         src.preflight().await.unwrap_err().kind(),
         ErrorKind::NotFound
     );
-    let ok = KeycloakSource::builder()
-        .connection(conn(&kc))
-        .build()
-        .unwrap();
+    let ok = KeycloakSource::builder(conn(&kc)).build().unwrap();
     let names: Vec<String> = ok
         .discover()
         .await
@@ -619,11 +603,7 @@ async fn no_credential_or_token_in_trace_output() {
         },
     )
     .unwrap();
-    let src = KeycloakSource::builder()
-        .connection(bad)
-        .realm("stoa")
-        .build()
-        .unwrap();
+    let src = KeycloakSource::builder(bad).realm("stoa").build().unwrap();
     assert_eq!(
         src.preflight().await.unwrap_err().kind(),
         ErrorKind::Unauthenticated
@@ -783,11 +763,11 @@ mod kcsh {
         let (encryption, keyring) = stoa_backup_test_support::artifacts::age_keys();
         let sink = Arc::new(MemorySink::new());
         let report = Pipeline::builder()
-            .source(Arc::new(src))
+            .source(src)
             .sink(sink.clone())
             .encryption(encryption)
             .keyring(keyring.clone())
-            .verifier(Arc::new(KcShExportVerifier))
+            .verifier(KcShExportVerifier)
             .build()
             .unwrap()
             .run()
@@ -888,7 +868,7 @@ mod kcsh {
             .users(UsersMode::DifferentFiles, 50);
         let sink = Arc::new(MemorySink::new());
         let report = Pipeline::builder()
-            .source(Arc::new(src))
+            .source(src)
             .sink(sink.clone())
             .store_secrets_unencrypted(true)
             .build()
@@ -939,8 +919,8 @@ mod kcsh {
             .unwrap()
             .users(UsersMode::DifferentFiles, 50);
         let report = Pipeline::builder()
-            .source(Arc::new(src))
-            .sink(Arc::new(MemorySink::new()))
+            .source(src)
+            .sink(MemorySink::new())
             .store_secrets_unencrypted(true)
             .attempts(1)
             .build()

@@ -70,21 +70,21 @@ async fn multi_artifact_run_round_trips_through_zstd_and_age_into_local_sink() {
     let (encryption, keyring) = stoa_backup_test_support::artifacts::age_keys();
     let sink = local_sink(tmp.path());
     let pipeline = Pipeline::builder()
-        .source(Arc::new(FileSource::new("files", &data_dir, "tree.tar")))
-        .source(Arc::new(FileSource::new(
+        .source(FileSource::new("files", &data_dir, "tree.tar"))
+        .source(FileSource::new(
             "single",
             tmp.path().join("single.bin"),
             "single.bin",
-        )))
-        .source(Arc::new(CommandSource::new(
+        ))
+        .source(CommandSource::new(
             "cmd",
             "numbers.txt",
             CommandSpec::new("seq").args(["1", "200000"]),
-        )))
+        ))
         .sink(sink.clone())
         .compression(ZstdCodec::new(3).unwrap())
         .encryption(encryption)
-        .verifier(Arc::new(ChecksumVerifier::new()))
+        .verifier(ChecksumVerifier::new())
         .label("env", "test")
         .build()
         .unwrap();
@@ -184,14 +184,14 @@ async fn flipped_byte_makes_the_verifier_fail_naming_the_artifact() {
     let tmp = tempfile::tempdir().unwrap();
     let sink = local_sink(tmp.path());
     let pipeline = Pipeline::builder()
-        .source(Arc::new(CommandSource::new(
+        .source(CommandSource::new(
             "cmd",
             "out.txt",
             CommandSpec::new("seq").args(["1", "50000"]),
-        )))
+        ))
         .sink(sink.clone())
         .compression(ZstdCodec::default())
-        .verifier(Arc::new(ChecksumVerifier::new()))
+        .verifier(ChecksumVerifier::new())
         .build()
         .unwrap();
     let report = pipeline.run().await.unwrap().into_result().unwrap();
@@ -206,7 +206,7 @@ async fn flipped_byte_makes_the_verifier_fail_naming_the_artifact() {
     let catalog = Catalog::new(sink.clone());
     for verifier in [ChecksumVerifier::new(), ChecksumVerifier::deep()] {
         let v = catalog
-            .verify_run(&report.run_id, &[Arc::new(verifier)], &Keyring::new())
+            .verify_run(&report.run_id, &[verifier], &Keyring::new())
             .await
             .unwrap();
         assert!(!v.ok);
@@ -240,11 +240,11 @@ async fn failing_command_produces_no_complete_run_and_leaves_previous_run_untouc
     let tmp = tempfile::tempdir().unwrap();
     let sink = local_sink(tmp.path());
     let good = Pipeline::builder()
-        .source(Arc::new(CommandSource::new(
+        .source(CommandSource::new(
             "db",
             "dump.txt",
             CommandSpec::new("seq").args(["1", "1000"]),
-        )))
+        ))
         .sink(sink.clone())
         .build()
         .unwrap();
@@ -252,19 +252,19 @@ async fn failing_command_produces_no_complete_run_and_leaves_previous_run_untouc
     let before = visible_files(&tmp.path().join("backups"));
 
     let bad = Pipeline::builder()
-        .source(Arc::new(CommandSource::new(
+        .source(CommandSource::new(
             "db",
             "dump.txt",
             CommandSpec::new("sh").args([
                 "-c",
                 "seq 1 100000; echo 'connection to server lost' >&2; exit 3",
             ]),
-        )))
-        .source(Arc::new(CommandSource::new(
+        ))
+        .source(CommandSource::new(
             "other",
             "ok.txt",
             CommandSpec::new("echo").arg("fine"),
-        )))
+        ))
         .sink(sink.clone())
         .build()
         .unwrap();
@@ -305,11 +305,7 @@ async fn failing_command_produces_no_complete_run_and_leaves_previous_run_untouc
     let m = catalog.read_manifest(&first.run_id).await.unwrap();
     assert_eq!(m, first.manifest);
     let v = catalog
-        .verify_run(
-            &first.run_id,
-            &[Arc::new(ChecksumVerifier::deep())],
-            &Keyring::new(),
-        )
+        .verify_run(&first.run_id, &[ChecksumVerifier::deep()], &Keyring::new())
         .await
         .unwrap();
     assert!(v.ok);
@@ -327,11 +323,11 @@ async fn cancelling_mid_write_leaves_no_manifest_and_no_partial_artifact() {
     );
     let cancel = CancellationToken::new();
     let pipeline = Pipeline::builder()
-        .source(Arc::new(CommandSource::new(
+        .source(CommandSource::new(
             "slow",
             "big.bin",
             CommandSpec::new("sh").args(["-c", &script]),
-        )))
+        ))
         .sink(sink.clone())
         .cancel(cancel.clone())
         .build()
@@ -399,14 +395,14 @@ async fn dropping_the_run_future_mid_write_also_leaves_nothing() {
     let tmp = tempfile::tempdir().unwrap();
     let sink = local_sink(tmp.path());
     let pipeline = Pipeline::builder()
-        .source(Arc::new(CommandSource::new(
+        .source(CommandSource::new(
             "slow",
             "big.bin",
             CommandSpec::new("sh").args([
                 "-c",
                 "while true; do head -c 65536 /dev/zero; sleep 0.01; done",
             ]),
-        )))
+        ))
         .sink(sink.clone())
         .build()
         .unwrap();
@@ -455,11 +451,11 @@ async fn artifact_names_that_escape_are_refused_per_artifact() {
     let tmp = tempfile::tempdir().unwrap();
     let sink = local_sink(tmp.path());
     let pipeline = Pipeline::builder()
-        .source(Arc::new(CommandSource::new(
+        .source(CommandSource::new(
             "evil",
             "../../escape.txt",
             CommandSpec::new("echo").arg("x"),
-        )))
+        ))
         .sink(sink)
         .build()
         .unwrap();

@@ -55,14 +55,14 @@ async fn a_run_survives_transient_503s_and_ends_verified() {
     server.faults().fail_every(3, 503, FaultScope::Objects);
     let n = 3_000_000u64;
     let pipeline = Pipeline::builder()
-        .source(Arc::new(seq_source(n)))
-        .source(Arc::new(CommandSource::new(
+        .source(seq_source(n))
+        .source(CommandSource::new(
             "small",
             "hello.txt",
             CommandSpec::new("echo").arg("hello"),
-        )))
+        ))
         .sink(sink.clone())
-        .verifier(Arc::new(ChecksumVerifier::deep()))
+        .verifier(ChecksumVerifier::deep())
         .label("test", "s3-transient")
         .build()
         .unwrap();
@@ -121,9 +121,9 @@ async fn permanent_403s_fail_the_run_naming_bucket_and_key_not_the_secret() {
 
     // With preflight (the default), the run does not start.
     let pipeline = Pipeline::builder()
-        .source(Arc::new(seq_source(1000)))
+        .source(seq_source(1000))
         .sink(sink.clone())
-        .verifier(Arc::new(ChecksumVerifier::new()))
+        .verifier(ChecksumVerifier::new())
         .build()
         .unwrap();
     let err = pipeline.run().await.unwrap_err();
@@ -143,7 +143,7 @@ async fn permanent_403s_fail_the_run_naming_bucket_and_key_not_the_secret() {
         .fail_always(403, FaultScope::PathContains("/runs/".into()));
     let sink: Arc<dyn Sink> = Arc::new(builder(&t, &t.secret_key).build().unwrap());
     let pipeline = Pipeline::builder()
-        .source(Arc::new(seq_source(1000)))
+        .source(seq_source(1000))
         .sink(sink)
         .attempts(2)
         .build()

@@ -122,7 +122,7 @@ fn restorable(doc: &Value) -> Value {
 
 async fn kv_backup(e: &Env, source: VaultKvSource) -> Manifest {
     let report = Pipeline::builder()
-        .source(Arc::new(source))
+        .source(source)
         .sink(e.sink.clone())
         .compression(ZstdCodec::new(3).unwrap())
         .encryption(e.encryption.clone())
@@ -145,12 +145,7 @@ async fn kv_round_trip_with_hundreds_of_nested_secrets() {
     let fake = FakeVault::start().await;
     let values = populate(&fake);
     let e = env();
-    let source = || {
-        VaultKvSource::builder()
-            .connection(token_conn(&fake))
-            .build()
-            .unwrap()
-    };
+    let source = || VaultKvSource::builder(token_conn(&fake)).build().unwrap();
     let m1 = kv_backup(&e, source()).await;
     assert_eq!(m1.artifacts.len(), 2);
     let kv2 = m1
@@ -255,8 +250,7 @@ async fn kv_restore_dry_run_fail_skip_and_overwrite_with_cas() {
     let e = env();
     let m = kv_backup(
         &e,
-        VaultKvSource::builder()
-            .connection(token_conn(&fake))
+        VaultKvSource::builder(token_conn(&fake))
             .mount("secret")
             .build()
             .unwrap(),
@@ -354,8 +348,7 @@ async fn kv_reports_deleted_versions_and_denied_paths() {
     let e = env();
     let m = kv_backup(
         &e,
-        VaultKvSource::builder()
-            .connection(token_conn(&fake))
+        VaultKvSource::builder(token_conn(&fake))
             .list_page_size(1)
             .build()
             .unwrap(),
@@ -422,14 +415,7 @@ async fn kv_with_approle_kubernetes_and_namespace() {
     )
     .unwrap()
     .namespace("team-a");
-    let m = kv_backup(
-        &e,
-        VaultKvSource::builder()
-            .connection(approle.clone())
-            .build()
-            .unwrap(),
-    )
-    .await;
+    let m = kv_backup(&e, VaultKvSource::builder(approle.clone()).build().unwrap()).await;
     assert_eq!(m.artifacts.len(), 1);
     assert_eq!(m.artifacts[0].name, "kv/kv.json");
     assert_eq!(m.artifacts[0].facts["namespace"], "team-a/");
@@ -442,14 +428,7 @@ async fn kv_with_approle_kubernetes_and_namespace() {
 
     // A revoked login token is replaced by logging in again.
     fake.revoke_login_tokens();
-    kv_backup(
-        &e,
-        VaultKvSource::builder()
-            .connection(approle)
-            .build()
-            .unwrap(),
-    )
-    .await;
+    kv_backup(&e, VaultKvSource::builder(approle).build().unwrap()).await;
     assert!(fake.logins() >= 2);
 
     let tmp = tempfile::tempdir().unwrap();
@@ -460,11 +439,7 @@ async fn kv_with_approle_kubernetes_and_namespace() {
         VaultAuth::kubernetes("backup").with_jwt_path(&jwt),
     )
     .unwrap();
-    let m = kv_backup(
-        &e,
-        VaultKvSource::builder().connection(kube).build().unwrap(),
-    )
-    .await;
+    let m = kv_backup(&e, VaultKvSource::builder(kube).build().unwrap()).await;
     assert_eq!(m.artifacts[0].name, "kv/secret.json");
 
     // Without read on sys/mounts: configured mounts are looked up one by one; a policy 403
@@ -481,8 +456,7 @@ async fn kv_with_approle_kubernetes_and_namespace() {
     .unwrap();
     let m = kv_backup(
         &e,
-        VaultKvSource::builder()
-            .connection(approle)
+        VaultKvSource::builder(approle)
             .mount("secret")
             .build()
             .unwrap(),
@@ -499,9 +473,7 @@ async fn kv_with_approle_kubernetes_and_namespace() {
     // Wrong credentials: a clear unauthenticated error, no run.
     let bad = VaultConnection::new(&fake.url(), VaultAuth::approle("role-id-1", "wrong")).unwrap();
     let report = Pipeline::builder()
-        .source(Arc::new(
-            VaultKvSource::builder().connection(bad).build().unwrap(),
-        ))
+        .source(VaultKvSource::builder(bad).build().unwrap())
         .sink(e.sink.clone())
         .encryption(e.encryption.clone())
         .build()
@@ -522,12 +494,7 @@ async fn kv_export_refuses_to_store_unencrypted_unless_opted_out() {
     let e = env();
     let build = |opt_out: bool| {
         Pipeline::builder()
-            .source(Arc::new(
-                VaultKvSource::builder()
-                    .connection(token_conn(&fake))
-                    .build()
-                    .unwrap(),
-            ))
+            .source(VaultKvSource::builder(token_conn(&fake)).build().unwrap())
             .sink(e.sink.clone())
             .store_secrets_unencrypted(opt_out)
             .build()
@@ -542,11 +509,11 @@ async fn kv_export_refuses_to_store_unencrypted_unless_opted_out() {
 
 async fn snapshot_run(e: &Env, fake: &FakeVault) -> stoa_backup::core::RunReport {
     Pipeline::builder()
-        .source(Arc::new(RaftSnapshotSource::new(token_conn(fake)).unwrap()))
+        .source(RaftSnapshotSource::new(token_conn(fake)).unwrap())
         .sink(e.sink.clone())
         .encryption(e.encryption.clone())
         .keyring(e.keyring.clone())
-        .verifier(Arc::new(RaftSnapshotVerifier))
+        .verifier(RaftSnapshotVerifier)
         .build()
         .unwrap()
         .run()
@@ -703,11 +670,11 @@ async fn snapshot_verifier_rejects_truncated_and_empty_sealed() {
 async fn verified_snapshot_run(bytes: bytes::Bytes) -> stoa_backup::core::RunReport {
     let e = env();
     Pipeline::builder()
-        .source(Arc::new(FixedSnapshot(bytes)))
+        .source(FixedSnapshot(bytes))
         .sink(e.sink.clone())
         .encryption(e.encryption.clone())
         .keyring(e.keyring.clone())
-        .verifier(Arc::new(RaftSnapshotVerifier))
+        .verifier(RaftSnapshotVerifier)
         .build()
         .unwrap()
         .run()
@@ -762,7 +729,7 @@ async fn foreign_snapshot_needs_force() {
     let fake = FakeVault::start().await;
     let e = env();
     let report = Pipeline::builder()
-        .source(Arc::new(FixedSnapshot(fake.foreign_snapshot())))
+        .source(FixedSnapshot(fake.foreign_snapshot()))
         .sink(e.sink.clone())
         .encryption(e.encryption.clone())
         .build()
@@ -807,12 +774,7 @@ async fn sealed_standby_or_uninitialised_vault_gives_a_clear_error_and_no_run() 
         let e = env();
         for source in [
             Arc::new(RaftSnapshotSource::new(token_conn(&fake)).unwrap()) as Arc<dyn Source>,
-            Arc::new(
-                VaultKvSource::builder()
-                    .connection(token_conn(&fake))
-                    .build()
-                    .unwrap(),
-            ),
+            Arc::new(VaultKvSource::builder(token_conn(&fake)).build().unwrap()),
         ] {
             let report = Pipeline::builder()
                 .source(source)
@@ -851,14 +813,7 @@ async fn no_secret_value_or_token_in_trace_output() {
         VaultAuth::approle("role-id-trace", "secret-id-trace-0xdeadbeef"),
     )
     .unwrap();
-    let m = kv_backup(
-        &e,
-        VaultKvSource::builder()
-            .connection(approle.clone())
-            .build()
-            .unwrap(),
-    )
-    .await;
+    let m = kv_backup(&e, VaultKvSource::builder(approle.clone()).build().unwrap()).await;
     let snap = snapshot_run(&e, &fake).await;
     assert!(snap.is_complete());
     fake.wipe("secret");
@@ -879,9 +834,7 @@ async fn no_secret_value_or_token_in_trace_output() {
     let bad =
         VaultConnection::new(&fake.url(), VaultAuth::token("hvs.bad-token-never-log")).unwrap();
     let _ = Pipeline::builder()
-        .source(Arc::new(
-            VaultKvSource::builder().connection(bad).build().unwrap(),
-        ))
+        .source(VaultKvSource::builder(bad).build().unwrap())
         .sink(e.sink.clone())
         .encryption(e.encryption.clone())
         .build()

@@ -34,6 +34,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::fmt;
+use std::sync::Arc;
 
 use chrono::{DateTime, Datelike, Duration, Utc};
 use serde::{Deserialize, Serialize};
@@ -46,6 +47,20 @@ pub trait RetentionPolicy: Send + Sync + fmt::Debug {
     /// Decides, for every run given, whether to keep it (and why) or forget it.
     fn plan(&self, runs: &[RunSummary], now: DateTime<Utc>) -> RetentionPlan;
 }
+
+macro_rules! forward_retention_policy {
+    ($($ptr:ident),+) => {$(
+        /// Forwards to the wrapped policy, so a shared or boxed policy (also
+        /// `Arc<dyn RetentionPolicy>`, `Box<dyn RetentionPolicy>`) is a policy itself.
+        impl<P: RetentionPolicy + ?Sized> RetentionPolicy for $ptr<P> {
+            fn plan(&self, runs: &[RunSummary], now: DateTime<Utc>) -> RetentionPlan {
+                (**self).plan(runs, now)
+            }
+        }
+    )+};
+}
+
+forward_retention_policy!(Arc, Box);
 
 /// How many calendar buckets a GFS rule keeps.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

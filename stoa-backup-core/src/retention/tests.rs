@@ -79,6 +79,28 @@ fn assert_one_decision_per_run(runs: &[RunSummary], plan: &RetentionPlan) {
     assert_eq!(want, got);
 }
 
+#[test]
+fn shared_and_boxed_policies_forward_plan() {
+    let runs = vec![
+        complete("2026-03-01T02:00:00Z"),
+        complete("2026-03-02T02:00:00Z"),
+        complete("2026-03-03T02:00:00Z"),
+    ];
+    let now = t("2026-03-04T00:00:00Z");
+    let keep_one = || KeepRules::new().keep_last(1);
+    let want = keep_one().plan(&runs, now);
+    assert_eq!(kept_ids(&want), vec![cid("2026-03-03T02:00:00Z")]);
+    let policies: Vec<Box<dyn RetentionPolicy>> = vec![
+        Box::new(Arc::new(keep_one())),
+        Box::new(Arc::new(keep_one()) as Arc<dyn RetentionPolicy>),
+        Box::new(Box::new(keep_one())),
+        Box::new(keep_one()),
+    ];
+    for p in &policies {
+        assert_eq!(p.plan(&runs, now), want);
+    }
+}
+
 // ---- calendar facts the bucket tests rely on (checked against chrono, by hand) ----
 
 #[test]

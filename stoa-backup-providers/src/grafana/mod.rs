@@ -15,7 +15,6 @@
 //!
 //! ```no_run
 //! # async fn demo() -> stoa_backup_core::Result<()> {
-//! use std::sync::Arc;
 //! use stoa_backup_core::{MemorySink, Pipeline};
 //! use stoa_backup_providers::grafana::{GrafanaAuth, GrafanaConnection, GrafanaSource};
 //!
@@ -24,8 +23,8 @@
 //!     GrafanaAuth::Token(std::env::var("GRAFANA_TOKEN").unwrap_or_default()),
 //! )?;
 //! let report = Pipeline::builder()
-//!     .source(Arc::new(GrafanaSource::builder().connection(conn).build()?))
-//!     .sink(Arc::new(MemorySink::new()))
+//!     .source(GrafanaSource::builder(conn).build()?)
+//!     .sink(MemorySink::new())
 //!     .build()?
 //!     .run()
 //!     .await?;

@@ -44,16 +44,17 @@ pub struct GrafanaSource {
 /// Builds a [`GrafanaSource`].
 #[derive(Debug)]
 pub struct GrafanaSourceBuilder {
-    connection: Option<GrafanaConnection>,
+    connection: GrafanaConnection,
     page_size: usize,
     component: String,
 }
 
 impl GrafanaSource {
-    /// Starts a builder.
-    pub fn builder() -> GrafanaSourceBuilder {
+    /// Starts a builder for the server and credentials of `connection`
+    /// ([`GrafanaConnection::new`]).
+    pub fn builder(connection: GrafanaConnection) -> GrafanaSourceBuilder {
         GrafanaSourceBuilder {
-            connection: None,
+            connection,
             page_size: 1000,
             component: COMPONENT.into(),
         }
@@ -61,12 +62,6 @@ impl GrafanaSource {
 }
 
 impl GrafanaSourceBuilder {
-    /// Server and credentials.
-    pub fn connection(mut self, c: GrafanaConnection) -> Self {
-        self.connection = Some(c);
-        self
-    }
-
     /// Page size for search, folders and library panels (default 1000; max 5000).
     pub fn page_size(mut self, n: usize) -> Self {
         self.page_size = n;
@@ -81,16 +76,13 @@ impl GrafanaSourceBuilder {
 
     /// Validates the settings.
     pub fn build(self) -> Result<GrafanaSource> {
-        let conn = self.connection.ok_or_else(|| {
-            Error::config("no Grafana connection configured").with_component(COMPONENT)
-        })?;
         if self.page_size == 0 || self.page_size > 5000 {
             return Err(
                 Error::config("page size must be between 1 and 5000").with_component(COMPONENT)
             );
         }
         Ok(GrafanaSource {
-            client: GrafanaClient::new(conn)?,
+            client: GrafanaClient::new(self.connection)?,
             page_size: self.page_size,
             component: self.component,
         })

@@ -121,6 +121,31 @@ impl InfisicalConnection {
         })
     }
 
+    /// A connection configured the way the `infisical` CLI and SDKs are: the server from
+    /// `INFISICAL_API_URL` (with or without its `/api` suffix; default
+    /// `https://app.infisical.com`) and the universal-auth machine identity from
+    /// `INFISICAL_UNIVERSAL_AUTH_CLIENT_ID` and `INFISICAL_UNIVERSAL_AUTH_CLIENT_SECRET`.
+    /// Errors name the variable, never the secret.
+    pub fn from_env() -> Result<Self> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// [`InfisicalConnection::from_env`] reading each variable through `lookup` instead of
+    /// the process environment (a configuration map, or a test).
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self> {
+        let env = crate::http::EnvVars::new(&lookup, COMPONENT);
+        let hint = "export INFISICAL_UNIVERSAL_AUTH_CLIENT_ID and INFISICAL_UNIVERSAL_AUTH_CLIENT_SECRET of a machine identity";
+        let client_id = env.require(&["INFISICAL_UNIVERSAL_AUTH_CLIENT_ID"], hint)?;
+        let client_secret = env.require(&["INFISICAL_UNIVERSAL_AUTH_CLIENT_SECRET"], hint)?;
+        let url = env
+            .first(&["INFISICAL_API_URL"])
+            .unwrap_or_else(|| "https://app.infisical.com".to_string());
+        let url = url.trim_end_matches('/');
+        let url = url.strip_suffix("/api").unwrap_or(url);
+        InfisicalConnection::new(url, client_id, client_secret)
+            .map_err(env.blame("INFISICAL_API_URL"))
+    }
+
     /// Uses the older v3 paths.
     pub fn api(mut self, api: InfisicalApi) -> Self {
         self.api = api;
@@ -346,6 +371,45 @@ mod tests {
     fn debug_hides_the_secret() {
         let c = InfisicalConnection::new("http://127.0.0.1:1", "id-1", "cs-TOPSECRET").unwrap();
         assert!(!format!("{c:?}").contains("TOPSECRET"));
+    }
+
+    #[test]
+    fn env_reads_the_cli_variables() {
+        let id = ("INFISICAL_UNIVERSAL_AUTH_CLIENT_ID", "id-env");
+        let secret = ("INFISICAL_UNIVERSAL_AUTH_CLIENT_SECRET", "cs-ENVSECRET");
+        let c = InfisicalConnection::from_lookup(crate::test_env(&[id, secret])).unwrap();
+        assert_eq!(c.url.as_str(), "https://app.infisical.com/");
+        assert_eq!(
+            (c.client_id.as_str(), c.client_secret.as_str()),
+            ("id-env", "cs-ENVSECRET")
+        );
+        assert!(!format!("{c:?}").contains("ENVSECRET"));
+        for api_url in [
+            "https://infisical.stoa.svc/api",
+            "https://infisical.stoa.svc/api/",
+        ] {
+            let c = InfisicalConnection::from_lookup(crate::test_env(&[
+                ("INFISICAL_API_URL", api_url),
+                id,
+                secret,
+            ]))
+            .unwrap();
+            assert_eq!(c.url.as_str(), "https://infisical.stoa.svc/");
+        }
+        let err = InfisicalConnection::from_lookup(crate::test_env(&[id])).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Config);
+        assert_eq!(
+            err.context_value("variable"),
+            Some("INFISICAL_UNIVERSAL_AUTH_CLIENT_SECRET")
+        );
+        let err = InfisicalConnection::from_lookup(crate::test_env(&[
+            ("INFISICAL_API_URL", "not a url"),
+            id,
+            secret,
+        ]))
+        .unwrap_err();
+        assert_eq!(err.context_value("variable"), Some("INFISICAL_API_URL"));
+        assert!(!format!("{err:?}").contains("ENVSECRET"));
     }
 
     #[test]

@@ -28,31 +28,37 @@ pub struct InfisicalSource {
 /// Builds an [`InfisicalSource`].
 #[derive(Debug)]
 pub struct InfisicalSourceBuilder {
-    connection: Option<InfisicalConnection>,
+    connection: InfisicalConnection,
     projects: Vec<(String, Vec<String>)>,
     component: String,
 }
 
 impl InfisicalSource {
-    /// Starts a builder.
-    pub fn builder() -> InfisicalSourceBuilder {
+    /// Starts a builder for the server and machine identity of `connection`
+    /// ([`InfisicalConnection::new`] or [`InfisicalConnection::from_env`]), exporting the
+    /// project `project_id`: the given environment slugs, or every environment when
+    /// `environments` is empty. [`InfisicalSourceBuilder::project`] adds more projects.
+    pub fn builder<I, S>(
+        connection: InfisicalConnection,
+        project_id: impl Into<String>,
+        environments: I,
+    ) -> InfisicalSourceBuilder
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
         InfisicalSourceBuilder {
-            connection: None,
+            connection,
             projects: Vec::new(),
             component: COMPONENT.to_string(),
         }
+        .project(project_id, environments)
     }
 }
 
 impl InfisicalSourceBuilder {
-    /// Server and machine identity (required).
-    pub fn connection(mut self, connection: InfisicalConnection) -> Self {
-        self.connection = Some(connection);
-        self
-    }
-
-    /// Exports a project (by id): the given environment slugs, or every environment when
-    /// `environments` is empty. Repeatable.
+    /// Also exports a project (by id): the given environment slugs, or every environment
+    /// when `environments` is empty. Repeatable.
     pub fn project<I, S>(mut self, project_id: impl Into<String>, environments: I) -> Self
     where
         I: IntoIterator<Item = S>,
@@ -73,14 +79,6 @@ impl InfisicalSourceBuilder {
 
     /// Validates the settings (nothing is contacted).
     pub fn build(self) -> Result<InfisicalSource> {
-        let conn = self.connection.ok_or_else(|| {
-            Error::config("no Infisical connection configured").with_component(COMPONENT)
-        })?;
-        if self.projects.is_empty() {
-            return Err(Error::config("no Infisical project configured")
-                .with_component(COMPONENT)
-                .with_hint("add .project(project_id, [\"dev\", \"prod\"])"));
-        }
         let safe = |s: &str| {
             !s.is_empty()
                 && s.chars()
@@ -95,7 +93,7 @@ impl InfisicalSourceBuilder {
             }
         }
         Ok(InfisicalSource {
-            client: InfisicalClient::new(conn)?,
+            client: InfisicalClient::new(self.connection)?,
             projects: self.projects,
             component: self.component,
         })

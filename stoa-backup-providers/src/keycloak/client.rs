@@ -103,6 +103,71 @@ impl KeycloakConnection {
         })
     }
 
+    /// Settings from the environment variables of Keycloak's Terraform provider (also read by
+    /// Pulumi and terraformer): `KEYCLOAK_URL` (plus `KEYCLOAK_BASE_PATH`, e.g. `/auth` on
+    /// Keycloak before 17), `KEYCLOAK_CLIENT_ID`, then either `KEYCLOAK_CLIENT_SECRET`
+    /// (client credentials grant) or `KEYCLOAK_USER` and `KEYCLOAK_PASSWORD` (password
+    /// grant, e.g. with `admin-cli`), and `KEYCLOAK_REALM` for the realm to authenticate
+    /// against (default `master`). Errors name the variable, never a secret.
+    pub fn from_env() -> Result<Self> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// [`KeycloakConnection::from_env`] reading each variable through `lookup` instead of the
+    /// process environment (a configuration map, or a test).
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self> {
+        let env = crate::http::EnvVars::new(&lookup, COMPONENT);
+        let mut url = env.require(
+            &["KEYCLOAK_URL"],
+            "export KEYCLOAK_URL=https://keycloak.example.org",
+        )?;
+        if let Some(base_path) = env.first(&["KEYCLOAK_BASE_PATH"]) {
+            url = format!(
+                "{}/{}",
+                url.trim_end_matches('/'),
+                base_path.trim_matches('/')
+            );
+        }
+        let client_id = env.require(
+            &["KEYCLOAK_CLIENT_ID"],
+            "export KEYCLOAK_CLIENT_ID (a confidential client with a service account, or admin-cli with KEYCLOAK_USER)",
+        )?;
+        let auth = match (env.first(&["KEYCLOAK_USER"]), env.first(&["KEYCLOAK_CLIENT_SECRET"])) {
+            (Some(_), Some(_)) => {
+                return Err(Error::config(
+                    "both KEYCLOAK_USER and KEYCLOAK_CLIENT_SECRET are set",
+                )
+                .with_component(COMPONENT)
+                .with_operation("read environment")
+                .with_context("variable", "KEYCLOAK_USER")
+                .with_hint("set KEYCLOAK_CLIENT_SECRET for the client credentials grant, or KEYCLOAK_USER and KEYCLOAK_PASSWORD for the password grant, not both"))
+            }
+            (Some(username), None) => KeycloakAuth::Password {
+                client_id,
+                username,
+                password: env.require(
+                    &["KEYCLOAK_PASSWORD"],
+                    "export KEYCLOAK_PASSWORD with KEYCLOAK_USER (password grant)",
+                )?,
+            },
+            (None, Some(client_secret)) => KeycloakAuth::ClientCredentials {
+                client_id,
+                client_secret,
+            },
+            (None, None) => {
+                return Err(env.missing(
+                    &["KEYCLOAK_CLIENT_SECRET"],
+                    "export KEYCLOAK_CLIENT_SECRET (client credentials grant), or KEYCLOAK_USER and KEYCLOAK_PASSWORD (password grant)",
+                ))
+            }
+        };
+        let conn = KeycloakConnection::new(&url, auth).map_err(env.blame("KEYCLOAK_URL"))?;
+        Ok(match env.first(&["KEYCLOAK_REALM"]) {
+            Some(realm) => conn.auth_realm(realm),
+            None => conn,
+        })
+    }
+
     /// Realm whose token endpoint is used (default `master`; a token from realm X can only
     /// manage X).
     pub fn auth_realm(mut self, realm: impl Into<String>) -> Self {
@@ -376,5 +441,89 @@ impl AdminClient {
             404 => Ok(false),
             _ => Err(http::status_error(&answer, &what)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const URL: (&str, &str) = ("KEYCLOAK_URL", "https://keycloak.stoa.svc");
+    const CLIENT: (&str, &str) = ("KEYCLOAK_CLIENT_ID", "stoa-backup");
+
+    #[test]
+    fn env_reads_the_terraform_provider_variables() {
+        let c = KeycloakConnection::from_lookup(crate::test_env(&[
+            URL,
+            CLIENT,
+            ("KEYCLOAK_CLIENT_SECRET", "cs-ENVSECRET"),
+            ("KEYCLOAK_REALM", "stoa"),
+        ]))
+        .unwrap();
+        assert_eq!(c.url(), "https://keycloak.stoa.svc/");
+        assert_eq!(c.auth_realm, "stoa");
+        assert_eq!(
+            c.auth,
+            KeycloakAuth::ClientCredentials {
+                client_id: "stoa-backup".into(),
+                client_secret: "cs-ENVSECRET".into()
+            }
+        );
+        assert!(!format!("{c:?}").contains("ENVSECRET"));
+
+        let c = KeycloakConnection::from_lookup(crate::test_env(&[
+            ("KEYCLOAK_URL", "http://keycloak:8080/"),
+            ("KEYCLOAK_BASE_PATH", "/auth"),
+            ("KEYCLOAK_CLIENT_ID", "admin-cli"),
+            ("KEYCLOAK_USER", "admin"),
+            ("KEYCLOAK_PASSWORD", "pw-ENVSECRET"),
+        ]))
+        .unwrap();
+        assert_eq!(c.url(), "http://keycloak:8080/auth/");
+        assert_eq!(c.auth_realm, "master");
+        assert!(
+            matches!(&c.auth, KeycloakAuth::Password { username, password, .. }
+            if username == "admin" && password == "pw-ENVSECRET")
+        );
+    }
+
+    #[test]
+    fn env_errors_name_the_variable_and_never_a_secret() {
+        let missing = |vars: &[(&str, &str)]| {
+            let e = KeycloakConnection::from_lookup(crate::test_env(vars)).unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::Config);
+            assert!(!format!("{e:?}").contains("ENVSECRET"), "{e:?}");
+            e.context_value("variable").map(str::to_string)
+        };
+        assert_eq!(missing(&[CLIENT]).as_deref(), Some("KEYCLOAK_URL"));
+        assert_eq!(missing(&[URL]).as_deref(), Some("KEYCLOAK_CLIENT_ID"));
+        assert_eq!(
+            missing(&[URL, CLIENT]).as_deref(),
+            Some("KEYCLOAK_CLIENT_SECRET")
+        );
+        assert_eq!(
+            missing(&[URL, CLIENT, ("KEYCLOAK_USER", "admin")]).as_deref(),
+            Some("KEYCLOAK_PASSWORD")
+        );
+        assert_eq!(
+            missing(&[
+                URL,
+                CLIENT,
+                ("KEYCLOAK_USER", "admin"),
+                ("KEYCLOAK_PASSWORD", "pw-ENVSECRET"),
+                ("KEYCLOAK_CLIENT_SECRET", "cs-ENVSECRET"),
+            ])
+            .as_deref(),
+            Some("KEYCLOAK_USER")
+        );
+        assert_eq!(
+            missing(&[
+                ("KEYCLOAK_URL", "keycloak without scheme"),
+                CLIENT,
+                ("KEYCLOAK_CLIENT_SECRET", "cs-ENVSECRET"),
+            ])
+            .as_deref(),
+            Some("KEYCLOAK_URL")
+        );
     }
 }

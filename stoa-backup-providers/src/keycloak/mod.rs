@@ -21,7 +21,6 @@
 //!
 //! ```no_run
 //! # async fn demo() -> stoa_backup_core::Result<()> {
-//! use std::sync::Arc;
 //! use stoa_backup_core::{MemorySink, Pipeline};
 //! use stoa_backup_providers::keycloak::{KeycloakAuth, KeycloakConnection, KeycloakSource};
 //!
@@ -32,10 +31,11 @@
 //!         client_secret: std::env::var("KC_SECRET").unwrap_or_default(),
 //!     },
 //! )?;
-//! let source = KeycloakSource::builder().connection(conn).realm("stoa").build()?;
+//! // Or KeycloakConnection::from_env(): KEYCLOAK_URL, KEYCLOAK_CLIENT_ID…
+//! let source = KeycloakSource::builder(conn).realm("stoa").build()?;
 //! let report = Pipeline::builder()
-//!     .source(Arc::new(source))
-//!     .sink(Arc::new(MemorySink::new()))
+//!     .source(source)
+//!     .sink(MemorySink::new())
 //!     .store_secrets_unencrypted(true) // use .encryption(...) in production
 //!     .build()?
 //!     .run()

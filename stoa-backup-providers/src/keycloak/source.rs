@@ -42,7 +42,7 @@ pub struct KeycloakSource {
 /// Builds a [`KeycloakSource`].
 #[derive(Debug)]
 pub struct KeycloakSourceBuilder {
-    connection: Option<KeycloakConnection>,
+    connection: KeycloakConnection,
     realms: Vec<String>,
     page_size: usize,
     concurrency: usize,
@@ -51,10 +51,11 @@ pub struct KeycloakSourceBuilder {
 }
 
 impl KeycloakSource {
-    /// Starts a builder.
-    pub fn builder() -> KeycloakSourceBuilder {
+    /// Starts a builder for the server and credentials of `connection`
+    /// ([`KeycloakConnection::new`] or [`KeycloakConnection::from_env`]).
+    pub fn builder(connection: KeycloakConnection) -> KeycloakSourceBuilder {
         KeycloakSourceBuilder {
-            connection: None,
+            connection,
             realms: Vec::new(),
             page_size: 100,
             concurrency: 8,
@@ -65,12 +66,6 @@ impl KeycloakSource {
 }
 
 impl KeycloakSourceBuilder {
-    /// Server and credentials.
-    pub fn connection(mut self, connection: KeycloakConnection) -> Self {
-        self.connection = Some(connection);
-        self
-    }
-
     /// Adds a realm to export (default: every realm the token can see).
     pub fn realm(mut self, realm: impl Into<String>) -> Self {
         self.realms.push(realm.into());
@@ -104,9 +99,6 @@ impl KeycloakSourceBuilder {
 
     /// Validates the settings (nothing is contacted).
     pub fn build(self) -> Result<KeycloakSource> {
-        let conn = self.connection.ok_or_else(|| {
-            Error::config("no Keycloak connection configured").with_component(COMPONENT)
-        })?;
         if self.page_size == 0 || self.page_size > 10_000 {
             return Err(
                 Error::config("page size must be between 1 and 10000").with_component(COMPONENT)
@@ -116,7 +108,7 @@ impl KeycloakSourceBuilder {
             super::validate_realm(r)?;
         }
         Ok(KeycloakSource {
-            client: AdminClient::new(conn)?,
+            client: AdminClient::new(self.connection)?,
             realms: self.realms,
             page_size: self.page_size,
             concurrency: self.concurrency.max(1),

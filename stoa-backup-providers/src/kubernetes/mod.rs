@@ -70,8 +70,11 @@ pub const YAML_CONTENT_TYPE: &str = "application/yaml";
 /// The field manager used for server-side apply unless configured otherwise.
 pub const DEFAULT_FIELD_MANAGER: &str = "stoa-backup";
 
-/// A client from the environment: in-cluster service account when running in a pod,
-/// otherwise the kubeconfig (`$KUBECONFIG` or `~/.kube/config`).
+/// A client from the environment, as `kubectl` finds one: the kubeconfig named by
+/// `$KUBECONFIG` (or `~/.kube/config`) with its current context, otherwise the in-cluster
+/// service account when running in a pod (kube's `Client::try_default`). The sources and
+/// restorers take it as their required argument: `CustomResourcesSource::builder(connect().await?)`.
+#[doc(alias = "from_env")]
 pub async fn connect() -> stoa_backup_core::Result<kube::Client> {
     kube::Client::try_default().await.map_err(|e| {
         Error::config(format!("cannot build a Kubernetes client: {e}"))

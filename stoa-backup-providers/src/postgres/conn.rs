@@ -75,12 +75,94 @@ impl PgConnection {
     /// Parses a `postgres://user:password@host:port/db?sslmode=…` URL (or a libpq
     /// `key=value` string). Errors never echo the URL (it may hold a password).
     pub fn from_url(url: &str) -> Result<Self> {
+        PgConnection::default().overlay_url(url)
+    }
+
+    /// Settings from the environment, the way libpq and most PostgreSQL tools read it:
+    /// `DATABASE_URL` (a URL or `key=value` string) when set, with libpq's variables
+    /// `PGHOST`, `PGPORT`, `PGUSER`, `PGPASSWORD`, `PGPASSFILE`, `PGDATABASE`, `PGSSLMODE`
+    /// and `PGCONNECT_TIMEOUT` for what it leaves out (or for everything, without
+    /// `DATABASE_URL`). What neither sets keeps the [`Default`]: `localhost:5432`, user and
+    /// database `postgres`. Empty variables count as unset; a URL naming a host without a
+    /// port means port 5432. Errors name the variable but never echo the URL or the password.
+    pub fn from_env() -> Result<Self> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// [`PgConnection::from_env`] reading each variable through `lookup` instead of the
+    /// process environment (a configuration map, or a test).
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self> {
+        let var = |name: &str| lookup(name).filter(|v| !v.is_empty());
+        let bad = |name: &str, what: String| {
+            Error::config(what)
+                .with_component(COMPONENT)
+                .with_operation("read environment")
+                .with_context("variable", name)
+        };
+        let mut c = PgConnection::default();
+        if let Some(h) = var("PGHOST") {
+            c.host = h;
+        }
+        if let Some(p) = var("PGPORT") {
+            c.port = p.trim().parse().map_err(|_| {
+                bad("PGPORT", format!("PGPORT is not a port number: {p:?}"))
+                    .with_hint("set PGPORT to a number such as 5432, or unset it")
+            })?;
+        }
+        if let Some(u) = var("PGUSER") {
+            c.user = u;
+        }
+        c.password = var("PGPASSWORD");
+        c.passfile = var("PGPASSFILE").map(PathBuf::from);
+        if let Some(d) = var("PGDATABASE") {
+            c.dbname = d;
+        }
+        if let Some(t) = var("PGCONNECT_TIMEOUT") {
+            let secs: u64 = t.trim().parse().map_err(|_| {
+                bad(
+                    "PGCONNECT_TIMEOUT",
+                    format!("PGCONNECT_TIMEOUT is not a number of seconds: {t:?}"),
+                )
+            })?;
+            c.connect_timeout = Duration::from_secs(secs);
+        }
+        if let Some(m) = var("PGSSLMODE") {
+            c.sslmode = match m.as_str() {
+                "disable" => Some("disable".to_string()),
+                "allow" | "prefer" => None,
+                "require" => Some("require".to_string()),
+                other => {
+                    return Err(Error::new(
+                        ErrorKind::Unsupported,
+                        format!("PGSSLMODE={other} is not supported yet for the SQL connections stoa-backup makes"),
+                    )
+                    .with_component(COMPONENT)
+                    .with_operation("read environment")
+                    .with_context("variable", "PGSSLMODE")
+                    .with_hint("use disable or prefer"))
+                }
+            };
+        }
+        match var("DATABASE_URL") {
+            Some(url) => c.overlay_url(&url).map_err(|e| {
+                e.with_context("variable", "DATABASE_URL")
+                    .or_operation("read environment")
+            }),
+            None => {
+                c.validate()?;
+                Ok(c)
+            }
+        }
+    }
+
+    /// These settings with the parts `url` names replaced.
+    fn overlay_url(self, url: &str) -> Result<Self> {
         let cfg = tokio_postgres::Config::from_str(url).map_err(|e| {
             Error::config(format!("invalid PostgreSQL connection URL: {e}"))
                 .with_component(COMPONENT)
                 .with_hint("use the form postgres://user:password@host:5432/database")
         })?;
-        let mut c = PgConnection::default();
+        let mut c = self;
         match cfg.get_hosts() {
             [] => {}
             [h] => {
@@ -123,11 +205,11 @@ impl PgConnection {
         if let Some(t) = cfg.get_connect_timeout() {
             c.connect_timeout = *t;
         }
-        c.sslmode = match cfg.get_ssl_mode() {
-            tokio_postgres::config::SslMode::Disable => Some("disable".to_string()),
-            tokio_postgres::config::SslMode::Require => Some("require".to_string()),
-            _ => None,
-        };
+        match cfg.get_ssl_mode() {
+            tokio_postgres::config::SslMode::Disable => c.sslmode = Some("disable".to_string()),
+            tokio_postgres::config::SslMode::Require => c.sslmode = Some("require".to_string()),
+            _ => {}
+        }
         c.validate()?;
         Ok(c)
     }
@@ -503,6 +585,7 @@ fn passfile_lookup(text: &str, host: &str, port: u16, dbname: &str, user: &str) 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_env as lookup;
 
     #[test]
     fn url_is_parsed_and_debug_redacts_the_password() {
@@ -525,6 +608,73 @@ mod tests {
         let err = PgConnection::from_url("postgres://u:topsecret@h:notaport/db").unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Config);
         assert!(!err.to_string().contains("topsecret"), "{err}");
+    }
+
+    #[test]
+    fn env_reads_libpq_variables_and_debug_redacts_the_password() {
+        let c = PgConnection::from_lookup(lookup(&[
+            ("PGHOST", "db.stoa.svc"),
+            ("PGPORT", "6543"),
+            ("PGUSER", "backup"),
+            ("PGPASSWORD", "env-s3cr3t"),
+            ("PGDATABASE", "stoa"),
+            ("PGCONNECT_TIMEOUT", "4"),
+            ("PGSSLMODE", "disable"),
+        ]))
+        .unwrap();
+        assert_eq!(c.endpoint(), "db.stoa.svc:6543");
+        assert_eq!((c.get_user(), c.get_dbname()), ("backup", "stoa"));
+        assert!(c.has_password());
+        assert_eq!(c.connect_timeout, Duration::from_secs(4));
+        assert_eq!(c.sslmode.as_deref(), Some("disable"));
+        assert!(!format!("{c:?}").contains("env-s3cr3t"));
+        let spec = c.apply_env(CommandSpec::new("pg_dump"));
+        assert!(spec
+            .env
+            .iter()
+            .any(|(k, v)| k == "PGPASSWORD" && v == "env-s3cr3t"));
+    }
+
+    #[test]
+    fn database_url_wins_over_libpq_variables_which_fill_the_rest() {
+        let c = PgConnection::from_lookup(lookup(&[
+            ("DATABASE_URL", "postgres://app@primary.example:6000/stoa"),
+            ("PGHOST", "ignored.example"),
+            ("PGPORT", "6111"),
+            ("PGCONNECT_TIMEOUT", "3"),
+            ("PGPASSWORD", "from-env"),
+            ("PGDATABASE", "ignored"),
+        ]))
+        .unwrap();
+        assert_eq!(c.endpoint(), "primary.example:6000");
+        assert_eq!((c.get_user(), c.get_dbname()), ("app", "stoa"));
+        assert_eq!(c.resolve_password("stoa").as_deref(), Some("from-env"));
+        assert_eq!(c.connect_timeout, Duration::from_secs(3));
+    }
+
+    #[test]
+    fn empty_environment_gives_the_defaults() {
+        let c = PgConnection::from_lookup(lookup(&[("PGHOST", "")])).unwrap();
+        assert_eq!(c, PgConnection::default());
+    }
+
+    #[test]
+    fn env_errors_name_the_variable_and_never_echo_secrets() {
+        let err = PgConnection::from_lookup(lookup(&[("PGPORT", "54x2")])).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Config);
+        assert_eq!(err.context_value("variable"), Some("PGPORT"));
+        let err = PgConnection::from_lookup(lookup(&[(
+            "DATABASE_URL",
+            "postgres://u:topsecret@h:notaport/db",
+        )]))
+        .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Config);
+        assert_eq!(err.context_value("variable"), Some("DATABASE_URL"));
+        assert!(!err.to_string().contains("topsecret"), "{err}");
+        assert!(!format!("{err:?}").contains("topsecret"), "{err:?}");
+        let err = PgConnection::from_lookup(lookup(&[("PGSSLMODE", "verify-full")])).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Unsupported);
+        assert_eq!(err.context_value("variable"), Some("PGSSLMODE"));
     }
 
     #[test]

@@ -17,18 +17,16 @@
 //!
 //! ```no_run
 //! # async fn demo() -> stoa_backup_core::Result<()> {
-//! use std::sync::Arc;
 //! use stoa_backup_core::{MemorySink, Pipeline, ZstdCodec};
-//! use stoa_backup_providers::postgres::{PgArchiveVerifier, PostgresSource};
+//! use stoa_backup_providers::postgres::{PgArchiveVerifier, PgConnection, PostgresSource};
 //!
-//! let source = PostgresSource::builder()
-//!     .url("postgres://backup@127.0.0.1:5432/stoa")
-//!     .build()?;
+//! // Or PgConnection::from_env(): DATABASE_URL, PGHOST, PGUSER, PGPASSWORD…
+//! let conn = PgConnection::from_url("postgres://backup@127.0.0.1:5432/stoa")?;
 //! let report = Pipeline::builder()
-//!     .source(Arc::new(source))
-//!     .sink(Arc::new(MemorySink::new()))
+//!     .source(PostgresSource::builder(conn).build()?)
+//!     .sink(MemorySink::new())
 //!     .compression(ZstdCodec::new(3)?)
-//!     .verifier(Arc::new(PgArchiveVerifier::new()))
+//!     .verifier(PgArchiveVerifier::new())
 //!     .build()?
 //!     .run()
 //!     .await?;

@@ -2,7 +2,6 @@
 //! optionally `pg_dumpall --globals-only`) into the pipeline, without temp files.
 
 use std::fmt;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -43,19 +42,12 @@ pub enum DatabaseSelection {
     All,
 }
 
-/// Builds a [`PostgresSource`]; [`PostgresSourceBuilder::build`] validates everything
-/// without connecting.
-#[derive(Clone, Default)]
+/// Builds a [`PostgresSource`] from [`PostgresSource::builder`];
+/// [`PostgresSourceBuilder::build`] validates everything without connecting.
+#[derive(Clone)]
 pub struct PostgresSourceBuilder {
-    url: Option<String>,
-    conn_override: Option<PgConnection>,
-    host: Option<String>,
-    port: Option<u16>,
-    user: Option<String>,
-    password: Option<String>,
-    passfile: Option<PathBuf>,
+    conn: PgConnection,
     connect_db: Option<String>,
-    connect_timeout: Option<Duration>,
     databases: DatabaseSelection,
     include_schemas: Vec<String>,
     exclude_schemas: Vec<String>,
@@ -76,67 +68,13 @@ pub struct PostgresSourceBuilder {
 impl fmt::Debug for PostgresSourceBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PostgresSourceBuilder")
-            .field("url", &self.url.as_ref().map(|_| "<redacted>"))
-            .field("host", &self.host)
-            .field("port", &self.port)
-            .field("user", &self.user)
-            .field("password", &self.password.as_ref().map(|_| "***"))
+            .field("conn", &self.conn)
             .field("databases", &self.databases)
             .finish_non_exhaustive()
     }
 }
 
 impl PostgresSourceBuilder {
-    /// Connects with a URL (`postgres://user:password@host:5432/db`); discrete options set
-    /// afterwards override its parts.
-    pub fn url(mut self, url: impl Into<String>) -> Self {
-        self.url = Some(url.into());
-        self
-    }
-
-    /// Uses ready-made connection settings.
-    pub fn connection(mut self, conn: &PgConnection) -> Self {
-        self.url = None;
-        self.conn_override = Some(conn.clone());
-        self
-    }
-
-    /// Host name, IP address or Unix socket directory.
-    pub fn host(mut self, host: impl Into<String>) -> Self {
-        self.host = Some(host.into());
-        self
-    }
-
-    /// Port (default 5432).
-    pub fn port(mut self, port: u16) -> Self {
-        self.port = Some(port);
-        self
-    }
-
-    /// User (default `postgres`).
-    pub fn user(mut self, user: impl Into<String>) -> Self {
-        self.user = Some(user.into());
-        self
-    }
-
-    /// Password: given to pg_dump through `PGPASSWORD`, never on its command line.
-    pub fn password(mut self, password: impl Into<String>) -> Self {
-        self.password = Some(password.into());
-        self
-    }
-
-    /// A libpq passfile (`~/.pgpass` format) instead of a password.
-    pub fn passfile(mut self, path: impl Into<PathBuf>) -> Self {
-        self.passfile = Some(path.into());
-        self
-    }
-
-    /// Connect timeout (default 10 s).
-    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
-        self.connect_timeout = Some(timeout);
-        self
-    }
-
     /// Dumps this one database (and connects to it for server-wide queries).
     pub fn database(mut self, name: impl Into<String>) -> Self {
         let name = name.into();
@@ -262,29 +200,7 @@ impl PostgresSourceBuilder {
                 .with_component(COMPONENT)
                 .with_operation("validate config")
         };
-        let mut conn = match (&self.conn_override, &self.url) {
-            (Some(c), _) => c.clone(),
-            (None, Some(u)) => PgConnection::from_url(u)?,
-            (None, None) => PgConnection::default(),
-        };
-        if let Some(h) = self.host {
-            conn = conn.host(h);
-        }
-        if let Some(p) = self.port {
-            conn = conn.port(p);
-        }
-        if let Some(u) = self.user {
-            conn = conn.user(u);
-        }
-        if let Some(p) = self.password {
-            conn = conn.password(p);
-        }
-        if let Some(p) = self.passfile {
-            conn = conn.passfile(p);
-        }
-        if let Some(t) = self.connect_timeout {
-            conn = conn.connect_timeout(t);
-        }
+        let mut conn = self.conn;
         if let Some(d) = self.connect_db {
             conn = conn.dbname(d);
         }
@@ -413,9 +329,29 @@ impl<T> Drop for AbortOnDrop<T> {
 }
 
 impl PostgresSource {
-    /// Starts building a source.
-    pub fn builder() -> PostgresSourceBuilder {
-        PostgresSourceBuilder::default()
+    /// Starts building a source that dumps through `connection` (by default the database it
+    /// names): [`PgConnection::from_url`], [`PgConnection::from_env`] or
+    /// [`PgConnection::new`].
+    pub fn builder(connection: PgConnection) -> PostgresSourceBuilder {
+        PostgresSourceBuilder {
+            conn: connection,
+            connect_db: None,
+            databases: DatabaseSelection::default(),
+            include_schemas: Vec::new(),
+            exclude_schemas: Vec::new(),
+            include_tables: Vec::new(),
+            exclude_tables: Vec::new(),
+            keep_owner: false,
+            keep_privileges: false,
+            compression: CompressionLocation::default(),
+            globals: false,
+            globals_role_passwords: None,
+            no_exact_counts: false,
+            tools: None,
+            component: None,
+            dumps_sensitive: false,
+            lock_wait_timeout: None,
+        }
     }
 
     /// The connection settings.
@@ -724,29 +660,28 @@ mod tests {
 
     #[test]
     fn build_validates_before_connecting() {
-        let err = PostgresSource::builder()
-            .url("postgres://u@h/db")
+        let url = || PgConnection::from_url("postgres://u@h/db").unwrap();
+        let err = PostgresSource::builder(url())
             .compression(CompressionLocation::InPgDump(12))
             .build()
             .unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Config);
-        let err = PostgresSource::builder()
+        let err = PostgresSource::builder(PgConnection::default())
             .databases(Vec::<String>::new())
             .build()
             .unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Config);
-        let err = PostgresSource::builder().host("").build().unwrap_err();
-        assert_eq!(err.kind(), ErrorKind::Config);
-        assert!(PostgresSource::builder()
-            .url("postgres://u@h/db")
+        let err = PostgresSource::builder(PgConnection::default().host(""))
             .build()
-            .is_ok());
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Config);
+        assert!(PostgresSource::builder(url()).build().is_ok());
     }
 
     #[test]
     fn pg_dump_command_has_defaults_and_no_password() {
-        let s = PostgresSource::builder()
-            .url("postgres://backup:hunter2@db:5432/stoa")
+        let conn = PgConnection::from_url("postgres://backup:hunter2@db:5432/stoa").unwrap();
+        let s = PostgresSource::builder(conn)
             .include_schema("stoa")
             .exclude_table("stoa.audit_*")
             .build()

@@ -155,6 +155,35 @@ impl VaultConnection {
         })
     }
 
+    /// A connection configured the way the `vault` (and OpenBao's `bao`) CLI is: the address
+    /// from `VAULT_ADDR` (or `BAO_ADDR`), a token from `VAULT_TOKEN` (or `BAO_TOKEN`), and a
+    /// namespace from `VAULT_NAMESPACE` (or `BAO_NAMESPACE`) when set. Address and token are
+    /// required (no default address, no `~/.vault-token`); for Kubernetes or AppRole auth
+    /// use [`VaultConnection::new`]. Errors name the variable, never the token.
+    pub fn from_env() -> Result<Self> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// [`VaultConnection::from_env`] reading each variable through `lookup` instead of the
+    /// process environment (a configuration map, or a test).
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self> {
+        let env = crate::http::EnvVars::new(&lookup, super::KV_COMPONENT);
+        let address = env.require(
+            &["VAULT_ADDR", "BAO_ADDR"],
+            "export VAULT_ADDR=https://vault.example:8200 (BAO_ADDR for OpenBao)",
+        )?;
+        let token = env.require(
+            &["VAULT_TOKEN", "BAO_TOKEN"],
+            "export VAULT_TOKEN, or build the connection with VaultConnection::new(address, VaultAuth::kubernetes(role))",
+        )?;
+        let conn = VaultConnection::new(&address, VaultAuth::token(token))
+            .map_err(env.blame("VAULT_ADDR"))?;
+        Ok(match env.first(&["VAULT_NAMESPACE", "BAO_NAMESPACE"]) {
+            Some(ns) => conn.namespace(ns),
+            None => conn,
+        })
+    }
+
     /// Sends `X-Vault-Namespace: <ns>` (Vault Enterprise, OpenBao ≥ 2.3). Raft snapshots are
     /// always taken and restored in the root namespace.
     pub fn namespace(mut self, namespace: impl Into<String>) -> Self {
@@ -671,6 +700,48 @@ mod tests {
         let t = VaultAuth::token("hvs.SECRET");
         let c = VaultConnection::new("http://127.0.0.1:8200", t).unwrap();
         assert!(!format!("{c:?}").contains("hvs.SECRET"));
+    }
+
+    #[test]
+    fn env_reads_the_cli_variables_and_names_what_is_missing() {
+        let c = VaultConnection::from_lookup(crate::test_env(&[
+            ("VAULT_ADDR", "https://vault.stoa.svc:8200"),
+            ("VAULT_TOKEN", "hvs.ENVSECRET"),
+            ("VAULT_NAMESPACE", "team-a"),
+            ("BAO_ADDR", "https://ignored.example"),
+        ]))
+        .unwrap();
+        assert_eq!(c.address().as_str(), "https://vault.stoa.svc:8200/");
+        assert_eq!(c.namespace_name(), Some("team-a/"));
+        assert!(matches!(&c.auth, VaultAuth::Token(t) if t == "hvs.ENVSECRET"));
+        assert!(!format!("{c:?}").contains("ENVSECRET"));
+
+        let bao = VaultConnection::from_lookup(crate::test_env(&[
+            ("BAO_ADDR", "http://openbao:8200"),
+            ("BAO_TOKEN", "s.bao"),
+        ]))
+        .unwrap();
+        assert_eq!(bao.address().as_str(), "http://openbao:8200/");
+        assert_eq!(bao.namespace_name(), None);
+
+        let err = VaultConnection::from_lookup(crate::test_env(&[
+            ("VAULT_ADDR", "https://vault.stoa.svc:8200"),
+            ("VAULT_TOKEN", "  "),
+        ]))
+        .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Config);
+        assert_eq!(err.context_value("variable"), Some("VAULT_TOKEN"));
+        assert!(err.to_string().contains("VAULT_TOKEN"), "{err}");
+        let err =
+            VaultConnection::from_lookup(crate::test_env(&[("VAULT_TOKEN", "t")])).unwrap_err();
+        assert_eq!(err.context_value("variable"), Some("VAULT_ADDR"));
+        let err = VaultConnection::from_lookup(crate::test_env(&[
+            ("VAULT_ADDR", "ftp://vault"),
+            ("VAULT_TOKEN", "hvs.ENVSECRET"),
+        ]))
+        .unwrap_err();
+        assert_eq!(err.context_value("variable"), Some("VAULT_ADDR"));
+        assert!(!format!("{err:?}").contains("ENVSECRET"));
     }
 
     #[test]

@@ -82,17 +82,18 @@ pub struct VaultKvSource {
 /// Builds a [`VaultKvSource`].
 #[derive(Debug)]
 pub struct VaultKvSourceBuilder {
-    connection: Option<VaultConnection>,
+    connection: VaultConnection,
     mounts: Vec<String>,
     component: String,
     page_size: Option<usize>,
 }
 
 impl VaultKvSource {
-    /// Starts a builder.
-    pub fn builder() -> VaultKvSourceBuilder {
+    /// Starts a builder for the server and credentials of `connection`
+    /// ([`VaultConnection::new`] or [`VaultConnection::from_env`]).
+    pub fn builder(connection: VaultConnection) -> VaultKvSourceBuilder {
         VaultKvSourceBuilder {
-            connection: None,
+            connection,
             mounts: Vec::new(),
             component: KV_COMPONENT.to_string(),
             page_size: None,
@@ -101,12 +102,6 @@ impl VaultKvSource {
 }
 
 impl VaultKvSourceBuilder {
-    /// Server and credentials (required).
-    pub fn connection(mut self, connection: VaultConnection) -> Self {
-        self.connection = Some(connection);
-        self
-    }
-
     /// Exports only this mount (repeatable; default: every KV mount in `sys/mounts`).
     pub fn mount(mut self, mount: impl Into<String>) -> Self {
         self.mounts.push(normalize_mount(&mount.into()));
@@ -128,11 +123,6 @@ impl VaultKvSourceBuilder {
 
     /// Validates the settings (nothing is contacted).
     pub fn build(self) -> Result<VaultKvSource> {
-        let conn = self.connection.ok_or_else(|| {
-            Error::config("no Vault connection configured")
-                .with_component(KV_COMPONENT)
-                .with_hint("call .connection(VaultConnection::new(addr, auth)?)")
-        })?;
         if self.page_size == Some(0) {
             return Err(Error::config("the list page size must be at least 1"));
         }
@@ -142,7 +132,7 @@ impl VaultKvSourceBuilder {
             }
         }
         Ok(VaultKvSource {
-            client: VaultClient::new(conn)?,
+            client: VaultClient::new(self.connection)?,
             mounts: self.mounts,
             component: self.component,
             page_size: self.page_size,

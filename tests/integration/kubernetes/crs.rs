@@ -116,7 +116,7 @@ fn snapshot(fake: &FakeKube) -> BTreeMap<String, Value> {
 
 async fn backup(source: CustomResourcesSource, sink: Arc<MemorySink>) -> RunReport {
     let report = Pipeline::builder()
-        .source(Arc::new(source))
+        .source(source)
         .sink(sink)
         .build()
         .unwrap()
@@ -737,8 +737,8 @@ async fn unauthorized_and_forbidden_name_what_failed() {
 
     // The pipeline records it as a failed artifact; the others are stored.
     let report = Pipeline::builder()
-        .source(Arc::new(src))
-        .sink(Arc::new(MemorySink::new()))
+        .source(src)
+        .sink(MemorySink::new())
         .build()
         .unwrap()
         .run()
@@ -952,7 +952,7 @@ async fn git_history_shows_one_file_per_changed_object() {
             .build()
             .unwrap();
         Pipeline::builder()
-            .source(Arc::new(src))
+            .source(src)
             .sink(sink.clone())
             .build()
             .unwrap()
@@ -1015,7 +1015,7 @@ async fn referenced_secrets_are_encrypted_and_restored_first() {
     };
     // Without encryption the pipeline refuses the secrets artifact.
     let refused = Pipeline::builder()
-        .source(Arc::new(src()))
+        .source(src())
         .sink(sink.clone())
         .build()
         .unwrap()
@@ -1025,7 +1025,7 @@ async fn referenced_secrets_are_encrypted_and_restored_first() {
     assert!(!refused.is_complete());
     let (enc, keyring) = stoa_backup_test_support::artifacts::age_keys();
     let report = Pipeline::builder()
-        .source(Arc::new(src()))
+        .source(src())
         .sink(sink.clone())
         .encryption(enc)
         .build()
@@ -1103,12 +1103,12 @@ async fn no_token_or_secret_data_in_trace_output() {
     let (encryption, keyring) = stoa_backup_test_support::artifacts::age_keys();
     let sink = Arc::new(MemorySink::new());
     let report = Pipeline::builder()
-        .source(Arc::new(
+        .source(
             CustomResourcesSource::builder(fake.client())
                 .referenced_secrets(true)
                 .build()
                 .unwrap(),
-        ))
+        )
         .sink(sink.clone())
         .encryption(encryption)
         .build()

@@ -94,7 +94,7 @@ async fn run(
     sink: Arc<MemorySink>,
     encryption: Option<AgeEncryption>,
 ) -> RunReport {
-    let mut b = Pipeline::builder().source(Arc::new(source)).sink(sink);
+    let mut b = Pipeline::builder().source(source).sink(sink);
     if let Some(e) = encryption {
         b = b.encryption(e);
     }

@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use super::pg;
 use stoa_backup::core::codec::hash::sha256_hex;
 use stoa_backup::core::manifest::ArtifactRecord;
 use stoa_backup::core::source::{ExportContext, Facts};
@@ -283,13 +284,13 @@ async fn stoa_schema_round_trips_through_the_pipeline_and_a_new_database() {
     let src = stoa_database("pgrt_src").await;
     let tmp = tempfile::tempdir().unwrap();
     let sink: Arc<dyn Sink> = Arc::new(LocalSink::new(tmp.path().join("backups")).unwrap());
-    let source = PostgresSource::builder().url(src.url()).build().unwrap();
+    let source = PostgresSource::builder(pg(src.url())).build().unwrap();
     let report = Pipeline::builder()
-        .source(Arc::new(source))
+        .source(source)
         .sink(sink.clone())
         .compression(ZstdCodec::new(3).unwrap())
-        .verifier(Arc::new(PgArchiveVerifier::new()))
-        .verifier(Arc::new(
+        .verifier(PgArchiveVerifier::new())
+        .verifier(
             ScratchRestoreVerifier::new(server())
                 .check(SqlCheck::at_least(
                     "subscriptions",
@@ -300,7 +301,7 @@ async fn stoa_schema_round_trips_through_the_pipeline_and_a_new_database() {
                     "audit trigger",
                     "select count(*) = 2 from pg_trigger where tgname like 'audit_events_no_%'",
                 )),
-        ))
+        )
         .build()
         .unwrap()
         .run()
@@ -407,8 +408,7 @@ async fn toc_count_and_header_match_pg_restore_for_z0_and_z9() {
         (CompressionLocation::External, "none"),
         (CompressionLocation::InPgDump(9), "gzip:9"),
     ] {
-        let source = PostgresSource::builder()
-            .url(src.url())
+        let source = PostgresSource::builder(pg(src.url()))
             .compression(compression)
             .build()
             .unwrap();
@@ -465,7 +465,7 @@ async fn toc_count_and_header_match_pg_restore_for_z0_and_z9() {
 #[tokio::test]
 async fn truncated_dump_passes_pg_restore_list_but_fails_both_verifiers() {
     let src = stoa_database("pgrt_trunc").await;
-    let source = PostgresSource::builder().url(src.url()).build().unwrap();
+    let source = PostgresSource::builder(pg(src.url())).build().unwrap();
     let (bytes, facts) = export_plain(&source).await;
     let cut = bytes.len() * 40 / 100;
     let truncated = bytes[..cut].to_vec();
@@ -551,7 +551,7 @@ async fn truncated_dump_passes_pg_restore_list_but_fails_both_verifiers() {
 #[tokio::test]
 async fn exact_counts_and_data_come_from_the_same_snapshot() {
     let src = stoa_database("pgrt_snap").await;
-    let source = PostgresSource::builder().url(src.url()).build().unwrap();
+    let source = PostgresSource::builder(pg(src.url())).build().unwrap();
     let plans = source.discover().await.unwrap();
     let ctx = ExportContext {
         cancel: Default::default(),
@@ -613,9 +613,7 @@ async fn swap_restore_moves_the_live_database_aside() {
 
     let sink: Arc<dyn Sink> = Arc::new(MemorySink::new());
     let report = Pipeline::builder()
-        .source(Arc::new(
-            PostgresSource::builder().url(src.url()).build().unwrap(),
-        ))
+        .source(PostgresSource::builder(pg(src.url())).build().unwrap())
         .sink(sink.clone())
         .compression(ZstdCodec::new(1).unwrap())
         .build()
@@ -695,7 +693,7 @@ async fn swap_restore_moves_the_live_database_aside() {
 #[tokio::test]
 async fn clean_restore_needs_overwrite_and_replaces_contents_in_one_transaction() {
     let src = stoa_database("pgrt_clean_src").await;
-    let source = PostgresSource::builder().url(src.url()).build().unwrap();
+    let source = PostgresSource::builder(pg(src.url())).build().unwrap();
     let (bytes, facts) = export_plain(&source).await;
     let sink = MemorySink::new();
     let record = store_plain(&sink, "clean.dump", bytes, facts).await;
@@ -751,7 +749,7 @@ async fn clean_restore_needs_overwrite_and_replaces_contents_in_one_transaction(
 #[tokio::test]
 async fn parallel_restore_spools_to_a_file_and_restores_everything() {
     let src = stoa_database("pgrt_jobs").await;
-    let source = PostgresSource::builder().url(src.url()).build().unwrap();
+    let source = PostgresSource::builder(pg(src.url())).build().unwrap();
     let (bytes, facts) = export_plain(&source).await;
     let sink = MemorySink::new();
     let record = store_plain(&sink, "jobs.dump", bytes, facts).await;
@@ -790,8 +788,7 @@ async fn parallel_restore_spools_to_a_file_and_restores_everything() {
 #[tokio::test]
 async fn all_databases_and_globals_are_discovered_and_globals_need_encryption() {
     let a = TestDatabase::create("pgrt_all_a").await;
-    let source = PostgresSource::builder()
-        .url(test_database_url())
+    let source = PostgresSource::builder(pg(test_database_url()))
         .all_databases()
         .globals(true)
         .build()
@@ -820,14 +817,13 @@ async fn all_databases_and_globals_are_discovered_and_globals_need_encryption() 
     assert!(text.contains("CREATE ROLE postgres"), "{text}");
 
     // Without encryption the pipeline refuses to store the globals (role password hashes).
-    let only_globals = PostgresSource::builder()
-        .url(a.url())
+    let only_globals = PostgresSource::builder(pg(a.url()))
         .globals(true)
         .build()
         .unwrap();
     let sink: Arc<dyn Sink> = Arc::new(MemorySink::new());
     let report = Pipeline::builder()
-        .source(Arc::new(only_globals))
+        .source(only_globals)
         .sink(sink.clone())
         .build()
         .unwrap()
@@ -851,8 +847,7 @@ async fn all_databases_and_globals_are_discovered_and_globals_need_encryption() 
 #[tokio::test]
 async fn filters_limit_the_dump_and_the_recorded_counts() {
     let src = stoa_database("pgrt_filter").await;
-    let source = PostgresSource::builder()
-        .url(src.url())
+    let source = PostgresSource::builder(pg(src.url()))
         .include_schema("stoa")
         .exclude_table("stoa.audit_*")
         .build()
@@ -893,8 +888,7 @@ async fn filters_limit_the_dump_and_the_recorded_counts() {
 
     // Leaving out a table a view depends on gives a dump that does not restore: pg_dump
     // and `pg_restore --list` accept it, the scratch restore does not.
-    let broken = PostgresSource::builder()
-        .url(src.url())
+    let broken = PostgresSource::builder(pg(src.url()))
         .exclude_table("stoa.subscriptions")
         .build()
         .unwrap();
@@ -917,8 +911,7 @@ async fn filters_limit_the_dump_and_the_recorded_counts() {
     );
 
     // Without exact counts nothing is compared, and the verifier says so.
-    let source = PostgresSource::builder()
-        .url(src.url())
+    let source = PostgresSource::builder(pg(src.url()))
         .exact_row_counts(false)
         .build()
         .unwrap();

@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use super::pg;
 use stoa_backup::core::{
     restore_artifact, Keyring, Pipeline, RestoreOptions, RunStatus, Sink, ZstdCodec,
 };
@@ -46,7 +47,7 @@ async fn pg_dump_runs_in_the_pod_and_the_dump_restores() {
     let fake = FakeKube::start().await;
     fake.add_pod("stoa-system", "postgres-0", &["postgres"]);
 
-    let inner = PostgresSource::builder().url(db.url()).build().unwrap();
+    let inner = PostgresSource::builder(pg(db.url())).build().unwrap();
     let target = PodTarget::new(
         fake.client(),
         "stoa-system",
@@ -58,10 +59,10 @@ async fn pg_dump_runs_in_the_pod_and_the_dump_restores() {
     let tmp = tempfile::tempdir().unwrap();
     let sink: Arc<dyn Sink> = Arc::new(LocalSink::new(tmp.path()).unwrap());
     let report = Pipeline::builder()
-        .source(Arc::new(source))
+        .source(source)
         .sink(sink.clone())
         .compression(ZstdCodec::new(3).unwrap())
-        .verifier(Arc::new(PgArchiveVerifier::new()))
+        .verifier(PgArchiveVerifier::new())
         .build()
         .unwrap()
         .run()
@@ -129,7 +130,7 @@ async fn failing_pg_dump_in_the_pod_fails_the_run_with_its_stderr() {
         .rsplit_once('/')
         .map(|(base, _)| format!("{base}/stoa_no_such_db_exec"))
         .unwrap();
-    let inner = PostgresSource::builder().url(&missing).build().unwrap();
+    let inner = PostgresSource::builder(pg(&missing)).build().unwrap();
     let source = PostgresPodSource::new(
         inner,
         PodTarget::new(
@@ -141,8 +142,8 @@ async fn failing_pg_dump_in_the_pod_fails_the_run_with_its_stderr() {
     .unwrap();
     let tmp = tempfile::tempdir().unwrap();
     let report = Pipeline::builder()
-        .source(Arc::new(source))
-        .sink(Arc::new(LocalSink::new(tmp.path()).unwrap()))
+        .source(source)
+        .sink(LocalSink::new(tmp.path()).unwrap())
         .build()
         .unwrap()
         .run()
@@ -158,8 +159,7 @@ async fn failing_pg_dump_in_the_pod_fails_the_run_with_its_stderr() {
 #[tokio::test]
 async fn exec_mode_refuses_passwords_and_missing_pods() {
     let fake = FakeKube::start().await;
-    let inner = PostgresSource::builder()
-        .url("postgres://postgres:s3cret@127.0.0.1:5432/stoa")
+    let inner = PostgresSource::builder(pg("postgres://postgres:s3cret@127.0.0.1:5432/stoa"))
         .build()
         .unwrap();
     let err = PostgresPodSource::new(
@@ -174,8 +174,7 @@ async fn exec_mode_refuses_passwords_and_missing_pods() {
     assert!(err.to_string().contains("password"), "{err}");
     assert!(!err.to_string().contains("s3cret"), "{err}");
 
-    let inner = PostgresSource::builder()
-        .url("postgres://postgres@127.0.0.1:5432/stoa")
+    let inner = PostgresSource::builder(pg("postgres://postgres@127.0.0.1:5432/stoa"))
         .build()
         .unwrap();
     let source = PostgresPodSource::new(

@@ -5,6 +5,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::pg;
 use async_trait::async_trait;
 use futures::StreamExt;
 use stoa_backup::core::error::Error;
@@ -59,10 +60,10 @@ fn unused_port() -> u16 {
 /// Runs a pipeline of one source into `sink` and returns the report.
 async fn run(source: PostgresSource, sink: Arc<dyn Sink>) -> RunReport {
     Pipeline::builder()
-        .source(Arc::new(source))
+        .source(source)
         .sink(sink)
         .compression(ZstdCodec::new(3).unwrap())
-        .verifier(Arc::new(PgArchiveVerifier::new()))
+        .verifier(PgArchiveVerifier::new())
         .attempts(1)
         .build()
         .unwrap()
@@ -107,11 +108,10 @@ fn failure_text(report: &RunReport) -> String {
 #[tokio::test]
 async fn unreachable_server_is_unavailable_with_host_and_port() {
     let port = unused_port();
-    let source = PostgresSource::builder()
-        .url(format!(
-            "postgres://postgres:pw-never-shown@127.0.0.1:{port}/stoa"
-        ))
-        .connect_timeout(Duration::from_secs(2))
+    let conn = pg(format!(
+        "postgres://postgres:pw-never-shown@127.0.0.1:{port}/stoa"
+    ));
+    let source = PostgresSource::builder(conn.connect_timeout(Duration::from_secs(2)))
         .build()
         .unwrap();
     let err = source.preflight().await.unwrap_err();
@@ -200,12 +200,11 @@ async fn bad_password_is_unauthenticated_and_never_echoed() {
     // The local server trusts 127.0.0.1 (pg_hba `trust`), so any password works there; the
     // refusal is played by a wire-protocol fake speaking to the real client library.
     let (port, server_task) = fake_password_server().await;
-    let source = PostgresSource::builder()
-        .url(format!(
-            "postgres://backup:Wr0ng-Passw0rd@127.0.0.1:{port}/stoa"
-        ))
-        .build()
-        .unwrap();
+    let source = PostgresSource::builder(pg(format!(
+        "postgres://backup:Wr0ng-Passw0rd@127.0.0.1:{port}/stoa"
+    )))
+    .build()
+    .unwrap();
     let err = source.preflight().await.unwrap_err();
     eprintln!("{err}");
     assert_eq!(err.kind(), ErrorKind::Unauthenticated, "{err}");
@@ -216,8 +215,7 @@ async fn bad_password_is_unauthenticated_and_never_echoed() {
     assert!(err.hint().unwrap().contains("password"), "{msg}");
 
     // No password configured at all, and the server asks for one.
-    let source = PostgresSource::builder()
-        .url(format!("postgres://backup@127.0.0.1:{port}/stoa"))
+    let source = PostgresSource::builder(pg(format!("postgres://backup@127.0.0.1:{port}/stoa")))
         .build()
         .unwrap();
     let err = source.preflight().await.unwrap_err();
@@ -242,16 +240,15 @@ async fn password_never_in_trace_output() {
     let conn = server().password(password);
     let sink: Arc<dyn Sink> = Arc::new(MemorySink::new());
     let report = Pipeline::builder()
-        .source(Arc::new(
-            PostgresSource::builder()
-                .connection(&conn.with_dbname(db.name()))
+        .source(
+            PostgresSource::builder(conn.with_dbname(db.name()))
                 .database(db.name())
                 .build()
                 .unwrap(),
-        ))
+        )
         .sink(sink.clone())
         .compression(ZstdCodec::default())
-        .verifier(Arc::new(PgArchiveVerifier::new()))
+        .verifier(PgArchiveVerifier::new())
         .build()
         .unwrap()
         .run()
@@ -283,12 +280,11 @@ async fn password_never_in_trace_output() {
     db.drop_db().await;
 
     let (port, server_task) = fake_password_server().await;
-    let refused = PostgresSource::builder()
-        .url(format!(
-            "postgres://backup:{password}@127.0.0.1:{port}/stoa"
-        ))
-        .build()
-        .unwrap();
+    let refused = PostgresSource::builder(pg(format!(
+        "postgres://backup:{password}@127.0.0.1:{port}/stoa"
+    )))
+    .build()
+    .unwrap();
     assert_eq!(
         refused.preflight().await.unwrap_err().kind(),
         ErrorKind::Unauthenticated
@@ -302,8 +298,7 @@ async fn missing_database_is_not_found() {
     let missing = "stoa_does_not_exist_4711";
     let url = test_database_url();
     // Connecting to it.
-    let source = PostgresSource::builder()
-        .url(&url)
+    let source = PostgresSource::builder(pg(&url))
         .database(missing)
         .build()
         .unwrap();
@@ -317,8 +312,7 @@ async fn missing_database_is_not_found() {
     );
 
     // Listed next to an existing one: preflight and discovery name it.
-    let source = PostgresSource::builder()
-        .url(&url)
+    let source = PostgresSource::builder(pg(&url))
         .databases(["postgres", missing])
         .build()
         .unwrap();
@@ -339,8 +333,7 @@ async fn missing_database_is_not_found() {
 #[tokio::test]
 async fn missing_pg_dump_is_a_config_error_saying_what_to_install() {
     let db = TestDatabase::create("pgfail_nodump").await;
-    let source = PostgresSource::builder()
-        .url(db.url())
+    let source = PostgresSource::builder(pg(db.url()))
         .pg_dump_path("/nonexistent/bin/pg_dump")
         .build()
         .unwrap();
@@ -356,7 +349,7 @@ async fn missing_pg_dump_is_a_config_error_saying_what_to_install() {
     // Even without preflight, the export fails the same way and nothing is kept.
     let sink: Arc<dyn Sink> = Arc::new(MemorySink::new());
     let report = Pipeline::builder()
-        .source(Arc::new(source))
+        .source(source)
         .sink(sink.clone())
         .skip_preflight(true)
         .build()
@@ -385,8 +378,7 @@ async fn pg_dump_older_than_the_server_is_refused() {
     let db = TestDatabase::create("pgfail_olddump").await;
     let tmp = tempfile::tempdir().unwrap();
     let fake = script(tmp.path(), "pg_dump", "echo 'pg_dump (PostgreSQL) 11.22'");
-    let source = PostgresSource::builder()
-        .url(db.url())
+    let source = PostgresSource::builder(pg(db.url()))
         .pg_dump_path(&fake)
         .build()
         .unwrap();
@@ -441,8 +433,7 @@ async fn pg_dump_killed_mid_stream_fails_the_artifact() {
         "pg_dump",
         "if [ \"$1\" = \"--version\" ]; then exec pg_dump --version; fi\npg_dump \"$@\" | head -c 100000\nkill -9 $$",
     );
-    let source = PostgresSource::builder()
-        .url(db.url())
+    let source = PostgresSource::builder(pg(db.url()))
         .pg_dump_path(&wrapper)
         .build()
         .unwrap();
@@ -510,7 +501,7 @@ impl Sink for FullDiskSink {
 #[tokio::test]
 async fn full_disk_in_the_sink_fails_the_run_and_stops_pg_dump() {
     let db = filled_database("pgfail_disk").await;
-    let source = PostgresSource::builder().url(db.url()).build().unwrap();
+    let source = PostgresSource::builder(pg(db.url())).build().unwrap();
     let sink: Arc<dyn Sink> = Arc::new(FullDiskSink {
         inner: MemorySink::new(),
         limit: 64 * 1024,
@@ -531,7 +522,7 @@ async fn truncated_or_corrupted_artifact_fails_restore_and_leaves_nothing_live()
     let memory = MemorySink::new();
     let sink: Arc<dyn Sink> = Arc::new(memory.clone());
     let report = run(
-        PostgresSource::builder().url(db.url()).build().unwrap(),
+        PostgresSource::builder(pg(db.url())).build().unwrap(),
         sink.clone(),
     )
     .await;
@@ -648,7 +639,7 @@ async fn pg_restore_failure_is_a_restore_error_and_drops_the_new_database() {
     let db = filled_database("pgfail_pgrestore").await;
     let sink: Arc<dyn Sink> = Arc::new(MemorySink::new());
     let report = run(
-        PostgresSource::builder().url(db.url()).build().unwrap(),
+        PostgresSource::builder(pg(db.url())).build().unwrap(),
         sink.clone(),
     )
     .await;
@@ -708,7 +699,7 @@ async fn damage_is_reported_even_when_pg_restore_stops_reading_first() {
     let memory = MemorySink::new();
     let sink: Arc<dyn Sink> = Arc::new(memory.clone());
     let report = run(
-        PostgresSource::builder().url(db.url()).build().unwrap(),
+        PostgresSource::builder(pg(db.url())).build().unwrap(),
         sink.clone(),
     )
     .await;
