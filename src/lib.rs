@@ -1,5 +1,6 @@
 //! stoa-backup: back up, verify, prune and restore the STOA platform.
 #![deny(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 pub use stoa_backup_core as core;
 pub use stoa_backup_providers as providers;
 pub use stoa_backup_storage as storage;

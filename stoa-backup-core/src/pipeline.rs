@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use chrono::Utc;
 use futures::StreamExt;
@@ -18,9 +18,9 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::catalog::Catalog;
-use crate::codec::{
-    hash::hashing_with_progress, AgeCodec, AgeEncryption, Codec, Keyring, ZstdCodec,
-};
+use crate::codec::{hash::hashing_with_progress, Codec, Keyring, ZstdCodec};
+#[cfg(feature = "age")]
+use crate::codec::{AgeCodec, AgeEncryption};
 use crate::error::{Error, ErrorKind, Result};
 use crate::key::ObjectKey;
 use crate::manifest::{
@@ -28,6 +28,7 @@ use crate::manifest::{
 };
 use crate::observer::{Event, NoopObserver, Observer};
 use crate::retention::{RetentionPlan, RetentionPolicy};
+use crate::retry::RetryPolicy;
 use crate::sink::{Sink, SinkExt};
 use crate::source::{ArtifactPlan, ExportContext, Source};
 use crate::verify::{Verifier, VerifyContext};
@@ -38,6 +39,7 @@ pub struct PipelineBuilder {
     sources: Vec<Arc<dyn Source>>,
     sink: Option<Arc<dyn Sink>>,
     compression: Option<ZstdCodec>,
+    #[cfg(feature = "age")]
     encryption: Option<AgeEncryption>,
     verifiers: Vec<Arc<dyn Verifier>>,
     retention: Option<Arc<dyn RetentionPolicy>>,
@@ -48,18 +50,19 @@ pub struct PipelineBuilder {
     labels: BTreeMap<String, String>,
     keyring: Option<Keyring>,
     allow_unencrypted_secrets: bool,
-    attempts: Option<u32>,
+    retry: RetryPolicy,
     skip_preflight: bool,
 }
 
 impl fmt::Debug for PipelineBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("PipelineBuilder")
-            .field("sources", &self.sources)
+        let mut f = f.debug_struct("PipelineBuilder");
+        f.field("sources", &self.sources)
             .field("sink", &self.sink)
-            .field("compression", &self.compression)
-            .field("encryption", &self.encryption)
-            .finish_non_exhaustive()
+            .field("compression", &self.compression);
+        #[cfg(feature = "age")]
+        f.field("encryption", &self.encryption);
+        f.finish_non_exhaustive()
     }
 }
 
@@ -83,6 +86,8 @@ impl PipelineBuilder {
     }
 
     /// Encrypts artifacts with age.
+    #[cfg(feature = "age")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "age")))]
     pub fn encryption(mut self, encryption: AgeEncryption) -> Self {
         self.encryption = Some(encryption);
         self
@@ -149,7 +154,14 @@ impl PipelineBuilder {
 
     /// How many times an artifact is attempted when a retryable error occurs (default 3).
     pub fn attempts(mut self, attempts: u32) -> Self {
-        self.attempts = Some(attempts);
+        self.retry.attempts = attempts;
+        self
+    }
+
+    /// How an artifact is retried when a retryable error occurs (the whole export runs
+    /// again): attempts, back-off and jitter. Default: [`RetryPolicy::default`].
+    pub fn retry(mut self, policy: RetryPolicy) -> Self {
+        self.retry = policy;
         self
     }
 
@@ -186,8 +198,9 @@ impl PipelineBuilder {
         if concurrency == 0 {
             return Err(Error::config("concurrency must be at least 1"));
         }
-        let attempts = self.attempts.unwrap_or(3).max(1);
+        #[cfg_attr(not(feature = "age"), allow(unused_mut))]
         let mut keyring = self.keyring.unwrap_or_default();
+        #[cfg(feature = "age")]
         if keyring.is_empty() {
             if let Some(enc) = &self.encryption {
                 keyring = Keyring::for_encryption(enc);
@@ -197,7 +210,11 @@ impl PipelineBuilder {
         if let Some(z) = self.compression {
             codecs.push(Arc::new(z));
         }
+        #[cfg(feature = "age")]
         let encrypted = self.encryption.is_some();
+        #[cfg(not(feature = "age"))]
+        let encrypted = false;
+        #[cfg(feature = "age")]
         if let Some(e) = self.encryption {
             codecs.push(Arc::new(AgeCodec::new(e)));
         }
@@ -215,7 +232,7 @@ impl PipelineBuilder {
             labels: self.labels,
             keyring,
             allow_unencrypted_secrets: self.allow_unencrypted_secrets,
-            attempts,
+            retry: self.retry,
             preflight: !self.skip_preflight,
         })
     }
@@ -236,7 +253,7 @@ pub struct Pipeline {
     labels: BTreeMap<String, String>,
     keyring: Keyring,
     allow_unencrypted_secrets: bool,
-    attempts: u32,
+    retry: RetryPolicy,
     preflight: bool,
 }
 
@@ -509,10 +526,16 @@ impl Pipeline {
             };
             for plan in plans {
                 if plan.sensitive && !self.encrypted && !self.allow_unencrypted_secrets {
+                    #[cfg(feature = "age")]
+                    let hint = "add .encryption(...) to the pipeline, or opt out explicitly with .store_secrets_unencrypted(true)";
+                    #[cfg(not(feature = "age"))]
+                    let hint = "this build has no encryption: enable the `age` feature of stoa-backup and add .encryption(...) to the pipeline, or opt out explicitly with .store_secrets_unencrypted(true)";
                     fail(
                         "export",
-                        Error::config("this artifact holds secrets and the pipeline has no encryption")
-                            .with_hint("add .encryption(...) to the pipeline, or opt out explicitly with .store_secrets_unencrypted(true)"),
+                        Error::config(
+                            "this artifact holds secrets and the pipeline has no encryption",
+                        )
+                        .with_hint(hint),
                         Some(plan.name.clone()),
                     );
                     continue;
@@ -537,24 +560,14 @@ impl Pipeline {
         let component = job.source.component();
         let span =
             tracing::info_span!("artifact", component, artifact = %job.plan.name, key = %job.key);
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            let result = self.store_once(job, ctx).instrument(span.clone()).await;
-            match result {
-                Err(e) if e.is_retryable() && attempt < self.attempts => {
-                    let delay = Duration::from_millis(200 * 2u64.pow(attempt - 1));
-                    tracing::warn!(parent: &span, attempt, error = %e, "retrying artifact after {delay:?}");
-                    tokio::time::sleep(delay).await;
-                }
-                other => {
-                    return other.map_err(|e| {
-                        e.or_component(component.to_string())
-                            .or_artifact(job.key.to_string())
-                    })
-                }
-            }
-        }
+        self.retry
+            .retry("store artifact", || self.store_once(job, ctx))
+            .instrument(span)
+            .await
+            .map_err(|e| {
+                e.or_component(component.to_string())
+                    .or_artifact(job.key.to_string())
+            })
     }
 
     async fn store_once(&self, job: &Job, ctx: &ExportContext) -> Result<ArtifactRecord> {

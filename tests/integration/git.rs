@@ -118,7 +118,11 @@ fn source_dir(tmp: &Path) -> PathBuf {
     std::fs::create_dir_all(&dir).unwrap();
     let fixtures = stoa_backup_test_support::fixtures::path("crds");
     let names = yaml_files(&fixtures);
-    assert!(names.len() >= 3, "fixtures missing under {}", fixtures.display());
+    assert!(
+        names.len() >= 3,
+        "fixtures missing under {}",
+        fixtures.display()
+    );
     for n in names {
         std::fs::copy(fixtures.join(&n), dir.join(&n)).unwrap();
     }

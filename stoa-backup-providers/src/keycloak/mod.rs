@@ -45,14 +45,16 @@
 
 mod client;
 #[cfg(feature = "kubernetes")]
+#[cfg_attr(docsrs, doc(cfg(feature = "kubernetes")))]
 pub mod kcsh;
-pub mod redaction;
+mod redaction;
 mod restore;
 mod source;
 mod verify;
 
 pub use client::{KeycloakAuth, KeycloakConnection};
 #[cfg(feature = "kubernetes")]
+#[cfg_attr(docsrs, doc(cfg(feature = "kubernetes")))]
 pub use kcsh::{KcShExportVerifier, KcShRestorer, KcShSource, UsersMode};
 pub use redaction::{RedactionReport, MASK};
 pub use restore::KeycloakRestorer;
