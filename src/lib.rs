@@ -4,3 +4,8 @@
 pub use stoa_backup_core as core;
 pub use stoa_backup_providers as providers;
 pub use stoa_backup_storage as storage;
+
+/// The README's example, compiled as a doctest so that it keeps up with the API.
+#[cfg(all(doctest, feature = "age", feature = "local"))]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

@@ -293,6 +293,20 @@ mod tests {
         assert!(p.delay(30, None) <= ms(1_000));
     }
 
+    /// Moved from the providers' HTTP module, whose own back-off this policy replaced.
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        let p = RetryPolicy {
+            attempts: 5,
+            base_delay: ms(100),
+            max_delay: ms(350),
+            jitter: Jitter::None,
+        };
+        assert_eq!(p.backoff(1), ms(100));
+        assert_eq!(p.backoff(2), ms(200));
+        assert_eq!(p.backoff(3), ms(350));
+    }
+
     #[test]
     fn backoff_does_not_overflow_on_many_retries() {
         let p = RetryPolicy {
