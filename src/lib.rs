@@ -3,14 +3,15 @@
 //! [`prelude`] brings the common types into scope; [`core`], [`providers`] and [`storage`]
 //! hold the rest.
 #![deny(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 pub use stoa_backup_core as core;
 pub use stoa_backup_providers as providers;
 pub use stoa_backup_storage as storage;
 
-/// The README's example compiles.
-#[cfg(doctest)]
+/// The README's example, compiled as a doctest so that it keeps up with the API.
+#[cfg(all(doctest, feature = "age", feature = "local", feature = "postgres"))]
 #[doc = include_str!("../README.md")]
-struct ReadmeDoctests;
+pub struct ReadmeDoctests;
 
 /// The common types in one import: everything of [`stoa_backup_core::prelude`] (pipeline,
 /// catalog, retention, codecs, errors, traits), plus the sinks and the sources,

@@ -6,7 +6,7 @@
 //! modules keep private error enums and convert them at the boundary.
 //!
 //! Messages never contain secrets: constructors take plain text that callers have already
-//! redacted, and [`crate::redact`] helps with URLs and command lines.
+//! redacted.
 
 use std::fmt;
 

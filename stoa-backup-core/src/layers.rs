@@ -17,52 +17,45 @@ use futures::Stream;
 
 use crate::error::Result;
 use crate::key::ObjectKey;
+use crate::retry::RetryPolicy;
 use crate::sink::{ObjectMeta, PutResult, Sink, SinkCapabilities};
 use crate::stream::ByteStream;
 
-/// Retries `preflight`, `get`, `list` and `delete` on retryable errors with exponential
-/// backoff, a bounded number of times.
+/// Retries `preflight`, `get`, `list` and `delete` on retryable errors as its
+/// [`RetryPolicy`] says (exponential back-off with jitter, bounded attempts, the remote's
+/// `Retry-After` honoured).
 #[derive(Debug, Clone)]
 pub struct RetrySink<S> {
     inner: S,
-    attempts: u32,
-    base_delay: Duration,
+    policy: RetryPolicy,
 }
 
 impl<S: Sink> RetrySink<S> {
-    /// Wraps `inner`: 4 attempts, starting at 100 ms and doubling.
+    /// Wraps `inner`: 4 attempts, starting at 100 ms and doubling (up to 30 s), equal jitter.
     pub fn new(inner: S) -> Self {
         RetrySink {
             inner,
-            attempts: 4,
-            base_delay: Duration::from_millis(100),
+            policy: RetryPolicy {
+                attempts: 4,
+                base_delay: Duration::from_millis(100),
+                ..RetryPolicy::default()
+            },
         }
     }
 
-    /// Sets the number of attempts (at least 1) and the first delay.
-    pub fn with_policy(mut self, attempts: u32, base_delay: Duration) -> Self {
-        self.attempts = attempts.max(1);
-        self.base_delay = base_delay;
+    /// Sets the retry policy.
+    pub fn with_policy(mut self, policy: RetryPolicy) -> Self {
+        self.policy = policy;
         self
     }
 
-    async fn retry<T, F, Fut>(&self, op: &str, mut f: F) -> Result<T>
+    async fn retry<T, F, Fut>(&self, op: &str, f: F) -> Result<T>
     where
         F: FnMut() -> Fut + Send,
         Fut: std::future::Future<Output = Result<T>> + Send,
     {
-        let mut attempt = 1;
-        loop {
-            match f().await {
-                Err(e) if e.is_retryable() && attempt < self.attempts => {
-                    let delay = self.base_delay * 2u32.pow(attempt - 1);
-                    tracing::warn!(sink = %self.inner.describe(), op, attempt, error = %e, "retrying after {delay:?}");
-                    tokio::time::sleep(delay).await;
-                    attempt += 1;
-                }
-                other => return other,
-            }
-        }
+        let what = format!("{op} on {}", self.inner.describe());
+        self.policy.retry(&what, f).await
     }
 }
 
@@ -255,7 +248,11 @@ mod tests {
     async fn retry_recovers_from_transient_errors_but_gives_up_eventually() {
         let flaky = Flaky::default();
         flaky.list_failures_left.store(2, Ordering::SeqCst);
-        let s = RetrySink::new(flaky).with_policy(3, Duration::from_millis(1));
+        let s = RetrySink::new(flaky).with_policy(RetryPolicy {
+            attempts: 3,
+            base_delay: Duration::from_millis(1),
+            ..RetryPolicy::default()
+        });
         assert!(s.list("").await.is_ok());
         s.inner.list_failures_left.store(5, Ordering::SeqCst);
         let err = s.list("").await.unwrap_err();

@@ -1,7 +1,11 @@
 //! Core of stoa-backup: traits, the streaming pipeline, codecs, manifest, catalog and
 //! retention. Providers and storage backends live in their own crates and plug in through
 //! the [`Source`], [`Restorer`], [`Sink`] and [`Verifier`] traits.
+//!
+//! Cargo features: `age` (on by default) adds age encryption ([`AgeEncryption`],
+//! identities and passphrases in the [`Keyring`]).
 #![deny(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod catalog;
 pub mod codec;
@@ -15,19 +19,24 @@ pub mod prelude;
 pub mod process;
 pub mod restore;
 pub mod retention;
+pub mod retry;
 pub mod sink;
 pub mod source;
 pub mod sources;
 pub mod stream;
 pub mod verify;
 
-pub use codec::{AgeEncryption, Keyring, ZstdCodec};
+#[cfg(feature = "age")]
+#[cfg_attr(docsrs, doc(cfg(feature = "age")))]
+pub use codec::AgeEncryption;
+pub use codec::{Keyring, ZstdCodec};
 pub use error::{Error, ErrorKind, Result};
 pub use key::ObjectKey;
 pub use manifest::{ArtifactRecord, Manifest, RunId, RunStatus, RunSummary};
 pub use observer::{Event, NoopObserver, Observer, TracingObserver};
 pub use restore::{ExistingDataPolicy, RestoreOptions, RestoreReport, Restorer};
 pub use retention::{AnyOf, KeepCount, KeepReason, KeepRules, RetentionPlan, RetentionPolicy};
+pub use retry::{Jitter, RetryPolicy};
 pub use sink::{MemorySink, ObjectMeta, Sink, SinkCapabilities, SinkExt};
 pub use source::{ArtifactPlan, Export, ExportContext, Facts, PreflightReport, Source};
 pub use stream::ByteStream;

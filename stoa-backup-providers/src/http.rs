@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use reqwest::{RequestBuilder, Response, StatusCode, Url};
 use serde_json::Value;
+use stoa_backup_core::retry::{RetryDecision, RetryPolicy};
 use stoa_backup_core::{Error, ErrorKind, Result};
 
 /// Parses the base URL of `service` (e.g. "Vault"): http(s) only, no credentials embedded
@@ -100,39 +101,12 @@ pub fn build_client(builder: reqwest::ClientBuilder, component: &str) -> Result<
     })
 }
 
-/// How HTTP calls are retried.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RetryPolicy {
-    /// Attempts in total (1 = no retry).
-    pub max_attempts: u32,
-    /// First backoff delay; doubled after each failed attempt.
-    pub base_delay: Duration,
-    /// Upper bound of one delay (also caps a server's `Retry-After`).
-    pub max_delay: Duration,
-}
-
-impl Default for RetryPolicy {
-    fn default() -> Self {
-        RetryPolicy {
-            max_attempts: 6,
-            base_delay: Duration::from_millis(200),
-            max_delay: Duration::from_secs(30),
-        }
-    }
-}
-
-impl RetryPolicy {
-    /// No retries at all.
-    pub fn none() -> Self {
-        RetryPolicy {
-            max_attempts: 1,
-            ..Default::default()
-        }
-    }
-
-    fn backoff(&self, attempt: u32) -> Duration {
-        let factor = 1u32 << attempt.min(16);
-        self.base_delay.saturating_mul(factor).min(self.max_delay)
+/// How the HTTP providers retry by default: 6 attempts, 200 ms doubling up to 30 s (which
+/// also caps a server's `Retry-After`), equal jitter.
+pub fn default_retry() -> RetryPolicy {
+    RetryPolicy {
+        attempts: 6,
+        ..RetryPolicy::default()
     }
 }
 
@@ -156,35 +130,31 @@ pub async fn send_with_retry(
     what: &str,
     build: impl Fn() -> RequestBuilder,
 ) -> Result<Response> {
-    let attempts = policy.max_attempts.max(1);
-    let mut attempt = 0;
-    loop {
-        attempt += 1;
-        match build().send().await {
-            Ok(resp) if is_retryable_status(resp.status()) && attempt < attempts => {
-                let delay = retry_after(&resp)
-                    .map(|d| d.min(policy.max_delay))
-                    .unwrap_or_else(|| policy.backoff(attempt - 1));
-                tracing::debug!(what, status = %resp.status(), ?delay, attempt, "retrying");
-                drop(resp);
-                tokio::time::sleep(delay).await;
-            }
-            Ok(resp) => return Ok(resp),
-            Err(e) if attempt < attempts && (e.is_connect() || e.is_timeout()) => {
-                let delay = policy.backoff(attempt - 1);
-                tracing::debug!(what, error = %e, ?delay, attempt, "retrying");
-                tokio::time::sleep(delay).await;
-            }
-            Err(e) => {
-                return Err(Error::new(
-                    ErrorKind::Unavailable,
-                    format!("{what}: request failed: {}", without_url(&e)),
-                )
-                .with_retryable(true)
-                .with_hint("check the server URL and that the server is reachable"))
-            }
-        }
-    }
+    let outcome = policy
+        .retry_when(
+            what,
+            || build().send(),
+            |outcome| match outcome {
+                Ok(resp) if is_retryable_status(resp.status()) => RetryDecision::Retry {
+                    after: retry_after(resp),
+                    reason: format!("HTTP {}", resp.status().as_u16()),
+                },
+                Err(e) if e.is_connect() || e.is_timeout() => RetryDecision::Retry {
+                    after: None,
+                    reason: without_url(e),
+                },
+                _ => RetryDecision::Done,
+            },
+        )
+        .await;
+    outcome.map_err(|e| {
+        Error::new(
+            ErrorKind::Unavailable,
+            format!("{what}: request failed: {}", without_url(&e)),
+        )
+        .with_retryable(true)
+        .with_hint("check the server URL and that the server is reachable")
+    })
 }
 
 /// reqwest errors print the URL, which may carry query parameters; keep just the cause.
@@ -241,6 +211,7 @@ pub struct Answer {
 
 impl Answer {
     /// An answer with this status and body and no `Retry-After`.
+    #[cfg(test)]
     pub fn new(status: StatusCode, body: impl Into<bytes::Bytes>) -> Self {
         Answer {
             status,
@@ -297,15 +268,6 @@ pub async fn json_ok(resp: Response, what: &str) -> Result<Value> {
     serde_json::from_slice(&answer.body).map_err(|e| {
         Error::source_failed(format!("{what}: the server answered invalid JSON")).with_source(e)
     })
-}
-
-/// Checks a response succeeded (body ignored), or maps the error status.
-pub async fn expect_ok(resp: Response, what: &str) -> Result<()> {
-    let answer = Answer::read(resp, what).await?;
-    if !answer.status.is_success() {
-        return Err(status_error(&answer, what));
-    }
-    Ok(())
 }
 
 /// The error message a server put in its error body (`errorMessage`, `error_description`,
@@ -472,17 +434,5 @@ mod tests {
         let e = parse_base_url("https://admin:s3cret-pw@v/", "Vault", "vault", "x").unwrap_err();
         assert!(e.to_string().contains("credentials are embedded"), "{e}");
         assert!(!format!("{e} {e:?}").contains("s3cret-pw"));
-    }
-
-    #[test]
-    fn backoff_grows_and_is_capped() {
-        let p = RetryPolicy {
-            max_attempts: 5,
-            base_delay: Duration::from_millis(100),
-            max_delay: Duration::from_millis(350),
-        };
-        assert_eq!(p.backoff(0), Duration::from_millis(100));
-        assert_eq!(p.backoff(1), Duration::from_millis(200));
-        assert_eq!(p.backoff(2), Duration::from_millis(350));
     }
 }

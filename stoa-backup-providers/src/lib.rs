@@ -15,25 +15,37 @@
 //! - `grafana`: [`grafana`] — folders, dashboards, datasources, library panels and alerting,
 //!   one stable JSON file per object, restored in dependency order.
 #![deny(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 #[cfg(feature = "grafana")]
+#[cfg_attr(docsrs, doc(cfg(feature = "grafana")))]
 pub mod grafana;
-#[cfg(any(
-    feature = "keycloak",
-    feature = "grafana",
-    feature = "vault",
-    feature = "infisical"
-))]
-pub mod http;
+#[cfg(feature = "http-client")]
+// Each HTTP provider uses a part of this module: with only some of them on, the rest is unused.
+#[cfg_attr(
+    not(all(
+        feature = "grafana",
+        feature = "keycloak",
+        feature = "vault",
+        feature = "infisical"
+    )),
+    allow(dead_code)
+)]
+mod http;
 #[cfg(feature = "infisical")]
+#[cfg_attr(docsrs, doc(cfg(feature = "infisical")))]
 pub mod infisical;
 #[cfg(feature = "keycloak")]
+#[cfg_attr(docsrs, doc(cfg(feature = "keycloak")))]
 pub mod keycloak;
 #[cfg(feature = "kubernetes")]
+#[cfg_attr(docsrs, doc(cfg(feature = "kubernetes")))]
 pub mod kubernetes;
 #[cfg(feature = "postgres")]
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
 pub mod postgres;
 #[cfg(feature = "vault")]
+#[cfg_attr(docsrs, doc(cfg(feature = "vault")))]
 pub mod vault;
 
 /// An artifact record of `component` and `provider` whose facts are `facts` (a JSON

@@ -11,12 +11,7 @@ pub mod faulty;
 pub mod fixtures;
 #[cfg(feature = "grafana")]
 pub mod grafana_fake;
-#[cfg(any(
-    feature = "grafana",
-    feature = "infisical",
-    feature = "keycloak",
-    feature = "vault"
-))]
+#[cfg(feature = "http-fake")]
 mod http_fake;
 #[cfg(feature = "infisical")]
 pub mod infisical_fake;
@@ -24,14 +19,7 @@ pub mod infisical_fake;
 pub mod keycloak_fake;
 #[cfg(feature = "kube")]
 pub mod kube_fake;
-#[cfg(any(
-    feature = "grafana",
-    feature = "infisical",
-    feature = "keycloak",
-    feature = "kube",
-    feature = "s3",
-    feature = "vault"
-))]
+#[cfg(feature = "percent")]
 mod percent;
 #[cfg(feature = "s3")]
 pub mod s3;

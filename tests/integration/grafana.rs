@@ -8,12 +8,11 @@ use std::time::Duration;
 use serde_json::Value;
 use stoa_backup::core::{
     stream, ErrorKind, ExistingDataPolicy, Keyring, Manifest, MemorySink, Pipeline, RestoreOptions,
-    RunReport, Sink, Source,
+    RetryPolicy, RunReport, Sink, Source,
 };
 use stoa_backup::providers::grafana::{
     GrafanaAuth, GrafanaConnection, GrafanaIndexFacts, GrafanaRestorer, GrafanaSource,
 };
-use stoa_backup::providers::http::RetryPolicy;
 use stoa_backup_test_support::grafana_fake::{FakeGrafana, GfFault, BASIC, TOKEN};
 use stoa_backup_test_support::trace::TraceCapture;
 
@@ -21,9 +20,10 @@ fn conn(g: &FakeGrafana) -> GrafanaConnection {
     GrafanaConnection::new(&g.url(), GrafanaAuth::Token(TOKEN.into()))
         .unwrap()
         .retry(RetryPolicy {
-            max_attempts: 8,
+            attempts: 8,
             base_delay: Duration::from_millis(5),
             max_delay: Duration::from_millis(50),
+            ..RetryPolicy::default()
         })
 }
 

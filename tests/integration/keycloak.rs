@@ -7,9 +7,8 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use stoa_backup::core::{
     restore_artifact, ArtifactRecord, ErrorKind, ExistingDataPolicy, Keyring, MemorySink, Pipeline,
-    RestoreOptions, Source,
+    RestoreOptions, RetryPolicy, Source,
 };
-use stoa_backup::providers::http::RetryPolicy;
 use stoa_backup::providers::keycloak::{
     KeycloakAuth, KeycloakConnection, KeycloakExportVerifier, KeycloakFacts, KeycloakRestorer,
     KeycloakSource, MASK,
@@ -20,9 +19,10 @@ use stoa_backup_test_support::trace::TraceCapture;
 
 fn fast_retry() -> RetryPolicy {
     RetryPolicy {
-        max_attempts: 8,
+        attempts: 8,
         base_delay: Duration::from_millis(5),
         max_delay: Duration::from_millis(50),
+        ..RetryPolicy::default()
     }
 }
 
@@ -335,9 +335,10 @@ async fn short_lived_tokens_are_renewed_during_a_slow_export() {
     // Rate limiting slows the export past the tokens' lifetime.
     kc.fault(KcFault::new("/role-mappings", 429).retry_after(1).times(3));
     let slow = conn(&kc).retry(RetryPolicy {
-        max_attempts: 8,
+        attempts: 8,
         base_delay: Duration::from_millis(5),
         max_delay: Duration::from_secs(2),
+        ..RetryPolicy::default()
     });
     let src = KeycloakSource::builder(slow).realm("stoa").build().unwrap();
     let b = backup(src).await;

@@ -14,7 +14,7 @@ use tokio_util::compat::{
 };
 use tokio_util::sync::PollSender;
 
-use super::Codec;
+use super::{Codec, Keyring};
 use crate::error::{Error, ErrorKind, Result};
 use crate::manifest::CodecStep;
 use crate::stream::{into_reader, ByteStream, TaskStream};
@@ -75,31 +75,8 @@ impl AgeEncryption {
     }
 }
 
-/// Identities able to decrypt: X25519 secret keys and/or a passphrase.
-#[derive(Clone, Default)]
-pub struct Keyring {
-    identities: Vec<age::x25519::Identity>,
-    passphrase: Option<SecretString>,
-}
-
-impl fmt::Debug for Keyring {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Keyring")
-            .field("identities", &self.identities.len())
-            .field(
-                "passphrase",
-                &self.passphrase.as_ref().map(|_| "<redacted>"),
-            )
-            .finish()
-    }
-}
-
+/// Filling a [`Keyring`] needs age.
 impl Keyring {
-    /// An empty keyring (enough for unencrypted backups).
-    pub fn new() -> Self {
-        Self::default()
-    }
-
     /// Adds an X25519 identity (`AGE-SECRET-KEY-1…`).
     pub fn with_identity(mut self, secret_key: &str) -> Result<Self> {
         let id = age::x25519::Identity::from_str(secret_key.trim()).map_err(|_| {
@@ -136,11 +113,6 @@ impl Keyring {
             AgeEncryption::Passphrase(p) => Keyring::new().with_passphrase(p.expose_secret()),
             AgeEncryption::Recipients(_) => Keyring::new(),
         }
-    }
-
-    /// Whether the keyring holds anything to decrypt with.
-    pub fn is_empty(&self) -> bool {
-        self.identities.is_empty() && self.passphrase.is_none()
     }
 }
 

@@ -4,8 +4,11 @@
 //! hash stored bytes — and records the chain in the manifest. [`decode_chain`] inverts
 //! exactly the recorded chain.
 
+#[cfg(feature = "age")]
+#[cfg_attr(docsrs, doc(cfg(feature = "age")))]
 pub mod age;
 pub mod hash;
+mod keyring;
 pub mod zstd;
 
 use std::fmt;
@@ -14,8 +17,11 @@ use futures::TryStreamExt;
 use tokio::io::AsyncRead;
 use tokio_util::io::ReaderStream;
 
-pub use self::age::{AgeCodec, AgeEncryption, Keyring};
+#[cfg(feature = "age")]
+#[cfg_attr(docsrs, doc(cfg(feature = "age")))]
+pub use self::age::{AgeCodec, AgeEncryption};
 pub use self::hash::{hashing, sha256_hex, DigestHandle, StreamDigest};
+pub use self::keyring::Keyring;
 pub use self::zstd::ZstdCodec;
 
 use crate::error::{Error, ErrorKind, Result};
@@ -39,7 +45,19 @@ pub async fn decode_chain(
     for step in steps.iter().rev() {
         stream = match step {
             CodecStep::Zstd { .. } => zstd::decode(stream),
+            #[cfg(feature = "age")]
             CodecStep::Age { .. } => age::decode(stream, step, keyring).await?,
+            #[cfg(not(feature = "age"))]
+            CodecStep::Age { .. } => {
+                let _ = keyring;
+                return Err(Error::new(
+                    ErrorKind::Unsupported,
+                    "this artifact is age-encrypted and this build has no age support",
+                )
+                .with_component("codec/age")
+                .with_operation("decrypt")
+                .with_hint("enable the `age` feature of stoa-backup (on by default)"));
+            }
         };
     }
     Ok(stream)
@@ -96,6 +114,7 @@ mod tests {
         assert_eq!(collect(dec).await.unwrap(), data);
     }
 
+    #[cfg(feature = "age")]
     #[tokio::test]
     async fn zstd_then_age_round_trip_with_two_recipients() {
         let (sk1, pk1) = self::age::generate_identity();
@@ -125,6 +144,7 @@ mod tests {
         assert_eq!(err.kind(), ErrorKind::Unauthenticated);
     }
 
+    #[cfg(feature = "age")]
     #[tokio::test]
     async fn age_passphrase_round_trip_and_truncation_is_detected() {
         let enc = AgeEncryption::passphrase("correct horse battery staple").unwrap();
@@ -147,6 +167,22 @@ mod tests {
         assert_eq!(err.kind(), ErrorKind::Integrity, "{err}");
     }
 
+    #[cfg(not(feature = "age"))]
+    #[tokio::test]
+    async fn without_age_an_encrypted_artifact_is_unsupported_and_says_why() {
+        let step = CodecStep::Age {
+            recipients: vec!["age1example".into()],
+            passphrase: false,
+        };
+        let err = match decode_chain(once(b"x".to_vec()), &[step], &Keyring::new()).await {
+            Ok(_) => panic!("decoded age without age support"),
+            Err(e) => e,
+        };
+        assert_eq!(err.kind(), ErrorKind::Unsupported);
+        assert!(err.to_string().contains("`age` feature"), "{err}");
+    }
+
+    #[cfg(feature = "age")]
     #[test]
     fn debug_never_shows_secrets() {
         let enc = AgeEncryption::passphrase("hunter2-secret").unwrap();

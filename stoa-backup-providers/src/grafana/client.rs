@@ -5,10 +5,10 @@ use std::time::Duration;
 
 use reqwest::{Method, StatusCode, Url};
 use serde_json::Value;
-use stoa_backup_core::{Error, Result};
+use stoa_backup_core::{Error, Result, RetryPolicy};
 
 use super::COMPONENT;
-use crate::http::{self, Answer, RetryPolicy};
+use crate::http::{self, default_retry, Answer};
 
 /// How the provider authenticates.
 #[derive(Clone, PartialEq, Eq)]
@@ -68,7 +68,7 @@ impl GrafanaConnection {
             base,
             auth,
             org_id: None,
-            retry: RetryPolicy::default(),
+            retry: default_retry(),
             timeout: Duration::from_secs(60),
         })
     }
@@ -79,7 +79,8 @@ impl GrafanaConnection {
         self
     }
 
-    /// Retry policy for 429 / 5xx answers.
+    /// How calls are retried on 429, 5xx and connection errors (default: 6 attempts, 200 ms
+    /// doubling up to 30 s, equal jitter; a server's `Retry-After` is honoured up to 30 s).
     pub fn retry(mut self, retry: RetryPolicy) -> Self {
         self.retry = retry;
         self

@@ -7,9 +7,9 @@ use std::time::{Duration, Instant};
 
 use reqwest::{Method, StatusCode, Url};
 use serde_json::{json, Value};
-use stoa_backup_core::{Error, ErrorKind, Result};
+use stoa_backup_core::{Error, ErrorKind, Result, RetryPolicy};
 
-use crate::http::{send_with_retry, Answer, RetryPolicy};
+use crate::http::{default_retry, send_with_retry, Answer};
 
 use super::COMPONENT;
 
@@ -117,7 +117,7 @@ impl InfisicalConnection {
             client_secret,
             api: InfisicalApi::V4,
             timeout: Duration::from_secs(60),
-            retry: RetryPolicy::default(),
+            retry: default_retry(),
         })
     }
 
@@ -158,7 +158,8 @@ impl InfisicalConnection {
         self
     }
 
-    /// Retries on 429 (rate limit), 5xx and connection errors.
+    /// How calls are retried on 429, 5xx and connection errors (default: 6 attempts, 200 ms
+    /// doubling up to 30 s, equal jitter; a server's `Retry-After` is honoured up to 30 s).
     pub fn retry(mut self, retry: RetryPolicy) -> Self {
         self.retry = retry;
         self

@@ -7,11 +7,11 @@ use std::time::{Duration, Instant};
 
 use reqwest::{Method, StatusCode, Url};
 use serde_json::Value;
-use stoa_backup_core::{Error, ErrorKind, Result};
+use stoa_backup_core::{Error, ErrorKind, Result, RetryPolicy};
 use tokio::sync::Mutex;
 
 use super::COMPONENT;
-use crate::http::{self, Answer, RetryPolicy};
+use crate::http::{self, default_retry, Answer};
 
 /// How the provider authenticates against the token endpoint.
 #[derive(Clone, PartialEq, Eq)]
@@ -98,7 +98,7 @@ impl KeycloakConnection {
             base,
             auth,
             auth_realm: "master".into(),
-            retry: RetryPolicy::default(),
+            retry: default_retry(),
             timeout: Duration::from_secs(60),
         })
     }
@@ -175,7 +175,8 @@ impl KeycloakConnection {
         self
     }
 
-    /// Retry policy for 429 / 5xx answers.
+    /// How calls are retried on 429, 5xx and connection errors (default: 6 attempts, 200 ms
+    /// doubling up to 30 s, equal jitter; a server's `Retry-After` is honoured up to 30 s).
     pub fn retry(mut self, retry: RetryPolicy) -> Self {
         self.retry = retry;
         self

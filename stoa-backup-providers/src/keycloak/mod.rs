@@ -47,17 +47,20 @@
 mod client;
 pub mod facts;
 #[cfg(feature = "kubernetes")]
+#[cfg_attr(docsrs, doc(cfg(feature = "kubernetes")))]
 pub mod kcsh;
-pub mod redaction;
+mod redaction;
 mod restore;
 mod source;
 mod verify;
 
 pub use client::{KeycloakAuth, KeycloakConnection};
 #[cfg(feature = "kubernetes")]
+#[cfg_attr(docsrs, doc(cfg(feature = "kubernetes")))]
 pub use facts::KcShFacts;
 pub use facts::{ExportMode, KeycloakFacts};
 #[cfg(feature = "kubernetes")]
+#[cfg_attr(docsrs, doc(cfg(feature = "kubernetes")))]
 pub use kcsh::{KcShExportVerifier, KcShRestorer, KcShSource, UsersMode};
 pub use redaction::{RedactionReport, MASK};
 pub use restore::KeycloakRestorer;

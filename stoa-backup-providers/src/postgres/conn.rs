@@ -418,7 +418,7 @@ impl PgConnection {
     }
 
     /// Maps a tokio-postgres error to a stoa-backup error with a hint.
-    pub fn map_error(&self, e: tokio_postgres::Error, dbname: &str) -> Error {
+    pub(crate) fn map_error(&self, e: tokio_postgres::Error, dbname: &str) -> Error {
         map_pg_error(e, &self.endpoint(), &self.user, dbname)
     }
 }

@@ -34,19 +34,21 @@
 //! # Ok(()) }
 //! ```
 
-pub mod conn;
-pub mod dump_header;
+mod conn;
+mod dump_header;
 #[cfg(feature = "kubernetes")]
+#[cfg_attr(docsrs, doc(cfg(feature = "kubernetes")))]
 pub mod exec;
 pub mod facts;
 mod queries;
 pub mod restore;
 pub mod source;
-pub mod tools;
+mod tools;
 pub mod verify;
 
 pub use conn::PgConnection;
 #[cfg(feature = "kubernetes")]
+#[cfg_attr(docsrs, doc(cfg(feature = "kubernetes")))]
 pub use exec::{PodRef, PodTarget, PostgresPodSource};
 pub use facts::{PostgresFacts, PostgresGlobalsFacts, TocFacts};
 pub use queries::qualified_name;

@@ -14,6 +14,7 @@ use stoa_backup_core::error::{Error, ErrorKind, Result};
 use stoa_backup_core::manifest::ArtifactRecord;
 use stoa_backup_core::process::{run_with_stdin, CommandSpec};
 use stoa_backup_core::restore::{ExistingDataPolicy, RestoreOptions, RestoreReport, Restorer};
+use stoa_backup_core::retry::{RetryDecision, RetryPolicy};
 use stoa_backup_core::stream::ByteStream;
 use tokio::io::AsyncWriteExt;
 use tokio_postgres::Client;
@@ -495,28 +496,42 @@ async fn rename_database(admin: &Client, from: &str, to: &str) -> Result<()> {
         quote_ident(from),
         quote_ident(to)
     );
-    let mut last = None;
-    for attempt in 0..10 {
-        terminate(admin, from).await;
-        match admin.batch_execute(&sql).await {
-            Ok(()) => return Ok(()),
-            Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::OBJECT_IN_USE) => {
-                last = Some(e);
-                tokio::time::sleep(Duration::from_millis(100 * (attempt + 1))).await;
-            }
-            Err(e) => {
-                return Err(admin_error(
-                    e,
-                    &format!("renaming database '{from}' to '{to}'"),
-                ))
-            }
+    let what = format!("renaming database '{from}' to '{to}'");
+    // Clients may reconnect between the termination and the rename: try again a few times.
+    let policy = RetryPolicy {
+        attempts: 10,
+        base_delay: Duration::from_millis(100),
+        max_delay: Duration::from_secs(1),
+        ..RetryPolicy::default()
+    };
+    let in_use = |e: &tokio_postgres::Error| {
+        e.code() == Some(&tokio_postgres::error::SqlState::OBJECT_IN_USE)
+    };
+    let outcome = policy
+        .retry_when(
+            &what,
+            || async {
+                terminate(admin, from).await;
+                admin.batch_execute(&sql).await
+            },
+            |outcome| match outcome {
+                Err(e) if in_use(e) => RetryDecision::Retry {
+                    after: None,
+                    reason: "the database is still in use".into(),
+                },
+                _ => RetryDecision::Done,
+            },
+        )
+        .await;
+    outcome.map_err(|e| {
+        let still_in_use = in_use(&e);
+        let err = admin_error(e, &what);
+        if still_in_use {
+            err.with_hint("something keeps connecting to it; stop those clients and retry")
+        } else {
+            err
         }
-    }
-    Err(admin_error(
-        last.expect("set in loop"),
-        &format!("renaming database '{from}' to '{to}'"),
-    )
-    .with_hint("something keeps connecting to it; stop those clients and retry"))
+    })
 }
 
 async fn set_allow_connections(admin: &Client, name: &str, allow: bool) {

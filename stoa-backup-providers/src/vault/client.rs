@@ -9,9 +9,9 @@ use std::time::Duration;
 use reqwest::{Method, StatusCode, Url};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
-use stoa_backup_core::{Error, ErrorKind, Result};
+use stoa_backup_core::{Error, ErrorKind, Result, RetryPolicy};
 
-use crate::http::{read_body, send_with_retry, Answer, RetryPolicy};
+use crate::http::{default_retry, read_body, send_with_retry, Answer};
 
 use super::DEFAULT_SERVICE_ACCOUNT_TOKEN_PATH;
 
@@ -151,7 +151,7 @@ impl VaultConnection {
             namespace: None,
             timeout: Duration::from_secs(30),
             snapshot_timeout: Duration::from_secs(3600),
-            retry: RetryPolicy::default(),
+            retry: default_retry(),
         })
     }
 
@@ -205,7 +205,8 @@ impl VaultConnection {
         self
     }
 
-    /// How calls are retried on 429, 5xx and connection errors.
+    /// How calls are retried on 429, 5xx and connection errors (default: 6 attempts, 200 ms
+    /// doubling up to 30 s, equal jitter; a server's `Retry-After` is honoured up to 30 s).
     pub fn retry(mut self, retry: RetryPolicy) -> Self {
         self.retry = retry;
         self
