@@ -424,24 +424,6 @@ impl fmt::Display for GitCause {
 
 impl std::error::Error for GitCause {}
 
-/// A copy of an error for the other writers of a failed group commit.
-fn copy_error(e: &Error) -> Error {
-    let mut c = Error::new(e.kind(), e.message().to_string()).with_retryable(e.is_retryable());
-    if let Some(src) = std::error::Error::source(e) {
-        c = c.with_source(GitCause(src.to_string()));
-    }
-    if let Some(x) = e.component() {
-        c = c.with_component(x.to_string());
-    }
-    if let Some(x) = e.operation() {
-        c = c.with_operation(x.to_string());
-    }
-    if let Some(x) = e.hint() {
-        c = c.with_hint(x.to_string());
-    }
-    c
-}
-
 fn git_error(e: git2::Error, op: &str, msg: &str) -> Error {
     let kind = match (e.code(), e.class()) {
         (ErrorCode::NotFound, _) => ErrorKind::NotFound,

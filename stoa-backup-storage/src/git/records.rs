@@ -18,8 +18,8 @@ use stoa_backup_core::stream::ByteStream;
 use super::remote::PushFailure;
 use super::tree::{apply_changes, empty_tree, Change};
 use super::{
-    blocking, copy_error, git_error, GitSink, KeyKind, PendingRun, Queued, Shared, Staged, State,
-    COMPONENT, PUT_CHANNEL,
+    blocking, git_error, GitSink, KeyKind, PendingRun, Queued, Shared, Staged, State, COMPONENT,
+    PUT_CHANNEL,
 };
 
 impl GitSink {
@@ -63,7 +63,8 @@ impl GitSink {
             for item in batch.iter().filter(|i| i.ticket != ticket) {
                 let r = match &result {
                     Ok(()) => Ok(()),
-                    Err(e) => Err(copy_error(e).with_artifact(item.key.as_str())),
+                    // Every writer of the failed group gets the same failure, with its own key.
+                    Err(e) => Err(e.duplicate().with_artifact(item.key.as_str())),
                 };
                 q.results.insert(item.ticket, r);
             }
