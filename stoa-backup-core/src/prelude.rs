@@ -21,7 +21,10 @@
 //! sink and verifier, the error types and the traits (so their methods are in scope).
 
 pub use crate::catalog::{Catalog, RunFilter};
-pub use crate::codec::{AgeEncryption, Keyring, ZstdCodec};
+#[cfg(feature = "age")]
+#[cfg_attr(docsrs, doc(cfg(feature = "age")))]
+pub use crate::codec::AgeEncryption;
+pub use crate::codec::{Keyring, ZstdCodec};
 pub use crate::error::{Error, ErrorKind, Result};
 pub use crate::observer::{Observer, TracingObserver};
 pub use crate::pipeline::{Pipeline, RunReport};
