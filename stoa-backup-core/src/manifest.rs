@@ -181,6 +181,25 @@ pub struct VerificationRecord {
     pub warnings: Vec<String>,
 }
 
+impl VerificationRecord {
+    /// What `verifier` found just now, without warnings.
+    pub fn now(verifier: impl Into<String>, ok: bool, detail: impl Into<String>) -> Self {
+        VerificationRecord {
+            verifier: verifier.into(),
+            at: Utc::now(),
+            ok,
+            detail: detail.into(),
+            warnings: Vec::new(),
+        }
+    }
+
+    /// The same record with these warnings.
+    pub fn with_warnings(mut self, warnings: Vec<String>) -> Self {
+        self.warnings = warnings;
+        self
+    }
+}
+
 /// One stored artifact of a run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ArtifactRecord {

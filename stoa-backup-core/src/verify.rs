@@ -4,7 +4,6 @@ use std::fmt;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use chrono::Utc;
 
 use crate::codec::{decode_chain, hashing, Keyring};
 use crate::error::{Error, ErrorKind, Result};
@@ -138,13 +137,7 @@ impl Verifier for ChecksumVerifier {
         } else {
             drain(stored).await.map(|_| (stored_digest.get(), None))
         };
-        let record = |ok: bool, detail: String| VerificationRecord {
-            verifier: self.name().to_string(),
-            at: Utc::now(),
-            ok,
-            detail,
-            warnings: vec![],
-        };
+        let record = |ok: bool, detail: String| VerificationRecord::now(self.name(), ok, detail);
         let (stored, plain) = match outcome {
             Ok(d) => d,
             Err(e) if matches!(e.kind(), ErrorKind::Integrity) => {
@@ -237,13 +230,11 @@ mod tests {
             artifact.component == "keycloak"
         }
         async fn verify(&self, ctx: &VerifyContext<'_>) -> Result<VerificationRecord> {
-            Ok(VerificationRecord {
-                verifier: self.name().to_string(),
-                at: Utc::now(),
-                ok: true,
-                detail: format!("checked {}", ctx.artifact.name),
-                warnings: vec![],
-            })
+            Ok(VerificationRecord::now(
+                self.name(),
+                true,
+                format!("checked {}", ctx.artifact.name),
+            ))
         }
     }
 

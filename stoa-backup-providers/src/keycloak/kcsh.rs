@@ -431,13 +431,7 @@ impl Verifier for KcShExportVerifier {
     async fn verify(&self, ctx: &VerifyContext<'_>) -> Result<VerificationRecord> {
         let a = ctx.artifact;
         let facts: KcShFacts = a.facts_as()?;
-        let record = |ok: bool, detail: String| VerificationRecord {
-            verifier: self.name().to_string(),
-            at: chrono::Utc::now(),
-            ok,
-            detail,
-            warnings: vec![],
-        };
+        let record = |ok: bool, detail: String| VerificationRecord::now(self.name(), ok, detail);
         let files = match ctx.open_plain().await {
             Ok(s) => parse_stream(s).await,
             Err(e) => Err(e),

@@ -2,7 +2,6 @@
 //! counts match the manifest, and flags every redacted field as a warning.
 
 use async_trait::async_trait;
-use chrono::Utc;
 use serde_json::Value;
 use stoa_backup_core::manifest::VerificationRecord;
 use stoa_backup_core::{stream, ArtifactRecord, ErrorKind, Result, Verifier, VerifyContext};
@@ -39,12 +38,8 @@ impl Verifier for KeycloakExportVerifier {
     async fn verify(&self, ctx: &VerifyContext<'_>) -> Result<VerificationRecord> {
         let a = ctx.artifact;
         let facts: KeycloakFacts = a.facts_as()?;
-        let record = |ok: bool, detail: String, warnings: Vec<String>| VerificationRecord {
-            verifier: self.name().to_string(),
-            at: Utc::now(),
-            ok,
-            detail,
-            warnings,
+        let record = |ok: bool, detail: String, warnings: Vec<String>| {
+            VerificationRecord::now(self.name(), ok, detail).with_warnings(warnings)
         };
         let bytes = match ctx.open_plain().await {
             Ok(s) => stream::collect(s).await,

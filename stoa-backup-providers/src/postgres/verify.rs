@@ -5,7 +5,6 @@ use std::collections::BTreeMap;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use chrono::Utc;
 use futures::StreamExt;
 use stoa_backup_core::error::{ErrorKind, Result};
 use stoa_backup_core::manifest::{ArtifactRecord, VerificationRecord};
@@ -21,13 +20,7 @@ use super::restore::{compare_counts, create_database, drop_database, pg_restore}
 use super::{COMPONENT, DUMP_CONTENT_TYPE};
 
 fn record(name: &str, ok: bool, detail: String, warnings: Vec<String>) -> VerificationRecord {
-    VerificationRecord {
-        verifier: name.to_string(),
-        at: Utc::now(),
-        ok,
-        detail,
-        warnings,
-    }
+    VerificationRecord::now(name, ok, detail).with_warnings(warnings)
 }
 
 /// Copies one stream into `n` streams chunk by chunk, with backpressure (each output has

@@ -2,7 +2,6 @@
 //! restore.
 
 use async_trait::async_trait;
-use chrono::Utc;
 use futures::TryStreamExt;
 use serde_json::json;
 use stoa_backup_core::manifest::{ArtifactRecord, VerificationRecord};
@@ -170,13 +169,7 @@ impl Verifier for RaftSnapshotVerifier {
 
     async fn verify(&self, ctx: &VerifyContext<'_>) -> Result<VerificationRecord> {
         let plain = ctx.open_plain().await?;
-        let record = |ok: bool, detail: String| VerificationRecord {
-            verifier: self.name().to_string(),
-            at: Utc::now(),
-            ok,
-            detail,
-            warnings: vec![],
-        };
+        let record = |ok: bool, detail: String| VerificationRecord::now(self.name(), ok, detail);
         match check_snapshot_stream(plain).await {
             Ok(s) => Ok(record(
                 true,
