@@ -596,20 +596,11 @@ mod tests {
 
     fn record(facts: crate::source::Facts) -> ArtifactRecord {
         ArtifactRecord {
-            component: "keycloak".into(),
             provider: "keycloak-rest".into(),
-            name: "stoa-realm.json".into(),
             key: ObjectKey::new("runs/r/keycloak/stoa-realm.json").unwrap(),
             content_type: "application/json".into(),
-            plain_size: 0,
-            plain_sha256: String::new(),
-            stored_size: 0,
-            stored_sha256: String::new(),
-            codecs: vec![],
-            sensitive: false,
             facts,
-            duration_ms: 0,
-            verification: vec![],
+            ..ArtifactRecord::for_test("keycloak", "stoa-realm.json")
         }
     }
 

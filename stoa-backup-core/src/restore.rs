@@ -169,21 +169,14 @@ mod tests {
             .await
             .unwrap();
         let mut record = ArtifactRecord {
-            component: "db".into(),
             provider: "bare".into(),
-            name: "a.bin".into(),
-            key: key.clone(),
-            content_type: "application/octet-stream".into(),
             plain_size: 4,
             plain_sha256: sha256_hex(b"data"),
             stored_size: 4,
             stored_sha256: sha256_hex(b"data"),
-            codecs: Vec::new(),
-            sensitive: false,
-            facts: Default::default(),
-            duration_ms: 0,
-            verification: Vec::new(),
+            ..ArtifactRecord::for_test("db", "a.bin")
         };
+        assert_eq!(record.key, key);
         let keyring = crate::codec::Keyring::default();
         let options = RestoreOptions::default();
         let e = restore_artifact(&sink, &record, &keyring, &Bare, &options)
