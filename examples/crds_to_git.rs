@@ -9,7 +9,7 @@
 //! The cluster comes from the environment (in-cluster service account, or `KUBECONFIG` /
 //! `~/.kube/config`). Environment:
 //! - `STOA_GIT_REMOTE` (required): the repository (URL, or path of a bare repository).
-//! - `STOA_GIT_BRANCH` (default `main`), `STOA_GIT_PREFIX` (default `backups`).
+//! - `STOA_GIT_BRANCH` (default `main`), `STOA_GIT_PREFIX` (default: the repository root).
 //! - `STOA_GIT_WORKDIR` (default: a directory under the system's temporary directory).
 //! - `STOA_GIT_TOKEN` (+ `STOA_GIT_USERNAME`, default `x-access-token`) for https, or
 //!   `STOA_GIT_SSH_KEY` (+ `STOA_GIT_USERNAME`, default `git`) for ssh.
@@ -19,7 +19,6 @@
 //! Objects are stripped of server-populated fields, `status` and the operator's kopf marks,
 //! with sorted keys: an unchanged cluster makes no commit.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use stoa_backup::prelude::*;
@@ -42,38 +41,8 @@ fn list(name: &str) -> Vec<String> {
 
 #[tokio::main]
 async fn main() -> Result<()> {
-    let remote =
-        env("STOA_GIT_REMOTE").ok_or_else(|| Error::config("STOA_GIT_REMOTE is not set"))?;
-    let workdir = env("STOA_GIT_WORKDIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            use std::hash::{Hash, Hasher};
-            let mut h = std::collections::hash_map::DefaultHasher::new();
-            remote.hash(&mut h);
-            std::env::temp_dir().join(format!("stoa-backup-crds-{:016x}", h.finish()))
-        });
-    let credentials = if let Some(token) = env("STOA_GIT_TOKEN") {
-        GitCredentials::https_token(
-            env("STOA_GIT_USERNAME").unwrap_or_else(|| "x-access-token".into()),
-            token,
-        )
-    } else if let Some(key) = env("STOA_GIT_SSH_KEY") {
-        GitCredentials::ssh_key(
-            env("STOA_GIT_USERNAME").unwrap_or_else(|| "git".into()),
-            key,
-            env("STOA_GIT_SSH_PASSPHRASE"),
-        )
-    } else {
-        GitCredentials::None
-    };
-    let sink = Arc::new(
-        GitSink::builder(remote, &workdir)
-            .branch(env("STOA_GIT_BRANCH").unwrap_or_else(|| "main".into()))
-            .prefix(env("STOA_GIT_PREFIX").unwrap_or_else(|| "backups".into()))
-            .credentials(credentials)
-            .build()
-            .await?,
-    );
+    // STOA_GIT_REMOTE, STOA_GIT_WORKDIR, STOA_GIT_BRANCH, STOA_GIT_PREFIX, STOA_GIT_TOKEN…
+    let sink = Arc::new(GitSink::from_env()?.build().await?);
 
     let client = kubernetes::connect().await?;
     let mut source = CustomResourcesSource::builder(client).layout(Layout::PerObject);
@@ -99,16 +68,15 @@ async fn main() -> Result<()> {
         .await?
         .into_result()?;
     let after = sink.head_commit().await?;
+    let commit = match after {
+        Some(head) if before.as_ref() != Some(&head) => format!("committed {head}"),
+        _ => "nothing changed, no commit".into(),
+    };
+    let files = report.manifest.artifacts.len();
     println!(
-        "run {}: {} file(s) in {}, {}",
+        "run {}: {files} file(s) in {}, {commit}",
         report.run_id,
-        report.manifest.artifacts.len(),
-        sink.describe(),
-        if before == after {
-            "nothing changed, no commit".to_string()
-        } else {
-            format!("committed {}", after.unwrap_or_default())
-        }
+        sink.describe()
     );
     Ok(())
 }

@@ -12,12 +12,11 @@
 //! - `STOA_GRAFANA_URL` (required); `STOA_GRAFANA_TOKEN` (service-account token) or
 //!   `STOA_GRAFANA_USER` + `STOA_GRAFANA_PASSWORD` (basic auth); `STOA_GRAFANA_ORG_ID`.
 //! - `STOA_GIT_REMOTE` (required), `STOA_GIT_BRANCH` (default `main`), `STOA_GIT_PREFIX`
-//!   (default `backups`), `STOA_GIT_WORKDIR`, `STOA_GIT_TOKEN` (+ `STOA_GIT_USERNAME`).
+//!   (default: the repository root), `STOA_GIT_WORKDIR`, `STOA_GIT_TOKEN` (+ `STOA_GIT_USERNAME`).
 //!
 //! Datasource secrets are never returned by Grafana: `index.json` and the manifest list
 //! which secure fields exist, to be supplied from a secret store at restore time.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use stoa_backup::prelude::*;
@@ -47,26 +46,8 @@ async fn main() -> Result<()> {
     if let Some(org) = env("STOA_GRAFANA_ORG_ID").and_then(|o| o.parse().ok()) {
         conn = conn.org_id(org);
     }
-    let remote =
-        env("STOA_GIT_REMOTE").ok_or_else(|| Error::config("STOA_GIT_REMOTE is not set"))?;
-    let workdir = env("STOA_GIT_WORKDIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| std::env::temp_dir().join("stoa-backup-grafana"));
-    let credentials = match env("STOA_GIT_TOKEN") {
-        Some(token) => GitCredentials::https_token(
-            env("STOA_GIT_USERNAME").unwrap_or_else(|| "x-access-token".into()),
-            token,
-        ),
-        None => GitCredentials::None,
-    };
-    let sink = Arc::new(
-        GitSink::builder(remote, &workdir)
-            .branch(env("STOA_GIT_BRANCH").unwrap_or_else(|| "main".into()))
-            .prefix(env("STOA_GIT_PREFIX").unwrap_or_else(|| "backups".into()))
-            .credentials(credentials)
-            .build()
-            .await?,
-    );
+    // STOA_GIT_REMOTE, STOA_GIT_WORKDIR, STOA_GIT_BRANCH, STOA_GIT_PREFIX, STOA_GIT_TOKEN…
+    let sink = Arc::new(GitSink::from_env()?.build().await?);
     let before = sink.head_commit().await?;
     let report = Pipeline::builder()
         .source(GrafanaSource::builder(conn).build()?)
@@ -90,16 +71,15 @@ async fn main() -> Result<()> {
             facts.counts.unwrap_or_default()
         );
     }
+    let commit = match after {
+        Some(head) if before.as_ref() != Some(&head) => format!("committed {head}"),
+        _ => "nothing changed, no commit".into(),
+    };
+    let files = report.manifest.artifacts.len();
     println!(
-        "run {}: {} file(s) in {}, {}",
+        "run {}: {files} file(s) in {}, {commit}",
         report.run_id,
-        report.manifest.artifacts.len(),
-        sink.describe(),
-        if before == after {
-            "nothing changed, no commit".to_string()
-        } else {
-            format!("committed {}", after.unwrap_or_default())
-        }
+        sink.describe()
     );
     Ok(())
 }

@@ -64,12 +64,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let prefix = std::env::var("STOA_S3_PREFIX").unwrap_or_default();
 
     // Region, endpoint and credentials: the standard AWS environment.
-    let mut builder = S3Sink::from_env(&bucket).prefix(&prefix);
+    let mut builder = S3Sink::from_env(&bucket)
+        .prefix(&prefix)
+        .allow_loopback_http(true);
     if let Ok(endpoint) = std::env::var("STOA_S3_ENDPOINT") {
-        let loopback = ["http://127.", "http://localhost", "http://[::1]"]
-            .iter()
-            .any(|p| endpoint.starts_with(p));
-        builder = builder.endpoint(&endpoint).allow_http(loopback);
+        builder = builder.endpoint(&endpoint);
     }
     let sink = builder.build()?;
 

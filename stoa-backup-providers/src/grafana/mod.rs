@@ -115,6 +115,20 @@ impl Kind {
 }
 
 /// A uid as a safe key segment (anything outside `[A-Za-z0-9._-]` becomes `_`).
+/// The names of a datasource's secure fields that Grafana says are set
+/// (`secureJsonFields.<name> == true`); the values themselves never leave Grafana.
+fn secure_field_names(datasource: &serde_json::Value) -> Vec<String> {
+    datasource["secureJsonFields"]
+        .as_object()
+        .map(|m| {
+            m.iter()
+                .filter(|(_, set)| set.as_bool() == Some(true))
+                .map(|(k, _)| k.clone())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 fn segment(s: &str) -> String {
     let out: String = s
         .chars()

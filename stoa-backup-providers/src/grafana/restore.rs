@@ -281,15 +281,7 @@ impl GrafanaRestorer {
     ) -> Result<Outcome> {
         let uid = req_str(v, "uid")?.to_string();
         let what = format!("datasource '{uid}'");
-        let secure: Vec<String> = v["secureJsonFields"]
-            .as_object()
-            .map(|m| {
-                m.iter()
-                    .filter(|(_, x)| x.as_bool() == Some(true))
-                    .map(|(k, _)| k.clone())
-                    .collect()
-            })
-            .unwrap_or_default();
+        let secure = super::secure_field_names(v);
         let supplied = self.secrets.get(&uid).cloned().unwrap_or_default();
         for k in &secure {
             if !supplied.contains_key(k) {
@@ -421,17 +413,7 @@ impl GrafanaRestorer {
                 ));
             }
         }
-        let list = self
-            .client
-            .get(
-                &["api", "v1", "provisioning", "contact-points"],
-                &[],
-                "listing contact points",
-            )
-            .await?;
-        let current = list
-            .as_array()
-            .and_then(|a| a.iter().find(|c| c["uid"].as_str() == Some(&uid)).cloned());
+        let current = self.find_provisioned("contact-points", "uid", &uid).await?;
         let Some(mut current) = current else {
             if !o.dry_run {
                 self.send(
@@ -469,20 +451,31 @@ impl GrafanaRestorer {
         Ok(Outcome::Updated)
     }
 
-    async fn template(&self, v: &Value, o: &RestoreOptions) -> Result<Outcome> {
-        let name = req_str(v, "name")?;
-        let what = format!("notification template '{name}'");
+    /// The provisioned object of `kind` (a path segment under `/api/v1/provisioning`) whose
+    /// `field` is `value`; Grafana has no single-object read for these kinds.
+    async fn find_provisioned(
+        &self,
+        kind: &str,
+        field: &str,
+        value: &str,
+    ) -> Result<Option<Value>> {
         let list = self
             .client
             .get(
-                &["api", "v1", "provisioning", "templates"],
+                &["api", "v1", "provisioning", kind],
                 &[],
-                "listing templates",
+                &format!("listing provisioned {kind}"),
             )
             .await?;
-        let current = list
+        Ok(list
             .as_array()
-            .and_then(|a| a.iter().find(|c| c["name"].as_str() == Some(name)).cloned());
+            .and_then(|a| a.iter().find(|c| c[field].as_str() == Some(value)).cloned()))
+    }
+
+    async fn template(&self, v: &Value, o: &RestoreOptions) -> Result<Outcome> {
+        let name = req_str(v, "name")?;
+        let what = format!("notification template '{name}'");
+        let current = self.find_provisioned("templates", "name", name).await?;
         if current
             .as_ref()
             .is_some_and(|c| c["template"] == v["template"])

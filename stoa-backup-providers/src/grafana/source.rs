@@ -289,16 +289,7 @@ impl GrafanaSource {
                     .await?
                     .ok_or_else(not_found)?;
                 strip(&mut d, &["id", "version", "orgId", "secureJsonData"]);
-                let secure: Vec<String> = d["secureJsonFields"]
-                    .as_object()
-                    .map(|m| {
-                        m.iter()
-                            .filter(|(_, v)| v.as_bool() == Some(true))
-                            .map(|(k, _)| k.clone())
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                facts.secure_fields = Some(secure);
+                facts.secure_fields = Some(super::secure_field_names(&d));
                 d
             }
             Kind::LibraryPanel => {

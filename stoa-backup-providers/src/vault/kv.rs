@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures::StreamExt;
-use reqwest::{Method, StatusCode};
+use reqwest::{Method, StatusCode, Url};
 use serde_json::{json, Map, Value};
 use stoa_backup_core::manifest::ArtifactRecord;
 use stoa_backup_core::source::to_facts;
@@ -300,43 +300,42 @@ enum Read {
     Gone,
 }
 
+/// One read where 403 is an answer (a listed path this token may not read), not an error.
+enum Readable {
+    Json(Value),
+    Missing,
+    Denied,
+}
+
+async fn get_readable(client: &VaultClient, url: Url, what: &str) -> Result<Readable> {
+    let answer = client.call(Method::GET, url, None, what).await?;
+    match answer.status.as_u16() {
+        404 => Ok(Readable::Missing),
+        403 => Ok(Readable::Denied),
+        s if (200..300).contains(&s) => serde_json::from_slice(&answer.body)
+            .map(Readable::Json)
+            .map_err(|e| Error::source_failed(format!("{what}: invalid JSON")).with_source(e)),
+        _ => Err(vault_error(&answer, what)),
+    }
+}
+
 async fn read_secret(client: &VaultClient, mount: &KvMount, path: &str) -> Result<Read> {
     if mount.version == 1 {
         let what = format!("reading {}{}", mount.path, path);
-        let answer = client
-            .call(Method::GET, client.url(&[&mount.path, path]), None, &what)
-            .await?;
-        return match answer.status.as_u16() {
-            404 => Ok(Read::Gone),
-            403 => Ok(Read::Denied),
-            s if (200..300).contains(&s) => {
-                let v: Value = serde_json::from_slice(&answer.body).map_err(|e| {
-                    Error::source_failed(format!("{what}: invalid JSON")).with_source(e)
-                })?;
-                Ok(Read::Entry(json!({"path": path, "data": v["data"]})))
-            }
-            _ => Err(vault_error(&answer, &what)),
-        };
+        return Ok(
+            match get_readable(client, client.url(&[&mount.path, path]), &what).await? {
+                Readable::Missing => Read::Gone,
+                Readable::Denied => Read::Denied,
+                Readable::Json(v) => Read::Entry(json!({"path": path, "data": v["data"]})),
+            },
+        );
     }
     let what = format!("reading the metadata of {}{}", mount.path, path);
-    let answer = client
-        .call(
-            Method::GET,
-            client.url(&[&mount.path, "metadata", path]),
-            None,
-            &what,
-        )
-        .await?;
-    let meta = match answer.status.as_u16() {
-        404 => return Ok(Read::Gone),
-        403 => return Ok(Read::Denied),
-        s if (200..300).contains(&s) => {
-            let v: Value = serde_json::from_slice(&answer.body).map_err(|e| {
-                Error::source_failed(format!("{what}: invalid JSON")).with_source(e)
-            })?;
-            v["data"].clone()
-        }
-        _ => return Err(vault_error(&answer, &what)),
+    let url = client.url(&[&mount.path, "metadata", path]);
+    let meta = match get_readable(client, url, &what).await? {
+        Readable::Missing => return Ok(Read::Gone),
+        Readable::Denied => return Ok(Read::Denied),
+        Readable::Json(v) => v["data"].clone(),
     };
     let settings = settings_of(&meta);
     let history = json!({
@@ -636,21 +635,11 @@ async fn plan_secret(client: &VaultClient, mount: &KvMount, entry: &Value) -> Re
     let meta = &meta["data"];
     let cas = meta["current_version"].as_u64().unwrap_or(0);
     let what = format!("reading {}{}", mount.path, path);
-    let answer = client
-        .call(
-            Method::GET,
-            client.url(&[&mount.path, "data", path]),
-            None,
-            &what,
-        )
-        .await?;
-    let current = match answer.status.as_u16() {
-        s if (200..300).contains(&s) => serde_json::from_slice::<Value>(&answer.body)
-            .map(|v| v["data"]["data"].clone())
-            .unwrap_or(Value::Null),
-        404 => Value::Null,
-        _ => return Err(vault_error(&answer, &what)),
-    };
+    // 404: the current version is deleted or destroyed, so any backed-up data differs.
+    let current = client
+        .get_json(client.url(&[&mount.path, "data", path]), &what)
+        .await?
+        .map_or(Value::Null, |v| v["data"]["data"].clone());
     let data_same = current == entry["data"];
     let settings_same = settings_of(meta) == entry["settings"];
     Ok(if data_same && settings_same {

@@ -149,6 +149,7 @@ mod compaction;
 mod config;
 mod credentials;
 mod deletes;
+mod env;
 mod reads;
 mod records;
 mod remote;

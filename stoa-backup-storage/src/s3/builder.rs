@@ -133,6 +133,7 @@ pub struct S3SinkBuilder {
     region: Option<String>,
     virtual_hosted_style: bool,
     allow_http: bool,
+    allow_loopback_http: bool,
     /// Credential-provider variables from the environment (name, value).
     credential_env: Vec<(&'static str, String)>,
     credentials: Option<S3Credentials>,
@@ -159,6 +160,7 @@ impl S3SinkBuilder {
             region: None,
             virtual_hosted_style: false,
             allow_http: false,
+            allow_loopback_http: false,
             credential_env: Vec::new(),
             credentials: None,
             part_size: DEFAULT_PART_SIZE,
@@ -249,6 +251,20 @@ impl S3SinkBuilder {
     pub fn allow_http(mut self, yes: bool) -> Self {
         self.allow_http = yes;
         self
+    }
+
+    /// Allows plain `http://` only when the endpoint's host is a loopback address
+    /// (`localhost`, `127.0.0.0/8`, `::1`): a local MinIO or moto, never a remote server.
+    pub fn allow_loopback_http(mut self, yes: bool) -> Self {
+        self.allow_loopback_http = yes;
+        self
+    }
+
+    /// Whether a plain-http endpoint is allowed, after [`allow_http`](Self::allow_http) and
+    /// [`allow_loopback_http`](Self::allow_loopback_http).
+    fn http_allowed(&self) -> bool {
+        self.allow_http
+            || (self.allow_loopback_http && self.endpoint.as_deref().is_some_and(is_loopback_url))
     }
 
     /// Explicit credentials (they override the environment's).
@@ -356,7 +372,7 @@ impl S3SinkBuilder {
             }
             match scheme {
                 "https" => {}
-                "http" if self.allow_http => {}
+                "http" if self.http_allowed() => {}
                 "http" => {
                     return Err(cfg(
                         format!("the endpoint {ep} uses plain http"),
@@ -473,7 +489,7 @@ impl S3SinkBuilder {
         }
         b = b
             .with_virtual_hosted_style_request(self.virtual_hosted_style)
-            .with_allow_http(self.allow_http);
+            .with_allow_http(self.http_allowed());
         if let Some(c) = &self.credentials {
             b = b
                 .with_access_key_id(&c.access_key_id)
@@ -485,7 +501,7 @@ impl S3SinkBuilder {
         b = b
             .with_client_options(
                 ClientOptions::new()
-                    .with_allow_http(self.allow_http)
+                    .with_allow_http(self.http_allowed())
                     .with_timeout(self.request_timeout)
                     .with_connect_timeout(self.connect_timeout),
             )
@@ -513,6 +529,20 @@ impl S3SinkBuilder {
         }
         Ok(b)
     }
+}
+
+/// Whether `url`'s host is `localhost` or a loopback IP address.
+fn is_loopback_url(url: &str) -> bool {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let authority = rest.split('/').next().unwrap_or_default();
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or_default(),
+        None => authority.split(':').next().unwrap_or_default(),
+    };
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 #[cfg(test)]
@@ -674,7 +704,33 @@ mod tests {
         // A plain-http endpoint from the environment needs allow_http like an explicit one.
         let b = from_vars(&[("AWS_ENDPOINT_URL", "http://127.0.0.1:9000")]);
         assert!(b.clone().validate().is_err());
-        assert!(b.allow_http(true).validate().is_ok());
+        assert!(b.clone().allow_http(true).validate().is_ok());
+        // Loopback-only http: local servers pass, anything else still needs https.
+        assert!(b.allow_loopback_http(true).validate().is_ok());
+        for ok in [
+            "http://localhost:5000",
+            "http://[::1]:9000/x",
+            "http://127.8.0.1",
+        ] {
+            let b = S3SinkBuilder::new("b")
+                .endpoint(ok)
+                .allow_loopback_http(true);
+            assert!(b.validate().is_ok(), "{ok}");
+        }
+        for remote in [
+            "http://minio.example:9000",
+            "http://10.0.0.1",
+            "http://127.0.0.1.nip.io",
+        ] {
+            let b = S3SinkBuilder::new("b")
+                .endpoint(remote)
+                .allow_loopback_http(true);
+            assert_eq!(
+                b.validate().unwrap_err().kind(),
+                ErrorKind::Config,
+                "{remote}"
+            );
+        }
     }
 
     #[test]
