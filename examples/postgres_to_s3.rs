@@ -11,7 +11,7 @@
 //! - `DATABASE_URL` (or libpq's `PGHOST`, `PGUSER`, `PGPASSWORD`…): the database (default
 //!   `localhost:5432`, user and database `postgres`).
 //! - `STOA_S3_BUCKET` (required), `STOA_S3_PREFIX` (optional key prefix).
-//! - `STOA_S3_ENDPOINT`: an S3-compatible endpoint (MinIO, Ceph, moto…); unset for AWS.
+//! - `AWS_ENDPOINT_URL`: an S3-compatible endpoint (MinIO, Ceph, moto…); unset for AWS.
 //!   Plain `http://` is accepted only for loopback endpoints (local test servers).
 //! - Credentials and region come from the standard AWS environment: `AWS_ACCESS_KEY_ID`,
 //!   `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`, `AWS_REGION`; or web identity (IRSA) and
@@ -26,15 +26,10 @@ use stoa_backup::prelude::*;
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let bucket = std::env::var("STOA_S3_BUCKET")
         .map_err(|_| "set STOA_S3_BUCKET to the bucket to back up into")?;
-    let prefix = std::env::var("STOA_S3_PREFIX").unwrap_or_default();
-
     // Region, endpoint and credentials: the standard AWS environment.
-    let mut builder = S3Sink::from_env(&bucket)
-        .prefix(&prefix)
+    let builder = S3Sink::from_env(&bucket)
+        .prefix(std::env::var("STOA_S3_PREFIX").unwrap_or_default())
         .allow_loopback_http(true);
-    if let Ok(endpoint) = std::env::var("STOA_S3_ENDPOINT") {
-        builder = builder.endpoint(&endpoint);
-    }
     let s3 = builder.build()?;
     println!("backing up into {}", s3.describe());
     let sink = Arc::new(s3);

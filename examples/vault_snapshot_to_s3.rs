@@ -18,7 +18,7 @@
 //!   to the KV export (snapshots are always taken in the root namespace).
 //! - `STOA_AGE_RECIPIENT` (required): both artifacts hold secrets and the pipeline refuses to
 //!   store them unencrypted. Keep the matching identity away from the bucket.
-//! - `STOA_S3_BUCKET` (required), `STOA_S3_PREFIX`, `STOA_S3_ENDPOINT` (S3-compatible
+//! - `STOA_S3_BUCKET` (required), `STOA_S3_PREFIX`, `AWS_ENDPOINT_URL` (S3-compatible
 //!   endpoint; plain `http://` only for loopback), credentials from the AWS environment.
 //!
 //! The snapshot is only usable with the cluster's unseal keys (Shamir) or its recovery keys
@@ -61,15 +61,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .map_err(|_| "set STOA_AGE_RECIPIENT (age1...): Vault backups are always encrypted")?;
     let bucket = std::env::var("STOA_S3_BUCKET")
         .map_err(|_| "set STOA_S3_BUCKET to the bucket to back up into")?;
-    let prefix = std::env::var("STOA_S3_PREFIX").unwrap_or_default();
-
     // Region, endpoint and credentials: the standard AWS environment.
-    let mut builder = S3Sink::from_env(&bucket)
-        .prefix(&prefix)
+    let builder = S3Sink::from_env(&bucket)
+        .prefix(std::env::var("STOA_S3_PREFIX").unwrap_or_default())
         .allow_loopback_http(true);
-    if let Ok(endpoint) = std::env::var("STOA_S3_ENDPOINT") {
-        builder = builder.endpoint(&endpoint);
-    }
     let sink = builder.build()?;
 
     let pipeline = Pipeline::builder()

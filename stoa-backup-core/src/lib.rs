@@ -46,6 +46,6 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 pub use catalog::{format_runs_table, Catalog, RunFilter};
 pub use pipeline::{Pipeline, PipelineBuilder, RunReport};
 pub use process::CommandSpec;
-pub use restore::restore_artifact;
+pub use restore::{open_artifact, restore_artifact};
 pub use sources::{CommandSource, FileRestorer, FileSource};
 pub use verify::{ChecksumVerifier, Verifier, VerifyContext};

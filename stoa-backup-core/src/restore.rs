@@ -87,6 +87,29 @@ macro_rules! forward_restorer {
 
 forward_restorer!(Arc, Box);
 
+/// Opens an artifact's plaintext as it was before the pipeline's codecs: decrypted with
+/// `keyring`, decompressed, and checked against the recorded digest and size as it is read
+/// (a mismatch ends the stream with an integrity error). For restorers that need the
+/// content of several artifacts before they act (e.g. CRDs before the objects).
+pub async fn open_artifact(
+    sink: &dyn crate::sink::Sink,
+    artifact: &ArtifactRecord,
+    keyring: &crate::codec::Keyring,
+) -> Result<ByteStream> {
+    crate::verify::VerifyContext {
+        sink,
+        artifact,
+        keyring,
+    }
+    .open_plain()
+    .await
+    .map_err(|e| {
+        e.or_component(artifact.component.clone())
+            .or_operation("restore")
+            .or_artifact(artifact.key.to_string())
+    })
+}
+
 /// Restores one stored artifact: reads it from `sink`, checks it against the manifest's
 /// stored SHA-256 and size, inverts the recorded codec chain with `keyring`, and hands the
 /// plain bytes to `restorer`. Corrupt or truncated artifacts fail with an integrity error.
@@ -110,18 +133,7 @@ pub async fn restore_artifact(
         .with_operation("restore")
         .with_artifact(artifact.key.to_string()));
     }
-    let plain = crate::verify::VerifyContext {
-        sink,
-        artifact,
-        keyring,
-    }
-    .open_plain()
-    .await
-    .map_err(|e| {
-        e.or_component(artifact.component.clone())
-            .or_operation("restore")
-            .or_artifact(artifact.key.to_string())
-    })?;
+    let plain = open_artifact(sink, artifact, keyring).await?;
     let span =
         tracing::info_span!("restore", component = %artifact.component, artifact = %artifact.key);
     tracing::Instrument::instrument(restorer.restore(artifact, plain, options), span)

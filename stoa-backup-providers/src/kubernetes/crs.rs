@@ -45,72 +45,63 @@ pub(crate) fn crd_resource() -> ApiResource {
 /// [`CustomResourcesSourceBuilder::build`] before anything connects.
 #[derive(Debug, Clone)]
 pub struct CustomResourcesSourceBuilder {
-    client: KubeClient,
-    component: String,
-    groups: Vec<String>,
+    // The source being configured: `build` validates it and hands it over as it is.
+    source: CustomResourcesSource,
     groups_set: bool,
-    kinds: Vec<String>,
-    namespaces: Vec<String>,
-    label_selector: Option<String>,
-    page_size: u32,
-    layout: Layout,
-    include_crds: bool,
-    secrets: bool,
-    strip: StripRules,
 }
 
 impl CustomResourcesSourceBuilder {
     /// The component name (default `crds`).
     pub fn component(mut self, component: impl Into<String>) -> Self {
-        self.component = component.into();
+        self.source.component = component.into();
         self
     }
 
     /// Backs up this API group; the first call replaces the default `gostoa.dev`.
     pub fn group(mut self, group: impl Into<String>) -> Self {
         if !self.groups_set {
-            self.groups.clear();
+            self.source.groups.clear();
             self.groups_set = true;
         }
-        self.groups.push(group.into());
+        self.source.groups.push(group.into());
         self
     }
 
     /// Only these kinds (`Tool`, or the plural `tools`); default: every kind of the groups.
     pub fn kinds<I: IntoIterator<Item = S>, S: Into<String>>(mut self, kinds: I) -> Self {
-        self.kinds = kinds.into_iter().map(Into::into).collect();
+        self.source.kinds = kinds.into_iter().map(Into::into).collect();
         self
     }
 
     /// Only objects in these namespaces (default: all namespaces). Cluster-scoped kinds are
     /// not affected.
     pub fn namespaces<I: IntoIterator<Item = S>, S: Into<String>>(mut self, namespaces: I) -> Self {
-        self.namespaces = namespaces.into_iter().map(Into::into).collect();
+        self.source.namespaces = namespaces.into_iter().map(Into::into).collect();
         self
     }
 
     /// Only objects matching this label selector (`app.kubernetes.io/part-of=stoa`).
     pub fn label_selector(mut self, selector: impl Into<String>) -> Self {
-        self.label_selector = Some(selector.into());
+        self.source.label_selector = Some(selector.into());
         self
     }
 
     /// Objects per list request (default 500; kube never follows `continue` by itself,
     /// the source does).
     pub fn page_size(mut self, n: u32) -> Self {
-        self.page_size = n;
+        self.source.page_size = n;
         self
     }
 
     /// How objects are laid out in artifacts (default [`Layout::PerKind`]).
     pub fn layout(mut self, layout: Layout) -> Self {
-        self.layout = layout;
+        self.source.layout = layout;
         self
     }
 
     /// Whether the CustomResourceDefinitions of the groups are backed up too (default on).
     pub fn include_crds(mut self, yes: bool) -> Self {
-        self.include_crds = yes;
+        self.source.include_crds = yes;
         self
     }
 
@@ -121,59 +112,47 @@ impl CustomResourcesSourceBuilder {
     /// object's namespace unless the reference names one. Missing Secrets are listed in
     /// the artifact's `missing_secrets` fact, not fatal.
     pub fn referenced_secrets(mut self, yes: bool) -> Self {
-        self.secrets = yes;
+        self.source.secrets = yes;
         self
     }
 
     /// Which annotations, labels and finalizers are dropped (default
     /// [`StripRules::default`]: last-applied and kopf marks).
     pub fn strip(mut self, rules: StripRules) -> Self {
-        self.strip = rules;
+        self.source.strip = rules;
         self
     }
 
     /// Checks the configuration and builds the source.
     pub fn build(self) -> Result<CustomResourcesSource> {
-        let cfg_err = |m: String| Error::config(m).with_component(self.component.clone());
-        if self.component.is_empty() || self.component.contains('/') {
+        let cfg_err = |m: String| Error::config(m).with_component(self.source.component.clone());
+        if self.source.component.is_empty() || self.source.component.contains('/') {
             return Err(Error::config(format!(
                 "invalid component name {:?}",
-                self.component
+                self.source.component
             )));
         }
-        if self.groups.is_empty() {
+        if self.source.groups.is_empty() {
             return Err(
                 cfg_err("no API group configured".into()).with_hint("call .group(\"gostoa.dev\")")
             );
         }
-        for g in &self.groups {
+        for g in &self.source.groups {
             if g.is_empty() || !g.contains('.') || !is_dns_name(g) {
                 return Err(cfg_err(format!(
                     "invalid API group {g:?}: expected a DNS name like gostoa.dev"
                 )));
             }
         }
-        for ns in &self.namespaces {
+        for ns in &self.source.namespaces {
             if !is_dns_label(ns) {
                 return Err(cfg_err(format!("invalid namespace name {ns:?}")));
             }
         }
-        if self.page_size == 0 {
+        if self.source.page_size == 0 {
             return Err(cfg_err("page size must be at least 1".into()));
         }
-        Ok(CustomResourcesSource {
-            client: self.client,
-            component: self.component,
-            groups: self.groups,
-            kinds: self.kinds,
-            namespaces: self.namespaces,
-            label_selector: self.label_selector,
-            page_size: self.page_size,
-            layout: self.layout,
-            include_crds: self.include_crds,
-            secrets: self.secrets,
-            strip: self.strip,
-        })
+        Ok(self.source)
     }
 }
 
@@ -226,18 +205,20 @@ impl CustomResourcesSource {
     /// all namespaces, pages of 500, one artifact per kind, CRDs included.
     pub fn builder(client: Client) -> CustomResourcesSourceBuilder {
         CustomResourcesSourceBuilder {
-            client: KubeClient(client),
-            component: "crds".into(),
-            groups: vec!["gostoa.dev".into()],
+            source: CustomResourcesSource {
+                client: KubeClient(client),
+                component: "crds".into(),
+                groups: vec!["gostoa.dev".into()],
+                kinds: Vec::new(),
+                namespaces: Vec::new(),
+                label_selector: None,
+                page_size: 500,
+                layout: Layout::PerKind,
+                include_crds: true,
+                secrets: false,
+                strip: StripRules::default(),
+            },
             groups_set: false,
-            kinds: Vec::new(),
-            namespaces: Vec::new(),
-            label_selector: None,
-            page_size: 500,
-            layout: Layout::PerKind,
-            include_crds: true,
-            secrets: false,
-            strip: StripRules::default(),
         }
     }
 

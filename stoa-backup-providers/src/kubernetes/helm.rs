@@ -2,6 +2,7 @@
 //! deployed revision; restore writes the values file and the `helm upgrade --install`
 //! command that re-creates the release.
 
+use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
@@ -21,6 +22,34 @@ use stoa_backup_core::stream::{self, ByteStream};
 
 use super::facts::HelmValuesFacts;
 use super::{kube_error, parse_yaml_documents, to_yaml, KubeClient, YAML_CONTENT_TYPE};
+
+type Labels = Option<BTreeMap<String, String>>;
+
+/// A kind Helm stores releases in (its `driver`): labels `name`, `version`, `status` and
+/// the encoded release under the data key `release`.
+trait ReleaseStorage:
+    kube::Resource<Scope = kube::core::NamespaceResourceScope, DynamicType = ()>
+    + Clone
+    + serde::de::DeserializeOwned
+    + std::fmt::Debug
+{
+    fn into_release(self) -> (Labels, Vec<u8>);
+}
+
+impl ReleaseStorage for Secret {
+    fn into_release(self) -> (Labels, Vec<u8>) {
+        let data = self.data.and_then(|mut d| d.remove("release"));
+        (self.metadata.labels, data.map(|b| b.0).unwrap_or_default())
+    }
+}
+
+impl ReleaseStorage for ConfigMap {
+    fn into_release(self) -> (Labels, Vec<u8>) {
+        let data = self.data.and_then(|mut d| d.remove("release"));
+        let data = data.map(String::into_bytes).unwrap_or_default();
+        (self.metadata.labels, data)
+    }
+}
 
 /// Where Helm keeps releases (recorded as the `driver` fact: `secret`, `configmap`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
@@ -202,6 +231,18 @@ impl HelmValuesSource {
         }
     }
 
+    /// The storage objects of one driver: their labels and encoded release.
+    async fn list_storage<K: ReleaseStorage>(
+        &self,
+        namespace: &str,
+        lp: &ListParams,
+        what: &str,
+    ) -> Result<Vec<(Labels, Vec<u8>)>> {
+        let api: Api<K> = Api::namespaced(self.client.0.clone(), namespace);
+        let list = api.list(lp).await.map_err(|e| kube_error(e, what))?;
+        Ok(list.items.into_iter().map(K::into_release).collect())
+    }
+
     /// Release storage objects of a namespace: (release, revision, status label, data).
     async fn stored(
         &self,
@@ -217,54 +258,27 @@ impl HelmValuesSource {
             Some(r) => format!("list the revisions of Helm release {namespace}/{r}"),
             None => format!("list the Helm releases of namespace {namespace}"),
         };
-        let mut out = Vec::new();
-        let label = |labels: &Option<std::collections::BTreeMap<String, String>>, k: &str| {
-            labels
-                .as_ref()
-                .and_then(|l| l.get(k))
-                .cloned()
-                .unwrap_or_default()
-        };
-        match self.driver {
-            HelmDriver::Secret => {
-                let api: Api<Secret> = Api::namespaced(self.client.0.clone(), namespace);
-                let list = api.list(&lp).await.map_err(|e| kube_error(e, &what))?;
-                for s in list.items {
-                    let labels = &s.metadata.labels;
-                    let data = s
-                        .data
-                        .as_ref()
-                        .and_then(|d| d.get("release"))
-                        .map(|b| b.0.clone())
-                        .unwrap_or_default();
-                    out.push((
-                        label(labels, "name"),
-                        label(labels, "version").parse().unwrap_or(0),
-                        label(labels, "status"),
-                        data,
-                    ));
-                }
-            }
+        let stored = match self.driver {
+            HelmDriver::Secret => self.list_storage::<Secret>(namespace, &lp, &what).await?,
             HelmDriver::ConfigMap => {
-                let api: Api<ConfigMap> = Api::namespaced(self.client.0.clone(), namespace);
-                let list = api.list(&lp).await.map_err(|e| kube_error(e, &what))?;
-                for c in list.items {
-                    let labels = &c.metadata.labels;
-                    let data = c
-                        .data
-                        .as_ref()
-                        .and_then(|d| d.get("release"))
-                        .map(|s| s.as_bytes().to_vec())
-                        .unwrap_or_default();
-                    out.push((
-                        label(labels, "name"),
-                        label(labels, "version").parse().unwrap_or(0),
-                        label(labels, "status"),
-                        data,
-                    ));
-                }
+                self.list_storage::<ConfigMap>(namespace, &lp, &what)
+                    .await?
             }
-        }
+        };
+        let out = stored
+            .into_iter()
+            .map(|(labels, data)| {
+                let label = |k: &str| {
+                    labels
+                        .as_ref()
+                        .and_then(|l| l.get(k))
+                        .cloned()
+                        .unwrap_or_default()
+                };
+                let revision = label("version").parse().unwrap_or(0);
+                (label("name"), revision, label("status"), data)
+            })
+            .collect();
         Ok(out)
     }
 

@@ -13,7 +13,7 @@ use stoa_backup_core::codec::Keyring;
 use stoa_backup_core::error::{Error, ErrorKind, Result};
 use stoa_backup_core::manifest::{ArtifactRecord, Manifest};
 use stoa_backup_core::restore::{
-    restore_artifact, ExistingDataPolicy, RestoreOptions, RestoreReport, Restorer,
+    open_artifact, ExistingDataPolicy, RestoreOptions, RestoreReport, Restorer,
 };
 use stoa_backup_core::sink::Sink;
 use stoa_backup_core::stream::{self, ByteStream};
@@ -49,84 +49,68 @@ pub enum ConflictPolicy {
 /// Builds a [`CustomResourcesRestorer`].
 #[derive(Debug, Clone)]
 pub struct CustomResourcesRestorerBuilder {
-    client: KubeClient,
-    component: String,
-    field_manager: String,
-    conflicts: ConflictPolicy,
-    order: Vec<String>,
-    establish_timeout: Duration,
-    poll_interval: Duration,
-    strip: StripRules,
+    // The restorer being configured: `build` validates it and hands it over as it is.
+    restorer: CustomResourcesRestorer,
 }
 
 impl CustomResourcesRestorerBuilder {
     /// The component restored (default `crds`, as [`super::CustomResourcesSource`]).
     pub fn component(mut self, component: impl Into<String>) -> Self {
-        self.component = component.into();
+        self.restorer.component = component.into();
         self
     }
 
     /// The server-side apply field manager (default `stoa-backup`, at most 128 characters).
     pub fn field_manager(mut self, manager: impl Into<String>) -> Self {
-        self.field_manager = manager.into();
+        self.restorer.field_manager = manager.into();
         self
     }
 
     /// What to do on field-manager conflicts (default [`ConflictPolicy::Fail`]).
     pub fn conflicts(mut self, policy: ConflictPolicy) -> Self {
-        self.conflicts = policy;
+        self.restorer.conflicts = policy;
         self
     }
 
     /// The order kinds are restored in; kinds not listed follow, alphabetically. Default
     /// [`DEFAULT_ORDER`].
     pub fn order<I: IntoIterator<Item = S>, S: Into<String>>(mut self, kinds: I) -> Self {
-        self.order = kinds.into_iter().map(Into::into).collect();
+        self.restorer.order = kinds.into_iter().map(Into::into).collect();
         self
     }
 
     /// How long to wait for each CRD to become Established (default 60 s).
     pub fn establish_timeout(mut self, timeout: Duration) -> Self {
-        self.establish_timeout = timeout;
+        self.restorer.establish_timeout = timeout;
         self
     }
 
     /// How often CRDs are polled while waiting (default 250 ms).
     pub fn poll_interval(mut self, interval: Duration) -> Self {
-        self.poll_interval = interval;
+        self.restorer.poll_interval = interval;
         self
     }
 
     /// Strip rules applied to objects before they are applied (default
     /// [`StripRules::default`]), in case the backup was made with other rules.
     pub fn strip(mut self, rules: StripRules) -> Self {
-        self.strip = rules;
+        self.restorer.strip = rules;
         self
     }
 
     /// Checks the configuration and builds the restorer.
     pub fn build(self) -> Result<CustomResourcesRestorer> {
-        if self.field_manager.is_empty() || self.field_manager.len() > 128 {
+        if self.restorer.field_manager.is_empty() || self.restorer.field_manager.len() > 128 {
             return Err(
                 Error::config("the field manager must be 1 to 128 characters long")
-                    .with_component(self.component.clone()),
+                    .with_component(self.restorer.component.clone()),
             );
         }
-        if self.poll_interval.is_zero() {
-            return Err(
-                Error::config("the poll interval must be positive").with_component(self.component)
-            );
+        if self.restorer.poll_interval.is_zero() {
+            return Err(Error::config("the poll interval must be positive")
+                .with_component(self.restorer.component.clone()));
         }
-        Ok(CustomResourcesRestorer {
-            client: self.client,
-            component: self.component,
-            field_manager: self.field_manager,
-            conflicts: self.conflicts,
-            order: self.order,
-            establish_timeout: self.establish_timeout,
-            poll_interval: self.poll_interval,
-            strip: self.strip,
-        })
+        Ok(self.restorer)
     }
 }
 
@@ -192,14 +176,16 @@ impl CustomResourcesRestorer {
     /// STOA's order, 60 s to become Established.
     pub fn builder(client: Client) -> CustomResourcesRestorerBuilder {
         CustomResourcesRestorerBuilder {
-            client: KubeClient(client),
-            component: "crds".into(),
-            field_manager: DEFAULT_FIELD_MANAGER.into(),
-            conflicts: ConflictPolicy::Fail,
-            order: DEFAULT_ORDER.iter().map(|s| s.to_string()).collect(),
-            establish_timeout: Duration::from_secs(60),
-            poll_interval: Duration::from_millis(250),
-            strip: StripRules::default(),
+            restorer: CustomResourcesRestorer {
+                client: KubeClient(client),
+                component: "crds".into(),
+                field_manager: DEFAULT_FIELD_MANAGER.into(),
+                conflicts: ConflictPolicy::Fail,
+                order: DEFAULT_ORDER.iter().map(|s| s.to_string()).collect(),
+                establish_timeout: Duration::from_secs(60),
+                poll_interval: Duration::from_millis(250),
+                strip: StripRules::default(),
+            },
         }
     }
 
@@ -251,17 +237,16 @@ impl CustomResourcesRestorer {
             .with_component(self.component.clone())
             .with_operation("restore"));
         }
-        let collector = Collector {
-            component: self.component.clone(),
-            docs: std::sync::Mutex::new(Vec::new()),
-        };
+        // Every artifact is read and checked before the first object is applied.
+        let mut docs = Vec::new();
         for a in ordered {
-            restore_artifact(sink, a, keyring, &collector, options).await?;
+            let plain = open_artifact(sink, a, keyring).await?;
+            docs.extend(read_documents(plain, a.sensitive).await.map_err(|e| {
+                e.or_component(self.component.clone())
+                    .or_operation("restore")
+                    .or_artifact(a.key.to_string())
+            })?);
         }
-        let docs = collector
-            .docs
-            .into_inner()
-            .unwrap_or_else(|p| p.into_inner());
         self.restore_documents(docs, options).await
     }
 
@@ -734,37 +719,6 @@ fn truncate(s: &str, n: usize) -> String {
         end -= 1;
     }
     format!("{}…", &s[..end])
-}
-
-/// Reads artifacts (checked and decoded by `restore_artifact`) into documents.
-#[derive(Debug)]
-struct Collector {
-    component: String,
-    docs: std::sync::Mutex<Vec<Value>>,
-}
-
-#[async_trait]
-impl Restorer for Collector {
-    fn component(&self) -> &str {
-        &self.component
-    }
-
-    async fn restore(
-        &self,
-        artifact: &ArtifactRecord,
-        plain: ByteStream,
-        options: &RestoreOptions,
-    ) -> Result<RestoreReport> {
-        let docs = read_documents(plain, artifact.sensitive).await?;
-        self.docs
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .extend(docs);
-        Ok(RestoreReport {
-            dry_run: options.dry_run,
-            ..Default::default()
-        })
-    }
 }
 
 /// Parses an artifact's YAML. For sensitive artifacts (Secrets) parse errors say no more
