@@ -11,6 +11,7 @@ use stoa_backup_storage::git::GitSink;
 use stoa_backup_test_support::conformance::run_sink_conformance_with_prefix;
 
 mod concurrent;
+mod worktree;
 
 fn key(k: &str) -> ObjectKey {
     ObjectKey::new(k).unwrap()
