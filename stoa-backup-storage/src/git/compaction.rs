@@ -8,7 +8,7 @@ use chrono::Utc;
 use git2::Oid;
 use stoa_backup_core::error::{Error, ErrorKind, Result};
 
-use super::remote::PushFailure;
+use super::push::{PushFailure, RefUpdate};
 use super::tree::commit_time;
 use super::{git_error, GitSink, Shared, State};
 
@@ -109,9 +109,7 @@ impl Shared {
         }
 
         // Re-point run records whose content commit was rewritten.
-        let mut specs = vec![format!("+{new_tip}:{}", cfg.branch_ref())];
-        let mut lease: HashMap<String, Option<Oid>> = HashMap::new();
-        lease.insert(cfg.branch_ref(), Some(tip));
+        let mut updates = vec![RefUpdate::set(cfg.branch_ref(), Some(tip), new_tip)];
         let mut new_refs = vec![(cfg.branch_ref(), new_tip)];
         let refs: Vec<(String, Oid)> = repo
             .references_glob(&cfg.runs_glob())
@@ -149,8 +147,7 @@ impl Shared {
                     &[&parent],
                 )
                 .map_err(|e| git_error(e, "compact history", "cannot re-create a run record"))?;
-            specs.push(format!("+{new_record}:{name}"));
-            lease.insert(name.clone(), Some(record));
+            updates.push(RefUpdate::set(&name, Some(record), new_record));
             new_refs.push((name, new_record));
         }
         let report = CompactionReport {
@@ -160,7 +157,7 @@ impl Shared {
             new_root: Some(root.to_string()),
         };
         drop((tree, chain));
-        match self.push(repo, &specs, Some(&lease)) {
+        match self.push(repo, &updates) {
             Ok(()) => {}
             Err(PushFailure::Rejected(why)) => {
                 return Err(Error::new(

@@ -4,11 +4,13 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use git2::{ErrorCode, Repository, RepositoryInitOptions, Signature};
 use stoa_backup_core::error::{Error, Result};
 use stoa_backup_core::key::{validate_prefix, ObjectKey};
 use stoa_backup_core::manifest::RunId;
+use stoa_backup_core::retry::{Jitter, RetryPolicy};
 
 use super::credentials::RemoteUrl;
 use super::{
@@ -29,8 +31,19 @@ pub struct GitSinkBuilder {
     author_email: String,
     credentials: GitCredentials,
     ref_namespace: Option<String>,
-    push_attempts: u32,
+    push_retry: RetryPolicy,
     checkout: bool,
+}
+
+/// The default [`GitSinkBuilder::push_retry`]: 5 attempts, 100 ms doubling up to 5 s,
+/// equal jitter.
+fn default_push_retry() -> RetryPolicy {
+    RetryPolicy {
+        attempts: 5,
+        base_delay: Duration::from_millis(100),
+        max_delay: Duration::from_secs(5),
+        jitter: Jitter::Equal,
+    }
 }
 
 impl GitSinkBuilder {
@@ -50,7 +63,7 @@ impl GitSinkBuilder {
             author_email: "stoa-backup@localhost".to_string(),
             credentials: GitCredentials::None,
             ref_namespace: None,
-            push_attempts: 5,
+            push_retry: default_push_retry(),
             checkout: true,
         }
     }
@@ -88,10 +101,19 @@ impl GitSinkBuilder {
         self
     }
 
-    /// How many times a push rejected by a concurrent writer is re-based and retried
-    /// (default 5).
+    /// How many times in all a commit is pushed when concurrent writers keep moving the
+    /// branch: after each rejection it is replayed on the remote's branch and pushed again
+    /// (default 5; sets the attempts of [`push_retry`](Self::push_retry)).
     pub fn push_attempts(mut self, attempts: u32) -> Self {
-        self.push_attempts = attempts;
+        self.push_retry.attempts = attempts;
+        self
+    }
+
+    /// The whole retry policy of pushes rejected by a concurrent writer: attempts, and the
+    /// back-off with jitter between them, so that writers that collided do not collide
+    /// again (default: 5 attempts, 100 ms doubling up to 5 s, [`Jitter::Equal`]).
+    pub fn push_retry(mut self, policy: RetryPolicy) -> Self {
+        self.push_retry = policy;
         self
     }
 
@@ -168,7 +190,7 @@ impl GitSinkBuilder {
                 "set .author(name, email)",
             ));
         }
-        if self.push_attempts == 0 {
+        if self.push_retry.attempts == 0 {
             return Err(cfg_err(
                 "push_attempts must be at least 1".into(),
                 "set .push_attempts(n) with n >= 1",
@@ -183,7 +205,7 @@ impl GitSinkBuilder {
             author_email: self.author_email.clone(),
             credentials: self.credentials.clone(),
             namespace,
-            push_attempts: self.push_attempts,
+            push_retry: self.push_retry,
             checkout: self.checkout,
         })
     }
@@ -200,7 +222,7 @@ pub(super) struct GitSinkConfig {
     author_email: String,
     pub(super) credentials: GitCredentials,
     pub(super) namespace: String,
-    pub(super) push_attempts: u32,
+    pub(super) push_retry: RetryPolicy,
     pub(super) checkout: bool,
 }
 
@@ -219,6 +241,8 @@ impl GitSink {
                     records: HashMap::new(),
                 }),
                 queue: Mutex::new(PlainQueue::default()),
+                #[cfg(test)]
+                race_hook: Mutex::new(None),
             }),
         };
         sink.with_state("open", |sh, st| sh.sync(st)).await?;

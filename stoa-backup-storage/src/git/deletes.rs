@@ -1,12 +1,12 @@
 //! Deletes: Git keeps history, so deleting a recorded run forgets it (its run record goes)
 //! while its content stays in the branch's history.
 
-use git2::ErrorCode;
+use git2::{ErrorCode, Oid};
 use stoa_backup_core::error::{Error, ErrorKind, Result};
 use stoa_backup_core::key::ObjectKey;
 use stoa_backup_core::manifest::{RunId, MANIFEST_FILE, REPORT_FILE};
 
-use super::remote::PushFailure;
+use super::push::{PushFailure, RefUpdate};
 use super::tree::Change;
 use super::{classify, git_error, KeyKind, Shared, State};
 
@@ -47,7 +47,7 @@ impl Shared {
                         && !info.complete
                         && !info.keys.contains_key(&run.manifest_key()));
                 if forgets_run {
-                    return self.remove_record(st, &run);
+                    return self.remove_record(st, &run, record);
                 }
                 let changes = [Change::Remove(self.cfg.run_file_path(&file))];
                 self.update_record(st, &run, record, &changes, &format!("delete {file}"))
@@ -55,9 +55,10 @@ impl Shared {
         }
     }
 
-    fn remove_record(&self, st: &mut State, run: &RunId) -> Result<()> {
+    /// Deletes the run record ref on the remote if it still is at `record`, then locally.
+    fn remove_record(&self, st: &mut State, run: &RunId, record: Oid) -> Result<()> {
         let refname = self.cfg.run_ref(run);
-        match self.push(&st.repo, &[format!(":{refname}")], None) {
+        match self.push(&st.repo, &[RefUpdate::delete(&refname, Some(record))]) {
             Ok(()) => {}
             Err(PushFailure::Rejected(why)) => {
                 return Err(Error::new(

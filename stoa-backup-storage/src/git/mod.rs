@@ -70,10 +70,18 @@
 //! # Concurrent writers
 //!
 //! Operations on the repository are serialized in-process. Another writer (another clone,
-//! another cluster) may push to the same branch: a push rejected as non-fast-forward is
-//! followed by a fetch, the run's change is re-applied on top of the remote branch (a
-//! rebase of our one commit: the other writer's commits stay) and the push retried, a
-//! bounded number of times. Never forced.
+//! another cluster) may push to the same branch. Every push is a compare-and-swap: the
+//! branch (or a run record) is moved only if the remote ref is still at the commit the
+//! change was built on, for every transport — on a local path or `file://` remote the sink
+//! sends the objects itself and moves the refs in a locked ref transaction on the remote
+//! repository (libgit2's local transport would not compare under a lock); on a network
+//! remote the push carries a lease, which the server checks under its lock, and the remote
+//! refs are listed again afterwards to confirm the update holds. When the branch moved
+//! (including when another writer created it first on an empty remote), the sink waits as
+//! [`GitSinkBuilder::push_retry`] says (with jitter), fetches, replays the run's change on
+//! top of the remote branch (a rebase of our one commit: the other writer's commits stay)
+//! and pushes again, a bounded number of times. Never forced. A run is recorded — and
+//! reported as committed — only once its content commit is on the remote branch.
 //!
 //! # Credentials
 //!
@@ -89,9 +97,10 @@
 //!   object storage.
 //! - Objects that are not part of a run (any key outside `runs/<id>/…`) are committed on
 //!   `put` and `delete`; concurrent changes are grouped into one commit and one push.
-//! - With a local path or `file://` remote, libgit2 updates the remote's refs itself: the
-//!   checks against concurrent writers (fast-forward, lease) are made against the refs it
-//!   reads just before the update, not atomically by a server as `git receive-pack` does.
+//! - A local path or `file://` remote must be a bare repository the sink may write (it
+//!   writes packs and ref lock files there, as `git receive-pack` would).
+//! - Each commit is one push (and, on network remotes, one more listing of the remote's
+//!   refs): many small writes are slow; runs group their artifacts into one commit.
 //!
 //! # The working clone
 //!
@@ -150,6 +159,7 @@ mod config;
 mod credentials;
 mod deletes;
 mod env;
+mod push;
 mod reads;
 mod records;
 mod remote;
@@ -183,6 +193,9 @@ struct Shared {
     /// Changes to plain keys waiting to be committed (group commit: whoever holds the
     /// repository commits every queued change in one commit and push).
     queue: Mutex<PlainQueue>,
+    /// Tests: runs at the points of a push where another writer's update could be lost.
+    #[cfg(test)]
+    race_hook: Mutex<Option<push::RaceHook>>,
 }
 
 #[derive(Default)]

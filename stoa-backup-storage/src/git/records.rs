@@ -15,7 +15,7 @@ use stoa_backup_core::key::ObjectKey;
 use stoa_backup_core::manifest::{Manifest, RunId, MANIFEST_FILE, REPORT_FILE, RUNS_PREFIX};
 use stoa_backup_core::stream::ByteStream;
 
-use super::remote::PushFailure;
+use super::push::{PushFailure, RefUpdate};
 use super::tree::{apply_changes, empty_tree, Change};
 use super::{
     blocking, git_error, GitSink, KeyKind, PendingRun, Queued, Shared, Staged, State, COMPONENT,
@@ -169,11 +169,18 @@ impl GitSink {
 }
 
 impl Shared {
-    /// Creates or moves a run record ref (a fast-forward on the remote: new record commits
-    /// descend from the previous one, or the ref is new).
-    fn push_record(&self, st: &mut State, run: &RunId, record: Oid) -> Result<()> {
+    /// Creates the run record ref (`previous` is `None`) or moves it from `previous` to
+    /// `record` (a fast-forward: new record commits descend from the previous one), as a
+    /// compare-and-swap on the remote.
+    fn push_record(
+        &self,
+        st: &mut State,
+        run: &RunId,
+        previous: Option<Oid>,
+        record: Oid,
+    ) -> Result<()> {
         let refname = self.cfg.run_ref(run);
-        match self.push(&st.repo, &[format!("{record}:{refname}")], None) {
+        match self.push(&st.repo, &[RefUpdate::set(&refname, previous, record)]) {
             Ok(()) => {}
             Err(PushFailure::Rejected(why)) => {
                 return Err(Error::new(
@@ -397,7 +404,7 @@ impl Shared {
             .commit(None, &sig, &sig, &message, &record_tree, &parents)
             .map_err(|e| git_error(e, "record run", "cannot create the run record commit"))?;
         drop((record_tree, content_tree, base_tree, base_commit));
-        self.push_record(st, run, record)?;
+        self.push_record(st, run, None, record)?;
         st.pending.remove(run);
         Ok(())
     }
@@ -431,6 +438,6 @@ impl Shared {
             .commit(None, &sig, &sig, &message, &tree, &[&old])
             .map_err(|e| git_error(e, "update run record", "cannot create the commit"))?;
         drop((tree, old_tree, old));
-        self.push_record(st, run, commit)
+        self.push_record(st, run, Some(record), commit)
     }
 }

@@ -1,27 +1,16 @@
-//! Talking to the remote: fetching, pushing (fast-forward or with a lease), and moving the
-//! branch with a commit that is re-applied when a concurrent writer got there first.
-
-use std::cell::RefCell;
-use std::collections::HashMap;
-use std::time::Duration;
+//! Talking to the remote: fetching, and moving the branch with a commit that is replayed
+//! on the remote's branch when a concurrent writer got there first (pushes themselves are
+//! compare-and-swaps: see [`push`](super::push)).
 
 use git2::build::CheckoutBuilder;
 use git2::{
-    AutotagOption, Commit, Direction, ErrorCode, FetchOptions, FetchPrune, Oid, PushOptions,
-    Repository,
+    AutotagOption, Commit, Direction, ErrorCode, FetchOptions, FetchPrune, Oid, Repository,
 };
 use stoa_backup_core::error::{Error, ErrorKind, Result};
 
+use super::push::{local_remote_path, open_local_remote, PushFailure, RefUpdate};
 use super::tree::{apply_changes, change_summary, is_empty_tree, Change};
 use super::{git_error, Shared, State, REMOTE};
-
-/// Why a push did not happen.
-pub(super) enum PushFailure {
-    /// Rejected because the remote moved (non-fast-forward, stale lease): fetch and retry.
-    Rejected(String),
-    /// Anything else.
-    Failed(Error),
-}
 
 impl Shared {
     /// Fetches the branch and the run records (pruning records deleted on the remote) and
@@ -55,6 +44,10 @@ impl Shared {
     }
 
     pub(super) fn check_push_access(&self, repo: &Repository) -> Result<()> {
+        if let Some(path) = local_remote_path(self.cfg.remote.as_str()) {
+            // Pushes write into it directly (see `push`): it must be a bare repository.
+            open_local_remote(&path, "preflight")?;
+        }
         let mut remote = repo
             .find_remote(REMOTE)
             .map_err(|e| git_error(e, "preflight", "the working clone has no remote"))?;
@@ -65,92 +58,6 @@ impl Shared {
                     .or_hint("check the credentials: they must allow pushing")
             })?;
         drop(conn);
-        Ok(())
-    }
-
-    /// Pushes `specs`; with `lease`, aborts unless each destination ref on the remote is
-    /// still at the given commit (`None`: must not exist).
-    pub(super) fn push(
-        &self,
-        repo: &Repository,
-        specs: &[String],
-        lease: Option<&HashMap<String, Option<Oid>>>,
-    ) -> std::result::Result<(), PushFailure> {
-        let mut remote = repo.find_remote(REMOTE).map_err(|e| {
-            PushFailure::Failed(git_error(e, "push", "the working clone has no remote"))
-        })?;
-        let statuses: RefCell<Vec<(String, String)>> = RefCell::new(Vec::new());
-        let stale: RefCell<Vec<String>> = RefCell::new(Vec::new());
-        {
-            let mut cb = self.cfg.callbacks();
-            cb.push_update_reference(|refname, status| {
-                if let Some(msg) = status {
-                    statuses
-                        .borrow_mut()
-                        .push((refname.to_string(), msg.to_string()));
-                }
-                Ok(())
-            });
-            if let Some(lease) = lease {
-                cb.push_negotiation(|updates| {
-                    for u in updates {
-                        let Ok(dst) = u.dst_refname() else { continue };
-                        if let Some(expected) = lease.get(dst) {
-                            let actual = (!u.src().is_zero()).then(|| u.src());
-                            if actual != *expected {
-                                stale.borrow_mut().push(dst.to_string());
-                            }
-                        }
-                    }
-                    if stale.borrow().is_empty() {
-                        Ok(())
-                    } else {
-                        Err(git2::Error::from_str(
-                            "the remote changed since it was fetched (lease is stale)",
-                        ))
-                    }
-                });
-            }
-            let mut po = PushOptions::new();
-            po.remote_callbacks(cb);
-            if let Err(e) = remote.push(specs, Some(&mut po)) {
-                if !stale.borrow().is_empty() {
-                    return Err(PushFailure::Rejected(format!(
-                        "stale lease on {}",
-                        stale.borrow().join(", ")
-                    )));
-                }
-                if e.code() == ErrorCode::NotFastForward {
-                    return Err(PushFailure::Rejected(e.message().to_string()));
-                }
-                return Err(PushFailure::Failed(
-                    git_error(e, "push", "cannot push to the remote").or_hint(
-                        "check the remote URL, the network and that the credentials allow pushing",
-                    ),
-                ));
-            }
-        }
-        let statuses = statuses.into_inner();
-        if let Some((r, msg)) = statuses.first() {
-            let lower = msg.to_ascii_lowercase();
-            if [
-                "non-fast-forward",
-                "fetch first",
-                "stale",
-                "rejected",
-                "failed to lock",
-            ]
-            .iter()
-            .any(|w| lower.contains(w))
-            {
-                return Err(PushFailure::Rejected(format!("{r}: {msg}")));
-            }
-            return Err(PushFailure::Failed(
-                Error::storage(format!("the remote refused to update {r}: {msg}"))
-                    .with_operation("push")
-                    .with_hint("check the remote's branch protection and hooks"),
-            ));
-        }
         Ok(())
     }
 
@@ -185,9 +92,12 @@ impl Shared {
         }
     }
 
-    /// Applies `changes` to the branch, commits (if the tree changed) and pushes, re-applying
-    /// on the remote's branch when a concurrent writer moved it. Returns the branch tip that
-    /// holds the change (`None`: the branch does not exist and nothing was to be written).
+    /// Applies `changes` to the branch, commits (if the tree changed) and pushes as a
+    /// compare-and-swap of the branch from the commit it was built on. When a concurrent
+    /// writer moved the branch, waits as the push retry policy says (with jitter, so that
+    /// writers do not collide again), fetches and replays the change on the remote's branch
+    /// (the other writer's commits stay). Returns the commit that holds the change (`None`:
+    /// the branch does not exist and nothing was to be written).
     pub(super) fn update_branch(
         &self,
         st: &mut State,
@@ -196,8 +106,14 @@ impl Shared {
         force_commit: bool,
     ) -> Result<Option<Oid>> {
         let cfg = &self.cfg;
+        let policy = cfg.push_retry;
+        let attempts = policy.max_attempts();
         let mut last_rejection = String::new();
-        for attempt in 1..=cfg.push_attempts {
+        for attempt in 1..=attempts {
+            if attempt > 1 {
+                std::thread::sleep(policy.delay(attempt - 1, None));
+                self.sync(st)?;
+            }
             let repo = &st.repo;
             let base = self.branch_tip(repo)?;
             let base_tree = match &base {
@@ -227,11 +143,10 @@ impl Shared {
             let commit = repo
                 .commit(None, &sig, &sig, &full_message, &tree, &parents)
                 .map_err(|e| git_error(e, "commit", "cannot create the commit"))?;
-            let pushed = self.push(repo, &[format!("{commit}:{}", cfg.branch_ref())], None);
+            let update = RefUpdate::set(cfg.branch_ref(), base.as_ref().map(|c| c.id()), commit);
             drop(parents);
             drop((tree, base_tree, base));
-            let repo = &st.repo;
-            match pushed {
+            match self.push(repo, &[update]) {
                 Ok(()) => {
                     repo.reference(&cfg.tracking_ref(), commit, true, "stoa-backup: pushed")
                         .map_err(|e| git_error(e, "commit", "cannot update the tracking ref"))?;
@@ -239,10 +154,13 @@ impl Shared {
                     return Ok(Some(commit));
                 }
                 Err(PushFailure::Rejected(why)) => {
-                    tracing::info!(attempt, reason = %cfg.scrub(&why), "push rejected: the remote branch moved; fetching and re-applying");
+                    tracing::info!(
+                        attempt,
+                        attempts,
+                        reason = %cfg.scrub(&why),
+                        "push rejected: the remote branch moved; fetching and replaying"
+                    );
                     last_rejection = why;
-                    self.sync(st)?;
-                    std::thread::sleep(Duration::from_millis(50 * u64::from(attempt)));
                 }
                 Err(PushFailure::Failed(e)) => return Err(e),
             }
@@ -250,78 +168,11 @@ impl Shared {
         Err(Error::new(
             ErrorKind::Unavailable,
             format!(
-                "the remote branch kept moving: push rejected {} times (last: {})",
-                cfg.push_attempts,
+                "the remote branch kept moving: push rejected {attempts} times (last: {})",
                 cfg.scrub(&last_rejection)
             ),
         )
         .with_operation("push")
         .with_hint("another writer pushes very often; retry later, or raise push_attempts"))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use std::path::Path;
-
-    use bytes::Bytes;
-    use stoa_backup_core::key::ObjectKey;
-    use stoa_backup_core::sink::Sink;
-
-    use super::*;
-    use crate::git::{blocking, GitSink};
-
-    #[tokio::test]
-    async fn force_with_lease_refuses_a_remote_that_moved() {
-        let dir = tempfile::tempdir().unwrap();
-        let remote = dir.path().join("r.git");
-        Repository::init_bare(&remote).unwrap();
-        let sink = GitSink::builder(remote.to_str().unwrap(), dir.path().join("w"))
-            .build()
-            .await
-            .unwrap();
-        let k = ObjectKey::new("a").unwrap();
-        for body in [&b"1"[..], &b"2"[..]] {
-            sink.put(
-                &k,
-                stoa_backup_core::stream::once(Bytes::copy_from_slice(body)),
-            )
-            .await
-            .unwrap();
-        }
-        let shared = sink.shared.clone();
-        blocking(move || {
-            let st = shared.state.lock().unwrap();
-            let tip = |r: &Path| {
-                Repository::open_bare(r)
-                    .unwrap()
-                    .refname_to_id("refs/heads/main")
-                    .unwrap()
-            };
-            let second = tip(&remote);
-            let first = st.repo.find_commit(second).unwrap().parent_id(0).unwrap();
-            // Rewind the branch to the first commit, believing the remote is still there.
-            let spec = vec![format!("+{first}:refs/heads/main")];
-            let mut lease = HashMap::new();
-            lease.insert("refs/heads/main".to_string(), Some(first));
-            assert!(matches!(
-                shared.push(&st.repo, &spec, Some(&lease)),
-                Err(PushFailure::Rejected(_))
-            ));
-            assert_eq!(tip(&remote), second, "a stale lease must push nothing");
-            // Without force and without a lease, a rewind is refused as non-fast-forward.
-            assert!(matches!(
-                shared.push(&st.repo, &[format!("{first}:refs/heads/main")], None),
-                Err(PushFailure::Rejected(_))
-            ));
-            assert_eq!(tip(&remote), second);
-            // With the right lease, it goes through.
-            lease.insert("refs/heads/main".to_string(), Some(second));
-            assert!(shared.push(&st.repo, &spec, Some(&lease)).is_ok());
-            assert_eq!(tip(&remote), first);
-            Ok(())
-        })
-        .await
-        .unwrap();
     }
 }

@@ -10,6 +10,9 @@ use stoa_backup_storage::git::git2::{self, Repository};
 use stoa_backup_storage::git::GitSink;
 use stoa_backup_test_support::conformance::run_sink_conformance_with_prefix;
 
+mod concurrent;
+mod worktree;
+
 fn key(k: &str) -> ObjectKey {
     ObjectKey::new(k).unwrap()
 }
@@ -19,6 +22,46 @@ fn bare_remote(dir: &Path) -> PathBuf {
     let path = dir.join("remote.git");
     Repository::init_bare(&path).unwrap();
     path
+}
+
+/// A complete run's manifest listing `artifacts` (component, name) under the run's keys.
+fn manifest(
+    run: &stoa_backup_core::manifest::RunId,
+    artifacts: &[(&str, &str)],
+) -> stoa_backup_core::manifest::Manifest {
+    use stoa_backup_core::manifest::{ArtifactRecord, Manifest, RunStatus};
+    let artifacts = artifacts
+        .iter()
+        .map(|(component, name)| ArtifactRecord {
+            component: component.to_string(),
+            provider: "test".into(),
+            name: name.to_string(),
+            key: key(&format!("runs/{run}/{component}/{name}")),
+            content_type: "application/yaml".into(),
+            plain_size: 1,
+            plain_sha256: String::new(),
+            stored_size: 1,
+            stored_sha256: String::new(),
+            codecs: Vec::new(),
+            sensitive: false,
+            facts: Default::default(),
+            duration_ms: 0,
+            verification: Vec::new(),
+        })
+        .collect();
+    Manifest {
+        format_version: stoa_backup_core::manifest::MANIFEST_FORMAT_VERSION,
+        run_id: run.clone(),
+        status: RunStatus::Complete,
+        started_at: chrono::Utc::now(),
+        finished_at: chrono::Utc::now(),
+        library_version: "test".into(),
+        host: "test".into(),
+        labels: Default::default(),
+        artifacts,
+        failures: Vec::new(),
+        pinned: false,
+    }
 }
 
 async fn open(remote: &str, workdir: PathBuf) -> GitSink {
@@ -185,39 +228,12 @@ async fn failed_and_dropped_puts_leave_no_temporary_files() {
 
 #[tokio::test]
 async fn a_manifest_naming_artifacts_never_put_is_refused() {
-    use stoa_backup_core::manifest::{ArtifactRecord, Manifest, RunId, RunStatus};
+    use stoa_backup_core::manifest::RunId;
     let dir = tempfile::tempdir().unwrap();
     let remote = bare_remote(dir.path());
     let sink = open(remote.to_str().unwrap(), dir.path().join("clone")).await;
     let run = RunId::generate(chrono::Utc::now());
-    let manifest = Manifest {
-        format_version: stoa_backup_core::manifest::MANIFEST_FORMAT_VERSION,
-        run_id: run.clone(),
-        status: RunStatus::Complete,
-        started_at: chrono::Utc::now(),
-        finished_at: chrono::Utc::now(),
-        library_version: "test".into(),
-        host: "test".into(),
-        labels: Default::default(),
-        artifacts: vec![ArtifactRecord {
-            component: "crds".into(),
-            provider: "test".into(),
-            name: "a.yaml".into(),
-            key: key(&format!("runs/{run}/crds/a.yaml")),
-            content_type: "application/yaml".into(),
-            plain_size: 1,
-            plain_sha256: String::new(),
-            stored_size: 1,
-            stored_sha256: String::new(),
-            codecs: Vec::new(),
-            sensitive: false,
-            facts: Default::default(),
-            duration_ms: 0,
-            verification: Vec::new(),
-        }],
-        failures: Vec::new(),
-        pinned: false,
-    };
+    let manifest = manifest(&run, &[("crds", "a.yaml")]);
     let err = sink
         .put_bytes(&run.manifest_key(), manifest.to_json().unwrap().into())
         .await
