@@ -15,7 +15,9 @@ use stoa_backup::core::{
     ByteStream, Catalog, Error, KeepCount, KeepRules, MemorySink, ObjectKey, Result, Sink, SinkExt,
 };
 
-/// Records deletions and can fail listings.
+/// Records deletions and can fail listings. Its listing dates every object of a run at the
+/// time in the run's id, as if the fabricated history had been written as it happened
+/// (the catalog ages unfinished runs by their write times, by the storage's clock).
 #[derive(Debug, Default)]
 struct RecordingSink {
     inner: MemorySink,
@@ -41,7 +43,12 @@ impl Sink for RecordingSink {
         if self.fail_list.load(Ordering::SeqCst) {
             return Err(Error::storage("listing failed (injected)"));
         }
-        self.inner.list(prefix).await
+        let mut objects = self.inner.list(prefix).await?;
+        for o in &mut objects {
+            let run = o.key.segments().nth(1).and_then(|id| RunId::parse(id).ok());
+            o.last_modified = run.and_then(|r| r.timestamp());
+        }
+        Ok(objects)
     }
     async fn delete(&self, key: &ObjectKey) -> Result<()> {
         self.deleted.lock().unwrap().push(key.to_string());
@@ -246,7 +253,7 @@ async fn retention_deletes_nothing_when_listing_fails() {
 
 #[tokio::test]
 async fn newest_verified_run_survives_and_stale_incomplete_runs_are_removed() {
-    let sink = Arc::new(MemorySink::new());
+    let sink = Arc::new(RecordingSink::default());
     let now = at(2026, 3, 10, 12);
     // Newest verified is 5 days old; newer complete runs are unverified.
     let verified = write_run(
