@@ -20,11 +20,11 @@ use crate::key::ObjectKey;
 use crate::manifest::{
     Manifest, RunId, RunStatus, RunSummary, VerificationRecord, VERIFICATIONS_DIR,
 };
+use crate::sink::{Sink, SinkExt};
+use crate::verify::{Verifier, VerifyContext};
 
 mod apply;
 mod scan;
-use crate::sink::{Sink, SinkExt};
-use crate::verify::{Verifier, VerifyContext};
 
 const PIN_FILE: &str = "pin.json";
 

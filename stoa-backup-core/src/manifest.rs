@@ -2,7 +2,9 @@
 //!
 //! `runs/<id>/manifest.json` is written last and is the only mark of a complete run. A run
 //! whose artifacts failed gets `runs/<id>/report.json` instead, so it is never taken for a
-//! backup, and retention can still see and remove it.
+//! backup, and retention can still see and remove it. While a run runs, the pipeline
+//! refreshes `runs/<id>/heartbeat.json` ([`HEARTBEAT_FILE`]), so the catalog can tell a live
+//! run from a crashed one by its newest write ([`RunSummary::inactive_for`]).
 
 use std::collections::BTreeMap;
 use std::fmt;
