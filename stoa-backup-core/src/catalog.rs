@@ -1,6 +1,13 @@
 //! The catalog: what runs a sink holds, read from the sink itself (no index to lose).
+//!
+//! One listing of `runs/` is the truth: a run is complete when its manifest is there (and
+//! every artifact it names is listed at its recorded size), failed or partial when its
+//! report is, incomplete otherwise. `runs/<id>/heartbeat.json` and the other objects of an
+//! unfinished run only date its last activity, by which retention ages it. A run whose
+//! records cannot be read is damaged: reported with the reason, never a restore candidate,
+//! never deleted by retention, and never in the way of the other runs.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::Arc;
 
@@ -11,12 +18,13 @@ use crate::codec::Keyring;
 use crate::error::{Error, ErrorKind, Result};
 use crate::key::ObjectKey;
 use crate::manifest::{
-    Manifest, RunId, RunStatus, RunSummary, VerificationRecord, MANIFEST_FILE, REPORT_FILE,
-    RUNS_PREFIX, VERIFICATIONS_DIR,
+    Manifest, RunId, RunStatus, RunSummary, VerificationRecord, VERIFICATIONS_DIR,
 };
-use crate::retention::{RetentionPlan, RetentionPolicy};
-use crate::sink::{ObjectMeta, Sink, SinkExt};
+use crate::sink::{Sink, SinkExt};
 use crate::verify::{Verifier, VerifyContext};
+
+mod apply;
+mod scan;
 
 const PIN_FILE: &str = "pin.json";
 
@@ -75,15 +83,6 @@ pub struct Catalog {
     sink: Arc<dyn Sink>,
 }
 
-#[derive(Default)]
-struct RunObjects {
-    manifest: bool,
-    report: bool,
-    pinned: bool,
-    verifications: Vec<ObjectKey>,
-    objects: Vec<ObjectMeta>,
-}
-
 impl Catalog {
     /// A catalog over `sink`: any [`Sink`], also an `Arc` or `Box` of one (a clone of the
     /// `Arc` the pipeline writes to, typically).
@@ -101,105 +100,14 @@ impl Catalog {
         &self.sink
     }
 
-    async fn scan(&self) -> Result<BTreeMap<RunId, RunObjects>> {
-        let objects = self
-            .sink
-            .list(RUNS_PREFIX)
-            .await
-            .map_err(|e| e.or_component("catalog").or_operation("list runs"))?;
-        let mut runs: BTreeMap<RunId, RunObjects> = BTreeMap::new();
-        for o in objects {
-            let mut seg = o.key.segments();
-            let (Some(_runs), Some(id)) = (seg.next(), seg.next()) else {
-                continue;
-            };
-            let Ok(id) = RunId::parse(id) else { continue };
-            let rest: Vec<&str> = seg.collect();
-            let entry = runs.entry(id).or_default();
-            match rest.as_slice() {
-                [f] if *f == MANIFEST_FILE => entry.manifest = true,
-                [f] if *f == REPORT_FILE => entry.report = true,
-                [f] if *f == PIN_FILE => entry.pinned = true,
-                [d, _] if *d == VERIFICATIONS_DIR => entry.verifications.push(o.key.clone()),
-                _ => {}
-            }
-            entry.objects.push(o);
-        }
-        Ok(runs)
-    }
-
-    /// Every run in the sink — complete, failed, partial and incomplete — newest first.
+    /// Every run in the sink — complete, failed, partial, incomplete and damaged — newest
+    /// first. A run whose manifest or report cannot be read (not JSON, truncated, a newer
+    /// format) or whose manifest names an artifact the listing lacks or holds at another
+    /// size is listed as [`RunStatus::Damaged`] with the reason; it does not hide the other
+    /// runs. Fails when listing the sink or reading from it fails.
     pub async fn list_all(&self) -> Result<Vec<RunSummary>> {
-        let runs = self.scan().await?;
-        let mut out = Vec::with_capacity(runs.len());
-        for (id, objs) in runs {
-            out.push(self.summarize(&id, &objs).await?);
-        }
-        out.sort_by(|a, b| {
-            b.started_at
-                .cmp(&a.started_at)
-                .then(b.run_id.cmp(&a.run_id))
-        });
-        Ok(out)
-    }
-
-    async fn summarize(&self, id: &RunId, objs: &RunObjects) -> Result<RunSummary> {
-        let stored_bytes = objs.objects.iter().map(|o| o.size).sum();
-        if objs.manifest || objs.report {
-            let m = if objs.manifest {
-                self.read_manifest(id).await?
-            } else {
-                let bytes = self.sink.get_bytes(&id.report_key()).await?;
-                Manifest::from_json(&bytes)
-                    .map_err(|e| e.with_artifact(id.report_key().to_string()))?
-            };
-            let status = if objs.manifest {
-                RunStatus::Complete
-            } else {
-                m.status
-            };
-            let mut verified = status == RunStatus::Complete && m.is_verified();
-            if let Some(latest) = objs.verifications.iter().max() {
-                // A later verification supersedes what the run itself recorded.
-                let bytes = self.sink.get_bytes(latest).await?;
-                let v: RunVerification = serde_json::from_slice(&bytes).map_err(|e| {
-                    Error::integrity("unreadable verification record")
-                        .with_artifact(latest.to_string())
-                        .with_source(e)
-                })?;
-                verified = status == RunStatus::Complete && v.ok;
-            }
-            return Ok(RunSummary {
-                run_id: id.clone(),
-                started_at: m.started_at,
-                status,
-                verified,
-                pinned: m.pinned || objs.pinned,
-                components: m.components(),
-                labels: m.labels.clone(),
-                stored_bytes,
-            });
-        }
-        // No manifest, no report: crashed or still running. Age from the id, else the objects.
-        let started_at = id
-            .timestamp()
-            .or_else(|| objs.objects.iter().filter_map(|o| o.last_modified).min())
-            .unwrap_or_else(Utc::now);
-        let components: BTreeSet<String> = objs
-            .objects
-            .iter()
-            .filter_map(|o| o.key.segments().nth(2).map(str::to_string))
-            .collect();
-        Ok(RunSummary {
-            run_id: id.clone(),
-            started_at,
-            status: RunStatus::Incomplete,
-            verified: false,
-            pinned: objs.pinned,
-            components: components.into_iter().collect(),
-            labels: BTreeMap::new(),
-            stored_bytes,
-        })
+        let listing = self.scan().await?;
+        self.summaries(&listing).await
     }
 
     /// Complete runs matching `filter`, newest first.
@@ -212,13 +120,25 @@ impl Catalog {
             .collect())
     }
 
-    /// Runs that are not complete backups (failed, partial, or never finished), newest first.
+    /// Runs that did not complete (failed, partial, or never finished), newest first.
+    /// Damaged runs are listed by [`Catalog::damaged_runs`].
     pub async fn incomplete_runs(&self) -> Result<Vec<RunSummary>> {
         Ok(self
             .list_all()
             .await?
             .into_iter()
-            .filter(|r| r.status != RunStatus::Complete)
+            .filter(|r| !matches!(r.status, RunStatus::Complete | RunStatus::Damaged))
+            .collect())
+    }
+
+    /// Damaged runs ([`RunStatus::Damaged`], each with its [`RunSummary::damage`]), newest
+    /// first: never restore candidates, never deleted by retention.
+    pub async fn damaged_runs(&self) -> Result<Vec<RunSummary>> {
+        Ok(self
+            .list_all()
+            .await?
+            .into_iter()
+            .filter(|r| r.status == RunStatus::Damaged)
             .collect())
     }
 
@@ -243,7 +163,8 @@ impl Catalog {
             .map_err(|e| e.with_component("catalog").with_artifact(key.to_string()))
     }
 
-    /// The newest complete, verified run holding `component`.
+    /// The newest complete, verified run holding `component` (damaged runs are never
+    /// candidates).
     pub async fn latest_verified(&self, component: &str) -> Result<Option<Manifest>> {
         let runs = self.list_runs(&RunFilter::component(component)).await?;
         match runs.into_iter().find(|r| r.verified) {
@@ -264,65 +185,6 @@ impl Catalog {
             self.sink.delete(&key).await?;
         }
         Ok(())
-    }
-
-    /// Plans retention over every run in the sink. Fails (and plans nothing) if the listing
-    /// fails.
-    pub async fn plan_retention(
-        &self,
-        policy: &dyn RetentionPolicy,
-        now: DateTime<Utc>,
-    ) -> Result<RetentionPlan> {
-        let runs = self.list_all().await?;
-        Ok(policy.plan(&runs, now))
-    }
-
-    /// Applies a plan: for each forgotten run, deletes its manifest first (so a half-deleted
-    /// run never reads as complete), then everything else. Re-lists first and refuses to
-    /// delete the newest verified run, whatever the plan says. Returns the removed runs.
-    pub async fn apply_retention(&self, plan: &RetentionPlan) -> Result<Vec<RunId>> {
-        let runs = self.scan().await?;
-        let all = self.list_all().await?;
-        let newest_verified = all
-            .iter()
-            .filter(|r| r.status == RunStatus::Complete && r.verified)
-            .max_by(|a, b| {
-                a.started_at
-                    .cmp(&b.started_at)
-                    .then(a.run_id.cmp(&b.run_id))
-            })
-            .map(|r| r.run_id.clone());
-        let mut removed = Vec::new();
-        for d in plan.forgotten() {
-            if Some(&d.run_id) == newest_verified.as_ref() {
-                return Err(Error::internal(format!(
-                    "retention plan forgets the newest verified run {}",
-                    d.run_id
-                ))
-                .with_component("catalog")
-                .with_operation("apply retention")
-                .with_hint("this is a bug in the retention policy; nothing more was deleted"));
-            }
-            let Some(objs) = runs.get(&d.run_id) else {
-                continue;
-            };
-            if objs.manifest {
-                self.sink
-                    .delete(&d.run_id.manifest_key())
-                    .await
-                    .map_err(|e| e.or_operation("apply retention"))?;
-            }
-            for o in &objs.objects {
-                if o.key != d.run_id.manifest_key() {
-                    self.sink
-                        .delete(&o.key)
-                        .await
-                        .map_err(|e| e.or_operation("apply retention"))?;
-                }
-            }
-            removed.push(d.run_id.clone());
-        }
-        Ok(removed)
     }
 
     /// Verifies every artifact of a run again and records the result under
@@ -374,7 +236,7 @@ impl Catalog {
     }
 }
 
-/// Formats runs as a plain-text table for terminals.
+/// Formats runs as a plain-text table for terminals (a damaged run's line ends with why).
 pub fn format_runs_table(runs: &[RunSummary]) -> String {
     let mut out = String::new();
     writeln!(
@@ -384,9 +246,14 @@ pub fn format_runs_table(runs: &[RunSummary]) -> String {
     )
     .ok();
     for r in runs {
+        let damage = r
+            .damage
+            .as_ref()
+            .map(|d| format!("  (damaged: {d})"))
+            .unwrap_or_default();
         writeln!(
             out,
-            "{:<26} {:<20} {:<10} {:<8} {:>12}  {}",
+            "{:<26} {:<20} {:<10} {:<8} {:>12}  {}{damage}",
             r.run_id.as_str(),
             r.started_at.format("%Y-%m-%d %H:%M:%S"),
             r.status.to_string(),
@@ -398,3 +265,6 @@ pub fn format_runs_table(runs: &[RunSummary]) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests;

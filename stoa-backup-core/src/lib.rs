@@ -32,10 +32,12 @@ pub use codec::AgeEncryption;
 pub use codec::{Keyring, ZstdCodec};
 pub use error::{Error, ErrorKind, Result};
 pub use key::ObjectKey;
-pub use manifest::{ArtifactRecord, Manifest, RunId, RunStatus, RunSummary};
+pub use manifest::{ArtifactRecord, Manifest, RunDamage, RunId, RunStatus, RunSummary};
 pub use observer::{Event, NoopObserver, Observer, TracingObserver};
 pub use restore::{ExistingDataPolicy, RestoreOptions, RestoreReport, Restorer};
-pub use retention::{AnyOf, KeepCount, KeepReason, KeepRules, RetentionPlan, RetentionPolicy};
+pub use retention::{
+    AnyOf, ComponentRules, KeepCount, KeepReason, KeepRules, RetentionPlan, RetentionPolicy,
+};
 pub use retry::{Jitter, RetryPolicy};
 pub use sink::{MemorySink, ObjectMeta, Sink, SinkCapabilities, SinkExt};
 pub use source::{ArtifactPlan, Export, ExportContext, Facts, PreflightReport, Source};

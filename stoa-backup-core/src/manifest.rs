@@ -2,7 +2,9 @@
 //!
 //! `runs/<id>/manifest.json` is written last and is the only mark of a complete run. A run
 //! whose artifacts failed gets `runs/<id>/report.json` instead, so it is never taken for a
-//! backup, and retention can still see and remove it.
+//! backup, and retention can still see and remove it. While a run runs, the pipeline
+//! refreshes `runs/<id>/heartbeat.json` ([`HEARTBEAT_FILE`]), so the catalog can tell a live
+//! run from a crashed one by its newest write ([`RunSummary::inactive_for`]).
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -28,6 +30,12 @@ pub const REPORT_FILE: &str = "report.json";
 
 /// Directory inside a run holding later verification records.
 pub const VERIFICATIONS_DIR: &str = "verifications";
+
+/// File name of the heartbeat a running pipeline refreshes inside its run directory, and
+/// deletes once the manifest is written. The catalog reads it as activity only (it is no
+/// artifact): an unfinished run is aged by its newest write, so a live run whose heartbeat
+/// is fresh is never taken for a crashed one.
+pub const HEARTBEAT_FILE: &str = "heartbeat.json";
 
 /// A sortable run identifier: `YYYYmmddTHHMMSSZ-xxxxxx` (UTC time, then random hex).
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -83,6 +91,12 @@ impl RunId {
     pub fn report_key(&self) -> ObjectKey {
         ObjectKey::new(format!("{}/{REPORT_FILE}", self.prefix())).expect("run ids are valid keys")
     }
+
+    /// `runs/<id>/heartbeat.json` (see [`HEARTBEAT_FILE`]).
+    pub fn heartbeat_key(&self) -> ObjectKey {
+        ObjectKey::new(format!("{}/{HEARTBEAT_FILE}", self.prefix()))
+            .expect("run ids are valid keys")
+    }
 }
 
 impl TryFrom<String> for RunId {
@@ -122,6 +136,11 @@ pub enum RunStatus {
     Failed,
     /// The run never finished (no manifest, no report): crashed or still running.
     Incomplete,
+    /// The catalog found the run damaged (see [`RunDamage`]): its manifest or report cannot
+    /// be read, or an artifact its manifest names is missing or has another size. Never a
+    /// backup, never a restore candidate, never deleted by retention. Only the catalog
+    /// reports this status; manifests are never written with it.
+    Damaged,
 }
 
 impl fmt::Display for RunStatus {
@@ -131,6 +150,7 @@ impl fmt::Display for RunStatus {
             RunStatus::Partial => "partial",
             RunStatus::Failed => "failed",
             RunStatus::Incomplete => "incomplete",
+            RunStatus::Damaged => "damaged",
         })
     }
 }
@@ -456,6 +476,38 @@ impl Manifest {
     }
 }
 
+/// Why the catalog reports a run as [`RunStatus::Damaged`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunDamage {
+    /// What kind of damage: [`ErrorKind::Integrity`] (unreadable or truncated record, an
+    /// artifact missing or of another size than recorded), [`ErrorKind::Unsupported`]
+    /// (written by a newer stoa-backup), [`ErrorKind::NotFound`] (listed, but gone when
+    /// read).
+    pub kind: ErrorKind,
+    /// The object that shows the damage (manifest, report, verification record, artifact).
+    pub key: ObjectKey,
+    /// What is wrong, for the operator.
+    pub reason: String,
+    /// What to do about it.
+    pub hint: String,
+}
+
+impl RunDamage {
+    /// The damage as an error naming the run, the object and what to do.
+    pub fn to_error(&self, run: &RunId) -> Error {
+        Error::new(self.kind, format!("run {run} is damaged: {}", self.reason))
+            .with_component("catalog")
+            .with_artifact(self.key.to_string())
+            .with_hint(self.hint.clone())
+    }
+}
+
+impl fmt::Display for RunDamage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} ({}): {}", self.reason, self.key, self.hint)
+    }
+}
+
 /// What retention and listings need to know about a run.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RunSummary {
@@ -475,6 +527,53 @@ pub struct RunSummary {
     pub labels: BTreeMap<String, String>,
     /// Total stored bytes, when known.
     pub stored_bytes: u64,
+    /// The newest `last_modified` of the run's objects (artifacts, report, heartbeat…), by
+    /// the storage's clock; `None` when the backend reports no times.
+    pub last_activity: Option<DateTime<Utc>>,
+    /// The storage's clock as the listing showed it: the newest `last_modified` of any object
+    /// in the listing this summary came from (the same for every run of one listing).
+    pub storage_now: Option<DateTime<Utc>>,
+    /// Why the run is damaged, when its status is [`RunStatus::Damaged`].
+    pub damage: Option<RunDamage>,
+}
+
+impl RunSummary {
+    /// A summary with no components, labels, bytes, times or damage; not verified, not
+    /// pinned. Set the other fields with struct update syntax.
+    pub fn new(run_id: RunId, started_at: DateTime<Utc>, status: RunStatus) -> Self {
+        RunSummary {
+            run_id,
+            started_at,
+            status,
+            verified: false,
+            pinned: false,
+            components: Vec::new(),
+            labels: BTreeMap::new(),
+            stored_bytes: 0,
+            last_activity: None,
+            storage_now: None,
+            damage: None,
+        }
+    }
+
+    /// How long the run has been inactive at `now` (the planner's clock), conservatively:
+    /// the smaller of `now - last_activity` and `storage_now - last_activity`. A planner
+    /// whose clock runs ahead, or a storage whose clock does, cannot make a live run look
+    /// old alone: both clocks must agree. Without `last_activity` (a backend that reports
+    /// no times), the age since `started_at` by the planner's clock.
+    ///
+    /// A crashed run that is the newest write in the storage stays young until something
+    /// else is written (the next run), which is the safe side.
+    pub fn inactive_for(&self, now: DateTime<Utc>) -> chrono::Duration {
+        let Some(active) = self.last_activity else {
+            return now.signed_duration_since(self.started_at);
+        };
+        let by_planner = now.signed_duration_since(active);
+        match self.storage_now {
+            Some(storage) => by_planner.min(storage.signed_duration_since(active)),
+            None => by_planner,
+        }
+    }
 }
 
 #[cfg(test)]

@@ -30,7 +30,7 @@ pub use crate::observer::{Observer, TracingObserver};
 pub use crate::pipeline::{Pipeline, RunReport};
 pub use crate::process::CommandSpec;
 pub use crate::restore::{restore_artifact, RestoreOptions, Restorer};
-pub use crate::retention::{KeepCount, KeepRules, RetentionPolicy};
+pub use crate::retention::{ComponentRules, KeepCount, KeepRules, RetentionPolicy};
 pub use crate::sink::{MemorySink, Sink, SinkExt};
 pub use crate::source::Source;
 pub use crate::sources::{CommandSource, FileRestorer, FileSource};

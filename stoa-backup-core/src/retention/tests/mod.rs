@@ -1,10 +1,13 @@
 //! Retention planning: calendar buckets around month, ISO-week and year boundaries (as
-//! tables), the always-rules, ordering, validation, serde, `AnyOf`, the two-year acceptance
-//! set and property tests.
+//! tables), the always-rules, ordering, validation, serde; in submodules: aging by activity,
+//! the per-component always-rules, `ComponentRules`, `AnyOf`, the keep-within-bucket rules,
+//! the two-year acceptance set and property tests.
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use chrono::{NaiveDate, TimeZone, Weekday};
+use std::sync::Arc;
+
+use chrono::{DateTime, Datelike, Duration, NaiveDate, TimeZone, Utc, Weekday};
 use proptest::prelude::*;
 
 use super::*;
@@ -30,6 +33,7 @@ fn run_with(at: &str, status: RunStatus, verified: bool, pinned: bool) -> RunSum
         Partial => "p",
         Failed => "f",
         Incomplete => "i",
+        RunStatus::Damaged => "d",
     };
     RunSummary {
         run_id: id_at(started_at, tag),
@@ -40,6 +44,9 @@ fn run_with(at: &str, status: RunStatus, verified: bool, pinned: bool) -> RunSum
         components: vec!["postgres".into()],
         labels: BTreeMap::new(),
         stored_bytes: 1024,
+        last_activity: None,
+        storage_now: None,
+        damage: None,
     }
 }
 
@@ -401,19 +408,40 @@ fn bucket_and_count_rules_keep_what_the_table_says() {
     let cases = bucket_cases();
     assert_eq!(cases.len(), 18);
     for case in cases {
-        let plan = case.rules.plan(&case.runs, t(case.now));
-        assert_one_decision_per_run(&case.runs, &plan);
-        let want: Vec<String> = case.kept.iter().map(|at| cid(at)).collect();
-        assert_eq!(kept_ids(&plan), want, "{}", case.name);
-        assert!(
-            plan.kept().all(|d| d.status == Complete),
-            "{}: a non-complete run was kept",
-            case.name
-        );
-        if let Some(reasons) = case.reasons {
-            for d in plan.kept() {
-                assert_eq!(d.reasons(), reasons, "{}: {}", case.name, d.run_id);
-            }
+        check_bucket_case(case);
+    }
+}
+
+/// Plans one table row and checks what it says.
+fn check_bucket_case(case: BucketCase) {
+    let plan = case.rules.plan(&case.runs, t(case.now));
+    assert_one_decision_per_run(&case.runs, &plan);
+    // The newest complete run is kept whatever the rules (no component is pruned to
+    // nothing); the rows say what the rules keep besides.
+    let newest = plan
+        .decisions
+        .iter()
+        .find(|d| d.status == Complete)
+        .unwrap();
+    assert!(newest.reasons().contains(&NewestComplete), "{}", case.name);
+    let by_rules = |d: &&RunDecision| d.reasons() != [NewestComplete];
+    let want: Vec<String> = case.kept.iter().map(|at| cid(at)).collect();
+    let kept: Vec<String> = plan
+        .kept()
+        .filter(by_rules)
+        .map(|d| d.run_id.to_string())
+        .collect();
+    assert_eq!(kept, want, "{}", case.name);
+    assert!(
+        plan.kept().all(|d| d.status == Complete),
+        "{}: a non-complete run was kept",
+        case.name
+    );
+    if let Some(reasons) = case.reasons {
+        for d in plan.kept().filter(by_rules) {
+            let mut got = d.reasons().to_vec();
+            got.retain(|r| *r != NewestComplete);
+            assert_eq!(got, reasons, "{}: {}", case.name, d.run_id);
         }
     }
 }
@@ -442,7 +470,7 @@ fn failed_run_newest_in_day_does_not_take_the_days_slot() {
     );
     assert_eq!(
         reasons_of(&plan, &cid("2026-04-02T02:00:00Z")),
-        vec![Last, Daily, Weekly]
+        vec![Last, Daily, Weekly, NewestComplete]
     );
     assert_eq!(reasons_of(&plan, &cid("2026-04-01T02:00:00Z")), vec![Daily]);
     assert!(plan.forgotten().all(|d| d.status != Complete));
@@ -508,7 +536,10 @@ fn pinned_runs_are_kept_whatever_their_status() {
     assert_eq!(
         reasons,
         vec![
-            (cid("2026-01-01T00:00:00Z"), vec![Last, Pinned]),
+            (
+                cid("2026-01-01T00:00:00Z"),
+                vec![Last, Pinned, NewestComplete]
+            ),
             (cid("2020-01-04T00:00:00Z"), vec![]),
             (
                 id_at(t("2020-01-03T00:00:00Z"), "i").to_string(),
@@ -535,14 +566,22 @@ fn newest_verified_complete_run_is_kept_even_when_rules_keep_nothing() {
     ];
     let now = t("2026-01-01T00:00:00Z");
     let plan = KeepRules::default().plan(&runs, now);
-    assert_eq!(kept_ids(&plan), vec![cid("2025-02-01T00:00:00Z")]);
+    // The newest complete run is kept too, verified or not (no component pruned to nothing).
+    assert_eq!(
+        kept_ids(&plan),
+        vec![cid("2025-03-01T00:00:00Z"), cid("2025-02-01T00:00:00Z")]
+    );
     assert_eq!(
         reasons_of(&plan, &cid("2025-02-01T00:00:00Z")),
         vec![NewestVerified]
     );
-    // No verified complete run: nothing is kept.
+    assert_eq!(
+        reasons_of(&plan, &cid("2025-03-01T00:00:00Z")),
+        vec![NewestComplete]
+    );
+    // No verified complete run: only the newest complete one is kept.
     let plan = KeepRules::default().plan(&runs[2..], now);
-    assert_eq!(plan.kept().count(), 0);
+    assert_eq!(kept_ids(&plan), vec![cid("2025-03-01T00:00:00Z")]);
     // Empty input: empty plan.
     let plan = KeepRules::default().plan(&[], now);
     assert!(plan.decisions.is_empty());
@@ -576,7 +615,8 @@ fn kept_run_lists_all_reasons_sorted_once() {
             Yearly,
             Forever,
             Pinned,
-            NewestVerified
+            NewestVerified,
+            NewestComplete
         ]
     );
     assert_eq!(
@@ -643,7 +683,7 @@ fn runs_in_the_future_are_treated_normally() {
     assert_one_decision_per_run(&runs, &plan);
     assert_eq!(
         reasons_of(&plan, &cid("2030-01-01T00:00:00Z")),
-        vec![Last, Within, Daily]
+        vec![Last, Within, Daily, NewestComplete]
     );
     assert_eq!(
         reasons_of(&plan, &cid("2026-01-01T00:00:00Z")),
@@ -746,7 +786,10 @@ fn summary_table_lists_every_run() {
         lines[2].contains("complete") && lines[2].contains("keep"),
         "{text}"
     );
-    assert!(lines[2].ends_with("last, newest_verified"), "{text}");
+    assert!(
+        lines[2].ends_with("last, newest_verified, newest_complete"),
+        "{text}"
+    );
     assert!(lines[3].contains("forget"), "{text}");
     assert!(
         lines[4].contains("failed") && lines[4].contains("forget"),
@@ -754,87 +797,9 @@ fn summary_table_lists_every_run() {
     );
 }
 
-// ---- AnyOf ----
-
-/// A member that forgets everything.
-#[derive(Debug)]
-struct ForgetAll;
-
-impl RetentionPolicy for ForgetAll {
-    fn plan(&self, runs: &[RunSummary], now: DateTime<Utc>) -> RetentionPlan {
-        RetentionPlan {
-            now,
-            decisions: runs
-                .iter()
-                .map(|r| RunDecision {
-                    run_id: r.run_id.clone(),
-                    started_at: r.started_at,
-                    status: r.status,
-                    action: RetentionAction::Forget,
-                })
-                .collect(),
-        }
-    }
-}
-
-#[test]
-fn any_of_is_a_union_with_merged_reasons() {
-    let runs = vec![
-        complete("2026-01-15T00:00:00Z"),
-        complete("2026-01-31T00:00:00Z"),
-        complete("2026-02-10T00:00:00Z"),
-        complete("2026-02-20T00:00:00Z"),
-        failed("2026-02-21T00:00:00Z"),
-    ];
-    let now = t("2026-03-01T00:00:00Z");
-    let policy = AnyOf::new()
-        .or(KeepRules::new().keep_last(2))
-        .or(KeepRules::new().keep_monthly(KeepCount::Unlimited))
-        .or(ForgetAll);
-    let plan = policy.plan(&runs, now);
-    assert_one_decision_per_run(&runs, &plan);
-    let reasons: Vec<(String, Vec<KeepReason>)> = plan
-        .decisions
-        .iter()
-        .map(|d| (d.run_id.to_string(), d.reasons().to_vec()))
-        .collect();
-    assert_eq!(
-        reasons,
-        vec![
-            (id_at(t("2026-02-21T00:00:00Z"), "f").to_string(), vec![]),
-            (cid("2026-02-20T00:00:00Z"), vec![Last, Monthly]),
-            (cid("2026-02-10T00:00:00Z"), vec![Last]),
-            (cid("2026-01-31T00:00:00Z"), vec![Monthly]),
-            (cid("2026-01-15T00:00:00Z"), vec![]),
-        ]
-    );
-}
-
-#[test]
-fn any_of_preserves_newest_verified_and_pinned() {
-    let runs = vec![
-        run_with("2026-01-01T00:00:00Z", Complete, true, false),
-        run_with("2026-01-02T00:00:00Z", Failed, false, true),
-        complete("2026-01-03T00:00:00Z"),
-    ];
-    let now = t("2026-03-01T00:00:00Z");
-    let plan = AnyOf::new().or(ForgetAll).plan(&runs, now);
-    assert_eq!(
-        kept_ids(&plan),
-        vec![
-            id_at(t("2026-01-02T00:00:00Z"), "f").to_string(),
-            cid("2026-01-01T00:00:00Z"),
-        ]
-    );
-    assert_eq!(
-        reasons_of(&plan, &cid("2026-01-01T00:00:00Z")),
-        vec![NewestVerified]
-    );
-    // An empty union behaves like the default rules.
-    assert_eq!(
-        AnyOf::new().plan(&runs, now),
-        KeepRules::default().plan(&runs, now)
-    );
-}
-
+mod activity;
+mod always;
+mod any_of;
+mod component;
 mod history;
+mod within;
