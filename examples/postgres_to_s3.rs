@@ -58,7 +58,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let catalog = Catalog::new(sink);
     println!(
-        "\ncatalog of s3://{bucket}/{prefix}:\n{}",
+        "\ncatalog of {}:\n{}",
+        catalog.sink().describe(),
         format_runs_table(&catalog.list_runs(&RunFilter::default()).await?)
     );
     Ok(())
