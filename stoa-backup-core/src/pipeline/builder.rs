@@ -1,0 +1,236 @@
+//! [`PipelineBuilder`]: every option of a pipeline, checked by [`PipelineBuilder::build`]
+//! before anything connects.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
+
+use super::Pipeline;
+#[cfg(feature = "age")]
+use crate::codec::{AgeCodec, AgeEncryption};
+use crate::codec::{Codec, Keyring, ZstdCodec};
+use crate::error::{Error, Result};
+use crate::key::ObjectKey;
+use crate::observer::{NoopObserver, Observer};
+use crate::retention::RetentionPolicy;
+use crate::retry::RetryPolicy;
+use crate::sink::Sink;
+use crate::source::Source;
+use crate::verify::Verifier;
+
+/// Builds a [`Pipeline`].
+#[derive(Default)]
+pub struct PipelineBuilder {
+    sources: Vec<Arc<dyn Source>>,
+    sink: Option<Arc<dyn Sink>>,
+    compression: Option<ZstdCodec>,
+    #[cfg(feature = "age")]
+    encryption: Option<AgeEncryption>,
+    verifiers: Vec<Arc<dyn Verifier>>,
+    retention: Option<Arc<dyn RetentionPolicy>>,
+    apply_retention: bool,
+    observer: Option<Arc<dyn Observer>>,
+    concurrency: Option<usize>,
+    cancel: Option<CancellationToken>,
+    labels: BTreeMap<String, String>,
+    keyring: Option<Keyring>,
+    allow_unencrypted_secrets: bool,
+    retry: RetryPolicy,
+    skip_preflight: bool,
+}
+
+impl fmt::Debug for PipelineBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut f = f.debug_struct("PipelineBuilder");
+        f.field("sources", &self.sources)
+            .field("sink", &self.sink)
+            .field("compression", &self.compression);
+        #[cfg(feature = "age")]
+        f.field("encryption", &self.encryption);
+        f.finish_non_exhaustive()
+    }
+}
+
+impl PipelineBuilder {
+    /// Adds a source: any [`Source`], also an `Arc` or `Box` of one (or of `dyn Source`).
+    pub fn source(mut self, source: impl Source + 'static) -> Self {
+        self.sources.push(Arc::new(source));
+        self
+    }
+
+    /// Sets the sink (required): any [`Sink`], also an `Arc` or `Box` of one. Pass a clone of
+    /// an `Arc` to keep a handle (e.g. for a [`crate::Catalog`] over the same sink).
+    pub fn sink(mut self, sink: impl Sink + 'static) -> Self {
+        self.sink = Some(Arc::new(sink));
+        self
+    }
+
+    /// Compresses artifacts with zstd.
+    pub fn compression(mut self, zstd: ZstdCodec) -> Self {
+        self.compression = Some(zstd);
+        self
+    }
+
+    /// Encrypts artifacts with age.
+    #[cfg(feature = "age")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "age")))]
+    pub fn encryption(mut self, encryption: AgeEncryption) -> Self {
+        self.encryption = Some(encryption);
+        self
+    }
+
+    /// Adds a verifier run on every stored artifact it applies to, before the manifest is
+    /// written. A failed verification fails the run. Any [`Verifier`], also an `Arc` or `Box`
+    /// of one.
+    pub fn verifier(mut self, verifier: impl Verifier + 'static) -> Self {
+        self.verifiers.push(Arc::new(verifier));
+        self
+    }
+
+    /// Plans retention after a complete run (the plan is in the report). Any
+    /// [`RetentionPolicy`], also an `Arc` or `Box` of one.
+    pub fn retention(mut self, policy: impl RetentionPolicy + 'static) -> Self {
+        self.retention = Some(Arc::new(policy));
+        self
+    }
+
+    /// Also applies the retention plan (deletes forgotten runs). Off by default: a plan is
+    /// only reported.
+    pub fn apply_retention(mut self, apply: bool) -> Self {
+        self.apply_retention = apply;
+        self
+    }
+
+    /// Receives progress events: any [`Observer`], also an `Arc` of one the caller keeps to
+    /// read what it saw.
+    pub fn observer(mut self, observer: impl Observer + 'static) -> Self {
+        self.observer = Some(Arc::new(observer));
+        self
+    }
+
+    /// How many artifacts are exported at once (default 2).
+    pub fn concurrency(mut self, n: usize) -> Self {
+        self.concurrency = Some(n);
+        self
+    }
+
+    /// Cancels the run when this token is cancelled: children are killed, partial writes
+    /// discarded, no manifest written.
+    pub fn cancel(mut self, token: CancellationToken) -> Self {
+        self.cancel = Some(token);
+        self
+    }
+
+    /// Adds a label recorded in the manifest (cluster, environment, schedule…).
+    pub fn label(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.labels.insert(key.into(), value.into());
+        self
+    }
+
+    /// Keys verifiers use to read plain bytes of encrypted artifacts. With passphrase
+    /// encryption the passphrase is used automatically.
+    pub fn keyring(mut self, keyring: Keyring) -> Self {
+        self.keyring = Some(keyring);
+        self
+    }
+
+    /// Stores artifacts that hold secrets without encryption. Off by default; only for
+    /// callers that encrypt elsewhere (e.g. an encrypted volume) and say so.
+    pub fn store_secrets_unencrypted(mut self, yes: bool) -> Self {
+        self.allow_unencrypted_secrets = yes;
+        self
+    }
+
+    /// How many times an artifact is attempted when a retryable error occurs (default 3).
+    pub fn attempts(mut self, attempts: u32) -> Self {
+        self.retry.attempts = attempts;
+        self
+    }
+
+    /// How an artifact is retried when a retryable error occurs (the whole export runs
+    /// again): attempts, back-off and jitter. Default: [`RetryPolicy::default`].
+    pub fn retry(mut self, policy: RetryPolicy) -> Self {
+        self.retry = policy;
+        self
+    }
+
+    /// Skips sources' preflight checks (they run by default).
+    pub fn skip_preflight(mut self, skip: bool) -> Self {
+        self.skip_preflight = skip;
+        self
+    }
+
+    /// Validates the configuration and builds the pipeline.
+    pub fn build(self) -> Result<Pipeline> {
+        let sink = self.sink.ok_or_else(|| {
+            Error::config("no sink configured").with_hint("call .sink(...) on the pipeline builder")
+        })?;
+        if self.sources.is_empty() {
+            return Err(Error::config("no source configured")
+                .with_hint("add at least one source with .source(...)"));
+        }
+        check_components(&self.sources)?;
+        let concurrency = self.concurrency.unwrap_or(2);
+        if concurrency == 0 {
+            return Err(Error::config("concurrency must be at least 1"));
+        }
+        #[cfg_attr(not(feature = "age"), allow(unused_mut))]
+        let mut keyring = self.keyring.unwrap_or_default();
+        #[cfg(feature = "age")]
+        if keyring.is_empty() {
+            if let Some(enc) = &self.encryption {
+                keyring = Keyring::for_encryption(enc);
+            }
+        }
+        let mut codecs: Vec<Arc<dyn Codec>> = Vec::new();
+        if let Some(z) = self.compression {
+            codecs.push(Arc::new(z));
+        }
+        #[cfg(feature = "age")]
+        let encrypted = self.encryption.is_some();
+        #[cfg(not(feature = "age"))]
+        let encrypted = false;
+        #[cfg(feature = "age")]
+        if let Some(e) = self.encryption {
+            codecs.push(Arc::new(AgeCodec::new(e)));
+        }
+        Ok(Pipeline {
+            sources: self.sources,
+            sink,
+            codecs,
+            encrypted,
+            verifiers: self.verifiers,
+            retention: self.retention,
+            apply_retention: self.apply_retention,
+            observer: self.observer.unwrap_or_else(|| Arc::new(NoopObserver)),
+            concurrency,
+            cancel: self.cancel.unwrap_or_default(),
+            labels: self.labels,
+            keyring,
+            allow_unencrypted_secrets: self.allow_unencrypted_secrets,
+            retry: self.retry,
+            preflight: !self.skip_preflight,
+        })
+    }
+}
+
+/// Component names must be distinct, single key segments.
+fn check_components(sources: &[Arc<dyn Source>]) -> Result<()> {
+    let mut seen = BTreeSet::new();
+    for s in sources {
+        let c = s.component();
+        ObjectKey::new(c).map_err(|e| e.with_component(c.to_string()))?;
+        if c.contains('/') {
+            return Err(Error::config(format!("component name '{c}' contains '/'")));
+        }
+        if !seen.insert(c.to_string()) {
+            return Err(
+                Error::config(format!("two sources share the component name '{c}'"))
+                    .with_hint("give each source a distinct component name"),
+            );
+        }
+    }
+    Ok(())
+}
