@@ -13,6 +13,7 @@ use crate::codec::{AgeCodec, AgeEncryption};
 use crate::codec::{Codec, Keyring, ZstdCodec};
 use crate::error::{Error, Result};
 use crate::key::ObjectKey;
+use crate::manifest::VERIFICATIONS_DIR;
 use crate::observer::{NoopObserver, Observer};
 use crate::retention::RetentionPolicy;
 use crate::retry::RetryPolicy;
@@ -83,7 +84,8 @@ impl PipelineBuilder {
 
     /// Adds a verifier run on every stored artifact it applies to, before the manifest is
     /// written. A failed verification fails the run. Any [`Verifier`], also an `Arc` or `Box`
-    /// of one.
+    /// of one. A verifier that reads plain bytes ([`Verifier::needs_plain_bytes`]) of
+    /// artifacts encrypted to recipients needs a [`keyring`](Self::keyring).
     pub fn verifier(mut self, verifier: impl Verifier + 'static) -> Self {
         self.verifiers.push(Arc::new(verifier));
         self
@@ -192,6 +194,9 @@ impl PipelineBuilder {
         let encrypted = self.encryption.is_some();
         #[cfg(not(feature = "age"))]
         let encrypted = false;
+        if encrypted && keyring.is_empty() {
+            check_verifiers_need_no_key(&self.verifiers)?;
+        }
         #[cfg(feature = "age")]
         if let Some(e) = self.encryption {
             codecs.push(Arc::new(AgeCodec::new(e)));
@@ -216,7 +221,10 @@ impl PipelineBuilder {
     }
 }
 
-/// Component names must be distinct, single key segments.
+/// Component names must be distinct, single key segments, and not names a run keeps for
+/// its own files (`manifest.json`, `report.json`, `heartbeat.json`, `pin.json`,
+/// `verifications/`): an artifact there would shadow them, or turn the manifest's path into
+/// a directory on a filesystem.
 fn check_components(sources: &[Arc<dyn Source>]) -> Result<()> {
     let mut seen = BTreeSet::new();
     for s in sources {
@@ -224,6 +232,15 @@ fn check_components(sources: &[Arc<dyn Source>]) -> Result<()> {
         ObjectKey::new(c).map_err(|e| e.with_component(c.to_string()))?;
         if c.contains('/') {
             return Err(Error::config(format!("component name '{c}' contains '/'")));
+        }
+        if c == VERIFICATIONS_DIR || c.ends_with(".json") {
+            return Err(Error::config(format!(
+                "component name '{c}' is reserved: a run keeps its own records under it"
+            ))
+            .with_component(c.to_string())
+            .with_hint(format!(
+                "give the source another component name (not '{VERIFICATIONS_DIR}', not ending in .json)"
+            )));
         }
         if !seen.insert(c.to_string()) {
             return Err(
@@ -233,4 +250,26 @@ fn check_components(sources: &[Arc<dyn Source>]) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// With encryption and no key to decrypt, a verifier reading plain bytes could only fail
+/// on every artifact, at the end of the run: say so now.
+fn check_verifiers_need_no_key(verifiers: &[Arc<dyn Verifier>]) -> Result<()> {
+    let need: Vec<&str> = verifiers
+        .iter()
+        .filter(|v| v.needs_plain_bytes())
+        .map(|v| v.name())
+        .collect();
+    if need.is_empty() {
+        return Ok(());
+    }
+    Err(Error::config(format!(
+        "the verifiers {} read decrypted bytes, but the pipeline encrypts to recipients and holds no key to decrypt them",
+        need.join(", ")
+    ))
+    .with_operation("build pipeline")
+    .with_hint(
+        "add .keyring(Keyring::new().with_identity(...)) with the identity of one of the recipients, \
+         or check stored bytes only (ChecksumVerifier::new())",
+    ))
 }

@@ -430,5 +430,6 @@ async fn with_one_artifact_at_a_time_a_summary_listed_first_does_not_block() {
     assert_eq!(names, ["a", "b", "index.json"]);
 }
 
+mod build;
 mod integrity;
 mod support;
