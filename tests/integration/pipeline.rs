@@ -539,3 +539,47 @@ async fn an_artifact_deleted_while_its_check_reads_it_leaves_the_run_incomplete(
     assert_eq!(err.artifact(), Some(key.as_str()), "{err}");
     assert!(err.to_string().contains("missing"), "{err}");
 }
+
+#[tokio::test]
+async fn a_run_whose_retention_fails_is_stored_but_not_a_plain_success() {
+    use stoa_backup_test_support::faulty::{FaultySink, Trigger};
+    let tmp = tempfile::tempdir().unwrap();
+    let sink = Arc::new(FaultySink::new(local_sink(tmp.path())));
+    let pipeline = Pipeline::builder()
+        .source(CommandSource::new(
+            "db",
+            "dump.txt",
+            CommandSpec::new("seq").args(["1", "1000"]),
+        ))
+        .sink(sink.clone())
+        .verifier(ChecksumVerifier::new())
+        // Keeps only the newest verified run, so the second run forgets the first.
+        .retention(stoa_backup::core::KeepRules::new())
+        .apply_retention(true)
+        .build()
+        .unwrap();
+    let first = pipeline.run().await.unwrap().into_result().unwrap();
+    sink.set_delete_fault(Trigger::Always);
+    let second = pipeline.run().await.unwrap();
+
+    assert!(second.is_complete());
+    assert!(!second.is_success());
+    assert!(second.removed_runs.is_empty());
+    let catalog = Catalog::new(sink.clone());
+    let complete = catalog.list_runs(&RunFilter::default()).await.unwrap();
+    let ids: Vec<_> = complete.iter().map(|r| r.run_id.clone()).collect();
+    // Both backups are there: the new one, and the old one retention could not delete.
+    assert_eq!(ids, [second.run_id.clone(), first.run_id.clone()]);
+
+    let run_id = second.run_id.clone();
+    let err = second.into_result().unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Storage, "{err}");
+    assert_eq!(err.operation(), Some("apply retention"), "{err}");
+    assert_eq!(err.context_value("run"), Some(run_id.as_str()), "{err}");
+    let text = err.to_string();
+    assert!(text.contains(&format!("run {run_id} is stored")), "{text}");
+    assert!(
+        text.contains(stoa_backup_test_support::faulty::INJECTED),
+        "{text}"
+    );
+}

@@ -119,7 +119,9 @@ impl PipelineBuilder {
     }
 
     /// Cancels the run when this token is cancelled: children are killed, partial writes
-    /// discarded, no manifest written.
+    /// discarded, no manifest written. A cancellation that comes once every artifact is
+    /// stored and verified no longer undoes the run: its manifest is written, and only
+    /// retention is skipped (see [`RunReport::retention_error`](super::RunReport)).
     pub fn cancel(mut self, token: CancellationToken) -> Self {
         self.cancel = Some(token);
         self

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use super::report::RunReport;
+use super::report::{retention_failed, RunReport};
 use super::Pipeline;
 use crate::catalog::Catalog;
 use crate::error::{Error, Result};
@@ -11,6 +11,7 @@ use crate::manifest::{
     ArtifactFailure, ArtifactRecord, Manifest, RunId, RunStatus, MANIFEST_FORMAT_VERSION,
 };
 use crate::observer::Event;
+use crate::retention::{RetentionPlan, RetentionPolicy};
 use crate::sink::SinkExt;
 use crate::verify::VerifyContext;
 use chrono::Utc;
@@ -78,7 +79,8 @@ impl Pipeline {
         Ok(())
     }
 
-    /// Writes the manifest (or the failure report) and runs retention.
+    /// Writes the manifest (or the failure report) and runs retention. Not undone by a
+    /// cancellation: once the manifest may be stored, the report must say what is stored.
     pub(super) async fn finish(&self, run_id: &RunId, mut stored: Stored) -> Result<RunReport> {
         self.check_still_stored(run_id, &mut stored).await;
         let Stored {
@@ -207,31 +209,74 @@ impl Pipeline {
         Ok(())
     }
 
-    /// Plans (and applies, if asked) retention after a complete run; a failure is kept in
-    /// `report.retention_error`.
+    /// Plans (and applies, if asked) retention after a complete run, unless the run was
+    /// cancelled; what goes wrong is in `report.retention_error`.
     async fn run_retention(&self, report: &mut RunReport) {
         let Some(policy) = &self.retention else {
             return;
         };
-        let catalog = Catalog::shared(self.sink.clone());
-        let plan = match catalog.plan_retention(policy.as_ref(), Utc::now()).await {
-            Ok(p) => p,
-            Err(e) => {
-                report.retention_error = Some(e.to_string());
-                return;
-            }
+        let run_id = report.run_id.clone();
+        let outcome = tokio::select! {
+            biased;
+            _ = self.cancel.cancelled() => Err(retention_failed(
+                &run_id,
+                "retention",
+                "its retention was skipped",
+                Error::cancelled("the run was cancelled after its manifest was written"),
+            )),
+            r = self.plan_and_apply(policy.as_ref(), &run_id) => r,
         };
+        match outcome {
+            Ok((plan, applied)) => {
+                report.retention = Some(plan);
+                match applied {
+                    Ok(removed) => report.removed_runs = removed,
+                    Err(e) => report.retention_error = Some(e),
+                }
+            }
+            Err(e) => report.retention_error = Some(e),
+        }
+        if let Some(e) = &report.retention_error {
+            tracing::warn!(error = %e, "retention failed after a complete run");
+        }
+    }
+
+    /// The retention plan, and the runs removed by applying it (none when not asked to) or
+    /// why it could not be applied.
+    async fn plan_and_apply(
+        &self,
+        policy: &dyn RetentionPolicy,
+        run_id: &RunId,
+    ) -> Result<(RetentionPlan, Result<Vec<RunId>>)> {
+        let catalog = Catalog::shared(self.sink.clone());
+        let plan = catalog
+            .plan_retention(policy, Utc::now())
+            .await
+            .map_err(|e| retention_failed(run_id, "plan retention", PLAN_FAILED, e))?;
         self.observer
             .on_event(&Event::RetentionPlanned { plan: &plan });
-        if self.apply_retention {
-            match catalog.apply_retention(&plan).await {
-                Ok(removed) => report.removed_runs = removed,
-                Err(e) => report.retention_error = Some(e.to_string()),
-            }
+        if !self.apply_retention {
+            return Ok((plan, Ok(Vec::new())));
         }
-        report.retention = Some(plan);
+        let applied = if plan.decision(run_id).is_some_and(|d| !d.is_kept()) {
+            // Whatever the policy says, a run never deletes the backup it just wrote.
+            Err(Error::internal(
+                "the retention plan forgets the run it follows, so it was not applied: nothing was deleted",
+            )
+            .with_hint("this is a bug in the retention policy"))
+        } else {
+            // Each forgotten run loses its manifest first: stopped half-way, a run is
+            // incomplete, never half complete.
+            catalog.apply_retention(&plan).await
+        };
+        let applied =
+            applied.map_err(|e| retention_failed(run_id, "apply retention", APPLY_FAILED, e));
+        Ok((plan, applied))
     }
 }
+
+const PLAN_FAILED: &str = "its retention could not be planned";
+const APPLY_FAILED: &str = "its retention could not be applied";
 
 fn verify_failure(record: &ArtifactRecord, e: Error) -> ArtifactFailure {
     ArtifactFailure::from_error(&record.component, Some(record.name.clone()), "verify", &e)

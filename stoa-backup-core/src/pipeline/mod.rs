@@ -89,17 +89,29 @@ impl Pipeline {
     /// Runs one backup. Returns `Err` only when the run could not happen at all (sink
     /// unusable, cancelled, manifest not writable); per-artifact failures are in the report,
     /// whose status is then `Partial` or `Failed`.
+    ///
+    /// Cancellation (the builder's token) undoes the run until every artifact is stored and
+    /// verified; from then on the run writes its manifest and the report says so, with only
+    /// retention skipped.
     pub async fn run(&self) -> Result<RunReport> {
         let started_at = Utc::now();
         let run_id = RunId::generate(started_at);
         let span =
             tracing::info_span!("backup_run", run_id = %run_id, sink = %self.sink.describe());
-        let fut = async {
+        async {
             self.observer.on_event(&Event::RunStarted {
                 run_id: &run_id,
                 sources: self.sources.len(),
             });
-            let stored = self.store_and_verify(&run_id, started_at).await?;
+            let stored = tokio::select! {
+                biased;
+                _ = self.cancel.cancelled() => {
+                    // Dropping the store future kills children and discards partial writes.
+                    Err(Error::cancelled(format!("run {run_id} was cancelled; nothing of it was kept as a backup"))
+                        .with_operation("backup run"))
+                }
+                r = self.store_and_verify(&run_id, started_at) => r,
+            }?;
             let report = self.finish(&run_id, stored).await?;
             self.observer.on_event(&Event::RunDone {
                 run_id: &run_id,
@@ -107,20 +119,12 @@ impl Pipeline {
             });
             Ok(report)
         }
-        .instrument(span);
-        tokio::select! {
-            biased;
-            _ = self.cancel.cancelled() => {
-                // Dropping the run future kills children and discards partial writes.
-                Err(Error::cancelled(format!("run {run_id} was cancelled; nothing of it was kept as a backup"))
-                    .with_operation("backup run"))
-            }
-            r = fut => r,
-        }
+        .instrument(span)
+        .await
     }
 
     /// Everything up to the manifest: stores every artifact (summaries last) and verifies
-    /// what was stored.
+    /// what was stored. Cancelled by dropping it.
     async fn store_and_verify(
         &self,
         run_id: &RunId,

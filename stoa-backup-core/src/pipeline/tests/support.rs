@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use futures::future::BoxFuture;
 
-use crate::error::Result;
+use crate::error::{Error, ErrorKind, Result};
 use crate::key::ObjectKey;
 use crate::sink::{MemorySink, ObjectMeta, PutResult, Sink};
 use crate::source::{ArtifactPlan, Export, ExportContext, PreflightReport, Source};
@@ -69,12 +69,14 @@ type PutHook = Arc<
         + Sync,
 >;
 
-/// A memory sink whose puts go through a hook (which may store, truncate…); every other
-/// call reaches the memory sink.
+/// A memory sink whose puts go through a hook (which may store, truncate, cancel…) and
+/// whose listing of one prefix may fail; every other call reaches the memory sink.
 #[derive(Clone)]
 pub(super) struct Hooked {
     pub inner: MemorySink,
     pub put: PutHook,
+    /// Listing exactly this prefix fails as unavailable.
+    pub failing_list: Option<&'static str>,
 }
 
 impl std::fmt::Debug for Hooked {
@@ -92,7 +94,13 @@ impl Hooked {
         Hooked {
             inner: MemorySink::new(),
             put: Arc::new(move |inner, key, stream| Box::pin(put(inner, key, stream))),
+            failing_list: None,
         }
+    }
+
+    /// Puts go straight to the memory sink.
+    pub fn plain() -> Self {
+        Self::new(|inner, key, stream| async move { inner.put(&key, stream).await })
     }
 }
 
@@ -111,6 +119,13 @@ impl Sink for Hooked {
         self.inner.get(key).await
     }
     async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>> {
+        if self.failing_list == Some(prefix) {
+            return Err(
+                Error::new(ErrorKind::Unavailable, "the bucket listing timed out")
+                    .with_component("storage/hooked")
+                    .with_operation("list"),
+            );
+        }
         self.inner.list(prefix).await
     }
     async fn delete(&self, key: &ObjectKey) -> Result<()> {
