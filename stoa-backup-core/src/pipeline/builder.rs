@@ -4,6 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
@@ -21,8 +22,11 @@ use crate::sink::Sink;
 use crate::source::Source;
 use crate::verify::Verifier;
 
+/// How often a run in progress refreshes its heartbeat unless told otherwise: 5 minutes,
+/// far below any sensible grace period for incomplete runs, and one small write per period.
+pub const DEFAULT_HEARTBEAT_INTERVAL: Duration = Duration::from_secs(5 * 60);
+
 /// Builds a [`Pipeline`].
-#[derive(Default)]
 pub struct PipelineBuilder {
     sources: Vec<Arc<dyn Source>>,
     sink: Option<Arc<dyn Sink>>,
@@ -40,6 +44,31 @@ pub struct PipelineBuilder {
     allow_unencrypted_secrets: bool,
     retry: RetryPolicy,
     skip_preflight: bool,
+    heartbeat_interval: Option<Duration>,
+}
+
+impl Default for PipelineBuilder {
+    fn default() -> Self {
+        PipelineBuilder {
+            sources: Vec::new(),
+            sink: None,
+            compression: None,
+            #[cfg(feature = "age")]
+            encryption: None,
+            verifiers: Vec::new(),
+            retention: None,
+            apply_retention: false,
+            observer: None,
+            concurrency: None,
+            cancel: None,
+            labels: BTreeMap::new(),
+            keyring: None,
+            allow_unencrypted_secrets: false,
+            retry: RetryPolicy::default(),
+            skip_preflight: false,
+            heartbeat_interval: Some(DEFAULT_HEARTBEAT_INTERVAL),
+        }
+    }
 }
 
 impl fmt::Debug for PipelineBuilder {
@@ -50,7 +79,8 @@ impl fmt::Debug for PipelineBuilder {
             .field("compression", &self.compression);
         #[cfg(feature = "age")]
         f.field("encryption", &self.encryption);
-        f.finish_non_exhaustive()
+        f.field("heartbeat_interval", &self.heartbeat_interval)
+            .finish_non_exhaustive()
     }
 }
 
@@ -166,6 +196,20 @@ impl PipelineBuilder {
         self
     }
 
+    /// How often a run in progress writes `runs/<id>/heartbeat.json` (a
+    /// [`Heartbeat`](super::Heartbeat)), so that retention elsewhere sees the run is alive
+    /// however long one artifact takes; `None` disables it. Default
+    /// [`DEFAULT_HEARTBEAT_INTERVAL`]. The first heartbeat is written one interval after the
+    /// start (a shorter run writes none), and it is deleted once the run's manifest or report
+    /// is written. Sinks whose small writes are expensive
+    /// ([`SinkCapabilities::cheap_small_writes`](crate::sink::SinkCapabilities) `false`, e.g.
+    /// Git, where each is a commit) get none. Keep retention's grace period for incomplete runs
+    /// well above this interval.
+    pub fn heartbeat_interval(mut self, interval: Option<Duration>) -> Self {
+        self.heartbeat_interval = interval;
+        self
+    }
+
     /// Validates the configuration and builds the pipeline.
     pub fn build(self) -> Result<Pipeline> {
         let sink = self.sink.ok_or_else(|| {
@@ -179,6 +223,10 @@ impl PipelineBuilder {
         let concurrency = self.concurrency.unwrap_or(2);
         if concurrency == 0 {
             return Err(Error::config("concurrency must be at least 1"));
+        }
+        if self.heartbeat_interval == Some(Duration::ZERO) {
+            return Err(Error::config("the heartbeat interval must not be zero")
+                .with_hint("pass a positive interval, or None to disable the heartbeat"));
         }
         #[cfg_attr(not(feature = "age"), allow(unused_mut))]
         let mut keyring = self.keyring.unwrap_or_default();
@@ -219,6 +267,7 @@ impl PipelineBuilder {
             allow_unencrypted_secrets: self.allow_unencrypted_secrets,
             retry: self.retry,
             preflight: !self.skip_preflight,
+            heartbeat_interval: self.heartbeat_interval,
         })
     }
 }

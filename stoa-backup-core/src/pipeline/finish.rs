@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 
+use super::heartbeat::HeartbeatWriter;
 use super::report::{retention_failed, RunReport};
 use super::Pipeline;
 use crate::catalog::Catalog;
@@ -81,7 +82,12 @@ impl Pipeline {
 
     /// Writes the manifest (or the failure report) and runs retention. Not undone by a
     /// cancellation: once the manifest may be stored, the report must say what is stored.
-    pub(super) async fn finish(&self, run_id: &RunId, mut stored: Stored) -> Result<RunReport> {
+    pub(super) async fn finish(
+        &self,
+        run_id: &RunId,
+        mut stored: Stored,
+        heartbeat: &HeartbeatWriter<'_>,
+    ) -> Result<RunReport> {
         self.check_still_stored(run_id, &mut stored).await;
         let Stored {
             started_at,
@@ -110,7 +116,9 @@ impl Pipeline {
             failures,
             pinned: false,
         };
-        self.write_manifest(&manifest).await?;
+        let written = self.write_manifest(&manifest).await;
+        heartbeat.remove().await;
+        written?;
 
         let mut report = RunReport {
             run_id: run_id.clone(),

@@ -6,7 +6,8 @@
 //! written last, and only when every artifact was stored and verified and the sink still
 //! lists each of them with the size stored. A run with a failed artifact gets
 //! `runs/<id>/report.json` instead, so it is never taken for a backup and the previous good
-//! run is untouched.
+//! run is untouched. While a run goes on, `runs/<id>/heartbeat.json` ([`Heartbeat`]) shows
+//! it is alive.
 //!
 //! Artifacts run `concurrency` at a time, in no guaranteed order — except
 //! [summaries](crate::source::ArtifactPlan::summary) (indexes), which run after all the
@@ -14,25 +15,29 @@
 //!
 //! The parts: [`PipelineBuilder`] (options, checked before anything connects), the data path
 //! of one artifact (`store`), the end of a run (`finish`: verification, the check of what is
-//! stored, the manifest, retention) and the [`RunReport`].
+//! stored, the manifest, retention), the heartbeat and the [`RunReport`].
 
 mod builder;
 mod finish;
+mod heartbeat;
 mod report;
 mod store;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::sync::Arc;
+use std::time::Duration;
 
 use chrono::Utc;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-pub use self::builder::PipelineBuilder;
+pub use self::builder::{PipelineBuilder, DEFAULT_HEARTBEAT_INTERVAL};
+pub use self::heartbeat::{Heartbeat, HEARTBEAT_FILE};
 pub use self::report::RunReport;
 
 use self::finish::Stored;
+use self::heartbeat::HeartbeatWriter;
 use self::store::Job;
 use crate::codec::{Codec, Keyring};
 use crate::error::{Error, Result};
@@ -62,6 +67,7 @@ pub struct Pipeline {
     allow_unencrypted_secrets: bool,
     retry: RetryPolicy,
     preflight: bool,
+    heartbeat_interval: Option<Duration>,
 }
 
 impl fmt::Debug for Pipeline {
@@ -103,16 +109,37 @@ impl Pipeline {
                 run_id: &run_id,
                 sources: self.sources.len(),
             });
-            let stored = tokio::select! {
-                biased;
-                _ = self.cancel.cancelled() => {
-                    // Dropping the store future kills children and discards partial writes.
-                    Err(Error::cancelled(format!("run {run_id} was cancelled; nothing of it was kept as a backup"))
-                        .with_operation("backup run"))
+            let heartbeat = HeartbeatWriter::new(
+                self.sink.as_ref(),
+                &run_id,
+                started_at,
+                self.heartbeat_interval
+                    .filter(|_| self.sink.capabilities().cheap_small_writes),
+            );
+            let stop_heartbeat = CancellationToken::new();
+            let store = async {
+                let stored = tokio::select! {
+                    biased;
+                    _ = self.cancel.cancelled() => {
+                        // Dropping the store future kills children and discards partial
+                        // writes.
+                        Err(Error::cancelled(format!("run {run_id} was cancelled; nothing of it was kept as a backup"))
+                            .with_operation("backup run"))
+                    }
+                    r = self.store_and_verify(&run_id, started_at) => r,
+                };
+                stop_heartbeat.cancel();
+                stored
+            };
+            let (stored, ()) = tokio::join!(store, heartbeat.run(&stop_heartbeat));
+            let stored = match stored {
+                Ok(s) => s,
+                Err(e) => {
+                    heartbeat.remove().await;
+                    return Err(e);
                 }
-                r = self.store_and_verify(&run_id, started_at) => r,
-            }?;
-            let report = self.finish(&run_id, stored).await?;
+            };
+            let report = self.finish(&run_id, stored, &heartbeat).await?;
             self.observer.on_event(&Event::RunDone {
                 run_id: &run_id,
                 status: report.status,

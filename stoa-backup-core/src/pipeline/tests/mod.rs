@@ -432,5 +432,6 @@ async fn with_one_artifact_at_a_time_a_summary_listed_first_does_not_block() {
 
 mod build;
 mod finish;
+mod heartbeat;
 mod integrity;
 mod support;

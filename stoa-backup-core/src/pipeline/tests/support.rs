@@ -10,7 +10,7 @@ use futures::future::BoxFuture;
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::key::ObjectKey;
-use crate::sink::{MemorySink, ObjectMeta, PutResult, Sink};
+use crate::sink::{MemorySink, ObjectMeta, PutResult, Sink, SinkCapabilities};
 use crate::source::{ArtifactPlan, Export, ExportContext, PreflightReport, Source};
 use crate::stream::ByteStream;
 
@@ -77,6 +77,8 @@ pub(super) struct Hooked {
     pub put: PutHook,
     /// Listing exactly this prefix fails as unavailable.
     pub failing_list: Option<&'static str>,
+    /// What the sink says it can do.
+    pub capabilities: SinkCapabilities,
 }
 
 impl std::fmt::Debug for Hooked {
@@ -95,6 +97,7 @@ impl Hooked {
             inner: MemorySink::new(),
             put: Arc::new(move |inner, key, stream| Box::pin(put(inner, key, stream))),
             failing_list: None,
+            capabilities: SinkCapabilities::default(),
         }
     }
 
@@ -108,6 +111,9 @@ impl Hooked {
 impl Sink for Hooked {
     fn describe(&self) -> String {
         "hooked".into()
+    }
+    fn capabilities(&self) -> SinkCapabilities {
+        self.capabilities.clone()
     }
     async fn preflight(&self) -> Result<()> {
         Ok(())
