@@ -129,7 +129,7 @@ pub(super) fn retention_failed(run_id: &RunId, operation: &str, what: &str, caus
     .with_operation(operation)
     .with_context("run", run_id.as_str())
     .with_hint(
-        "the backup itself is stored and listed in the catalog; fix the cause, then prune old \
+        "the backup itself is stored (its manifest is written); fix the cause, then prune old \
          runs with the catalog or let the next run do it",
     );
     if let Some(c) = cause.component() {
