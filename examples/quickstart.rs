@@ -7,6 +7,10 @@
 //! `DATABASE_URL` (or libpq's `PGHOST`, `PGPORT`, `PGUSER`, `PGPASSWORD`, `PGDATABASE`)
 //! picks the database (default `localhost:5432`, user and database `postgres`),
 //! `STOA_BACKUP_DIR` the target directory (default `./stoa-backups`).
+//!
+//! Exit status: 0 when the backup is stored and retention ran; 1 when the backup failed
+//! (every failure is printed; the previous complete backup is untouched); 2 when the backup
+//! is stored but retention failed (the error says why; old runs were not all pruned).
 
 use std::sync::Arc;
 
@@ -40,7 +44,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .label("job", "quickstart")
         .build()?;
 
-    let report = pipeline.run().await?.into_result()?;
+    let report = pipeline.run().await?;
+    if !report.is_complete() {
+        // `into_result` names every failure of an incomplete run.
+        return Err(report.into_result().unwrap_err().into());
+    }
     for a in &report.manifest.artifacts {
         println!(
             "stored {} ({} bytes plain, {} bytes stored, sha256 {})",
@@ -52,6 +60,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     if let Some(plan) = &report.retention {
         println!("\nretention plan:\n{plan}");
+    }
+    if let Some(e) = &report.retention_error {
+        // Not a plain success: old runs were not (all) pruned, and the storage may be why.
+        eprintln!("\nerror: {e}");
+        eprintln!(
+            "the backup itself is stored: run {} is complete and verified; only retention failed",
+            report.run_id
+        );
+        std::process::exit(2);
     }
     let catalog = Catalog::new(sink);
     println!(

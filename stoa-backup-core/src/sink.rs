@@ -25,6 +25,9 @@ pub struct SinkCapabilities {
     pub prefers_plain_text: bool,
     /// Largest object the sink accepts, if it has a limit.
     pub max_object_size: Option<u64>,
+    /// Small writes are cheap (a file, an object). `false` where each write costs much (Git:
+    /// a commit and a push), so the pipeline writes no heartbeat there.
+    pub cheap_small_writes: bool,
 }
 
 impl Default for SinkCapabilities {
@@ -34,6 +37,7 @@ impl Default for SinkCapabilities {
             versioned: false,
             prefers_plain_text: false,
             max_object_size: None,
+            cheap_small_writes: true,
         }
     }
 }

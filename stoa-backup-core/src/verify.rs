@@ -61,6 +61,13 @@ pub trait Verifier: Send + Sync + fmt::Debug {
     /// Whether this verifier applies to an artifact (by component or content type).
     fn applies_to(&self, artifact: &ArtifactRecord) -> bool;
 
+    /// Whether it reads plain bytes ([`VerifyContext::open_plain`]), and so needs a key for
+    /// encrypted artifacts: a pipeline that encrypts to recipients with such a verifier and
+    /// no keyring fails to build. `true` unless the verifier says it reads stored bytes only.
+    fn needs_plain_bytes(&self) -> bool {
+        true
+    }
+
     /// Checks the artifact.
     async fn verify(&self, ctx: &VerifyContext<'_>) -> Result<VerificationRecord>;
 }
@@ -76,6 +83,9 @@ macro_rules! forward_verifier {
             }
             fn applies_to(&self, artifact: &ArtifactRecord) -> bool {
                 (**self).applies_to(artifact)
+            }
+            fn needs_plain_bytes(&self) -> bool {
+                (**self).needs_plain_bytes()
             }
             async fn verify(&self, ctx: &VerifyContext<'_>) -> Result<VerificationRecord> {
                 (**self).verify(ctx).await
@@ -118,6 +128,10 @@ impl Verifier for ChecksumVerifier {
 
     fn applies_to(&self, _artifact: &ArtifactRecord) -> bool {
         true
+    }
+
+    fn needs_plain_bytes(&self) -> bool {
+        self.deep
     }
 
     async fn verify(&self, ctx: &VerifyContext<'_>) -> Result<VerificationRecord> {
@@ -217,7 +231,8 @@ mod tests {
     use super::*;
     use crate::sink::MemorySink;
 
-    /// Applies to `keycloak` artifacts only and passes them, naming the artifact.
+    /// Applies to `keycloak` artifacts only, reads no bytes and passes them, naming the
+    /// artifact.
     #[derive(Debug)]
     struct OnlyKeycloak;
 
@@ -228,6 +243,9 @@ mod tests {
         }
         fn applies_to(&self, artifact: &ArtifactRecord) -> bool {
             artifact.component == "keycloak"
+        }
+        fn needs_plain_bytes(&self) -> bool {
+            false
         }
         async fn verify(&self, ctx: &VerifyContext<'_>) -> Result<VerificationRecord> {
             Ok(VerificationRecord::now(
@@ -240,6 +258,8 @@ mod tests {
 
     async fn check(verifier: &dyn Verifier) {
         assert_eq!(verifier.name(), "only-keycloak");
+        // Not the default, so a forwarding impl that forgot it would say `true`.
+        assert!(!verifier.needs_plain_bytes());
         let realm = ArtifactRecord::for_test("keycloak", "stoa.json");
         assert!(verifier.applies_to(&realm));
         assert!(!verifier.applies_to(&ArtifactRecord::for_test("postgres", "stoa.dump")));
@@ -254,6 +274,12 @@ mod tests {
             verifier.verify(&ctx).await.unwrap().detail,
             "checked stoa.json"
         );
+    }
+
+    #[test]
+    fn only_the_deep_checksum_needs_plain_bytes() {
+        assert!(ChecksumVerifier::deep().needs_plain_bytes());
+        assert!(!ChecksumVerifier::new().needs_plain_bytes());
     }
 
     #[tokio::test]

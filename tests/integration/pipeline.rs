@@ -466,3 +466,120 @@ async fn artifact_names_that_escape_are_refused_per_artifact() {
         .contains("invalid storage key"));
     assert!(!tmp.path().join("escape.txt").exists());
 }
+
+/// Opens the stored file, lets "retention in another process" delete it, then reads it to
+/// the end through the open descriptor and checks its digest: it passes, as the checks did
+/// when retention removed a running run's artifact.
+#[derive(Debug)]
+struct ReadsADeletedFile {
+    root: std::path::PathBuf,
+}
+
+#[async_trait::async_trait]
+impl stoa_backup::core::Verifier for ReadsADeletedFile {
+    fn name(&self) -> &str {
+        "reads-a-deleted-file"
+    }
+    fn applies_to(&self, _: &stoa_backup::core::ArtifactRecord) -> bool {
+        true
+    }
+    async fn verify(
+        &self,
+        ctx: &stoa_backup::core::VerifyContext<'_>,
+    ) -> stoa_backup::core::Result<stoa_backup::core::manifest::VerificationRecord> {
+        let a = ctx.artifact;
+        let open = ctx.open_stored().await?;
+        std::fs::remove_file(self.root.join(a.key.as_str())).unwrap();
+        let checked = stoa_backup::core::verify::check_digest(
+            open,
+            &a.stored_sha256,
+            a.stored_size,
+            a.key.as_str(),
+        );
+        stoa_backup::core::stream::collect(checked).await?;
+        Ok(stoa_backup::core::manifest::VerificationRecord::now(
+            self.name(),
+            true,
+            "every byte read and matched",
+        ))
+    }
+}
+
+#[tokio::test]
+async fn an_artifact_deleted_while_its_check_reads_it_leaves_the_run_incomplete() {
+    let tmp = tempfile::tempdir().unwrap();
+    let sink = local_sink(tmp.path());
+    let report = Pipeline::builder()
+        .source(CommandSource::new(
+            "db",
+            "dump.txt",
+            CommandSpec::new("seq").args(["1", "1000"]),
+        ))
+        .sink(sink.clone())
+        .verifier(ReadsADeletedFile {
+            root: tmp.path().join("backups"),
+        })
+        .build()
+        .unwrap()
+        .run()
+        .await
+        .unwrap();
+    // The check passed, but the data is gone: no manifest, and the catalog says so.
+    assert!(report.manifest.artifacts.is_empty());
+    assert!(!sink.exists(&report.run_id.manifest_key()).await.unwrap());
+    let catalog = Catalog::new(sink.clone());
+    assert!(catalog
+        .list_runs(&RunFilter::default())
+        .await
+        .unwrap()
+        .is_empty());
+    let key = format!("{}/db/dump.txt", report.run_id.prefix());
+    let err = report.into_result().unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Integrity, "{err}");
+    assert_eq!(err.artifact(), Some(key.as_str()), "{err}");
+    assert!(err.to_string().contains("missing"), "{err}");
+}
+
+#[tokio::test]
+async fn a_run_whose_retention_fails_is_stored_but_not_a_plain_success() {
+    use stoa_backup_test_support::faulty::{FaultySink, Trigger};
+    let tmp = tempfile::tempdir().unwrap();
+    let sink = Arc::new(FaultySink::new(local_sink(tmp.path())));
+    let pipeline = Pipeline::builder()
+        .source(CommandSource::new(
+            "db",
+            "dump.txt",
+            CommandSpec::new("seq").args(["1", "1000"]),
+        ))
+        .sink(sink.clone())
+        .verifier(ChecksumVerifier::new())
+        // Keeps only the newest verified run, so the second run forgets the first.
+        .retention(stoa_backup::core::KeepRules::new())
+        .apply_retention(true)
+        .build()
+        .unwrap();
+    let first = pipeline.run().await.unwrap().into_result().unwrap();
+    sink.set_delete_fault(Trigger::Always);
+    let second = pipeline.run().await.unwrap();
+
+    assert!(second.is_complete());
+    assert!(!second.is_success());
+    assert!(second.removed_runs.is_empty());
+    let catalog = Catalog::new(sink.clone());
+    let complete = catalog.list_runs(&RunFilter::default()).await.unwrap();
+    let ids: Vec<_> = complete.iter().map(|r| r.run_id.clone()).collect();
+    // Both backups are there: the new one, and the old one retention could not delete.
+    assert_eq!(ids, [second.run_id.clone(), first.run_id.clone()]);
+
+    let run_id = second.run_id.clone();
+    let err = second.into_result().unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Storage, "{err}");
+    assert_eq!(err.operation(), Some("apply retention"), "{err}");
+    assert_eq!(err.context_value("run"), Some(run_id.as_str()), "{err}");
+    let text = err.to_string();
+    assert!(text.contains(&format!("run {run_id} is stored")), "{text}");
+    assert!(
+        text.contains(stoa_backup_test_support::faulty::INJECTED),
+        "{text}"
+    );
+}

@@ -4,9 +4,11 @@
 use std::time::Duration;
 
 use super::*;
-use crate::manifest::VerificationRecord;
+use crate::error::ErrorKind;
+use crate::manifest::{RunStatus, VerificationRecord};
 use crate::sink::MemorySink;
-use crate::source::{Export, PreflightReport};
+use crate::source::{ArtifactPlan, Export, PreflightReport};
+use crate::verify::VerifyContext;
 use async_trait::async_trait;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
@@ -427,3 +429,9 @@ async fn with_one_artifact_at_a_time_a_summary_listed_first_does_not_block() {
         .collect();
     assert_eq!(names, ["a", "b", "index.json"]);
 }
+
+mod build;
+mod finish;
+mod heartbeat;
+mod integrity;
+mod support;

@@ -1,0 +1,326 @@
+//! [`PipelineBuilder`]: every option of a pipeline, checked by [`PipelineBuilder::build`]
+//! before anything connects.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use super::Pipeline;
+#[cfg(feature = "age")]
+use crate::codec::{AgeCodec, AgeEncryption};
+use crate::codec::{Codec, Keyring, ZstdCodec};
+use crate::error::{Error, Result};
+use crate::key::ObjectKey;
+use crate::manifest::VERIFICATIONS_DIR;
+use crate::observer::{NoopObserver, Observer};
+use crate::retention::RetentionPolicy;
+use crate::retry::RetryPolicy;
+use crate::sink::Sink;
+use crate::source::Source;
+use crate::verify::Verifier;
+
+/// How often a run in progress refreshes its heartbeat unless told otherwise: 5 minutes,
+/// far below any sensible grace period for incomplete runs, and one small write per period.
+pub const DEFAULT_HEARTBEAT_INTERVAL: Duration = Duration::from_secs(5 * 60);
+
+/// Builds a [`Pipeline`].
+pub struct PipelineBuilder {
+    sources: Vec<Arc<dyn Source>>,
+    sink: Option<Arc<dyn Sink>>,
+    compression: Option<ZstdCodec>,
+    #[cfg(feature = "age")]
+    encryption: Option<AgeEncryption>,
+    verifiers: Vec<Arc<dyn Verifier>>,
+    retention: Option<Arc<dyn RetentionPolicy>>,
+    apply_retention: bool,
+    observer: Option<Arc<dyn Observer>>,
+    concurrency: Option<usize>,
+    cancel: Option<CancellationToken>,
+    labels: BTreeMap<String, String>,
+    keyring: Option<Keyring>,
+    allow_unencrypted_secrets: bool,
+    retry: RetryPolicy,
+    skip_preflight: bool,
+    heartbeat_interval: Option<Duration>,
+}
+
+impl Default for PipelineBuilder {
+    fn default() -> Self {
+        PipelineBuilder {
+            sources: Vec::new(),
+            sink: None,
+            compression: None,
+            #[cfg(feature = "age")]
+            encryption: None,
+            verifiers: Vec::new(),
+            retention: None,
+            apply_retention: false,
+            observer: None,
+            concurrency: None,
+            cancel: None,
+            labels: BTreeMap::new(),
+            keyring: None,
+            allow_unencrypted_secrets: false,
+            retry: RetryPolicy::default(),
+            skip_preflight: false,
+            heartbeat_interval: Some(DEFAULT_HEARTBEAT_INTERVAL),
+        }
+    }
+}
+
+impl fmt::Debug for PipelineBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut f = f.debug_struct("PipelineBuilder");
+        f.field("sources", &self.sources)
+            .field("sink", &self.sink)
+            .field("compression", &self.compression);
+        #[cfg(feature = "age")]
+        f.field("encryption", &self.encryption);
+        f.field("heartbeat_interval", &self.heartbeat_interval)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PipelineBuilder {
+    /// Adds a source: any [`Source`], also an `Arc` or `Box` of one (or of `dyn Source`).
+    pub fn source(mut self, source: impl Source + 'static) -> Self {
+        self.sources.push(Arc::new(source));
+        self
+    }
+
+    /// Sets the sink (required): any [`Sink`], also an `Arc` or `Box` of one. Pass a clone of
+    /// an `Arc` to keep a handle (e.g. for a [`crate::Catalog`] over the same sink).
+    pub fn sink(mut self, sink: impl Sink + 'static) -> Self {
+        self.sink = Some(Arc::new(sink));
+        self
+    }
+
+    /// Compresses artifacts with zstd.
+    pub fn compression(mut self, zstd: ZstdCodec) -> Self {
+        self.compression = Some(zstd);
+        self
+    }
+
+    /// Encrypts artifacts with age.
+    #[cfg(feature = "age")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "age")))]
+    pub fn encryption(mut self, encryption: AgeEncryption) -> Self {
+        self.encryption = Some(encryption);
+        self
+    }
+
+    /// Adds a verifier run on every stored artifact it applies to, before the manifest is
+    /// written. A failed verification fails the run. Any [`Verifier`], also an `Arc` or `Box`
+    /// of one. A verifier that reads plain bytes ([`Verifier::needs_plain_bytes`]) of
+    /// artifacts encrypted to recipients needs a [`keyring`](Self::keyring).
+    pub fn verifier(mut self, verifier: impl Verifier + 'static) -> Self {
+        self.verifiers.push(Arc::new(verifier));
+        self
+    }
+
+    /// Plans retention after a complete run (the plan is in the report). Any
+    /// [`RetentionPolicy`], also an `Arc` or `Box` of one.
+    pub fn retention(mut self, policy: impl RetentionPolicy + 'static) -> Self {
+        self.retention = Some(Arc::new(policy));
+        self
+    }
+
+    /// Also applies the retention plan (deletes forgotten runs). Off by default: a plan is
+    /// only reported.
+    pub fn apply_retention(mut self, apply: bool) -> Self {
+        self.apply_retention = apply;
+        self
+    }
+
+    /// Receives progress events: any [`Observer`], also an `Arc` of one the caller keeps to
+    /// read what it saw.
+    pub fn observer(mut self, observer: impl Observer + 'static) -> Self {
+        self.observer = Some(Arc::new(observer));
+        self
+    }
+
+    /// How many artifacts are exported at once (default 2).
+    pub fn concurrency(mut self, n: usize) -> Self {
+        self.concurrency = Some(n);
+        self
+    }
+
+    /// Cancels the run when this token is cancelled: children are killed, partial writes
+    /// discarded, no manifest written. A cancellation that comes once every artifact is
+    /// stored and verified no longer undoes the run: its manifest is written, and only
+    /// retention is skipped (see [`RunReport::retention_error`](super::RunReport)).
+    pub fn cancel(mut self, token: CancellationToken) -> Self {
+        self.cancel = Some(token);
+        self
+    }
+
+    /// Adds a label recorded in the manifest (cluster, environment, schedule…).
+    pub fn label(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.labels.insert(key.into(), value.into());
+        self
+    }
+
+    /// Keys verifiers use to read plain bytes of encrypted artifacts. With passphrase
+    /// encryption the passphrase is used automatically.
+    pub fn keyring(mut self, keyring: Keyring) -> Self {
+        self.keyring = Some(keyring);
+        self
+    }
+
+    /// Stores artifacts that hold secrets without encryption. Off by default; only for
+    /// callers that encrypt elsewhere (e.g. an encrypted volume) and say so.
+    pub fn store_secrets_unencrypted(mut self, yes: bool) -> Self {
+        self.allow_unencrypted_secrets = yes;
+        self
+    }
+
+    /// How many times an artifact is attempted when a retryable error occurs (default 3).
+    pub fn attempts(mut self, attempts: u32) -> Self {
+        self.retry.attempts = attempts;
+        self
+    }
+
+    /// How an artifact is retried when a retryable error occurs (the whole export runs
+    /// again): attempts, back-off and jitter. Default: [`RetryPolicy::default`].
+    pub fn retry(mut self, policy: RetryPolicy) -> Self {
+        self.retry = policy;
+        self
+    }
+
+    /// Skips sources' preflight checks (they run by default).
+    pub fn skip_preflight(mut self, skip: bool) -> Self {
+        self.skip_preflight = skip;
+        self
+    }
+
+    /// How often a run in progress writes `runs/<id>/heartbeat.json` (a
+    /// [`Heartbeat`](super::Heartbeat)), so that retention elsewhere sees the run is alive
+    /// however long one artifact takes; `None` disables it. Default
+    /// [`DEFAULT_HEARTBEAT_INTERVAL`]. The first heartbeat is written one interval after the
+    /// start (a shorter run writes none), and it is deleted once the run's manifest or report
+    /// is written. Sinks whose small writes are expensive
+    /// ([`SinkCapabilities::cheap_small_writes`](crate::sink::SinkCapabilities) `false`, e.g.
+    /// Git, where each is a commit) get none. Keep retention's grace period for incomplete runs
+    /// well above this interval.
+    pub fn heartbeat_interval(mut self, interval: Option<Duration>) -> Self {
+        self.heartbeat_interval = interval;
+        self
+    }
+
+    /// Validates the configuration and builds the pipeline.
+    pub fn build(self) -> Result<Pipeline> {
+        let sink = self.sink.ok_or_else(|| {
+            Error::config("no sink configured").with_hint("call .sink(...) on the pipeline builder")
+        })?;
+        if self.sources.is_empty() {
+            return Err(Error::config("no source configured")
+                .with_hint("add at least one source with .source(...)"));
+        }
+        check_components(&self.sources)?;
+        let concurrency = self.concurrency.unwrap_or(2);
+        if concurrency == 0 {
+            return Err(Error::config("concurrency must be at least 1"));
+        }
+        if self.heartbeat_interval == Some(Duration::ZERO) {
+            return Err(Error::config("the heartbeat interval must not be zero")
+                .with_hint("pass a positive interval, or None to disable the heartbeat"));
+        }
+        #[cfg_attr(not(feature = "age"), allow(unused_mut))]
+        let mut keyring = self.keyring.unwrap_or_default();
+        #[cfg(feature = "age")]
+        if keyring.is_empty() {
+            if let Some(enc) = &self.encryption {
+                keyring = Keyring::for_encryption(enc);
+            }
+        }
+        let mut codecs: Vec<Arc<dyn Codec>> = Vec::new();
+        if let Some(z) = self.compression {
+            codecs.push(Arc::new(z));
+        }
+        #[cfg(feature = "age")]
+        let encrypted = self.encryption.is_some();
+        #[cfg(not(feature = "age"))]
+        let encrypted = false;
+        if encrypted && keyring.is_empty() {
+            check_verifiers_need_no_key(&self.verifiers)?;
+        }
+        #[cfg(feature = "age")]
+        if let Some(e) = self.encryption {
+            codecs.push(Arc::new(AgeCodec::new(e)));
+        }
+        Ok(Pipeline {
+            sources: self.sources,
+            sink,
+            codecs,
+            encrypted,
+            verifiers: self.verifiers,
+            retention: self.retention,
+            apply_retention: self.apply_retention,
+            observer: self.observer.unwrap_or_else(|| Arc::new(NoopObserver)),
+            concurrency,
+            cancel: self.cancel.unwrap_or_default(),
+            labels: self.labels,
+            keyring,
+            allow_unencrypted_secrets: self.allow_unencrypted_secrets,
+            retry: self.retry,
+            preflight: !self.skip_preflight,
+            heartbeat_interval: self.heartbeat_interval,
+        })
+    }
+}
+
+/// Component names must be distinct, single key segments, and not names a run keeps for
+/// its own files (`manifest.json`, `report.json`, `heartbeat.json`, `pin.json`,
+/// `verifications/`): an artifact there would shadow them, or turn the manifest's path into
+/// a directory on a filesystem.
+fn check_components(sources: &[Arc<dyn Source>]) -> Result<()> {
+    let mut seen = BTreeSet::new();
+    for s in sources {
+        let c = s.component();
+        ObjectKey::new(c).map_err(|e| e.with_component(c.to_string()))?;
+        if c.contains('/') {
+            return Err(Error::config(format!("component name '{c}' contains '/'")));
+        }
+        if c == VERIFICATIONS_DIR || c.ends_with(".json") {
+            return Err(Error::config(format!(
+                "component name '{c}' is reserved: a run keeps its own records under it"
+            ))
+            .with_component(c.to_string())
+            .with_hint(format!(
+                "give the source another component name (not '{VERIFICATIONS_DIR}', not ending in .json)"
+            )));
+        }
+        if !seen.insert(c.to_string()) {
+            return Err(
+                Error::config(format!("two sources share the component name '{c}'"))
+                    .with_hint("give each source a distinct component name"),
+            );
+        }
+    }
+    Ok(())
+}
+
+/// With encryption and no key to decrypt, a verifier reading plain bytes could only fail
+/// on every artifact, at the end of the run: say so now.
+fn check_verifiers_need_no_key(verifiers: &[Arc<dyn Verifier>]) -> Result<()> {
+    let need: Vec<&str> = verifiers
+        .iter()
+        .filter(|v| v.needs_plain_bytes())
+        .map(|v| v.name())
+        .collect();
+    if need.is_empty() {
+        return Ok(());
+    }
+    Err(Error::config(format!(
+        "the verifiers {} read decrypted bytes, but the pipeline encrypts to recipients and holds no key to decrypt them",
+        need.join(", ")
+    ))
+    .with_operation("build pipeline")
+    .with_hint(
+        "add .keyring(Keyring::new().with_identity(...)) with the identity of one of the recipients, \
+         or check stored bytes only (ChecksumVerifier::new())",
+    ))
+}

@@ -1,0 +1,291 @@
+//! The end of a run: verification, the check that every artifact is still there, the
+//! manifest (or the failure report), and retention.
+
+use std::collections::HashMap;
+
+use super::heartbeat::HeartbeatWriter;
+use super::report::{retention_failed, RunReport};
+use super::Pipeline;
+use crate::catalog::Catalog;
+use crate::error::{Error, Result};
+use crate::manifest::{
+    ArtifactFailure, ArtifactRecord, Manifest, RunId, RunStatus, MANIFEST_FORMAT_VERSION,
+};
+use crate::observer::Event;
+use crate::retention::{RetentionPlan, RetentionPolicy};
+use crate::sink::SinkExt;
+use crate::verify::VerifyContext;
+use chrono::Utc;
+
+/// What a run has before its manifest: when it started, what it stored, what failed.
+pub(super) struct Stored {
+    pub started_at: chrono::DateTime<Utc>,
+    pub artifacts: Vec<ArtifactRecord>,
+    pub failures: Vec<ArtifactFailure>,
+}
+
+impl Pipeline {
+    /// Runs every verifier on every stored artifact it applies to; a failed one becomes a
+    /// failure of the run.
+    pub(super) async fn verify_all(&self, stored: &mut Stored) {
+        for record in stored.artifacts.iter_mut() {
+            if let Err(failure) = self.verify_artifact(record).await {
+                stored.failures.push(failure);
+            }
+        }
+    }
+
+    async fn verify_artifact(
+        &self,
+        record: &mut ArtifactRecord,
+    ) -> std::result::Result<(), ArtifactFailure> {
+        for verifier in &self.verifiers {
+            if !verifier.applies_to(record) {
+                continue;
+            }
+            let ctx = VerifyContext {
+                sink: self.sink.as_ref(),
+                artifact: record,
+                keyring: &self.keyring,
+            };
+            let outcome = verifier.verify(&ctx).await.map_err(|e| {
+                e.or_component(record.component.clone())
+                    .or_operation("verify")
+                    .or_artifact(record.key.to_string())
+            });
+            let v = match outcome {
+                Ok(v) => v,
+                Err(e) => return Err(verify_failure(record, e)),
+            };
+            self.observer.on_event(&Event::Verified {
+                component: &record.component,
+                name: &record.name,
+                record: &v,
+            });
+            let ok = v.ok;
+            let detail = v.detail.clone();
+            record.verification.push(v);
+            if !ok {
+                let e =
+                    Error::integrity(format!("verifier '{}' failed: {detail}", verifier.name()))
+                        .with_component(record.component.clone())
+                        .with_operation("verify")
+                        .with_artifact(record.key.to_string())
+                        .with_hint(
+                            "the stored artifact does not pass its check: re-run the backup",
+                        );
+                return Err(verify_failure(record, e));
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes the manifest (or the failure report) and runs retention. Not undone by a
+    /// cancellation: once the manifest may be stored, the report must say what is stored.
+    pub(super) async fn finish(
+        &self,
+        run_id: &RunId,
+        mut stored: Stored,
+        heartbeat: &HeartbeatWriter<'_>,
+    ) -> Result<RunReport> {
+        self.check_still_stored(run_id, &mut stored).await;
+        let Stored {
+            started_at,
+            artifacts,
+            failures,
+        } = stored;
+        let status = if failures.is_empty() {
+            RunStatus::Complete
+        } else if artifacts.is_empty() {
+            RunStatus::Failed
+        } else {
+            RunStatus::Partial
+        };
+        let manifest = Manifest {
+            format_version: MANIFEST_FORMAT_VERSION,
+            run_id: run_id.clone(),
+            status,
+            started_at,
+            finished_at: Utc::now(),
+            library_version: crate::VERSION.to_string(),
+            host: hostname::get()
+                .map(|h| h.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            labels: self.labels.clone(),
+            artifacts,
+            failures,
+            pinned: false,
+        };
+        let written = self.write_manifest(&manifest).await;
+        heartbeat.remove().await;
+        written?;
+
+        let mut report = RunReport {
+            run_id: run_id.clone(),
+            status,
+            manifest,
+            retention: None,
+            removed_runs: Vec::new(),
+            retention_error: None,
+        };
+        if status == RunStatus::Complete {
+            self.run_retention(&mut report).await;
+        }
+        Ok(report)
+    }
+
+    /// Lists the run's objects and drops (as integrity failures) the artifacts that are no
+    /// longer there or no longer hold what was stored: a check that read an open file of a
+    /// deleted artifact passed, and only the sink's listing tells.
+    async fn check_still_stored(&self, run_id: &RunId, stored: &mut Stored) {
+        if stored.artifacts.is_empty() {
+            return;
+        }
+        let listed = match self.sink.list(&run_id.prefix()).await {
+            Ok(l) => l,
+            Err(e) => {
+                // Without a listing nothing shows the artifacts are there: no manifest.
+                let component = format!("storage ({})", self.sink.describe());
+                let e = e
+                    .or_component(component.clone())
+                    .or_operation("check stored artifacts")
+                    .or_hint("the storage could not list the run before its manifest: re-run the backup once it lists again");
+                stored.failures.push(ArtifactFailure::from_error(
+                    component,
+                    None,
+                    "check stored artifacts",
+                    &e,
+                ));
+                return;
+            }
+        };
+        let sizes: HashMap<&str, u64> = listed.iter().map(|o| (o.key.as_str(), o.size)).collect();
+        let mut gone = Vec::new();
+        stored.artifacts.retain(|a| {
+            let problem = match sizes.get(a.key.as_str()) {
+                Some(&size) if size == a.stored_size => return true,
+                Some(&size) => format!(
+                    "holds {size} bytes now where {} were stored and checked",
+                    a.stored_size
+                ),
+                None => "is missing from the storage although it was stored and checked".into(),
+            };
+            let e = Error::integrity(problem)
+                .with_component(a.component.clone())
+                .with_operation("check stored artifacts")
+                .with_artifact(a.key.to_string())
+                .with_hint(
+                    "something changed or deleted it while the run was going on (retention \
+                     elsewhere with a grace period shorter than the run?): re-run the backup",
+                );
+            gone.push(ArtifactFailure::from_error(
+                &a.component,
+                Some(a.name.clone()),
+                "check stored artifacts",
+                &e,
+            ));
+            false
+        });
+        for f in &gone {
+            tracing::warn!(component = %f.component, artifact = ?f.name, error = %f.error, "stored artifact gone before the manifest");
+            self.observer.on_event(&Event::ArtifactFailed {
+                component: &f.component,
+                name: f.name.as_deref(),
+                error: &f.error,
+            });
+        }
+        stored.failures.extend(gone);
+    }
+
+    /// The manifest of a complete run, last: its presence is what makes the run complete.
+    /// Another run gets `report.json`, best effort (without it the run still reads as
+    /// incomplete, which is just as safe).
+    async fn write_manifest(&self, manifest: &Manifest) -> Result<()> {
+        let body = bytes::Bytes::from(manifest.to_json()?);
+        let run_id = &manifest.run_id;
+        if manifest.status == RunStatus::Complete {
+            self.sink
+                .put_bytes(&run_id.manifest_key(), body)
+                .await
+                .map_err(|e| {
+                    e.or_operation("write manifest")
+                        .or_artifact(run_id.manifest_key().to_string())
+                })?;
+        } else if let Err(e) = self.sink.put_bytes(&run_id.report_key(), body).await {
+            tracing::warn!(error = %e, "could not write the failure report");
+        }
+        Ok(())
+    }
+
+    /// Plans (and applies, if asked) retention after a complete run, unless the run was
+    /// cancelled; what goes wrong is in `report.retention_error`.
+    async fn run_retention(&self, report: &mut RunReport) {
+        let Some(policy) = &self.retention else {
+            return;
+        };
+        let run_id = report.run_id.clone();
+        let outcome = tokio::select! {
+            biased;
+            _ = self.cancel.cancelled() => Err(retention_failed(
+                &run_id,
+                "retention",
+                "its retention was skipped",
+                Error::cancelled("the run was cancelled after its manifest was written"),
+            )),
+            r = self.plan_and_apply(policy.as_ref(), &run_id) => r,
+        };
+        match outcome {
+            Ok((plan, applied)) => {
+                report.retention = Some(plan);
+                match applied {
+                    Ok(removed) => report.removed_runs = removed,
+                    Err(e) => report.retention_error = Some(e),
+                }
+            }
+            Err(e) => report.retention_error = Some(e),
+        }
+        if let Some(e) = &report.retention_error {
+            tracing::warn!(error = %e, "retention failed after a complete run");
+        }
+    }
+
+    /// The retention plan, and the runs removed by applying it (none when not asked to) or
+    /// why it could not be applied.
+    async fn plan_and_apply(
+        &self,
+        policy: &dyn RetentionPolicy,
+        run_id: &RunId,
+    ) -> Result<(RetentionPlan, Result<Vec<RunId>>)> {
+        let catalog = Catalog::shared(self.sink.clone());
+        let plan = catalog
+            .plan_retention(policy, Utc::now())
+            .await
+            .map_err(|e| retention_failed(run_id, "plan retention", PLAN_FAILED, e))?;
+        self.observer
+            .on_event(&Event::RetentionPlanned { plan: &plan });
+        if !self.apply_retention {
+            return Ok((plan, Ok(Vec::new())));
+        }
+        let applied = if plan.decision(run_id).is_some_and(|d| !d.is_kept()) {
+            // Whatever the policy says, a run never deletes the backup it just wrote.
+            Err(Error::internal(
+                "the retention plan forgets the run it follows, so it was not applied: nothing was deleted",
+            )
+            .with_hint("this is a bug in the retention policy"))
+        } else {
+            // Each forgotten run loses its manifest first: stopped half-way, a run is
+            // incomplete, never half complete.
+            catalog.apply_retention(&plan).await
+        };
+        let applied =
+            applied.map_err(|e| retention_failed(run_id, "apply retention", APPLY_FAILED, e));
+        Ok((plan, applied))
+    }
+}
+
+const PLAN_FAILED: &str = "its retention could not be planned";
+const APPLY_FAILED: &str = "its retention could not be applied";
+
+fn verify_failure(record: &ArtifactRecord, e: Error) -> ArtifactFailure {
+    ArtifactFailure::from_error(&record.component, Some(record.name.clone()), "verify", &e)
+}
