@@ -16,6 +16,8 @@
 //! - `STOA_KEYCLOAK_REALM`: the realm to back up (default `stoa`).
 //! - `STOA_AGE_RECIPIENT` (required: the export holds personal data and is marked
 //!   sensitive, so the pipeline refuses to store it unencrypted).
+//! - `STOA_AGE_IDENTITY` (optional, `AGE-SECRET-KEY-1…`): with it, the export is decrypted
+//!   and verified (counts, redaction report); without it only the stored bytes are checked.
 //! - `STOA_BACKUP_DIR` (default `./backups`).
 //!
 //! The manifest records the Keycloak version, counts and the redaction report: which
@@ -37,17 +39,25 @@ async fn main() -> Result<()> {
         .realm(env("STOA_KEYCLOAK_REALM").unwrap_or_else(|| "stoa".into()))
         .build()?;
     let sink = LocalSink::new(env("STOA_BACKUP_DIR").unwrap_or_else(|| "./backups".into()))?;
-    let report = Pipeline::builder()
+    let mut pipeline = Pipeline::builder()
         .source(source)
         .sink(sink)
         .compression(ZstdCodec::new(3)?)
         .encryption(AgeEncryption::recipients([recipient])?)
-        .verifier(KeycloakExportVerifier::new())
-        .label("example", "keycloak_backup")
-        .build()?
-        .run()
-        .await?
-        .into_result()?;
+        .verifier(ChecksumVerifier::new())
+        .label("example", "keycloak_backup");
+    // The export verifier reads the realm back, so it needs the age identity to decrypt.
+    match env("STOA_AGE_IDENTITY") {
+        Some(identity) => {
+            pipeline = pipeline
+                .keyring(Keyring::new().with_identity(&identity)?)
+                .verifier(KeycloakExportVerifier::new());
+        }
+        None => {
+            println!("STOA_AGE_IDENTITY is not set: the stored bytes are checked, not the realm")
+        }
+    }
+    let report = pipeline.build()?.run().await?.into_result()?;
     for a in &report.manifest.artifacts {
         let f: KeycloakFacts = a.facts_as()?;
         let n = |c: Option<u64>| c.map_or("?".to_string(), |c| c.to_string());

@@ -12,10 +12,8 @@ use tokio_util::sync::CancellationToken;
 use crate::error::{Error, Result};
 use crate::key::ObjectKey;
 use crate::manifest::RunId;
+pub use crate::manifest::HEARTBEAT_FILE;
 use crate::sink::{Sink, SinkExt};
-
-/// File name of a run's heartbeat, beside its manifest: activity, not an artifact.
-pub const HEARTBEAT_FILE: &str = "heartbeat.json";
 
 /// The content of `runs/<id>/heartbeat.json`: who is running the run and when it last
 /// said so.
@@ -40,8 +38,7 @@ pub struct Heartbeat {
 impl Heartbeat {
     /// `runs/<id>/heartbeat.json`.
     pub fn key(run_id: &RunId) -> ObjectKey {
-        ObjectKey::new(format!("{}/{HEARTBEAT_FILE}", run_id.prefix()))
-            .expect("run ids are valid keys")
+        run_id.heartbeat_key()
     }
 
     /// Reads a heartbeat written by [`Pipeline::run`](super::Pipeline::run).

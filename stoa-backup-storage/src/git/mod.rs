@@ -282,6 +282,8 @@ impl Sink for GitSink {
         c.atomic_put = true;
         c.versioned = true;
         c.prefers_plain_text = true;
+        // Every put is a commit and a push: no heartbeat objects.
+        c.cheap_small_writes = false;
         c
     }
 

@@ -103,12 +103,7 @@ impl RetentionPolicy for ForgetAll {
             now,
             decisions: runs
                 .iter()
-                .map(|r| RunDecision {
-                    run_id: r.run_id.clone(),
-                    started_at: r.started_at,
-                    status: r.status,
-                    action: RetentionAction::Forget,
-                })
+                .map(|r| RunDecision::new(r, RetentionAction::Forget))
                 .collect(),
         }
     }
