@@ -52,7 +52,7 @@ pub use conn::PgConnection;
 pub use exec::{PodRef, PodTarget, PostgresPodSource};
 pub use facts::{PostgresFacts, PostgresGlobalsFacts, TocFacts};
 pub use queries::qualified_name;
-pub use restore::{PostgresRestorer, RestoreTarget};
+pub use restore::{PostgresRestorer, RestoreTarget, DEFAULT_LOCK_TIMEOUT};
 pub use source::{
     dump_artifact_name, CompressionLocation, DatabaseSelection, PostgresSource,
     PostgresSourceBuilder,

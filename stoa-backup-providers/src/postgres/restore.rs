@@ -59,7 +59,12 @@ pub struct PostgresRestorer {
     spool_dir: Option<PathBuf>,
     check_counts: bool,
     component: String,
+    lock_timeout: Duration,
 }
+
+/// How long a statement of the restore waits for a lock another session holds (on the live
+/// database, say) before it fails; see [`PostgresRestorer::lock_timeout`].
+pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(5);
 
 impl PostgresRestorer {
     /// A restorer reaching the server through `conn` (its database is used for
@@ -75,6 +80,7 @@ impl PostgresRestorer {
             spool_dir: None,
             check_counts: true,
             component: COMPONENT.to_string(),
+            lock_timeout: DEFAULT_LOCK_TIMEOUT,
         }
     }
 
@@ -122,6 +128,15 @@ impl PostgresRestorer {
         self
     }
 
+    /// How long each administrative statement (create, rename, drop a database) waits for a
+    /// lock another session holds before failing with [`ErrorKind::Unavailable`] naming that
+    /// session (default [`DEFAULT_LOCK_TIMEOUT`], at least 1 ms). Without it, a session
+    /// holding a lock on the live database would block the swap for as long as it likes.
+    pub fn lock_timeout(mut self, timeout: Duration) -> Self {
+        self.lock_timeout = timeout.max(Duration::from_millis(1));
+        self
+    }
+
     fn restore_args(&self) -> Vec<String> {
         let mut args = vec!["--exit-on-error".to_string()];
         if self.no_owner {
@@ -143,10 +158,17 @@ impl PostgresRestorer {
         } else {
             "postgres"
         };
-        self.conn
+        let admin = self
+            .conn
             .connect(db)
             .await
-            .map_err(|e| e.or_operation("restore"))
+            .map_err(|e| e.or_operation("restore"))?;
+        let ms = self.lock_timeout.as_millis();
+        admin
+            .batch_execute(&format!("SET lock_timeout = '{ms}ms'"))
+            .await
+            .map_err(|e| admin_error(e, "setting the lock timeout"))?;
+        Ok(admin)
     }
 
     async fn restore_new(
@@ -523,15 +545,64 @@ async fn rename_database(admin: &Client, from: &str, to: &str) -> Result<()> {
             },
         )
         .await;
-    outcome.map_err(|e| {
-        let still_in_use = in_use(&e);
-        let err = admin_error(e, &what);
-        if still_in_use {
-            err.with_hint("something keeps connecting to it; stop those clients and retry")
-        } else {
-            err
+    match outcome {
+        Ok(()) => Ok(()),
+        Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::LOCK_NOT_AVAILABLE) => {
+            let holders = lock_holders(admin, &[from]).await;
+            Err(admin_error(e, &what)
+                .with_kind(ErrorKind::Unavailable)
+                .with_context("database", from)
+                .with_hint(format!(
+                    "another session holds a lock on database '{from}' ({holders}): end its transaction (or `SELECT pg_terminate_backend(<pid>)`), then rerun the restore"
+                )))
         }
-    })
+        Err(e) => {
+            let still_in_use = in_use(&e);
+            let err = admin_error(e, &what);
+            Err(if still_in_use {
+                err.with_hint("something keeps connecting to it; stop those clients and retry")
+            } else {
+                err
+            })
+        }
+    }
+}
+
+/// The sessions holding a lock on any of `databases` (as database objects), described for
+/// an operator: process id, user, application, where connected and state (never the
+/// query text, which may hold secrets).
+async fn lock_holders(admin: &Client, databases: &[&str]) -> String {
+    let names: Vec<String> = databases.iter().map(|d| d.to_string()).collect();
+    let rows = admin
+        .query(
+            "SELECT a.pid, coalesce(a.usename::text, '?'), coalesce(a.application_name, ''), \
+                    coalesce(a.datname::text, '?'), coalesce(a.state, '?') \
+             FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid \
+             JOIN pg_database d ON d.oid = l.objid \
+             WHERE l.locktype = 'object' AND l.classid = 'pg_database'::regclass \
+               AND l.granted AND l.pid <> pg_backend_pid() AND d.datname = ANY($1) \
+             ORDER BY a.pid",
+            &[&names],
+        )
+        .await;
+    match rows {
+        Ok(rows) if !rows.is_empty() => rows
+            .iter()
+            .map(|r| {
+                format!(
+                    "pid {} (user {}, application '{}', connected to '{}', {})",
+                    r.get::<_, i32>(0),
+                    r.get::<_, String>(1),
+                    r.get::<_, String>(2),
+                    r.get::<_, String>(3),
+                    r.get::<_, String>(4)
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("; "),
+        Ok(_) => "it has ended since".to_string(),
+        Err(e) => format!("could not list them: {e}"),
+    }
 }
 
 async fn set_allow_connections(admin: &Client, name: &str, allow: bool) {
