@@ -40,9 +40,11 @@ mod dump_header;
 #[cfg_attr(docsrs, doc(cfg(feature = "kubernetes")))]
 pub mod exec;
 pub mod facts;
+mod pg_restore;
 mod queries;
 pub mod restore;
 pub mod source;
+mod swap;
 mod tools;
 pub mod verify;
 

@@ -6,6 +6,7 @@ mod backup_restore;
 mod exec;
 mod failures;
 mod support;
+mod swap_killed;
 mod swap_locked;
 
 use stoa_backup::providers::postgres::PgConnection;

@@ -104,6 +104,16 @@ pub(super) async fn allows_connections(name: &str) -> Option<bool> {
         .map(|r| r.get(0))
 }
 
+/// The oid of a database (which a rename keeps), `None` when there is none of that name.
+pub(super) async fn database_oid(name: &str) -> Option<u32> {
+    admin()
+        .await
+        .query_opt("SELECT oid FROM pg_database WHERE datname = $1", &[&name])
+        .await
+        .unwrap()
+        .map(|r| r.get(0))
+}
+
 /// Names of the databases starting with `prefix`.
 pub(super) async fn databases_like(prefix: &str) -> Vec<String> {
     admin()
@@ -267,13 +277,37 @@ pub(super) async fn restore(
     artifact: &ArtifactRecord,
     restorer: &PostgresRestorer,
 ) -> Result<RestoreReport> {
+    restore_with(dir, artifact, restorer, &RestoreOptions::default()).await
+}
+
+/// A dry run of [`restore`].
+pub(super) async fn dry_run(
+    dir: &Path,
+    artifact: &ArtifactRecord,
+    restorer: &PostgresRestorer,
+) -> RestoreReport {
+    let options = RestoreOptions {
+        dry_run: true,
+        ..Default::default()
+    };
+    restore_with(dir, artifact, restorer, &options)
+        .await
+        .unwrap()
+}
+
+async fn restore_with(
+    dir: &Path,
+    artifact: &ArtifactRecord,
+    restorer: &PostgresRestorer,
+    options: &RestoreOptions,
+) -> Result<RestoreReport> {
     let sink = LocalSink::new(dir).unwrap();
     restore_artifact(
         &sink as &dyn Sink,
         artifact,
         &Keyring::default(),
         restorer,
-        &RestoreOptions::default(),
+        options,
     )
     .await
 }
@@ -287,6 +321,8 @@ pub(super) struct Scenario {
     pub(super) src: TestDatabase,
     pub(super) dir: tempfile::TempDir,
     pub(super) manifest: Manifest,
+    /// The oid of the live database as created (a rename keeps it).
+    pub(super) live_oid: u32,
 }
 
 impl Scenario {
@@ -295,12 +331,14 @@ impl Scenario {
         let live = tagged_database(&format!("{tag}_l"), "live", 3).await;
         let dir = tempfile::tempdir().unwrap();
         let manifest = backup_into(dir.path(), &src).await;
+        let live_oid = database_oid(live.name()).await.unwrap();
         Scenario {
             _databases: DropAllLike(live.name().to_string()),
             live,
             src,
             dir,
             manifest,
+            live_oid,
         }
     }
 

@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 use stoa_backup::core::ErrorKind;
 
 use super::support::{
-    allows_connections, databases_like, dump_of, restore, rows_in, swap_restorer, waiting_on,
-    LockHolder, Scenario,
+    allows_connections, database_comments, databases_like, dump_of, restore, rows_in,
+    swap_restorer, waiting_on, LockHolder, Scenario,
 };
 
 #[tokio::test]
@@ -39,13 +39,26 @@ async fn swap_blocked_by_a_lock_fails_fast_and_leaves_the_live_database_reachabl
         "names the session holding the lock: {text}"
     );
 
-    // The live database is there under its name, whole, and accepts connections again.
+    // The live database is there under its name, whole, and accepts connections again; the
+    // restored copy is kept, marked, for a rerun.
     assert_eq!(allows_connections(s.live()).await, Some(true));
     assert_eq!(rows_in(s.live(), "live").await, 3);
-    assert_eq!(
-        databases_like(s.live()).await,
-        vec![s.live().to_string()],
-        "no staging or old database left"
-    );
+    let names = databases_like(s.live()).await;
+    assert_eq!(names.len(), 2, "live and the kept staging copy: {names:?}");
+    assert!(names[1].contains("_restore_"), "{names:?}");
+    assert!(text.contains(&format!("kept as '{}'", names[1])), "{text}");
+    let marked = database_comments(s.live()).await;
+    assert_eq!(marked.len(), 1, "{marked:?}");
+    assert_eq!(marked[0].0, names[1]);
+
+    // With the lock gone, rerunning the same restore swaps the kept copy in.
+    let report = restore(s.dir.path(), dump_of(&s.manifest), &swap_restorer(s.live()))
+        .await
+        .unwrap();
+    assert_eq!(report.facts["interrupted_swaps"][0]["action"], "finished");
+    assert_eq!(rows_in(s.live(), "src").await, 50);
+    let old = report.facts["previous_database"].as_str().unwrap();
+    assert_eq!(rows_in(old, "live").await, 3);
+    assert!(database_comments(s.live()).await.is_empty());
     s.cleanup().await;
 }
