@@ -61,6 +61,16 @@ pub enum RestoreTarget {
     },
 }
 
+impl RestoreTarget {
+    /// The database the restore ends up in: `name`, or the `database` restored over.
+    pub fn database(&self) -> &str {
+        match self {
+            RestoreTarget::NewDatabase { name, .. } => name,
+            RestoreTarget::Clean { database } => database,
+        }
+    }
+}
+
 /// Restores PostgreSQL custom-format dumps with `pg_restore --exit-on-error`.
 #[derive(Debug, Clone)]
 pub struct PostgresRestorer {

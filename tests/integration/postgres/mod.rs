@@ -5,6 +5,7 @@ mod backup_restore;
 #[cfg(feature = "kubernetes")]
 mod exec;
 mod failures;
+mod pick_run;
 mod support;
 mod swap_killed;
 mod swap_locked;
