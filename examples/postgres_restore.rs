@@ -1,70 +1,76 @@
-//! Restores the latest verified PostgreSQL backup from `./stoa-backups` into
-//! `TARGET_DATABASE_URL`, the safe way (restored beside the live database, then swapped
-//! in; the previous one is kept as `<name>_old_<run id>`), and prints the row-count
-//! comparison with what was counted at backup time.
+//! Restores a verified PostgreSQL backup from `./stoa-backups` into `TARGET_DATABASE_URL`,
+//! the safe way (restored beside the live database, then swapped in; the previous one is
+//! kept as `<name>_old_<run id>`), and prints the row-count comparison with what was counted
+//! at backup time.
+//!
+//! The dump is that of the target's own database (or of `DATABASE`) from the newest
+//! complete, verified run holding one, so several databases can be backed up into one
+//! directory; `RUN` picks a run instead. A restore that was interrupted mid-swap is finished
+//! (same run) or undone (another run) by the next one, which says which.
 //!
 //! ```sh
 //! cargo run --example quickstart          # make a backup first
-//! TARGET_DATABASE_URL=postgres://postgres@127.0.0.1:5432/stoa_restored \
+//! TARGET_DATABASE_URL=postgres://postgres@127.0.0.1:5432/stoa_restored DATABASE=stoa \
 //!     cargo run --example postgres_restore
 //! ```
-//! `STOA_BACKUP_DIR` picks the backup directory (default `./stoa-backups`), `DATABASE` the
-//! dumped database to restore when a run holds several, and `STOA_AGE_IDENTITY` an age
-//! secret key for encrypted backups.
+//! `STOA_BACKUP_DIR` picks the backup directory (default `./stoa-backups`) and
+//! `STOA_AGE_IDENTITY` an age secret key for encrypted backups.
 
 use std::sync::Arc;
 
+use stoa_backup::core::RunId;
 use stoa_backup::prelude::*;
-use stoa_backup::providers::postgres::{PostgresFacts, DUMP_CONTENT_TYPE};
+use stoa_backup::providers::postgres::{find_dump, DumpQuery};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let dir = std::env::var("STOA_BACKUP_DIR").unwrap_or_else(|_| "./stoa-backups".to_string());
     let target_url = std::env::var("TARGET_DATABASE_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/stoa_restored".to_string());
-    let wanted = std::env::var("DATABASE").ok();
-
-    let sink = Arc::new(LocalSink::new(&dir)?);
-    let catalog = Catalog::new(sink.clone());
-    let manifest = catalog
-        .latest_verified("postgres")
-        .await?
-        .ok_or("no verified PostgreSQL backup in the catalog: run the quickstart first")?;
-    let mut dumps = Vec::new();
-    for a in &manifest.artifacts {
-        if a.content_type == DUMP_CONTENT_TYPE {
-            dumps.push((a, a.facts_as::<PostgresFacts>()?));
-        }
-    }
-    let (artifact, facts) = dumps
-        .into_iter()
-        .find(|(_, f)| wanted.is_none() || f.database == wanted)
-        .ok_or("the latest verified run holds no matching database dump")?;
 
     let target = PgConnection::from_url(&target_url)?;
     let name = target.get_dbname().to_string();
     let server = target.with_dbname("postgres");
+    let restore_target = RestoreTarget::NewDatabase {
+        name: name.clone(),
+        swap: true,
+    };
+
+    // The dump of the database asked for (by default the target's own), never merely the
+    // newest run: with several databases in one directory that may hold another's dump.
+    let mut query = match std::env::var("DATABASE") {
+        Ok(db) => DumpQuery::database(db),
+        Err(_) => DumpQuery::for_target(&restore_target),
+    };
+    if let Ok(run) = std::env::var("RUN") {
+        query = query.run(RunId::parse(run)?);
+    }
+    let sink = Arc::new(LocalSink::new(&dir)?);
+    let found = find_dump(&Catalog::new(sink.clone()), &query).await?;
+    for warning in &found.warnings {
+        println!("warning: {warning}");
+    }
     println!(
         "restoring {} from run {} into {}",
-        artifact.key,
-        manifest.run_id,
+        found.artifact.key,
+        found.manifest.run_id,
         target.redacted_url(&name)
     );
     let keyring = match std::env::var("STOA_AGE_IDENTITY") {
         Ok(secret) => Keyring::new().with_identity(&secret)?,
         Err(_) => Keyring::default(),
     };
-    let restorer = PostgresRestorer::new(server, RestoreTarget::NewDatabase { name, swap: true });
+    let restorer = PostgresRestorer::new(server, restore_target);
     let report = restore_artifact(
         &sink,
-        artifact,
+        &found.artifact,
         &keyring,
         &restorer,
         &RestoreOptions::default(),
     )
     .await?;
 
-    let recorded = facts.row_counts.unwrap_or_default();
+    let recorded = found.facts.row_counts.unwrap_or_default();
     println!("{:<48} {:>12} {:>12}", "table", "at backup", "restored");
     if let Some(restored) = report.facts.get("row_counts").and_then(|v| v.as_object()) {
         for (table, n) in restored {
@@ -72,7 +78,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 .get(table)
                 .map(|n| n.to_string())
                 .unwrap_or_else(|| "-".into());
-            println!("{table:<48} {before:>12} {:>12}", n);
+            println!("{table:<48} {before:>12} {:>12}", n.to_string());
         }
     }
     for note in &report.notes {

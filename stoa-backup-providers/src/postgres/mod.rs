@@ -13,7 +13,11 @@
 //! - [`ScratchRestoreVerifier`] restores into a temporary database, compares exact row
 //!   counts with the recorded ones, runs caller SQL checks, and drops the database.
 //! - [`PostgresRestorer`] restores into a new database (the default), optionally swapped
-//!   into place, or over an existing one with `--clean --if-exists` in a single transaction.
+//!   into place (one transaction, recorded so that a rerun finishes or undoes a swap whose
+//!   process died), or over an existing one with `--clean --if-exists` in a single
+//!   transaction.
+//! - [`find_dump`] picks the dump to restore: from the newest complete, verified run holding
+//!   a dump of the database asked for (by default the target's own), or from a given run.
 //!
 //! ```no_run
 //! # async fn demo() -> stoa_backup_core::Result<()> {
@@ -40,9 +44,12 @@ mod dump_header;
 #[cfg_attr(docsrs, doc(cfg(feature = "kubernetes")))]
 pub mod exec;
 pub mod facts;
+mod find;
+mod pg_restore;
 mod queries;
 pub mod restore;
 pub mod source;
+mod swap;
 mod tools;
 pub mod verify;
 
@@ -51,8 +58,9 @@ pub use conn::PgConnection;
 #[cfg_attr(docsrs, doc(cfg(feature = "kubernetes")))]
 pub use exec::{PodRef, PodTarget, PostgresPodSource};
 pub use facts::{PostgresFacts, PostgresGlobalsFacts, TocFacts};
+pub use find::{find_dump, DumpQuery, FoundDump};
 pub use queries::qualified_name;
-pub use restore::{PostgresRestorer, RestoreTarget};
+pub use restore::{PostgresRestorer, RestoreTarget, DEFAULT_LOCK_TIMEOUT};
 pub use source::{
     dump_artifact_name, CompressionLocation, DatabaseSelection, PostgresSource,
     PostgresSourceBuilder,

@@ -1,37 +1,51 @@
 //! [`PostgresRestorer`]: restores a custom-format dump, by default into a new database
 //! that can be swapped into place, never leaving a half-restored database under the live
-//! name.
+//! name (the swap itself is in `swap.rs`).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use futures::StreamExt;
 use serde_json::{json, Value};
 use stoa_backup_core::error::{Error, ErrorKind, Result};
 use stoa_backup_core::manifest::ArtifactRecord;
-use stoa_backup_core::process::{run_with_stdin, CommandSpec};
 use stoa_backup_core::restore::{ExistingDataPolicy, RestoreOptions, RestoreReport, Restorer};
-use stoa_backup_core::retry::{RetryDecision, RetryPolicy};
 use stoa_backup_core::stream::ByteStream;
-use tokio::io::AsyncWriteExt;
 use tokio_postgres::Client;
 
-use super::conn::{quote_ident, quote_literal, PgConnection};
+use super::conn::{quote_ident, PgConnection};
 use super::facts::PostgresFacts;
+use super::pg_restore::{pg_restore, spool_to_file};
 use super::queries;
+use super::swap::{self, create_database, drop_database, AdminSession, SwapMarker};
 use super::{COMPONENT, DUMP_CONTENT_TYPE, GLOBALS_CONTENT_TYPE};
 
 /// Where a dump is restored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RestoreTarget {
-    /// The safe default: create database `name` and restore into it. With `swap`, the dump
-    /// is restored into a staging database beside the live one, and only once it restored
-    /// completely are connections to the live database terminated, the live database
-    /// renamed to `<name>_old_<run id>`, and the staging database renamed to `name`.
-    /// Without `swap`, `name` must not exist yet.
+    /// The safe default: create database `name` and restore into it. Without `swap`, `name`
+    /// must not exist yet.
+    ///
+    /// With `swap`, the dump is restored into a staging database `<name>_restore_<run id>`
+    /// beside the live one, and only once it restored completely (and its row counts match)
+    /// is it swapped in: the swap is recorded on the staging database (its comment), the
+    /// live database stops accepting connections and its sessions are terminated, then one
+    /// transaction renames the live database to `<name>_old_<run id>` and the staging one to
+    /// `name`. The live name always resolves to a whole database:
+    ///
+    /// - a session holding a lock on the live database makes the swap fail after the
+    ///   [lock timeout](PostgresRestorer::lock_timeout) with [`ErrorKind::Unavailable`]
+    ///   naming that session; on this and every other failure of the swap the live
+    ///   database accepts connections again, and the restored copy is kept, so that
+    ///   rerunning the same restore swaps it in without restoring again;
+    /// - if the restoring process dies during the swap, the transaction rolls back; the next
+    ///   restore into `name` finds the record and finishes the swap (same run) or undoes it
+    ///   (another run: the copy is dropped, the live database opened again), and says which
+    ///   in its notes and in the `interrupted_swaps` fact.
+    ///
+    /// Only one restore into `name` runs at a time (an advisory lock; another fails with
+    /// [`ErrorKind::Conflict`]).
     NewDatabase {
         /// Name the restored database ends up with.
         name: String,
@@ -47,6 +61,16 @@ pub enum RestoreTarget {
     },
 }
 
+impl RestoreTarget {
+    /// The database the restore ends up in: `name`, or the `database` restored over.
+    pub fn database(&self) -> &str {
+        match self {
+            RestoreTarget::NewDatabase { name, .. } => name,
+            RestoreTarget::Clean { database } => database,
+        }
+    }
+}
+
 /// Restores PostgreSQL custom-format dumps with `pg_restore --exit-on-error`.
 #[derive(Debug, Clone)]
 pub struct PostgresRestorer {
@@ -59,7 +83,12 @@ pub struct PostgresRestorer {
     spool_dir: Option<PathBuf>,
     check_counts: bool,
     component: String,
+    lock_timeout: Duration,
 }
+
+/// How long a statement of the restore waits for a lock another session holds (on the live
+/// database, say) before it fails; see [`PostgresRestorer::lock_timeout`].
+pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(5);
 
 impl PostgresRestorer {
     /// A restorer reaching the server through `conn` (its database is used for
@@ -75,6 +104,7 @@ impl PostgresRestorer {
             spool_dir: None,
             check_counts: true,
             component: COMPONENT.to_string(),
+            lock_timeout: DEFAULT_LOCK_TIMEOUT,
         }
     }
 
@@ -122,6 +152,15 @@ impl PostgresRestorer {
         self
     }
 
+    /// How long each administrative statement (create, rename, drop a database) waits for a
+    /// lock another session holds before failing with [`ErrorKind::Unavailable`] naming that
+    /// session (default [`DEFAULT_LOCK_TIMEOUT`], at least 1 ms). Without it, a session
+    /// holding a lock on the live database would block the swap for as long as it likes.
+    pub fn lock_timeout(mut self, timeout: Duration) -> Self {
+        self.lock_timeout = timeout.max(Duration::from_millis(1));
+        self
+    }
+
     fn restore_args(&self) -> Vec<String> {
         let mut args = vec!["--exit-on-error".to_string()];
         if self.no_owner {
@@ -131,22 +170,6 @@ impl PostgresRestorer {
             args.push("--no-privileges".into());
         }
         args
-    }
-
-    /// A connection for `CREATE`/`ALTER`/`DROP DATABASE`: to the configured database,
-    /// unless that is the one being replaced (a database cannot rename itself).
-    async fn admin(&self, avoid: &str) -> Result<Client> {
-        let db = if self.conn.get_dbname() != avoid {
-            self.conn.get_dbname()
-        } else if avoid == "postgres" {
-            "template1"
-        } else {
-            "postgres"
-        };
-        self.conn
-            .connect(db)
-            .await
-            .map_err(|e| e.or_operation("restore"))
     }
 
     async fn restore_new(
@@ -159,87 +182,248 @@ impl PostgresRestorer {
         swap: bool,
     ) -> Result<RestoreReport> {
         check_db_name(name)?;
-        let run = run_suffix(artifact);
-        let admin = self.admin(name).await?;
-        let live_exists = queries::database_exists(&admin, name).await?;
-        if live_exists && !swap {
-            return Err(Error::new(ErrorKind::Conflict, format!("database '{name}' already exists on {}", self.conn.endpoint()))
-                .with_hint("restore with swap: true (the old database is kept as <name>_old_<run id>), use RestoreTarget::Clean, or pick another name"));
-        }
-        let staging = if swap {
-            derived_name(name, "_restore_", &run)
-        } else {
-            name.to_string()
-        };
-        let old = derived_name(name, "_old_", &run);
-        if swap && queries::database_exists(&admin, &staging).await? {
-            return Err(conflict(&staging, "a staging database of an earlier restore of this run is still there: drop it first"));
-        }
-        if swap && live_exists && queries::database_exists(&admin, &old).await? {
-            return Err(conflict(
-                &old,
-                "this run was already swapped in once; drop or rename the old copy first",
-            ));
-        }
+        let mut admin = AdminSession::open(&self.conn, name, self.lock_timeout).await?;
         let mut report = RestoreReport {
             dry_run: options.dry_run,
             ..Default::default()
         };
+        if swap {
+            return self
+                .restore_swapped(&mut admin, artifact, facts, plain, options, name, report)
+                .await;
+        }
+        let admin = admin.client();
+        if queries::database_exists(admin, name).await? {
+            return Err(Error::new(ErrorKind::Conflict, format!("database '{name}' already exists on {}", self.conn.endpoint()))
+                .with_hint("restore with swap: true (the old database is kept as <name>_old_<run id>), use RestoreTarget::Clean, or pick another name"));
+        }
         if options.dry_run {
             report.notes.push(format!(
-                "would create database '{staging}' and pg_restore '{}' into it",
+                "would create database '{name}' and pg_restore '{}' into it",
                 artifact.key
             ));
-            if swap {
-                if live_exists {
-                    report.notes.push(format!(
-                        "would rename '{name}' to '{old}' and '{staging}' to '{name}'"
-                    ));
-                } else {
-                    report
-                        .notes
-                        .push(format!("would rename '{staging}' to '{name}'"));
-                }
-            }
             return Ok(report);
         }
-        create_database(&admin, &staging, facts.encoding.as_deref()).await?;
-        let restored = async {
-            self.run_pg_restore(&staging, plain, &[]).await?;
-            self.count_and_compare(facts, &staging).await
-        }
-        .await;
-        let counts = match restored {
-            Ok(c) => c,
-            Err(e) => {
-                // Never leave a half-restored database behind.
-                drop_database(&admin, &staging).await;
-                return Err(e);
-            }
-        };
+        let counts = self.restore_into_new(admin, facts, plain, name).await?;
         report.created = 1;
-        if swap {
-            if live_exists {
-                if let Err(e) = swap_in(&admin, name, &staging, &old).await {
-                    drop_database(&admin, &staging).await;
-                    return Err(e);
-                }
-                report
-                    .facts
-                    .insert("previous_database".into(), old.clone().into());
-                report.notes.push(format!(
-                    "the previous '{name}' is kept as '{old}'; drop it once satisfied"
-                ));
-            } else if let Err(e) = rename_database(&admin, &staging, name).await {
-                drop_database(&admin, &staging).await;
-                return Err(e);
-            }
-        }
         report.facts.insert("restored_database".into(), name.into());
         report
             .facts
             .insert("row_counts".into(), counts_json(&counts));
         Ok(report)
+    }
+
+    /// Creates `database`, restores into it and checks the counts; drops it on failure, so
+    /// that no half-restored database is left behind.
+    async fn restore_into_new(
+        &self,
+        admin: &Client,
+        facts: &PostgresFacts,
+        plain: ByteStream,
+        database: &str,
+    ) -> Result<BTreeMap<String, i64>> {
+        create_database(admin, database, facts.encoding.as_deref()).await?;
+        let restored = async {
+            self.run_pg_restore(database, plain, &[]).await?;
+            self.count_and_compare(facts, database).await
+        }
+        .await;
+        if restored.is_err() {
+            drop_database(admin, database).await;
+        }
+        restored
+    }
+
+    /// Restores into a staging database and swaps it in under `name` (see
+    /// [`RestoreTarget::NewDatabase`]), first finishing or undoing a swap into `name` that an
+    /// interrupted restore began.
+    #[allow(clippy::too_many_arguments)]
+    async fn restore_swapped(
+        &self,
+        admin: &mut AdminSession,
+        artifact: &ArtifactRecord,
+        facts: &PostgresFacts,
+        plain: ByteStream,
+        options: &RestoreOptions,
+        name: &str,
+        mut report: RestoreReport,
+    ) -> Result<RestoreReport> {
+        admin.lock_target(name).await?;
+        let run = run_id(artifact);
+        let suffix = name_suffix(&run);
+        let staging = derived_name(name, "_restore_", &suffix);
+        let old = derived_name(name, "_old_", &suffix);
+        let (markers, warnings) = swap::find_markers(admin.client(), name).await?;
+        report.notes.extend(warnings);
+        let mut resume = None;
+        for m in markers {
+            if m.staging == staging {
+                resume = Some(m);
+            } else {
+                self.undo_interrupted(admin.client(), &m, options, &mut report)
+                    .await?;
+            }
+        }
+        if let Some(m) = resume {
+            match self
+                .finish_interrupted(admin, facts, options, &m, &mut report)
+                .await?
+            {
+                Resumed::Finished { moved_live, counts } => {
+                    return Ok(finish_report(report, name, &old, moved_live, &counts))
+                }
+                Resumed::WouldFinish => return Ok(report),
+                Resumed::Dropped => {}
+            }
+        }
+        let live = swap::allows_connections(admin.client(), name).await?;
+        if queries::database_exists(admin.client(), &staging).await? {
+            return Err(conflict(&staging, "a staging database of an earlier restore of this run is still there (it never finished restoring: no swap was recorded on it)"));
+        }
+        if live.is_some() {
+            self.check_old_free(admin.client(), name, &old).await?;
+        }
+        if options.dry_run {
+            report.notes.push(format!(
+                "would create database '{staging}' and pg_restore '{}' into it",
+                artifact.key
+            ));
+            report.notes.push(if live.is_some() {
+                format!("would rename '{name}' to '{old}' and '{staging}' to '{name}'")
+            } else {
+                format!("would rename '{staging}' to '{name}'")
+            });
+            return Ok(report);
+        }
+        let counts = self
+            .restore_into_new(admin.client(), facts, plain, &staging)
+            .await?;
+        let marker = SwapMarker {
+            live: name.to_string(),
+            staging: staging.clone(),
+            old: old.clone(),
+            run,
+            live_allowed_connections: live.unwrap_or(true),
+            started_at: chrono::Utc::now(),
+            pid: std::process::id(),
+        };
+        if let Err(e) = swap::write_marker(admin.client(), &marker).await {
+            drop_database(admin.client(), &staging).await;
+            return Err(e);
+        }
+        let moved_live = swap::swap_in(admin, &marker).await?;
+        Ok(finish_report(report, name, &old, moved_live, &counts))
+    }
+
+    /// Finishes the swap of this very run that an interrupted restore began: its staging copy
+    /// was restored and its counts checked before the swap began; they are counted again
+    /// (someone may have written to it since) and it is swapped in. A copy that no longer
+    /// matches is dropped (the caller restores again).
+    async fn finish_interrupted(
+        &self,
+        admin: &mut AdminSession,
+        facts: &PostgresFacts,
+        options: &RestoreOptions,
+        m: &SwapMarker,
+        report: &mut RestoreReport,
+    ) -> Result<Resumed> {
+        let what = format!(
+            "the swap of run {} that an interrupted restore began at {}",
+            m.run, m.started_at
+        );
+        let counts = match self.count_and_compare(facts, &m.staging).await {
+            Ok(counts) => counts,
+            Err(e) if e.kind() == ErrorKind::Integrity => {
+                report.notes.push(format!(
+                    "the restored copy '{}' of {what} no longer matches the backup ({e}): it is dropped and restored again",
+                    m.staging
+                ));
+                self.undo_interrupted(admin.client(), m, options, report)
+                    .await?;
+                return Ok(Resumed::Dropped);
+            }
+            Err(e) => return Err(e),
+        };
+        if options.dry_run {
+            report.notes.push(format!(
+                "would finish {what}: swap its restored copy '{}' in as '{}' without restoring again",
+                m.staging, m.live
+            ));
+            return Ok(Resumed::WouldFinish);
+        }
+        let moved_live = match self.check_old_free(admin.client(), &m.live, &m.old).await {
+            Ok(moved_live) => moved_live,
+            Err(e) => {
+                // It cannot be finished: do not leave the live database closed.
+                self.undo_interrupted(admin.client(), m, options, report)
+                    .await?;
+                return Err(e);
+            }
+        };
+        swap::swap_in(admin, m).await?;
+        let note = format!(
+            "finished {what}: its restored copy '{}' (verified then, its row counts checked again now) is now '{}'; nothing was restored again",
+            m.staging, m.live
+        );
+        tracing::warn!(database = %m.live, run = %m.run, "{note}");
+        report.notes.push(note);
+        push_interrupted(report, "finished", m);
+        Ok(Resumed::Finished { moved_live, counts })
+    }
+
+    /// Undoes (or, in a dry run, says it would undo) a swap into the same live name that an
+    /// interrupted restore of another run began.
+    async fn undo_interrupted(
+        &self,
+        admin: &Client,
+        m: &SwapMarker,
+        options: &RestoreOptions,
+        report: &mut RestoreReport,
+    ) -> Result<()> {
+        let what = format!(
+            "the swap of run {} into '{}' that an interrupted restore began at {}",
+            m.run, m.live, m.started_at
+        );
+        if options.dry_run {
+            report.notes.push(format!(
+                "would undo {what}: drop its restored copy '{}' and open '{}' to connections again",
+                m.staging, m.live
+            ));
+            return Ok(());
+        }
+        let reopened = swap::undo(admin, m).await.map_err(|e| {
+            e.with_hint(format!(
+                "{what} could not be undone; rerun the restore, or drop '{}' and run `ALTER DATABASE {} ALLOW_CONNECTIONS true` by hand",
+                m.staging,
+                quote_ident(&m.live)
+            ))
+        })?;
+        let note = format!(
+            "undid {what}: dropped its restored copy '{}'{}",
+            m.staging,
+            if reopened {
+                format!("; '{}' accepts connections again", m.live)
+            } else {
+                String::new()
+            }
+        );
+        tracing::warn!(database = %m.live, run = %m.run, "{note}");
+        report.notes.push(note);
+        push_interrupted(report, "undone", m);
+        Ok(())
+    }
+
+    /// Fails when the live database exists and this run was already swapped in once (its
+    /// `<name>_old_<run>` exists). Returns whether the live database exists.
+    async fn check_old_free(&self, admin: &Client, name: &str, old: &str) -> Result<bool> {
+        let live_exists = queries::database_exists(admin, name).await?;
+        if live_exists && queries::database_exists(admin, old).await? {
+            return Err(conflict(
+                old,
+                "this run was already swapped in once; drop or rename the old copy first",
+            ));
+        }
+        Ok(live_exists)
     }
 
     async fn restore_clean(
@@ -255,8 +439,8 @@ impl PostgresRestorer {
             return Err(Error::config("parallel restore (jobs > 1) cannot run in a single transaction, so it is refused over an existing database")
                 .with_hint("use RestoreTarget::NewDatabase { swap: true } for parallel restores"));
         }
-        let admin = self.admin(database).await?;
-        if !queries::database_exists(&admin, database).await? {
+        let admin = AdminSession::open(&self.conn, database, self.lock_timeout).await?;
+        if !queries::database_exists(admin.client(), database).await? {
             return Err(Error::new(
                 ErrorKind::NotFound,
                 format!(
@@ -408,17 +592,76 @@ fn check_db_name(name: &str) -> Result<()> {
     Ok(())
 }
 
-/// A short suffix from the run id in the artifact's key (`runs/<id>/…`).
-fn run_suffix(artifact: &ArtifactRecord) -> String {
+/// The run id in the artifact's key (`runs/<id>/…`); the process id for an artifact stored
+/// elsewhere.
+fn run_id(artifact: &ArtifactRecord) -> String {
     let mut seg = artifact.key.segments();
-    let id = match (seg.next(), seg.next()) {
+    match (seg.next(), seg.next()) {
         (Some("runs"), Some(id)) => id.to_string(),
         _ => format!("{}", std::process::id()),
-    };
-    id.to_ascii_lowercase()
+    }
+}
+
+/// A run id as a database name suffix (lowercase, `_` for anything else).
+fn name_suffix(run: &str) -> String {
+    run.to_ascii_lowercase()
         .chars()
         .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
         .collect()
+}
+
+/// Adds an interrupted swap that was finished or undone to the report's `interrupted_swaps`.
+fn push_interrupted(report: &mut RestoreReport, action: &str, m: &SwapMarker) {
+    let entry = json!({
+        "action": action,
+        "run": m.run,
+        "staging": m.staging,
+        "started_at": m.started_at.to_rfc3339(),
+    });
+    match report
+        .facts
+        .entry("interrupted_swaps")
+        .or_insert_with(|| Value::Array(Vec::new()))
+    {
+        Value::Array(list) => list.push(entry),
+        other => *other = Value::Array(vec![entry]),
+    }
+}
+
+/// What became of a swap of this run that an interrupted restore began.
+enum Resumed {
+    /// Swapped in now.
+    Finished {
+        moved_live: bool,
+        counts: BTreeMap<String, i64>,
+    },
+    /// A dry run: it would be.
+    WouldFinish,
+    /// Its copy no longer matched the backup and was dropped.
+    Dropped,
+}
+
+/// The report of a swap that happened: `name` holds the restored database, the previous one
+/// (if there was one) is `old`.
+fn finish_report(
+    mut report: RestoreReport,
+    name: &str,
+    old: &str,
+    moved_live: bool,
+    counts: &BTreeMap<String, i64>,
+) -> RestoreReport {
+    report.created = 1;
+    if moved_live {
+        report.facts.insert("previous_database".into(), old.into());
+        report.notes.push(format!(
+            "the previous '{name}' is kept as '{old}'; drop it once satisfied"
+        ));
+    }
+    report.facts.insert("restored_database".into(), name.into());
+    report
+        .facts
+        .insert("row_counts".into(), counts_json(counts));
+    report
 }
 
 /// `<name><infix><suffix>`, shortening `name` so the result fits in 63 bytes.
@@ -451,231 +694,6 @@ pub(crate) fn compare_counts(
     diffs
 }
 
-fn admin_error(e: tokio_postgres::Error, what: &str) -> Error {
-    queries::map_query_error(e, what).with_operation("restore")
-}
-
-/// `CREATE DATABASE` from `template0`, with the recorded encoding when there is one.
-pub(crate) async fn create_database(
-    admin: &Client,
-    name: &str,
-    encoding: Option<&str>,
-) -> Result<()> {
-    let mut sql = format!("CREATE DATABASE {} TEMPLATE template0", quote_ident(name));
-    if let Some(enc) = encoding {
-        sql.push_str(&format!(" ENCODING {}", quote_literal(enc)));
-    }
-    admin
-        .batch_execute(&sql)
-        .await
-        .map_err(|e| admin_error(e, &format!("creating database '{name}'")))
-}
-
-/// Drops a database, terminating its connections; failures are logged, not returned (this
-/// runs on error paths).
-pub(crate) async fn drop_database(admin: &Client, name: &str) {
-    let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", quote_ident(name));
-    if let Err(e) = admin.batch_execute(&sql).await {
-        tracing::warn!(database = name, error = %e, "could not drop database; drop it by hand");
-    }
-}
-
-async fn terminate(admin: &Client, name: &str) {
-    admin
-        .execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
-            &[&name],
-        )
-        .await
-        .ok();
-}
-
-async fn rename_database(admin: &Client, from: &str, to: &str) -> Result<()> {
-    let sql = format!(
-        "ALTER DATABASE {} RENAME TO {}",
-        quote_ident(from),
-        quote_ident(to)
-    );
-    let what = format!("renaming database '{from}' to '{to}'");
-    // Clients may reconnect between the termination and the rename: try again a few times.
-    let policy = RetryPolicy {
-        attempts: 10,
-        base_delay: Duration::from_millis(100),
-        max_delay: Duration::from_secs(1),
-        ..RetryPolicy::default()
-    };
-    let in_use = |e: &tokio_postgres::Error| {
-        e.code() == Some(&tokio_postgres::error::SqlState::OBJECT_IN_USE)
-    };
-    let outcome = policy
-        .retry_when(
-            &what,
-            || async {
-                terminate(admin, from).await;
-                admin.batch_execute(&sql).await
-            },
-            |outcome| match outcome {
-                Err(e) if in_use(e) => RetryDecision::Retry {
-                    after: None,
-                    reason: "the database is still in use".into(),
-                },
-                _ => RetryDecision::Done,
-            },
-        )
-        .await;
-    outcome.map_err(|e| {
-        let still_in_use = in_use(&e);
-        let err = admin_error(e, &what);
-        if still_in_use {
-            err.with_hint("something keeps connecting to it; stop those clients and retry")
-        } else {
-            err
-        }
-    })
-}
-
-async fn set_allow_connections(admin: &Client, name: &str, allow: bool) {
-    let sql = format!(
-        "ALTER DATABASE {} ALLOW_CONNECTIONS {allow}",
-        quote_ident(name)
-    );
-    if let Err(e) = admin.batch_execute(&sql).await {
-        tracing::warn!(database = name, error = %e, "could not change ALLOW_CONNECTIONS");
-    }
-}
-
-/// Moves `live` aside to `old` and `staging` into its place.
-async fn swap_in(admin: &Client, live: &str, staging: &str, old: &str) -> Result<()> {
-    set_allow_connections(admin, live, false).await;
-    if let Err(e) = rename_database(admin, live, old).await {
-        set_allow_connections(admin, live, true).await;
-        return Err(e);
-    }
-    set_allow_connections(admin, old, true).await;
-    if let Err(e) = rename_database(admin, staging, live).await {
-        // Put the previous database back under the live name.
-        if let Err(back) = rename_database(admin, old, live).await {
-            return Err(e.with_hint(format!(
-                "the previous database is '{old}' and could not be renamed back ({back}); rename it to '{live}' by hand"
-            )));
-        }
-        return Err(e);
-    }
-    Ok(())
-}
-
-/// A stream read through a shared handle, so that what its reader left unread can still
-/// be read after the reader is gone.
-struct SharedStream(Arc<Mutex<ByteStream>>);
-
-impl futures::Stream for SharedStream {
-    type Item = Result<bytes::Bytes>;
-    fn poll_next(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Self::Item>> {
-        self.0.lock().expect("stream").as_mut().poll_next(cx)
-    }
-}
-
-/// Passes a stream through, but on its first error ends it and keeps the error, so a child
-/// reading it sees EOF and the caller can report the real cause.
-pub(crate) fn capture_error(stream: ByteStream) -> (ByteStream, Arc<Mutex<Option<Error>>>) {
-    let slot: Arc<Mutex<Option<Error>>> = Arc::new(Mutex::new(None));
-    let s = slot.clone();
-    let out = stream
-        .map(move |item| match item {
-            Ok(b) => Some(Ok(b)),
-            Err(e) => {
-                s.lock().expect("slot").get_or_insert(e);
-                None
-            }
-        })
-        .take_while(|x| futures::future::ready(x.is_some()))
-        .filter_map(futures::future::ready);
-    (Box::pin(out), slot)
-}
-
-/// Runs pg_restore into `database` (stdin when `input` is given, otherwise the file path in
-/// `args`). Failures are [`ErrorKind::Restore`] with pg_restore's stderr; a damaged input
-/// stream fails with its own (integrity) error.
-pub(crate) async fn pg_restore(
-    program: &str,
-    conn: &PgConnection,
-    database: &str,
-    args: &[String],
-    input: Option<ByteStream>,
-) -> Result<()> {
-    let mut spec = CommandSpec::new(program)
-        .args(args.iter().cloned())
-        .arg(format!("--dbname={}", conn.conninfo(database)));
-    spec = conn.apply_env(spec);
-    let (input, slot, rest) = match input {
-        Some(s) => {
-            let rest = Arc::new(Mutex::new(s));
-            let (s, slot) = capture_error(Box::pin(SharedStream(rest.clone())));
-            (Some(s), Some(slot), Some(rest))
-        }
-        None => (None, None, None),
-    };
-    let result = run_with_stdin(&spec, COMPONENT, input).await;
-    if let Some(e) = slot.and_then(|s| s.lock().expect("slot").take()) {
-        return Err(e);
-    }
-    if let (Err(_), Some(rest)) = (&result, rest) {
-        // pg_restore can trip over damage (and stop reading) before the digest check at the
-        // end of the stream sees it: read the rest, so that a damaged artifact is reported
-        // as such rather than as whatever pg_restore made of the garbage.
-        let mut remaining = std::mem::replace(
-            &mut *rest.lock().expect("stream"),
-            stoa_backup_core::stream::empty(),
-        );
-        while let Some(item) = remaining.next().await {
-            item?;
-        }
-    }
-    result.map(|_| ()).map_err(|e| {
-        if e.kind() == ErrorKind::Source {
-            Error::new(
-                ErrorKind::Restore,
-                format!("pg_restore into '{database}' failed: {}", e.message()),
-            )
-            .with_hint("read pg_restore's error above; nothing was left under the live name")
-        } else {
-            e.or_operation("restore")
-        }
-    })
-}
-
-/// Writes a stream to a temp file (for parallel restores, which need a seekable file).
-pub(crate) async fn spool_to_file(
-    mut plain: ByteStream,
-    dir: Option<&std::path::Path>,
-) -> Result<tempfile::NamedTempFile> {
-    let mut b = tempfile::Builder::new();
-    b.prefix("stoa-restore-").suffix(".dump");
-    let tmp = match dir {
-        Some(d) => b.tempfile_in(d),
-        None => b.tempfile(),
-    }
-    .map_err(|e| Error::from_io(e, "cannot create a spool file for the parallel restore"))?;
-    let std_file = tmp
-        .reopen()
-        .map_err(|e| Error::from_io(e, "cannot open the spool file"))?;
-    let mut f = tokio::fs::File::from_std(std_file);
-    while let Some(chunk) = plain.next().await {
-        let chunk = chunk?;
-        f.write_all(&chunk)
-            .await
-            .map_err(|e| Error::from_io(e, "writing the spool file failed"))?;
-    }
-    f.flush()
-        .await
-        .map_err(|e| Error::from_io(e, "flushing the spool file failed"))?;
-    f.sync_all().await.ok();
-    Ok(tmp)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -701,21 +719,5 @@ mod tests {
         assert_eq!(d.len(), 2);
         assert!(d[0].contains("2 rows, backup had 3"));
         assert!(d[1].contains("missing"));
-    }
-
-    #[tokio::test]
-    async fn capture_error_ends_the_stream_and_keeps_the_error() {
-        let s: ByteStream = Box::pin(futures::stream::iter(vec![
-            Ok(bytes::Bytes::from_static(b"ab")),
-            Err(Error::integrity("bad")),
-            Ok(bytes::Bytes::from_static(b"cd")),
-        ]));
-        let (s, slot) = capture_error(s);
-        let out = stoa_backup_core::stream::collect(s).await.unwrap();
-        assert_eq!(out, b"ab");
-        assert_eq!(
-            slot.lock().unwrap().as_ref().unwrap().kind(),
-            ErrorKind::Integrity
-        );
     }
 }

@@ -15,8 +15,10 @@ use tokio::sync::mpsc;
 
 use super::conn::{quote_ident, PgConnection};
 use super::facts::PostgresFacts;
+use super::pg_restore::pg_restore;
 use super::queries;
-use super::restore::{compare_counts, create_database, drop_database, pg_restore};
+use super::restore::compare_counts;
+use super::swap::{create_database, drop_database};
 use super::{COMPONENT, DUMP_CONTENT_TYPE};
 
 fn record(name: &str, ok: bool, detail: String, warnings: Vec<String>) -> VerificationRecord {

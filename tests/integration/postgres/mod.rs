@@ -1,9 +1,14 @@
-//! PostgreSQL: backup and restore round trips, failure modes, and exec mode in a pod.
+//! PostgreSQL: backup and restore round trips, failure modes, exec mode in a pod, and the
+//! safety of restores that swap a database into place.
 
 mod backup_restore;
 #[cfg(feature = "kubernetes")]
 mod exec;
 mod failures;
+mod pick_run;
+mod support;
+mod swap_killed;
+mod swap_locked;
 
 use stoa_backup::providers::postgres::PgConnection;
 
