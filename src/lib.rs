@@ -64,8 +64,8 @@ pub mod prelude {
     };
     #[cfg(feature = "postgres")]
     pub use stoa_backup_providers::postgres::{
-        PgArchiveVerifier, PgConnection, PostgresRestorer, PostgresSource, RestoreTarget,
-        ScratchRestoreVerifier,
+        find_dump, DumpQuery, FoundDump, PgArchiveVerifier, PgConnection, PostgresRestorer,
+        PostgresSource, RestoreTarget, ScratchRestoreVerifier,
     };
     #[cfg(feature = "vault")]
     pub use stoa_backup_providers::vault::{
