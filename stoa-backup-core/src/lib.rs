@@ -37,7 +37,9 @@ pub use observer::{Event, NoopObserver, Observer, TracingObserver};
 pub use restore::{ExistingDataPolicy, RestoreOptions, RestoreReport, Restorer};
 pub use retention::{AnyOf, KeepCount, KeepReason, KeepRules, RetentionPlan, RetentionPolicy};
 pub use retry::{Jitter, RetryPolicy};
-pub use sink::{MemorySink, ObjectMeta, Sink, SinkCapabilities, SinkExt};
+pub use sink::{
+    CleanupFailure, CleanupReport, MemorySink, ObjectMeta, Sink, SinkCapabilities, SinkExt,
+};
 pub use source::{ArtifactPlan, Export, ExportContext, Facts, PreflightReport, Source};
 pub use stream::ByteStream;
 
