@@ -19,6 +19,8 @@
 //! - `STOA_AGE_IDENTITY` (required): exports hold secret values and are always encrypted;
 //!   the identity is used to encrypt (its recipient) and to read back for the dry run.
 //!   Values the identity may not read (`<hidden-by-infisical>`) are reported, never stored.
+//! - `STOA_BACKUP_DIR` (default `./backups`, created if missing; a directory named here must
+//!   exist, since a missing one may be a volume that is not mounted).
 
 use std::sync::Arc;
 
@@ -40,7 +42,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let identity = std::env::var("STOA_AGE_IDENTITY").map_err(|_| {
         "set STOA_AGE_IDENTITY (AGE-SECRET-KEY-1...): Infisical backups are always encrypted"
     })?;
-    let dir = std::env::var("STOA_BACKUP_DIR").unwrap_or_else(|_| "./backups".to_string());
+    let configured_dir = std::env::var("STOA_BACKUP_DIR").ok();
+    let dir = configured_dir
+        .clone()
+        .unwrap_or_else(|| "./backups".to_string());
 
     let mut conn = InfisicalConnection::from_env()?;
     if std::env::var("STOA_INFISICAL_API").as_deref() == Ok("v3") {
@@ -48,7 +53,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let keyring = Keyring::new().with_identity(&identity)?;
     let recipient = identity_to_recipient(&identity)?;
-    let sink = Arc::new(LocalSink::new(&dir)?);
+    // The default directory is created; a configured one must exist (it may be a volume).
+    let sink = LocalSink::builder(&dir).create_root(configured_dir.is_none());
+    let sink = Arc::new(sink.build()?);
     let pipeline = Pipeline::builder()
         .source(InfisicalSource::builder(conn.clone(), &project, envs).build()?)
         .sink(sink.clone())

@@ -16,7 +16,8 @@
 //! - `STOA_KEYCLOAK_REALM`: the realm to back up (default `stoa`).
 //! - `STOA_AGE_RECIPIENT` (required: the export holds personal data and is marked
 //!   sensitive, so the pipeline refuses to store it unencrypted).
-//! - `STOA_BACKUP_DIR` (default `./backups`).
+//! - `STOA_BACKUP_DIR` (default `./backups`, created if missing; a directory named here must
+//!   exist, since a missing one may be a volume that is not mounted).
 //!
 //! The manifest records the Keycloak version, counts and the redaction report: which
 //! secrets the server masked (client secrets, IdP secrets, SMTP password…) and what REST
@@ -36,7 +37,11 @@ async fn main() -> Result<()> {
     let source = KeycloakSource::builder(KeycloakConnection::from_env()?)
         .realm(env("STOA_KEYCLOAK_REALM").unwrap_or_else(|| "stoa".into()))
         .build()?;
-    let sink = LocalSink::new(env("STOA_BACKUP_DIR").unwrap_or_else(|| "./backups".into()))?;
+    // The default directory is created; a configured one must exist (it may be a volume).
+    let dir = env("STOA_BACKUP_DIR");
+    let sink = LocalSink::builder(dir.clone().unwrap_or_else(|| "./backups".into()))
+        .create_root(dir.is_none())
+        .build()?;
     let report = Pipeline::builder()
         .source(source)
         .sink(sink)

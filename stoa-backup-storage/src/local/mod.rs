@@ -9,9 +9,9 @@
 //! No operation follows a symbolic link out of the root: intermediate directories and
 //! objects are resolved and checked against the canonical root before use.
 
-use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use futures::StreamExt;
@@ -21,9 +21,12 @@ use stoa_backup_core::sink::{ObjectMeta, PutResult, Sink};
 use stoa_backup_core::stream::{self, ByteStream};
 use tokio::io::AsyncWriteExt;
 
+mod builder;
 mod maintenance;
 mod read;
 mod write;
+
+pub use builder::{LocalSinkBuilder, DEFAULT_STALE_TEMP_AFTER, MIN_STALE_TEMP_AFTER};
 
 #[cfg(test)]
 mod tests;
@@ -52,47 +55,33 @@ const PREPARE_ATTEMPTS: usize = 5;
 #[derive(Debug, Clone)]
 pub struct LocalSink {
     root: PathBuf,
+    stale_temp_after: Duration,
 }
 
 impl LocalSink {
-    /// A sink rooted at `root`, which is created if missing and then canonicalized.
+    /// A sink rooted at the existing directory `root` (canonicalized), with the default
+    /// settings. A missing root is an error ([`ErrorKind::NotFound`]): it may be a volume
+    /// that is not mounted. To create it, use [`LocalSink::builder`] with
+    /// [`create_root(true)`](LocalSinkBuilder::create_root).
     pub fn new(root: impl Into<PathBuf>) -> Result<Self> {
-        let root = root.into();
-        fs::create_dir_all(&root).map_err(|e| {
-            io_error(
-                e,
-                "new",
-                None,
-                format!("cannot create the root directory {}", root.display()),
-            )
-            .or_hint(
-                "check that the volume is mounted and the backup user may create the directory",
-            )
-        })?;
-        let root = fs::canonicalize(&root).map_err(|e| {
-            io_error(
-                e,
-                "new",
-                None,
-                format!("cannot resolve the root directory {}", root.display()),
-            )
-        })?;
-        if !root.is_dir() {
-            return Err(
-                Error::config(format!("{} is not a directory", root.display()))
-                    .with_component(COMPONENT)
-                    .with_operation("new")
-                    .with_hint(
-                        "point the local sink at a directory (the mount point of the volume)",
-                    ),
-            );
-        }
-        Ok(LocalSink { root })
+        LocalSinkBuilder::new(root).build()
+    }
+
+    /// A builder for a sink rooted at `root`, to create a missing root or to set how old
+    /// temporary files of interrupted writes must be before `preflight` removes them.
+    pub fn builder(root: impl Into<PathBuf>) -> LocalSinkBuilder {
+        LocalSinkBuilder::new(root)
     }
 
     /// The canonical root directory.
     pub fn root(&self) -> &Path {
         &self.root
+    }
+
+    /// How old a temporary file must be before `preflight` removes it
+    /// ([`LocalSinkBuilder::stale_temp_after`]).
+    pub fn stale_temp_after(&self) -> Duration {
+        self.stale_temp_after
     }
 
     fn path_of(&self, key: &ObjectKey) -> PathBuf {

@@ -1,5 +1,7 @@
 //! Unit tests of the local sink (the contract itself: tests/sinks/local.rs).
 
+use std::fs;
+
 use super::*;
 use bytes::Bytes;
 use stoa_backup_core::sink::SinkExt;
@@ -31,7 +33,10 @@ async fn symlink_escape_is_refused_for_put_get_list_and_delete() {
     let outside = tempfile::tempdir().unwrap();
     fs::write(outside.path().join("secret"), b"outside").unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let sink = LocalSink::new(dir.path().join("root")).unwrap();
+    let sink = LocalSink::builder(dir.path().join("root"))
+        .create_root(true)
+        .build()
+        .unwrap();
     std::os::unix::fs::symlink(outside.path(), sink.root().join("escape")).unwrap();
     std::os::unix::fs::symlink(outside.path().join("secret"), sink.root().join("leak")).unwrap();
 
@@ -143,7 +148,10 @@ async fn dropped_put_removes_the_temp_file() {
 #[tokio::test]
 async fn delete_prunes_empty_directories_but_not_the_root() {
     let dir = tempfile::tempdir().unwrap();
-    let sink = LocalSink::new(dir.path().join("r")).unwrap();
+    let sink = LocalSink::builder(dir.path().join("r"))
+        .create_root(true)
+        .build()
+        .unwrap();
     sink.put_bytes(&key("a/b/c"), Bytes::from_static(b"1"))
         .await
         .unwrap();
@@ -203,4 +211,69 @@ async fn a_file_in_the_way_is_a_conflict() {
     assert_eq!(err.kind(), ErrorKind::Conflict, "{err}");
     assert!(sink.get(&key("a/b")).await.err().unwrap().kind() == ErrorKind::NotFound);
     assert!(sink.list("a/b").await.unwrap().is_empty());
+}
+
+#[test]
+fn a_missing_root_is_refused() {
+    // An unmounted volume: the mount point's parent exists, the directory does not.
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("volume/backups");
+    let err = LocalSink::new(&missing).unwrap_err();
+    assert!(!missing.exists(), "new created the missing root");
+    assert_eq!(err.kind(), ErrorKind::NotFound, "{err}");
+    assert_eq!(err.component(), Some(COMPONENT));
+    assert!(
+        err.message().contains(&missing.display().to_string()),
+        "{err}"
+    );
+    let hint = err.hint().unwrap_or_default();
+    assert!(
+        hint.contains("mounted") && hint.contains("create_root(true)"),
+        "{err}"
+    );
+    // The builder without create_root says the same.
+    let err = LocalSink::builder(&missing).build().unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::NotFound, "{err}");
+    assert!(!missing.exists());
+}
+
+#[test]
+fn create_root_creates_the_missing_root_and_its_parents() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("a/b/backups");
+    let sink = LocalSink::builder(&missing)
+        .create_root(true)
+        .build()
+        .unwrap();
+    assert!(missing.is_dir());
+    assert_eq!(sink.root(), fs::canonicalize(&missing).unwrap());
+    // An existing root is fine either way.
+    LocalSink::builder(&missing)
+        .create_root(true)
+        .build()
+        .unwrap();
+    LocalSink::new(&missing).unwrap();
+    // A file is not a root.
+    fs::write(dir.path().join("file"), b"x").unwrap();
+    let err = LocalSink::new(dir.path().join("file")).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Config, "{err}");
+    let err = LocalSink::builder(dir.path().join("file/below"))
+        .create_root(true)
+        .build()
+        .unwrap_err();
+    assert_eq!(err.component(), Some(COMPONENT), "{err}");
+}
+
+#[test]
+fn stale_temp_after_must_leave_running_writes_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let err = LocalSink::builder(dir.path())
+        .stale_temp_after(std::time::Duration::from_secs(5))
+        .build()
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Config, "{err}");
+    LocalSink::builder(dir.path())
+        .stale_temp_after(MIN_STALE_TEMP_AFTER)
+        .build()
+        .unwrap();
 }

@@ -210,6 +210,11 @@ pub(super) fn commit(
     Ok(())
 }
 
+/// Creates the directory `dir`, whose parent exists.
+pub(super) fn create_dir_durably(dir: &Path) -> io::Result<()> {
+    fs::create_dir(dir)
+}
+
 pub(super) fn sync_dir(dir: &Path) -> io::Result<()> {
     fs::File::open(dir)?.sync_all()
 }

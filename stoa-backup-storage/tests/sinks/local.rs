@@ -31,7 +31,10 @@ fn files_under(dir: &Path) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn local_sink_passes_the_conformance_suite() {
     let dir = tempfile::tempdir().unwrap();
-    let sink = LocalSink::new(dir.path().join("backups")).unwrap();
+    let sink = LocalSink::builder(dir.path().join("backups"))
+        .create_root(true)
+        .build()
+        .unwrap();
     run_sink_conformance(&sink).await;
     // The suite cleaned up, and no temporary file or empty directory is left.
     assert_eq!(files_under(sink.root()), Vec::<String>::new());
