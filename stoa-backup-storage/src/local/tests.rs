@@ -277,3 +277,26 @@ fn stale_temp_after_must_leave_running_writes_alone() {
         .build()
         .unwrap();
 }
+
+#[tokio::test]
+async fn new_directories_are_made_durable_in_their_parents() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = fs::canonicalize(dir.path()).unwrap();
+    let sink = LocalSink::builder(base.join("volume/backups"))
+        .create_root(true)
+        .build()
+        .unwrap();
+    // The created root and its created parent are entries of their parents.
+    assert_eq!(write::synced::under(&base), ["", "volume"]);
+
+    sink.put_bytes(&key("runs/r1/postgres/dump"), Bytes::from_static(b"x"))
+        .await
+        .unwrap();
+    let root = sink.root().to_path_buf();
+    // Every directory the put created is fsynced in its parent (root, runs, runs/r1), and
+    // the object in its own directory.
+    assert_eq!(
+        write::synced::under(&root),
+        ["", "runs", "runs/r1", "runs/r1/postgres"]
+    );
+}

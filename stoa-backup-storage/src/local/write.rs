@@ -65,9 +65,8 @@ pub(super) fn ensure_parent(root: &Path, key: &ObjectKey) -> Result<PathBuf> {
             }
             Ok(m) if m.is_dir() => {}
             Ok(_) => return Err(not_a_directory(key, &dir)),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => match fs::create_dir(&dir) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => match create_dir_durably(&dir) {
                 Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists && dir.is_dir() => {}
                 Err(e) => {
                     return Err(io_error(
                         e,
@@ -210,13 +209,54 @@ pub(super) fn commit(
     Ok(())
 }
 
-/// Creates the directory `dir`, whose parent exists.
+/// Creates the directory `dir`, whose parent exists, and fsyncs the parent so that the new
+/// entry survives a crash (the objects later fsynced inside it would be lost with it). A
+/// directory created concurrently by someone else counts as created, and is synced too:
+/// its creator may not have got that far yet.
 pub(super) fn create_dir_durably(dir: &Path) -> io::Result<()> {
-    fs::create_dir(dir)
+    match fs::create_dir(dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists && dir.is_dir() => {}
+        Err(e) => return Err(e),
+    }
+    match dir.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => sync_dir(parent),
+        _ => sync_dir(Path::new(".")),
+    }
 }
 
 pub(super) fn sync_dir(dir: &Path) -> io::Result<()> {
+    #[cfg(test)]
+    synced::record(dir);
     fs::File::open(dir)?.sync_all()
+}
+
+/// The directories fsynced so far, for tests to check what was made durable.
+#[cfg(test)]
+pub(super) mod synced {
+    use std::path::{Path, PathBuf};
+    use std::sync::Mutex;
+
+    static SYNCED: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+
+    pub(in super::super) fn record(dir: &Path) {
+        SYNCED.lock().unwrap().push(dir.to_path_buf());
+    }
+
+    /// The fsynced directories under `base` (tests run in parallel, each in its own
+    /// directory), relative to it; `""` is `base` itself.
+    pub(in super::super) fn under(base: &Path) -> Vec<String> {
+        let mut out: Vec<String> = SYNCED
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|d| d.strip_prefix(base).ok())
+            .map(|d| d.display().to_string())
+            .collect();
+        out.sort();
+        out.dedup();
+        out
+    }
 }
 
 pub(super) fn delete_blocking(root: &Path, key: &ObjectKey) -> Result<()> {
