@@ -3,21 +3,32 @@
 //!
 //! Objects are files under the root; key segments are directories. Writes are atomic: each
 //! `put` streams into a hidden temporary file in the target directory (`.<name>.tmp-<random>`),
-//! fsyncs it, renames it into place and fsyncs the directory. A failed, erroring or
-//! cancelled `put` removes its temporary file and leaves any existing object untouched.
+//! fsyncs it, renames it into place and fsyncs the directory; every directory it creates
+//! is fsynced in its parent. A failed, erroring or cancelled `put` (its future dropped)
+//! removes its temporary file and leaves any existing object untouched.
+//!
+//! A killed process (SIGKILL, OOM, node loss) cannot remove its temporary file. `preflight`
+//! removes temporary files not written to for [`LocalSink::stale_temp_after`] (a day by
+//! default, so never one of a write still running), and [`Sink::cleanup`] does the same
+//! with a cutoff of the caller's choosing, also pruning the empty directories left behind.
+//!
+//! The root must exist ([`LocalSink::new`]): a missing root may be an unmounted volume, and
+//! writing into the mount point would fill the node's disk instead. [`LocalSink::builder`]
+//! with [`create_root(true)`](LocalSinkBuilder::create_root) creates it.
 //!
 //! No operation follows a symbolic link out of the root: intermediate directories and
 //! objects are resolved and checked against the canonical root before use.
 
 use std::io;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use stoa_backup_core::error::{Error, ErrorKind, Result};
 use stoa_backup_core::key::{validate_prefix, ObjectKey};
-use stoa_backup_core::sink::{ObjectMeta, PutResult, Sink};
+use stoa_backup_core::sink::{CleanupReport, ObjectMeta, PutResult, Sink};
 use stoa_backup_core::stream::{self, ByteStream};
 use tokio::io::AsyncWriteExt;
 
@@ -31,7 +42,7 @@ pub use builder::{LocalSinkBuilder, DEFAULT_STALE_TEMP_AFTER, MIN_STALE_TEMP_AFT
 #[cfg(test)]
 mod tests;
 
-use maintenance::preflight_blocking;
+use maintenance::{cleanup_blocking, preflight_blocking};
 use read::{list_blocking, open_for_read};
 use write::{commit, create_temp, delete_blocking};
 
@@ -97,9 +108,11 @@ impl Sink for LocalSink {
         format!("local:{}", self.root.display())
     }
 
+    /// Checks the root is a writable directory, and removes temporary files of interrupted
+    /// writes older than [`LocalSink::stale_temp_after`] (a day by default).
     async fn preflight(&self) -> Result<()> {
-        let root = self.root.clone();
-        blocking(move || preflight_blocking(&root)).await
+        let (root, stale_after) = (self.root.clone(), self.stale_temp_after);
+        blocking(move || preflight_blocking(&root, stale_after)).await
     }
 
     async fn put(&self, key: &ObjectKey, mut stream: ByteStream) -> Result<PutResult> {
@@ -161,6 +174,14 @@ impl Sink for LocalSink {
     async fn delete(&self, key: &ObjectKey) -> Result<()> {
         let (root, k) = (self.root.clone(), key.clone());
         blocking(move || delete_blocking(&root, &k)).await
+    }
+
+    /// Removes temporary files (`.<name>.tmp-<random>`) last written before `older_than`,
+    /// the directories that only they kept, and empty directories under `runs/` older than
+    /// `older_than`. Objects, links and other files are never touched.
+    async fn cleanup(&self, older_than: DateTime<Utc>) -> Result<CleanupReport> {
+        let (root, cutoff) = (self.root.clone(), SystemTime::from(older_than));
+        blocking(move || cleanup_blocking(&root, cutoff)).await
     }
 }
 
