@@ -260,9 +260,10 @@ mod tests {
                 self.list_failures_left.fetch_sub(1, Ordering::SeqCst);
                 return Err(Error::new(ErrorKind::Unavailable, "503 slow down"));
             }
-            let mut report = crate::sink::CleanupReport::default();
-            report.temp_files_removed = 2;
-            Ok(report)
+            Ok(crate::sink::CleanupReport {
+                temp_files_removed: 2,
+                ..Default::default()
+            })
         }
     }
 

@@ -336,9 +336,10 @@ mod tests {
         }
         async fn cleanup(&self, older_than: DateTime<Utc>) -> Result<CleanupReport> {
             // The cutoff comes back as a count, so the test sees it was passed on.
-            let mut report = CleanupReport::default();
-            report.temp_files_removed = older_than.timestamp() as u64;
-            Ok(report)
+            Ok(CleanupReport {
+                temp_files_removed: older_than.timestamp() as u64,
+                ..CleanupReport::default()
+            })
         }
     }
 

@@ -231,34 +231,6 @@ pub(super) fn sync_dir(dir: &Path) -> io::Result<()> {
     fs::File::open(dir)?.sync_all()
 }
 
-/// The directories fsynced so far, for tests to check what was made durable.
-#[cfg(test)]
-pub(super) mod synced {
-    use std::path::{Path, PathBuf};
-    use std::sync::Mutex;
-
-    static SYNCED: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
-
-    pub(in super::super) fn record(dir: &Path) {
-        SYNCED.lock().unwrap().push(dir.to_path_buf());
-    }
-
-    /// The fsynced directories under `base` (tests run in parallel, each in its own
-    /// directory), relative to it; `""` is `base` itself.
-    pub(in super::super) fn under(base: &Path) -> Vec<String> {
-        let mut out: Vec<String> = SYNCED
-            .lock()
-            .unwrap()
-            .iter()
-            .filter_map(|d| d.strip_prefix(base).ok())
-            .map(|d| d.display().to_string())
-            .collect();
-        out.sort();
-        out.dedup();
-        out
-    }
-}
-
 pub(super) fn delete_blocking(root: &Path, key: &ObjectKey) -> Result<()> {
     let mut path = root.to_path_buf();
     path.extend(key.segments());
@@ -329,4 +301,32 @@ pub(super) fn delete_blocking(root: &Path, key: &ObjectKey) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The directories fsynced so far, for tests to check what was made durable.
+#[cfg(test)]
+pub(super) mod synced {
+    use std::path::{Path, PathBuf};
+    use std::sync::Mutex;
+
+    static SYNCED: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+
+    pub(in super::super) fn record(dir: &Path) {
+        SYNCED.lock().unwrap().push(dir.to_path_buf());
+    }
+
+    /// The fsynced directories under `base` (tests run in parallel, each in its own
+    /// directory), relative to it; `""` is `base` itself.
+    pub(in super::super) fn under(base: &Path) -> Vec<String> {
+        let mut out: Vec<String> = SYNCED
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|d| d.strip_prefix(base).ok())
+            .map(|d| d.display().to_string())
+            .collect();
+        out.sort();
+        out.dedup();
+        out
+    }
 }
