@@ -22,6 +22,7 @@
 //! - `STOA_BACKUP_DIR` (default `./backups`, created if missing; a directory named here must
 //!   exist, since a missing one may be a volume that is not mounted).
 
+use std::process::ExitCode;
 use std::sync::Arc;
 
 use stoa_backup::core::ExistingDataPolicy;
@@ -29,7 +30,10 @@ use stoa_backup::prelude::*;
 use stoa_backup::providers::infisical::{InfisicalApi, InfisicalFacts};
 
 #[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
+async fn main() -> Result<ExitCode, Box<dyn std::error::Error>> {
+    // SIGINT / SIGTERM cancel the run: its partial writes are removed, no manifest is
+    // written, and the program exits 130 / 143 (a second signal exits at once).
+    let shutdown = stoa_backup::signals::listen()?;
     let project =
         std::env::var("STOA_INFISICAL_PROJECT").map_err(|_| "set STOA_INFISICAL_PROJECT")?;
     let envs: Vec<String> = std::env::var("STOA_INFISICAL_ENVS")
@@ -64,8 +68,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .keyring(keyring.clone())
         .observer(TracingObserver)
         .label("job", "infisical_backup")
+        .cancel(shutdown.token())
         .build()?;
-    let report = pipeline.run().await?.into_result()?;
+    let report = pipeline.run().await;
+    if let Some(code) = shutdown.exit_code() {
+        eprintln!("interrupted: the run was cancelled and nothing of it was kept");
+        return Ok(code);
+    }
+    let report = report?.into_result()?;
 
     let restorer = InfisicalRestorer::new(conn)?;
     let dry = RestoreOptions {
@@ -86,7 +96,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             println!("  {n}");
         }
     }
-    Ok(())
+    Ok(ExitCode::SUCCESS)
 }
 
 /// The public recipient of an age identity.

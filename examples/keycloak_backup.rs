@@ -23,6 +23,8 @@
 //! secrets the server masked (client secrets, IdP secrets, SMTP password…) and what REST
 //! cannot export (credentials, realm keys). The verifier prints them as warnings.
 
+use std::process::ExitCode;
+
 use stoa_backup::prelude::*;
 use stoa_backup::providers::keycloak::KeycloakFacts;
 
@@ -31,7 +33,10 @@ fn env(name: &str) -> Option<String> {
 }
 
 #[tokio::main]
-async fn main() -> Result<()> {
+async fn main() -> Result<ExitCode> {
+    // SIGINT / SIGTERM cancel the run: its partial writes are removed, no manifest is
+    // written, and the program exits 130 / 143 (a second signal exits at once).
+    let shutdown = stoa_backup::signals::listen()?;
     let recipient = env("STOA_AGE_RECIPIENT")
         .ok_or_else(|| Error::config("STOA_AGE_RECIPIENT is not set (age1…)"))?;
     let source = KeycloakSource::builder(KeycloakConnection::from_env()?)
@@ -49,10 +54,15 @@ async fn main() -> Result<()> {
         .encryption(AgeEncryption::recipients([recipient])?)
         .verifier(KeycloakExportVerifier::new())
         .label("example", "keycloak_backup")
+        .cancel(shutdown.token())
         .build()?
         .run()
-        .await?
-        .into_result()?;
+        .await;
+    if let Some(code) = shutdown.exit_code() {
+        eprintln!("interrupted: the run was cancelled and nothing of it was kept");
+        return Ok(code);
+    }
+    let report = report?.into_result()?;
     for a in &report.manifest.artifacts {
         let f: KeycloakFacts = a.facts_as()?;
         let n = |c: Option<u64>| c.map_or("?".to_string(), |c| c.to_string());
@@ -71,5 +81,5 @@ async fn main() -> Result<()> {
             }
         }
     }
-    Ok(())
+    Ok(ExitCode::SUCCESS)
 }
