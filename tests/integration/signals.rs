@@ -88,7 +88,7 @@ fn signal_child() {
         let result = pipeline.run().await;
         match shutdown.signal() {
             Some(signal) => {
-                let err = result.err().expect("a cancelled run must fail");
+                let err = result.expect_err("a cancelled run must fail");
                 assert_eq!(err.kind(), ErrorKind::Cancelled, "{err}");
                 eprintln!("child: {signal} cancelled the run: {err}");
                 signal.exit_status()
