@@ -384,8 +384,9 @@ impl Sink for S3Sink {
         }
     }
 
-    /// Aborts the multipart uploads under the sink's prefix that were started before
-    /// `older_than` and never completed nor aborted: those of puts whose process was killed.
+    /// Aborts the multipart uploads under the sink's prefix (the whole bucket for a sink
+    /// without one) that were started before `older_than` and never completed nor aborted:
+    /// those of puts whose process was killed.
     /// Fails with [`ErrorKind::Unsupported`](stoa_backup_core::ErrorKind::Unsupported) on a
     /// server that cannot list multipart uploads (the bucket lifecycle rule of the module
     /// documentation then does the job).
