@@ -246,7 +246,8 @@ fn child_main(spec: &str) {
             Run::Local | Run::LocalWithoutCounts => {
                 let sink_dir = dir.join("sink");
                 let _ = std::fs::remove_dir_all(&sink_dir);
-                (Arc::new(LocalSink::new(&sink_dir).unwrap()), Box::new(()))
+                let sink = LocalSink::builder(&sink_dir).create_root(true).build();
+                (Arc::new(sink.unwrap()), Box::new(()))
             }
             Run::S3 => s3_sink().await,
             Run::ArchiveCheck => unreachable!("handled above"),

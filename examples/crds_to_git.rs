@@ -19,6 +19,7 @@
 //! Objects are stripped of server-populated fields, `status` and the operator's kopf marks,
 //! with sorted keys: an unchanged cluster makes no commit.
 
+use std::process::ExitCode;
 use std::sync::Arc;
 
 use stoa_backup::prelude::*;
@@ -40,7 +41,10 @@ fn list(name: &str) -> Vec<String> {
 }
 
 #[tokio::main]
-async fn main() -> Result<()> {
+async fn main() -> Result<ExitCode> {
+    // SIGINT / SIGTERM cancel the run: its partial writes are removed, no manifest is
+    // written, and the program exits 130 / 143 (a second signal exits at once).
+    let shutdown = stoa_backup::signals::listen()?;
     // STOA_GIT_REMOTE, STOA_GIT_WORKDIR, STOA_GIT_BRANCH, STOA_GIT_PREFIX, STOA_GIT_TOKEN…
     let sink = Arc::new(GitSink::from_env()?.build().await?);
 
@@ -63,10 +67,15 @@ async fn main() -> Result<()> {
         .sink(sink.clone())
         .verifier(ChecksumVerifier::new())
         .label("example", "crds_to_git")
+        .cancel(shutdown.token())
         .build()?
         .run()
-        .await?
-        .into_result()?;
+        .await;
+    if let Some(code) = shutdown.exit_code() {
+        eprintln!("interrupted: the run was cancelled and nothing of it was kept");
+        return Ok(code);
+    }
+    let report = report?.into_result()?;
     let after = sink.head_commit().await?;
     let commit = match after {
         Some(head) if before.as_ref() != Some(&head) => format!("committed {head}"),
@@ -78,5 +87,5 @@ async fn main() -> Result<()> {
         report.run_id,
         sink.describe()
     );
-    Ok(())
+    Ok(ExitCode::SUCCESS)
 }

@@ -17,6 +17,7 @@
 //! Datasource secrets are never returned by Grafana: `index.json` and the manifest list
 //! which secure fields exist, to be supplied from a secret store at restore time.
 
+use std::process::ExitCode;
 use std::sync::Arc;
 
 use stoa_backup::prelude::*;
@@ -27,7 +28,10 @@ fn env(name: &str) -> Option<String> {
 }
 
 #[tokio::main]
-async fn main() -> Result<()> {
+async fn main() -> Result<ExitCode> {
+    // SIGINT / SIGTERM cancel the run: its partial writes are removed, no manifest is
+    // written, and the program exits 130 / 143 (a second signal exits at once).
+    let shutdown = stoa_backup::signals::listen()?;
     let url =
         env("STOA_GRAFANA_URL").ok_or_else(|| Error::config("STOA_GRAFANA_URL is not set"))?;
     let auth = match (env("STOA_GRAFANA_TOKEN"), env("STOA_GRAFANA_USER")) {
@@ -53,10 +57,15 @@ async fn main() -> Result<()> {
         .source(GrafanaSource::builder(conn).build()?)
         .sink(sink.clone())
         .label("example", "grafana_to_git")
+        .cancel(shutdown.token())
         .build()?
         .run()
-        .await?
-        .into_result()?;
+        .await;
+    if let Some(code) = shutdown.exit_code() {
+        eprintln!("interrupted: the run was cancelled and nothing of it was kept");
+        return Ok(code);
+    }
+    let report = report?.into_result()?;
     let after = sink.head_commit().await?;
     if let Some(index) = report
         .manifest
@@ -81,5 +90,5 @@ async fn main() -> Result<()> {
         report.run_id,
         sink.describe()
     );
-    Ok(())
+    Ok(ExitCode::SUCCESS)
 }

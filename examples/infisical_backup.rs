@@ -19,7 +19,10 @@
 //! - `STOA_AGE_IDENTITY` (required): exports hold secret values and are always encrypted;
 //!   the identity is used to encrypt (its recipient) and to read back for the dry run.
 //!   Values the identity may not read (`<hidden-by-infisical>`) are reported, never stored.
+//! - `STOA_BACKUP_DIR` (default `./backups`, created if missing; a directory named here must
+//!   exist, since a missing one may be a volume that is not mounted).
 
+use std::process::ExitCode;
 use std::sync::Arc;
 
 use stoa_backup::core::ExistingDataPolicy;
@@ -27,7 +30,10 @@ use stoa_backup::prelude::*;
 use stoa_backup::providers::infisical::{InfisicalApi, InfisicalFacts};
 
 #[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
+async fn main() -> Result<ExitCode, Box<dyn std::error::Error>> {
+    // SIGINT / SIGTERM cancel the run: its partial writes are removed, no manifest is
+    // written, and the program exits 130 / 143 (a second signal exits at once).
+    let shutdown = stoa_backup::signals::listen()?;
     let project =
         std::env::var("STOA_INFISICAL_PROJECT").map_err(|_| "set STOA_INFISICAL_PROJECT")?;
     let envs: Vec<String> = std::env::var("STOA_INFISICAL_ENVS")
@@ -40,7 +46,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let identity = std::env::var("STOA_AGE_IDENTITY").map_err(|_| {
         "set STOA_AGE_IDENTITY (AGE-SECRET-KEY-1...): Infisical backups are always encrypted"
     })?;
-    let dir = std::env::var("STOA_BACKUP_DIR").unwrap_or_else(|_| "./backups".to_string());
+    let configured_dir = std::env::var("STOA_BACKUP_DIR").ok();
+    let dir = configured_dir
+        .clone()
+        .unwrap_or_else(|| "./backups".to_string());
 
     let mut conn = InfisicalConnection::from_env()?;
     if std::env::var("STOA_INFISICAL_API").as_deref() == Ok("v3") {
@@ -48,7 +57,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let keyring = Keyring::new().with_identity(&identity)?;
     let recipient = identity_to_recipient(&identity)?;
-    let sink = Arc::new(LocalSink::new(&dir)?);
+    // The default directory is created; a configured one must exist (it may be a volume).
+    let sink = LocalSink::builder(&dir).create_root(configured_dir.is_none());
+    let sink = Arc::new(sink.build()?);
     let pipeline = Pipeline::builder()
         .source(InfisicalSource::builder(conn.clone(), &project, envs).build()?)
         .sink(sink.clone())
@@ -57,8 +68,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .keyring(keyring.clone())
         .observer(TracingObserver)
         .label("job", "infisical_backup")
+        .cancel(shutdown.token())
         .build()?;
-    let report = pipeline.run().await?.into_result()?;
+    let report = pipeline.run().await;
+    if let Some(code) = shutdown.exit_code() {
+        eprintln!("interrupted: the run was cancelled and nothing of it was kept");
+        return Ok(code);
+    }
+    let report = report?.into_result()?;
 
     let restorer = InfisicalRestorer::new(conn)?;
     let dry = RestoreOptions {
@@ -79,7 +96,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             println!("  {n}");
         }
     }
-    Ok(())
+    Ok(ExitCode::SUCCESS)
 }
 
 /// The public recipient of an age identity.

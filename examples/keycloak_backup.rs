@@ -18,11 +18,14 @@
 //!   sensitive, so the pipeline refuses to store it unencrypted).
 //! - `STOA_AGE_IDENTITY` (optional, `AGE-SECRET-KEY-1…`): with it, the export is decrypted
 //!   and verified (counts, redaction report); without it only the stored bytes are checked.
-//! - `STOA_BACKUP_DIR` (default `./backups`).
+//! - `STOA_BACKUP_DIR` (default `./backups`, created if missing; a directory named here must
+//!   exist, since a missing one may be a volume that is not mounted).
 //!
 //! The manifest records the Keycloak version, counts and the redaction report: which
 //! secrets the server masked (client secrets, IdP secrets, SMTP password…) and what REST
 //! cannot export (credentials, realm keys). The verifier prints them as warnings.
+
+use std::process::ExitCode;
 
 use stoa_backup::prelude::*;
 use stoa_backup::providers::keycloak::KeycloakFacts;
@@ -32,20 +35,28 @@ fn env(name: &str) -> Option<String> {
 }
 
 #[tokio::main]
-async fn main() -> Result<()> {
+async fn main() -> Result<ExitCode> {
+    // SIGINT / SIGTERM cancel the run: its partial writes are removed, no manifest is
+    // written, and the program exits 130 / 143 (a second signal exits at once).
+    let shutdown = stoa_backup::signals::listen()?;
     let recipient = env("STOA_AGE_RECIPIENT")
         .ok_or_else(|| Error::config("STOA_AGE_RECIPIENT is not set (age1…)"))?;
     let source = KeycloakSource::builder(KeycloakConnection::from_env()?)
         .realm(env("STOA_KEYCLOAK_REALM").unwrap_or_else(|| "stoa".into()))
         .build()?;
-    let sink = LocalSink::new(env("STOA_BACKUP_DIR").unwrap_or_else(|| "./backups".into()))?;
+    // The default directory is created; a configured one must exist (it may be a volume).
+    let dir = env("STOA_BACKUP_DIR");
+    let sink = LocalSink::builder(dir.clone().unwrap_or_else(|| "./backups".into()))
+        .create_root(dir.is_none())
+        .build()?;
     let mut pipeline = Pipeline::builder()
         .source(source)
         .sink(sink)
         .compression(ZstdCodec::new(3)?)
         .encryption(AgeEncryption::recipients([recipient])?)
         .verifier(ChecksumVerifier::new())
-        .label("example", "keycloak_backup");
+        .label("example", "keycloak_backup")
+        .cancel(shutdown.token());
     // The export verifier reads the realm back, so it needs the age identity to decrypt.
     match env("STOA_AGE_IDENTITY") {
         Some(identity) => {
@@ -57,7 +68,12 @@ async fn main() -> Result<()> {
             println!("STOA_AGE_IDENTITY is not set: the stored bytes are checked, not the realm")
         }
     }
-    let report = pipeline.build()?.run().await?.into_result()?;
+    let report = pipeline.build()?.run().await;
+    if let Some(code) = shutdown.exit_code() {
+        eprintln!("interrupted: the run was cancelled and nothing of it was kept");
+        return Ok(code);
+    }
+    let report = report?.into_result()?;
     for a in &report.manifest.artifacts {
         let f: KeycloakFacts = a.facts_as()?;
         let n = |c: Option<u64>| c.map_or("?".to_string(), |c| c.to_string());
@@ -76,5 +92,5 @@ async fn main() -> Result<()> {
             }
         }
     }
-    Ok(())
+    Ok(ExitCode::SUCCESS)
 }

@@ -19,6 +19,7 @@
 //! the repository records.
 
 use std::path::PathBuf;
+use std::process::ExitCode;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -89,7 +90,10 @@ fn required(name: &str) -> Result<String> {
 }
 
 #[tokio::main]
-async fn main() -> Result<()> {
+async fn main() -> Result<ExitCode> {
+    // SIGINT / SIGTERM cancel the run: its partial writes are removed, no manifest is
+    // written, and the program exits 130 / 143 (a second signal exits at once).
+    let shutdown = stoa_backup::signals::listen()?;
     let source_dir = PathBuf::from(required("STOA_SOURCE_DIR")?);
     let remote = required("STOA_GIT_REMOTE")?;
     let branch = env("STOA_GIT_BRANCH").unwrap_or_else(|| "main".to_string());
@@ -127,8 +131,14 @@ async fn main() -> Result<()> {
         .sink(sink.clone())
         .verifier(ChecksumVerifier::new())
         .label("example", "manifests_to_git")
+        .cancel(shutdown.token())
         .build()?;
-    let report = pipeline.run().await?.into_result()?;
+    let report = pipeline.run().await;
+    if let Some(code) = shutdown.exit_code() {
+        eprintln!("interrupted: the run was cancelled and nothing of it was kept");
+        return Ok(code);
+    }
+    let report = report?.into_result()?;
     let after = sink.head_commit().await?;
     println!(
         "run {}: {} artifact(s), {}",
@@ -143,7 +153,7 @@ async fn main() -> Result<()> {
 
     let runs = Catalog::new(sink).list_runs(&RunFilter::default()).await?;
     print!("{}", format_runs_table(&runs));
-    Ok(())
+    Ok(ExitCode::SUCCESS)
 }
 
 /// A stable working directory per remote, so repeated runs reuse the clone.

@@ -17,13 +17,17 @@
 //!   `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`, `AWS_REGION`; or web identity (IRSA) and
 //!   instance metadata when no keys are set.
 
+use std::process::ExitCode;
 use std::sync::Arc;
 
 use stoa_backup::core::format_runs_table;
 use stoa_backup::prelude::*;
 
 #[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
+async fn main() -> Result<ExitCode, Box<dyn std::error::Error>> {
+    // SIGINT / SIGTERM cancel the run: its partial writes are removed, no manifest is
+    // written, and the program exits 130 / 143 (a second signal exits at once).
+    let shutdown = stoa_backup::signals::listen()?;
     let bucket = std::env::var("STOA_S3_BUCKET")
         .map_err(|_| "set STOA_S3_BUCKET to the bucket to back up into")?;
     // Region, endpoint and credentials: the standard AWS environment.
@@ -32,6 +36,26 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .allow_loopback_http(true);
     let s3 = builder.build()?;
     println!("backing up into {}", s3.describe());
+    // Abort the multipart uploads of runs killed more than a day ago (never one still
+    // running); the bucket's lifecycle rule is the safety net when this cannot run.
+    match s3
+        .cleanup(chrono::Utc::now() - chrono::Duration::days(1))
+        .await
+    {
+        Ok(r) => {
+            if r.multipart_uploads_aborted > 0 {
+                println!(
+                    "aborted {} multipart upload(s) of interrupted runs",
+                    r.multipart_uploads_aborted
+                );
+            }
+            for f in &r.errors {
+                eprintln!("warning: cannot abort {}: {}", f.item, f.error);
+            }
+        }
+        // Some S3 implementations cannot list multipart uploads: not a reason not to back up.
+        Err(e) => eprintln!("warning: {e}"),
+    }
     let sink = Arc::new(s3);
 
     let source = PostgresSource::builder(PgConnection::from_env()?).build()?;
@@ -43,9 +67,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .verifier(PgArchiveVerifier::new())
         .observer(TracingObserver)
         .label("job", "postgres_to_s3")
+        .cancel(shutdown.token())
         .build()?;
 
-    let report = pipeline.run().await?.into_result()?;
+    let report = pipeline.run().await;
+    if let Some(code) = shutdown.exit_code() {
+        eprintln!("interrupted: the run was cancelled and nothing of it was kept");
+        return Ok(code);
+    }
+    let report = report?.into_result()?;
     for a in &report.manifest.artifacts {
         println!(
             "stored {} ({} bytes plain, {} bytes stored, sha256 {}, verified: {})",
@@ -62,5 +92,5 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         catalog.sink().describe(),
         format_runs_table(&catalog.list_runs(&RunFilter::default()).await?)
     );
-    Ok(())
+    Ok(ExitCode::SUCCESS)
 }

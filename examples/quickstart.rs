@@ -23,7 +23,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let dir = std::env::var("STOA_BACKUP_DIR").unwrap_or_else(|_| "./stoa-backups".to_string());
 
     // An Arc, so the catalog below reads the same sink.
-    let sink = Arc::new(LocalSink::new(&dir)?);
+    let sink = Arc::new(LocalSink::builder(&dir).create_root(true).build()?);
     // pg_dump -Fc -Z0 streamed into our zstd stage; the password (if any) reaches pg_dump
     // through its environment, never its command line.
     let source = PostgresSource::builder(PgConnection::from_env()?).build()?;

@@ -24,6 +24,8 @@
 //! The snapshot is only usable with the cluster's unseal keys (Shamir) or its recovery keys
 //! and KMS/HSM seal (auto-unseal): the manifest says so under `keys_needed`. Escrow them.
 
+use std::process::ExitCode;
+
 use stoa_backup::prelude::*;
 
 /// The CLI's variables when there is a token; Kubernetes or AppRole auth otherwise.
@@ -55,7 +57,10 @@ fn vault_connection() -> Result<VaultConnection, Box<dyn std::error::Error>> {
 }
 
 #[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
+async fn main() -> Result<ExitCode, Box<dyn std::error::Error>> {
+    // SIGINT / SIGTERM cancel the run: its partial writes are removed, no manifest is
+    // written, and the program exits 130 / 143 (a second signal exits at once).
+    let shutdown = stoa_backup::signals::listen()?;
     let conn = vault_connection()?;
     let recipient = std::env::var("STOA_AGE_RECIPIENT")
         .map_err(|_| "set STOA_AGE_RECIPIENT (age1...): Vault backups are always encrypted")?;
@@ -83,9 +88,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .verifier(RaftSnapshotVerifier)
         .observer(TracingObserver)
         .label("job", "vault_snapshot_to_s3")
+        .cancel(shutdown.token())
         .build()?;
 
-    let report = pipeline.run().await?.into_result()?;
+    let report = pipeline.run().await;
+    if let Some(code) = shutdown.exit_code() {
+        eprintln!("interrupted: the run was cancelled and nothing of it was kept");
+        return Ok(code);
+    }
+    let report = report?.into_result()?;
     for a in &report.manifest.artifacts {
         println!(
             "stored {} ({} bytes plain, {} stored, facts: {})",
@@ -95,5 +106,5 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             serde_json::Value::Object(a.facts.clone())
         );
     }
-    Ok(())
+    Ok(ExitCode::SUCCESS)
 }

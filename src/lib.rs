@@ -1,12 +1,17 @@
 //! stoa-backup: back up, verify, prune and restore the STOA platform.
 //!
 //! [`prelude`] brings the common types into scope; [`core`], [`providers`] and [`storage`]
-//! hold the rest.
+//! hold the rest. `signals` (feature `signals`, on by default; Unix) turns SIGINT and
+//! SIGTERM into a clean cancellation of a run.
 #![deny(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 pub use stoa_backup_core as core;
 pub use stoa_backup_providers as providers;
 pub use stoa_backup_storage as storage;
+
+#[cfg(all(unix, feature = "signals"))]
+#[cfg_attr(docsrs, doc(cfg(all(unix, feature = "signals"))))]
+pub mod signals;
 
 /// The README's example, compiled as a doctest so that it keeps up with the API.
 #[cfg(all(doctest, feature = "age", feature = "local", feature = "postgres"))]

@@ -2,7 +2,7 @@
 //!
 //! Retrying a `put` would need the stream again, which a layer cannot have: the pipeline
 //! retries a whole artifact by re-running the source's export instead. [`RetrySink`]
-//! retries the other operations.
+//! retries the other operations. Every layer forwards every method, `cleanup` included.
 
 use std::fmt;
 use std::pin::Pin;
@@ -13,15 +13,16 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use chrono::{DateTime, Utc};
 use futures::Stream;
 
 use crate::error::Result;
 use crate::key::ObjectKey;
 use crate::retry::RetryPolicy;
-use crate::sink::{ObjectMeta, PutResult, Sink, SinkCapabilities};
+use crate::sink::{CleanupReport, ObjectMeta, PutResult, Sink, SinkCapabilities};
 use crate::stream::ByteStream;
 
-/// Retries `preflight`, `get`, `list` and `delete` on retryable errors as its
+/// Retries `preflight`, `get`, `list`, `delete` and `cleanup` on retryable errors as its
 /// [`RetryPolicy`] says (exponential back-off with jitter, bounded attempts, the remote's
 /// `Retry-After` honoured).
 #[derive(Debug, Clone)]
@@ -81,6 +82,11 @@ impl<S: Sink> Sink for RetrySink<S> {
     }
     async fn delete(&self, key: &ObjectKey) -> Result<()> {
         self.retry("delete", || self.inner.delete(key)).await
+    }
+    async fn cleanup(&self, older_than: DateTime<Utc>) -> Result<CleanupReport> {
+        // A pass only removes what is still there, so running it again is harmless.
+        self.retry("cleanup", || self.inner.cleanup(older_than))
+            .await
     }
 }
 
@@ -189,6 +195,10 @@ impl<S: Sink> Sink for MetricsSink<S> {
         }
         self.count(r)
     }
+    async fn cleanup(&self, older_than: DateTime<Utc>) -> Result<CleanupReport> {
+        let r = self.inner.cleanup(older_than).await;
+        self.count(r)
+    }
 }
 
 impl fmt::Display for SinkMetrics {
@@ -242,6 +252,32 @@ mod tests {
         async fn delete(&self, key: &ObjectKey) -> Result<()> {
             self.inner.delete(key).await
         }
+        async fn cleanup(
+            &self,
+            _older_than: chrono::DateTime<chrono::Utc>,
+        ) -> Result<crate::sink::CleanupReport> {
+            if self.list_failures_left.load(Ordering::SeqCst) > 0 {
+                self.list_failures_left.fetch_sub(1, Ordering::SeqCst);
+                return Err(Error::new(ErrorKind::Unavailable, "503 slow down"));
+            }
+            Ok(crate::sink::CleanupReport {
+                temp_files_removed: 2,
+                ..Default::default()
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn layers_pass_cleanup_on_to_the_wrapped_sink() {
+        let flaky = Flaky::default();
+        flaky.list_failures_left.store(1, Ordering::SeqCst);
+        let s = MetricsSink::new(RetrySink::new(flaky).with_policy(RetryPolicy {
+            attempts: 2,
+            base_delay: Duration::from_millis(1),
+            ..RetryPolicy::default()
+        }));
+        let report = s.cleanup(chrono::Utc::now()).await.unwrap();
+        assert_eq!(report.temp_files_removed, 2, "{report:?}");
     }
 
     #[tokio::test]

@@ -39,7 +39,9 @@ pub use retention::{
     AnyOf, ComponentRules, KeepCount, KeepReason, KeepRules, RetentionPlan, RetentionPolicy,
 };
 pub use retry::{Jitter, RetryPolicy};
-pub use sink::{MemorySink, ObjectMeta, Sink, SinkCapabilities, SinkExt};
+pub use sink::{
+    CleanupFailure, CleanupReport, MemorySink, ObjectMeta, Sink, SinkCapabilities, SinkExt,
+};
 pub use source::{ArtifactPlan, Export, ExportContext, Facts, PreflightReport, Source};
 pub use stream::ByteStream;
 

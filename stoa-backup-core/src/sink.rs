@@ -60,6 +60,52 @@ pub struct PutResult {
     pub size: u64,
 }
 
+/// What a [`Sink::cleanup`] pass removed, and what it could not.
+///
+/// One item that cannot be removed (a permission, a vanished file) is recorded in
+/// [`errors`](Self::errors) and the pass goes on with the others.
+#[derive(Debug, Default)]
+#[non_exhaustive]
+pub struct CleanupReport {
+    /// Temporary files of interrupted writes removed.
+    pub temp_files_removed: u64,
+    /// Bytes those temporary files held.
+    pub bytes_freed: u64,
+    /// Multipart uploads (object storage) aborted, so their parts stop being stored.
+    pub multipart_uploads_aborted: u64,
+    /// Empty directories removed.
+    pub empty_dirs_removed: u64,
+    /// Items that could not be cleaned up, each with its error.
+    pub errors: Vec<CleanupFailure>,
+}
+
+impl CleanupReport {
+    /// Whether anything was removed or aborted.
+    pub fn removed_anything(&self) -> bool {
+        self.temp_files_removed > 0
+            || self.multipart_uploads_aborted > 0
+            || self.empty_dirs_removed > 0
+    }
+
+    /// Adds the counts and errors of `other` to this report.
+    pub fn merge(&mut self, other: CleanupReport) {
+        self.temp_files_removed += other.temp_files_removed;
+        self.bytes_freed += other.bytes_freed;
+        self.multipart_uploads_aborted += other.multipart_uploads_aborted;
+        self.empty_dirs_removed += other.empty_dirs_removed;
+        self.errors.extend(other.errors);
+    }
+}
+
+/// One item a [`Sink::cleanup`] pass could not remove.
+#[derive(Debug)]
+pub struct CleanupFailure {
+    /// The item: a path under the sink's root, or an object key with its upload id.
+    pub item: String,
+    /// Why (with the component, the operation and a hint).
+    pub error: Error,
+}
+
 /// A place to store artifacts.
 ///
 /// Contract (checked for every backend by the conformance suite in test support):
@@ -95,6 +141,19 @@ pub trait Sink: Send + Sync + std::fmt::Debug {
 
     /// Deletes the object under `key`; deleting a missing key is not an error.
     async fn delete(&self, key: &ObjectKey) -> Result<()>;
+
+    /// Removes what interrupted writes left behind and `list` cannot show: temporary files
+    /// of a killed process (local directory), multipart uploads never completed nor aborted
+    /// (object storage), empty directories. Only items last written (or started) before
+    /// `older_than` are touched: a newer one may belong to a write still running.
+    ///
+    /// An item that cannot be removed is recorded in the report's errors; `Err` means the
+    /// pass could not run at all (the storage is unreachable, or cannot enumerate such
+    /// items). The default does nothing: a sink whose writes leave nothing behind.
+    async fn cleanup(&self, older_than: DateTime<Utc>) -> Result<CleanupReport> {
+        let _ = older_than;
+        Ok(CleanupReport::default())
+    }
 }
 
 macro_rules! forward_sink {
@@ -123,6 +182,9 @@ macro_rules! forward_sink {
             }
             async fn delete(&self, key: &ObjectKey) -> Result<()> {
                 (**self).delete(key).await
+            }
+            async fn cleanup(&self, older_than: DateTime<Utc>) -> Result<CleanupReport> {
+                (**self).cleanup(older_than).await
             }
         }
     )+};
@@ -276,6 +338,13 @@ mod tests {
         async fn delete(&self, key: &ObjectKey) -> Result<()> {
             self.0.delete(key).await
         }
+        async fn cleanup(&self, older_than: DateTime<Utc>) -> Result<CleanupReport> {
+            // The cutoff comes back as a count, so the test sees it was passed on.
+            Ok(CleanupReport {
+                temp_files_removed: older_than.timestamp() as u64,
+                ..CleanupReport::default()
+            })
+        }
     }
 
     async fn check(sink: &dyn Sink) {
@@ -293,6 +362,17 @@ mod tests {
         assert_eq!(sink.list("a").await.unwrap().len(), 1);
         sink.delete(&key).await.unwrap();
         assert!(!sink.exists(&key).await.unwrap());
+        let cutoff = DateTime::from_timestamp(1_700_000_000, 0).unwrap();
+        let report = sink.cleanup(cutoff).await.unwrap();
+        assert_eq!(report.temp_files_removed, 1_700_000_000);
+    }
+
+    #[tokio::test]
+    async fn cleanup_does_nothing_by_default() {
+        let sink = MemorySink::new();
+        let report = sink.cleanup(Utc::now()).await.unwrap();
+        assert!(!report.removed_anything());
+        assert!(report.errors.is_empty());
     }
 
     #[tokio::test]

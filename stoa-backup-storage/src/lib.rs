@@ -15,7 +15,7 @@ pub mod local;
 
 #[cfg(feature = "local")]
 #[cfg_attr(docsrs, doc(cfg(feature = "local")))]
-pub use local::LocalSink;
+pub use local::{LocalSink, LocalSinkBuilder};
 
 #[cfg(feature = "s3")]
 #[cfg_attr(docsrs, doc(cfg(feature = "s3")))]

@@ -29,7 +29,7 @@ struct Env {
 fn env() -> Env {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("backups");
-    let sink: Arc<dyn Sink> = Arc::new(LocalSink::new(&dir).unwrap());
+    let sink: Arc<dyn Sink> = Arc::new(LocalSink::builder(&dir).create_root(true).build().unwrap());
     let (encryption, keyring) = age_keys();
     Env {
         dir,

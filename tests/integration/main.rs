@@ -11,6 +11,8 @@
 mod pipeline;
 #[cfg(feature = "local")]
 mod retention;
+#[cfg(all(unix, feature = "signals", feature = "local"))]
+mod signals;
 
 #[cfg(feature = "git")]
 mod git;

@@ -14,7 +14,8 @@ use stoa_backup::storage::LocalSink;
 use tokio_util::sync::CancellationToken;
 
 fn local_sink(dir: &std::path::Path) -> Arc<dyn Sink> {
-    Arc::new(LocalSink::new(dir.join("backups")).expect("local sink"))
+    let sink = LocalSink::builder(dir.join("backups")).create_root(true);
+    Arc::new(sink.build().expect("local sink"))
 }
 
 /// Pseudo-random but compressible text, deterministic per seed.

@@ -455,6 +455,17 @@ impl S3SinkBuilder {
         if let Some(sc) = &self.storage_class {
             attributes.insert(Attribute::StorageClass, sc.clone().into());
         }
+        let http = reqwest::Client::builder()
+            .timeout(self.request_timeout)
+            .connect_timeout(self.connect_timeout)
+            .build()
+            .map_err(|e| {
+                Error::config("cannot configure the HTTP client of the S3 sink")
+                    .with_component(COMPONENT)
+                    .with_operation("configure")
+                    .with_source(e.without_url())
+                    .with_hint("check the TLS setup of this machine")
+            })?;
         Ok(S3Sink {
             inner: Arc::new(Inner {
                 store,
@@ -466,6 +477,8 @@ impl S3SinkBuilder {
                 max_parts_in_flight: self.max_parts_in_flight,
                 attributes,
                 metrics: Arc::new(S3SinkMetrics::default()),
+                http,
+                retry: self.retry,
             }),
         })
     }
@@ -725,11 +738,10 @@ mod tests {
             let b = S3SinkBuilder::new("stoa-backups")
                 .endpoint(remote)
                 .allow_loopback_http(true);
-            assert_eq!(
-                b.validate().unwrap_err().kind(),
-                ErrorKind::Config,
-                "{remote}"
-            );
+            let e = b.validate().unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::Config, "{remote}");
+            // Refused for its plain http, not for something else in the configuration.
+            assert!(e.message().contains("plain http"), "{remote}: {e}");
         }
     }
 

@@ -16,6 +16,30 @@
 //!   fails, an upload request fails, or the `put` future is dropped, the multipart upload is
 //!   aborted (awaited on failure, spawned on the runtime on drop), so no parts are left to be
 //!   billed and no partial object appears. An existing object under the key stays as it was.
+//! - **Killed uploads.** A process killed mid-upload (SIGKILL, OOM, node loss) cannot abort:
+//!   its multipart upload stays in progress, invisible, its parts stored and billed.
+//!   [`Sink::cleanup`] lists the uploads under the sink's prefix (`ListMultipartUploads`)
+//!   and aborts those started before its cutoff. As a safety net that needs no running
+//!   process, give the bucket a lifecycle rule that aborts incomplete uploads after a day
+//!   (longer than any upload takes):
+//!
+//!   ```json
+//!   {
+//!     "Rules": [
+//!       {
+//!         "ID": "abort-incomplete-multipart-uploads",
+//!         "Status": "Enabled",
+//!         "Filter": { "Prefix": "" },
+//!         "AbortIncompleteMultipartUpload": { "DaysAfterInitiation": 1 }
+//!       }
+//!     ]
+//!   }
+//!   ```
+//!
+//!   applied with `aws s3api put-bucket-lifecycle-configuration --bucket <bucket>
+//!   --lifecycle-configuration file://lifecycle.json`. Set `Prefix` to the sink's prefix to
+//!   limit it to the backups. The credentials need
+//!   `s3:ListBucketMultipartUploads` and `s3:AbortMultipartUpload` for `cleanup`.
 //! - **Retries.** Every request is retried on 5xx, throttling, connection errors and
 //!   timeouts with exponential backoff and jitter, bounded in count and time
 //!   ([`S3SinkBuilder::retry`]). Errors that remain are mapped to
@@ -43,16 +67,18 @@ use std::fmt;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use futures::TryStreamExt;
 use object_store::aws::AmazonS3;
 use object_store::path::Path;
 use object_store::{Attributes, GetOptions, ObjectStore, ObjectStoreExt, PutOptions, PutPayload};
 use stoa_backup_core::error::{Error, Result};
 use stoa_backup_core::key::{validate_prefix, ObjectKey};
-use stoa_backup_core::sink::{ObjectMeta, PutResult, Sink, SinkCapabilities};
+use stoa_backup_core::sink::{CleanupReport, ObjectMeta, PutResult, Sink, SinkCapabilities};
 use stoa_backup_core::stream::ByteStream;
 
 mod builder;
+mod cleanup;
 mod errors;
 mod upload;
 
@@ -89,6 +115,9 @@ struct Inner {
     max_parts_in_flight: usize,
     attributes: Attributes,
     metrics: Arc<S3SinkMetrics>,
+    /// For the requests object_store does not offer (ListMultipartUploads).
+    http: reqwest::Client,
+    retry: S3Retry,
 }
 
 /// A [`Sink`] on an S3 bucket (see the module documentation). Cheap to clone: clones
@@ -353,6 +382,16 @@ impl Sink for S3Sink {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
             Err(e) => Err(self.err(e, "delete", Some(key.as_str()))),
         }
+    }
+
+    /// Aborts the multipart uploads under the sink's prefix (the whole bucket for a sink
+    /// without one) that were started before `older_than` and never completed nor aborted:
+    /// those of puts whose process was killed.
+    /// Fails with [`ErrorKind::Unsupported`](stoa_backup_core::ErrorKind::Unsupported) on a
+    /// server that cannot list multipart uploads (the bucket lifecycle rule of the module
+    /// documentation then does the job).
+    async fn cleanup(&self, older_than: DateTime<Utc>) -> Result<CleanupReport> {
+        self.cleanup_uploads(older_than).await
     }
 }
 

@@ -413,3 +413,167 @@ async fn a_missing_bucket_fails_preflight_with_a_hint() {
     assert!(err.to_string().contains("stoa-no-such-bucket"), "{err}");
     assert!(err.hint().is_some());
 }
+
+/// The keys of the bucket's pending multipart uploads, sorted, with the XML escapes that
+/// `S3Target::pending_uploads` leaves in them undone.
+async fn pending_keys(t: &S3Target) -> Vec<String> {
+    let mut keys: Vec<String> = t
+        .pending_uploads()
+        .await
+        .iter()
+        .map(|k| {
+            k.replace("&lt;", "<")
+                .replace("&gt;", ">")
+                .replace("&quot;", "\"")
+                .replace("&apos;", "'")
+                .replace("&amp;", "&")
+        })
+        .collect();
+    keys.sort();
+    keys
+}
+
+/// Starts a multipart put of `k` and abandons it once a part reached the server, the way a
+/// killed process does: the put future is leaked, not dropped, so its abort never runs.
+async fn abandon_multipart_put(sink: &S3Sink, k: &ObjectKey) {
+    let metrics = sink.metrics();
+    let parts_before = metrics.parts_uploaded();
+    let s: ByteStream =
+        Box::pin(pseudo_random_stream(5, 6 * MIB as u64).chain(futures::stream::pending()));
+    let mut put = Box::pin(sink.put(k, s));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while metrics.parts_uploaded() == parts_before {
+        assert!(Instant::now() < deadline, "no part reached the server");
+        if let Ok(r) = tokio::time::timeout(Duration::from_millis(20), &mut put).await {
+            panic!("the put finished although its stream never ended: {r:?}");
+        }
+    }
+    std::mem::forget(put);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cleanup_aborts_the_multipart_uploads_of_killed_puts_before_the_cutoff() {
+    // s3s-fs has no ListMultipartUploads (see the next test): moto only.
+    let Some(t) = s3t::external_target().await else {
+        eprintln!("skipped: needs {} (moto)", s3t::S3_ENDPOINT_ENV);
+        return;
+    };
+    let sink = builder(&t)
+        .prefix("stoa/prod")
+        .part_size(5 * MIB)
+        .build()
+        .unwrap();
+    // Another sink on the same bucket under another prefix: its uploads are not ours.
+    let other = builder(&t)
+        .prefix("stoa/prod-eu")
+        .part_size(5 * MIB)
+        .build()
+        .unwrap();
+    abandon_multipart_put(&sink, &key("runs/r1/db/dump")).await;
+    abandon_multipart_put(&sink, &key("runs/r1/kc/realm & <users>.json")).await;
+    abandon_multipart_put(&other, &key("runs/r1/db/dump")).await;
+    assert_eq!(
+        pending_keys(&t).await,
+        [
+            "stoa/prod-eu/runs/r1/db/dump",
+            "stoa/prod/runs/r1/db/dump",
+            "stoa/prod/runs/r1/kc/realm & <users>.json",
+        ]
+    );
+
+    // A cutoff before they started keeps them: they may be puts still running. (moto
+    // reports every upload as started 2010-11-10T20:48:33Z, the example of the AWS
+    // documentation, so the cutoff lies before that.)
+    let before = "2001-01-01T00:00:00Z".parse().unwrap();
+    let report = sink.cleanup(before).await.unwrap();
+    assert_eq!(report.multipart_uploads_aborted, 0, "{report:?}");
+    assert_eq!(pending_keys(&t).await.len(), 3);
+
+    // A cutoff after they started aborts this sink's, and only those.
+    let report = sink
+        .cleanup(chrono::Utc::now() + chrono::Duration::hours(1))
+        .await
+        .unwrap();
+    assert!(report.errors.is_empty(), "{report:?}");
+    assert_eq!(report.multipart_uploads_aborted, 2, "{report:?}");
+    assert_eq!(pending_keys(&t).await, ["stoa/prod-eu/runs/r1/db/dump"]);
+    assert!(
+        sink.list("").await.unwrap().is_empty(),
+        "an object appeared"
+    );
+
+    // Nothing left to do for this sink; the other sink cleans up its own.
+    let again = sink
+        .cleanup(chrono::Utc::now() + chrono::Duration::hours(1))
+        .await
+        .unwrap();
+    assert!(!again.removed_anything(), "{again:?}");
+    let report = other
+        .cleanup(chrono::Utc::now() + chrono::Duration::hours(1))
+        .await
+        .unwrap();
+    assert_eq!(report.multipart_uploads_aborted, 1, "{report:?}");
+    assert!(t.pending_uploads().await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cleanup_on_a_server_without_list_multipart_uploads_says_what_to_do() {
+    let t = s3t::s3s_fs_target().await;
+    let sink = builder(&t).prefix("stoa").build().unwrap();
+    let err = sink.cleanup(chrono::Utc::now()).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Unsupported, "{err}");
+    assert_eq!(err.component(), Some("storage/s3"), "{err}");
+    assert_eq!(err.operation(), Some("cleanup"), "{err}");
+    assert!(err.to_string().contains(&t.bucket), "{err}");
+    assert!(
+        err.hint()
+            .unwrap_or_default()
+            .contains("AbortIncompleteMultipartUpload"),
+        "{err}"
+    );
+    let text = format!("{err} {err:?}");
+    assert!(!text.contains(s3t::TEST_SECRET_KEY), "{text}");
+    assert!(!text.contains("X-Amz-Signature"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cleanup_errors_keep_their_kind_and_never_show_the_signed_request() {
+    let t = s3t::s3s_fs_target().await;
+    let server = t.server().unwrap();
+    let sink = builder(&t)
+        .prefix("stoa")
+        .retry(S3Retry {
+            max_retries: 2,
+            initial_backoff: Duration::from_millis(5),
+            max_backoff: Duration::from_millis(20),
+            retry_timeout: Duration::from_secs(10),
+        })
+        .credentials(
+            S3Credentials::new(&t.access_key, &t.secret_key)
+                .with_session_token("session-TOKEN-must-not-leak"),
+        )
+        .build()
+        .unwrap();
+    for (status, kind, retryable) in [
+        (503, ErrorKind::Unavailable, true),
+        (403, ErrorKind::PermissionDenied, false),
+    ] {
+        server.faults().fail_always(status, FaultScope::All);
+        let before = server.requests().faults;
+        let err = sink.cleanup(chrono::Utc::now()).await.unwrap_err();
+        assert_eq!(err.kind(), kind, "{err}");
+        assert_eq!(err.is_retryable(), retryable, "{err}");
+        assert_eq!(err.http_status(), Some(status), "{err}");
+        let sent = server.requests().faults - before;
+        assert_eq!(sent, if retryable { 3 } else { 1 }, "requests sent");
+        let text = format!("{err} {err:?}");
+        for secret in [
+            s3t::TEST_SECRET_KEY,
+            "session-TOKEN-must-not-leak",
+            "X-Amz-Signature",
+        ] {
+            assert!(!text.contains(secret), "{secret} in {text}");
+        }
+    }
+    server.faults().clear();
+}

@@ -283,7 +283,8 @@ async fn fresh_target(prefix: &str) -> (String, TestDatabase) {
 async fn stoa_schema_round_trips_through_the_pipeline_and_a_new_database() {
     let src = stoa_database("pgrt_src").await;
     let tmp = tempfile::tempdir().unwrap();
-    let sink: Arc<dyn Sink> = Arc::new(LocalSink::new(tmp.path().join("backups")).unwrap());
+    let sink = LocalSink::builder(tmp.path().join("backups")).create_root(true);
+    let sink: Arc<dyn Sink> = Arc::new(sink.build().unwrap());
     let source = PostgresSource::builder(pg(src.url())).build().unwrap();
     let report = Pipeline::builder()
         .source(source)
