@@ -14,8 +14,11 @@
 //!     cargo run --example postgres_restore
 //! ```
 //! `STOA_BACKUP_DIR` picks the backup directory (default `./stoa-backups`) and
-//! `STOA_AGE_IDENTITY` an age secret key for encrypted backups.
+//! `STOA_AGE_IDENTITY` an age secret key for encrypted backups. SIGINT / SIGTERM stop the
+//! restore (exit 130 / 143): pg_restore is killed, the live database stays as it was, and a
+//! swap caught half-way is finished or undone by the next run.
 
+use std::process::ExitCode;
 use std::sync::Arc;
 
 use stoa_backup::core::RunId;
@@ -23,7 +26,8 @@ use stoa_backup::prelude::*;
 use stoa_backup::providers::postgres::{find_dump, DumpQuery};
 
 #[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
+async fn main() -> Result<ExitCode, Box<dyn std::error::Error>> {
+    let shutdown = stoa_backup::signals::listen()?;
     let dir = std::env::var("STOA_BACKUP_DIR").unwrap_or_else(|_| "./stoa-backups".to_string());
     let target_url = std::env::var("TARGET_DATABASE_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/stoa_restored".to_string());
@@ -61,14 +65,16 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         Err(_) => Keyring::default(),
     };
     let restorer = PostgresRestorer::new(server, restore_target);
-    let report = restore_artifact(
-        &sink,
-        &found.artifact,
-        &keyring,
-        &restorer,
-        &RestoreOptions::default(),
-    )
-    .await?;
+    let options = RestoreOptions::default();
+    let restore = restore_artifact(&sink, &found.artifact, &keyring, &restorer, &options);
+    // Dropping the restore kills pg_restore; the swap's own transaction rolls back with it.
+    let report = tokio::select! {
+        report = restore => report?,
+        () = shutdown.cancelled() => {
+            eprintln!("interrupted: the restore was stopped; run it again to finish or undo it");
+            return Ok(shutdown.exit_code().unwrap_or(ExitCode::FAILURE));
+        }
+    };
 
     let recorded = found.facts.row_counts.unwrap_or_default();
     println!("{:<48} {:>12} {:>12}", "table", "at backup", "restored");
@@ -84,5 +90,5 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     for note in &report.notes {
         println!("note: {note}");
     }
-    Ok(())
+    Ok(ExitCode::SUCCESS)
 }

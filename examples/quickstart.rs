@@ -10,8 +10,11 @@
 //!
 //! Exit status: 0 when the backup is stored and retention ran; 1 when the backup failed
 //! (every failure is printed; the previous complete backup is untouched); 2 when the backup
-//! is stored but retention failed (the error says why; old runs were not all pruned).
+//! is stored but retention failed (the error says why; old runs were not all pruned);
+//! 130 / 143 when SIGINT / SIGTERM cancelled the run (its partial files are removed and no
+//! manifest is written; a second signal exits at once).
 
+use std::process::ExitCode;
 use std::sync::Arc;
 
 use chrono::Duration;
@@ -19,7 +22,8 @@ use stoa_backup::core::format_runs_table;
 use stoa_backup::prelude::*;
 
 #[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
+async fn main() -> Result<ExitCode, Box<dyn std::error::Error>> {
+    let shutdown = stoa_backup::signals::listen()?;
     let dir = std::env::var("STOA_BACKUP_DIR").unwrap_or_else(|_| "./stoa-backups".to_string());
 
     // An Arc, so the catalog below reads the same sink.
@@ -42,9 +46,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .apply_retention(true)
         .observer(TracingObserver)
         .label("job", "quickstart")
+        .cancel(shutdown.token())
         .build()?;
 
-    let report = pipeline.run().await?;
+    let report = pipeline.run().await;
+    if let Some(code) = shutdown.exit_code() {
+        eprintln!("interrupted: the run was cancelled and nothing of it was kept");
+        return Ok(code);
+    }
+    let report = report?;
     if !report.is_complete() {
         // `into_result` names every failure of an incomplete run.
         return Err(report.into_result().unwrap_err().into());
@@ -68,12 +78,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             "the backup itself is stored: run {} is complete and verified; only retention failed",
             report.run_id
         );
-        std::process::exit(2);
+        return Ok(ExitCode::from(2));
     }
     let catalog = Catalog::new(sink);
     println!(
         "catalog of {dir}:\n{}",
         format_runs_table(&catalog.list_runs(&RunFilter::default()).await?)
     );
-    Ok(())
+    Ok(ExitCode::SUCCESS)
 }

@@ -331,6 +331,14 @@ impl<S: Sink> Sink for FaultySink<S> {
         }
         self.inner.delete(key).await
     }
+
+    // Maintenance is passed through untouched: no fault is injected there.
+    async fn cleanup(
+        &self,
+        older_than: chrono::DateTime<chrono::Utc>,
+    ) -> Result<stoa_backup_core::CleanupReport> {
+        self.inner.cleanup(older_than).await
+    }
 }
 
 #[cfg(test)]
