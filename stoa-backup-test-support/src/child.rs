@@ -186,8 +186,8 @@ impl fmt::Debug for ChildTest {
 
 impl ChildTest {
     /// Starts this test binary again running only `test` (its full name, e.g.
-    /// `faults::child::fault_child`), with `env` set. The child is killed if this value is
-    /// dropped.
+    /// `faults::child::killable_backup`), with `env` set. The child is killed if this value
+    /// is dropped. Call it inside a Tokio runtime (its stderr is read by a task).
     ///
     /// # Panics
     /// When the binary cannot be found or started.

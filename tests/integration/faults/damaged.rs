@@ -124,7 +124,9 @@ async fn damaged_manifest(damage: Damage) {
     damage.apply(&root.join(old.manifest_key().as_str()));
     let old_files = run_digests(&root, &old);
 
-    // The newer run restores into a fresh database, with the rows it recorded.
+    // The newer run restores into a fresh database, with the rows it recorded. It is read by
+    // its id (reading one manifest lists nothing); that the listing offers it as the restore
+    // candidate is checked next.
     let manifest = catalog.read_manifest(&newer.run_id).await.unwrap();
     let dump = manifest
         .artifacts

@@ -23,10 +23,11 @@ use super::{client, complete_backup, fault_database, local_sink, retention};
 const EVENTS: u32 = 20_000;
 
 /// How long the child may take to reach its point (it builds nothing: the binary is built).
-const REACH_TIMEOUT: Duration = Duration::from_secs(15);
+const REACH_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// How long the processes and sessions of a killed child may take to go.
-const GONE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long an effect may take to show: the bytes a hook let through reaching the sink's
+/// file, the processes and database sessions of a killed child going away.
+const SETTLE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How far back the leftover temporary files are dated before the last backup: beyond any
 /// grace period a sweep of stale temporary files may give them.
@@ -66,7 +67,7 @@ async fn kill_during_the_manifest_write() {
 async fn wait_for_temp_file(root: &Path, run: &RunId, file_name: &str, size: u64) -> PathBuf {
     let dir = root.join(run.prefix());
     let prefix = format!(".{file_name}.tmp-");
-    let deadline = tokio::time::Instant::now() + GONE_TIMEOUT;
+    let deadline = tokio::time::Instant::now() + SETTLE_TIMEOUT;
     loop {
         let found = temp_files(&dir).into_iter().find(|p| {
             p.file_name()
@@ -99,6 +100,17 @@ fn dump_in_place(point: FaultPoint) -> bool {
         FaultPoint::AfterArtifactRename
         | FaultPoint::DuringVerification
         | FaultPoint::DuringManifestWrite => true,
+    }
+}
+
+/// Whether a run killed at `point` was killed in the middle of writing an object to the sink
+/// (the dump or the manifest), so that a temporary file is left.
+fn mid_write(point: FaultPoint) -> bool {
+    match point {
+        FaultPoint::DuringDump
+        | FaultPoint::DumpWaitingOnLock
+        | FaultPoint::DuringManifestWrite => true,
+        FaultPoint::AfterArtifactRename | FaultPoint::DuringVerification => false,
     }
 }
 
@@ -196,11 +208,11 @@ async fn kill_backup_at(point: FaultPoint) {
 
     // The killed backup's own processes die with it (pg_dump too, while it waits for the
     // lock), and so do its database sessions.
-    let lingering = wait_gone(&procs, GONE_TIMEOUT).await;
+    let lingering = wait_gone(&procs, SETTLE_TIMEOUT).await;
     if !lingering.is_empty() {
         let cleanup = kill_all(&lingering);
         panic!(
-            "processes of the backup killed {point} outlived it by {GONE_TIMEOUT:?}: \
+            "processes of the backup killed {point} outlived it by {SETTLE_TIMEOUT:?}: \
              {lingering:?} (killed now{})",
             cleanup
                 .map(|e| format!("; kill failed: {e}"))
@@ -208,7 +220,7 @@ async fn kill_backup_at(point: FaultPoint) {
         );
     }
     drop(lock);
-    assert_no_session_left(db.name(), GONE_TIMEOUT).await;
+    assert_no_session_left(db.name(), SETTLE_TIMEOUT).await;
 
     // Right after the kill: the killed run is no backup, the previous one is whole.
     let runs = catalog.list_all().await.expect("list the runs");
@@ -228,9 +240,11 @@ async fn kill_backup_at(point: FaultPoint) {
 
     // What the kill left mid-write, dated back beyond any grace period.
     let leftovers = temp_files(&root);
-    if !dump_in_place(point) || point == FaultPoint::DuringManifestWrite {
-        assert!(!leftovers.is_empty(), "the kill left no partial write");
-    }
+    assert_eq!(
+        !leftovers.is_empty(),
+        mid_write(point),
+        "temporary files after a kill {point}: {leftovers:?}"
+    );
     age_files(&leftovers, LEFTOVER_AGE);
 
     // The next backup, with retention: the killed run goes, the previous one stays as it was.

@@ -3,8 +3,8 @@
 //! `kill`: a real backup process — this test binary re-run as a child ([`child`]), running a
 //! real pipeline (PostgresSource with the real pg_dump, LocalSink, zstd, the checksum and
 //! pg_restore archive verifiers) — is killed with SIGKILL at one point of its run: during the
-//! dump, after the artifact's rename into place, during verification, during the manifest
-//! write ([`hooks`] pauses it there). Then a backup and a retention pass run in-process, and
+//! dump, while pg_dump waits on a table lock, after the artifact's rename into place, during
+//! verification, during the manifest write ([`hooks`] pauses it there). Then a backup and a retention pass run in-process, and
 //! [`checks`] holds the sink to what a crash may leave: no run that looks complete without
 //! its data, no change to the previous complete run, no child process outliving the killed
 //! one, no stale temporary file.
