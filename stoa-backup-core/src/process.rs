@@ -1,7 +1,8 @@
 //! Child processes whose stdout is an artifact (pg_dump, kubectl, tar…).
 //!
 //! The rules every process-backed source follows: the child is killed when its stream is
-//! dropped (cancellation); a missing binary, a non-zero exit or death by a signal fails the
+//! dropped (cancellation), and on Linux also when this process dies, however it dies (see
+//! [`spawn_stdout_stream`]); a missing binary, a non-zero exit or death by a signal fails the
 //! artifact with the tail of its stderr in the error; stdout bytes are counted.
 
 use std::collections::VecDeque;
@@ -148,6 +149,11 @@ impl fmt::Debug for ProcessStream {
 /// Spawns `spec` and streams its stdout. `component` names the caller in errors.
 ///
 /// `stdin`, when given, is copied into the child's stdin (then closed).
+///
+/// The child is killed when the stream is dropped. On Linux it is also killed (SIGKILL) when
+/// this process dies without dropping it — killed itself with SIGKILL, by the OOM killer, or
+/// aborted — so that no pg_dump waiting on a lock or a slow server lives on with its database
+/// session after the backup is gone.
 pub fn spawn_stdout_stream(
     spec: &CommandSpec,
     component: &str,
@@ -162,7 +168,11 @@ pub fn spawn_stdout_stream(
             Stdio::null()
         })
         .kill_on_drop(true);
-    let mut child = cmd.spawn().map_err(|e| spawn_error(e, spec, component))?;
+    #[cfg(target_os = "linux")]
+    let spawned = with_parent::spawn(cmd);
+    #[cfg(not(target_os = "linux"))]
+    let spawned = cmd.spawn();
+    let mut child = spawned.map_err(|e| spawn_error(e, spec, component))?;
     let stdout = child.stdout.take().expect("stdout is piped");
     let stderr = child.stderr.take().expect("stderr is piped");
     let stderr_task = tokio::spawn(read_stderr_tail(stderr));
@@ -186,6 +196,81 @@ pub fn spawn_stdout_stream(
         stream: Box::pin(stream),
         outcome: rx,
     })
+}
+
+/// Children that die with this process (Linux).
+///
+/// `PR_SET_PDEATHSIG` sends the child a signal when its parent *thread* ends, not only the
+/// process: a child spawned from a runtime's thread would be killed when that thread ends
+/// (a blocking-pool thread idling out, a worker handed off by `block_in_place`, a runtime on
+/// a short-lived thread). So children are spawned from one thread that lives as long as the
+/// process, inside the caller's runtime context.
+#[cfg(target_os = "linux")]
+mod with_parent {
+    use std::io;
+    use std::sync::mpsc;
+    use std::sync::OnceLock;
+
+    use tokio::process::{Child, Command};
+
+    type Job = Box<dyn FnOnce() + Send>;
+
+    /// Spawns `cmd` from the spawner thread, with SIGKILL as its parent-death signal.
+    pub(super) fn spawn(mut cmd: Command) -> io::Result<Child> {
+        let parent = std::process::id();
+        // SAFETY: the closure runs in the forked child before exec; it only makes the
+        // async-signal-safe system calls prctl and getppid, and allocates nothing.
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::prctl(
+                    libc::PR_SET_PDEATHSIG,
+                    libc::SIGKILL as libc::c_ulong,
+                    0,
+                    0,
+                    0,
+                ) != 0
+                {
+                    return Err(io::Error::last_os_error());
+                }
+                // The parent died between fork and prctl: no signal will come, so do not run.
+                if libc::getppid() as u32 != parent {
+                    return Err(io::Error::from_raw_os_error(libc::ESRCH));
+                }
+                Ok(())
+            });
+        }
+        let runtime = tokio::runtime::Handle::current();
+        let (tx, rx) = mpsc::sync_channel(1);
+        let job: Job = Box::new(move || {
+            let _context = runtime.enter();
+            // The caller waits for this answer; it cannot be gone before it arrives.
+            tx.send(cmd.spawn()).ok();
+        });
+        spawner()?
+            .send(job)
+            .map_err(|_| io::Error::other("the thread that spawns child processes is gone"))?;
+        rx.recv().map_err(|_| {
+            io::Error::other("the thread that spawns child processes ended during the spawn")
+        })?
+    }
+
+    /// The spawner thread's queue, started on first use.
+    fn spawner() -> io::Result<&'static mpsc::Sender<Job>> {
+        static SPAWNER: OnceLock<Result<mpsc::Sender<Job>, String>> = OnceLock::new();
+        SPAWNER
+            .get_or_init(|| {
+                let (tx, rx) = mpsc::channel::<Job>();
+                std::thread::Builder::new()
+                    .name("stoa-backup-spawner".to_string())
+                    .spawn(move || rx.into_iter().for_each(|job| job()))
+                    .map(|_| tx)
+                    .map_err(|e| {
+                        format!("cannot start the thread that spawns child processes: {e}")
+                    })
+            })
+            .as_ref()
+            .map_err(|e| io::Error::other(e.clone()))
+    }
 }
 
 /// Runs `spec` to completion, feeding `stdin` and discarding stdout, and checks its exit
@@ -489,6 +574,47 @@ mod tests {
         .unwrap();
         assert!(o.status.success());
         assert_eq!(String::from_utf8(out).unwrap().trim(), "100000");
+    }
+
+    /// The parent-death signal is tied to the thread that spawns: a child spawned by a runtime
+    /// on a thread that then ends must live on until its stream is dropped.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn children_outlive_the_thread_that_spawned_them() {
+        use futures::StreamExt;
+        let spec = CommandSpec::new("sh").args(["-c", "echo $$; exec sleep 30"]);
+        let (pid, ps) = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                let mut ps = spawn_stdout_stream(&spec, "test", None).unwrap();
+                let first = ps.stream.next().await.unwrap().unwrap();
+                let pid: u32 = String::from_utf8_lossy(&first).trim().parse().unwrap();
+                (pid, ps)
+            })
+        })
+        .join()
+        .unwrap();
+        let alive = || {
+            std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+                s.rsplit(')')
+                    .next()
+                    .is_some_and(|r| !r.trim_start().starts_with('Z'))
+            })
+        };
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        assert!(alive(), "the child died with the thread that spawned it");
+        drop(ps);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while alive() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "dropping the stream did not kill the child"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
     }
 
     #[tokio::test]

@@ -1,11 +1,14 @@
 //! Shared test support for stoa-backup: the sink conformance suite, a fault-injecting sink,
-//! throwaway PostgreSQL databases, fake servers, and a log capture to grep for secrets.
+//! throwaway PostgreSQL databases, fake servers, a log capture to grep for secrets, and a
+//! harness that re-runs the test binary as a child process to kill.
 //!
 //! Tests that need a server never skip: if PostgreSQL is unreachable, [`TestDatabase::create`]
 //! panics and says how to point the tests at one (`STOA_TEST_DATABASE_URL`).
 #![deny(missing_docs)]
 
 pub mod artifacts;
+#[cfg(target_os = "linux")]
+pub mod child;
 pub mod conformance;
 pub mod faulty;
 pub mod fixtures;

@@ -33,3 +33,6 @@ mod infisical;
 mod keycloak;
 #[cfg(all(feature = "vault", feature = "local"))]
 mod vault;
+
+#[cfg(all(feature = "postgres", feature = "local", target_os = "linux"))]
+mod faults;
