@@ -61,10 +61,7 @@ async fn main() -> Result<ExitCode> {
         .build()?
         .run()
         .await;
-    if let Some(code) = shutdown.exit_code() {
-        eprintln!("interrupted: the run was cancelled and nothing of it was kept");
-        return Ok(code);
-    }
+    shutdown.exit_if_received("the run was cancelled and nothing of it was kept");
     let report = report?.into_result()?;
     let after = sink.head_commit().await?;
     if let Some(index) = report

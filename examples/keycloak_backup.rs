@@ -69,10 +69,7 @@ async fn main() -> Result<ExitCode> {
         }
     }
     let report = pipeline.build()?.run().await;
-    if let Some(code) = shutdown.exit_code() {
-        eprintln!("interrupted: the run was cancelled and nothing of it was kept");
-        return Ok(code);
-    }
+    shutdown.exit_if_received("the run was cancelled and nothing of it was kept");
     let report = report?.into_result()?;
     for a in &report.manifest.artifacts {
         let f: KeycloakFacts = a.facts_as()?;

@@ -92,10 +92,7 @@ async fn main() -> Result<ExitCode, Box<dyn std::error::Error>> {
         .build()?;
 
     let report = pipeline.run().await;
-    if let Some(code) = shutdown.exit_code() {
-        eprintln!("interrupted: the run was cancelled and nothing of it was kept");
-        return Ok(code);
-    }
+    shutdown.exit_if_received("the run was cancelled and nothing of it was kept");
     let report = report?.into_result()?;
     for a in &report.manifest.artifacts {
         println!(

@@ -115,6 +115,17 @@ impl Shutdown {
         self.signal().map(|s| ExitCode::from(s.exit_status()))
     }
 
+    /// Call after the cancelled work returned: if a signal was received, says so on stderr
+    /// (`interrupted by SIGTERM: <what>`) and exits the process with the signal's status
+    /// (130 / 143). A cancelled run has removed its partial writes by the time it returns,
+    /// so nothing is left to clean up.
+    pub fn exit_if_received(&self, what: &str) {
+        if let Some(signal) = self.signal() {
+            eprintln!("interrupted by {}: {what}", signal.name());
+            std::process::exit(i32::from(signal.exit_status()));
+        }
+    }
+
     /// Waits for the first signal (or for the token to be cancelled otherwise).
     pub async fn cancelled(&self) {
         self.token.cancelled().await
