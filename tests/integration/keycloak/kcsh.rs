@@ -6,12 +6,10 @@ use std::sync::{Arc, Mutex};
 
 use stoa_backup::core::verify::VerifyContext;
 use stoa_backup::core::{
-    restore_artifact, ArtifactRecord, ErrorKind, ExistingDataPolicy, Keyring, MemorySink,
-    Pipeline, RestoreOptions, SinkExt, Verifier,
+    restore_artifact, ArtifactRecord, ErrorKind, ExistingDataPolicy, Keyring, MemorySink, Pipeline,
+    RestoreOptions, SinkExt, Verifier,
 };
-use stoa_backup::providers::keycloak::{
-    KcShExportVerifier, KcShRestorer, KcShSource, UsersMode,
-};
+use stoa_backup::providers::keycloak::{KcShExportVerifier, KcShRestorer, KcShSource, UsersMode};
 use stoa_backup::providers::kubernetes::PodExec;
 use stoa_backup_test_support::keycloak_fake::FakeKeycloak;
 use stoa_backup_test_support::kube_fake::kcsh::{KcShDb, KcShStandIn, CONTAINER, NAMESPACE, POD};
@@ -230,6 +228,120 @@ async fn verifier_fails_when_a_users_file_is_missing() {
         "{}",
         rec.detail
     );
+}
+
+/// 7 fixture users + 591 + 4 service accounts: 602 users in 13 files of 50 (`-users-0` to
+/// `-users-12`), 598 of them regular users.
+async fn backup_of_602_users() -> (Db, Arc<MemorySink>, ArtifactRecord) {
+    let db = source_db(591).await;
+    let (sink, a) = kcsh_backup(db.clone()).await;
+    assert_eq!(a.facts["users"], 598);
+    assert_eq!(a.facts["service_account_users"], 4);
+    assert_eq!(
+        a.facts["files"].as_array().unwrap().len(),
+        14,
+        "{:?}",
+        a.facts
+    );
+    (db, sink, a)
+}
+
+/// Restores an archive repacked without `remove` with every policy, dry and real: each
+/// must refuse with an integrity error naming the missing file before anything is
+/// imported (bug 8: the real restore imported 552 of 602 users and said "imported").
+async fn every_restore_refuses_an_archive_without(remove: &str, users_left: u64) {
+    let (original, sink, mut a) = backup_of_602_users().await;
+    remove_from_archive(&sink, &mut a, remove).await;
+    let existing = original.lock().unwrap().clone();
+    let cases = [
+        ("dry run", true, ExistingDataPolicy::Fail, None),
+        ("default", false, ExistingDataPolicy::Fail, None),
+        ("skip", false, ExistingDataPolicy::Skip, None),
+        (
+            "overwrite",
+            false,
+            ExistingDataPolicy::Overwrite,
+            existing.clone(),
+        ),
+        (
+            "overwrite dry run",
+            true,
+            ExistingDataPolicy::Overwrite,
+            existing,
+        ),
+    ];
+    // Every case is checked, then all failures are reported together.
+    let mut failures = Vec::new();
+    for (case, dry_run, existing, before) in cases {
+        let target: Db = Arc::new(Mutex::new(before.clone()));
+        let kube = kube_with_kcsh(target.clone(), None).await;
+        let restorer = KcShRestorer::new(exec(&kube));
+        let options = RestoreOptions { existing, dry_run };
+        let outcome =
+            restore_artifact(sink.as_ref(), &a, &Keyring::new(), &restorer, &options).await;
+        let users_now = target
+            .lock()
+            .unwrap()
+            .as_ref()
+            .map(|r| r["users"].as_array().map_or(0, Vec::len));
+        let cmds: Vec<String> = kube
+            .exec_requests()
+            .iter()
+            .map(|r| r.command.join(" "))
+            .collect();
+        let mut problems = Vec::new();
+        match &outcome {
+            Ok(report) => problems.push(format!("restored: {report:?}")),
+            Err(err) => {
+                let text = err.to_string();
+                if err.kind() != ErrorKind::Integrity {
+                    problems.push(format!("kind {:?}", err.kind()));
+                }
+                if !text.contains(&format!("{remove} is missing")) {
+                    problems.push("the missing file is not named".into());
+                }
+                if !text.contains(&format!("{users_left} users in the archive, 598 recorded")) {
+                    problems.push("the user counts are not given".into());
+                }
+                if err.component() != Some("keycloak") || err.operation() != Some("restore") {
+                    problems.push("component or operation missing".into());
+                }
+                if err.artifact() != Some(a.key.to_string().as_str()) {
+                    problems.push("artifact missing".into());
+                }
+            }
+        }
+        // Nothing was imported: the target holds what it held before.
+        if *target.lock().unwrap() != before {
+            problems.push(format!("the target changed: {users_now:?} users now"));
+        }
+        if cmds.iter().any(|c| c.contains("kc.sh import")) {
+            problems.push("kc.sh import ran".into());
+        }
+        if dry_run && !cmds.is_empty() {
+            problems.push(format!("a dry run touched the pod: {cmds:?}"));
+        }
+        // The staging directory the archive was checked in is removed.
+        if !dry_run && !cmds.last().is_some_and(|c| c.starts_with("rm -rf ")) {
+            problems.push(format!("the staging directory was left: {cmds:?}"));
+        }
+        if !problems.is_empty() {
+            let said = outcome.map_or_else(|e| e.to_string(), |_| "Ok".into());
+            failures.push(format!("{case}: {} ({said})", problems.join(", ")));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[tokio::test]
+async fn every_restore_refuses_an_archive_missing_a_middle_users_file() {
+    every_restore_refuses_an_archive_without("stoa-users-5.json", 548).await;
+}
+
+/// The last file leaves no gap in the numbering: only the recorded facts show it is gone.
+#[tokio::test]
+async fn every_restore_refuses_an_archive_missing_the_last_users_file() {
+    every_restore_refuses_an_archive_without("stoa-users-12.json", 596).await;
 }
 
 #[tokio::test]
