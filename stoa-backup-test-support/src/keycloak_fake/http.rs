@@ -248,11 +248,9 @@ pub(super) fn admin(
             let Some(rep) = parse() else {
                 return respond(400, Some(&json!({"errorMessage": "invalid JSON"})));
             };
-            let Some(name) = rep["realm"].as_str().map(str::to_string) else {
-                return respond(
-                    400,
-                    Some(&json!({"errorMessage": "Realm name cannot be empty"})),
-                );
+            let name = match check_representation(&rep, true) {
+                Ok(()) => rep["realm"].as_str().unwrap_or_default().to_string(),
+                Err(e) => return respond(400, Some(&json!({"errorMessage": e}))),
             };
             if st.realms.contains_key(&name) {
                 return respond(409, Some(&error_body(409)));
@@ -282,22 +280,11 @@ pub(super) fn admin(
                 return respond(400, Some(&json!({"errorMessage": "invalid JSON"})));
             };
             let r = st.realms.get_mut(*realm).expect("checked");
+            // Top-level settings only (contract §1.4): what the realm holds is left alone.
             for (k, v) in m {
-                if [
-                    "users",
-                    "clients",
-                    "groups",
-                    "roles",
-                    "identityProviders",
-                    "identityProviderMappers",
-                    "id",
-                    "realm",
-                ]
-                .contains(&k.as_str())
-                {
-                    continue;
+                if !NOT_SETTINGS.contains(&k.as_str()) {
+                    r.settings.insert(k, v);
                 }
-                r.settings.insert(k, v);
             }
             respond(204, None)
         }
@@ -321,6 +308,9 @@ pub(super) fn admin(
             let Some(rep) = parse() else {
                 return respond(400, Some(&json!({"errorMessage": "invalid JSON"})));
             };
+            if let Err(e) = check_representation(&rep, false) {
+                return respond(400, Some(&json!({"errorMessage": e})));
+            }
             if rep.to_string().contains(MASK) {
                 return respond(
                     400,

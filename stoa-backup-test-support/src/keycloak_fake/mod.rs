@@ -8,8 +8,12 @@
 //! `${vault.…}` references kept), users paged with `first`/`max` (service accounts excluded,
 //! `briefRepresentation`), `users/count`, per-user groups / role mappings / federated
 //! identities / credential metadata, `POST /admin/realms` (409 when the realm exists),
-//! `partialImport` with `FAIL` (one transaction, 409 on the first existing resource) /
-//! `SKIP` / `OVERWRITE`, the Keycloak error bodies, and injected faults (401, 403, 404, 409,
+//! `PUT /admin/realms/{realm}` (top-level settings only: flows, client scopes, components…
+//! are left alone), `partialImport` with `FAIL` (one transaction, 409 on the first existing
+//! resource) / `SKIP` / `OVERWRITE` (flows, client scopes and components ignored), 400
+//! `{"errorMessage": …}` for a representation the server cannot read (no realm name, a
+//! user, client, group or role that is not an object), the Keycloak error bodies, and
+//! injected faults (401, 403, 404, 409,
 //! 429 with `Retry-After`, 500).
 //!
 //! ```no_run
@@ -235,9 +239,19 @@ impl FakeKeycloak {
     }
 
     /// Creates (or replaces) a realm from a representation, as an import would.
+    ///
+    /// # Panics
+    /// If the server would refuse the representation; the message is the `errorMessage`
+    /// `POST /admin/realms` answers it with.
     pub fn load_realm(&self, rep: Value) {
-        let realm = import_realm(rep).expect("valid realm");
-        let name = realm.settings["realm"].as_str().expect("realm").to_string();
+        if let Err(e) = realm::check_representation(&rep, true) {
+            panic!("load_realm: {e}");
+        }
+        let realm = import_realm(rep).unwrap_or_else(|e| panic!("load_realm: {e}"));
+        let name = realm.settings["realm"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
         self.shared
             .state
             .lock()

@@ -7,6 +7,113 @@ use super::{new_id, now_ms, Realm, MASK};
 // ---------------------------------------------------------------------------------------
 // Import and representations
 
+/// What a realm representation holds besides its top-level settings: `PUT
+/// /admin/realms/{realm}` leaves these alone, and partialImport reads only some of them.
+pub(super) const NOT_SETTINGS: [&str; 19] = [
+    "id",
+    "realm",
+    "users",
+    "federatedUsers",
+    "clients",
+    "clientScopes",
+    "groups",
+    "roles",
+    "identityProviders",
+    "identityProviderMappers",
+    "protocolMappers",
+    "components",
+    "authenticationFlows",
+    "authenticatorConfig",
+    "requiredActions",
+    "scopeMappings",
+    "clientScopeMappings",
+    "organizations",
+    "userFederationProviders",
+];
+
+/// Checks what the server would fail to read in a realm (or partialImport)
+/// representation: the realm name (when `needs_realm`), and that every user, client,
+/// group, role, identity provider, mapper and credential is an object. The message is the
+/// `errorMessage` of the 400.
+pub(super) fn check_representation(rep: &Value, needs_realm: bool) -> Result<(), String> {
+    let Some(m) = rep.as_object() else {
+        return Err("Invalid representation: not a JSON object".into());
+    };
+    if needs_realm
+        && m.get("realm")
+            .and_then(Value::as_str)
+            .is_none_or(|r| r.trim().is_empty())
+    {
+        return Err("Realm name cannot be empty".into());
+    }
+    for key in [
+        "users",
+        "clients",
+        "groups",
+        "identityProviders",
+        "identityProviderMappers",
+    ] {
+        objects(m.get(key), key)?;
+    }
+    for (i, u) in m
+        .get("users")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
+        objects(u.get("credentials"), &format!("users[{i}].credentials"))?;
+    }
+    subgroups(m.get("groups"), "groups")?;
+    match m.get("roles") {
+        None | Some(Value::Null) => {}
+        Some(Value::Object(roles)) => {
+            objects(roles.get("realm"), "roles.realm")?;
+            match roles.get("client") {
+                None | Some(Value::Null) => {}
+                Some(Value::Object(by_client)) => {
+                    for (c, list) in by_client {
+                        objects(Some(list), &format!("roles.client.{c}"))?;
+                    }
+                }
+                Some(_) => {
+                    return Err("Invalid representation: roles.client is not an object".into())
+                }
+            }
+        }
+        Some(_) => return Err("Invalid representation: roles is not an object".into()),
+    }
+    Ok(())
+}
+
+/// `Ok` when `v` is absent, null, or an array of objects.
+fn objects(v: Option<&Value>, path: &str) -> Result<(), String> {
+    match v {
+        None | Some(Value::Null) => Ok(()),
+        Some(Value::Array(items)) => match items.iter().position(|x| !x.is_object()) {
+            Some(i) => Err(format!(
+                "Invalid representation: {path}[{i}] is not an object"
+            )),
+            None => Ok(()),
+        },
+        Some(_) => Err(format!("Invalid representation: {path} is not an array")),
+    }
+}
+
+fn subgroups(groups: Option<&Value>, path: &str) -> Result<(), String> {
+    for (i, g) in groups
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
+        let p = format!("{path}[{i}].subGroups");
+        objects(g.get("subGroups"), &p)?;
+        subgroups(g.get("subGroups"), &p)?;
+    }
+    Ok(())
+}
+
 pub(super) fn take_array(m: &mut Map<String, Value>, k: &str) -> Vec<Value> {
     match m.remove(k) {
         Some(Value::Array(a)) => a,

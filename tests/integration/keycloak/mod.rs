@@ -625,3 +625,6 @@ async fn no_credential_or_token_in_trace_output() {
 /// stand-in.
 #[cfg(feature = "kubernetes")]
 mod kcsh;
+
+/// The fake held to the contract; the restorer's notes.
+mod contract;
