@@ -274,4 +274,57 @@ mod tests {
         let f = facts_of("stoa", &files);
         assert_eq!(f.users, Some(2));
     }
+
+    fn file(name: &str, users: u64) -> FileInfo {
+        FileInfo {
+            name: name.into(),
+            users,
+            service_accounts: 0,
+        }
+    }
+
+    #[test]
+    fn the_recorded_facts_catch_what_the_numbering_cannot() {
+        let exported = [
+            file("stoa-realm.json", 0),
+            file("stoa-users-0.json", 50),
+            file("stoa-users-1.json", 2),
+        ];
+        let facts = facts_of("stoa", &exported);
+        assert!(check_against(&facts, &exported).is_empty());
+        // The last users file gone: no gap in the numbering, only the facts tell.
+        let without_last = &exported[..2];
+        assert!(check_files("stoa", without_last).is_empty());
+        assert_eq!(
+            check_against(&facts, without_last),
+            [
+                "stoa-users-1.json is missing",
+                "50 users in the archive, 52 recorded"
+            ]
+        );
+        // A file emptied, and one that was never exported.
+        let edited = [
+            file("stoa-realm.json", 0),
+            file("stoa-users-0.json", 50),
+            file("stoa-users-1.json", 0),
+            file("extra.json", 0),
+        ];
+        assert_eq!(
+            check_against(&facts, &edited),
+            [
+                "extra.json was not in the export",
+                "stoa-users-1.json holds 0 users, 2 recorded",
+                "50 users in the archive, 52 recorded"
+            ]
+        );
+        // A manifest without file facts: only the numbering is checked.
+        let older = KcShFacts {
+            files: None,
+            users_per_file_found: None,
+            users: None,
+            service_account_users: None,
+            ..facts
+        };
+        assert!(check_against(&older, without_last).is_empty());
+    }
 }
