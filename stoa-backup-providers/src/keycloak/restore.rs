@@ -100,8 +100,8 @@ impl KeycloakRestorer {
         let stripped = redaction::strip_masked(&mut rep);
         for p in &stripped {
             report.notes.push(format!(
-                "{p}: masked in the backup, not restored — set it again (e.g. regenerate a client \
-                 secret with POST /admin/realms/{realm}/clients/{{id}}/client-secret)"
+                "{p}: masked in the backup, not restored — {}",
+                redaction::remedy(p, Some(&realm))
             ));
         }
         report

@@ -1,12 +1,13 @@
 //! The fake Keycloak held to the contract where the restorer depends on it, and the
-//! restorer's notes on what partialImport and the settings update leave alone.
+//! restorer's notes: what partialImport and the settings update leave alone, and how each
+//! kind of masked value is set again.
 
 use serde_json::{json, Value};
-use stoa_backup::core::{ExistingDataPolicy, RestoreOptions};
+use stoa_backup::core::{restore_artifact, ExistingDataPolicy, RestoreOptions};
 use stoa_backup::providers::keycloak::KeycloakRestorer;
 use stoa_backup_test_support::keycloak_fake::FakeKeycloak;
 
-use super::conn;
+use super::{backup, conn, rich_realm, source};
 
 /// One admin call with a fresh token: the status and the JSON body (`Null` when empty).
 async fn admin(kc: &FakeKeycloak, method: &str, path: &str, body: Value) -> (u16, Value) {
@@ -169,4 +170,74 @@ async fn an_overwrite_restore_updates_settings_but_not_flows_or_client_scopes() 
     assert!(note.contains("not restored"), "{note}");
     assert!(note.contains("1 authentication flows"), "{note}");
     assert!(note.contains("1 client scopes"), "{note}");
+}
+
+/// Each kind of masked value gets its own remedy: a client secret is regenerated, an
+/// identity provider's secret is copied from the provider, the LDAP bind credential comes
+/// from the LDAP administrator, the SMTP password from the mail provider.
+#[tokio::test]
+async fn each_masked_field_kind_gets_its_own_remedy() {
+    let a = FakeKeycloak::start_empty().await;
+    a.load_realm(rich_realm());
+    let first = backup(source(&a)).await;
+    let b = FakeKeycloak::start_empty().await;
+    let rr = restore_artifact(
+        first.sink.as_ref(),
+        &first.artifact,
+        &first.keyring,
+        &KeycloakRestorer::new(conn(&b)).unwrap(),
+        &RestoreOptions::default(),
+    )
+    .await
+    .unwrap();
+    let note = |path: &str| -> String {
+        rr.notes
+            .iter()
+            .find(|n| n.starts_with(path))
+            .unwrap_or_else(|| panic!("no note for {path}: {:?}", rr.notes))
+            .clone()
+    };
+    let client = note("clients[control-plane-api].secret");
+    assert!(client.contains("regenerate"), "{client}");
+    assert!(
+        client.contains("POST /admin/realms/stoa/clients/{id}/client-secret"),
+        "{client}"
+    );
+    let idp = note("identityProviders[google].config.clientSecret");
+    assert!(!idp.contains("regenerate"), "{idp}");
+    assert!(
+        idp.contains("copy the client secret from the identity provider 'google'"),
+        "{idp}"
+    );
+    assert!(
+        idp.contains("PUT /admin/realms/stoa/identity-provider/instances/google"),
+        "{idp}"
+    );
+    let ldap = note(
+        "components.org.keycloak.storage.UserStorageProvider[corp-ldap].config.bindCredential",
+    );
+    assert!(!ldap.contains("regenerate"), "{ldap}");
+    assert!(
+        ldap.contains("bind credential of user federation 'corp-ldap'")
+            && ldap.contains("LDAP administrator"),
+        "{ldap}"
+    );
+    let smtp = note("smtpServer.password");
+    assert!(!smtp.contains("regenerate"), "{smtp}");
+    assert!(smtp.contains("SMTP password"), "{smtp}");
+    // The verifier's warnings say the same.
+    let warnings = &first
+        .artifact
+        .verification
+        .iter()
+        .find(|v| v.verifier == "keycloak-export")
+        .unwrap()
+        .warnings;
+    assert!(
+        warnings.iter().any(
+            |w| w.starts_with("identityProviders[google].config.clientSecret")
+                && w.contains("copy the client secret from the identity provider")
+        ),
+        "{warnings:?}"
+    );
 }
