@@ -11,7 +11,7 @@ use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 use serde_json::{json, Value};
 
-use super::{provisioning, Shared, BASIC, SECURE_SETTINGS, TOKEN};
+use super::{provisioning, Shared, State, BASIC, SECURE_SETTINGS, TOKEN};
 
 // ---------------------------------------------------------------------------------------
 
@@ -321,19 +321,18 @@ fn route(
                     return msg(404, "Dashboard not found");
                 }
             }
-            let id = match &existing {
-                Some(e) => {
-                    if e["provisioned"].as_bool() == Some(true) {
-                        return msg(400, "Cannot save provisioned dashboard");
-                    }
-                    if !overwrite && dash["version"] != e["dashboard"]["version"] {
-                        return respond(
-                            412,
-                            &json!({"status": "version-mismatch", "message": "The dashboard has been changed by someone else"}),
-                        );
-                    }
-                    e["dashboard"]["id"].as_u64().unwrap_or(0)
+            if let Some(e) = &existing {
+                if e["provisioned"].as_bool() == Some(true) {
+                    return msg(400, "Cannot save provisioned dashboard");
                 }
+            }
+            if !overwrite {
+                if let Some(refusal) = save_refusal(st, &dash, &folder, existing.as_ref()) {
+                    return respond(412, &refusal);
+                }
+            }
+            let id = match &existing {
+                Some(e) => e["dashboard"]["id"].as_u64().unwrap_or(0),
                 None => st.id(),
             };
             let version = existing
@@ -353,4 +352,31 @@ fn route(
         }
         _ => provisioning::route(st, method, &segs, &q, parsed),
     }
+}
+
+/// The 412 body Grafana answers a save without `overwrite` with (contract §2.2), if any: a
+/// new dashboard (no `id`) whose uid is taken, an update from another version than the
+/// stored one, or another dashboard of the same title in the folder.
+fn save_refusal(st: &State, dash: &Value, folder: &str, existing: Option<&Value>) -> Option<Value> {
+    if let Some(e) = existing {
+        if dash["id"].as_u64().is_none() {
+            return Some(
+                json!({"status": "name-exists", "message": "A dashboard with the same uid already exists"}),
+            );
+        }
+        if dash["version"] != e["dashboard"]["version"] {
+            return Some(
+                json!({"status": "version-mismatch", "message": "The dashboard has been changed by someone else"}),
+            );
+        }
+    }
+    let title = dash["title"].as_str().unwrap_or_default().to_lowercase();
+    let clash = st.dashboards.values().any(|d| {
+        d["dashboard"]["uid"] != dash["uid"]
+            && d["folderUid"].as_str().unwrap_or_default() == folder
+            && d["dashboard"]["title"].as_str().map(str::to_lowercase) == Some(title.clone())
+    });
+    clash.then(|| {
+        json!({"status": "name-exists", "message": "A dashboard with the same name in the folder already exists"})
+    })
 }

@@ -4,8 +4,10 @@
 //! It follows `shared/api-contracts.md` §2: bearer (service-account token) or basic auth on
 //! every call but `/api/health`; dashboard search paged with `limit`/`page`; nested folders
 //! (`parentUid` lists direct children only; `sharedwithme` virtual folder); dashboards by uid
-//! with `meta.folderUid`, saved with the server's rules (unknown non-null `id` → 404, version
-//! mismatch without `overwrite` → 412, unknown folder → 400, provisioned → 400);
+//! with `meta.folderUid`, saved with the server's rules (unknown non-null `id` → 404; without
+//! `overwrite`: a new dashboard whose uid is taken → 412 `name-exists`, a stale version → 412
+//! `version-mismatch`, the same title in the folder → 412 `name-exists`; unknown folder →
+//! 400, provisioned → 400);
 //! datasources whose `secureJsonData` is never returned (only `secureJsonFields`); library
 //! elements paged; alerting provisioning (rules, contact points with `[REDACTED]` secure
 //! settings, policies, templates); error bodies `{"message": …}`; injected faults.
