@@ -183,12 +183,7 @@ fn route(
         };
         let mut table = Map::new();
         for (p, m) in mounts {
-            table.insert(
-                p.clone(),
-                json!({"type": "kv", "options": if m.kv_version == 2 { json!({"version": "2"}) } else { Value::Null },
-                       "accessor": format!("kv_{:08x}", p.len()), "description": "", "local": false, "seal_wrap": false,
-                       "config": {"default_lease_ttl": 0, "max_lease_ttl": 0}}),
-            );
+            table.insert(p.clone(), mount_entry(p, m));
         }
         table.insert("sys/".into(), json!({"type": "system", "options": null}));
         table.insert(
@@ -204,13 +199,89 @@ fn route(
     if let Some(m) = path.strip_prefix("sys/internal/ui/mounts/") {
         let key = mount_key(m);
         return match s.namespaces.get(&ns).and_then(|n| n.get(&key)) {
-            Some(mt) => ok(json!({"type": "kv", "path": key,
-                "options": if mt.kv_version == 2 { json!({"version": "2"}) } else { Value::Null }})),
+            Some(mt) => ok(json!({"type": "kv", "path": key, "options": kv::mount_options(mt)})),
             None => errors(400, &[&format!("preflight capability check returned 403, please ensure client's policies grant access to path \"{key}\"")]),
         };
     }
+    if let Some(m) = path.strip_prefix("sys/mounts/") {
+        return mount_call(s, &ns, method, m, &json_body);
+    }
     let list = method == "LIST" || (method == "GET" && q.get("list").is_some_and(|v| v == "true"));
     kv::route(s, &ns, method, &path, list, q, &json_body)
+}
+
+/// Paths Vault mounts itself: nothing may be enabled there.
+const RESERVED_MOUNTS: [&str; 4] = ["sys/", "auth/", "cubbyhole/", "identity/"];
+
+/// A mount's entry in `sys/mounts`.
+fn mount_entry(path: &str, m: &kv::Mount) -> Value {
+    json!({"type": "kv", "options": kv::mount_options(m),
+           "accessor": format!("kv_{:08x}", path.len()), "description": m.description, "local": false,
+           "seal_wrap": false, "config": {"default_lease_ttl": 0, "max_lease_ttl": 0}})
+}
+
+/// `sys/mounts/<path>`: enable (`POST`/`PUT` with `type` `kv`/`generic` and
+/// `options.version`, or `kv-v1`/`kv-v2`), read (`GET`) or disable (`DELETE`) a KV engine in
+/// namespace `ns`.
+fn mount_call(s: &mut State, ns: &str, method: &str, path: &str, body: &Value) -> Response<Body> {
+    let key = mount_key(path);
+    let Some(mounts) = s.namespaces.get_mut(ns) else {
+        return errors(404, &[]);
+    };
+    match method {
+        "GET" => match mounts.get(&key) {
+            Some(m) => ok(mount_entry(&key, m)),
+            None => errors(400, &[&format!("No secret engine mount at {key}")]),
+        },
+        "DELETE" => {
+            mounts.remove(&key);
+            no_content()
+        }
+        "POST" | "PUT" => {
+            let Some(ty) = body["type"].as_str() else {
+                return errors(400, &["backend type must be specified as a string"]);
+            };
+            let mut options = body["options"].as_object().cloned().unwrap_or_default();
+            let asked = match &options.get("version") {
+                Some(Value::String(v)) => Some(v.clone()),
+                Some(Value::Number(n)) => Some(n.to_string()),
+                _ => None,
+            };
+            let version = match (ty, asked.as_deref()) {
+                ("kv" | "generic", None | Some("1")) | ("kv-v1", _) => 1,
+                ("kv" | "generic", Some("2")) | ("kv-v2", _) => 2,
+                ("kv" | "generic", Some(v)) => {
+                    return errors(
+                        400,
+                        &[&format!("invalid version {v:?}: only 1 and 2 exist")],
+                    )
+                }
+                _ => return errors(400, &[&format!("plugin not found in the catalog: {ty}")]),
+            };
+            if ty.starts_with("kv-") || asked.is_some() {
+                options.insert("version".into(), json!(version.to_string()));
+            }
+            let taken = RESERVED_MOUNTS
+                .iter()
+                .map(|r| r.to_string())
+                .chain(mounts.keys().cloned())
+                .find(|m| key.starts_with(m.as_str()) || m.starts_with(key.as_str()));
+            if let Some(m) = taken {
+                return errors(400, &[&format!("path is already in use at {m}")]);
+            }
+            mounts.insert(
+                key,
+                kv::Mount {
+                    kv_version: version,
+                    options: Some(options),
+                    description: body["description"].as_str().unwrap_or_default().into(),
+                    ..Default::default()
+                },
+            );
+            no_content()
+        }
+        _ => errors(405, &["unsupported operation"]),
+    }
 }
 
 fn login(s: &mut State, method: &str) -> Response<Body> {

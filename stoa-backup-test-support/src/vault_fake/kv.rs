@@ -76,6 +76,9 @@ impl Secret {
 #[derive(Debug, Clone, Default)]
 pub(super) struct Mount {
     pub(super) kv_version: u8,
+    /// The options given when the engine was enabled through the API (`None`: seeded).
+    pub(super) options: Option<Map<String, Value>>,
+    pub(super) description: String,
     pub(super) v1: BTreeMap<String, Value>,
     pub(super) v2: BTreeMap<String, Secret>,
 }
@@ -226,6 +229,31 @@ pub(super) fn route(
             let n = write_version(sec, data, &now);
             ok(sec.version_meta(n))
         }
+        (op @ ("delete" | "undelete" | "destroy"), "POST" | "PUT", _) => {
+            let Some(versions) = version_numbers(&json_body["versions"]) else {
+                return errors(400, &["no version number provided"]);
+            };
+            // An unknown secret or version is no error: Vault answers 204 too.
+            if let Some(sec) = mount.v2.get_mut(&sub) {
+                for n in versions {
+                    let Some(v) = sec.versions.get_mut(&n) else {
+                        continue;
+                    };
+                    match op {
+                        "delete" if !v.destroyed && v.deletion_time.is_empty() => {
+                            v.deletion_time = now.clone()
+                        }
+                        "undelete" if !v.destroyed => v.deletion_time.clear(),
+                        "destroy" => {
+                            v.destroyed = true;
+                            v.data = None;
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            no_content()
+        }
         ("data", "DELETE", _) => {
             if let Some(sec) = mount.v2.get_mut(&sub) {
                 let cur = sec.current;
@@ -236,6 +264,34 @@ pub(super) fn route(
             no_content()
         }
         _ => errors(405, &["unsupported operation"]),
+    }
+}
+
+/// The `versions` of a delete, undelete or destroy call (numbers, numeric strings, or one
+/// comma-separated string, as Vault accepts); `None` when there are none.
+fn version_numbers(v: &Value) -> Option<Vec<u64>> {
+    let items: Vec<Value> = match v {
+        Value::Array(a) => a.clone(),
+        Value::String(s) => s
+            .split(',')
+            .map(|x| Value::String(x.trim().into()))
+            .collect(),
+        Value::Number(_) => vec![v.clone()],
+        _ => Vec::new(),
+    };
+    let numbers: Vec<u64> = items
+        .iter()
+        .filter_map(|x| x.as_u64().or_else(|| x.as_str()?.parse().ok()))
+        .collect();
+    (!numbers.is_empty()).then_some(numbers)
+}
+
+/// The `options` `sys/mounts` reports for a mount.
+pub(super) fn mount_options(m: &Mount) -> Value {
+    match &m.options {
+        Some(o) => Value::Object(o.clone()),
+        None if m.kv_version == 2 => json!({"version": "2"}),
+        None => Value::Null,
     }
 }
 

@@ -2,8 +2,11 @@
 //!
 //! Follows `api-contracts.md` §3: health states with their status codes (200 active, 429
 //! standby, 501 uninitialised, 503 sealed) and a health body on every code; `sys/mounts`
-//! (KV v1 and v2, `generic`), `sys/internal/ui/mounts`; KV v2 data/metadata with versions,
-//! soft deletion (404 with `"data":null` envelope), `cas` and `cas_required`; KV v1; LIST as
+//! (KV v1 and v2, `generic`), `sys/mounts/<path>` to enable (`type` `kv` with
+//! `options.version`, or `kv-v1`/`kv-v2`; 400 `path is already in use at …`), read and
+//! disable an engine, `sys/internal/ui/mounts`; KV v2 data/metadata with versions, `delete/`,
+//! `undelete/` and `destroy/` of given versions (soft-deleted or destroyed versions read as
+//! 404 with the `"data":null` envelope), `cas` and `cas_required`; KV v1; LIST as
 //! the `LIST` method or `?list=true`, with OpenBao-style `after=`/`limit=` paging; error
 //! bodies `{"errors":[…]}` (404 with an empty array); token auth (`X-Vault-Token` or
 //! `Authorization: Bearer`), AppRole and Kubernetes logins; `X-Vault-Namespace` (each

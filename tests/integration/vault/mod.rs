@@ -849,3 +849,7 @@ async fn no_secret_value_or_token_in_trace_output() {
     needles.push("hvs.bad-token-never-log".into());
     capture.assert_free_of(&needles);
 }
+
+/// KV mounts and versions seeded through the fake's API as a Vault client would: mounts
+/// enabled with `sys/mounts`, versions soft-deleted and destroyed.
+mod kv_api;
