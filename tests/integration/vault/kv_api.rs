@@ -3,7 +3,7 @@
 //! of deleted and destroyed current versions, and hints that follow the recorded KV version.
 
 use serde_json::{json, Value};
-use stoa_backup::core::{restore_artifact, RestoreOptions};
+use stoa_backup::core::{restore_artifact, ErrorKind, RestoreOptions};
 use stoa_backup::providers::vault::{VaultKvRestorer, VaultKvSource};
 use stoa_backup_test_support::vault_fake::FakeVault;
 
@@ -226,4 +226,82 @@ async fn deleted_and_destroyed_current_versions_are_recorded_and_not_restored() 
         let (status, _) = api(&target, "GET", &format!("apps/metadata/{path}"), None).await;
         assert_eq!(status, 404, "{path} must not be restored");
     }
+}
+
+/// The hint for a missing target mount follows the KV version the document records.
+#[tokio::test]
+async fn a_missing_mount_is_hinted_with_the_recorded_kv_version() {
+    let fake = FakeVault::start().await;
+    enable_kv(&fake, "legacy", "1").await;
+    enable_kv(&fake, "apps", "2").await;
+    let (status, _) = api(
+        &fake,
+        "POST",
+        "legacy/api-keys",
+        Some(json!({"key": "v1-value-4d"})),
+    )
+    .await;
+    assert_eq!(status, 204);
+    write_v2(&fake, "apps", "db", json!({"v": "v2-value-5e"})).await;
+    let e = env();
+    let m = kv_backup(
+        &e,
+        VaultKvSource::builder(token_conn(&fake))
+            .mount("legacy")
+            .mount("apps")
+            .build()
+            .unwrap(),
+    )
+    .await;
+    let target = FakeVault::start().await;
+    let restorer = VaultKvRestorer::new(token_conn(&target)).unwrap();
+    for (mount, hint, wrong) in [
+        (
+            "legacy/",
+            "vault secrets enable -path=legacy -version=1 kv",
+            "kv-v2",
+        ),
+        (
+            "apps/",
+            "vault secrets enable -path=apps -version=2 kv",
+            "-version=1",
+        ),
+    ] {
+        let a = m
+            .artifacts
+            .iter()
+            .find(|a| a.facts["mount"] == mount)
+            .unwrap();
+        let err = restore_artifact(
+            e.sink.as_ref(),
+            a,
+            &e.keyring,
+            &restorer,
+            &RestoreOptions::default(),
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::NotFound, "{err}");
+        let given = err.hint().unwrap_or_default().to_string();
+        assert!(given.contains(hint), "{mount}: {given}");
+        assert!(!given.contains(wrong), "{mount}: {given}");
+        // Following the hint (through the API) makes the restore work.
+        let version = if mount == "legacy/" { "1" } else { "2" };
+        enable_kv(&target, mount.trim_end_matches('/'), version).await;
+        let r = restore_artifact(
+            e.sink.as_ref(),
+            a,
+            &e.keyring,
+            &restorer,
+            &RestoreOptions::default(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(r.created, 1, "{mount}: {r:?}");
+    }
+    assert_eq!(
+        target.get("legacy", "api-keys").unwrap()["key"],
+        "v1-value-4d"
+    );
+    assert_eq!(target.get("apps", "db").unwrap()["v"], "v2-value-5e");
 }

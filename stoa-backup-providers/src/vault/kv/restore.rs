@@ -157,6 +157,22 @@ async fn apply(
     Ok(true)
 }
 
+/// How to enable the missing mount `path` with the KV version the document recorded.
+fn enable_hint(path: &str, recorded: Option<u64>) -> String {
+    let p = path.trim_end_matches('/');
+    match recorded {
+        Some(v @ (1 | 2)) => format!(
+            "enable the engine first with the KV version the backup recorded: vault secrets \
+             enable -path={p} -version={v} kv (API: POST /v1/sys/mounts/{p} \
+             {{\"type\":\"kv\",\"options\":{{\"version\":\"{v}\"}}}})"
+        ),
+        _ => format!(
+            "enable the engine first: vault secrets enable -path={p} -version=<1 or 2> kv, with \
+             the version of the backed-up mount"
+        ),
+    }
+}
+
 #[async_trait]
 impl Restorer for VaultKvRestorer {
     fn component(&self) -> &str {
@@ -193,10 +209,7 @@ impl Restorer for VaultKvRestorer {
             .await
             .map_err(|e| {
                 if e.kind() == ErrorKind::NotFound {
-                    e.with_hint(format!(
-                        "enable the engine first, e.g. vault secrets enable -path={} kv-v2",
-                        target_path.trim_end_matches('/')
-                    ))
+                    e.with_hint(enable_hint(&target_path, doc["kv_version"].as_u64()))
                 } else {
                     e
                 }
@@ -345,5 +358,31 @@ impl Restorer for VaultKvRestorer {
             .insert("cas_conflicts".into(), json!(conflicts));
         tracing::info!(mount = %target.path, created = report.created, updated = report.updated, skipped = report.skipped, "restored KV mount");
         Ok(report)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_enable_hint_follows_the_recorded_version() {
+        let v1 = enable_hint("legacy/", Some(1));
+        assert!(
+            v1.contains("vault secrets enable -path=legacy -version=1 kv"),
+            "{v1}"
+        );
+        assert!(
+            v1.contains(r#"{"type":"kv","options":{"version":"1"}}"#),
+            "{v1}"
+        );
+        assert!(!v1.contains("kv-v2") && !v1.contains("version=2"), "{v1}");
+        let v2 = enable_hint("team/kv/", Some(2));
+        assert!(
+            v2.contains("vault secrets enable -path=team/kv -version=2 kv"),
+            "{v2}"
+        );
+        let unknown = enable_hint("x/", None);
+        assert!(unknown.contains("-version=<1 or 2>"), "{unknown}");
     }
 }
