@@ -12,6 +12,7 @@ use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 use serde_json::{json, Value};
 
+use super::projects;
 use super::secrets::{batch, list_secrets};
 use super::{norm_path, parent_of, Project, State};
 
@@ -29,6 +30,17 @@ pub(super) fn error(status: u16, error: &str, message: &str) -> Response<Body> {
     respond(
         status,
         json!({"reqId": format!("req-{:08x}", rand::random::<u32>()), "statusCode": status, "message": message, "error": error}),
+    )
+}
+
+/// A schema error as Infisical answers it: 422 `ValidationFailure` whose `message` is the
+/// list of zod issues (here one, at `field`).
+pub(super) fn invalid(field: &str, message: &str) -> Response<Body> {
+    respond(
+        422,
+        json!({"reqId": format!("req-{:08x}", rand::random::<u32>()), "statusCode": 422,
+               "message": [{"code": "custom", "path": [field], "message": message}],
+               "error": "ValidationFailure"}),
     )
 }
 
@@ -98,6 +110,9 @@ fn route(
         );
     }
     let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
+    if let Some(answer) = projects::create(s, method, &segs, body) {
+        return answer;
+    }
     match (method, segs.as_slice()) {
         ("GET", ["api", "v1", "projects"]) | ("GET", ["api", "v1", "workspace"]) => {
             let list: Vec<Value> = s.projects.values().map(project_json).collect();
@@ -132,11 +147,7 @@ fn route(
                 q.get("workspaceId")
             };
             let (Some(pid), Some(env)) = (pid, q.get("environment")) else {
-                return error(
-                    422,
-                    "ValidationFailure",
-                    "projectId and environment are required",
-                );
+                return invalid("projectId", "Required: projectId and environment");
             };
             let Some(p) = s.projects.get(pid) else {
                 return error(404, "NotFound", "Project not found");
@@ -179,20 +190,15 @@ fn route(
                 body["environment"].as_str(),
                 body["name"].as_str(),
             ) else {
-                return error(
-                    422,
-                    "ValidationFailure",
-                    "projectId, environment and name are required",
-                );
+                return invalid("name", "Required: projectId, environment and name");
             };
             if name.is_empty()
                 || !name
                     .chars()
                     .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
             {
-                return error(
-                    422,
-                    "ValidationFailure",
+                return invalid(
+                    "name",
                     "Folder name can only contain letters, digits, - and _",
                 );
             }
@@ -222,11 +228,7 @@ fn route(
         ("GET", ["api", "v4", "secrets"]) | ("GET", ["api", "v3", "secrets", "raw"]) => {
             let pid = q.get("projectId").or_else(|| q.get("workspaceId"));
             let (Some(pid), Some(env)) = (pid, q.get("environment")) else {
-                return error(
-                    422,
-                    "ValidationFailure",
-                    "projectId and environment are required",
-                );
+                return invalid("projectId", "Required: projectId and environment");
             };
             list_secrets(s, pid, env, q)
         }

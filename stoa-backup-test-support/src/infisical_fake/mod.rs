@@ -3,7 +3,10 @@
 //! Follows `api-contracts.md` §4: universal-auth login (`expiresIn` seconds; an expired or
 //! unknown token answers **403 `TokenError`**, a missing one 401), error bodies
 //! `{"reqId","statusCode","message","error"}`, projects (`/api/v1/projects`, older
-//! `/api/v1/workspace`) with environments and tags, folders (`/api/v2/folders` with
+//! `/api/v1/workspace`) with environments and tags, created through the API too
+//! (`POST /api/v1/projects` with Infisical's default environments unless
+//! `shouldCreateDefaultEnvs` is false, `POST …/environments`, `POST …/tags`; duplicate slugs
+//! → 400), schema errors as 422 `ValidationFailure` with a list of zod issues, folders (`/api/v2/folders` with
 //! `projectId`, `/api/v1/folders` with `workspaceId`; parents must exist), secrets listing
 //! (`/api/v4/secrets`, `/api/v3/secrets/raw`) with `recursive`, `include_imports` and
 //! hidden values (`<hidden-by-infisical>`), batch create/update (`/api/v4/secrets/batch`,
@@ -11,6 +14,7 @@
 //! approval policies (200 `{"approval":…}`, nothing written) and 429 rate limiting.
 
 mod http;
+mod projects;
 mod secrets;
 
 use std::collections::{BTreeMap, BTreeSet};

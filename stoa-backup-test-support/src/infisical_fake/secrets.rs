@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use hyper::Response;
 use serde_json::{json, Value};
 
-use super::http::{error, respond, Body};
+use super::http::{error, invalid, respond, Body};
 use super::{norm_path, FakeSecret, Project, State, HIDDEN};
 
 fn secret_json(p: &Project, env: &str, path: &str, sec: &FakeSecret, hidden: bool) -> Value {
@@ -91,19 +91,11 @@ pub(super) fn batch(s: &mut State, method: &str, body: &Value) -> Response<Body>
         .as_str()
         .or_else(|| body["workspaceId"].as_str());
     let (Some(pid), Some(env)) = (pid, body["environment"].as_str()) else {
-        return error(
-            422,
-            "ValidationFailure",
-            "projectId and environment are required",
-        );
+        return invalid("projectId", "Required: projectId and environment");
     };
     let items = body["secrets"].as_array().cloned().unwrap_or_default();
     if items.is_empty() {
-        return error(
-            422,
-            "ValidationFailure",
-            "secrets: Array must contain at least 1 element(s)",
-        );
+        return invalid("secrets", "Array must contain at least 1 element(s)");
     }
     let default_path = norm_path(body["secretPath"].as_str().unwrap_or("/"));
     let mode = body["mode"]
@@ -142,7 +134,7 @@ pub(super) fn batch(s: &mut State, method: &str, body: &Value) -> Response<Body>
             .unwrap_or(default_path.clone());
         let key = it["secretKey"].as_str().unwrap_or_default().to_string();
         if key.is_empty() {
-            return error(422, "ValidationFailure", "secretKey is required");
+            return invalid("secrets", "secretKey is required");
         }
         let exists = map.contains_key(&(path, key.clone()));
         if method == "POST" && exists {
