@@ -635,3 +635,58 @@ async fn a_dashboard_with_the_same_uid_is_never_replaced_without_overwrite() {
     assert_eq!(kept["dashboard"]["title"], "Someone else's tools");
     assert_eq!(kept["dashboard"]["version"], 1);
 }
+
+/// Alerting writes get provenance `api` (locked in the UI) unless they carry
+/// `X-Disable-Provenance: true` (contract §2.5): the restorer sends it, so what it restores
+/// stays editable.
+#[tokio::test]
+async fn restored_alerting_objects_are_not_locked_by_provenance() {
+    let a = FakeGrafana::start().await;
+    let (sink, manifest) = backup(&a, 1000).await;
+    let b = FakeGrafana::start_empty().await;
+    GrafanaRestorer::new(conn(&b))
+        .unwrap()
+        .restore_run(
+            sink.as_ref(),
+            &manifest,
+            &Keyring::new(),
+            &RestoreOptions::default(),
+        )
+        .await
+        .unwrap();
+    let (_, rule) = api(
+        &b,
+        "GET",
+        "/api/v1/provisioning/alert-rules/stoa-high-error-rate",
+        None,
+    )
+    .await;
+    assert_eq!(rule["provenance"], "", "{rule}");
+    let (_, points) = api(&b, "GET", "/api/v1/provisioning/contact-points", None).await;
+    let oncall = points
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["uid"] == "stoa-oncall")
+        .unwrap()
+        .clone();
+    assert_eq!(oncall["provenance"], "", "{oncall}");
+    let (_, policies) = api(&b, "GET", "/api/v1/provisioning/policies", None).await;
+    assert_eq!(policies["provenance"], "", "{policies}");
+
+    // The same write without the header: locked.
+    let mut other = rule.clone();
+    other["uid"] = json!("written-without-header");
+    other["title"] = json!("Another rule");
+    let (status, written) = api(&b, "POST", "/api/v1/provisioning/alert-rules", Some(other)).await;
+    assert_eq!(status, 201, "{written}");
+    assert_eq!(written["provenance"], "api");
+    let (_, read) = api(
+        &b,
+        "GET",
+        "/api/v1/provisioning/alert-rules/written-without-header",
+        None,
+    )
+    .await;
+    assert_eq!(read["provenance"], "api");
+}

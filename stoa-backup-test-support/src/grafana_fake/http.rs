@@ -65,6 +65,11 @@ pub(super) async fn handle(
 ) -> Result<Response<Body>, Infallible> {
     let r = crate::http_fake::FakeRequest::read(req).await;
     let auth = r.header("authorization");
+    // Alerting objects written without the header are locked in the UI (provenance `api`).
+    let provenance = match r.header("x-disable-provenance").as_deref() {
+        Some("true") => "",
+        _ => "api",
+    };
     Ok(crate::http_fake::answer_logged(&shared.log, &r, || {
         route(
             &shared,
@@ -73,6 +78,7 @@ pub(super) async fn handle(
             &r.query,
             auth.as_deref(),
             &r.body,
+            provenance,
         )
     }))
 }
@@ -152,6 +158,7 @@ fn route(
     query: &str,
     auth: Option<&str>,
     body: &[u8],
+    provenance: &str,
 ) -> Response<Body> {
     if let Some(r) = injected(shared, method, path) {
         return r;
@@ -350,7 +357,7 @@ fn route(
                 &json!({"id": id, "uid": uid, "url": format!("/d/{uid}/{uid}"), "status": "success", "version": version, "slug": uid}),
             )
         }
-        _ => provisioning::route(st, method, &segs, &q, parsed),
+        _ => provisioning::route(st, method, &segs, &q, parsed, provenance),
     }
 }
 

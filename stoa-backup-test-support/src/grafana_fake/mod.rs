@@ -10,7 +10,8 @@
 //! 400, provisioned → 400);
 //! datasources whose `secureJsonData` is never returned (only `secureJsonFields`); library
 //! elements paged; alerting provisioning (rules, contact points with `[REDACTED]` secure
-//! settings, policies, templates); error bodies `{"message": …}`; injected faults.
+//! settings, policies, templates; writes get provenance `api` unless they carry
+//! `X-Disable-Provenance: true`); error bodies `{"message": …}`; injected faults.
 //!
 //! [`FakeGrafana::start`] serves the three fixture dashboards from
 //! the carried STOA fixtures (`grafana/`) in nested folders, two datasources (one with a secret),

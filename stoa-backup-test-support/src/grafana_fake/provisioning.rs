@@ -9,13 +9,15 @@ use super::State;
 use hyper::Response;
 
 /// Routes of datasources, library elements and alerting provisioning (after folders and
-/// dashboards); `Not found` for anything else.
+/// dashboards); `Not found` for anything else. Alerting writes store `provenance` (`api`,
+/// or empty when the request carried `X-Disable-Provenance: true`).
 pub(super) fn route(
     st: &mut State,
     method: &str,
     segs: &[&str],
     q: &HashMap<String, String>,
     parsed: Option<Value>,
+    provenance: &str,
 ) -> Response<Body> {
     match (method, segs) {
         ("GET", ["api", "datasources"]) => {
@@ -166,7 +168,7 @@ pub(super) fn route(
         },
         ("POST", ["api", "v1", "provisioning", "alert-rules"])
         | ("PUT", ["api", "v1", "provisioning", "alert-rules", _]) => {
-            let Some(mut v) = parsed else {
+            let Some(mut v) = parsed.filter(Value::is_object) else {
                 return msg(400, "bad request data");
             };
             let uid = match segs.get(4) {
@@ -187,7 +189,7 @@ pub(super) fn route(
             v["uid"] = json!(uid);
             v["orgID"] = json!(1);
             v["updated"] = json!("2026-01-01T00:00:00Z");
-            v["provenance"] = json!("");
+            v["provenance"] = json!(provenance);
             st.rules.insert(uid, v.clone());
             respond(if method == "POST" { 201 } else { 200 }, &v)
         }
@@ -196,7 +198,7 @@ pub(super) fn route(
             respond(200, &json!(list))
         }
         ("POST", ["api", "v1", "provisioning", "contact-points"]) => {
-            let Some(v) = parsed else {
+            let Some(v) = parsed.filter(Value::is_object) else {
                 return msg(400, "bad request data");
             };
             if v.to_string().contains("[REDACTED]") {
@@ -205,11 +207,13 @@ pub(super) fn route(
             if st.contact_points.iter().any(|c| c["uid"] == v["uid"]) {
                 return msg(409, "contact point with the same uid already exists");
             }
+            let mut v = v;
+            v["provenance"] = json!(provenance);
             st.contact_points.push(v.clone());
             respond(202, &redact_settings(&v))
         }
         ("PUT", ["api", "v1", "provisioning", "contact-points", uid]) => {
-            let Some(v) = parsed else {
+            let Some(v) = parsed.filter(Value::is_object) else {
                 return msg(400, "bad request data");
             };
             if v.to_string().contains("[REDACTED]") {
@@ -223,11 +227,12 @@ pub(super) fn route(
                 return msg(404, "contact point not found");
             };
             *c = v;
+            c["provenance"] = json!(provenance);
             respond(202, &json!({"message": "contactpoint updated"}))
         }
         ("GET", ["api", "v1", "provisioning", "policies"]) => respond(200, &st.policies),
         ("PUT", ["api", "v1", "provisioning", "policies"]) => {
-            let Some(v) = parsed else {
+            let Some(v) = parsed.filter(Value::is_object) else {
                 return msg(400, "bad request data");
             };
             let names: Vec<&str> = st
@@ -249,6 +254,7 @@ pub(super) fn route(
                 );
             }
             st.policies = v;
+            st.policies["provenance"] = json!(provenance);
             respond(202, &json!({"message": "policies updated"}))
         }
         ("GET", ["api", "v1", "provisioning", "templates"]) => {
@@ -258,7 +264,7 @@ pub(super) fn route(
             let Some(v) = parsed else {
                 return msg(400, "bad request data");
             };
-            let t = json!({"name": name, "template": v["template"]});
+            let t = json!({"name": name, "template": v["template"], "provenance": provenance});
             st.templates.insert(name.to_string(), t.clone());
             respond(202, &t)
         }
