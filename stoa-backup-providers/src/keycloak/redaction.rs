@@ -24,7 +24,7 @@ impl RedactionReport {
     }
 
     /// One warning line per entry, for verifiers and restore reports: each masked value
-    /// with what to do about it after a restore ([`remedy`] of its kind; `{realm}` and
+    /// with what to do about it after a restore (the remedy of its kind; `{realm}` and
     /// `{id}` stand for the realm and the object's id).
     pub fn warnings(&self) -> Vec<String> {
         let mut w: Vec<String> = self

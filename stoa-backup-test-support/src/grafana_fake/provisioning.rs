@@ -110,7 +110,7 @@ pub(super) fn route(
             let all: Vec<Value> = st.library.values().cloned().collect();
             let per: usize = q.get("perPage").and_then(|s| s.parse().ok()).unwrap_or(100);
             let p: usize = q.get("page").and_then(|s| s.parse().ok()).unwrap_or(1);
-            let elements = page(&all, &q, "perPage", 100);
+            let elements = page(&all, q, "perPage", 100);
             respond(
                 200,
                 &json!({"result": {"totalCount": all.len(), "page": p, "perPage": per, "elements": elements}}),

@@ -148,7 +148,7 @@ pub(super) fn route(
         if is_denied(&rest) {
             return errors(403, &["1 error occurred:\n\t* permission denied\n\n"]);
         }
-        return kv1(mount, method, list, &rest, q, &json_body);
+        return kv1(mount, method, list, &rest, q, json_body);
     }
     let (kind, sub) = match rest.split_once('/') {
         Some((k, p)) => (k.to_string(), p.to_string()),
