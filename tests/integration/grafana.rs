@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::Value;
+use serde_json::{json, Value};
 use stoa_backup::core::{
     stream, ErrorKind, ExistingDataPolicy, Keyring, Manifest, MemorySink, Pipeline, RestoreOptions,
     RetryPolicy, RunReport, Sink, Source,
@@ -544,4 +544,149 @@ async fn v2_dashboards_are_unsupported() {
         report.into_result().unwrap_err().kind(),
         ErrorKind::Unsupported
     );
+}
+
+/// One call to the fake's API with the service-account token: the status and the JSON
+/// body.
+async fn api(g: &FakeGrafana, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+    let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+    let mut req = reqwest::Client::new()
+        .request(method, format!("{}{path}", g.url()))
+        .bearer_auth(TOKEN);
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    let resp = req.send().await.unwrap();
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+/// Another dashboard with the backed-up uid appears in the target after the restorer
+/// looked (a GET answering 404 once stands in for the race): Grafana refuses the save
+/// without `overwrite` with 412, so the restore fails instead of replacing it silently.
+#[tokio::test]
+async fn a_dashboard_with_the_same_uid_is_never_replaced_without_overwrite() {
+    let a = FakeGrafana::start().await;
+    let (sink, manifest) = backup(&a, 1000).await;
+    let b = FakeGrafana::start_empty().await;
+    for (uid, title, parent) in [
+        ("platform", "Platform", None),
+        ("ops", "Ops", Some("platform")),
+    ] {
+        let (status, f) = api(
+            &b,
+            "POST",
+            "/api/folders",
+            Some(json!({"uid": uid, "title": title, "parentUid": parent})),
+        )
+        .await;
+        assert_eq!(status, 200, "{f}");
+    }
+    let theirs = json!({"dashboard": {"id": null, "uid": "stoa-mcp-tools", "title": "Someone else's tools", "panels": []},
+                        "folderUid": "ops", "overwrite": false});
+    let (status, saved) = api(&b, "POST", "/api/dashboards/db", Some(theirs.clone())).await;
+    assert_eq!((status, &saved["version"]), (200, &json!(1)), "{saved}");
+    // The contract's answers to saves without overwrite: a new dashboard whose uid is
+    // taken, and an update from a stale version.
+    let (status, clash) = api(&b, "POST", "/api/dashboards/db", Some(theirs)).await;
+    assert_eq!(status, 412);
+    assert_eq!(
+        clash,
+        json!({"status": "name-exists", "message": "A dashboard with the same uid already exists"})
+    );
+    let stale = json!({"dashboard": {"id": saved["id"], "uid": "stoa-mcp-tools", "title": "Edit", "version": 0},
+                       "folderUid": "ops", "overwrite": false});
+    let (status, mismatch) = api(&b, "POST", "/api/dashboards/db", Some(stale)).await;
+    assert_eq!(status, 412);
+    assert_eq!(
+        mismatch,
+        json!({"status": "version-mismatch", "message": "The dashboard has been changed by someone else"})
+    );
+    let same_title = json!({"dashboard": {"uid": "other-uid", "title": "Someone else's tools"},
+                            "folderUid": "ops", "overwrite": false});
+    let (status, name) = api(&b, "POST", "/api/dashboards/db", Some(same_title)).await;
+    assert_eq!(status, 412);
+    assert_eq!(
+        name,
+        json!({"status": "name-exists", "message": "A dashboard with the same name in the folder already exists"})
+    );
+
+    b.fault(
+        GfFault::new("/api/dashboards/uid/stoa-mcp-tools", 404)
+            .method("GET")
+            .times(1),
+    );
+    let err = GrafanaRestorer::new(conn(&b))
+        .unwrap()
+        .restore_run(
+            sink.as_ref(),
+            &manifest,
+            &Keyring::new(),
+            &RestoreOptions {
+                existing: ExistingDataPolicy::Skip,
+                dry_run: false,
+            },
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Conflict, "{err}");
+    assert!(err.to_string().contains("same uid already exists"), "{err}");
+    let (_, kept) = api(&b, "GET", "/api/dashboards/uid/stoa-mcp-tools", None).await;
+    assert_eq!(kept["dashboard"]["title"], "Someone else's tools");
+    assert_eq!(kept["dashboard"]["version"], 1);
+}
+
+/// Alerting writes get provenance `api` (locked in the UI) unless they carry
+/// `X-Disable-Provenance: true` (contract §2.5): the restorer sends it, so what it restores
+/// stays editable.
+#[tokio::test]
+async fn restored_alerting_objects_are_not_locked_by_provenance() {
+    let a = FakeGrafana::start().await;
+    let (sink, manifest) = backup(&a, 1000).await;
+    let b = FakeGrafana::start_empty().await;
+    GrafanaRestorer::new(conn(&b))
+        .unwrap()
+        .restore_run(
+            sink.as_ref(),
+            &manifest,
+            &Keyring::new(),
+            &RestoreOptions::default(),
+        )
+        .await
+        .unwrap();
+    let (_, rule) = api(
+        &b,
+        "GET",
+        "/api/v1/provisioning/alert-rules/stoa-high-error-rate",
+        None,
+    )
+    .await;
+    assert_eq!(rule["provenance"], "", "{rule}");
+    let (_, points) = api(&b, "GET", "/api/v1/provisioning/contact-points", None).await;
+    let oncall = points
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["uid"] == "stoa-oncall")
+        .unwrap()
+        .clone();
+    assert_eq!(oncall["provenance"], "", "{oncall}");
+    let (_, policies) = api(&b, "GET", "/api/v1/provisioning/policies", None).await;
+    assert_eq!(policies["provenance"], "", "{policies}");
+
+    // The same write without the header: locked.
+    let mut other = rule.clone();
+    other["uid"] = json!("written-without-header");
+    other["title"] = json!("Another rule");
+    let (status, written) = api(&b, "POST", "/api/v1/provisioning/alert-rules", Some(other)).await;
+    assert_eq!(status, 201, "{written}");
+    assert_eq!(written["provenance"], "api");
+    let (_, read) = api(
+        &b,
+        "GET",
+        "/api/v1/provisioning/alert-rules/written-without-header",
+        None,
+    )
+    .await;
+    assert_eq!(read["provenance"], "api");
 }

@@ -516,3 +516,177 @@ async fn no_secret_value_or_token_in_trace_output() {
     needles.push(HIDDEN_REAL_VALUE.into());
     capture.assert_free_of(&needles);
 }
+
+/// One call to the fake's API as a machine identity: universal-auth login, then the call
+/// with the bearer token. Returns the status and the JSON body.
+async fn api(fake: &FakeInfisical, method: &str, path: &str, body: Value) -> (u16, Value) {
+    let http = reqwest::Client::new();
+    let login: Value = http
+        .post(format!("{}/api/v1/auth/universal-auth/login", fake.url()))
+        .json(&json!({"clientId": CLIENT_ID, "clientSecret": fake.client_secret()}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = login["accessToken"].as_str().unwrap();
+    let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+    let resp = http
+        .request(method, format!("{}{path}", fake.url()))
+        .bearer_auth(token)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+/// A restore target set up the way an operator would, through Infisical's API: a new
+/// project (without the default environments), its environment and the tags the backup
+/// uses. The restored secrets get those tags (mapped by slug).
+#[tokio::test]
+async fn restore_into_a_project_created_through_the_api() {
+    let fake = FakeInfisical::start().await;
+    let (p, _) = populate(&fake);
+    let e = env();
+    let m = backup(
+        &e,
+        InfisicalSource::builder(conn(&fake), &p, vec!["dev".to_string()])
+            .build()
+            .unwrap(),
+    )
+    .await;
+    let dev = &m.artifacts[0];
+
+    let (status, created) = api(
+        &fake,
+        "POST",
+        "/api/v1/projects",
+        json!({"projectName": "stoa-restore", "slug": "stoa-restore", "shouldCreateDefaultEnvs": false}),
+    )
+    .await;
+    assert_eq!(status, 200, "{created}");
+    let project = created["project"].clone();
+    assert_eq!(project["name"], "stoa-restore");
+    assert_eq!(project["slug"], "stoa-restore");
+    assert_eq!(project["environments"], json!([]));
+    let target = project["id"].as_str().unwrap().to_string();
+    assert_eq!(project["_id"], target);
+    // A schema error: 422 with the zod issues.
+    let (status, bad) = api(
+        &fake,
+        "POST",
+        "/api/v1/projects",
+        json!({"slug": "no-name"}),
+    )
+    .await;
+    assert_eq!(
+        (status, bad["error"].as_str()),
+        (422, Some("ValidationFailure")),
+        "{bad}"
+    );
+    assert_eq!(bad["message"][0]["path"], json!(["projectName"]), "{bad}");
+    // The same slug twice is refused.
+    let (status, again) = api(
+        &fake,
+        "POST",
+        "/api/v1/projects",
+        json!({"projectName": "other", "slug": "stoa-restore"}),
+    )
+    .await;
+    assert_eq!(
+        (status, again["error"].as_str()),
+        (400, Some("BadRequest")),
+        "{again}"
+    );
+
+    let envs = format!("/api/v1/projects/{target}/environments");
+    let (status, env_answer) = api(
+        &fake,
+        "POST",
+        &envs,
+        json!({"name": "Development", "slug": "dev", "position": 1}),
+    )
+    .await;
+    assert_eq!(status, 200, "{env_answer}");
+    assert_eq!(env_answer["projectId"], target.as_str());
+    assert_eq!(env_answer["environment"]["slug"], "dev");
+    assert_eq!(env_answer["environment"]["name"], "Development");
+    let (status, dup) = api(&fake, "POST", &envs, json!({"name": "Dev", "slug": "dev"})).await;
+    assert_eq!(
+        (status, dup["error"].as_str()),
+        (400, Some("BadRequest")),
+        "{dup}"
+    );
+
+    let tags = format!("/api/v1/projects/{target}/tags");
+    let mut tag_ids = Vec::new();
+    for slug in ["internal", "pci"] {
+        let (status, tag) = api(
+            &fake,
+            "POST",
+            &tags,
+            json!({"slug": slug, "color": "#d9534f"}),
+        )
+        .await;
+        assert_eq!(status, 200, "{tag}");
+        assert_eq!(tag["workspaceTag"]["slug"], slug);
+        tag_ids.push(tag["workspaceTag"]["id"].as_str().unwrap().to_string());
+    }
+    let (status, dup) = api(
+        &fake,
+        "POST",
+        &tags,
+        json!({"slug": "pci", "color": "#000000"}),
+    )
+    .await;
+    assert_eq!(
+        (status, dup["error"].as_str()),
+        (400, Some("BadRequest")),
+        "{dup}"
+    );
+
+    // A project created with the defaults gets Infisical's three environments.
+    let (_, defaults) = api(
+        &fake,
+        "POST",
+        "/api/v1/projects",
+        json!({"projectName": "with-defaults"}),
+    )
+    .await;
+    let slugs: Vec<&str> = defaults["project"]["environments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["slug"].as_str().unwrap())
+        .collect();
+    assert_eq!(slugs, ["dev", "staging", "prod"]);
+
+    let restorer = InfisicalRestorer::new(conn(&fake))
+        .unwrap()
+        .target_project(&p, &target);
+    let r = restore_artifact(
+        e.sink.as_ref(),
+        dev,
+        &e.keyring,
+        &restorer,
+        &RestoreOptions::default(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.created, 303, "{r:?}");
+    assert!(
+        !r.notes.iter().any(|n| n.contains("tags missing")),
+        "{:?}",
+        r.notes
+    );
+    let key_1 = fake
+        .get(&target, "dev", "/team-1/svc-1/region-1", "KEY_1")
+        .unwrap();
+    let mut restored_tags = key_1.tag_ids.clone();
+    restored_tags.sort();
+    tag_ids.sort();
+    assert_eq!(restored_tags, tag_ids);
+}

@@ -23,12 +23,19 @@ impl RedactionReport {
         self.masked.is_empty() && self.absent.is_empty()
     }
 
-    /// One warning line per entry, for verifiers and restore reports.
+    /// One warning line per entry, for verifiers and restore reports: each masked value
+    /// with what to do about it after a restore (the remedy of its kind; `{realm}` and
+    /// `{id}` stand for the realm and the object's id).
     pub fn warnings(&self) -> Vec<String> {
         let mut w: Vec<String> = self
             .masked
             .iter()
-            .map(|p| format!("{p} was masked by Keycloak (value not in the backup)"))
+            .map(|p| {
+                format!(
+                    "{p} was masked by Keycloak (value not in the backup): {}",
+                    remedy(p, None)
+                )
+            })
             .collect();
         w.extend(
             self.absent
@@ -36,6 +43,99 @@ impl RedactionReport {
                 .map(|a| format!("not in the backup: {a}")),
         );
         w
+    }
+}
+
+/// The kinds of masked values, each set again its own way.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum MaskedField<'a> {
+    /// `clients[<clientId>].secret`: Keycloak can generate a new one.
+    ClientSecret(&'a str),
+    /// `clients[<clientId>].attributes.client.secret.rotated`: the previous secret kept
+    /// during a rotation.
+    RotatedClientSecret(&'a str),
+    /// `identityProviders[<alias>].config.clientSecret`: issued by the provider.
+    IdentityProviderSecret(&'a str),
+    /// `components.org.keycloak.storage.UserStorageProvider[<name>].config.bindCredential`:
+    /// the LDAP bind DN's password.
+    LdapBindCredential(&'a str),
+    /// `smtpServer.password`: the mail server's credentials.
+    SmtpPassword,
+    /// Another secret setting of a component (`components.<type>[<name>].config.<key>`).
+    ComponentSetting { name: &'a str, key: &'a str },
+    /// Anything else.
+    Other,
+}
+
+/// `inner` when `path` is `<prefix>[<inner>]<suffix>`.
+fn between<'a>(path: &'a str, prefix: &str, suffix: &str) -> Option<&'a str> {
+    path.strip_prefix(prefix)?
+        .strip_prefix('[')?
+        .strip_suffix(suffix)?
+        .strip_suffix(']')
+}
+
+fn masked_field(path: &str) -> MaskedField<'_> {
+    if path == "smtpServer.password" {
+        return MaskedField::SmtpPassword;
+    }
+    if let Some(c) = between(path, "clients", ".secret") {
+        return MaskedField::ClientSecret(c);
+    }
+    if let Some(c) = between(path, "clients", ".attributes.client.secret.rotated") {
+        return MaskedField::RotatedClientSecret(c);
+    }
+    if let Some(a) = between(path, "identityProviders", ".config.clientSecret") {
+        return MaskedField::IdentityProviderSecret(a);
+    }
+    const LDAP: &str = "components.org.keycloak.storage.UserStorageProvider";
+    if let Some(n) = between(path, LDAP, ".config.bindCredential") {
+        return MaskedField::LdapBindCredential(n);
+    }
+    if let Some(rest) = path.strip_prefix("components.") {
+        if let (Some(open), Some(close)) = (rest.find('['), rest.rfind("].config.")) {
+            if open < close {
+                return MaskedField::ComponentSetting {
+                    name: &rest[open + 1..close],
+                    key: &rest[close + "].config.".len()..],
+                };
+            }
+        }
+    }
+    MaskedField::Other
+}
+
+/// What to do about the masked value at `path` (one of [`masked_paths`]) once the realm
+/// is restored: each kind is set again its own way. `realm` names the realm in the admin
+/// calls given (`{realm}` when unknown).
+pub(crate) fn remedy(path: &str, realm: Option<&str>) -> String {
+    let realm = realm.unwrap_or("{realm}");
+    match masked_field(path) {
+        MaskedField::ClientSecret(c) => format!(
+            "regenerate the secret of client '{c}' (POST /admin/realms/{realm}/clients/{{id}}/client-secret) \
+             and give the new one to the applications using the client"
+        ),
+        MaskedField::RotatedClientSecret(c) => format!(
+            "the rotated (previous) secret of client '{c}' cannot be restored: applications still \
+             using it must switch to the client's current secret"
+        ),
+        MaskedField::IdentityProviderSecret(a) => format!(
+            "copy the client secret from the identity provider '{a}' (the client registered there \
+             for this realm) and set it with PUT /admin/realms/{realm}/identity-provider/instances/{a}"
+        ),
+        MaskedField::LdapBindCredential(n) => format!(
+            "set the bind credential of user federation '{n}' again: the password of its bind DN, \
+             from the LDAP administrator (PUT /admin/realms/{realm}/components/{{id}})"
+        ),
+        MaskedField::SmtpPassword => format!(
+            "set the SMTP password again with the mail server's credentials (PUT \
+             /admin/realms/{realm} with smtpServer.password)"
+        ),
+        MaskedField::ComponentSetting { name, key } => format!(
+            "set '{key}' of component '{name}' again from where it was issued (PUT \
+             /admin/realms/{realm}/components/{{id}})"
+        ),
+        MaskedField::Other => "set it again from where it was issued".to_string(),
     }
 }
 
@@ -195,6 +295,45 @@ pub fn report_for(realm: &Value, users_with_credentials: &Map<String, Value>) ->
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn each_masked_field_kind_has_its_own_remedy() {
+        let cases = [
+            ("clients[stoa-api].secret", "regenerate the secret of client 'stoa-api'"),
+            (
+                "clients[stoa-api].attributes.client.secret.rotated",
+                "rotated (previous) secret of client 'stoa-api' cannot be restored",
+            ),
+            (
+                "identityProviders[corp].config.clientSecret",
+                "copy the client secret from the identity provider 'corp'",
+            ),
+            (
+                "components.org.keycloak.storage.UserStorageProvider[corp-ldap].config.bindCredential",
+                "bind credential of user federation 'corp-ldap' again",
+            ),
+            ("smtpServer.password", "SMTP password"),
+            (
+                "components.org.keycloak.keys.KeyProvider[hmac].config.secret",
+                "set 'secret' of component 'hmac' again",
+            ),
+            ("attributes.custom", "set it again"),
+        ];
+        for (path, wanted) in cases {
+            let r = remedy(path, Some("stoa"));
+            assert!(r.contains(wanted), "{path}: {r}");
+            let regenerates = r.contains("regenerate");
+            assert_eq!(
+                regenerates,
+                path.ends_with("].secret") && path.starts_with("clients"),
+                "{path}: {r}"
+            );
+        }
+        assert!(remedy("clients[a].secret", Some("stoa"))
+            .contains("/admin/realms/stoa/clients/{id}/client-secret"));
+        assert!(remedy("identityProviders[corp].config.clientSecret", None)
+            .contains("PUT /admin/realms/{realm}/identity-provider/instances/corp"));
+    }
 
     #[test]
     fn finds_and_strips_masks() {

@@ -100,8 +100,8 @@ impl KeycloakRestorer {
         let stripped = redaction::strip_masked(&mut rep);
         for p in &stripped {
             report.notes.push(format!(
-                "{p}: masked in the backup, not restored — set it again (e.g. regenerate a client \
-                 secret with POST /admin/realms/{realm}/clients/{{id}}/client-secret)"
+                "{p}: masked in the backup, not restored — {}",
+                redaction::remedy(p, Some(&realm))
             ));
         }
         report
@@ -182,16 +182,7 @@ impl KeycloakRestorer {
                 import.insert(k.into(), v.clone());
             }
         }
-        report.notes.push(
-            "partialImport does not restore realm-level settings, authentication flows, client \
-             scopes or components"
-                .to_string()
-                + if options.existing == ExistingDataPolicy::Overwrite {
-                    "; top-level realm settings are updated with PUT"
-                } else {
-                    ""
-                },
-        );
+        report.notes.push(left_alone_note(&rep, options.existing));
         self.user_profile(&realm, &rep, options, &mut report)
             .await?;
         if options.dry_run {
@@ -468,6 +459,50 @@ impl KeycloakRestorer {
              and identity-provider mappers not counted)"
         ));
         Ok(report)
+    }
+}
+
+/// What an existing realm does not get from this backup: partialImport ignores realm-level
+/// settings, authentication flows, client scopes and components, and `PUT
+/// /admin/realms/{realm}` (under `Overwrite`) updates the top-level settings only.
+fn left_alone_note(rep: &Value, policy: ExistingDataPolicy) -> String {
+    let count = |k: &str| rep[k].as_array().map_or(0, Vec::len);
+    // The user profile is a component too, but restored on its own (see user_profile).
+    let components: usize = rep["components"].as_object().map_or(0, |types| {
+        types
+            .iter()
+            .filter(|(t, _)| t.as_str() != "org.keycloak.userprofile.UserProfileProvider")
+            .map(|(_, list)| list.as_array().map_or(0, Vec::len))
+            .sum()
+    });
+    let found: Vec<String> = [
+        (count("authenticationFlows"), "authentication flows"),
+        (count("authenticatorConfig"), "authenticator configs"),
+        (count("clientScopes"), "client scopes"),
+        (count("requiredActions"), "required actions"),
+        (components, "components"),
+    ]
+    .into_iter()
+    .filter(|(n, _)| *n > 0)
+    .map(|(n, what)| format!("{n} {what}"))
+    .collect();
+    let settings = if policy == ExistingDataPolicy::Overwrite {
+        "top-level realm settings are updated with PUT"
+    } else {
+        "top-level realm settings are not updated (only under Overwrite)"
+    };
+    if found.is_empty() {
+        format!(
+            "partialImport does not restore realm-level settings, authentication flows, client \
+             scopes or components; {settings}"
+        )
+    } else {
+        format!(
+            "the realm exists: {} in the backup are not restored (partialImport ignores them and \
+             PUT updates top-level settings only; recreate them in the admin console or restore \
+             into a new realm); {settings}",
+            found.join(", ")
+        )
     }
 }
 

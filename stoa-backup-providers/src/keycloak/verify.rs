@@ -7,7 +7,7 @@ use stoa_backup_core::manifest::VerificationRecord;
 use stoa_backup_core::{stream, ArtifactRecord, ErrorKind, Result, Verifier, VerifyContext};
 
 use super::facts::KeycloakFacts;
-use super::redaction::{masked_paths, RedactionReport};
+use super::redaction::{masked_paths, remedy, RedactionReport};
 use super::source::{count_groups, count_roles};
 use super::{CONTENT_TYPE, PROVIDER_REST};
 
@@ -106,7 +106,12 @@ impl Verifier for KeycloakExportVerifier {
                 }
             }
             None => {
-                warnings.extend(found.iter().map(|p| format!("{p} was masked by Keycloak")));
+                let realm = rep["realm"].as_str();
+                warnings.extend(
+                    found
+                        .iter()
+                        .map(|p| format!("{p} was masked by Keycloak: {}", remedy(p, realm))),
+                );
                 warnings.push("no redaction report recorded in the manifest".into());
             }
         }

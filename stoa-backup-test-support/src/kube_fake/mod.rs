@@ -23,6 +23,7 @@
 //! ```
 
 mod exec;
+pub mod kcsh;
 mod server;
 mod store;
 
