@@ -339,7 +339,12 @@ async fn newest_verified_run_survives_and_stale_incomplete_runs_are_removed() {
 // ---- on a local directory ----
 
 fn local_sink(dir: &std::path::Path) -> Arc<LocalSink> {
-    Arc::new(LocalSink::new(dir.join("backups")).expect("local sink"))
+    Arc::new(
+        LocalSink::builder(dir.join("backups"))
+            .create_root(true)
+            .build()
+            .expect("local sink"),
+    )
 }
 
 /// The file of `key` under the local sink's root.
