@@ -82,5 +82,11 @@ async fn main() -> Result<ExitCode, Box<dyn std::error::Error>> {
         "catalog of {dir}:\n{}",
         format_runs_table(&catalog.list_runs(&RunFilter::default()).await?)
     );
+    // Damaged runs are no backups, but an operator must hear of them.
+    for run in catalog.damaged_runs().await? {
+        if let Some(damage) = &run.damage {
+            eprintln!("warning: run {} is damaged: {damage}", run.run_id);
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }
