@@ -2,43 +2,19 @@
 //! of secrets in nested folders, hidden values, imports and references, token expiry, 429,
 //! v3 paths, restore policies, approval policies, and no secret or token in traces.
 
-use std::sync::Arc;
-
 use serde_json::{json, Value};
 use stoa_backup::core::manifest::{ArtifactRecord, Manifest};
 use stoa_backup::core::{
-    restore_artifact, AgeEncryption, ErrorKind, ExistingDataPolicy, Keyring, Pipeline,
-    RestoreOptions, RunStatus, Sink, ZstdCodec,
+    restore_artifact, ErrorKind, ExistingDataPolicy, Pipeline, RestoreOptions, RunStatus, ZstdCodec,
 };
 use stoa_backup::providers::infisical::{
     InfisicalApi, InfisicalConnection, InfisicalRestorer, InfisicalSource, FORMAT,
 };
-use stoa_backup::storage::LocalSink;
-use stoa_backup_test_support::artifacts::{age_keys, assert_no_plaintext, plain_bytes};
+use stoa_backup_test_support::artifacts::{assert_no_plaintext, plain_bytes};
 use stoa_backup_test_support::infisical_fake::{FakeInfisical, CLIENT_ID, HIDDEN};
 use stoa_backup_test_support::trace::TraceCapture;
 
-struct Env {
-    _tmp: tempfile::TempDir,
-    dir: std::path::PathBuf,
-    sink: Arc<dyn Sink>,
-    encryption: AgeEncryption,
-    keyring: Keyring,
-}
-
-fn env() -> Env {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("backups");
-    let sink: Arc<dyn Sink> = Arc::new(LocalSink::builder(&dir).create_root(true).build().unwrap());
-    let (encryption, keyring) = age_keys();
-    Env {
-        dir,
-        sink,
-        encryption,
-        keyring,
-        _tmp: tmp,
-    }
-}
+use crate::encrypted_dir::{env, Env};
 
 fn conn(fake: &FakeInfisical) -> InfisicalConnection {
     InfisicalConnection::new(&fake.url(), CLIENT_ID, fake.client_secret()).unwrap()

@@ -36,3 +36,11 @@ mod vault;
 
 #[cfg(all(feature = "postgres", feature = "local", target_os = "linux"))]
 mod faults;
+
+// Shared by the secret-store modules.
+#[cfg(all(
+    feature = "local",
+    feature = "age",
+    any(feature = "vault", feature = "infisical")
+))]
+mod encrypted_dir;

@@ -9,40 +9,18 @@ use async_trait::async_trait;
 use serde_json::{json, Value};
 use stoa_backup::core::manifest::{ArtifactRecord, Manifest};
 use stoa_backup::core::{
-    restore_artifact, AgeEncryption, ArtifactPlan, ErrorKind, ExistingDataPolicy, Export,
-    ExportContext, Keyring, Pipeline, PreflightReport, RestoreOptions, RunStatus, Sink, Source,
-    ZstdCodec,
+    restore_artifact, ArtifactPlan, ErrorKind, ExistingDataPolicy, Export, ExportContext, Pipeline,
+    PreflightReport, RestoreOptions, RunStatus, Source, ZstdCodec,
 };
 use stoa_backup::providers::vault::{
     RaftSnapshotRestorer, RaftSnapshotSource, RaftSnapshotVerifier, VaultAuth, VaultConnection,
     VaultKvRestorer, VaultKvSource, KV_FORMAT,
 };
-use stoa_backup::storage::LocalSink;
-use stoa_backup_test_support::artifacts::{age_keys, assert_no_plaintext, plain_bytes};
+use stoa_backup_test_support::artifacts::{assert_no_plaintext, plain_bytes};
 use stoa_backup_test_support::trace::TraceCapture;
 use stoa_backup_test_support::vault_fake::{FakeVault, HealthState, SnapshotFault};
 
-struct Env {
-    _tmp: tempfile::TempDir,
-    dir: std::path::PathBuf,
-    sink: Arc<dyn Sink>,
-    encryption: AgeEncryption,
-    keyring: Keyring,
-}
-
-fn env() -> Env {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("backups");
-    let sink: Arc<dyn Sink> = Arc::new(LocalSink::builder(&dir).create_root(true).build().unwrap());
-    let (encryption, keyring) = age_keys();
-    Env {
-        dir,
-        sink,
-        encryption,
-        keyring,
-        _tmp: tmp,
-    }
-}
+pub(crate) use crate::encrypted_dir::{env, Env};
 
 fn token_conn(fake: &FakeVault) -> VaultConnection {
     VaultConnection::new(&fake.url(), VaultAuth::token(fake.root_token())).unwrap()
