@@ -58,18 +58,23 @@ pub(super) fn parse_tar(reader: impl Read) -> std::io::Result<Vec<FileInfo>> {
     Ok(out)
 }
 
+/// How many chunks the parser may lag behind the stream: the tee waits beyond that, so a
+/// slow parser slows the stream instead of buffering the archive in memory.
+const PARSER_LAG_CHUNKS: usize = 8;
+
 /// A blocking reader over chunks sent from async code.
 struct ChannelReader {
-    rx: std::sync::mpsc::Receiver<Bytes>,
+    rx: tokio::sync::mpsc::Receiver<Bytes>,
     cur: Bytes,
 }
 
 impl Read for ChannelReader {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         while self.cur.is_empty() {
-            match self.rx.recv() {
-                Ok(b) => self.cur = b,
-                Err(_) => return Ok(0),
+            // On the parser's blocking thread, never on the runtime.
+            match self.rx.blocking_recv() {
+                Some(b) => self.cur = b,
+                None => return Ok(0),
             }
         }
         let n = buf.len().min(self.cur.len());
@@ -81,7 +86,7 @@ impl Read for ChannelReader {
 
 /// The files of an archive read by [`tee`], known once its stream has ended (or was
 /// dropped: then the parser sees a truncated archive).
-pub(super) struct Parsed(tokio::task::JoinHandle<std::io::Result<Vec<FileInfo>>>);
+pub(super) struct Parsed<T = Vec<FileInfo>>(tokio::task::JoinHandle<std::io::Result<T>>);
 
 impl Parsed {
     /// The files, or an integrity error when the bytes were not a readable kc.sh tar.
@@ -95,9 +100,17 @@ impl Parsed {
 
 /// Passes `inner` through unchanged while a parser on a blocking thread reads a copy.
 pub(super) fn tee(inner: ByteStream) -> (ByteStream, Parsed) {
-    let (tx, rx) = std::sync::mpsc::channel::<Bytes>();
+    tee_with(inner, parse_tar)
+}
+
+/// [`tee`] with any blocking reader of the copy.
+fn tee_with<T: Send + 'static>(
+    inner: ByteStream,
+    parse: impl FnOnce(ChannelReader) -> std::io::Result<T> + Send + 'static,
+) -> (ByteStream, Parsed<T>) {
+    let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(PARSER_LAG_CHUNKS);
     let parser = tokio::task::spawn_blocking(move || {
-        parse_tar(ChannelReader {
+        parse(ChannelReader {
             rx,
             cur: Bytes::new(),
         })
@@ -105,9 +118,12 @@ pub(super) fn tee(inner: ByteStream) -> (ByteStream, Parsed) {
     let stream = futures::stream::unfold((inner, Some(tx)), |(mut inner, mut tx)| async move {
         match inner.next().await {
             Some(Ok(b)) => {
+                // The parser only stops early on a broken archive, which it reports: then
+                // the copy is no longer sent.
                 if let Some(t) = &tx {
-                    // The parser only stops early on a broken archive, which it reports.
-                    let _ = t.send(b.clone());
+                    if t.send(b.clone()).await.is_err() {
+                        tx = None;
+                    }
                 }
                 Some((Ok(b), (inner, tx)))
             }
@@ -229,6 +245,44 @@ pub(super) fn facts_of(realm: &str, files: &[FileInfo]) -> KcShFacts {
 
 #[cfg(test)]
 mod tests {
+    /// A parser that stops reading must hold the stream back, not let it buffer the
+    /// archive in memory.
+    #[tokio::test]
+    async fn a_slow_parser_holds_the_stream_back_instead_of_buffering_it() {
+        use futures::StreamExt as _;
+        use std::io::Read as _;
+        let chunks = (0..200).map(|i| Ok(bytes::Bytes::from(vec![i as u8; 1024])));
+        let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+        let (stream, parsed) = super::tee_with(
+            Box::pin(futures::stream::iter(chunks)),
+            move |mut reader| {
+                let mut first = [0u8; 1];
+                reader.read_exact(&mut first)?;
+                // Stalls until the test has seen how far the stream got.
+                release_rx.recv().ok();
+                std::io::copy(&mut reader, &mut std::io::sink())
+            },
+        );
+        let mut stream = stream.fuse();
+        let mut passed = 0;
+        // Chunks pass until the stream waits for the stalled parser (or, buffering, ends).
+        while let Ok(Some(_)) =
+            tokio::time::timeout(std::time::Duration::from_millis(200), stream.next()).await
+        {
+            passed += 1;
+        }
+        assert!(
+            passed < 50, // the lag allowed is a handful of chunks, never the archive
+            "{passed} of 200 chunks passed a stalled parser: the copy is buffered"
+        );
+        release_tx.send(()).unwrap();
+        while stream.next().await.is_some() {
+            passed += 1;
+        }
+        assert_eq!(passed, 200);
+        assert_eq!(parsed.0.await.unwrap().unwrap(), 200 * 1024 - 1);
+    }
+
     use super::*;
     use serde_json::json;
 
