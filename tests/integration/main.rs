@@ -37,6 +37,10 @@ mod vault;
 #[cfg(all(feature = "postgres", feature = "local", target_os = "linux"))]
 mod faults;
 
+// Shared by the modules that look at a local sink's files on disk.
+#[cfg(feature = "local")]
+mod files;
+
 // Shared by the secret-store modules.
 #[cfg(all(
     feature = "local",

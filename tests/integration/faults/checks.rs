@@ -12,6 +12,9 @@ use stoa_backup::core::{
 };
 use stoa_backup::providers::postgres::{PgArchiveVerifier, DUMP_CONTENT_TYPE};
 
+use crate::files::files_under;
+pub(super) use crate::files::temp_files;
+
 /// Checks every run the catalog lists as complete: its manifest names a dump, and every
 /// artifact it names is in the sink at the recorded size, reads back with the recorded
 /// digests (stored and plain), and — for dumps — passes `pg_restore --list` with the
@@ -81,43 +84,6 @@ pub(super) fn run_digests(root: &Path, run: &RunId) -> BTreeMap<String, String> 
             let bytes = std::fs::read(&p).unwrap_or_else(|e| panic!("read {}: {e}", p.display()));
             let rel = p.strip_prefix(&dir).unwrap().display().to_string();
             (rel, sha256_hex(&bytes))
-        })
-        .collect()
-}
-
-fn files_under(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut todo = vec![dir.to_path_buf()];
-    while let Some(d) = todo.pop() {
-        let Ok(entries) = std::fs::read_dir(&d) else {
-            continue;
-        };
-        for e in entries.flatten() {
-            let p = e.path();
-            match e.file_type() {
-                Ok(t) if t.is_dir() => todo.push(p),
-                Ok(t) if t.is_file() => out.push(p),
-                _ => {}
-            }
-        }
-    }
-    out.sort();
-    out
-}
-
-/// Whether `name` is the name LocalSink gives its temporary files (`.<name>.tmp-<random>`).
-fn is_temp_name(name: &str) -> bool {
-    name.starts_with('.') && name.contains(".tmp-")
-}
-
-/// The temporary files anywhere under the sink's root.
-pub(super) fn temp_files(root: &Path) -> Vec<PathBuf> {
-    files_under(root)
-        .into_iter()
-        .filter(|p| {
-            p.file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(is_temp_name)
         })
         .collect()
 }
