@@ -276,6 +276,11 @@ impl ChildTest {
         }
     }
 
+    /// The child's exit status if it has exited (without waiting).
+    pub fn exited(&mut self) -> Option<ExitStatus> {
+        self.child.try_wait().ok().flatten()
+    }
+
     /// The live processes the child started (and theirs), as they are now.
     pub fn descendants(&self) -> Vec<Process> {
         descendants_of(self.pid)

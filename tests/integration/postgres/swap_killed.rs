@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use stoa_backup::core::{Catalog, RunId};
 use stoa_backup::storage::LocalSink;
+use stoa_backup_test_support::child::ChildTest;
 
 use super::support::{
     allows_connections, backup_into, database_comments, database_oid, databases_like, dry_run,
@@ -46,31 +47,25 @@ async fn child_restore() -> bool {
 /// database, SIGKILLs the child once its swap waits on that lock, then releases the lock
 /// and waits until the server is done with the child's session.
 async fn kill_restore_mid_swap(s: &Scenario, test: &str) {
-    use std::os::unix::process::ExitStatusExt;
-
     let holder = LockHolder::hold(s.live()).await;
     let name = format!("{}::{test}", module_path!().split_once("::").unwrap().1);
-    let mut child = tokio::process::Command::new(std::env::current_exe().unwrap())
-        .args([name.as_str(), "--exact", "--nocapture", "--test-threads=1"])
-        .env(CHILD_DIR, s.dir.path())
-        .env(CHILD_RUN, s.manifest.run_id.as_str())
-        .env(CHILD_LIVE, s.live())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
+    let mut child = ChildTest::spawn(
+        &name,
+        &[
+            (CHILD_DIR, s.dir.path().display().to_string()),
+            (CHILD_RUN, s.manifest.run_id.to_string()),
+            (CHILD_LIVE, s.live().to_string()),
+        ],
+    );
     let deadline = Instant::now() + Duration::from_secs(90);
     let waiter = loop {
         if let Some(pid) = waiting_on(s.live()).await.first() {
             break *pid;
         }
-        if let Some(status) = child.try_wait().unwrap() {
-            let out = child.wait_with_output().await.unwrap();
+        if let Some(status) = child.exited() {
             panic!(
-                "the child restore ended ({status}) before its swap waited on the lock:\n{}\n{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
+                "the child restore ended ({status}) before its swap waited on the lock:\n{}",
+                child.output()
             );
         }
         assert!(
@@ -79,9 +74,8 @@ async fn kill_restore_mid_swap(s: &Scenario, test: &str) {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
-    child.start_kill().unwrap();
-    let status = child.wait().await.unwrap();
-    assert_eq!(status.signal(), Some(9), "killed with SIGKILL: {status}");
+    // Asserts the child died of SIGKILL.
+    child.kill().await;
     // With the lock free, the server runs what the dead client's session was waiting for.
     holder.release().await;
     wait_gone(waiter).await;
