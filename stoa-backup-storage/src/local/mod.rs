@@ -219,8 +219,8 @@ fn escape_error(op: &str, key: &ObjectKey, what: &str) -> Error {
 }
 
 /// Whether a file name is that of a write in progress (`.<name>.tmp-<random>`): never an
-/// object, never listed; [`Sink::cleanup`](stoa_backup_core::Sink::cleanup) and preflight
-/// remove stale ones. For tools and tests that look at a backup directory themselves.
+/// object, never listed; [`Sink::cleanup`] and preflight remove stale ones. For tools and
+/// tests that look at a backup directory themselves.
 pub fn is_temp_name(name: &str) -> bool {
     name.starts_with('.') && name.contains(TMP_MARKER)
 }
