@@ -53,11 +53,34 @@ pub struct ObjectMeta {
     pub last_modified: Option<DateTime<Utc>>,
 }
 
-/// The result of a successful [`Sink::put`].
+/// The result of a successful [`Sink::put`]: [`PutResult::new`], and
+/// [`PutResult::store_checked`] where the store itself checked what it received.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct PutResult {
     /// Bytes written.
     pub size: u64,
+    /// How the store itself checked every byte it received against checksums the sink
+    /// computed from the bytes it was handed (S3's `x-amz-checksum-sha256` on every part,
+    /// say), when it did. The pipeline then takes the stored bytes as checked and does not
+    /// read them back; `None` (a plain file, a Git blob) makes it read them back once.
+    pub store_checked: Option<String>,
+}
+
+impl PutResult {
+    /// `size` bytes written, checked by nobody but the sink.
+    pub fn new(size: u64) -> Self {
+        PutResult {
+            size,
+            store_checked: None,
+        }
+    }
+
+    /// The store checked the bytes it received, as `how` says (recorded in the manifest).
+    pub fn store_checked(mut self, how: impl Into<String>) -> Self {
+        self.store_checked = Some(how.into());
+        self
+    }
 }
 
 /// What a [`Sink::cleanup`] pass removed, and what it could not.
@@ -262,7 +285,7 @@ impl Sink for MemorySink {
             .write()
             .await
             .insert(key.clone(), (buf.freeze(), Utc::now()));
-        Ok(PutResult { size })
+        Ok(PutResult::new(size))
     }
 
     async fn get(&self, key: &ObjectKey) -> Result<ByteStream> {

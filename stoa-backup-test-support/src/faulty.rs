@@ -388,7 +388,7 @@ mod tests {
                 while let Some(c) = s.next().await {
                     self.0.lock().unwrap().extend_from_slice(&c?);
                 }
-                Ok(PutResult { size: 0 })
+                Ok(PutResult::new(0))
             }
             async fn get(&self, k: &ObjectKey) -> Result<ByteStream> {
                 Err(stoa_backup_core::sink::not_found("recorder", k))

@@ -93,7 +93,7 @@ impl Sink for TimedSink {
         let bytes = crate::stream::collect(stream).await?;
         let size = bytes.len() as u64;
         self.write(key, bytes);
-        Ok(PutResult { size })
+        Ok(PutResult::new(size))
     }
     async fn get(&self, key: &ObjectKey) -> Result<ByteStream> {
         if self.fail_get.lock().unwrap().as_ref() == Some(key) {

@@ -311,13 +311,13 @@ impl Sink for GitSink {
         let staged = self.stage_blob(key, stream).await?;
         if matches!(kind, KeyKind::Plain) {
             self.plain_change(key, Some(staged.oid)).await?;
-            return Ok(PutResult { size: staged.size });
+            return Ok(PutResult::new(staged.size));
         }
         let k = key.clone();
         self.with_state("put", move |sh, st| sh.put_staged(st, &k, kind, staged))
             .await
             .map_err(|e| e.or_artifact(key.as_str()))?;
-        Ok(PutResult { size: staged.size })
+        Ok(PutResult::new(staged.size))
     }
 
     async fn get(&self, key: &ObjectKey) -> Result<ByteStream> {

@@ -155,7 +155,7 @@ impl Sink for LocalSink {
         // even if the caller drops the future (the stream has been consumed whole by then).
         let k = key.clone();
         blocking(move || commit(std_file, guard, &final_path, &k)).await?;
-        Ok(PutResult { size })
+        Ok(PutResult::new(size))
     }
 
     async fn get(&self, key: &ObjectKey) -> Result<ByteStream> {

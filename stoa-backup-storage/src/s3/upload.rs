@@ -292,7 +292,7 @@ impl S3Sink {
                         .metrics
                         .single_puts
                         .fetch_add(1, Ordering::SeqCst);
-                    return Ok(PutResult { size });
+                    return Ok(PutResult::new(size));
                 }
                 Some(Err(e)) => return Err(stream_err(e)),
                 Some(Ok(chunk)) => {
@@ -383,7 +383,7 @@ impl S3Sink {
             .finish()
             .await
             .map_err(|e| self.err(e, "put", Some(key.as_str())))?;
-        Ok(PutResult { size })
+        Ok(PutResult::new(size))
     }
 
     async fn abort(&self, writer: WriteMultipart, key: &ObjectKey) {

@@ -108,7 +108,7 @@ async fn a_sink_that_stops_reading_early_fails_the_artifact_and_leaves_nothing_u
         let first = stream.next().await.transpose()?.unwrap_or_default();
         let size = first.len() as u64;
         inner.put_bytes(&key, first).await?;
-        Ok(PutResult { size })
+        Ok(PutResult::new(size))
     }));
     let report = run_with(sink.clone(), Fixed::one("db", "dump.bin", b"rows"), None).await;
     let key = format!("{}/db/dump.bin", report.run_id.prefix());
@@ -128,7 +128,7 @@ async fn a_sink_that_stores_fewer_bytes_than_it_was_given_fails_the_artifact() {
         all.pop();
         let size = all.len() as u64;
         inner.put_bytes(&key, Bytes::from(all)).await?;
-        Ok(PutResult { size })
+        Ok(PutResult::new(size))
     }));
     let report = run_with(sink.clone(), Fixed::one("db", "dump.bin", b"rows"), None).await;
     let key = format!("{}/db/dump.bin", report.run_id.prefix());
