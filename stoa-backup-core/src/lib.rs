@@ -32,7 +32,10 @@ pub use codec::AgeEncryption;
 pub use codec::{Keyring, ZstdCodec};
 pub use error::{Error, ErrorKind, Result};
 pub use key::ObjectKey;
-pub use manifest::{ArtifactRecord, Manifest, RunDamage, RunId, RunStatus, RunSummary};
+pub use manifest::{
+    ArtifactRecord, ArtifactTimings, Manifest, RunDamage, RunId, RunStatus, RunSummary,
+    VerificationRecord, VerifyMethod,
+};
 pub use observer::{Event, NoopObserver, Observer, TracingObserver};
 pub use restore::{ExistingDataPolicy, RestoreOptions, RestoreReport, Restorer};
 pub use retention::{
@@ -52,4 +55,4 @@ pub use pipeline::{Pipeline, PipelineBuilder, RunReport};
 pub use process::CommandSpec;
 pub use restore::{open_artifact, restore_artifact};
 pub use sources::{CommandSource, FileRestorer, FileSource};
-pub use verify::{ChecksumVerifier, Verifier, VerifyContext};
+pub use verify::{ChecksumVerifier, InlineContext, StoredRecord, Verifier, VerifyContext};

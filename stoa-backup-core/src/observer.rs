@@ -4,7 +4,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::manifest::{RunId, RunStatus, VerificationRecord};
+use crate::manifest::{ArtifactTimings, RunId, RunStatus, VerificationRecord};
 use crate::retention::RetentionPlan;
 
 /// Something that happened during a run.
@@ -64,6 +64,15 @@ pub enum Event<'a> {
         name: &'a str,
         /// The result.
         record: &'a VerificationRecord,
+    },
+    /// An artifact was stored and verified: where its time went.
+    ArtifactTimings {
+        /// Component.
+        component: &'a str,
+        /// Artifact name.
+        name: &'a str,
+        /// Dump, store and verification times, and throughput.
+        timings: &'a ArtifactTimings,
     },
     /// Retention planned what to keep.
     RetentionPlanned {

@@ -1,7 +1,9 @@
 //! Byte streams: the currency between sources, codec stages and sinks.
 
 use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::task::{ready, Context, Poll};
 
 use bytes::{Bytes, BytesMut};
 use futures::{Stream, StreamExt, TryStreamExt};
@@ -9,6 +11,7 @@ use tokio::io::AsyncRead;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::io::{ReaderStream, StreamReader};
+use tokio_util::sync::PollSender;
 
 use crate::error::{Error, Result};
 
@@ -122,6 +125,128 @@ impl Drop for TaskStream {
     }
 }
 
+/// Copies a stream into `copies` more streams as the returned main stream is read: each
+/// chunk goes to every copy (a reference-counted [`Bytes`], not a copy of the bytes) before
+/// the main stream yields it. Each copy buffers up to `depth` chunks; a copy whose reader lags
+/// holds the main stream back (backpressure, so memory stays bounded), and a copy whose reader
+/// went away is dropped while the others go on.
+///
+/// A copy ends when the main stream ends. When the input fails, or the main stream is dropped
+/// before its end, every copy still being read yields an error instead of ending, so no
+/// reader takes a cut stream for a whole one.
+///
+/// The readers of the copies must keep reading (or drop their copy) without waiting on the
+/// main stream's reader, or both wait for ever.
+pub fn tee(input: ByteStream, copies: usize, depth: usize) -> (ByteStream, Vec<ByteStream>) {
+    let complete = Arc::new(AtomicBool::new(false));
+    let mut senders = Vec::with_capacity(copies);
+    let mut outputs = Vec::with_capacity(copies);
+    for _ in 0..copies {
+        let (tx, rx) = mpsc::channel::<Result<Bytes>>(depth.max(1));
+        senders.push(PollSender::new(tx));
+        outputs.push(Box::pin(TeeCopy {
+            rx,
+            complete: complete.clone(),
+            done: false,
+        }) as ByteStream);
+    }
+    let main = Tee {
+        input,
+        copies: senders,
+        pending: None,
+        complete,
+    };
+    (Box::pin(main), outputs)
+}
+
+/// The main stream of [`tee`]: it reads the input and feeds the copies.
+struct Tee {
+    input: ByteStream,
+    copies: Vec<PollSender<Result<Bytes>>>,
+    /// A chunk read from the input, waiting until every copy has room for it.
+    pending: Option<Bytes>,
+    complete: Arc<AtomicBool>,
+}
+
+impl Stream for Tee {
+    type Item = Result<Bytes>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = &mut *self;
+        loop {
+            if this.pending.is_some() {
+                let mut i = 0;
+                while i < this.copies.len() {
+                    match this.copies[i].poll_reserve(cx) {
+                        Poll::Ready(Ok(())) => i += 1,
+                        // Its reader is gone: the others go on without it.
+                        Poll::Ready(Err(_)) => drop(this.copies.swap_remove(i)),
+                        Poll::Pending => return Poll::Pending,
+                    }
+                }
+                let chunk = this.pending.take().expect("a pending chunk");
+                for copy in &mut this.copies {
+                    // Reserved above; a reader that left since is no loss.
+                    let _ = copy.send_item(Ok(chunk.clone()));
+                }
+                return Poll::Ready(Some(Ok(chunk)));
+            }
+            match ready!(this.input.as_mut().poll_next(cx)) {
+                Some(Ok(chunk)) => this.pending = Some(chunk),
+                Some(Err(e)) => {
+                    for copy in &mut this.copies {
+                        if let Some(tx) = copy.get_ref() {
+                            // A full buffer is fine: the copy reports the cut at its end.
+                            let _ = tx.try_send(Err(Error::new(e.kind(), e.message().to_string())));
+                        }
+                    }
+                    this.copies.clear();
+                    return Poll::Ready(Some(Err(e)));
+                }
+                None => {
+                    this.complete.store(true, Ordering::SeqCst);
+                    this.copies.clear();
+                    return Poll::Ready(None);
+                }
+            }
+        }
+    }
+}
+
+/// A copy of [`tee`]: the chunks the main stream passed on, then the end or an error.
+struct TeeCopy {
+    rx: mpsc::Receiver<Result<Bytes>>,
+    complete: Arc<AtomicBool>,
+    done: bool,
+}
+
+impl Stream for TeeCopy {
+    type Item = Result<Bytes>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        if self.done {
+            return Poll::Ready(None);
+        }
+        match ready!(self.rx.poll_recv(cx)) {
+            Some(Ok(chunk)) => Poll::Ready(Some(Ok(chunk))),
+            Some(Err(e)) => {
+                self.done = true;
+                Poll::Ready(Some(Err(e)))
+            }
+            None => {
+                self.done = true;
+                if self.complete.load(Ordering::SeqCst) {
+                    Poll::Ready(None)
+                } else {
+                    Poll::Ready(Some(Err(Error::cancelled(
+                        "the stream this copy was taken from stopped before its end",
+                    ))))
+                }
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -163,5 +288,63 @@ mod tests {
         assert_eq!(s.next().await.unwrap().unwrap().len(), 7);
         assert!(s.next().await.unwrap().is_err());
         assert!(s.next().await.is_none(), "nothing after the error");
+    }
+
+    async fn read_all(s: ByteStream) -> Result<Vec<u8>> {
+        collect(s).await
+    }
+
+    #[tokio::test]
+    async fn tee_gives_every_copy_the_whole_stream() {
+        let input = chunks(&[3, 4, 5, 20, 2, 1]);
+        let expected: Vec<u8> = input
+            .iter()
+            .flat_map(|c| c.as_ref().unwrap().to_vec())
+            .collect();
+        let (main, copies) = tee(Box::pin(futures::stream::iter(input)), 2, 1);
+        let mut readers: Vec<_> = copies
+            .into_iter()
+            .map(|c| tokio::spawn(read_all(c)))
+            .collect();
+        assert_eq!(read_all(main).await.unwrap(), expected);
+        for r in readers.drain(..) {
+            assert_eq!(r.await.unwrap().unwrap(), expected);
+        }
+    }
+
+    #[tokio::test]
+    async fn tee_goes_on_without_a_copy_whose_reader_left() {
+        let input = chunks(&[10; 50]);
+        let (main, mut copies) = tee(Box::pin(futures::stream::iter(input)), 2, 1);
+        let kept = tokio::spawn(read_all(copies.pop().unwrap()));
+        let mut dropped = copies.pop().unwrap();
+        // Copies get chunks only as the main stream is read: read both at once.
+        let early = tokio::spawn(async move {
+            let first = dropped.next().await.unwrap().unwrap();
+            drop(dropped);
+            first.len()
+        });
+        assert_eq!(read_all(main).await.unwrap().len(), 500);
+        assert_eq!(early.await.unwrap(), 10);
+        assert_eq!(kept.await.unwrap().unwrap().len(), 500);
+    }
+
+    #[tokio::test]
+    async fn a_copy_of_a_failed_or_abandoned_stream_ends_with_an_error() {
+        let mut input = chunks(&[3, 4]);
+        input.push(Err(Error::integrity("source broke")));
+        let (main, mut copies) = tee(Box::pin(futures::stream::iter(input)), 1, 4);
+        let copy = tokio::spawn(read_all(copies.pop().unwrap()));
+        let err = read_all(main).await.unwrap_err();
+        assert_eq!(err.kind(), crate::ErrorKind::Integrity);
+        let err = copy.await.unwrap().unwrap_err();
+        assert_eq!(err.kind(), crate::ErrorKind::Integrity, "{err}");
+
+        // The main stream dropped half-way: its copies must not look complete.
+        let (mut main, mut copies) = tee(Box::pin(futures::stream::iter(chunks(&[5; 10]))), 1, 4);
+        main.next().await.unwrap().unwrap();
+        drop(main);
+        let err = read_all(copies.pop().unwrap()).await.unwrap_err();
+        assert_eq!(err.kind(), crate::ErrorKind::Cancelled, "{err}");
     }
 }

@@ -7,7 +7,7 @@ use async_trait::async_trait;
 
 use crate::codec::{decode_chain, hashing, Keyring};
 use crate::error::{Error, ErrorKind, Result};
-use crate::manifest::{ArtifactRecord, VerificationRecord};
+use crate::manifest::{ArtifactRecord, VerificationRecord, VerifyMethod};
 use crate::sink::Sink;
 use crate::stream::ByteStream;
 
@@ -51,8 +51,62 @@ impl VerifyContext<'_> {
     }
 }
 
+/// What an inline check gets ([`Verifier::verify_inline`]): the artifact as planned, a copy
+/// of its plain bytes as the source produces them, and — once it is stored — its record.
+pub struct InlineContext {
+    /// The artifact's record as planned: component, provider, name, key, content type, and
+    /// the facts known before the export. Sizes, digests and the facts the source reports at
+    /// the end of its export are not known yet: [`StoredRecord::get`] has them.
+    pub planned: ArtifactRecord,
+    /// The plain bytes as the source produces them, while the pipeline stores them. Read it
+    /// to its end, or drop it when the check needs no more (a check of a header): the store
+    /// goes on either way. It ends with an error when the store was abandoned. Holding it
+    /// unread while awaiting [`StoredRecord::get`] would stall the store: drop it first.
+    pub plain: ByteStream,
+    /// The artifact's record once it is stored.
+    pub stored: StoredRecord,
+}
+
+impl fmt::Debug for InlineContext {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("InlineContext")
+            .field("artifact", &self.planned.key)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The record of an artifact an inline check reads, handed over once the artifact is
+/// stored.
+#[derive(Debug)]
+pub struct StoredRecord(tokio::sync::oneshot::Receiver<ArtifactRecord>);
+
+impl StoredRecord {
+    /// A handle and the sender that fulfils it.
+    pub(crate) fn channel() -> (tokio::sync::oneshot::Sender<ArtifactRecord>, StoredRecord) {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        (tx, StoredRecord(rx))
+    }
+
+    /// Waits until the artifact is stored and returns its record: sizes, digests, and the
+    /// facts the source reported at the end of its export (a dump's table of contents).
+    /// Fails with [`ErrorKind::Cancelled`] when the artifact was not stored; nothing the
+    /// check found matters then.
+    pub async fn get(self) -> Result<ArtifactRecord> {
+        self.0.await.map_err(|_| {
+            Error::cancelled("the artifact was not stored, so its inline check has no verdict")
+        })
+    }
+}
+
 /// Checks an artifact and reports. A failed check is an `Ok` report with `ok: false`; an
 /// `Err` means the check itself could not run.
+///
+/// A verifier may also check artifacts *inline* ([`Verifier::inline`]): on a copy of the
+/// plain bytes while the pipeline stores them, instead of reading the stored artifact back
+/// afterwards. The pipeline then makes sure the store holds what it was sent (a read-back of
+/// the stored bytes against the digest computed while writing, or the store's own checksum),
+/// so an inline check plus that digest check covers what a read-back check covers, without
+/// the second read and without the keys of an encrypted artifact.
 #[async_trait]
 pub trait Verifier: Send + Sync + fmt::Debug {
     /// Name recorded in the manifest (`checksum`, `postgres-archive`…).
@@ -70,6 +124,29 @@ pub trait Verifier: Send + Sync + fmt::Debug {
 
     /// Checks the artifact.
     async fn verify(&self, ctx: &VerifyContext<'_>) -> Result<VerificationRecord>;
+
+    /// Whether this verifier can check an artifact inline, with
+    /// [`verify_inline`](Self::verify_inline). `false` unless the verifier says so. A
+    /// pipeline runs inline checks where it can (see
+    /// [`PipelineBuilder::inline_verification`](crate::pipeline::PipelineBuilder::inline_verification));
+    /// [`verify`](Self::verify) stays the check of an artifact already stored (a later
+    /// [`Catalog::verify_run`](crate::catalog::Catalog::verify_run)).
+    fn inline(&self) -> bool {
+        false
+    }
+
+    /// Checks an artifact from a copy of its plain bytes as they are produced; called only
+    /// when [`inline`](Self::inline) says so, with an artifact [`applies_to`](Self::applies_to)
+    /// accepted as planned (sizes and digests unknown yet). The record returned should say
+    /// [`VerifyMethod::Inline`]; the pipeline sets it when it does not.
+    async fn verify_inline(&self, ctx: InlineContext) -> Result<VerificationRecord> {
+        Err(Error::new(
+            ErrorKind::Unsupported,
+            format!("verifier '{}' has no inline check", self.name()),
+        )
+        .with_artifact(ctx.planned.key.to_string())
+        .with_hint("a verifier implementing verify_inline must also return true from inline()"))
+    }
 }
 
 macro_rules! forward_verifier {
@@ -89,6 +166,12 @@ macro_rules! forward_verifier {
             }
             async fn verify(&self, ctx: &VerifyContext<'_>) -> Result<VerificationRecord> {
                 (**self).verify(ctx).await
+            }
+            fn inline(&self) -> bool {
+                (**self).inline()
+            }
+            async fn verify_inline(&self, ctx: InlineContext) -> Result<VerificationRecord> {
+                (**self).verify_inline(ctx).await
             }
         }
     )+};
@@ -151,7 +234,9 @@ impl Verifier for ChecksumVerifier {
         } else {
             drain(stored).await.map(|_| (stored_digest.get(), None))
         };
-        let record = |ok: bool, detail: String| VerificationRecord::now(self.name(), ok, detail);
+        let record = |ok: bool, detail: String| {
+            VerificationRecord::now(self.name(), ok, detail).with_method(VerifyMethod::ReadBack)
+        };
         let (stored, plain) = match outcome {
             Ok(d) => d,
             Err(e) if matches!(e.kind(), ErrorKind::Integrity) => {

@@ -76,6 +76,7 @@ pub(crate) fn record_with_facts(
         facts,
         duration_ms: 0,
         verification: vec![],
+        timings: None,
     }
 }
 

@@ -148,10 +148,13 @@ async fn write_artifact(
                 ok: true,
                 detail: String::new(),
                 warnings: vec![],
+                method: None,
+                duration_ms: None,
             }]
         } else {
             vec![]
         },
+        timings: None,
     }
 }
 

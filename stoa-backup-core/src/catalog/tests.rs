@@ -148,6 +148,8 @@ fn write_complete(sink: &TimedSink, id: &RunId, component: &str, verified: bool)
             ok: true,
             detail: String::new(),
             warnings: vec![],
+            method: None,
+            duration_ms: None,
         }];
     }
     let started_at = id.timestamp().unwrap();

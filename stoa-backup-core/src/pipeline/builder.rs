@@ -45,6 +45,7 @@ pub struct PipelineBuilder {
     retry: RetryPolicy,
     skip_preflight: bool,
     heartbeat_interval: Option<Duration>,
+    inline_verification: bool,
 }
 
 impl Default for PipelineBuilder {
@@ -67,6 +68,7 @@ impl Default for PipelineBuilder {
             retry: RetryPolicy::default(),
             skip_preflight: false,
             heartbeat_interval: Some(DEFAULT_HEARTBEAT_INTERVAL),
+            inline_verification: true,
         }
     }
 }
@@ -114,7 +116,9 @@ impl PipelineBuilder {
 
     /// Adds a verifier run on every stored artifact it applies to, before the manifest is
     /// written. A failed verification fails the run. Any [`Verifier`], also an `Arc` or `Box`
-    /// of one. A verifier that reads plain bytes ([`Verifier::needs_plain_bytes`]) of
+    /// of one. A verifier that checks inline ([`Verifier::inline`]) reads a copy of the plain
+    /// bytes while they are stored (see [`inline_verification`](Self::inline_verification));
+    /// one that reads the stored plain bytes back ([`Verifier::needs_plain_bytes`]) of
     /// artifacts encrypted to recipients needs a [`keyring`](Self::keyring).
     pub fn verifier(mut self, verifier: impl Verifier + 'static) -> Self {
         self.verifiers.push(Arc::new(verifier));
@@ -210,6 +214,22 @@ impl PipelineBuilder {
         self
     }
 
+    /// Whether verifiers that can check inline do so (default on): they read a copy of the
+    /// plain bytes while the artifact is stored — no second read, no decompression or
+    /// decryption of the stored artifact, no key needed — and the pipeline then checks that
+    /// the store holds exactly the bytes it was sent: it reads them back and compares their
+    /// SHA-256 with the one computed while writing, unless the store checked them on write
+    /// ([`PutResult::store_checked`](crate::sink::PutResult)). The manifest records how each
+    /// check ran ([`VerifyMethod`](crate::manifest::VerifyMethod)).
+    ///
+    /// Off, every verifier reads the stored artifact back after it is stored and decodes it:
+    /// slower, and it also catches a codec that wrote bytes that do not decode to what it
+    /// was given.
+    pub fn inline_verification(mut self, on: bool) -> Self {
+        self.inline_verification = on;
+        self
+    }
+
     /// Validates the configuration and builds the pipeline.
     pub fn build(self) -> Result<Pipeline> {
         let sink = self.sink.ok_or_else(|| {
@@ -245,7 +265,7 @@ impl PipelineBuilder {
         #[cfg(not(feature = "age"))]
         let encrypted = false;
         if encrypted && keyring.is_empty() {
-            check_verifiers_need_no_key(&self.verifiers)?;
+            check_verifiers_need_no_key(&self.verifiers, self.inline_verification)?;
         }
         #[cfg(feature = "age")]
         if let Some(e) = self.encryption {
@@ -268,6 +288,7 @@ impl PipelineBuilder {
             retry: self.retry,
             preflight: !self.skip_preflight,
             heartbeat_interval: self.heartbeat_interval,
+            inline_verification: self.inline_verification,
         })
     }
 }
@@ -303,12 +324,13 @@ fn check_components(sources: &[Arc<dyn Source>]) -> Result<()> {
     Ok(())
 }
 
-/// With encryption and no key to decrypt, a verifier reading plain bytes could only fail
-/// on every artifact, at the end of the run: say so now.
-fn check_verifiers_need_no_key(verifiers: &[Arc<dyn Verifier>]) -> Result<()> {
+/// With encryption and no key to decrypt, a verifier reading plain bytes back could only
+/// fail on every artifact, at the end of the run: say so now. Inline checks read the plain
+/// bytes before encryption and need no key.
+fn check_verifiers_need_no_key(verifiers: &[Arc<dyn Verifier>], inline: bool) -> Result<()> {
     let need: Vec<&str> = verifiers
         .iter()
-        .filter(|v| v.needs_plain_bytes())
+        .filter(|v| v.needs_plain_bytes() && !(inline && v.inline()))
         .map(|v| v.name())
         .collect();
     if need.is_empty() {

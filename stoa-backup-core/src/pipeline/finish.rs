@@ -2,19 +2,23 @@
 //! manifest (or the failure report), and retention.
 
 use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
 
 use super::heartbeat::HeartbeatWriter;
 use super::report::{retention_failed, RunReport};
+use super::store::{InlineOutcome, StoredArtifact};
 use super::Pipeline;
 use crate::catalog::Catalog;
 use crate::error::{Error, Result};
 use crate::manifest::{
-    ArtifactFailure, ArtifactRecord, Manifest, RunId, RunStatus, MANIFEST_FORMAT_VERSION,
+    ArtifactFailure, ArtifactRecord, ArtifactTimings, Manifest, RunId, RunStatus,
+    VerificationRecord, VerifyMethod, MANIFEST_FORMAT_VERSION,
 };
 use crate::observer::Event;
 use crate::retention::{RetentionPlan, RetentionPolicy};
 use crate::sink::SinkExt;
-use crate::verify::VerifyContext;
+use crate::verify::{ChecksumVerifier, Verifier, VerifyContext};
 use chrono::Utc;
 
 /// What a run has before its manifest: when it started, what it stored, what failed.
@@ -25,59 +29,156 @@ pub(super) struct Stored {
 }
 
 impl Pipeline {
-    /// Runs every verifier on every stored artifact it applies to; a failed one becomes a
-    /// failure of the run.
-    pub(super) async fn verify_all(&self, stored: &mut Stored) {
-        for record in stored.artifacts.iter_mut() {
-            if let Err(failure) = self.verify_artifact(record).await {
-                stored.failures.push(failure);
-            }
+    /// Verifies every stored artifact: the verdicts of its inline checks, then every other
+    /// verifier that applies (reading the artifact back) and, after inline checks, the check
+    /// that the store holds what was sent. A failed check becomes a failure of the run. The
+    /// records come back with their verifications and timings.
+    pub(super) async fn verify_all(
+        &self,
+        artifacts: Vec<StoredArtifact>,
+        failures: &mut Vec<ArtifactFailure>,
+    ) -> Vec<ArtifactRecord> {
+        let mut records = Vec::with_capacity(artifacts.len());
+        for artifact in artifacts {
+            let (record, failure) = self.verify_artifact(artifact).await;
+            failures.extend(failure);
+            records.push(record);
         }
+        records
     }
 
     async fn verify_artifact(
         &self,
+        artifact: StoredArtifact,
+    ) -> (ArtifactRecord, Option<ArtifactFailure>) {
+        let StoredArtifact {
+            mut record,
+            inline,
+            store_checked,
+            started,
+            dump_ms,
+            stored_at,
+        } = artifact;
+        let checked = self
+            .run_checks(&mut record, inline, store_checked.as_deref(), stored_at)
+            .await;
+        let done = Instant::now();
+        let store_ms = stored_at.duration_since(started).as_millis() as u64;
+        let timings = ArtifactTimings {
+            dump_ms,
+            store_ms,
+            verify_ms: done.duration_since(stored_at).as_millis() as u64,
+            total_ms: done.duration_since(started).as_millis() as u64,
+            plain_bytes_per_sec: ArtifactTimings::rate(record.plain_size, store_ms),
+            stored_bytes_per_sec: ArtifactTimings::rate(record.stored_size, store_ms),
+        };
+        record.timings = Some(timings);
+        self.observer.on_event(&Event::ArtifactTimings {
+            component: &record.component,
+            name: &record.name,
+            timings: &timings,
+        });
+        (record, checked.err())
+    }
+
+    /// Every check of one artifact, in the pipeline's verifier order; stops at the first
+    /// that fails.
+    async fn run_checks(
+        &self,
         record: &mut ArtifactRecord,
+        inline: Vec<InlineOutcome>,
+        store_checked: Option<&str>,
+        stored_at: Instant,
     ) -> std::result::Result<(), ArtifactFailure> {
+        let ran_inline = !inline.is_empty();
+        let mut inline = inline.into_iter().peekable();
         for verifier in &self.verifiers {
-            if !verifier.applies_to(record) {
-                continue;
-            }
-            let ctx = VerifyContext {
-                sink: self.sink.as_ref(),
-                artifact: record,
-                keyring: &self.keyring,
+            let outcome = match inline.next_if(|o| Arc::ptr_eq(&o.verifier, verifier)) {
+                Some(o) => o.result.map(|mut v| {
+                    v.method.get_or_insert(VerifyMethod::Inline);
+                    v.duration_ms.get_or_insert(
+                        o.finished_at
+                            .saturating_duration_since(stored_at)
+                            .as_millis() as u64,
+                    );
+                    v
+                }),
+                None if verifier.applies_to(record) => {
+                    self.read_back(verifier.as_ref(), record).await
+                }
+                None => continue,
             };
-            let outcome = verifier.verify(&ctx).await.map_err(|e| {
-                e.or_component(record.component.clone())
-                    .or_operation("verify")
-                    .or_artifact(record.key.to_string())
-            });
-            let v = match outcome {
-                Ok(v) => v,
-                Err(e) => return Err(verify_failure(record, e)),
+            self.accept(record, verifier.name(), outcome)?;
+        }
+        if ran_inline {
+            // The inline checks read the bytes as produced: the stored ones must be those.
+            let outcome = match store_checked {
+                Some(how) => Ok(VerificationRecord::now(
+                    ChecksumVerifier::new().name(),
+                    true,
+                    format!(
+                        "{} bytes, sha256 {}: checked by the store on write ({how})",
+                        record.stored_size, record.stored_sha256
+                    ),
+                )
+                .with_method(VerifyMethod::StoreChecksum)),
+                None => self.read_back(&ChecksumVerifier::new(), record).await,
             };
-            self.observer.on_event(&Event::Verified {
-                component: &record.component,
-                name: &record.name,
-                record: &v,
-            });
-            let ok = v.ok;
-            let detail = v.detail.clone();
-            record.verification.push(v);
-            if !ok {
-                let e =
-                    Error::integrity(format!("verifier '{}' failed: {detail}", verifier.name()))
-                        .with_component(record.component.clone())
-                        .with_operation("verify")
-                        .with_artifact(record.key.to_string())
-                        .with_hint(
-                            "the stored artifact does not pass its check: re-run the backup",
-                        );
-                return Err(verify_failure(record, e));
-            }
+            self.accept(record, ChecksumVerifier::new().name(), outcome)?;
         }
         Ok(())
+    }
+
+    /// Runs `verifier` on the stored artifact, timed.
+    async fn read_back(
+        &self,
+        verifier: &dyn Verifier,
+        record: &ArtifactRecord,
+    ) -> Result<VerificationRecord> {
+        let t0 = Instant::now();
+        let ctx = VerifyContext {
+            sink: self.sink.as_ref(),
+            artifact: record,
+            keyring: &self.keyring,
+        };
+        let mut v = verifier.verify(&ctx).await?;
+        v.method.get_or_insert(VerifyMethod::ReadBack);
+        v.duration_ms.get_or_insert(t0.elapsed().as_millis() as u64);
+        Ok(v)
+    }
+
+    /// Records a check's verdict on the artifact; a failed or impossible check is the
+    /// artifact's failure.
+    fn accept(
+        &self,
+        record: &mut ArtifactRecord,
+        verifier: &str,
+        outcome: Result<VerificationRecord>,
+    ) -> std::result::Result<(), ArtifactFailure> {
+        let v = outcome.map_err(|e| {
+            let e = e
+                .or_component(record.component.clone())
+                .or_operation("verify")
+                .or_artifact(record.key.to_string());
+            verify_failure(record, e)
+        })?;
+        self.observer.on_event(&Event::Verified {
+            component: &record.component,
+            name: &record.name,
+            record: &v,
+        });
+        let ok = v.ok;
+        let detail = v.detail.clone();
+        record.verification.push(v);
+        if ok {
+            return Ok(());
+        }
+        let e = Error::integrity(format!("verifier '{verifier}' failed: {detail}"))
+            .with_component(record.component.clone())
+            .with_operation("verify")
+            .with_artifact(record.key.to_string())
+            .with_hint("the stored artifact does not pass its check: re-run the backup");
+        Err(verify_failure(record, e))
     }
 
     /// Writes the manifest (or the failure report) and runs retention. Not undone by a

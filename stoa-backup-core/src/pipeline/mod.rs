@@ -68,6 +68,7 @@ pub struct Pipeline {
     retry: RetryPolicy,
     preflight: bool,
     heartbeat_interval: Option<Duration>,
+    inline_verification: bool,
 }
 
 impl fmt::Debug for Pipeline {
@@ -184,6 +185,7 @@ impl Pipeline {
                 let mut stored: Vec<ArtifactRecord> = results
                     .iter()
                     .filter_map(|(_, r)| r.as_ref().ok())
+                    .map(|s| &s.record)
                     .filter(|r| r.component == component)
                     .cloned()
                     .collect();
@@ -222,14 +224,13 @@ impl Pipeline {
             }
         }
 
-        let mut stored = Stored {
+        // Verify before the manifest exists, so a complete run is a verified run.
+        let artifacts = self.verify_all(artifacts, &mut failures).await;
+        Ok(Stored {
             started_at,
             artifacts,
             failures,
-        };
-        // Verify before the manifest exists, so a complete run is a verified run.
-        self.verify_all(&mut stored).await;
-        Ok(stored)
+        })
     }
 
     async fn plan_jobs(&self, run_id: &RunId, failures: &mut Vec<ArtifactFailure>) -> Vec<Job> {

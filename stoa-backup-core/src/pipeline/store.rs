@@ -1,7 +1,8 @@
-//! The data path of one artifact: source → hash → codecs → hash → sink, retried as a
-//! whole, and accepted only when the sink took every byte it was handed.
+//! The data path of one artifact: source → hash → (tee to the inline checks) → codecs →
+//! hash → sink, retried as a whole, and accepted only when the sink took every byte it was
+//! handed.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use futures::StreamExt;
@@ -11,9 +12,11 @@ use super::Pipeline;
 use crate::codec::hash::hashing_with_progress;
 use crate::error::{Error, Result};
 use crate::key::ObjectKey;
-use crate::manifest::{ArtifactRecord, CodecStep};
+use crate::manifest::{ArtifactRecord, CodecStep, VerificationRecord};
 use crate::observer::Event;
-use crate::source::{ArtifactPlan, ExportContext, Source};
+use crate::source::{ArtifactPlan, Export, ExportContext, Source};
+use crate::stream::ByteStream;
+use crate::verify::{InlineContext, StoredRecord, Verifier};
 
 /// Chunks read ahead between stages (each up to [`crate::stream::CHUNK_SIZE`]). Four are
 /// enough to keep the source going while the sink writes; more only raise the peak memory
@@ -24,6 +27,32 @@ const PREFETCH_CHUNKS: usize = 4;
 /// that per-chunk costs (task wake-ups, hashing and compression calls, sink writes) stay
 /// small next to the work on the bytes themselves.
 const MIN_SOURCE_CHUNK: usize = 128 * 1024;
+
+/// Chunks each inline check may lag behind the store before it holds the store back.
+const INLINE_CHECK_CHUNKS: usize = 4;
+
+/// An artifact the sink holds, with what the end of the run needs to verify it.
+pub(super) struct StoredArtifact {
+    /// Its record; verification records and timings are added at the end of the run.
+    pub record: ArtifactRecord,
+    /// The verdicts of the inline checks, in the pipeline's verifier order.
+    pub inline: Vec<InlineOutcome>,
+    /// How the store checked what it received, when it did ([`crate::sink::PutResult`]).
+    pub store_checked: Option<String>,
+    /// When the artifact started.
+    pub started: Instant,
+    /// Milliseconds from the start until the source's last byte.
+    pub dump_ms: u64,
+    /// When the sink confirmed the last byte.
+    pub stored_at: Instant,
+}
+
+/// The verdict of one inline check, and when it came.
+pub(super) struct InlineOutcome {
+    pub verifier: Arc<dyn Verifier>,
+    pub result: Result<VerificationRecord>,
+    pub finished_at: Instant,
+}
 
 /// One artifact to store: its source, its plan and the key it goes to.
 pub(super) struct Job {
@@ -37,7 +66,7 @@ impl Pipeline {
     pub(super) async fn store_jobs(
         &self,
         jobs: Vec<(Job, ExportContext)>,
-    ) -> Vec<(Job, Result<ArtifactRecord>)> {
+    ) -> Vec<(Job, Result<StoredArtifact>)> {
         futures::stream::iter(jobs)
             .map(|(job, ctx)| async move {
                 let r = self.store_artifact(&job, &ctx).await;
@@ -48,7 +77,7 @@ impl Pipeline {
             .await
     }
 
-    async fn store_artifact(&self, job: &Job, ctx: &ExportContext) -> Result<ArtifactRecord> {
+    async fn store_artifact(&self, job: &Job, ctx: &ExportContext) -> Result<StoredArtifact> {
         let component = job.source.component();
         let span =
             tracing::info_span!("artifact", component, artifact = %job.plan.name, key = %job.key);
@@ -62,10 +91,22 @@ impl Pipeline {
             })
     }
 
-    async fn store_once(&self, job: &Job, ctx: &ExportContext) -> Result<ArtifactRecord> {
+    /// The verifiers that check this artifact inline, in the pipeline's order.
+    fn inline_verifiers(&self, planned: &ArtifactRecord) -> Vec<Arc<dyn Verifier>> {
+        if !self.inline_verification {
+            return Vec::new();
+        }
+        self.verifiers
+            .iter()
+            .filter(|v| v.inline() && v.applies_to(planned))
+            .cloned()
+            .collect()
+    }
+
+    async fn store_once(&self, job: &Job, ctx: &ExportContext) -> Result<StoredArtifact> {
         let component = job.source.component();
         let name = job.plan.name.as_str();
-        let t0 = Instant::now();
+        let started = Instant::now();
         self.observer
             .on_event(&Event::ArtifactStarted { component, name });
         let export = job
@@ -73,6 +114,7 @@ impl Pipeline {
             .export(&job.plan, ctx)
             .await
             .map_err(|e| e.or_operation("export"))?;
+        let Export { stream, finish } = export;
 
         let observer = self.observer.clone();
         let (c, n) = (component.to_string(), name.to_string());
@@ -85,8 +127,81 @@ impl Pipeline {
         });
         // Read the source ahead so it keeps producing while codecs and the sink work.
         let source_stream =
-            crate::stream::prefetch_batched(export.stream, PREFETCH_CHUNKS, MIN_SOURCE_CHUNK);
-        let (mut stream, plain_digest) = hashing_with_progress(source_stream, Some(progress));
+            crate::stream::prefetch_batched(stream, PREFETCH_CHUNKS, MIN_SOURCE_CHUNK);
+        let (plain, plain_digest) = hashing_with_progress(source_stream, Some(progress));
+        let dumped_at = Arc::new(Mutex::new(None));
+        let plain = mark_end(plain, dumped_at.clone());
+
+        // The inline checks read a copy of the plain bytes while they are stored.
+        let planned = planned_record(job);
+        let inline = self.inline_verifiers(&planned);
+        let (plain, copies) = crate::stream::tee(plain, inline.len(), INLINE_CHECK_CHUNKS);
+        let mut senders = Vec::with_capacity(inline.len());
+        let checks = inline.into_iter().zip(copies).map(|(verifier, copy)| {
+            let (tx, stored) = StoredRecord::channel();
+            senders.push(tx);
+            let ctx = InlineContext {
+                planned: planned.clone(),
+                plain: copy,
+                stored,
+            };
+            async move {
+                let result = verifier.verify_inline(ctx).await;
+                InlineOutcome {
+                    verifier,
+                    result,
+                    finished_at: Instant::now(),
+                }
+            }
+        });
+        let checks: Vec<_> = checks.collect();
+        let store = async {
+            let stored = self.store_plain(job, plain, finish, plain_digest).await;
+            if let Ok((record, _)) = &stored {
+                for tx in senders {
+                    // A check that gave up early needs no record.
+                    let _ = tx.send(record.clone());
+                }
+            }
+            (stored, Instant::now())
+        };
+        let ((stored, stored_at), inline) = tokio::join!(store, futures::future::join_all(checks));
+        let (mut record, store_checked) = stored?;
+        let dump_ms = dumped_at
+            .lock()
+            .expect("dump end lock")
+            .map(|t: Instant| t.duration_since(started).as_millis() as u64)
+            .unwrap_or_default();
+        record.duration_ms = stored_at.duration_since(started).as_millis() as u64;
+        self.observer.on_event(&Event::ArtifactDone {
+            component,
+            name,
+            stored_size: record.stored_size,
+            stored_sha256: &record.stored_sha256,
+            duration: stored_at.duration_since(started),
+        });
+        Ok(StoredArtifact {
+            record,
+            inline,
+            store_checked,
+            started,
+            dump_ms,
+            stored_at,
+        })
+    }
+
+    /// Plain bytes → codecs → sink, then the source's verdict: the record of the stored
+    /// artifact, and how the store checked what it received.
+    async fn store_plain(
+        &self,
+        job: &Job,
+        plain: ByteStream,
+        finish: Option<futures::future::BoxFuture<'static, Result<crate::source::Facts>>>,
+        plain_digest: crate::codec::hash::DigestHandle,
+    ) -> Result<(ArtifactRecord, Option<String>)> {
+        let component = job.source.component();
+        let name = job.plan.name.as_str();
+        let mut stream = plain;
         let skip_compression = job.plan.text && self.sink.capabilities().prefers_plain_text;
         let mut steps = Vec::new();
         for codec in &self.codecs {
@@ -133,7 +248,7 @@ impl Pipeline {
         };
 
         let mut facts = job.plan.facts.clone();
-        if let Some(finish) = export.finish {
+        if let Some(finish) = finish {
             match finish.await {
                 Ok(extra) => facts.extend(extra),
                 Err(e) => {
@@ -146,15 +261,7 @@ impl Pipeline {
         let plain = plain_digest.get().ok_or_else(|| {
             Error::internal("stream ended without a digest").with_operation("put")
         })?;
-        let duration = t0.elapsed();
-        self.observer.on_event(&Event::ArtifactDone {
-            component,
-            name,
-            stored_size: stored.size,
-            stored_sha256: &stored.sha256,
-            duration,
-        });
-        Ok(ArtifactRecord {
+        let record = ArtifactRecord {
             component: component.to_string(),
             provider: job.source.provider().to_string(),
             name: name.to_string(),
@@ -167,9 +274,11 @@ impl Pipeline {
             codecs: steps,
             sensitive: job.plan.sensitive,
             facts,
-            duration_ms: duration.as_millis() as u64,
+            duration_ms: 0,
             verification: Vec::new(),
-        })
+            timings: None,
+        };
+        Ok((record, put.store_checked))
     }
 
     /// Deletes bytes stored under `key` that the run does not accept. Best effort: the run
@@ -183,3 +292,35 @@ impl Pipeline {
 
 const SINK_BUG_HINT: &str = "the sink did not store every byte it was handed (a bug in the \
      sink or a layer around it); the artifact was removed and the run is not a backup";
+
+/// The record of a job as planned, for [`Verifier::applies_to`] and the inline checks:
+/// sizes and digests are not known yet.
+fn planned_record(job: &Job) -> ArtifactRecord {
+    ArtifactRecord {
+        component: job.source.component().to_string(),
+        provider: job.source.provider().to_string(),
+        name: job.plan.name.clone(),
+        key: job.key.clone(),
+        content_type: job.plan.content_type.clone(),
+        plain_size: 0,
+        plain_sha256: String::new(),
+        stored_size: 0,
+        stored_sha256: String::new(),
+        codecs: Vec::new(),
+        sensitive: job.plan.sensitive,
+        facts: job.plan.facts.clone(),
+        duration_ms: 0,
+        verification: Vec::new(),
+        timings: None,
+    }
+}
+
+/// Passes a stream through and notes when it ended well (the source's last byte).
+fn mark_end(stream: ByteStream, at: Arc<Mutex<Option<Instant>>>) -> ByteStream {
+    let tail = futures::stream::once(async move {
+        *at.lock().expect("dump end lock") = Some(Instant::now());
+        None
+    })
+    .filter_map(|x: Option<Result<bytes::Bytes>>| async move { x });
+    Box::pin(stream.chain(tail))
+}

@@ -4,14 +4,14 @@
 use std::collections::BTreeMap;
 
 use async_trait::async_trait;
-use bytes::Bytes;
 use futures::StreamExt;
-use stoa_backup_core::error::{ErrorKind, Result};
-use stoa_backup_core::manifest::{ArtifactRecord, VerificationRecord};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use stoa_backup_core::error::{Error, ErrorKind, Result};
+use stoa_backup_core::manifest::{ArtifactRecord, VerificationRecord, VerifyMethod};
 use stoa_backup_core::process::{spawn_stdout_stream, CommandSpec};
-use stoa_backup_core::stream::ByteStream;
-use stoa_backup_core::verify::{Verifier, VerifyContext};
-use tokio::sync::mpsc;
+use stoa_backup_core::stream::{tee, ByteStream};
+use stoa_backup_core::verify::{InlineContext, Verifier, VerifyContext};
 
 use super::conn::{quote_ident, PgConnection};
 use super::facts::PostgresFacts;
@@ -25,48 +25,40 @@ fn record(name: &str, ok: bool, detail: String, warnings: Vec<String>) -> Verifi
     VerificationRecord::now(name, ok, detail).with_warnings(warnings)
 }
 
-/// Copies one stream into `n` streams chunk by chunk, with backpressure (each output has
-/// a small buffer). An output whose reader went away is dropped; the others go on. The
-/// returned future drives the copy and yields the bytes read, or the input's error.
-fn tee(
-    mut input: ByteStream,
-    n: usize,
-) -> (
-    Vec<ByteStream>,
-    impl std::future::Future<Output = Result<u64>>,
-) {
-    let mut senders = Vec::with_capacity(n);
-    let mut outputs = Vec::with_capacity(n);
-    for _ in 0..n {
-        let (tx, rx) = mpsc::channel::<Bytes>(4);
-        senders.push(Some(tx));
-        let s: ByteStream = Box::pin(futures::stream::unfold(rx, |mut rx| async move {
-            rx.recv().await.map(|b| (Ok(b), rx))
-        }));
-        outputs.push(s);
+/// The first error a stream carried, kept aside: the archive check reads through
+/// `pg_restore`, whose own failure on a cut input would otherwise hide why the input was cut
+/// (a damaged stored artifact, an abandoned store).
+#[derive(Clone, Default)]
+struct InputWatch {
+    bytes: Arc<AtomicU64>,
+    error: Arc<Mutex<Option<(ErrorKind, String)>>>,
+}
+
+impl InputWatch {
+    fn watch(&self, input: ByteStream) -> ByteStream {
+        let w = self.clone();
+        Box::pin(input.inspect(move |item| match item {
+            Ok(chunk) => {
+                w.bytes.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+            }
+            Err(e) => {
+                let mut slot = w.error.lock().expect("input watch lock");
+                slot.get_or_insert_with(|| (e.kind(), e.message().to_string()));
+            }
+        }))
     }
-    let driver = async move {
-        let mut total = 0u64;
-        while let Some(item) = input.next().await {
-            let chunk = item?;
-            total += chunk.len() as u64;
-            let mut alive = false;
-            for slot in senders.iter_mut() {
-                if let Some(tx) = slot {
-                    if tx.send(chunk.clone()).await.is_err() {
-                        *slot = None;
-                    } else {
-                        alive = true;
-                    }
-                }
-            }
-            if !alive {
-                break;
-            }
-        }
-        Ok(total)
-    };
-    (outputs, driver)
+
+    fn error(&self) -> Option<(ErrorKind, String)> {
+        self.error.lock().expect("input watch lock").clone()
+    }
+}
+
+/// What `pg_restore` made of a dump: its listing, the full read, and the input itself.
+struct ArchiveReading {
+    listing: Result<Listing>,
+    full_read: Result<u64>,
+    bytes: u64,
+    input_error: Option<(ErrorKind, String)>,
 }
 
 /// What `pg_restore --list --verbose` said.
@@ -177,72 +169,116 @@ impl Verifier for PgArchiveVerifier {
             }
             Err(e) => return Err(e),
         };
-        let (mut outs, driver) = tee(plain, 2);
-        let full_in = outs.pop().expect("two outputs");
-        let list_in = outs.pop().expect("two outputs");
+        let reading = self.read_archive(plain).await?;
+        Ok(verdict(reading, &facts, "stored bytes are damaged")?
+            .with_method(VerifyMethod::ReadBack))
+    }
+
+    fn inline(&self) -> bool {
+        true
+    }
+
+    /// The same check on the dump as pg_dump writes it, while it is stored; the recorded
+    /// TOC count comes from the stored record.
+    async fn verify_inline(&self, ctx: InlineContext) -> Result<VerificationRecord> {
+        let InlineContext { plain, stored, .. } = ctx;
+        let reading = self.read_archive(plain).await?;
+        let stored = stored.get().await?;
+        let facts: PostgresFacts = stored.facts_as()?;
+        Ok(
+            verdict(reading, &facts, "the dump stream broke off")?
+                .with_method(VerifyMethod::Inline),
+        )
+    }
+}
+
+impl PgArchiveVerifier {
+    /// Streams `plain` into `pg_restore --list` and, at the same time, through a full read
+    /// of every data block. `--list` stops after the table of contents; the full read goes on.
+    async fn read_archive(&self, plain: ByteStream) -> Result<ArchiveReading> {
+        let watch = InputWatch::default();
+        let (full_in, mut copies) = tee(watch.watch(plain), 1, 4);
+        let list_in = copies.pop().expect("one copy");
         let list_spec = CommandSpec::new(&self.pg_restore).args(["--list", "--verbose"]);
         let full_spec = CommandSpec::new(&self.pg_restore).arg("--file=/dev/null");
         let list = spawn_stdout_stream(&list_spec, COMPONENT, Some(list_in))?;
         let full = spawn_stdout_stream(&full_spec, COMPONENT, Some(full_in))?;
-        let (read, listing, full_read) =
-            futures::join!(driver, read_listing(list.stream), drain(full.stream));
-
-        let mut problems = Vec::new();
-        let mut warnings = Vec::new();
-        let bytes = match read {
-            Ok(n) => n,
-            Err(e) if e.kind() == ErrorKind::Integrity => {
-                problems.push(format!("stored bytes are damaged: {}", e.message()));
-                0
-            }
-            Err(e) => return Err(e),
-        };
-        match &listing {
-            Ok(l) => {
-                match (l.header_entries, facts.toc.toc_entries) {
-                    (Some(h), Some(rec)) if h != rec => problems.push(format!(
-                        "pg_restore --list reports {h} TOC entries, {rec} were recorded at backup"
-                    )),
-                    (None, _) => {
-                        problems.push("pg_restore --list printed no TOC entry count".to_string())
-                    }
-                    (Some(_), None) => {
-                        warnings.push("no TOC entry count was recorded at backup time".to_string())
-                    }
-                    _ => {}
-                }
-                if let Some(h) = l.header_entries {
-                    if l.listed != h {
-                        problems.push(format!(
-                            "pg_restore --list listed {} entries of {h}",
-                            l.listed
-                        ));
-                    }
-                }
-            }
-            Err(e) => problems.push(format!("pg_restore --list failed: {}", e.message())),
-        }
-        if let Err(e) = &full_read {
-            problems.push(format!(
-                "full read of the data blocks failed: {}",
-                e.message()
-            ));
-        }
-        if !problems.is_empty() {
-            return Ok(record(ARCHIVE, false, problems.join("; "), warnings));
-        }
-        let entries = listing
-            .as_ref()
-            .ok()
-            .and_then(|l| l.header_entries)
-            .unwrap_or(0);
-        Ok(record(
-            ARCHIVE,
-            true,
-            format!("{entries} TOC entries as recorded; all data blocks of {bytes} bytes read by pg_restore"),
-            warnings,
-        ))
+        let (listing, full_read) = futures::join!(read_listing(list.stream), drain(full.stream));
+        Ok(ArchiveReading {
+            listing,
+            full_read,
+            bytes: watch.bytes.load(Ordering::Relaxed),
+            input_error: watch.error(),
+        })
     }
+}
+
+/// The archive check's verdict on what `pg_restore` read, against the recorded facts. An
+/// input that failed for another reason than damage (a storage read error, an abandoned
+/// store) means the check could not run: an `Err`.
+fn verdict(
+    reading: ArchiveReading,
+    facts: &PostgresFacts,
+    damaged: &str,
+) -> Result<VerificationRecord> {
+    let mut problems = Vec::new();
+    let mut warnings = Vec::new();
+    match reading.input_error {
+        Some((ErrorKind::Integrity, message)) => problems.push(format!("{damaged}: {message}")),
+        Some((kind, message)) => return Err(Error::new(kind, message).with_operation("verify")),
+        None => {}
+    }
+    let ArchiveReading {
+        listing,
+        full_read,
+        bytes,
+        ..
+    } = reading;
+    match &listing {
+        Ok(l) => {
+            match (l.header_entries, facts.toc.toc_entries) {
+                (Some(h), Some(rec)) if h != rec => problems.push(format!(
+                    "pg_restore --list reports {h} TOC entries, {rec} were recorded at backup"
+                )),
+                (None, _) => {
+                    problems.push("pg_restore --list printed no TOC entry count".to_string())
+                }
+                (Some(_), None) => {
+                    warnings.push("no TOC entry count was recorded at backup time".to_string())
+                }
+                _ => {}
+            }
+            if let Some(h) = l.header_entries {
+                if l.listed != h {
+                    problems.push(format!(
+                        "pg_restore --list listed {} entries of {h}",
+                        l.listed
+                    ));
+                }
+            }
+        }
+        Err(e) => problems.push(format!("pg_restore --list failed: {}", e.message())),
+    }
+    if let Err(e) = &full_read {
+        problems.push(format!(
+            "full read of the data blocks failed: {}",
+            e.message()
+        ));
+    }
+    if !problems.is_empty() {
+        return Ok(record(ARCHIVE, false, problems.join("; "), warnings));
+    }
+    let entries = listing
+        .as_ref()
+        .ok()
+        .and_then(|l| l.header_entries)
+        .unwrap_or(0);
+    Ok(record(
+        ARCHIVE,
+        true,
+        format!("{entries} TOC entries as recorded; all data blocks of {bytes} bytes read by pg_restore"),
+        warnings,
+    ))
 }
 
 /// What an [`SqlCheck`] expects from its query.
@@ -541,26 +577,7 @@ pub async fn drop_database_force(conn: &PgConnection, database: &str) -> Result<
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[tokio::test]
-    async fn tee_feeds_all_outputs_and_survives_an_early_reader_exit() {
-        let chunks: Vec<Result<Bytes>> = (0..50)
-            .map(|i| Ok(Bytes::from(vec![i as u8; 1000])))
-            .collect();
-        let (mut outs, driver) = tee(Box::pin(futures::stream::iter(chunks)), 2);
-        let b = outs.pop().unwrap();
-        let mut a = outs.pop().unwrap();
-        let early = async move {
-            let first = a.next().await;
-            drop(a);
-            first.map(|c| c.unwrap().len())
-        };
-        let (read, first, all) =
-            futures::join!(driver, early, stoa_backup_core::stream::collect(b));
-        assert_eq!(read.unwrap(), 50_000);
-        assert_eq!(first, Some(1000));
-        assert_eq!(all.unwrap().len(), 50_000);
-    }
+    use bytes::Bytes;
 
     #[tokio::test]
     async fn listing_counts_entries_and_reads_the_header() {

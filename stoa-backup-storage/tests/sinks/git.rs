@@ -47,6 +47,7 @@ fn manifest(
             facts: Default::default(),
             duration_ms: 0,
             verification: Vec::new(),
+            timings: None,
         })
         .collect();
     Manifest {

@@ -246,6 +246,7 @@ async fn store_plain(
         facts,
         duration_ms: 0,
         verification: vec![],
+        timings: None,
     }
 }
 

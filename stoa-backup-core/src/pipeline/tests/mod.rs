@@ -433,5 +433,6 @@ async fn with_one_artifact_at_a_time_a_summary_listed_first_does_not_block() {
 mod build;
 mod finish;
 mod heartbeat;
+mod inline;
 mod integrity;
 mod support;
