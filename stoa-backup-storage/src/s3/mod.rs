@@ -78,6 +78,7 @@ use stoa_backup_core::sink::{CleanupReport, ObjectMeta, PutResult, Sink, SinkCap
 use stoa_backup_core::stream::ByteStream;
 
 mod builder;
+mod checksum;
 mod cleanup;
 mod errors;
 mod upload;
@@ -118,6 +119,7 @@ struct Inner {
     /// For the requests object_store does not offer (ListMultipartUploads).
     http: reqwest::Client,
     retry: S3Retry,
+    checksums: checksum::Checksums,
 }
 
 /// A [`Sink`] on an S3 bucket (see the module documentation). Cheap to clone: clones
@@ -137,6 +139,8 @@ impl fmt::Debug for S3Sink {
             .field("region", &i.region)
             .field("part_size", &i.part_size)
             .field("max_parts_in_flight", &i.max_parts_in_flight)
+            .field("write_checksums", &i.checksums.send)
+            .field("store_verifies_checksums", &i.checksums.store_verifies)
             .finish_non_exhaustive()
     }
 }
