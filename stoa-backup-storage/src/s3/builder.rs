@@ -327,7 +327,7 @@ impl S3SinkBuilder {
     /// multipart upload), so a store that verifies it refuses a body changed on the way
     /// (default on). Some S3-compatible stores reject the header or ignore it: off sends
     /// uploads without it, as before this option existed, and no put reports
-    /// [`store_checked`](stoa_backup_core::PutResult::store_checked).
+    /// [`store_checked`](stoa_backup_core::sink::PutResult::store_checked).
     pub fn write_checksums(mut self, yes: bool) -> Self {
         self.write_checksums = yes;
         self
@@ -335,7 +335,7 @@ impl S3SinkBuilder {
 
     /// Whether the store is known to refuse an upload whose body does not match its
     /// `x-amz-checksum-sha256`, so a put may report
-    /// [`store_checked`](stoa_backup_core::PutResult::store_checked) and spare the pipeline
+    /// [`store_checked`](stoa_backup_core::sink::PutResult::store_checked) and spare the pipeline
     /// reading the object back. Default: yes for AWS S3's own endpoints (no
     /// [`endpoint`](Self::endpoint), or a host under `amazonaws.com`), which document that
     /// check (`BadDigest`); no for any other endpoint. Say yes only for a store known to

@@ -3,7 +3,7 @@
 //! object_store computes the header from the exact payload of every `PutObject` and
 //! `UploadPart` (and asks for SHA-256 parts on `CreateMultipartUpload`). It keeps the
 //! checksum each `UploadPart` answer carries and lists it with its part in
-//! `CompleteMultipartUpload`. A [`PutResult::store_checked`](stoa_backup_core::PutResult)
+//! `CompleteMultipartUpload`. A [`PutResult::store_checked`](stoa_backup_core::sink::PutResult)
 //! claim needs more than sending the header: the store must be one that verifies it (AWS
 //! S3, or one the caller vouches for), and the answer to every upload request must echo the
 //! very checksum sent, so a store or proxy that ignored the header never earns the claim.
