@@ -326,7 +326,7 @@ impl S3SinkBuilder {
     /// `PutObject` and `UploadPart` (and `x-amz-checksum-algorithm: SHA256` when creating a
     /// multipart upload), so a store that verifies it refuses a body changed on the way
     /// (default on). Some S3-compatible stores reject the header or ignore it: off sends
-    /// uploads without it, as before this option existed, and no put reports
+    /// uploads without it, and no put reports
     /// [`store_checked`](stoa_backup_core::sink::PutResult::store_checked).
     pub fn write_checksums(mut self, yes: bool) -> Self {
         self.write_checksums = yes;

@@ -176,6 +176,10 @@ async fn a_body_corrupted_on_the_way_fails_the_put_or_earns_no_claim() {
                     // Refused: nothing new is visible, what was there stays.
                     eprintln!("{name}: the corrupted {k} was refused: {e}");
                     assert_eq!(e.artifact(), Some(k.as_str()), "{name}: {e}");
+                    if aws {
+                        assert_eq!(e.kind(), ErrorKind::Integrity, "{name}: {e}");
+                        assert!(e.is_retryable(), "{name}: {e}");
+                    }
                     if k == &single {
                         let old = sink.get_bytes(k).await.unwrap();
                         assert_eq!(old, b"the previous backup"[..], "{name}");
