@@ -5,11 +5,12 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
+use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey, Checksum};
 use object_store::{Attribute, Attributes, BackoffConfig, ClientOptions, RetryConfig};
 use stoa_backup_core::error::{Error, Result};
 use stoa_backup_core::key::validate_prefix;
 
+use super::checksum::{is_aws_endpoint, Checksums, EchoConnector};
 use super::{
     Inner, S3Sink, S3SinkMetrics, COMPONENT, DEFAULT_MAX_PARTS_IN_FLIGHT, DEFAULT_PART_SIZE,
     MAX_PART_SIZE, MIN_PART_SIZE,
@@ -144,6 +145,9 @@ pub struct S3SinkBuilder {
     connect_timeout: Duration,
     encryption: Option<S3Encryption>,
     storage_class: Option<String>,
+    write_checksums: bool,
+    /// `None`: decided by the endpoint ([`is_aws_endpoint`]).
+    store_verifies_checksums: Option<bool>,
 }
 
 impl S3SinkBuilder {
@@ -170,6 +174,8 @@ impl S3SinkBuilder {
             connect_timeout: Duration::from_secs(10),
             encryption: None,
             storage_class: None,
+            write_checksums: true,
+            store_verifies_checksums: None,
         }
     }
 
@@ -314,6 +320,42 @@ impl S3SinkBuilder {
     pub fn storage_class(mut self, class: impl Into<String>) -> Self {
         self.storage_class = Some(class.into());
         self
+    }
+
+    /// Sends `x-amz-checksum-sha256`, the SHA-256 of the request body, with every
+    /// `PutObject` and `UploadPart` (and `x-amz-checksum-algorithm: SHA256` when creating a
+    /// multipart upload), so a store that verifies it refuses a body changed on the way
+    /// (default on). Some S3-compatible stores reject the header or ignore it: off sends
+    /// uploads without it, and no put reports
+    /// [`store_checked`](stoa_backup_core::sink::PutResult::store_checked).
+    pub fn write_checksums(mut self, yes: bool) -> Self {
+        self.write_checksums = yes;
+        self
+    }
+
+    /// Whether the store is known to refuse an upload whose body does not match its
+    /// `x-amz-checksum-sha256`, so a put may report
+    /// [`store_checked`](stoa_backup_core::sink::PutResult::store_checked) and spare the pipeline
+    /// reading the object back. Default: yes for AWS S3's own endpoints (no
+    /// [`endpoint`](Self::endpoint), or a host under `amazonaws.com`), which document that
+    /// check (`BadDigest`); no for any other endpoint. Say yes only for a store known to
+    /// check: some merely accept the header (moto ignores it; s3s-fs checks a single
+    /// `PutObject`, after storing it, and no part). Even then a put reports the check only
+    /// when the answer to every upload request echoed the checksum sent; without
+    /// [`write_checksums`](Self::write_checksums) this has no effect.
+    pub fn store_verifies_checksums(mut self, yes: bool) -> Self {
+        self.store_verifies_checksums = Some(yes);
+        self
+    }
+
+    /// What this configuration does with checksums.
+    fn checksums(&self) -> Checksums {
+        Checksums {
+            send: self.write_checksums,
+            store_verifies: self
+                .store_verifies_checksums
+                .unwrap_or_else(|| is_aws_endpoint(self.endpoint.as_deref())),
+        }
     }
 
     /// Checks the configuration without connecting anywhere.
@@ -468,6 +510,7 @@ impl S3SinkBuilder {
             })?;
         Ok(S3Sink {
             inner: Arc::new(Inner {
+                checksums: self.checksums(),
                 store,
                 bucket: self.bucket,
                 prefix: self.prefix.trim_matches('/').to_string(),
@@ -527,6 +570,13 @@ impl S3SinkBuilder {
                 max_retries: self.retry.max_retries,
                 retry_timeout: self.retry.retry_timeout,
             });
+        let checksums = self.checksums();
+        if checksums.send {
+            b = b.with_checksum_algorithm(Checksum::SHA256);
+        }
+        if checksums.may_claim() {
+            b = b.with_http_connector(EchoConnector);
+        }
         match &self.encryption {
             None => {}
             Some(S3Encryption::S3Managed) => {
@@ -559,233 +609,4 @@ fn is_loopback_url(url: &str) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    use std::collections::HashMap;
-
-    use stoa_backup_core::error::ErrorKind;
-    use stoa_backup_core::key::ObjectKey;
-    use stoa_backup_core::sink::Sink;
-
-    fn builder() -> S3SinkBuilder {
-        S3Sink::builder("stoa-backups").region("eu-west-1")
-    }
-
-    /// A builder from the given variables only (the process environment is not touched).
-    fn from_vars(vars: &[(&str, &str)]) -> S3SinkBuilder {
-        let vars: HashMap<String, String> = vars
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        S3SinkBuilder::from_env_with("stoa-backups", move |name| vars.get(name).cloned())
-    }
-
-    #[test]
-    fn validates_configuration_purely() {
-        builder().validate().unwrap();
-        for bad in ["", "ab", "Upper", "-x-", "a_b", &"x".repeat(64)] {
-            let e = S3Sink::builder(bad).validate().unwrap_err();
-            assert_eq!(e.kind(), ErrorKind::Config, "{bad:?}");
-        }
-        assert!(builder().prefix("a/../b").validate().is_err());
-        assert!(builder().prefix("/a/b/").validate().is_ok());
-        assert!(builder()
-            .endpoint("http://127.0.0.1:9000")
-            .validate()
-            .is_err());
-        assert!(builder()
-            .endpoint("http://127.0.0.1:9000")
-            .allow_http(true)
-            .validate()
-            .is_ok());
-        assert!(builder().endpoint("ftp://x").validate().is_err());
-        assert!(builder().endpoint("https://u:p@x").validate().is_err());
-        assert!(builder().part_size(1 << 20).validate().is_err());
-        assert!(builder().max_parts_in_flight(0).validate().is_err());
-        assert!(builder().storage_class("standard").validate().is_err());
-        assert!(builder()
-            .encryption(S3Encryption::Kms {
-                key_id: " ".into(),
-                bucket_key: None
-            })
-            .validate()
-            .is_err());
-        assert!(builder()
-            .credentials(S3Credentials::new("AKIA", ""))
-            .validate()
-            .is_err());
-    }
-
-    #[test]
-    fn secrets_never_reach_debug_or_describe() {
-        let secret = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY";
-        let b = builder()
-            .endpoint("https://minio.example:9000")
-            .credentials(S3Credentials::new("AKIDEXAMPLE", secret).with_session_token("tok-secret"))
-            .encryption(S3Encryption::S3Managed)
-            .storage_class("STANDARD_IA");
-        let dbg = format!("{b:?}");
-        assert!(
-            !dbg.contains(secret) && !dbg.contains("tok-secret"),
-            "{dbg}"
-        );
-        assert!(dbg.contains("AKIDEXAMPLE"));
-        let sink = b.prefix("stoa/prod").build().unwrap();
-        for s in [format!("{sink:?}"), sink.describe()] {
-            assert!(!s.contains(secret) && !s.contains("tok-secret"), "{s}");
-        }
-        assert_eq!(
-            sink.describe(),
-            "s3://stoa-backups/stoa/prod at https://minio.example:9000"
-        );
-        assert_eq!(
-            sink.object_key(&ObjectKey::new("runs/x/m.json").unwrap()),
-            "stoa/prod/runs/x/m.json"
-        );
-        assert_eq!(sink.max_buffered_bytes(), 5 * DEFAULT_PART_SIZE as u64);
-    }
-
-    #[test]
-    fn from_env_reads_the_standard_aws_variables() {
-        let secret = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY";
-        let b = from_vars(&[
-            ("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE"),
-            ("AWS_SECRET_ACCESS_KEY", secret),
-            ("AWS_SESSION_TOKEN", "tok-secret"),
-            ("AWS_REGION", "eu-west-3"),
-            ("AWS_DEFAULT_REGION", "us-west-2"),
-            ("AWS_ENDPOINT_URL_S3", "https://s3.minio.example:9000"),
-            ("AWS_ENDPOINT_URL", "https://all.services.example"),
-        ]);
-        let c = b.credentials.as_ref().expect("static credentials");
-        assert_eq!(c.access_key_id(), "AKIDEXAMPLE");
-        assert_eq!(c.secret_access_key.0, secret);
-        assert_eq!(
-            c.session_token.as_ref().map(|t| t.0.as_str()),
-            Some("tok-secret")
-        );
-        assert_eq!(b.region.as_deref(), Some("eu-west-3"));
-        assert_eq!(b.endpoint.as_deref(), Some("https://s3.minio.example:9000"));
-        assert!(b.credential_env.is_empty());
-        let dbg = format!("{b:?}");
-        assert!(
-            !dbg.contains(secret) && !dbg.contains("tok-secret"),
-            "{dbg}"
-        );
-        let sink = b.build().unwrap();
-        assert_eq!(
-            sink.describe(),
-            "s3://stoa-backups at https://s3.minio.example:9000"
-        );
-
-        // The fall-backs, and empty variables counting as unset.
-        let b = from_vars(&[
-            ("AWS_REGION", ""),
-            ("AWS_DEFAULT_REGION", "us-west-2"),
-            ("AWS_ENDPOINT_URL_S3", " "),
-            ("AWS_ENDPOINT_URL", "https://all.services.example"),
-        ]);
-        assert_eq!(b.region.as_deref(), Some("us-west-2"));
-        assert_eq!(b.endpoint.as_deref(), Some("https://all.services.example"));
-        assert!(b.credentials.is_none());
-
-        // Settings made afterwards win over the environment.
-        let b = from_vars(&[("AWS_REGION", "eu-west-3")])
-            .region("ap-south-1")
-            .credentials(S3Credentials::new("AKIDOTHER", "other-secret"));
-        assert_eq!(b.region.as_deref(), Some("ap-south-1"));
-        assert_eq!(b.credentials.as_ref().unwrap().access_key_id(), "AKIDOTHER");
-
-        // Nothing set: nothing configured, like S3SinkBuilder::new.
-        let b = from_vars(&[]);
-        assert!(b.region.is_none() && b.endpoint.is_none() && b.credentials.is_none());
-        assert!(b.credential_env.is_empty());
-    }
-
-    #[test]
-    fn from_env_validates_what_it_read() {
-        // Half a key pair is refused, not silently replaced by other credentials.
-        let e = from_vars(&[("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")])
-            .validate()
-            .unwrap_err();
-        assert_eq!(e.kind(), ErrorKind::Config);
-        assert!(
-            e.hint().unwrap_or("").contains("AWS_SECRET_ACCESS_KEY"),
-            "{e:?}"
-        );
-        // A plain-http endpoint from the environment needs allow_http like an explicit one.
-        let b = from_vars(&[("AWS_ENDPOINT_URL", "http://127.0.0.1:9000")]);
-        assert!(b.clone().validate().is_err());
-        assert!(b.clone().allow_http(true).validate().is_ok());
-        // Loopback-only http: local servers pass, anything else still needs https.
-        assert!(b.allow_loopback_http(true).validate().is_ok());
-        for ok in [
-            "http://localhost:5000",
-            "http://[::1]:9000/x",
-            "http://127.8.0.1",
-        ] {
-            let b = S3SinkBuilder::new("stoa-backups")
-                .endpoint(ok)
-                .allow_loopback_http(true);
-            b.validate().unwrap_or_else(|e| panic!("{ok}: {e:?}"));
-        }
-        for remote in [
-            "http://minio.example:9000",
-            "http://10.0.0.1",
-            "http://127.0.0.1.nip.io",
-        ] {
-            let b = S3SinkBuilder::new("stoa-backups")
-                .endpoint(remote)
-                .allow_loopback_http(true);
-            let e = b.validate().unwrap_err();
-            assert_eq!(e.kind(), ErrorKind::Config, "{remote}");
-            // Refused for its plain http, not for something else in the configuration.
-            assert!(e.message().contains("plain http"), "{remote}: {e}");
-        }
-    }
-
-    #[test]
-    fn from_env_hands_web_identity_and_container_credentials_to_the_client() {
-        let b = from_vars(&[
-            ("AWS_WEB_IDENTITY_TOKEN_FILE", "/var/run/secrets/eks/token"),
-            ("AWS_ROLE_ARN", "arn:aws:iam::123456789012:role/stoa-backup"),
-            ("AWS_ROLE_SESSION_NAME", "stoa"),
-            (
-                "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
-                "/v2/credentials/x",
-            ),
-            ("AWS_REGION", "eu-west-1"),
-        ]);
-        let store = b.store_builder().unwrap();
-        for (key, value) in [
-            (
-                AmazonS3ConfigKey::WebIdentityTokenFile,
-                "/var/run/secrets/eks/token",
-            ),
-            (
-                AmazonS3ConfigKey::RoleArn,
-                "arn:aws:iam::123456789012:role/stoa-backup",
-            ),
-            (AmazonS3ConfigKey::RoleSessionName, "stoa"),
-            (
-                AmazonS3ConfigKey::ContainerCredentialsRelativeUri,
-                "/v2/credentials/x",
-            ),
-            (AmazonS3ConfigKey::Region, "eu-west-1"),
-        ] {
-            assert_eq!(
-                store.get_config_value(&key).as_deref(),
-                Some(value),
-                "{key:?}"
-            );
-        }
-        // Every variable handed over names a key object_store knows.
-        let all: Vec<(&str, &str)> = CREDENTIAL_PROVIDER_VARS.iter().map(|&n| (n, "x")).collect();
-        assert_eq!(
-            from_vars(&all).credential_env.len(),
-            CREDENTIAL_PROVIDER_VARS.len()
-        );
-        from_vars(&all).store_builder().unwrap();
-    }
-}
+mod tests;

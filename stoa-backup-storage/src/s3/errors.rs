@@ -126,6 +126,25 @@ fn classify_generic(e: &object_store::Error, target: &str) -> (ErrorKind, bool, 
                 "check the access key, secret key and session token".into(),
             )
         }
+        // The body's x-amz-checksum-sha256 or x-amz-content-sha256 did not match what arrived.
+        Some(400)
+            if ["BadDigest", "XAmzContentSHA256Mismatch"]
+                .iter()
+                .any(|c| text.contains(c)) =>
+        {
+            (
+                ErrorKind::Integrity,
+                true,
+                format!(
+                    "the S3 server refused the upload to {target}: the bytes it received do \
+                     not match the checksum the sink sent"
+                ),
+                "the body was changed on the way (network, proxy, middlebox); retrying may \
+                 help. If this store refuses every checksummed upload, turn off \
+                 write_checksums on the S3 sink"
+                    .into(),
+            )
+        }
         _ if text.contains("SlowDown") || text.contains("Throttl") => (
             ErrorKind::Unavailable,
             true,
@@ -191,6 +210,21 @@ mod tests {
         );
         assert_eq!(e.kind(), ErrorKind::Unavailable);
         assert!(e.is_retryable());
+        let e = map_error(
+            "b",
+            "k",
+            object_store::Error::Generic {
+                store: "S3",
+                source: "Error performing PUT http://h/b/k in 1s - Server returned non-2xx \
+                         status code: 400 Bad Request: <Error><Code>BadDigest</Code></Error>"
+                    .into(),
+            },
+            "put",
+            Some("k"),
+        );
+        assert_eq!(e.kind(), ErrorKind::Integrity);
+        assert!(e.is_retryable());
+        assert!(e.hint().unwrap().contains("write_checksums"), "{e}");
         assert_eq!(status_in("status code: 404 Not Found"), Some(404));
         assert_eq!(status_in("nothing"), None);
     }

@@ -40,6 +40,26 @@
 //!   --lifecycle-configuration file://lifecycle.json`. Set `Prefix` to the sink's prefix to
 //!   limit it to the backups. The credentials need
 //!   `s3:ListBucketMultipartUploads` and `s3:AbortMultipartUpload` for `cleanup`.
+//! - **Checksums.** Every `PutObject` and `UploadPart` carries `x-amz-checksum-sha256`, the
+//!   SHA-256 that object_store computes of the very bytes the request sends (the bytes `put`
+//!   was handed), and multipart uploads are created for SHA-256 parts; the completion lists
+//!   each part's checksum ([`S3SinkBuilder::write_checksums`], on by default; off for stores
+//!   that reject the header). A store that verifies the header refuses a body changed on the
+//!   way (`400 BadDigest`): the put fails and, S3 showing only finished uploads, nothing new
+//!   becomes visible. A put reports
+//!   [`PutResult::store_checked`](stoa_backup_core::sink::PutResult::store_checked), which
+//!   spares the pipeline reading the object back, only when both hold:
+//!   1. the store is known to verify the header
+//!      ([`S3SinkBuilder::store_verifies_checksums`]: AWS S3's own endpoints by default, any
+//!      other endpoint only when the caller says so), and
+//!   2. the answer to the `PutObject`, or to every `UploadPart`, echoed the exact checksum
+//!      sent, so a store or middlebox that ignored the header earns no claim.
+//!
+//!   Neither is enough alone. Of the servers the tests run against, moto checks nothing and
+//!   even echoes an unchecked checksum when asked with the AWS SDKs' headers; s3s-fs checks a
+//!   single `PutObject`'s checksum only after storing the object, and no part's. Requests are
+//!   also signed with the body's SHA-256 (`x-amz-content-sha256`), which AWS S3 and s3s check
+//!   too; the sink claims nothing from that.
 //! - **Retries.** Every request is retried on 5xx, throttling, connection errors and
 //!   timeouts with exponential backoff and jitter, bounded in count and time
 //!   ([`S3SinkBuilder::retry`]). Errors that remain are mapped to
@@ -78,6 +98,7 @@ use stoa_backup_core::sink::{CleanupReport, ObjectMeta, PutResult, Sink, SinkCap
 use stoa_backup_core::stream::ByteStream;
 
 mod builder;
+mod checksum;
 mod cleanup;
 mod errors;
 mod upload;
@@ -118,6 +139,7 @@ struct Inner {
     /// For the requests object_store does not offer (ListMultipartUploads).
     http: reqwest::Client,
     retry: S3Retry,
+    checksums: checksum::Checksums,
 }
 
 /// A [`Sink`] on an S3 bucket (see the module documentation). Cheap to clone: clones
@@ -137,6 +159,8 @@ impl fmt::Debug for S3Sink {
             .field("region", &i.region)
             .field("part_size", &i.part_size)
             .field("max_parts_in_flight", &i.max_parts_in_flight)
+            .field("write_checksums", &i.checksums.send)
+            .field("store_verifies_checksums", &i.checksums.store_verifies)
             .finish_non_exhaustive()
     }
 }

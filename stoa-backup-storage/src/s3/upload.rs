@@ -18,6 +18,7 @@ use stoa_backup_core::sink::PutResult;
 use stoa_backup_core::stream::ByteStream;
 use tokio_util::task::TaskTracker;
 
+use super::checksum::{ChecksumEchoed, Checksums};
 use super::{S3Sink, COMPONENT, MAX_PARTS};
 
 /// Counters and the buffer gauge of an [`S3Sink`], shared by all its puts.
@@ -283,7 +284,8 @@ impl S3Sink {
             match stream.next().await {
                 None => {
                     let payload = PutPayload::from_iter(std::mem::take(&mut first));
-                    self.inner
+                    let stored = self
+                        .inner
                         .store
                         .put_opts(&path, payload, self.put_options())
                         .await
@@ -292,7 +294,11 @@ impl S3Sink {
                         .metrics
                         .single_puts
                         .fetch_add(1, Ordering::SeqCst);
-                    return Ok(PutResult::new(size));
+                    let claim = match stored.extensions.get::<ChecksumEchoed>() {
+                        Some(ChecksumEchoed::Body) => Some(Checksums::single_put_claim()),
+                        _ => None,
+                    };
+                    return Ok(self.put_result(size, claim));
                 }
                 Some(Err(e)) => return Err(stream_err(e)),
                 Some(Ok(chunk)) => {
@@ -379,11 +385,26 @@ impl S3Sink {
             }
         }
         // `finish` aborts the upload itself if a part or the completion fails.
-        writer
+        let stored = writer
             .finish()
             .await
             .map_err(|e| self.err(e, "put", Some(key.as_str())))?;
-        Ok(PutResult::new(size))
+        let claim = match stored.extensions.get::<ChecksumEchoed>() {
+            Some(ChecksumEchoed::AllParts(n)) => Some(Checksums::multipart_claim(*n)),
+            _ => None,
+        };
+        Ok(self.put_result(size, claim))
+    }
+
+    /// The result of a put of `size` bytes, with the store's check when `claim` describes
+    /// one and the store is trusted to make it.
+    fn put_result(&self, size: u64, claim: Option<String>) -> PutResult {
+        match claim {
+            Some(how) if self.inner.checksums.may_claim() => {
+                PutResult::new(size).store_checked(how)
+            }
+            _ => PutResult::new(size),
+        }
     }
 
     async fn abort(&self, writer: WriteMultipart, key: &ObjectKey) {

@@ -15,6 +15,8 @@ use stoa_backup_test_support::conformance::{
 };
 use stoa_backup_test_support::s3::{self as s3t, FaultScope, S3Target};
 
+mod checksums;
+
 const MIB: usize = 1024 * 1024;
 
 fn builder(t: &S3Target) -> S3SinkBuilder {
