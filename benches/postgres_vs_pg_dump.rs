@@ -61,7 +61,9 @@
 //! default `512,2048`), `STOA_BENCH_REPEAT` (default 3), `STOA_BENCH_DIR` (scratch files,
 //! default `target/bench-postgres`; emptied as it goes), `STOA_BENCH_DROP=1` (drop the
 //! generated databases at the end instead of keeping them for the next run). Generating
-//! takes about 0.3 s per 5.8 MiB of raw dump; the default sizes take about 30 minutes.
+//! takes about 0.3-0.4 s per unit of 5.8 MB of raw dump (once: later runs reuse it); the
+//! default sizes then take about 30-40 minutes on 2 cores. Disk: up to about 3x the largest
+//! raw size in `STOA_BENCH_DIR` (plain dump, spool file) plus a restored copy of it.
 
 use std::path::{Path, PathBuf};
 
@@ -307,7 +309,7 @@ fn bench_size(server: &data::Server, settings: &Settings, cases: &[Case], mb: u6
     std::fs::remove_file(&bench.plain_dump).expect("remove the plain dump");
     if settings.drop_databases {
         server.drop_database(&bench.db);
-        println!("dropped {}", bench.db);
+        eprintln!("dropped {} (STOA_BENCH_DROP=1)", bench.db);
     }
     SizeResult {
         mb,
