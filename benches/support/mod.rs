@@ -1,6 +1,8 @@
 //! Shared by the benchmarks: peak RSS, and measuring one run in a fresh child process (this
 //! binary, re-executed) so its peak RSS is its own and not memory that earlier runs left in
 //! the allocator.
+// Each bench uses part of this module.
+#![allow(dead_code)]
 
 use std::ffi::OsStr;
 use std::time::Duration;
@@ -9,6 +11,8 @@ use std::time::Duration;
 const CHILD_ENV: &str = "STOA_BENCH_CHILD";
 /// Prefix of the one line a child prints with its figures.
 const RESULT_TAG: &str = "STOA_BENCH_RESULT";
+/// Prefix of the lines a child prints about its run (what it stored, what it checked).
+const NOTE_TAG: &str = "STOA_BENCH_NOTE ";
 
 /// What a child reports about its run.
 pub struct Measured {
@@ -16,6 +20,8 @@ pub struct Measured {
     pub stored: u64,
     /// `None` where the platform does not tell (no `/proc`).
     pub peak_rss: Option<u64>,
+    /// What the child said about its run, in order (see [`note`]).
+    pub notes: Vec<String>,
 }
 
 /// Peak resident set size of this process (VmHWM), in bytes.
@@ -44,6 +50,11 @@ pub fn report(wall: Duration, stored: u64) {
         wall.as_nanos(),
         peak_rss().unwrap_or(0)
     );
+}
+
+/// Child side: one line about the run for the parent to show (before [`report`]).
+pub fn note(line: &str) {
+    println!("{NOTE_TAG}{}", line.replace('\n', " "));
 }
 
 /// Parent side: runs `job` in a child process (with `envs` added) and reads its figures.
@@ -75,6 +86,11 @@ pub fn measure_in_child(job: &str, envs: &[(&str, &OsStr)]) -> Measured {
         wall: Duration::from_nanos(f[0]),
         stored: f[1],
         peak_rss: (f[2] > 0).then_some(f[2]),
+        notes: stdout
+            .lines()
+            .filter_map(|l| l.strip_prefix(NOTE_TAG))
+            .map(str::to_string)
+            .collect(),
     }
 }
 
@@ -101,5 +117,6 @@ pub fn measure_median(job: &str, envs: &[(&str, &OsStr)], n: usize) -> Measured 
         wall: Duration::from_nanos(median(walls)),
         stored: runs[0].stored,
         peak_rss: (!peaks.is_empty()).then(|| median(peaks)),
+        notes: runs.last().map(|r| r.notes.clone()).unwrap_or_default(),
     }
 }
