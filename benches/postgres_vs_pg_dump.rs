@@ -60,7 +60,9 @@
 //! `postgres://postgres@127.0.0.1:5432/postgres`), `STOA_BENCH_SIZES_MB` (raw dump sizes,
 //! default `512,2048`), `STOA_BENCH_REPEAT` (default 3), `STOA_BENCH_DIR` (scratch files,
 //! default `target/bench-postgres`; emptied as it goes), `STOA_BENCH_DROP=1` (drop the
-//! generated databases at the end instead of keeping them for the next run). Generating
+//! generated databases at the end instead of keeping them for the next run),
+//! `STOA_BENCH_ZSTD_LEVEL` / `STOA_BENCH_ZSTD_WORKERS` (our codec's settings, to compare
+//! them on the same data; default `ZstdCodec::default()`). Generating
 //! takes about 0.3-0.4 s per unit of 5.8 MB of raw dump (once: later runs reuse it); the
 //! default sizes then take about 30-40 minutes on 2 cores. Disk: up to about 3x the largest
 //! raw size in `STOA_BENCH_DIR` (plain dump, spool file) plus a restored copy of it.
@@ -322,6 +324,26 @@ fn bench_size(server: &data::Server, settings: &Settings, cases: &[Case], mb: u6
     }
 }
 
+/// What the figures depend on: cores, zstd workers, whether SHA-256 has the CPU's
+/// extensions, and how fast it hashes here.
+fn print_machine() {
+    use stoa_backup::core::codec::hash::sha256_accelerated;
+    use stoa_backup::core::ZstdCodec;
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let buf = vec![0x5au8; 256 * 1024 * 1024];
+    let t0 = std::time::Instant::now();
+    let digest = stoa_backup::core::codec::sha256_hex(&buf);
+    let rate = buf.len() as f64 / t0.elapsed().as_secs_f64() / 1e6;
+    let codec = ZstdCodec::default();
+    println!(
+        "machine: {cores} cores; zstd level {} on {} worker thread(s); sha256 CPU extensions: {} ({rate:.0} MB/s here, {})",
+        codec.level(),
+        codec.worker_count(),
+        if sha256_accelerated() { "yes" } else { "no" },
+        &digest[..8]
+    );
+}
+
 fn main() {
     if let Some(job) = support::child_job() {
         return ours::child_main(&job);
@@ -339,6 +361,7 @@ fn main() {
             None => true,
         })
         .collect();
+    print_machine();
     let server = data::Server::connect(&ours::database_url());
     let mut results = Vec::new();
     for mb in &settings.sizes_mb {

@@ -39,8 +39,9 @@ async fn main() -> Result<ExitCode, Box<dyn std::error::Error>> {
     let pipeline = Pipeline::builder()
         .source(source)
         .sink(sink.clone())
-        .compression(ZstdCodec::new(3)?)
-        // pg_restore --list (TOC count as recorded) and a full read of every data block.
+        .compression(ZstdCodec::default())
+        // pg_restore --list (TOC count as recorded) and a full read of every data block, on
+        // the dump as it streams in; then the stored bytes are checked against its digest.
         .verifier(PgArchiveVerifier::new())
         .retention(retention)
         .apply_retention(true)
@@ -62,7 +63,18 @@ async fn main() -> Result<ExitCode, Box<dyn std::error::Error>> {
             a.key, a.plain_size, a.stored_size, a.stored_sha256
         );
         for v in &a.verification {
-            println!("  verified by {}: {}", v.verifier, v.detail);
+            let how = v.method.map(|m| format!(" ({m})")).unwrap_or_default();
+            println!("  verified by {}{how}: {}", v.verifier, v.detail);
+        }
+        if let Some(t) = &a.timings {
+            println!(
+                "  took {} ms: dump {} ms, stored after {} ms, verified {} ms later ({} MiB/s plain)",
+                t.total_ms,
+                t.dump_ms,
+                t.store_ms,
+                t.verify_ms,
+                t.plain_bytes_per_sec / (1024 * 1024)
+            );
         }
     }
     if let Some(plan) = &report.retention {

@@ -69,7 +69,7 @@ pub fn database_url() -> String {
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_string())
 }
 
-/// The quickstart's pipeline (examples/quickstart.rs): exact row counts, zstd(3), the
+/// The quickstart's pipeline (examples/quickstart.rs): exact row counts, default zstd, the
 /// archive verifier, the seed's retention applied. Returns the wall time of the run, the
 /// bytes stored and what the manifest says was stored and checked.
 async fn backup(
@@ -87,7 +87,7 @@ async fn backup(
     let pipeline = Pipeline::builder()
         .source(source)
         .sink(sink)
-        .compression(ZstdCodec::default())
+        .compression(zstd())
         .verifier(PgArchiveVerifier::new())
         .retention(retention)
         .apply_retention(true)
@@ -103,15 +103,29 @@ async fn backup(
     let mut notes = Vec::new();
     for a in artifacts {
         notes.push(format!(
-            "{}: {:.1} MiB plain, {:.1} MiB stored, duration_ms {}",
+            "{}: {:.1} MiB plain, {:.1} MiB stored",
             a.name,
             mib(a.plain_size),
             mib(a.stored_size),
-            a.duration_ms
         ));
+        if let Some(t) = &a.timings {
+            notes.push(format!(
+                "  phases: dump {} ms, store {} ms, verify after store {} ms, total {} ms; {:.0} MiB/s plain",
+                t.dump_ms,
+                t.store_ms,
+                t.verify_ms,
+                t.total_ms,
+                mib(t.plain_bytes_per_sec)
+            ));
+        }
         for v in &a.verification {
             let ok = if v.ok { "ok" } else { "FAILED" };
-            notes.push(format!("  verified by {} ({ok}): {}", v.verifier, v.detail));
+            let how = v.method.map(|m| m.to_string()).unwrap_or_default();
+            let ms = v.duration_ms.unwrap_or_default();
+            notes.push(format!(
+                "  verified by {} ({ok}, {how}, {ms} ms after the store): {}",
+                v.verifier, v.detail
+            ));
         }
     }
     (wall, artifacts.iter().map(|a| a.stored_size).sum(), notes)
@@ -157,6 +171,20 @@ async fn restore(
         .map_or(0, |m| m.len());
     let note = format!("restored with {jobs} job(s); row counts of {tables} tables checked");
     (wall, 0, vec![note])
+}
+
+/// The default codec, or `STOA_BENCH_ZSTD_LEVEL` / `STOA_BENCH_ZSTD_WORKERS` to compare
+/// settings on the same data.
+fn zstd() -> ZstdCodec {
+    let env = |k: &str| std::env::var(k).ok().and_then(|v| v.parse::<i64>().ok());
+    let mut codec = match env("STOA_BENCH_ZSTD_LEVEL") {
+        Some(l) => ZstdCodec::new(l as i32).expect("STOA_BENCH_ZSTD_LEVEL: a zstd level"),
+        None => ZstdCodec::default(),
+    };
+    if let Some(n) = env("STOA_BENCH_ZSTD_WORKERS") {
+        codec = codec.workers(n as u32);
+    }
+    codec
 }
 
 fn mib(bytes: u64) -> f64 {

@@ -22,7 +22,7 @@ use tokio_util::io::ReaderStream;
 pub use self::age::{AgeCodec, AgeEncryption};
 pub use self::hash::{hashing, sha256_hex, DigestHandle, StreamDigest};
 pub use self::keyring::Keyring;
-pub use self::zstd::ZstdCodec;
+pub use self::zstd::{ZstdCodec, DEFAULT_ZSTD_LEVEL};
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::manifest::CodecStep;

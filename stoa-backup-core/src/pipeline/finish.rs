@@ -78,7 +78,7 @@ impl Pipeline {
             name: &record.name,
             timings: &timings,
         });
-        (record, checked.err())
+        (record, checked.err().map(|f| *f))
     }
 
     /// Every check of one artifact, in the pipeline's verifier order; stops at the first
@@ -89,7 +89,7 @@ impl Pipeline {
         inline: Vec<InlineOutcome>,
         store_checked: Option<&str>,
         stored_at: Instant,
-    ) -> std::result::Result<(), ArtifactFailure> {
+    ) -> std::result::Result<(), Box<ArtifactFailure>> {
         let ran_inline = !inline.is_empty();
         let mut inline = inline.into_iter().peekable();
         for verifier in &self.verifiers {
@@ -110,7 +110,16 @@ impl Pipeline {
             };
             self.accept(record, verifier.name(), outcome)?;
         }
-        if ran_inline {
+        // A checksum verifier that read the stored bytes back has compared them already.
+        let digest_checked = record.verification.iter().any(|v| {
+            v.method == Some(VerifyMethod::ReadBack)
+                && [
+                    ChecksumVerifier::new().name(),
+                    ChecksumVerifier::deep().name(),
+                ]
+                .contains(&v.verifier.as_str())
+        });
+        if ran_inline && !digest_checked {
             // The inline checks read the bytes as produced: the stored ones must be those.
             let outcome = match store_checked {
                 Some(how) => Ok(VerificationRecord::now(
@@ -154,13 +163,13 @@ impl Pipeline {
         record: &mut ArtifactRecord,
         verifier: &str,
         outcome: Result<VerificationRecord>,
-    ) -> std::result::Result<(), ArtifactFailure> {
+    ) -> std::result::Result<(), Box<ArtifactFailure>> {
         let v = outcome.map_err(|e| {
             let e = e
                 .or_component(record.component.clone())
                 .or_operation("verify")
                 .or_artifact(record.key.to_string());
-            verify_failure(record, e)
+            Box::new(verify_failure(record, e))
         })?;
         self.observer.on_event(&Event::Verified {
             component: &record.component,
@@ -178,7 +187,7 @@ impl Pipeline {
             .with_operation("verify")
             .with_artifact(record.key.to_string())
             .with_hint("the stored artifact does not pass its check: re-run the backup");
-        Err(verify_failure(record, e))
+        Err(Box::new(verify_failure(record, e)))
     }
 
     /// Writes the manifest (or the failure report) and runs retention. Not undone by a

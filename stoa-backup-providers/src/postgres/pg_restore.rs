@@ -95,6 +95,62 @@ pub(crate) async fn pg_restore(
     })
 }
 
+/// Room kept free beside a spool file: a disk filled to the last byte breaks other writers
+/// (the database server's own WAL, if it shares the volume).
+const SPOOL_HEADROOM: u64 = 256 * 1024 * 1024;
+
+/// Refuses a parallel restore whose spool file (`needed` bytes, the dump's plain size)
+/// would not fit in `dir` (the system temp dir when `None`) with [`SPOOL_HEADROOM`] to spare,
+/// before anything is created or written.
+pub(crate) fn check_spool_space(dir: Option<&std::path::Path>, needed: u64) -> Result<()> {
+    let dir = dir.map_or_else(std::env::temp_dir, std::path::Path::to_path_buf);
+    let available = available_space(&dir).map_err(|e| {
+        Error::from_io(e, format!("cannot tell the free space of the spool directory {}", dir.display()))
+            .with_operation("restore")
+            .with_hint("check that the spool directory exists and is readable, or set spool_dir(...) to one that is")
+    })?;
+    spool_fits(&dir, needed, available)
+}
+
+fn spool_fits(dir: &std::path::Path, needed: u64, available: u64) -> Result<()> {
+    let mib = |b: u64| b / (1024 * 1024);
+    if available >= needed.saturating_add(SPOOL_HEADROOM) {
+        return Ok(());
+    }
+    Err(Error::new(
+        ErrorKind::Unavailable,
+        format!(
+            "the parallel restore would spool {} MiB to {}, which has {} MiB free (with {} MiB kept free)",
+            mib(needed),
+            dir.display(),
+            mib(available),
+            mib(SPOOL_HEADROOM)
+        ),
+    )
+    .with_operation("restore")
+    .with_hint("set spool_dir(...) to a volume with room for the dump, or restore with jobs(1), which streams without a spool file"))
+}
+
+/// Bytes an unprivileged writer may still use on the file system holding `dir`.
+#[cfg(unix)]
+fn available_space(dir: &std::path::Path) -> std::io::Result<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let path = std::ffi::CString::new(dir.as_os_str().as_bytes())
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `path` is a valid C string and `st` a writable statvfs.
+    if unsafe { libc::statvfs(path.as_ptr(), &mut st) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok((st.f_bavail as u64).saturating_mul(st.f_frsize as u64))
+}
+
+#[cfg(not(unix))]
+fn available_space(_dir: &std::path::Path) -> std::io::Result<u64> {
+    // No portable query: let the write itself fail if the disk is full.
+    Ok(u64::MAX)
+}
+
 /// Writes a stream to a temp file (for parallel restores, which need a seekable file).
 pub(crate) async fn spool_to_file(
     mut plain: ByteStream,
@@ -117,16 +173,42 @@ pub(crate) async fn spool_to_file(
             .await
             .map_err(|e| Error::from_io(e, "writing the spool file failed"))?;
     }
+    // No fsync: pg_restore reads the file at once, and a crash loses the restore anyway.
     f.flush()
         .await
         .map_err(|e| Error::from_io(e, "flushing the spool file failed"))?;
-    f.sync_all().await.ok();
     Ok(tmp)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_spool_that_does_not_fit_is_refused_naming_the_sizes_and_the_fix() {
+        let dir = std::path::Path::new("/var/spool/stoa");
+        let gib = 1024 * 1024 * 1024;
+        assert!(spool_fits(dir, 2 * gib, 3 * gib).is_ok());
+        let e = spool_fits(dir, 2 * gib, 2 * gib).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Unavailable);
+        let text = e.to_string();
+        assert!(
+            text.contains("2048 MiB") && text.contains("/var/spool/stoa"),
+            "{text}"
+        );
+        assert!(e.hint().unwrap_or_default().contains("spool_dir"), "{e:?}");
+    }
+
+    #[test]
+    fn the_free_space_of_a_real_directory_is_read() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(available_space(dir.path()).unwrap() > 0);
+        assert!(check_spool_space(Some(dir.path()), 1).is_ok());
+        let e = check_spool_space(Some(dir.path()), u64::MAX / 2).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Unavailable);
+        let missing = dir.path().join("missing");
+        assert!(check_spool_space(Some(&missing), 1).is_err());
+    }
 
     #[tokio::test]
     async fn capture_error_ends_the_stream_and_keeps_the_error() {

@@ -16,7 +16,7 @@ use tokio_postgres::Client;
 
 use super::conn::{quote_ident, PgConnection};
 use super::facts::PostgresFacts;
-use super::pg_restore::{pg_restore, spool_to_file};
+use super::pg_restore::{check_spool_space, pg_restore, spool_to_file};
 use super::queries;
 use super::swap::{self, create_database, drop_database, AdminSession, SwapMarker};
 use super::{COMPONENT, DUMP_CONTENT_TYPE, GLOBALS_CONTENT_TYPE};
@@ -108,8 +108,11 @@ impl PostgresRestorer {
         }
     }
 
-    /// Parallel restore with `n` jobs. The dump is first spooled to a local temp file (a
-    /// parallel restore needs a seekable file). Not available with [`RestoreTarget::Clean`].
+    /// Parallel restore with `n` jobs (`pg_restore --jobs`): table data and indexes are
+    /// restored by `n` sessions at once. A parallel restore needs a seekable file, so the
+    /// decoded dump is first spooled to a local temp file in [`spool_dir`](Self::spool_dir)
+    /// (its free space is checked against the dump's size before anything is created), read
+    /// by pg_restore, and removed afterwards. Not available with [`RestoreTarget::Clean`].
     pub fn jobs(mut self, n: u32) -> Self {
         self.jobs = n.max(1);
         self
@@ -557,6 +560,10 @@ impl Restorer for PostgresRestorer {
         }
         let facts: PostgresFacts = artifact.facts_as()?;
         self.conn.validate()?;
+        if self.jobs > 1 && matches!(self.target, RestoreTarget::NewDatabase { .. }) {
+            // Before a database is created: the spool file must fit.
+            check_spool_space(self.spool_dir.as_deref(), artifact.plain_size)?;
+        }
         let r = match &self.target {
             RestoreTarget::NewDatabase { name, swap } => {
                 self.restore_new(artifact, &facts, plain, options, name, *swap)

@@ -192,11 +192,20 @@ async fn kill_backup_at(point: FaultPoint) {
     }
     let procs = child.descendants();
     match point {
-        FaultPoint::DuringDump | FaultPoint::DumpWaitingOnLock => assert!(
-            has(&procs, "pg_dump"),
-            "pg_dump is not running at the pause: {procs:?}\n{}",
-            child.output()
-        ),
+        FaultPoint::DuringDump | FaultPoint::DumpWaitingOnLock => {
+            assert!(
+                has(&procs, "pg_dump"),
+                "pg_dump is not running at the pause: {procs:?}\n{}",
+                child.output()
+            );
+            // The inline archive check reads the dump as it streams: its pg_restore runs
+            // beside pg_dump, and must die with the run too.
+            assert!(
+                point == FaultPoint::DumpWaitingOnLock || has(&procs, "pg_restore"),
+                "the inline check's pg_restore is not running at the pause: {procs:?}\n{}",
+                child.output()
+            );
+        }
         FaultPoint::DuringVerification => assert!(
             has(&procs, "pg_restore"),
             "pg_restore is not running at the pause: {procs:?}\n{}",

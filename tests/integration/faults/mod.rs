@@ -101,13 +101,15 @@ fn retention() -> KeepRules {
 
 /// The backup every run of these tests makes — the killed child's and the parent's alike:
 /// the database at `database_url` with the real pg_dump into `sink`, zstd-compressed,
-/// checked by the checksum verifier and then the pg_restore archive verifier, with
+/// checked by the checksum verifier and the pg_restore archive verifier (inline, on the dump
+/// as it streams, unless `inline` is off: then it reads the stored dump back), with
 /// [`retention`] applied after a complete run. One attempt: a retry would hide a fault.
 fn pipeline(
     database_url: &str,
     sink: Arc<dyn Sink>,
     observer: Arc<dyn Observer>,
     retention: KeepRules,
+    inline: bool,
 ) -> Pipeline {
     let source = PostgresSource::builder(PgConnection::from_url(database_url).expect("a URL"))
         .build()
@@ -115,9 +117,13 @@ fn pipeline(
     Pipeline::builder()
         .source(source)
         .sink(sink)
-        .compression(ZstdCodec::new(3).expect("zstd level 3"))
+        // No zstd worker threads: they take in megabytes before the first compressed byte,
+        // and the kill points "during the dump" need pg_dump still running when the sink
+        // has the first 64 KiB of this small dump.
+        .compression(ZstdCodec::default().workers(0))
         .verifier(ChecksumVerifier::new())
         .verifier(PgArchiveVerifier::new())
+        .inline_verification(inline)
         .retention(retention)
         .apply_retention(true)
         .observer(observer)
@@ -138,6 +144,7 @@ async fn complete_backup(
         sink,
         Arc::new(stoa_backup::core::NoopObserver),
         retention,
+        true,
     )
     .run()
     .await

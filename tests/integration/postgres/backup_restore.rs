@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use super::pg;
 use stoa_backup::core::codec::hash::sha256_hex;
-use stoa_backup::core::manifest::ArtifactRecord;
+use stoa_backup::core::manifest::{ArtifactRecord, VerifyMethod};
 use stoa_backup::core::source::{ExportContext, Facts};
 use stoa_backup::core::stream::collect;
 use stoa_backup::core::{
@@ -321,7 +321,21 @@ async fn stoa_schema_round_trips_through_the_pipeline_and_a_new_database() {
     let a = &manifest.artifacts[0];
     assert_eq!(a.name, format!("{}.dump", src.name()));
     assert_eq!(a.content_type, DUMP_CONTENT_TYPE);
-    assert_eq!(a.verification.len(), 2, "{:?}", a.verification);
+    // The archive check ran on the dump as it streamed, the scratch restore read it back,
+    // and the stored bytes were checked against the digest computed while writing.
+    let how: Vec<(&str, Option<VerifyMethod>)> = a
+        .verification
+        .iter()
+        .map(|v| (v.verifier.as_str(), v.method))
+        .collect();
+    assert_eq!(
+        how,
+        [
+            ("postgres-archive", Some(VerifyMethod::Inline)),
+            ("postgres-scratch-restore", Some(VerifyMethod::ReadBack)),
+            ("checksum", Some(VerifyMethod::ReadBack)),
+        ]
+    );
     assert!(a.verification.iter().all(|v| v.ok), "{:?}", a.verification);
     assert!(
         a.verification[1].detail.contains("5 tables match"),

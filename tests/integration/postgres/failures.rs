@@ -9,6 +9,7 @@ use super::pg;
 use async_trait::async_trait;
 use futures::StreamExt;
 use stoa_backup::core::error::Error;
+use stoa_backup::core::manifest::VerifyMethod;
 use stoa_backup::core::sink::{ObjectMeta, PutResult};
 use stoa_backup::core::stream::ByteStream;
 use stoa_backup::core::{
@@ -399,6 +400,34 @@ async fn pg_dump_older_than_the_server_is_refused() {
         failure_text(&report)
     );
     assert_no_complete_run(&report, sink).await;
+    db.drop_db().await;
+}
+
+/// A pg_dump whose output is cut short while it still exits 0 (a broken pipe wrapper, a
+/// full disk on a spool between) is caught by the archive check that reads the dump as it
+/// streams, before any manifest: pg_restore's full read fails on the missing data blocks.
+#[tokio::test]
+async fn a_dump_cut_short_with_exit_status_0_fails_the_inline_archive_check() {
+    let db = filled_database("pgfail_cutshort").await;
+    let tmp = tempfile::tempdir().unwrap();
+    // The header and table of contents fit in the first 16 KiB; the data does not.
+    let fake = script(tmp.path(), "pg_dump", "pg_dump \"$@\" | head -c 16384");
+    let source = PostgresSource::builder(pg(db.url()))
+        .pg_dump_path(&fake)
+        .build()
+        .unwrap();
+    let sink: Arc<dyn Sink> = Arc::new(MemorySink::new());
+    let report = run(source, sink.clone()).await;
+    assert!(!report.is_complete(), "{report:?}");
+    let failure = &report.manifest.failures[0];
+    assert_eq!(failure.operation, "verify", "{failure:?}");
+    assert!(failure.error.contains("full read"), "{}", failure.error);
+    let record = &report.manifest.artifacts[0];
+    let archive = &record.verification[0];
+    assert_eq!(archive.method, Some(VerifyMethod::Inline), "{archive:?}");
+    assert!(!archive.ok);
+    let catalog = Catalog::new(sink);
+    assert!(catalog.latest_verified("postgres").await.unwrap().is_none());
     db.drop_db().await;
 }
 
