@@ -11,6 +11,12 @@ use crate::manifest::{ArtifactRecord, VerificationRecord, VerifyMethod};
 use crate::sink::Sink;
 use crate::stream::ByteStream;
 
+/// Smallest chunk a read-back verifier gets from [`VerifyContext::open_stored`].
+pub const READ_BACK_CHUNK: usize = 256 * 1024;
+
+/// Chunks read ahead of a read-back verifier: the next reads overlap the work on the last.
+const READ_BACK_DEPTH: usize = 4;
+
 /// What a verifier gets: the sink, the artifact's record and the keys to decrypt it.
 pub struct VerifyContext<'a> {
     /// Where the artifact is stored.
@@ -31,9 +37,16 @@ impl fmt::Debug for VerifyContext<'_> {
 }
 
 impl VerifyContext<'_> {
-    /// The stored bytes, as they are in the sink.
+    /// The stored bytes, as they are in the sink, read ahead in chunks of at least
+    /// [`READ_BACK_CHUNK`] bytes: network bodies arrive in frames of a few KiB, and passing
+    /// each through hashing and decoding on its own costs more than the work on the bytes.
     pub async fn open_stored(&self) -> Result<ByteStream> {
-        self.sink.get(&self.artifact.key).await
+        let stored = self.sink.get(&self.artifact.key).await?;
+        Ok(crate::stream::prefetch_batched(
+            stored,
+            READ_BACK_DEPTH,
+            READ_BACK_CHUNK,
+        ))
     }
 
     /// The plain bytes: the stored bytes through the inverse of the recorded codec chain.
