@@ -77,8 +77,11 @@ async fn backup(
     db: &str,
     sink: Arc<dyn Sink>,
 ) -> (Duration, u64, Vec<String>) {
+    // STOA_BENCH_EXACT_COUNTS=0 measures what the default exact row counts cost.
+    let counts = std::env::var("STOA_BENCH_EXACT_COUNTS").as_deref() != Ok("0");
     let source = PostgresSource::builder(conn.with_dbname(db))
         .database(db)
+        .exact_row_counts(counts)
         .build()
         .expect("the PostgreSQL source");
     let retention = KeepRules::new()
