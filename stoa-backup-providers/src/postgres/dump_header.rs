@@ -20,6 +20,12 @@ use futures::StreamExt;
 use stoa_backup_core::stream::ByteStream;
 use tokio::sync::watch;
 
+/// Data-offset state of a TOC entry whose data block was written where the offset could not
+/// be recorded (pg_dump writing to a pipe).
+pub const OFFSET_NOT_SET: u8 = 1;
+/// Data-offset state of a TOC entry whose offset is recorded: readers may seek to its block.
+pub const OFFSET_SET: u8 = 2;
+
 /// Archive format byte of the custom format.
 pub const FORMAT_CUSTOM: u8 = 1;
 
@@ -293,8 +299,11 @@ pub fn parse_header(buf: &[u8]) -> PResult<(DumpHeader, usize)> {
     ))
 }
 
-/// Parses one TOC entry at the start of `buf`.
-fn parse_entry(buf: &[u8], h: &DumpHeader) -> PResult<(TocEntry, usize)> {
+/// Parses one TOC entry at the start of `buf`; returns it and the bytes it took. Its last
+/// `1 + off_size` bytes are the entry's data offset: a state byte ([`OFFSET_NOT_SET`],
+/// [`OFFSET_SET`], or 3 for an entry without data) and the offset, least significant byte
+/// first.
+pub(crate) fn parse_entry(buf: &[u8], h: &DumpHeader) -> PResult<(TocEntry, usize)> {
     let v = ver(h.version);
     let mut c = Cursor {
         buf,

@@ -49,6 +49,7 @@ mod pg_restore;
 mod queries;
 pub mod restore;
 pub mod source;
+pub mod spool_index;
 mod swap;
 mod tools;
 pub mod verify;

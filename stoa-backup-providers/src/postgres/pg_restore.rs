@@ -10,6 +10,7 @@ use stoa_backup_core::stream::ByteStream;
 use tokio::io::AsyncWriteExt;
 
 use super::conn::PgConnection;
+use super::spool_index::{self, SpoolIndex};
 use super::COMPONENT;
 
 /// A stream read through a shared handle, so that what its reader left unread can still
@@ -151,7 +152,8 @@ fn available_space(_dir: &std::path::Path) -> std::io::Result<u64> {
     Ok(u64::MAX)
 }
 
-/// Writes a stream to a temp file (for parallel restores, which need a seekable file).
+/// Writes a stream to a temp file (for parallel restores, which need a seekable file), with
+/// the data offsets of its TOC entries recorded ([`SpoolIndex`]).
 pub(crate) async fn spool_to_file(
     mut plain: ByteStream,
     dir: Option<&std::path::Path>,
@@ -167,8 +169,10 @@ pub(crate) async fn spool_to_file(
         .reopen()
         .map_err(|e| Error::from_io(e, "cannot open the spool file"))?;
     let mut f = tokio::fs::File::from_std(std_file);
+    let mut index = SpoolIndex::default();
     while let Some(chunk) = plain.next().await {
         let chunk = chunk?;
+        index.feed(&chunk);
         f.write_all(&chunk)
             .await
             .map_err(|e| Error::from_io(e, "writing the spool file failed"))?;
@@ -177,6 +181,19 @@ pub(crate) async fn spool_to_file(
     f.flush()
         .await
         .map_err(|e| Error::from_io(e, "flushing the spool file failed"))?;
+    // Record where each data block starts, as pg_dump does when it writes a file, so the
+    // parallel workers seek to their blocks instead of reading the archive from the start.
+    match index.patches() {
+        Ok(patches) => {
+            spool_index::write_patches(tmp.as_file(), &patches)
+                .map_err(|e| Error::from_io(e, "writing the data offsets into the spool file failed"))?;
+            tracing::debug!(entries = patches.len(), "data offsets recorded in the spool file");
+        }
+        Err(why) => tracing::warn!(
+            why,
+            "the spool file keeps the dump's unset data offsets: the parallel restore reads through it to find each block"
+        ),
+    }
     Ok(tmp)
 }
 

@@ -6,6 +6,7 @@ mod backup_restore;
 mod exec;
 mod failures;
 mod pick_run;
+mod spool;
 mod support;
 mod swap_killed;
 mod swap_locked;

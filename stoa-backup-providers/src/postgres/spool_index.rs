@@ -1,0 +1,256 @@
+//! Data offsets for a dump written to a file from a stream, so a parallel `pg_restore` can
+//! seek to each block.
+//!
+//! pg_dump writing to a pipe cannot go back to record where each data block starts: every
+//! TOC entry with data says "offset not set", and each `pg_restore --jobs` worker then reads
+//! the archive from the start to find its block. pg_dump writing to a file rewrites the TOC
+//! with the offsets at the end. [`SpoolIndex`] does the same for the spool file of a
+//! parallel restore: it reads the TOC and walks the data blocks as the bytes are written
+//! (their layout is `_StartData`/`_EndData` and `_StartLOs`/`_EndLOs` in PostgreSQL's
+//! `pg_backup_custom.c`: a block type byte, the dump id, then length-prefixed chunks up to
+//! a zero length; large-object blocks hold, per object, its oid and such chunks, up to a
+//! zero oid), then writes each entry's offset into the file.
+
+use std::collections::HashMap;
+
+use super::dump_header::{
+    parse_entry, parse_header, DumpHeader, ParseError, OFFSET_NOT_SET, OFFSET_SET,
+};
+
+/// Block type of table data.
+const BLK_DATA: u8 = 1;
+/// Block type of large objects.
+const BLK_BLOBS: u8 = 3;
+
+/// Where the walk through the data blocks is.
+#[derive(Debug, Clone, Copy)]
+enum Walk {
+    /// At a block's type byte (or the end of the archive).
+    BlockStart,
+    /// The dump id after the type byte.
+    BlockId { blobs: bool },
+    /// A chunk length; `blobs` when inside a large object.
+    ChunkLen { blobs: bool },
+    /// Inside a chunk, with this many bytes left.
+    Chunk { left: u64, blobs: bool },
+    /// A large object's oid (zero ends the block).
+    BlobOid,
+}
+
+/// Reads a dump as it is spooled and records where its TOC entries' offsets and its data
+/// blocks are.
+/// Feed it every byte of a custom-format dump in order ([`SpoolIndex::feed`]), write the
+/// same bytes to a file, then write [`SpoolIndex::patches`] into that file
+/// ([`write_patches`]): the file then records each data block's offset, as a dump that
+/// pg_dump wrote to a file itself does.
+#[derive(Debug, Default)]
+pub struct SpoolIndex {
+    /// Bytes not parsed yet (a header, a TOC entry or an integer cut between chunks).
+    pending: Vec<u8>,
+    /// Stream position of `pending[0]`.
+    base: u64,
+    header: Option<DumpHeader>,
+    toc_left: Option<u64>,
+    /// Per TOC entry with an unset offset: its dump id and the position of its state byte.
+    unset: Vec<(i64, u64)>,
+    walk: Option<Walk>,
+    /// Dump id → position of its block's type byte.
+    blocks: HashMap<i64, u64>,
+    /// Why indexing stopped, if it did: the spool is then left as it is.
+    failed: Option<String>,
+}
+
+impl SpoolIndex {
+    /// Feeds the next bytes of the dump, in order. Only what cannot be parsed yet (a header,
+    /// a TOC entry or an integer cut between chunks) is kept.
+    pub fn feed(&mut self, chunk: &[u8]) {
+        if self.failed.is_some() {
+            return;
+        }
+        let parsed = if self.pending.is_empty() {
+            self.parse(chunk).map(|used| chunk[used..].to_vec())
+        } else {
+            let mut buf = std::mem::take(&mut self.pending);
+            buf.extend_from_slice(chunk);
+            self.parse(&buf).map(|used| buf[used..].to_vec())
+        };
+        match parsed {
+            Ok(rest) => self.pending = rest,
+            Err(why) => {
+                self.failed = Some(why);
+                self.pending = Vec::new();
+            }
+        }
+    }
+
+    /// Parses `all` (which starts at stream position `self.base`); returns the bytes used
+    /// and moves `base` past them.
+    fn parse(&mut self, all: &[u8]) -> Result<usize, String> {
+        let used = self.parse_from(all)?;
+        self.base += used as u64;
+        Ok(used)
+    }
+
+    fn parse_from(&mut self, all: &[u8]) -> Result<usize, String> {
+        let mut pos = 0usize;
+        loop {
+            let buf = &all[pos..];
+            let Some(header) = &self.header else {
+                match parse_header(buf) {
+                    Ok((h, n)) => {
+                        self.toc_left = Some(h.toc_entries);
+                        self.header = Some(h);
+                        pos += n;
+                        continue;
+                    }
+                    Err(ParseError::NeedMore) => return Ok(pos),
+                    Err(e) => return Err(e.to_string()),
+                }
+            };
+            if self.toc_left != Some(0) {
+                match parse_entry(buf, header) {
+                    Ok((entry, n)) => {
+                        let state_at = n - 1 - header.off_size as usize;
+                        if buf[state_at] == OFFSET_NOT_SET {
+                            self.unset
+                                .push((entry.dump_id, self.base + (pos + state_at) as u64));
+                        }
+                        self.toc_left = self.toc_left.map(|l| l - 1);
+                        pos += n;
+                        if self.toc_left == Some(0) {
+                            self.walk = Some(Walk::BlockStart);
+                        }
+                        continue;
+                    }
+                    Err(ParseError::NeedMore) => return Ok(pos),
+                    Err(e) => return Err(e.to_string()),
+                }
+            }
+            let int_len = 1 + header.int_size as usize;
+            let walk = self.walk.unwrap_or(Walk::BlockStart);
+            match walk {
+                Walk::BlockStart => {
+                    let Some(&kind) = buf.first() else {
+                        return Ok(pos);
+                    };
+                    let blobs = match kind {
+                        BLK_DATA => false,
+                        BLK_BLOBS => true,
+                        other => return Err(format!("unknown block type {other}")),
+                    };
+                    // Recorded once the id is read; the type byte is where readers seek.
+                    self.walk = Some(Walk::BlockId { blobs });
+                    pos += 1;
+                }
+                Walk::BlockId { blobs } => {
+                    let Some(id) = read_int(buf, header.int_size) else {
+                        return Ok(pos);
+                    };
+                    self.blocks.insert(id, self.base + pos as u64 - 1);
+                    self.walk = Some(if blobs {
+                        Walk::BlobOid
+                    } else {
+                        Walk::ChunkLen { blobs }
+                    });
+                    pos += int_len;
+                }
+                Walk::ChunkLen { blobs } => {
+                    let Some(len) = read_int(buf, header.int_size) else {
+                        return Ok(pos);
+                    };
+                    if len < 0 {
+                        return Err(format!("negative chunk length {len}"));
+                    }
+                    pos += int_len;
+                    self.walk = Some(match (len, blobs) {
+                        (0, false) => Walk::BlockStart,
+                        (0, true) => Walk::BlobOid,
+                        (n, blobs) => Walk::Chunk {
+                            left: n as u64,
+                            blobs,
+                        },
+                    });
+                }
+                Walk::Chunk { left, blobs } => {
+                    let take = (buf.len() as u64).min(left);
+                    pos += take as usize;
+                    if take < left {
+                        self.walk = Some(Walk::Chunk {
+                            left: left - take,
+                            blobs,
+                        });
+                        return Ok(pos);
+                    }
+                    self.walk = Some(Walk::ChunkLen { blobs });
+                }
+                Walk::BlobOid => {
+                    let Some(oid) = read_int(buf, header.int_size) else {
+                        return Ok(pos);
+                    };
+                    pos += int_len;
+                    self.walk = Some(if oid == 0 {
+                        Walk::BlockStart
+                    } else {
+                        Walk::ChunkLen { blobs: true }
+                    });
+                }
+            }
+        }
+    }
+
+    /// The patches to write: per entry whose offset was not set and whose block was seen,
+    /// the position of its state byte and the bytes to put there (state, then the offset).
+    /// An error, saying why, when the dump could not be indexed or did not end after a
+    /// whole block: the file then stays as pg_dump wrote it, which restores as well, only
+    /// slower in parallel.
+    pub fn patches(&self) -> Result<Vec<(u64, Vec<u8>)>, String> {
+        if let Some(why) = &self.failed {
+            return Err(why.clone());
+        }
+        let (Some(header), Some(Walk::BlockStart)) = (&self.header, self.walk) else {
+            return Err("the dump did not end after a whole data block".into());
+        };
+        if !self.pending.is_empty() {
+            return Err("the dump ends inside a block header".into());
+        }
+        Ok(self
+            .unset
+            .iter()
+            .filter_map(|(id, at)| {
+                let block = *self.blocks.get(id)?;
+                let mut bytes = vec![OFFSET_SET];
+                bytes.extend((0..header.off_size).map(|i| (block >> (8 * i as u32)) as u8));
+                Some((*at, bytes))
+            })
+            .collect())
+    }
+}
+
+/// A dump integer (sign byte, then `int_size` bytes least significant first), if `buf`
+/// holds all of it.
+fn read_int(buf: &[u8], int_size: u8) -> Option<i64> {
+    let n = int_size as usize;
+    if buf.len() < 1 + n {
+        return None;
+    }
+    let v = buf[1..=n]
+        .iter()
+        .enumerate()
+        .fold(0i64, |v, (i, b)| v | ((*b as i64) << (8 * i)));
+    Some(if buf[0] != 0 { -v } else { v })
+}
+
+/// Writes `patches` ([`SpoolIndex::patches`]) into `file`.
+#[cfg(unix)]
+pub fn write_patches(file: &std::fs::File, patches: &[(u64, Vec<u8>)]) -> std::io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    for (at, bytes) in patches {
+        file.write_all_at(bytes, *at)?;
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+pub fn write_patches(_file: &std::fs::File, _patches: &[(u64, Vec<u8>)]) -> std::io::Result<()> {
+    Ok(())
+}

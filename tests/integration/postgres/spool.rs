@@ -1,0 +1,104 @@
+//! The data offsets a parallel restore's spool file gets: the same as pg_dump records when
+//! it writes a file itself.
+
+use stoa_backup::providers::postgres::spool_index::{write_patches, SpoolIndex};
+use stoa_backup_test_support::TestDatabase;
+
+/// A dump of `db` by the real pg_dump: to `file`, or to a pipe (returned) when `None`.
+async fn pg_dump(db: &TestDatabase, file: Option<&std::path::Path>) -> Vec<u8> {
+    let mut cmd = tokio::process::Command::new("pg_dump");
+    cmd.args([
+        "--format=custom",
+        "--compress=0",
+        "--no-owner",
+        "--no-privileges",
+    ])
+    .arg(format!("--dbname={}", db.url()));
+    if let Some(f) = file {
+        cmd.arg(format!("--file={}", f.display()));
+    }
+    let out = cmd.output().await.expect("run pg_dump");
+    assert!(
+        out.status.success(),
+        "pg_dump: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+#[tokio::test]
+async fn a_spooled_dump_gets_the_offsets_pg_dump_writes_into_a_file() {
+    let db = TestDatabase::create("pgspool").await;
+    let (client, conn) = tokio_postgres::connect(db.url(), tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    // Several tables with data (some of it longer than one chunk), one without, and large
+    // objects: every kind of block.
+    client
+        .batch_execute(
+            "CREATE TABLE a (id int PRIMARY KEY, body text);
+             INSERT INTO a SELECT g, repeat(md5(g::text), 40) FROM generate_series(1, 5000) g;
+             CREATE TABLE b (id int, note text);
+             INSERT INTO b VALUES (1, 'naïve ✓'), (2, E'two\\nlines');
+             CREATE TABLE empty_one (id int);
+             SELECT lo_from_bytea(0, decode(repeat('00ff', 70000), 'hex'));
+             SELECT lo_from_bytea(0, 'small');",
+        )
+        .await
+        .unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let own = tmp.path().join("own.dump");
+    pg_dump(&db, Some(&own)).await;
+    let own = std::fs::read(&own).unwrap();
+    let streamed = pg_dump(&db, None).await;
+    assert_eq!(own.len(), streamed.len(), "the same dump, written two ways");
+
+    // Fed in uneven pieces, as a network stream arrives.
+    let mut index = SpoolIndex::default();
+    let mut rest: &[u8] = &streamed;
+    let mut size = 1;
+    while !rest.is_empty() {
+        let n = size.min(rest.len());
+        index.feed(&rest[..n]);
+        rest = &rest[n..];
+        size = size * 3 % 70_001 + 1;
+    }
+    let patches = index.patches().expect("the dump is indexed");
+    // a, b, empty_one, the large objects: every entry with data.
+    assert!(patches.len() >= 4, "{patches:?}");
+    for (at, bytes) in &patches {
+        let at = *at as usize;
+        assert_eq!(bytes[0], 2, "offset set");
+        assert_eq!(
+            &own[at..at + bytes.len()],
+            bytes.as_slice(),
+            "offset at {at}"
+        );
+        assert_eq!(streamed[at], 1, "pg_dump to a pipe left it unset");
+    }
+
+    let spool = tmp.path().join("spool.dump");
+    std::fs::write(&spool, &streamed).unwrap();
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&spool)
+        .unwrap();
+    write_patches(&file, &patches).unwrap();
+    drop(file);
+    let patched = std::fs::read(&spool).unwrap();
+    let differing = own.iter().zip(&patched).filter(|(a, b)| a != b).count();
+    // Only the creation time in the header may differ (the two dumps ran seconds apart).
+    assert!(
+        differing <= 8,
+        "{differing} bytes differ from pg_dump's own file"
+    );
+    db.drop_db().await;
+}
+
+#[test]
+fn what_is_not_a_whole_dump_is_not_indexed() {
+    let mut index = SpoolIndex::default();
+    index.feed(b"-- PostgreSQL database dump\n");
+    assert!(index.patches().is_err());
+}
