@@ -206,11 +206,21 @@ async fn kill_backup_at(point: FaultPoint) {
                 child.output()
             );
         }
-        FaultPoint::DuringVerification => assert!(
-            has(&procs, "pg_restore"),
-            "pg_restore is not running at the pause: {procs:?}\n{}",
-            child.output()
-        ),
+        FaultPoint::DuringVerification => {
+            // The stored dump is read ahead: the pause can come before the verifier has
+            // started its pg_restore processes on what was read.
+            let deadline = tokio::time::Instant::now() + SETTLE_TIMEOUT;
+            let mut procs = procs.clone();
+            while !has(&procs, "pg_restore") && tokio::time::Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                procs = child.descendants();
+            }
+            assert!(
+                has(&procs, "pg_restore"),
+                "pg_restore is not running at the pause: {procs:?}\n{}",
+                child.output()
+            );
+        }
         _ => {}
     }
     child.kill().await;
