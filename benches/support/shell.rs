@@ -13,18 +13,36 @@ const DUMP_Z0: &str = r#"pg_dump -Fc -Z0 --no-owner --no-privileges --dbname="$S
 /// restic needs one; the repositories live only for one run.
 const RESTIC_PASSWORD: &str = "stoa-bench";
 
+/// GNU time, which reports the peak RSS of the script's processes.
+const GNU_TIME: &str = "/usr/bin/time";
+
+/// Where GNU time writes the peak RSS (KiB) of the script it ran.
+fn rss_file() -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("stoa-bench-rss-{}.txt", std::process::id()))
+}
+
 /// What one external command took.
 pub struct Ran {
     pub wall: Duration,
-    /// The largest RSS of any one process of the script (bash waits for each of them, so
-    /// `wait4` sees them all), in bytes.
+    /// The largest RSS of any one process of the script, as GNU time reports it (bash waits
+    /// for each of them), in bytes; `None` without `/usr/bin/time`.
     pub max_rss: Option<u64>,
 }
 
 /// `bash -e -o pipefail -c body`, with `$STOA_DB` the conninfo of `db` and the connection's
 /// password and settings in the environment (never on a command line).
 fn script(conn: &PgConnection, db: &str, body: &str) -> Command {
-    let mut cmd = Command::new("bash");
+    // Through GNU time when it is there: a child forked from this process starts with this
+    // process's resident size as its peak (Linux keeps the peak across exec), so the
+    // `wait4` figure of a direct child would be ours, not the script's.
+    let _ = std::fs::remove_file(rss_file());
+    let mut cmd = if Path::new(GNU_TIME).exists() {
+        let mut c = Command::new(GNU_TIME);
+        c.args(["-f", "%M", "-o"]).arg(rss_file()).arg("bash");
+        c
+    } else {
+        Command::new("bash")
+    };
     cmd.args(["-e", "-o", "pipefail", "-c", body])
         .env("STOA_DB", conn.conninfo(db))
         .stdin(Stdio::null());
@@ -60,11 +78,14 @@ fn run_timed(mut cmd: Command, what: &str) -> Ran {
     );
     let ok = libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0;
     assert!(ok, "{what} failed (wait status {status})");
-    // Linux reports ru_maxrss in KiB.
-    let kib = u64::try_from(usage.ru_maxrss).unwrap_or(0);
+    // GNU time's figure (KiB), when the script ran under it; none otherwise (see `script`).
+    let kib = std::fs::read_to_string(rss_file())
+        .ok()
+        .and_then(|t| t.trim().parse::<u64>().ok());
+    let _ = std::fs::remove_file(rss_file());
     Ran {
         wall,
-        max_rss: (kib > 0).then_some(kib * 1024),
+        max_rss: kib.filter(|k| *k > 0).map(|k| k * 1024),
     }
 }
 
