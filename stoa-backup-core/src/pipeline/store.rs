@@ -199,8 +199,6 @@ impl Pipeline {
         finish: Option<futures::future::BoxFuture<'static, Result<crate::source::Facts>>>,
         plain_digest: crate::codec::hash::DigestHandle,
     ) -> Result<(ArtifactRecord, Option<String>)> {
-        let component = job.source.component();
-        let name = job.plan.name.as_str();
         let mut stream = plain;
         let skip_compression = job.plan.text && self.sink.capabilities().prefers_plain_text;
         let mut steps = Vec::new();
@@ -247,10 +245,10 @@ impl Pipeline {
             }
         };
 
-        let mut facts = job.plan.facts.clone();
+        let mut record = planned_record(job);
         if let Some(finish) = finish {
             match finish.await {
-                Ok(extra) => facts.extend(extra),
+                Ok(extra) => record.facts.extend(extra),
                 Err(e) => {
                     // The bytes are stored but the source says they are bad: remove them.
                     self.remove_rejected(&job.key).await;
@@ -261,23 +259,11 @@ impl Pipeline {
         let plain = plain_digest.get().ok_or_else(|| {
             Error::internal("stream ended without a digest").with_operation("put")
         })?;
-        let record = ArtifactRecord {
-            component: component.to_string(),
-            provider: job.source.provider().to_string(),
-            name: name.to_string(),
-            key: job.key.clone(),
-            content_type: job.plan.content_type.clone(),
-            plain_size: plain.size,
-            plain_sha256: plain.sha256,
-            stored_size: stored.size,
-            stored_sha256: stored.sha256,
-            codecs: steps,
-            sensitive: job.plan.sensitive,
-            facts,
-            duration_ms: 0,
-            verification: Vec::new(),
-            timings: None,
-        };
+        record.plain_size = plain.size;
+        record.plain_sha256 = plain.sha256;
+        record.stored_size = stored.size;
+        record.stored_sha256 = stored.sha256;
+        record.codecs = steps;
         Ok((record, put.store_checked))
     }
 
@@ -294,7 +280,8 @@ const SINK_BUG_HINT: &str = "the sink did not store every byte it was handed (a 
      sink or a layer around it); the artifact was removed and the run is not a backup";
 
 /// The record of a job as planned, for [`Verifier::applies_to`] and the inline checks:
-/// sizes and digests are not known yet.
+/// sizes, digests, codecs and the source's closing facts are not known yet (`store_plain`
+/// fills them in once the artifact is stored).
 fn planned_record(job: &Job) -> ArtifactRecord {
     ArtifactRecord {
         component: job.source.component().to_string(),

@@ -140,6 +140,18 @@ fn ver(v: (u8, u8, u8)) -> u32 {
     ((v.0 as u32) << 16) | ((v.1 as u32) << 8) | v.2 as u32
 }
 
+/// A dump integer at the start of `buf` (a sign byte, then `int_size` bytes least
+/// significant first), if `buf` holds all of it.
+pub(crate) fn read_int(buf: &[u8], int_size: u8) -> Option<i64> {
+    let n = int_size as usize;
+    let raw = buf.get(1..=n)?;
+    let v = raw
+        .iter()
+        .enumerate()
+        .fold(0i64, |v, (i, b)| v | ((*b as i64) << (8 * i)));
+    Some(if buf[0] != 0 { -v } else { v })
+}
+
 struct Cursor<'a> {
     buf: &'a [u8],
     pos: usize,
@@ -166,13 +178,9 @@ impl<'a> Cursor<'a> {
     }
 
     fn int(&mut self) -> PResult<i64> {
-        let sign = self.byte()?;
-        let raw = self.bytes(self.int_size)?;
-        let mut v: i64 = 0;
-        for (i, b) in raw.iter().enumerate() {
-            v |= (*b as i64) << (8 * i);
-        }
-        Ok(if sign != 0 { -v } else { v })
+        let v = read_int(&self.buf[self.pos..], self.int_size as u8).ok_or(ParseError::NeedMore)?;
+        self.pos += 1 + self.int_size;
+        Ok(v)
     }
 
     fn string(&mut self) -> PResult<Option<String>> {

@@ -14,7 +14,7 @@
 use std::collections::HashMap;
 
 use super::dump_header::{
-    parse_entry, parse_header, DumpHeader, ParseError, OFFSET_NOT_SET, OFFSET_SET,
+    parse_entry, parse_header, read_int, DumpHeader, ParseError, OFFSET_NOT_SET, OFFSET_SET,
 };
 
 /// Block type of table data.
@@ -224,20 +224,6 @@ impl SpoolIndex {
             })
             .collect())
     }
-}
-
-/// A dump integer (sign byte, then `int_size` bytes least significant first), if `buf`
-/// holds all of it.
-fn read_int(buf: &[u8], int_size: u8) -> Option<i64> {
-    let n = int_size as usize;
-    if buf.len() < 1 + n {
-        return None;
-    }
-    let v = buf[1..=n]
-        .iter()
-        .enumerate()
-        .fold(0i64, |v, (i, b)| v | ((*b as i64) << (8 * i)));
-    Some(if buf[0] != 0 { -v } else { v })
 }
 
 /// Writes `patches` ([`SpoolIndex::patches`]) into `file`.
