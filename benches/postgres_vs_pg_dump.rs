@@ -62,7 +62,8 @@
 //! default `target/bench-postgres`; emptied as it goes), `STOA_BENCH_DROP=1` (drop the
 //! generated databases at the end instead of keeping them for the next run),
 //! `STOA_BENCH_ZSTD_LEVEL` / `STOA_BENCH_ZSTD_WORKERS` (our codec's settings, to compare
-//! them on the same data; default `ZstdCodec::default()`). Generating
+//! them on the same data; default `ZstdCodec::default()`), `STOA_BENCH_CASES` (a comma list
+//! of case numbers to run only those; the restores of ours need case 6). Generating
 //! takes about 0.3-0.4 s per unit of 5.8 MB of raw dump (once: later runs reuse it); the
 //! default sizes then take about 30-40 minutes on 2 cores. Disk: up to about 3x the largest
 //! raw size in `STOA_BENCH_DIR` (plain dump, spool file) plus a restored copy of it.
@@ -344,6 +345,20 @@ fn print_machine() {
     );
 }
 
+/// `STOA_BENCH_CASES=6,7`: only these cases (numbers of the list above), to look at a few
+/// closely; ratios whose cases did not run are left out of the report.
+fn chosen_cases() -> Option<Vec<usize>> {
+    let list = std::env::var("STOA_BENCH_CASES").ok()?;
+    Some(
+        list.split(',')
+            .map(|s| match s.trim().parse::<usize>() {
+                Ok(n) if (1..=Case::ALL.len()).contains(&n) => n,
+                _ => panic!("STOA_BENCH_CASES: {s:?} is not a case number 1-11"),
+            })
+            .collect(),
+    )
+}
+
 fn main() {
     if let Some(job) = support::child_job() {
         return ours::child_main(&job);
@@ -351,8 +366,12 @@ fn main() {
     // `cargo bench` passes `--bench`; there is nothing to filter.
     let settings = Settings::from_env();
     std::fs::create_dir_all(&settings.dir).expect("create STOA_BENCH_DIR");
+    let chosen = chosen_cases();
     let cases: Vec<Case> = Case::ALL
         .into_iter()
+        .enumerate()
+        .filter(|(i, _)| chosen.as_ref().is_none_or(|c| c.contains(&(i + 1))))
+        .map(|(_, case)| case)
         .filter(|case| match case.unavailable() {
             Some(why) => {
                 println!("skipping \"{}\": {why}", case.label());

@@ -91,7 +91,7 @@ use chrono::{DateTime, Utc};
 use futures::TryStreamExt;
 use object_store::aws::AmazonS3;
 use object_store::path::Path;
-use object_store::{Attributes, GetOptions, ObjectStore, ObjectStoreExt, PutOptions, PutPayload};
+use object_store::{Attributes, ObjectStore, ObjectStoreExt, PutOptions, PutPayload};
 use stoa_backup_core::error::{Error, Result};
 use stoa_backup_core::key::{validate_prefix, ObjectKey};
 use stoa_backup_core::sink::{CleanupReport, ObjectMeta, PutResult, Sink, SinkCapabilities};
@@ -100,10 +100,12 @@ use stoa_backup_core::stream::ByteStream;
 mod builder;
 mod checksum;
 mod cleanup;
+mod download;
 mod errors;
 mod upload;
 
 pub use builder::{S3Credentials, S3Encryption, S3Retry, S3SinkBuilder};
+pub use download::{DEFAULT_RANGES_IN_FLIGHT, DEFAULT_RANGE_SIZE};
 pub use upload::S3SinkMetrics;
 
 use errors::map_error;
@@ -134,6 +136,8 @@ struct Inner {
     region: Option<String>,
     part_size: usize,
     max_parts_in_flight: usize,
+    read_range_size: usize,
+    ranges_in_flight: usize,
     attributes: Attributes,
     metrics: Arc<S3SinkMetrics>,
     /// For the requests object_store does not offer (ListMultipartUploads).
@@ -159,6 +163,8 @@ impl fmt::Debug for S3Sink {
             .field("region", &i.region)
             .field("part_size", &i.part_size)
             .field("max_parts_in_flight", &i.max_parts_in_flight)
+            .field("read_range_size", &i.read_range_size)
+            .field("ranges_in_flight", &i.ranges_in_flight)
             .field("write_checksums", &i.checksums.send)
             .field("store_verifies_checksums", &i.checksums.store_verifies)
             .finish_non_exhaustive()
@@ -336,20 +342,7 @@ impl Sink for S3Sink {
 
     async fn get(&self, key: &ObjectKey) -> Result<ByteStream> {
         let path = self.path("get", key)?;
-        let result = self
-            .inner
-            .store
-            .get_opts(&path, GetOptions::default())
-            .await
-            .map_err(|e| self.err(e, "get", Some(key.as_str())))?;
-        let (bucket, full, k) = (
-            self.inner.bucket.clone(),
-            self.full(key.as_str()),
-            key.as_str().to_string(),
-        );
-        Ok(Box::pin(result.into_stream().map_err(move |e| {
-            map_error(&bucket, &full, e, "get", Some(&k))
-        })))
+        self.get_inner(key, path).await
     }
 
     async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>> {

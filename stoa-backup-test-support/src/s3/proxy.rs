@@ -75,6 +75,10 @@ pub struct ProxyCounts {
     pub corrupted: u64,
     /// Uploads refused with `BadDigest` ([`S3Proxy::emulate_aws_checksums`]).
     pub refused: u64,
+    /// `GET` requests (object reads and listings).
+    pub gets: u64,
+    /// `GET` requests with a `Range` header (ranged object reads).
+    pub ranged_gets: u64,
 }
 
 #[derive(Debug)]
@@ -88,6 +92,8 @@ struct State {
     with_checksum: AtomicU64,
     corrupted: AtomicU64,
     refused: AtomicU64,
+    gets: AtomicU64,
+    ranged_gets: AtomicU64,
 }
 
 /// A proxy on a random loopback port in front of an S3 server. Stopped when dropped.
@@ -126,6 +132,8 @@ impl S3Proxy {
             with_checksum: AtomicU64::new(0),
             corrupted: AtomicU64::new(0),
             refused: AtomicU64::new(0),
+            gets: AtomicU64::new(0),
+            ranged_gets: AtomicU64::new(0),
         });
         let st = state.clone();
         let task = tokio::spawn(async move {
@@ -174,6 +182,8 @@ impl S3Proxy {
             uploads_with_checksum: l(&self.state.with_checksum),
             corrupted: l(&self.state.corrupted),
             refused: l(&self.state.refused),
+            gets: l(&self.state.gets),
+            ranged_gets: l(&self.state.ranged_gets),
         }
     }
 
@@ -219,6 +229,12 @@ async fn forward(
     req: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     let op = classify(req.method(), req.uri().query().unwrap_or(""));
+    if req.method() == hyper::Method::GET {
+        state.gets.fetch_add(1, Ordering::SeqCst);
+        if req.headers().contains_key(hyper::header::RANGE) {
+            state.ranged_gets.fetch_add(1, Ordering::SeqCst);
+        }
+    }
     let (parts, body) = req.into_parts();
     let mut body = match body.collect().await {
         Ok(b) => b.to_bytes().to_vec(),
