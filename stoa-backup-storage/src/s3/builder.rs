@@ -151,6 +151,7 @@ pub struct S3SinkBuilder {
     write_checksums: bool,
     /// `None`: decided by the endpoint ([`is_aws_endpoint`]).
     store_verifies_checksums: Option<bool>,
+    etag_checks: bool,
 }
 
 impl S3SinkBuilder {
@@ -181,6 +182,7 @@ impl S3SinkBuilder {
             storage_class: None,
             write_checksums: true,
             store_verifies_checksums: None,
+            etag_checks: true,
         }
     }
 
@@ -381,6 +383,19 @@ impl S3SinkBuilder {
         }
     }
 
+    /// Whether uploads to a store not known to verify `x-amz-checksum-sha256` compare the
+    /// ETag the store answers with the MD5s of what the sink sent (default on). S3-compatible
+    /// stores name objects by such MD5s; when the ETag matches, the put reports
+    /// [`PutResult::store_checked`](stoa_backup_core::sink::PutResult::store_checked) and
+    /// the pipeline does not read the object back, sparing a download of every artifact.
+    /// When it does not, nothing is claimed and the object is read back as without it. It
+    /// costs one MD5 pass over the upload, off the upload's own path; it is never made on
+    /// stores whose checksum claim holds already, nor with SSE-KMS (whose ETags are not MD5s).
+    pub fn etag_checks(mut self, yes: bool) -> Self {
+        self.etag_checks = yes;
+        self
+    }
+
     /// Checks the configuration without connecting anywhere.
     pub fn validate(&self) -> Result<()> {
         let cfg = |msg: String, hint: &str| {
@@ -546,6 +561,9 @@ impl S3SinkBuilder {
         Ok(S3Sink {
             inner: Arc::new(Inner {
                 checksums: self.checksums(),
+                etag_checks: self.etag_checks
+                    && !self.checksums().may_claim()
+                    && !matches!(self.encryption, Some(S3Encryption::Kms { .. })),
                 store,
                 bucket: self.bucket,
                 prefix: self.prefix.trim_matches('/').to_string(),

@@ -102,6 +102,7 @@ mod checksum;
 mod cleanup;
 mod download;
 mod errors;
+mod etag;
 mod upload;
 
 pub use builder::{S3Credentials, S3Encryption, S3Retry, S3SinkBuilder};
@@ -144,6 +145,8 @@ struct Inner {
     http: reqwest::Client,
     retry: S3Retry,
     checksums: checksum::Checksums,
+    /// Compare the ETags of uploads with the MD5s of what was sent ([`etag`]).
+    etag_checks: bool,
 }
 
 /// A [`Sink`] on an S3 bucket (see the module documentation). Cheap to clone: clones
@@ -167,6 +170,7 @@ impl fmt::Debug for S3Sink {
             .field("ranges_in_flight", &i.ranges_in_flight)
             .field("write_checksums", &i.checksums.send)
             .field("store_verifies_checksums", &i.checksums.store_verifies)
+            .field("etag_checks", &i.etag_checks)
             .finish_non_exhaustive()
     }
 }

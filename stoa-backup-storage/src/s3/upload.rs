@@ -19,6 +19,7 @@ use stoa_backup_core::stream::ByteStream;
 use tokio_util::task::TaskTracker;
 
 use super::checksum::{ChecksumEchoed, Checksums};
+use super::etag::{self, EtagMatched, PartMd5s};
 use super::{S3Sink, COMPONENT, MAX_PARTS};
 
 /// Counters and the buffer gauge of an [`S3Sink`], shared by all its puts.
@@ -145,6 +146,8 @@ struct GuardedUpload {
     metrics: Arc<S3SinkMetrics>,
     parts: TaskTracker,
     location: String,
+    /// The parts' MD5s, for the ETag check (`None`: not made).
+    md5s: Option<PartMd5s>,
 }
 
 /// Releases a part's bytes when its upload ends, also when the task is cancelled.
@@ -175,9 +178,18 @@ impl MultipartUpload for GuardedUpload {
             }))
             .boxed();
         };
+        // The MD5 is computed on a blocking thread while the part uploads.
+        let md5 = self.md5s.clone().map(|md5s| {
+            let (index, payload) = (md5s.next(), data.clone());
+            tokio::task::spawn_blocking(move || md5s.set(index, etag::md5_of(&payload)))
+        });
         let fut = inner.put_part(data);
         let task = self.parts.spawn(async move {
             let r = fut.await;
+            if let Some(md5) = md5 {
+                // A part whose MD5 is missing only fails the ETag check.
+                let _ = md5.await;
+            }
             drop(release);
             if r.is_ok() {
                 metrics.parts_uploaded.fetch_add(1, Ordering::SeqCst);
@@ -199,7 +211,12 @@ impl MultipartUpload for GuardedUpload {
                 store: "S3",
                 source: "the multipart upload was already finished".into(),
             })?;
-        let r = inner.complete().await;
+        let mut r = inner.complete().await;
+        if let (Ok(done), Some(md5s)) = (r.as_mut(), &self.md5s) {
+            if let Some(parts) = md5s.matches(done.e_tag.as_deref()) {
+                done.extensions.insert(EtagMatched(parts));
+            }
+        }
         if r.is_ok() {
             self.inner = None;
             self.metrics
@@ -283,6 +300,7 @@ impl S3Sink {
         loop {
             match stream.next().await {
                 None => {
+                    let md5 = self.inner.etag_checks.then(|| etag::md5_of(&first));
                     let payload = PutPayload::from_iter(std::mem::take(&mut first));
                     let stored = self
                         .inner
@@ -298,7 +316,10 @@ impl S3Sink {
                         Some(ChecksumEchoed::Body) => Some(Checksums::single_put_claim()),
                         _ => None,
                     };
-                    return Ok(self.put_result(size, claim));
+                    let etag_claim = md5
+                        .filter(|md5| etag::single_matches(stored.e_tag.as_deref(), md5))
+                        .map(|_| etag::single_claim());
+                    return Ok(self.put_result(size, claim, etag_claim));
                 }
                 Some(Err(e)) => return Err(stream_err(e)),
                 Some(Ok(chunk)) => {
@@ -332,6 +353,7 @@ impl S3Sink {
             metrics: self.inner.metrics.clone(),
             parts: TaskTracker::new(),
             location: format!("s3://{}/{}", self.inner.bucket, path.as_ref()),
+            md5s: self.inner.etag_checks.then(PartMd5s::default),
         };
         let mut writer = WriteMultipart::new_with_chunk_size(Box::new(guarded), part_size);
 
@@ -393,16 +415,26 @@ impl S3Sink {
             Some(ChecksumEchoed::AllParts(n)) => Some(Checksums::multipart_claim(*n)),
             _ => None,
         };
-        Ok(self.put_result(size, claim))
+        let etag_claim = stored
+            .extensions
+            .get::<EtagMatched>()
+            .map(|m| etag::multipart_claim(m.0));
+        Ok(self.put_result(size, claim, etag_claim))
     }
 
     /// The result of a put of `size` bytes, with the store's check when `claim` describes
-    /// one and the store is trusted to make it.
-    fn put_result(&self, size: u64, claim: Option<String>) -> PutResult {
-        match claim {
-            Some(how) if self.inner.checksums.may_claim() => {
+    /// one and the store is trusted to make it, else with the ETag check's when it held.
+    fn put_result(
+        &self,
+        size: u64,
+        claim: Option<String>,
+        etag_claim: Option<String>,
+    ) -> PutResult {
+        match (claim, etag_claim) {
+            (Some(how), _) if self.inner.checksums.may_claim() => {
                 PutResult::new(size).store_checked(how)
             }
+            (_, Some(how)) => PutResult::new(size).store_checked(how),
             _ => PutResult::new(size),
         }
     }

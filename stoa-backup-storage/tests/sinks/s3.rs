@@ -16,6 +16,7 @@ use stoa_backup_test_support::conformance::{
 use stoa_backup_test_support::s3::{self as s3t, FaultScope, S3Target};
 
 mod checksums;
+mod etag;
 mod ranges;
 
 const MIB: usize = 1024 * 1024;
