@@ -45,6 +45,7 @@ mod dump_header;
 pub mod exec;
 pub mod facts;
 mod find;
+mod parallel;
 mod pg_restore;
 mod queries;
 pub mod restore;

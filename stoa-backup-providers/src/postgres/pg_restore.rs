@@ -1,4 +1,4 @@
-//! Running `pg_restore` on a stream of dump bytes (or a spooled file for parallel restores),
+//! Running `pg_restore` on a stream of dump bytes (or a spooled file, see `parallel.rs`),
 //! reporting a damaged input as such rather than as whatever pg_restore made of it.
 
 use std::sync::{Arc, Mutex};
@@ -7,10 +7,8 @@ use futures::StreamExt;
 use stoa_backup_core::error::{Error, ErrorKind, Result};
 use stoa_backup_core::process::{run_with_stdin, CommandSpec};
 use stoa_backup_core::stream::ByteStream;
-use tokio::io::AsyncWriteExt;
 
 use super::conn::PgConnection;
-use super::spool_index::{self, SpoolIndex};
 use super::COMPONENT;
 
 /// A stream read through a shared handle, so that what its reader left unread can still
@@ -150,51 +148,6 @@ fn available_space(dir: &std::path::Path) -> std::io::Result<u64> {
 fn available_space(_dir: &std::path::Path) -> std::io::Result<u64> {
     // No portable query: let the write itself fail if the disk is full.
     Ok(u64::MAX)
-}
-
-/// Writes a stream to a temp file (for parallel restores, which need a seekable file), with
-/// the data offsets of its TOC entries recorded ([`SpoolIndex`]).
-pub(crate) async fn spool_to_file(
-    mut plain: ByteStream,
-    dir: Option<&std::path::Path>,
-) -> Result<tempfile::NamedTempFile> {
-    let mut b = tempfile::Builder::new();
-    b.prefix("stoa-restore-").suffix(".dump");
-    let tmp = match dir {
-        Some(d) => b.tempfile_in(d),
-        None => b.tempfile(),
-    }
-    .map_err(|e| Error::from_io(e, "cannot create a spool file for the parallel restore"))?;
-    let std_file = tmp
-        .reopen()
-        .map_err(|e| Error::from_io(e, "cannot open the spool file"))?;
-    let mut f = tokio::fs::File::from_std(std_file);
-    let mut index = SpoolIndex::default();
-    while let Some(chunk) = plain.next().await {
-        let chunk = chunk?;
-        index.feed(&chunk);
-        f.write_all(&chunk)
-            .await
-            .map_err(|e| Error::from_io(e, "writing the spool file failed"))?;
-    }
-    // No fsync: pg_restore reads the file at once, and a crash loses the restore anyway.
-    f.flush()
-        .await
-        .map_err(|e| Error::from_io(e, "flushing the spool file failed"))?;
-    // Record where each data block starts, as pg_dump does when it writes a file, so the
-    // parallel workers seek to their blocks instead of reading the archive from the start.
-    match index.patches() {
-        Ok(patches) => {
-            spool_index::write_patches(tmp.as_file(), &patches)
-                .map_err(|e| Error::from_io(e, "writing the data offsets into the spool file failed"))?;
-            tracing::debug!(entries = patches.len(), "data offsets recorded in the spool file");
-        }
-        Err(why) => tracing::warn!(
-            why,
-            "the spool file keeps the dump's unset data offsets: the parallel restore reads through it to find each block"
-        ),
-    }
-    Ok(tmp)
 }
 
 #[cfg(test)]

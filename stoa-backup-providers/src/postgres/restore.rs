@@ -16,7 +16,8 @@ use tokio_postgres::Client;
 
 use super::conn::{quote_ident, PgConnection};
 use super::facts::PostgresFacts;
-use super::pg_restore::{check_spool_space, pg_restore, spool_to_file};
+use super::parallel::{restore_parallel, ParallelStats};
+use super::pg_restore::{check_spool_space, pg_restore};
 use super::queries;
 use super::swap::{self, create_database, drop_database, AdminSession, SwapMarker};
 use super::{COMPONENT, DUMP_CONTENT_TYPE, GLOBALS_CONTENT_TYPE};
@@ -212,7 +213,8 @@ impl PostgresRestorer {
             ));
             return Ok(report);
         }
-        let counts = self.restore_into_new(admin, facts, plain, name).await?;
+        let (counts, stats) = self.restore_into_new(admin, facts, plain, name).await?;
+        parallel_facts(&mut report, stats);
         report.created = 1;
         report.facts.insert("restored_database".into(), name.into());
         report
@@ -229,11 +231,11 @@ impl PostgresRestorer {
         facts: &PostgresFacts,
         plain: ByteStream,
         database: &str,
-    ) -> Result<BTreeMap<String, i64>> {
+    ) -> Result<(BTreeMap<String, i64>, Option<ParallelStats>)> {
         create_database(admin, database, facts.encoding.as_deref()).await?;
         let restored = async {
-            self.run_pg_restore(database, plain, &[]).await?;
-            self.count_and_compare(facts, database).await
+            let stats = self.run_pg_restore(database, plain, &[]).await?;
+            Ok((self.count_and_compare(facts, database).await?, stats))
         }
         .await;
         if restored.is_err() {
@@ -303,9 +305,10 @@ impl PostgresRestorer {
             });
             return Ok(report);
         }
-        let counts = self
+        let (counts, stats) = self
             .restore_into_new(admin.client(), facts, plain, &staging)
             .await?;
+        parallel_facts(&mut report, stats);
         let marker = SwapMarker {
             live: name.to_string(),
             staging: staging.clone(),
@@ -503,16 +506,24 @@ impl PostgresRestorer {
         database: &str,
         plain: ByteStream,
         extra: &[&str],
-    ) -> Result<()> {
+    ) -> Result<Option<ParallelStats>> {
         let mut args = self.restore_args();
         args.extend(extra.iter().map(|s| s.to_string()));
         if self.jobs > 1 {
-            let spool = spool_to_file(plain, self.spool_dir.as_deref()).await?;
-            args.push(format!("--jobs={}", self.jobs));
-            args.push(spool.path().display().to_string());
-            pg_restore(&self.pg_restore, &self.conn, database, &args, None).await
+            let stats = restore_parallel(
+                &self.pg_restore,
+                &self.conn,
+                database,
+                &args,
+                self.jobs,
+                plain,
+                self.spool_dir.as_deref(),
+            )
+            .await?;
+            Ok(Some(stats))
         } else {
-            pg_restore(&self.pg_restore, &self.conn, database, &args, Some(plain)).await
+            pg_restore(&self.pg_restore, &self.conn, database, &args, Some(plain)).await?;
+            Ok(None)
         }
     }
 
@@ -583,6 +594,20 @@ impl Restorer for PostgresRestorer {
             report.facts.insert("jobs".into(), self.jobs.into());
             report
         })
+    }
+}
+
+/// How a parallel restore went, under the `parallel` fact.
+fn parallel_facts(report: &mut RestoreReport, stats: Option<ParallelStats>) {
+    if let Some(s) = stats {
+        report.facts.insert(
+            "parallel".into(),
+            serde_json::json!({
+                "tables_streamed": s.tables_streamed,
+                "tables_started_before_the_dump_was_in": s.started_before_the_end,
+                "whole_file_fallback": s.fallback,
+            }),
+        );
     }
 }
 

@@ -37,6 +37,17 @@ enum Walk {
     BlobOid,
 }
 
+/// Where one data block lies in the dump stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BlockSpan {
+    /// The dump id of the TOC entry the block holds the data of.
+    pub dump_id: i64,
+    /// Stream position of its type byte (where a reader seeks to).
+    pub start: u64,
+    /// Stream position just past its end, once the whole block has been fed.
+    pub end: Option<u64>,
+}
+
 /// Reads a dump as it is spooled and records where its TOC entries' offsets and its data
 /// blocks are.
 /// Feed it every byte of a custom-format dump in order ([`SpoolIndex::feed`]), write the
@@ -56,11 +67,39 @@ pub struct SpoolIndex {
     walk: Option<Walk>,
     /// Dump id → position of its block's type byte.
     blocks: HashMap<i64, u64>,
+    /// The TOC entries, in order: dump id and kind (`TABLE DATA`, …).
+    entries: Vec<(i64, String)>,
+    /// Stream position where the TOC ends and the first data block starts.
+    toc_end: Option<u64>,
+    /// The data blocks seen so far, in stream order.
+    spans: Vec<BlockSpan>,
     /// Why indexing stopped, if it did: the spool is then left as it is.
     failed: Option<String>,
 }
 
 impl SpoolIndex {
+    /// The TOC entries (dump id and kind, such as `TABLE DATA`), in TOC order, once the whole
+    /// TOC has been fed.
+    pub fn entries(&self) -> Option<&[(i64, String)]> {
+        self.toc_end.map(|_| self.entries.as_slice())
+    }
+
+    /// Stream position where the TOC ends (the header and TOC are the bytes before it), once
+    /// it has been fed.
+    pub fn toc_end(&self) -> Option<u64> {
+        self.toc_end
+    }
+
+    /// The data blocks seen so far, in stream order; the last one may still be open.
+    pub fn blocks(&self) -> &[BlockSpan] {
+        &self.spans
+    }
+
+    /// Why indexing stopped, if it did.
+    pub fn failure(&self) -> Option<&str> {
+        self.failed.as_deref()
+    }
+
     /// Feeds the next bytes of the dump, in order. Only what cannot be parsed yet (a header,
     /// a TOC entry or an integer cut between chunks) is kept.
     pub fn feed(&mut self, chunk: &[u8]) {
@@ -99,8 +138,12 @@ impl SpoolIndex {
                 match parse_header(buf) {
                     Ok((h, n)) => {
                         self.toc_left = Some(h.toc_entries);
-                        self.header = Some(h);
                         pos += n;
+                        if h.toc_entries == 0 {
+                            self.toc_end = Some(self.base + pos as u64);
+                            self.walk = Some(Walk::BlockStart);
+                        }
+                        self.header = Some(h);
                         continue;
                     }
                     Err(ParseError::NeedMore) => return Ok(pos),
@@ -117,7 +160,9 @@ impl SpoolIndex {
                         }
                         self.toc_left = self.toc_left.map(|l| l - 1);
                         pos += n;
+                        self.entries.push((entry.dump_id, entry.desc));
                         if self.toc_left == Some(0) {
+                            self.toc_end = Some(self.base + pos as u64);
                             self.walk = Some(Walk::BlockStart);
                         }
                         continue;
@@ -146,7 +191,13 @@ impl SpoolIndex {
                     let Some(id) = read_int(buf, header.int_size) else {
                         return Ok(pos);
                     };
-                    self.blocks.insert(id, self.base + pos as u64 - 1);
+                    let start = self.base + pos as u64 - 1;
+                    self.blocks.insert(id, start);
+                    self.spans.push(BlockSpan {
+                        dump_id: id,
+                        start,
+                        end: None,
+                    });
                     self.walk = Some(if blobs {
                         Walk::BlobOid
                     } else {
@@ -162,6 +213,9 @@ impl SpoolIndex {
                         return Err(format!("negative chunk length {len}"));
                     }
                     pos += int_len;
+                    if (len, blobs) == (0, false) {
+                        self.end_block(pos);
+                    }
                     self.walk = Some(match (len, blobs) {
                         (0, false) => Walk::BlockStart,
                         (0, true) => Walk::BlobOid,
@@ -188,6 +242,9 @@ impl SpoolIndex {
                         return Ok(pos);
                     };
                     pos += int_len;
+                    if oid == 0 {
+                        self.end_block(pos);
+                    }
                     self.walk = Some(if oid == 0 {
                         Walk::BlockStart
                     } else {
@@ -195,6 +252,13 @@ impl SpoolIndex {
                     });
                 }
             }
+        }
+    }
+
+    /// The open block ends at `pos` in the buffer being parsed.
+    fn end_block(&mut self, pos: usize) {
+        if let Some(span) = self.spans.last_mut() {
+            span.end = Some(self.base + pos as u64);
         }
     }
 

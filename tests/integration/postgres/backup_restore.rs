@@ -137,7 +137,7 @@ const STOA_TABLES: [&str; 5] = [
     "stoa.audit_events",
 ];
 
-async fn client(url: &str) -> tokio_postgres::Client {
+pub(super) async fn client(url: &str) -> tokio_postgres::Client {
     let (c, conn) = tokio_postgres::connect(url, NoTls)
         .await
         .expect("connect to test database");
@@ -145,11 +145,11 @@ async fn client(url: &str) -> tokio_postgres::Client {
     c
 }
 
-fn server() -> PgConnection {
+pub(super) fn server() -> PgConnection {
     PgConnection::from_url(&test_database_url()).unwrap()
 }
 
-fn url_for(db: &str) -> String {
+pub(super) fn url_for(db: &str) -> String {
     let c = server();
     format!(
         "postgres://{}@{}:{}/{}",
@@ -160,7 +160,7 @@ fn url_for(db: &str) -> String {
     )
 }
 
-async fn stoa_database(prefix: &str) -> TestDatabase {
+pub(super) async fn stoa_database(prefix: &str) -> TestDatabase {
     let db = TestDatabase::create(prefix).await;
     client(db.url())
         .await
@@ -171,7 +171,7 @@ async fn stoa_database(prefix: &str) -> TestDatabase {
 }
 
 /// Ordered md5 of every row of every table, and every sequence's last value.
-async fn fingerprint(
+pub(super) async fn fingerprint(
     db: &str,
 ) -> (
     BTreeMap<String, (i64, String)>,
@@ -201,7 +201,7 @@ async fn fingerprint(
 }
 
 /// Exports one database straight from the source: the plain dump bytes and the facts.
-async fn export_plain(source: &PostgresSource) -> (Vec<u8>, Facts) {
+pub(super) async fn export_plain(source: &PostgresSource) -> (Vec<u8>, Facts) {
     let plans = source.discover().await.unwrap();
     let plan = plans
         .iter()
@@ -221,7 +221,7 @@ async fn export_plain(source: &PostgresSource) -> (Vec<u8>, Facts) {
 
 /// Stores plain bytes in a memory sink with a record as the pipeline would write it
 /// (no codecs).
-async fn store_plain(
+pub(super) async fn store_plain(
     sink: &MemorySink,
     name: &str,
     bytes: Vec<u8>,
@@ -263,7 +263,7 @@ async fn pg_restore_list(path: &std::path::Path) -> (std::process::ExitStatus, S
     )
 }
 
-async fn database_exists(name: &str) -> bool {
+pub(super) async fn database_exists(name: &str) -> bool {
     let c = client(&test_database_url()).await;
     !c.query("SELECT 1 FROM pg_database WHERE datname = $1", &[&name])
         .await
@@ -273,7 +273,7 @@ async fn database_exists(name: &str) -> bool {
 
 /// A name for a database the restore creates, dropped at the end of the test (also on
 /// panic, through the returned guard).
-async fn fresh_target(prefix: &str) -> (String, TestDatabase) {
+pub(super) async fn fresh_target(prefix: &str) -> (String, TestDatabase) {
     let guard = TestDatabase::create(prefix).await;
     let name = guard.name().to_string();
     drop_database_force(&server(), &name).await.unwrap();
@@ -760,45 +760,6 @@ async fn clean_restore_needs_overwrite_and_replaces_contents_in_one_transaction(
     assert_eq!(err.kind(), ErrorKind::Config);
     src.drop_db().await;
     target.drop_db().await;
-}
-
-#[tokio::test]
-async fn parallel_restore_spools_to_a_file_and_restores_everything() {
-    let src = stoa_database("pgrt_jobs").await;
-    let source = PostgresSource::builder(pg(src.url())).build().unwrap();
-    let (bytes, facts) = export_plain(&source).await;
-    let sink = MemorySink::new();
-    let record = store_plain(&sink, "jobs.dump", bytes, facts).await;
-    let (target, _guard) = fresh_target("pgrt_jobs_dst").await;
-    let spool = tempfile::tempdir().unwrap();
-    let restorer = PostgresRestorer::new(
-        server(),
-        RestoreTarget::NewDatabase {
-            name: target.clone(),
-            swap: false,
-        },
-    )
-    .jobs(3)
-    .spool_dir(spool.path());
-    let r = restorer
-        .restore(
-            &record,
-            sink.get(&record.key).await.unwrap(),
-            &RestoreOptions::default(),
-        )
-        .await
-        .unwrap();
-    assert_eq!(r.facts["jobs"], 3);
-    let (want, wseq) = fingerprint(src.name()).await;
-    let (got, gseq) = fingerprint(&target).await;
-    assert_eq!(got, want);
-    assert_eq!(gseq, wseq);
-    assert_eq!(
-        std::fs::read_dir(spool.path()).unwrap().count(),
-        0,
-        "the spool file is removed"
-    );
-    src.drop_db().await;
 }
 
 #[tokio::test]

@@ -5,6 +5,7 @@ mod backup_restore;
 #[cfg(feature = "kubernetes")]
 mod exec;
 mod failures;
+mod parallel;
 mod pick_run;
 mod spool;
 mod support;

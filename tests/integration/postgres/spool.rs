@@ -65,6 +65,29 @@ async fn a_spooled_dump_gets_the_offsets_pg_dump_writes_into_a_file() {
         size = size * 3 % 70_001 + 1;
     }
     let patches = index.patches().expect("the dump is indexed");
+    // The blocks tile the data section, each closed, from the TOC's end to the dump's.
+    let toc_end = index.toc_end().expect("the TOC is read");
+    let entries = index.entries().expect("the TOC is read");
+    assert!(
+        entries.iter().filter(|(_, d)| d == "TABLE DATA").count() >= 3,
+        "{entries:?}"
+    );
+    let blocks = index.blocks();
+    assert_eq!(blocks.first().map(|b| b.start), Some(toc_end));
+    for pair in blocks.windows(2) {
+        assert_eq!(pair[0].end, Some(pair[1].start), "{blocks:?}");
+    }
+    assert_eq!(
+        blocks.last().and_then(|b| b.end),
+        Some(streamed.len() as u64)
+    );
+    for b in blocks {
+        assert!(
+            matches!(streamed[b.start as usize], 1 | 3),
+            "{b:?}: a block type byte (data or large objects)"
+        );
+        assert!(entries.iter().any(|(id, _)| *id == b.dump_id), "{b:?}");
+    }
     // a, b, empty_one, the large objects: every entry with data.
     assert!(patches.len() >= 4, "{patches:?}");
     for (at, bytes) in &patches {
