@@ -60,6 +60,19 @@
 //!   single `PutObject`'s checksum only after storing the object, and no part's. Requests are
 //!   also signed with the body's SHA-256 (`x-amz-content-sha256`), which AWS S3 and s3s check
 //!   too; the sink claims nothing from that.
+//! - **The ETag check.** Where the checksum claim cannot be made (custom endpoints by
+//!   default), a put compares the ETag the store answers with the MD5 of what it sent (for a
+//!   multipart upload: the MD5 of the parts' MD5s, then `-<parts>`), which is what
+//!   S3-compatible stores put in ETags; a match reports
+//!   [`PutResult::store_checked`](stoa_backup_core::sink::PutResult::store_checked) and
+//!   spares the read-back, a mismatch claims nothing ([`S3SinkBuilder::etag_checks`]; never
+//!   with SSE-KMS).
+//! - **Parallel ranged reads.** A `get` of an object larger than two
+//!   [`read_range_size`](S3SinkBuilder::read_range_size)s (8 MiB) fetches its ranges
+//!   [`ranges_in_flight`](S3SinkBuilder::ranges_in_flight) (4) at a time and yields them in
+//!   order; every range must come from the version the first answer named (`If-Match`, and
+//!   the answer's ETag), so an object replaced while it is read fails the read
+//!   (`Conflict`) instead of mixing versions.
 //! - **Retries.** Every request is retried on 5xx, throttling, connection errors and
 //!   timeouts with exponential backoff and jitter, bounded in count and time
 //!   ([`S3SinkBuilder::retry`]). Errors that remain are mapped to
