@@ -291,6 +291,27 @@ impl ArtifactRecord {
     }
 }
 
+#[cfg(test)]
+impl Manifest {
+    /// A complete manifest of run `run_id` with no artifacts, for unit tests.
+    pub(crate) fn for_test(run_id: RunId) -> Self {
+        let at = run_id.timestamp().unwrap_or_default();
+        Manifest {
+            format_version: MANIFEST_FORMAT_VERSION,
+            run_id,
+            status: RunStatus::Complete,
+            started_at: at,
+            finished_at: at,
+            library_version: env!("CARGO_PKG_VERSION").to_string(),
+            host: "test".to_string(),
+            labels: BTreeMap::new(),
+            artifacts: Vec::new(),
+            failures: Vec::new(),
+            pinned: false,
+        }
+    }
+}
+
 /// A failure of one artifact (or of a whole source, when `name` is `None`).
 ///
 /// Besides the operator's text it keeps what callers match on: the error's kind, whether a

@@ -79,6 +79,28 @@ pub enum Event<'a> {
         /// The plan.
         plan: &'a RetentionPlan,
     },
+    /// A component's restore (or its plan) started.
+    RestoreStarted {
+        /// The run restored from.
+        run_id: &'a RunId,
+        /// Component.
+        component: &'a str,
+        /// Its artifacts in the run.
+        artifacts: usize,
+        /// Whether this is the plan (a dry run).
+        dry_run: bool,
+    },
+    /// A component's restore (or its plan) ended.
+    RestoreDone {
+        /// The run restored from.
+        run_id: &'a RunId,
+        /// Component.
+        component: &'a str,
+        /// What it did (or would do).
+        report: &'a crate::restore::RestoreReport,
+        /// How long it took.
+        duration: Duration,
+    },
     /// The run ended.
     RunDone {
         /// The run.
@@ -135,6 +157,9 @@ impl Observer for TracingObserver {
                     error,
                     "artifact failed"
                 )
+            }
+            Event::RestoreStarted { .. } | Event::RestoreDone { .. } => {
+                tracing::info!(event = ?event, "restore progress")
             }
             other => tracing::info!(event = ?other, "backup progress"),
         }

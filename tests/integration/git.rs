@@ -11,8 +11,9 @@ use stoa_backup::core::source::{ArtifactPlan, Export, ExportContext, PreflightRe
 use stoa_backup::core::stream::{from_reader, ByteStream};
 use stoa_backup::core::verify::ChecksumVerifier;
 use stoa_backup::core::{
-    restore_artifact, ArtifactRecord, Catalog, KeepRules, Keyring, Manifest, Pipeline,
-    RestoreOptions, RestoreReport, Restorer, RunFilter, RunStatus, ZstdCodec,
+    restore_artifact, restore_each, ArtifactRecord, Catalog, KeepRules, Keyring, Manifest,
+    PerArtifact, Pipeline, RestoreContext, RestoreOptions, RestoreReport, Restorer, RunFilter,
+    RunStatus, ZstdCodec,
 };
 use stoa_backup::storage::git::git2::{self, Oid, Repository, Signature};
 use stoa_backup::storage::GitSink;
@@ -90,7 +91,14 @@ impl Restorer for Collect {
     fn component(&self) -> &str {
         "crds"
     }
-    async fn restore(
+    async fn restore(&self, ctx: &RestoreContext<'_>) -> stoa_backup::core::Result<RestoreReport> {
+        restore_each(self, ctx).await
+    }
+}
+
+#[async_trait]
+impl PerArtifact for Collect {
+    async fn restore_one(
         &self,
         _artifact: &ArtifactRecord,
         plain: ByteStream,

@@ -33,6 +33,29 @@ impl Keyring {
         Self::default()
     }
 
+    /// Whether the keyring holds a passphrase (for passphrase-encrypted artifacts).
+    pub fn has_passphrase(&self) -> bool {
+        #[cfg(feature = "age")]
+        return self.passphrase.is_some();
+        #[cfg(not(feature = "age"))]
+        false
+    }
+
+    /// Whether one of the keyring's identities is the secret key of `recipient` (an
+    /// `age1…` public key, as the manifest records it).
+    pub fn decrypts_for(&self, recipient: &str) -> bool {
+        #[cfg(feature = "age")]
+        return self
+            .identities
+            .iter()
+            .any(|id| id.to_public().to_string() == recipient);
+        #[cfg(not(feature = "age"))]
+        {
+            let _ = recipient;
+            false
+        }
+    }
+
     /// Whether the keyring holds anything to decrypt with.
     pub fn is_empty(&self) -> bool {
         #[cfg(feature = "age")]

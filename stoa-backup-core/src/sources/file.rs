@@ -8,7 +8,10 @@ use tokio::sync::mpsc;
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::manifest::ArtifactRecord;
-use crate::restore::{ExistingDataPolicy, RestoreOptions, RestoreReport, Restorer};
+use crate::restore::{
+    restore_each, ExistingDataPolicy, PerArtifact, RestoreContext, RestoreOptions, RestoreReport,
+    Restorer,
+};
 use crate::source::{ArtifactPlan, Export, ExportContext, PreflightReport, Source};
 use crate::stream::{from_reader, into_reader, ByteStream, CHUNK_SIZE};
 
@@ -208,7 +211,14 @@ impl Restorer for FileRestorer {
         &self.component
     }
 
-    async fn restore(
+    async fn restore(&self, ctx: &RestoreContext<'_>) -> Result<RestoreReport> {
+        restore_each(self, ctx).await
+    }
+}
+
+#[async_trait]
+impl PerArtifact for FileRestorer {
+    async fn restore_one(
         &self,
         artifact: &ArtifactRecord,
         plain: ByteStream,

@@ -7,8 +7,8 @@ use async_trait::async_trait;
 use reqwest::Method;
 use serde_json::{json, Map, Value};
 use stoa_backup_core::{
-    restore_artifact, stream, ArtifactRecord, ByteStream, Error, ErrorKind, ExistingDataPolicy,
-    Keyring, Manifest, RestoreOptions, RestoreReport, Restorer, Result, Sink,
+    stream, ArtifactRecord, Error, ErrorKind, ExistingDataPolicy, Keyring, Manifest,
+    RestoreContext, RestoreOptions, RestoreReport, Restorer, Result, Sink,
 };
 
 use super::client::{GrafanaClient, GrafanaConnection};
@@ -67,7 +67,9 @@ impl GrafanaRestorer {
         self
     }
 
-    /// Restores every artifact of this component in `manifest`, in dependency order.
+    /// Restores every artifact of this component in `manifest`, in dependency order: a
+    /// [`Restorer::restore`] in a context of them. Prefer the
+    /// [`Restore`](stoa_backup_core::Restore) driver, which plans first.
     pub async fn restore_run(
         &self,
         sink: &dyn Sink,
@@ -75,13 +77,24 @@ impl GrafanaRestorer {
         keyring: &Keyring,
         options: &RestoreOptions,
     ) -> Result<RestoreReport> {
-        let mut mine: Vec<(GrafanaObjectFacts, &ArtifactRecord)> = Vec::new();
-        for a in manifest
+        let mine = manifest
             .artifacts
             .iter()
             .filter(|a| a.component == self.component)
-        {
-            mine.push((a.facts_as()?, a));
+            .collect();
+        let ctx = RestoreContext::new(sink, keyring, mine, options.clone());
+        self.restore(&ctx).await
+    }
+
+    /// The artifacts in dependency order: folders (parents first), datasources, library
+    /// panels, dashboards, alerting; the search index is left out.
+    fn ordered<'a>(
+        &self,
+        artifacts: &[&'a ArtifactRecord],
+    ) -> Result<Vec<(Kind, &'a ArtifactRecord)>> {
+        let mut mine: Vec<(GrafanaObjectFacts, &ArtifactRecord)> = Vec::new();
+        for a in artifacts.iter().filter(|a| a.component == self.component) {
+            mine.push((a.facts_as()?, *a));
         }
         let parents: HashMap<&str, &str> = mine
             .iter()
@@ -112,21 +125,7 @@ impl GrafanaRestorer {
             })
             .collect();
         ordered.sort_by(|a, b| (a.0, a.1, &a.2.name).cmp(&(b.0, b.1, &b.2.name)));
-        let mut total = RestoreReport {
-            dry_run: options.dry_run,
-            ..Default::default()
-        };
-        let mut per_kind: BTreeMap<&str, u64> = BTreeMap::new();
-        for (k, _, a) in ordered {
-            let r = restore_artifact(sink, a, keyring, self, options).await?;
-            total.created += r.created;
-            total.updated += r.updated;
-            total.skipped += r.skipped;
-            total.notes.extend(r.notes);
-            *per_kind.entry(k.as_str()).or_default() += 1;
-        }
-        total.facts.insert("restored".into(), json!(per_kind));
-        Ok(total)
+        Ok(ordered.into_iter().map(|(k, _, a)| (k, a)).collect())
     }
 
     /// Restores one object of `kind`. Errors name this restorer's component and the
@@ -564,17 +563,27 @@ impl Restorer for GrafanaRestorer {
         &self.component
     }
 
-    async fn restore(
-        &self,
-        artifact: &ArtifactRecord,
-        plain: ByteStream,
-        options: &RestoreOptions,
-    ) -> Result<RestoreReport> {
-        let kind = artifact.facts_as::<GrafanaObjectFacts>()?.kind;
-        let bytes = stream::collect(plain).await?;
-        let value: Value = serde_json::from_slice(&bytes).map_err(|e| {
-            Error::integrity("the Grafana backup object is not valid JSON").with_source(e)
-        })?;
-        self.restore_object(kind, value, options).await
+    /// Restores the objects in dependency order (see [`GrafanaRestorer::restore_run`]),
+    /// each read and checked as it is restored.
+    async fn restore(&self, ctx: &RestoreContext<'_>) -> Result<RestoreReport> {
+        let mut total = RestoreReport::for_context(ctx);
+        let mut per_kind: BTreeMap<&str, u64> = BTreeMap::new();
+        for (kind, a) in self.ordered(ctx.artifacts())? {
+            ctx.check_cancelled()?;
+            let bytes = stream::collect(ctx.open_plain(a).await?).await?;
+            let value: Value = serde_json::from_slice(&bytes).map_err(|e| {
+                Error::integrity("the Grafana backup object is not valid JSON")
+                    .with_source(e)
+                    .with_artifact(a.key.to_string())
+            })?;
+            let r = self
+                .restore_object(kind, value, ctx.options())
+                .await
+                .map_err(|e| e.or_artifact(a.key.to_string()))?;
+            total.merge(r);
+            *per_kind.entry(kind.as_str()).or_default() += 1;
+        }
+        total.facts.insert("restored".into(), json!(per_kind));
+        Ok(total)
     }
 }

@@ -7,8 +7,8 @@ use reqwest::Method;
 use serde_json::{json, Value};
 use stoa_backup_core::manifest::ArtifactRecord;
 use stoa_backup_core::{
-    ByteStream, Error, ErrorKind, ExistingDataPolicy, RestoreOptions, RestoreReport, Restorer,
-    Result,
+    restore_each, ByteStream, Error, ErrorKind, ExistingDataPolicy, PerArtifact, RestoreContext,
+    RestoreOptions, RestoreReport, Restorer, Result,
 };
 
 use super::client::{InfisicalClient, InfisicalConnection};
@@ -92,7 +92,14 @@ impl Restorer for InfisicalRestorer {
         &self.component
     }
 
-    async fn restore(
+    async fn restore(&self, ctx: &RestoreContext<'_>) -> Result<RestoreReport> {
+        restore_each(self, ctx).await
+    }
+}
+
+#[async_trait]
+impl PerArtifact for InfisicalRestorer {
+    async fn restore_one(
         &self,
         artifact: &ArtifactRecord,
         plain: ByteStream,

@@ -6,8 +6,8 @@ use async_trait::async_trait;
 use reqwest::Method;
 use serde_json::{json, Value};
 use stoa_backup_core::{
-    stream, ArtifactRecord, ByteStream, Error, ErrorKind, ExistingDataPolicy, RestoreOptions,
-    RestoreReport, Restorer, Result,
+    restore_each, stream, ArtifactRecord, ByteStream, Error, ErrorKind, ExistingDataPolicy,
+    PerArtifact, RestoreContext, RestoreOptions, RestoreReport, Restorer, Result,
 };
 
 use super::client::{AdminClient, KeycloakConnection};
@@ -512,7 +512,14 @@ impl Restorer for KeycloakRestorer {
         &self.component
     }
 
-    async fn restore(
+    async fn restore(&self, ctx: &RestoreContext<'_>) -> Result<RestoreReport> {
+        restore_each(self, ctx).await
+    }
+}
+
+#[async_trait]
+impl PerArtifact for KeycloakRestorer {
+    async fn restore_one(
         &self,
         artifact: &ArtifactRecord,
         plain: ByteStream,

@@ -14,7 +14,10 @@ use kube::Client;
 use serde_json::Value;
 use stoa_backup_core::error::{Error, ErrorKind, Result};
 use stoa_backup_core::manifest::ArtifactRecord;
-use stoa_backup_core::restore::{ExistingDataPolicy, RestoreOptions, RestoreReport, Restorer};
+use stoa_backup_core::restore::{
+    restore_each, ExistingDataPolicy, PerArtifact, RestoreContext, RestoreOptions, RestoreReport,
+    Restorer,
+};
 use stoa_backup_core::source::{
     to_facts, ArtifactPlan, Export, ExportContext, PreflightReport, Source,
 };
@@ -497,7 +500,14 @@ impl Restorer for HelmValuesRestorer {
         &self.component
     }
 
-    async fn restore(
+    async fn restore(&self, ctx: &RestoreContext<'_>) -> Result<RestoreReport> {
+        restore_each(self, ctx).await
+    }
+}
+
+#[async_trait]
+impl PerArtifact for HelmValuesRestorer {
+    async fn restore_one(
         &self,
         artifact: &ArtifactRecord,
         plain: ByteStream,

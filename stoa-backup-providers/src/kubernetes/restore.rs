@@ -13,7 +13,7 @@ use stoa_backup_core::codec::Keyring;
 use stoa_backup_core::error::{Error, ErrorKind, Result};
 use stoa_backup_core::manifest::{ArtifactRecord, Manifest};
 use stoa_backup_core::restore::{
-    open_artifact, ExistingDataPolicy, RestoreOptions, RestoreReport, Restorer,
+    ExistingDataPolicy, RestoreContext, RestoreOptions, RestoreReport, Restorer,
 };
 use stoa_backup_core::sink::Sink;
 use stoa_backup_core::stream::{self, ByteStream};
@@ -201,10 +201,13 @@ impl CustomResourcesRestorer {
     /// cannot be read.
     pub fn order_artifacts<'a>(
         &self,
-        artifacts: &'a [ArtifactRecord],
+        artifacts: impl IntoIterator<Item = &'a ArtifactRecord>,
     ) -> Result<Vec<&'a ArtifactRecord>> {
         let mut out = Vec::new();
-        for a in artifacts.iter().filter(|a| a.component == self.component) {
+        for a in artifacts
+            .into_iter()
+            .filter(|a| a.component == self.component)
+        {
             let facts: CustomResourceFacts = a.facts_as()?;
             let is_crds = facts.artifact == CustomResourceArtifact::Crds;
             let rank = self.kind_rank(facts.kind.as_deref().unwrap_or_default());
@@ -214,10 +217,9 @@ impl CustomResourcesRestorer {
         Ok(out.into_iter().map(|(_, a)| a).collect())
     }
 
-    /// Restores every artifact of this component in `manifest` as one ordered set: each
-    /// artifact is read and checked (digest, codecs) first, then all CRDs are applied and
-    /// waited for, then missing namespaces are created, then objects are applied kind by
-    /// kind in the configured order.
+    /// Restores every artifact of this component in `manifest` as one ordered set: a
+    /// [`Restorer::restore`] in a context of them. Prefer the
+    /// [`Restore`](stoa_backup_core::Restore) driver, which plans first.
     pub async fn restore_run(
         &self,
         sink: &dyn Sink,
@@ -225,8 +227,12 @@ impl CustomResourcesRestorer {
         keyring: &Keyring,
         options: &RestoreOptions,
     ) -> Result<RestoreReport> {
-        let ordered = self.order_artifacts(&manifest.artifacts)?;
-        if ordered.is_empty() {
+        let mine: Vec<&ArtifactRecord> = manifest
+            .artifacts
+            .iter()
+            .filter(|a| a.component == self.component)
+            .collect();
+        if mine.is_empty() {
             return Err(Error::new(
                 ErrorKind::NotFound,
                 format!(
@@ -237,17 +243,8 @@ impl CustomResourcesRestorer {
             .with_component(self.component.clone())
             .with_operation("restore"));
         }
-        // Every artifact is read and checked before the first object is applied.
-        let mut docs = Vec::new();
-        for a in ordered {
-            let plain = open_artifact(sink, a, keyring).await?;
-            docs.extend(read_documents(plain, a.sensitive).await.map_err(|e| {
-                e.or_component(self.component.clone())
-                    .or_operation("restore")
-                    .or_artifact(a.key.to_string())
-            })?);
-        }
-        self.restore_documents(docs, options).await
+        let ctx = RestoreContext::new(sink, keyring, mine, options.clone());
+        self.restore(&ctx).await
     }
 
     /// Restores already-parsed documents (CRDs and objects, any order): the core of
@@ -742,13 +739,22 @@ impl Restorer for CustomResourcesRestorer {
         &self.component
     }
 
-    async fn restore(
-        &self,
-        artifact: &ArtifactRecord,
-        plain: ByteStream,
-        options: &RestoreOptions,
-    ) -> Result<RestoreReport> {
-        let docs = read_documents(plain, artifact.sensitive).await?;
-        self.restore_documents(docs, options).await
+    /// Restores the context's artifacts as one ordered set: each artifact is read and
+    /// checked (digest, codecs) first, then all CRDs are applied and waited for, then
+    /// missing namespaces are created, then objects are applied kind by kind in the
+    /// configured order.
+    async fn restore(&self, ctx: &RestoreContext<'_>) -> Result<RestoreReport> {
+        // Every artifact is read and checked before the first object is applied.
+        let mut docs = Vec::new();
+        for a in self.order_artifacts(ctx.artifacts().iter().copied())? {
+            ctx.check_cancelled()?;
+            let plain = ctx.open_plain(a).await?;
+            docs.extend(read_documents(plain, a.sensitive).await.map_err(|e| {
+                e.or_component(self.component.clone())
+                    .or_operation("restore")
+                    .or_artifact(a.key.to_string())
+            })?);
+        }
+        self.restore_documents(docs, ctx.options()).await
     }
 }

@@ -10,7 +10,10 @@ use async_trait::async_trait;
 use serde_json::{json, Value};
 use stoa_backup_core::error::{Error, ErrorKind, Result};
 use stoa_backup_core::manifest::ArtifactRecord;
-use stoa_backup_core::restore::{ExistingDataPolicy, RestoreOptions, RestoreReport, Restorer};
+use stoa_backup_core::restore::{
+    restore_each, ExistingDataPolicy, PerArtifact, RestoreContext, RestoreOptions, RestoreReport,
+    Restorer,
+};
 use stoa_backup_core::stream::ByteStream;
 use tokio_postgres::Client;
 
@@ -213,6 +216,8 @@ impl PostgresRestorer {
                 .with_hint("restore with swap: true (the old database is kept as <name>_old_<run id>), use RestoreTarget::Clean, or pick another name"));
         }
         if options.dry_run {
+            // The same count the restore reports: one database created.
+            report.created = 1;
             report.notes.push(format!(
                 "would create database '{name}' and pg_restore '{}' into it",
                 artifact.key
@@ -300,6 +305,7 @@ impl PostgresRestorer {
             self.check_old_free(admin.client(), name, &old).await?;
         }
         if options.dry_run {
+            report.created = 1;
             report.notes.push(format!(
                 "would create database '{staging}' and pg_restore '{}' into it",
                 artifact.key
@@ -484,6 +490,7 @@ impl PostgresRestorer {
             ..Default::default()
         };
         if options.dry_run {
+            report.updated = 1;
             report.notes.push(format!(
                 "would pg_restore --clean --if-exists '{}' into '{database}' in one transaction",
                 artifact.key
@@ -564,7 +571,14 @@ impl Restorer for PostgresRestorer {
         &self.component
     }
 
-    async fn restore(
+    async fn restore(&self, ctx: &RestoreContext<'_>) -> Result<RestoreReport> {
+        restore_each(self, ctx).await
+    }
+}
+
+#[async_trait]
+impl PerArtifact for PostgresRestorer {
+    async fn restore_one(
         &self,
         artifact: &ArtifactRecord,
         plain: ByteStream,

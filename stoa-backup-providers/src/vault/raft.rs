@@ -7,9 +7,9 @@ use serde_json::json;
 use stoa_backup_core::manifest::{ArtifactRecord, VerificationRecord};
 use stoa_backup_core::source::to_facts;
 use stoa_backup_core::{
-    ArtifactPlan, ByteStream, Error, ErrorKind, ExistingDataPolicy, Export, ExportContext,
-    PreflightReport, RestoreOptions, RestoreReport, Restorer, Result, Source, Verifier,
-    VerifyContext,
+    restore_each, ArtifactPlan, ByteStream, Error, ErrorKind, ExistingDataPolicy, Export,
+    ExportContext, PerArtifact, PreflightReport, RestoreContext, RestoreOptions, RestoreReport,
+    Restorer, Result, Source, Verifier, VerifyContext,
 };
 
 use super::client::{vault_error, VaultClient, VaultConnection};
@@ -233,7 +233,14 @@ impl Restorer for RaftSnapshotRestorer {
         &self.component
     }
 
-    async fn restore(
+    async fn restore(&self, ctx: &RestoreContext<'_>) -> Result<RestoreReport> {
+        restore_each(self, ctx).await
+    }
+}
+
+#[async_trait]
+impl PerArtifact for RaftSnapshotRestorer {
+    async fn restore_one(
         &self,
         artifact: &ArtifactRecord,
         plain: ByteStream,

@@ -12,7 +12,7 @@ use stoa_backup::core::source::{ExportContext, Facts};
 use stoa_backup::core::stream::collect;
 use stoa_backup::core::{
     restore_artifact, Catalog, ErrorKind, ExistingDataPolicy, Keyring, MemorySink, ObjectKey,
-    Pipeline, RestoreOptions, Restorer, RunFilter, RunId, Sink, SinkExt, Source, Verifier,
+    PerArtifact, Pipeline, RestoreOptions, RunFilter, RunId, Sink, SinkExt, Source, Verifier,
     VerifyContext, ZstdCodec,
 };
 use stoa_backup::providers::postgres::verify::drop_database_force;
@@ -601,7 +601,7 @@ async fn exact_counts_and_data_come_from_the_same_snapshot() {
     );
     let stored = sink.get(&record.key).await.unwrap();
     let r = restorer
-        .restore(&record, stored, &RestoreOptions::default())
+        .restore_one(&record, stored, &RestoreOptions::default())
         .await
         .unwrap();
     assert_eq!(r.facts["row_counts"]["stoa.audit_events"], 5000);
@@ -728,7 +728,7 @@ async fn clean_restore_needs_overwrite_and_replaces_contents_in_one_transaction(
     );
 
     let err = restorer
-        .restore(
+        .restore_one(
             &record,
             sink.get(&record.key).await.unwrap(),
             &RestoreOptions::default(),
@@ -743,7 +743,7 @@ async fn clean_restore_needs_overwrite_and_replaces_contents_in_one_transaction(
         ..Default::default()
     };
     restorer
-        .restore(&record, sink.get(&record.key).await.unwrap(), &opts)
+        .restore_one(&record, sink.get(&record.key).await.unwrap(), &opts)
         .await
         .unwrap();
     let (want, _) = fingerprint(src.name()).await;
@@ -754,7 +754,7 @@ async fn clean_restore_needs_overwrite_and_replaces_contents_in_one_transaction(
     let err = restorer
         .clone()
         .jobs(4)
-        .restore(&record, sink.get(&record.key).await.unwrap(), &opts)
+        .restore_one(&record, sink.get(&record.key).await.unwrap(), &opts)
         .await
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Config);

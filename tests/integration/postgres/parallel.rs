@@ -5,7 +5,9 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures::StreamExt;
-use stoa_backup::core::{ByteStream, Error, ErrorKind, MemorySink, RestoreOptions, Restorer, Sink};
+use stoa_backup::core::{
+    ByteStream, Error, ErrorKind, MemorySink, PerArtifact, RestoreOptions, Sink,
+};
 use stoa_backup::providers::postgres::spool_index::SpoolIndex;
 use stoa_backup::providers::postgres::{PostgresRestorer, PostgresSource, RestoreTarget};
 
@@ -46,7 +48,7 @@ async fn parallel_restore_spools_to_a_file_and_restores_everything() {
     let (target, _guard) = fresh_target("pgrt_jobs_dst").await;
     let spool = tempfile::tempdir().unwrap();
     let r = restorer(&target, 3, spool.path())
-        .restore(
+        .restore_one(
             &record,
             sink.get(&record.key).await.unwrap(),
             &RestoreOptions::default(),
@@ -142,7 +144,7 @@ async fn a_parallel_restore_loads_tables_while_the_dump_is_still_arriving() {
     let spool = tempfile::tempdir().unwrap();
     let r = tokio::time::timeout(
         Duration::from_secs(90),
-        restorer(&target, 2, spool.path()).restore(&record, plain, &RestoreOptions::default()),
+        restorer(&target, 2, spool.path()).restore_one(&record, plain, &RestoreOptions::default()),
     )
     .await
     .expect("the restore finished")
@@ -177,7 +179,7 @@ async fn a_dump_failing_mid_way_fails_the_parallel_restore_with_its_own_error() 
     )])));
     let spool = tempfile::tempdir().unwrap();
     let err = restorer(&target, 2, spool.path())
-        .restore(&record, plain, &RestoreOptions::default())
+        .restore_one(&record, plain, &RestoreOptions::default())
         .await
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Integrity, "{err:?}");

@@ -4,8 +4,8 @@
 use async_trait::async_trait;
 use serde_json::json;
 use stoa_backup_core::{
-    ArtifactRecord, ByteStream, Error, ErrorKind, ExistingDataPolicy, RestoreOptions,
-    RestoreReport, Restorer, Result,
+    restore_each, ArtifactRecord, ByteStream, Error, ErrorKind, ExistingDataPolicy, PerArtifact,
+    RestoreContext, RestoreOptions, RestoreReport, Restorer, Result,
 };
 
 use super::archive::{self, FileInfo};
@@ -206,7 +206,14 @@ impl Restorer for KcShRestorer {
         COMPONENT
     }
 
-    async fn restore(
+    async fn restore(&self, ctx: &RestoreContext<'_>) -> Result<RestoreReport> {
+        restore_each(self, ctx).await
+    }
+}
+
+#[async_trait]
+impl PerArtifact for KcShRestorer {
+    async fn restore_one(
         &self,
         artifact: &ArtifactRecord,
         plain: ByteStream,

@@ -8,8 +8,8 @@ use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use stoa_backup_core::manifest::ArtifactRecord;
 use stoa_backup_core::{
-    ByteStream, Error, ErrorKind, ExistingDataPolicy, RestoreOptions, RestoreReport, Restorer,
-    Result,
+    restore_each, ByteStream, Error, ErrorKind, ExistingDataPolicy, PerArtifact, RestoreContext,
+    RestoreOptions, RestoreReport, Restorer, Result,
 };
 
 use super::{kv_mounts, normalize_mount, settings_of, KvMount, CONCURRENCY, KV_FORMAT};
@@ -179,7 +179,14 @@ impl Restorer for VaultKvRestorer {
         &self.component
     }
 
-    async fn restore(
+    async fn restore(&self, ctx: &RestoreContext<'_>) -> Result<RestoreReport> {
+        restore_each(self, ctx).await
+    }
+}
+
+#[async_trait]
+impl PerArtifact for VaultKvRestorer {
+    async fn restore_one(
         &self,
         artifact: &ArtifactRecord,
         plain: ByteStream,

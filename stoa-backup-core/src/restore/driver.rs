@@ -1,0 +1,541 @@
+//! [`Restore`]: the restore driver, symmetric with the [`Pipeline`](crate::Pipeline). It
+//! plans the restore of a run (preflight and every restorer's plan, no writes), then applies
+//! the plan, component by component, in the order the restorers were given.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use tokio_util::sync::CancellationToken;
+
+use crate::codec::Keyring;
+use crate::error::{Error, ErrorKind, Result};
+use crate::key::ObjectKey;
+use crate::manifest::{ArtifactRecord, CodecStep, Manifest, RunId, RunStatus};
+use crate::observer::{Event, NoopObserver, Observer};
+use crate::sink::Sink;
+
+use super::{ExistingDataPolicy, RestoreContext, RestoreOptions, RestoreReport, Restorer};
+
+/// Restores runs: give it the sink, the keyring and one restorer per component, then
+/// [`plan`](Self::plan) a run and [`apply`](Self::apply) the plan.
+///
+/// ```no_run
+/// # async fn demo(manifest: stoa_backup_core::Manifest) -> stoa_backup_core::Result<()> {
+/// use stoa_backup_core::{ExistingDataPolicy, FileRestorer, Keyring, MemorySink, Restore};
+/// let restore = Restore::builder()
+///     .sink(MemorySink::new())
+///     .keyring(Keyring::new())
+///     .restorer(FileRestorer::new("files", "/srv/restore"))
+///     .existing(ExistingDataPolicy::Fail)
+///     .build()?;
+/// let plan = restore.plan(&manifest).await?; // reads and checks every artifact, writes nothing
+/// println!("{}", plan.table());
+/// let restored = restore.apply(&plan).await?;
+/// # let _ = restored; Ok(()) }
+/// ```
+pub struct Restore {
+    sink: Arc<dyn Sink>,
+    keyring: Keyring,
+    restorers: Vec<Arc<dyn Restorer>>,
+    observer: Arc<dyn Observer>,
+    cancel: CancellationToken,
+    existing: ExistingDataPolicy,
+}
+
+impl fmt::Debug for Restore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Restore")
+            .field("sink", &self.sink.describe())
+            .field(
+                "restorers",
+                &self
+                    .restorers
+                    .iter()
+                    .map(|r| r.component())
+                    .collect::<Vec<_>>(),
+            )
+            .field("keyring", &self.keyring)
+            .field("existing", &self.existing)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builds a [`Restore`].
+#[derive(Default)]
+pub struct RestoreBuilder {
+    sink: Option<Arc<dyn Sink>>,
+    keyring: Keyring,
+    restorers: Vec<Arc<dyn Restorer>>,
+    observer: Option<Arc<dyn Observer>>,
+    cancel: Option<CancellationToken>,
+    existing: ExistingDataPolicy,
+}
+
+impl fmt::Debug for RestoreBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RestoreBuilder")
+            .field("sink", &self.sink.as_ref().map(|s| s.describe()))
+            .field(
+                "restorers",
+                &self
+                    .restorers
+                    .iter()
+                    .map(|r| r.component())
+                    .collect::<Vec<_>>(),
+            )
+            .field("existing", &self.existing)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RestoreBuilder {
+    /// Where the runs are stored (required).
+    pub fn sink(mut self, sink: impl Sink + 'static) -> Self {
+        self.sink = Some(Arc::new(sink));
+        self
+    }
+
+    /// A shared sink.
+    pub fn shared_sink(mut self, sink: Arc<dyn Sink>) -> Self {
+        self.sink = Some(sink);
+        self
+    }
+
+    /// The identities that decrypt encrypted artifacts (empty for unencrypted runs).
+    pub fn keyring(mut self, keyring: Keyring) -> Self {
+        self.keyring = keyring;
+        self
+    }
+
+    /// The restorer of one component; components are restored in the order their
+    /// restorers are added. Components of the run without a restorer are left out (and
+    /// listed in the plan).
+    pub fn restorer(mut self, restorer: impl Restorer + 'static) -> Self {
+        self.restorers.push(Arc::new(restorer));
+        self
+    }
+
+    /// A shared restorer.
+    pub fn shared_restorer(mut self, restorer: Arc<dyn Restorer>) -> Self {
+        self.restorers.push(restorer);
+        self
+    }
+
+    /// Receives [`Event::RestoreStarted`] and [`Event::RestoreDone`] per component.
+    pub fn observer(mut self, observer: impl Observer + 'static) -> Self {
+        self.observer = Some(Arc::new(observer));
+        self
+    }
+
+    /// Stops the restore between objects (and reads mid-stream) once it fires.
+    pub fn cancel(mut self, token: CancellationToken) -> Self {
+        self.cancel = Some(token);
+        self
+    }
+
+    /// What to do with data the targets already hold (default: fail).
+    pub fn existing(mut self, policy: ExistingDataPolicy) -> Self {
+        self.existing = policy;
+        self
+    }
+
+    /// Checks the configuration: a sink, at least one restorer, one restorer per component.
+    pub fn build(self) -> Result<Restore> {
+        let cfg = |msg: String, hint: &str| {
+            Error::config(msg)
+                .with_operation("restore")
+                .with_hint(hint.to_string())
+        };
+        let sink = self.sink.ok_or_else(|| {
+            cfg(
+                "a restore needs a sink".into(),
+                "give Restore::builder().sink(...) the sink the runs are stored in",
+            )
+        })?;
+        if self.restorers.is_empty() {
+            return Err(cfg(
+                "a restore needs at least one restorer".into(),
+                "add a restorer per component to restore with .restorer(...)",
+            ));
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for r in &self.restorers {
+            if !seen.insert(r.component().to_string()) {
+                return Err(cfg(
+                    format!("two restorers for component '{}'", r.component()),
+                    "give one restorer per component",
+                ));
+            }
+        }
+        Ok(Restore {
+            sink,
+            keyring: self.keyring,
+            restorers: self.restorers,
+            observer: self.observer.unwrap_or_else(|| Arc::new(NoopObserver)),
+            cancel: self.cancel.unwrap_or_default(),
+            existing: self.existing,
+        })
+    }
+}
+
+/// What restoring one run would do: per component, what its restorer reported in its plan.
+#[derive(Debug, Clone, Serialize)]
+pub struct RestorePlan {
+    /// The run planned.
+    pub run_id: RunId,
+    /// The existing-data policy planned with (and applied with).
+    pub existing: ExistingDataPolicy,
+    /// The components to restore, in the order they will be restored.
+    pub components: Vec<ComponentPlan>,
+    /// Components the run holds that no restorer was given for: left alone.
+    pub not_restored: Vec<String>,
+    /// The run's manifest, as planned from.
+    #[serde(skip)]
+    pub manifest: Manifest,
+}
+
+/// One component's part of a [`RestorePlan`].
+#[derive(Debug, Clone, Serialize)]
+pub struct ComponentPlan {
+    /// The component.
+    pub component: String,
+    /// Its artifacts in the run.
+    pub artifacts: Vec<ObjectKey>,
+    /// What its restore would do.
+    pub report: RestoreReport,
+    /// The age recipients whose identities decrypt its artifacts (the keyring holds one for
+    /// each, or the plan would have failed), `passphrase` for passphrase-encrypted ones.
+    pub keys_needed: Vec<String>,
+    /// How long its preflight and plan took, in milliseconds.
+    pub duration_ms: u64,
+}
+
+impl RestorePlan {
+    /// The counts of every component added up.
+    pub fn totals(&self) -> RestoreReport {
+        let mut total = RestoreReport {
+            dry_run: true,
+            ..RestoreReport::default()
+        };
+        for c in &self.components {
+            total.created += c.report.created;
+            total.updated += c.report.updated;
+            total.skipped += c.report.skipped;
+            total.conflicts += c.report.conflicts;
+        }
+        total
+    }
+
+    /// The plan as a table: one line per component with its counts and keys, then the
+    /// components left out.
+    pub fn table(&self) -> String {
+        let mut out = format!(
+            "restore of run {} (existing data: {:?})\n{:<24} {:>9} {:>7} {:>7} {:>7} {:>9}  keys\n",
+            self.run_id,
+            self.existing,
+            "component",
+            "artifacts",
+            "create",
+            "update",
+            "skip",
+            "conflict"
+        );
+        for c in &self.components {
+            out.push_str(&format!(
+                "{:<24} {:>9} {:>7} {:>7} {:>7} {:>9}  {}\n",
+                c.component,
+                c.artifacts.len(),
+                c.report.created,
+                c.report.updated,
+                c.report.skipped,
+                c.report.conflicts,
+                if c.keys_needed.is_empty() {
+                    "-".to_string()
+                } else {
+                    c.keys_needed.join(", ")
+                }
+            ));
+        }
+        if !self.not_restored.is_empty() {
+            out.push_str(&format!(
+                "not restored (no restorer given): {}\n",
+                self.not_restored.join(", ")
+            ));
+        }
+        out
+    }
+}
+
+/// What [`Restore::apply`] did.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunRestored {
+    /// The run restored from.
+    pub run_id: RunId,
+    /// Per component, in the order restored.
+    pub components: Vec<ComponentRestored>,
+    /// The whole restore, in milliseconds.
+    pub duration_ms: u64,
+}
+
+/// One component's part of a [`RunRestored`].
+#[derive(Debug, Clone, Serialize)]
+pub struct ComponentRestored {
+    /// The component.
+    pub component: String,
+    /// What its restorer did.
+    pub report: RestoreReport,
+    /// How long it took, in milliseconds.
+    pub duration_ms: u64,
+}
+
+impl Restore {
+    /// A builder.
+    pub fn builder() -> RestoreBuilder {
+        RestoreBuilder::default()
+    }
+
+    /// Plans the restore of the run `manifest` describes, writing nothing: every encrypted
+    /// artifact must have an identity in the keyring, then every restorer runs its
+    /// preflight, then its plan. A plan reads what its restorer needs to say what it would
+    /// do (a realm export, a secrets document: all of it, checked against its digest; a
+    /// database dump: nothing, as it is checked while it restores into a new database that
+    /// replaces the live one only once the whole dump arrived intact). Fails, before any
+    /// write, with the first reason the restore cannot run: a run that is not complete, a
+    /// missing key, a preflight or a plan that failed.
+    pub async fn plan(&self, manifest: &Manifest) -> Result<RestorePlan> {
+        if manifest.status != RunStatus::Complete {
+            return Err(Error::new(
+                ErrorKind::Integrity,
+                format!(
+                    "run {} is {:?}, not complete: it is not a usable backup",
+                    manifest.run_id, manifest.status
+                ),
+            )
+            .with_operation("plan restore")
+            .with_hint("pick a complete run (the catalog lists them)"));
+        }
+        let by_component = group(manifest);
+        let mut keys = BTreeMap::new();
+        for restorer in &self.restorers {
+            let Some(artifacts) = by_component.get(restorer.component()) else {
+                continue;
+            };
+            keys.insert(restorer.component().to_string(), self.keys_for(artifacts)?);
+        }
+        let mut components = Vec::new();
+        for restorer in &self.restorers {
+            let component = restorer.component();
+            let Some(artifacts) = by_component.get(component) else {
+                continue;
+            };
+            let started = Instant::now();
+            self.observer.on_event(&Event::RestoreStarted {
+                run_id: &manifest.run_id,
+                component,
+                artifacts: artifacts.len(),
+                dry_run: true,
+            });
+            let ctx = self.context(artifacts, true);
+            let named = |e: Error, op: &str| e.or_component(component).or_operation(op.to_string());
+            restorer
+                .preflight(&ctx)
+                .await
+                .map_err(|e| named(e, "preflight restore"))?;
+            let report = restorer
+                .plan(&ctx)
+                .await
+                .map_err(|e| named(e, "plan restore"))?;
+            self.observer.on_event(&Event::RestoreDone {
+                run_id: &manifest.run_id,
+                component,
+                report: &report,
+                duration: started.elapsed(),
+            });
+            components.push(ComponentPlan {
+                component: component.to_string(),
+                artifacts: artifacts.iter().map(|a| a.key.clone()).collect(),
+                report,
+                keys_needed: keys.remove(component).unwrap_or_default(),
+                duration_ms: millis(started.elapsed()),
+            });
+        }
+        let not_restored = by_component
+            .keys()
+            .filter(|c| !self.restorers.iter().any(|r| r.component() == c.as_str()))
+            .cloned()
+            .collect();
+        Ok(RestorePlan {
+            run_id: manifest.run_id.clone(),
+            existing: self.existing,
+            components,
+            not_restored,
+            manifest: manifest.clone(),
+        })
+    }
+
+    /// Applies `plan` (from [`plan`](Self::plan) of this restore): each component restored
+    /// in turn by its restorer. Stops at the first failure with an error naming the
+    /// component and what was restored before it. A plan with conflicts under the `Fail`
+    /// policy is refused before anything is written.
+    pub async fn apply(&self, plan: &RestorePlan) -> Result<RunRestored> {
+        let started = Instant::now();
+        if plan.existing != self.existing {
+            return Err(Error::config(format!(
+                "the plan was made with existing-data policy {:?}, this restore has {:?}",
+                plan.existing, self.existing
+            ))
+            .with_operation("restore")
+            .with_hint("plan again with this restore and apply that plan"));
+        }
+        let conflicting: Vec<&str> = plan
+            .components
+            .iter()
+            .filter(|c| c.report.conflicts > 0)
+            .map(|c| c.component.as_str())
+            .collect();
+        if self.existing == ExistingDataPolicy::Fail && !conflicting.is_empty() {
+            return Err(Error::new(
+                ErrorKind::Conflict,
+                format!(
+                    "the targets of {} already hold data the backup would replace",
+                    conflicting.join(", ")
+                ),
+            )
+            .with_operation("restore")
+            .with_hint("look at the plan's conflicts; restore with ExistingDataPolicy::Overwrite to replace them or Skip to keep them"));
+        }
+        let by_component = group(&plan.manifest);
+        let mut done: Vec<ComponentRestored> = Vec::new();
+        for step in &plan.components {
+            let component = step.component.as_str();
+            let restorer = self
+                .restorers
+                .iter()
+                .find(|r| r.component() == component)
+                .ok_or_else(|| {
+                    Error::config(format!(
+                        "no restorer for '{component}', which the plan holds"
+                    ))
+                    .with_component(component)
+                    .with_operation("restore")
+                    .with_hint("apply a plan with the restore that made it")
+                })?;
+            let artifacts = by_component.get(component).cloned().unwrap_or_default();
+            let ctx = self.context(&artifacts, false);
+            let failed = |e: Error| {
+                let before: Vec<&str> = done.iter().map(|d| d.component.as_str()).collect();
+                let e = e.or_component(component).or_operation("restore");
+                if before.is_empty() {
+                    e
+                } else {
+                    e.with_context("restored before it", before.join(", "))
+                }
+            };
+            ctx.check_cancelled().map_err(failed)?;
+            let t0 = Instant::now();
+            self.observer.on_event(&Event::RestoreStarted {
+                run_id: &plan.run_id,
+                component,
+                artifacts: artifacts.len(),
+                dry_run: false,
+            });
+            let report = restorer.restore(&ctx).await.map_err(failed)?;
+            self.observer.on_event(&Event::RestoreDone {
+                run_id: &plan.run_id,
+                component,
+                report: &report,
+                duration: t0.elapsed(),
+            });
+            done.push(ComponentRestored {
+                component: component.to_string(),
+                report,
+                duration_ms: millis(t0.elapsed()),
+            });
+        }
+        Ok(RunRestored {
+            run_id: plan.run_id.clone(),
+            components: done,
+            duration_ms: millis(started.elapsed()),
+        })
+    }
+
+    fn context<'a>(
+        &'a self,
+        artifacts: &[&'a ArtifactRecord],
+        dry_run: bool,
+    ) -> RestoreContext<'a> {
+        RestoreContext::new(
+            self.sink.as_ref(),
+            &self.keyring,
+            artifacts.to_vec(),
+            RestoreOptions {
+                existing: self.existing,
+                dry_run,
+            },
+        )
+        .with_cancel(self.cancel.clone())
+    }
+
+    /// The keys the artifacts need; fails naming the first one the keyring lacks.
+    fn keys_for(&self, artifacts: &[&ArtifactRecord]) -> Result<Vec<String>> {
+        let mut needed = Vec::new();
+        for a in artifacts {
+            for step in &a.codecs {
+                let CodecStep::Age {
+                    recipients,
+                    passphrase,
+                } = step
+                else {
+                    continue;
+                };
+                let (held, what) = if *passphrase {
+                    (
+                        self.keyring.has_passphrase(),
+                        vec!["passphrase".to_string()],
+                    )
+                } else {
+                    (
+                        recipients.iter().any(|r| self.keyring.decrypts_for(r)),
+                        recipients.clone(),
+                    )
+                };
+                if !held {
+                    return Err(Error::new(
+                        ErrorKind::Config,
+                        format!(
+                            "no key to decrypt '{}': it is encrypted to {}",
+                            a.key,
+                            what.join(", ")
+                        ),
+                    )
+                    .with_component(a.component.clone())
+                    .with_operation("plan restore")
+                    .with_artifact(a.key.to_string())
+                    .with_hint("add the matching age identity (or the passphrase) to the keyring before restoring"));
+                }
+                for w in what {
+                    if !needed.contains(&w) {
+                        needed.push(w);
+                    }
+                }
+            }
+        }
+        Ok(needed)
+    }
+}
+
+/// The run's artifacts by component, in manifest order.
+fn group(manifest: &Manifest) -> BTreeMap<String, Vec<&ArtifactRecord>> {
+    let mut by: BTreeMap<String, Vec<&ArtifactRecord>> = BTreeMap::new();
+    for a in &manifest.artifacts {
+        by.entry(a.component.clone()).or_default().push(a);
+    }
+    by
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
