@@ -172,8 +172,13 @@ async fn restore(
         .get("row_counts")
         .and_then(|v| v.as_object())
         .map_or(0, |m| m.len());
-    let note = format!("restored with {jobs} job(s); row counts of {tables} tables checked");
-    (wall, 0, vec![note])
+    let mut notes = vec![format!(
+        "restored with {jobs} job(s); row counts of {tables} tables checked"
+    )];
+    if let Some(parallel) = report.facts.get("parallel") {
+        notes.push(format!("parallel restore: {parallel}"));
+    }
+    (wall, 0, notes)
 }
 
 /// The default codec, or `STOA_BENCH_ZSTD_LEVEL` / `STOA_BENCH_ZSTD_WORKERS` to compare

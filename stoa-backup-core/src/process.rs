@@ -152,17 +152,18 @@ impl fmt::Debug for ProcessStream {
 /// that copy and the per-chunk costs are a few percent of a core.
 const STDOUT_PIPE_SIZE: i32 = 1024 * 1024;
 
-/// Asks the kernel for a larger stdout pipe; best effort (an unprivileged process may get
-/// less than it asks for, up to /proc/sys/fs/pipe-max-size: the default then stays).
+/// Asks the kernel for a larger pipe to or from a child (its stdout, or the stdin a restore
+/// streams a dump into), so each read or write moves a whole chunk instead of 64 KiB
+/// pieces; best effort (an unprivileged process may get less than it asks for, up to
+/// /proc/sys/fs/pipe-max-size: the default then stays).
 #[cfg(target_os = "linux")]
-fn widen_pipe(stdout: &tokio::process::ChildStdout) {
-    use std::os::fd::AsRawFd;
+fn widen_pipe(pipe: &impl std::os::fd::AsRawFd) {
     // SAFETY: F_SETPIPE_SZ on a pipe descriptor we own changes only its buffer size.
-    let _ = unsafe { libc::fcntl(stdout.as_raw_fd(), libc::F_SETPIPE_SZ, STDOUT_PIPE_SIZE) };
+    let _ = unsafe { libc::fcntl(pipe.as_raw_fd(), libc::F_SETPIPE_SZ, STDOUT_PIPE_SIZE) };
 }
 
 #[cfg(not(target_os = "linux"))]
-fn widen_pipe(_stdout: &tokio::process::ChildStdout) {}
+fn widen_pipe<T>(_pipe: &T) {}
 
 /// Spawns `spec` and streams its stdout. `component` names the caller in errors.
 ///
@@ -196,7 +197,10 @@ pub fn spawn_stdout_stream(
     let stderr = child.stderr.take().expect("stderr is piped");
     let stderr_task = tokio::spawn(read_stderr_tail(stderr));
     let stdin_task = match (stdin, child.stdin.take()) {
-        (Some(input), Some(pipe)) => Some(tokio::spawn(copy_to_stdin(input, pipe))),
+        (Some(input), Some(pipe)) => {
+            widen_pipe(&pipe);
+            Some(tokio::spawn(copy_to_stdin(input, pipe)))
+        }
         _ => None,
     };
     let (tx, rx) = oneshot::channel();

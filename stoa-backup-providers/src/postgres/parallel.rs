@@ -62,9 +62,17 @@ pub(crate) struct ParallelStats {
     pub tables_streamed: u64,
     /// Of those, the ones whose load began before the whole dump was in.
     pub started_before_the_end: u64,
-    /// Whether the final step (or, for a dump the index could not read, everything) ran as
-    /// one `pg_restore --jobs` of the spool file.
+    /// Whether the dump could not be indexed, so everything ran as one `pg_restore --jobs`
+    /// of the spool file once it was complete.
     pub fallback: bool,
+    /// Milliseconds from the start until the schema was created (pre-data done).
+    pub schema_ms: u64,
+    /// Until the whole dump was in the spool file.
+    pub spooled_ms: u64,
+    /// Until the last table loaded on its own was in.
+    pub tables_ms: u64,
+    /// Until the end (indexes, constraints and the rest restored).
+    pub total_ms: u64,
 }
 
 /// The spool file and the task writing the decoded dump into it.
@@ -217,8 +225,15 @@ async fn read_at(
             None => std::fs::File::open(&path)?,
         };
         file.seek(SeekFrom::Start(pos))?;
-        let mut buf = vec![0u8; len as usize];
-        file.read_exact(&mut buf)?;
+        // Read into spare capacity: no zeroing of a buffer about to be overwritten.
+        let mut buf = Vec::with_capacity(len as usize);
+        (&mut file).take(len).read_to_end(&mut buf)?;
+        if (buf.len() as u64) < len {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "the spool file is shorter than what was written to it",
+            ));
+        }
         Ok::<_, std::io::Error>((file, Bytes::from(buf)))
     })
     .await
@@ -237,10 +252,14 @@ pub(crate) async fn restore_parallel(
     plain: ByteStream,
     spool_dir: Option<&Path>,
 ) -> Result<ParallelStats> {
+    let started = std::time::Instant::now();
     let mut spooler = Spooler::start(plain, spool_dir)?;
-    let outcome = drive(program, conn, database, args, jobs, &mut spooler).await;
+    let outcome = drive(program, conn, database, args, jobs, &mut spooler, started).await;
     match outcome {
-        Ok(stats) => Ok(stats),
+        Ok(mut stats) => {
+            stats.total_ms = ms(started);
+            Ok(stats)
+        }
         Err(e) => {
             // A damaged input makes pg_restore fail on garbage before the digest check at
             // the end sees it: the input's own error is the one to report.
@@ -257,6 +276,7 @@ async fn drive(
     args: &[String],
     jobs: u32,
     spooler: &mut Spooler,
+    started: std::time::Instant,
 ) -> Result<ParallelStats> {
     let path = spooler.path();
     let mut progress = spooler.progress.clone();
@@ -273,13 +293,17 @@ async fn drive(
     pre.push("--section=pre-data".into());
     let toc = follow(path.clone(), 0, Some(toc_end), None, progress.clone());
     pg_restore(program, conn, database, &pre, Some(toc)).await?;
+    let schema_ms = ms(started);
 
     let is_table_data = |id: i64| {
         entries
             .iter()
             .any(|(entry, desc)| *entry == id && desc == "TABLE DATA")
     };
-    let mut stats = ParallelStats::default();
+    let mut stats = ParallelStats {
+        schema_ms,
+        ..ParallelStats::default()
+    };
     let mut streamed: Vec<i64> = Vec::new();
     let mut running = FuturesUnordered::new();
     let mut next_block = 0usize;
@@ -289,6 +313,9 @@ async fn drive(
             let p = progress.borrow_and_update();
             (p.blocks.clone(), p.stopped, p.index_failed)
         };
+        if stopped && stats.spooled_ms == 0 {
+            stats.spooled_ms = ms(started);
+        }
         while running.len() < jobs as usize && next_block < blocks.len() {
             let span = blocks[next_block];
             next_block += 1;
@@ -332,6 +359,7 @@ async fn drive(
         }
     }
 
+    stats.tables_ms = ms(started);
     let index = spooler.finish().await?;
     let mut rest = args.to_vec();
     rest.extend([
@@ -375,6 +403,10 @@ async fn spool_whole_then_restore(
         fallback: true,
         ..ParallelStats::default()
     })
+}
+
+fn ms(since: std::time::Instant) -> u64 {
+    u64::try_from(since.elapsed().as_millis()).unwrap_or(u64::MAX)
 }
 
 /// Records each data block's offset in the spool file, as pg_dump does in a file it writes

@@ -626,6 +626,10 @@ fn parallel_facts(report: &mut RestoreReport, stats: Option<ParallelStats>) {
                 "tables_streamed": s.tables_streamed,
                 "tables_started_before_the_dump_was_in": s.started_before_the_end,
                 "whole_file_fallback": s.fallback,
+                "schema_ms": s.schema_ms,
+                "spooled_ms": s.spooled_ms,
+                "tables_ms": s.tables_ms,
+                "total_ms": s.total_ms,
             }),
         );
     }
