@@ -149,7 +149,7 @@ pub(super) fn server() -> PgConnection {
     PgConnection::from_url(&test_database_url()).unwrap()
 }
 
-pub(super) fn url_for(db: &str) -> String {
+fn url_for(db: &str) -> String {
     let c = server();
     format!(
         "postgres://{}@{}:{}/{}",
