@@ -174,6 +174,11 @@ async fn three_components(sink: &MemorySink) -> Manifest {
     ])
 }
 
+/// A restore builder over `sink`.
+fn over(sink: &MemorySink) -> RestoreBuilder {
+    Restore::builder().sink(sink.clone())
+}
+
 fn calls(log: &Log) -> Vec<(String, bool, Vec<String>)> {
     log.lock().unwrap().clone()
 }
@@ -183,8 +188,7 @@ async fn a_plan_writes_nothing_and_apply_restores_in_the_restorers_order() {
     let sink = MemorySink::new();
     let m = three_components(&sink).await;
     let log = Log::default();
-    let restore = Restore::builder()
-        .sink(sink.clone())
+    let restore = over(&sink)
         .restorer(Recording::new("kv", &log))
         .restorer(Recording::new("db", &log))
         .build()
@@ -227,8 +231,7 @@ async fn only_complete_runs_are_planned() {
     let mut m = three_components(&sink).await;
     m.status = RunStatus::Partial;
     let log = Log::default();
-    let restore = Restore::builder()
-        .sink(sink.clone())
+    let restore = over(&sink)
         .restorer(Recording::new("db", &log))
         .build()
         .unwrap();
@@ -247,8 +250,7 @@ async fn a_missing_key_fails_the_plan_before_any_restorer_runs() {
         passphrase: false,
     });
     let log = Log::default();
-    let restore = Restore::builder()
-        .sink(sink.clone())
+    let restore = over(&sink)
         .restorer(Recording::new("kv", &log))
         .restorer(Recording::new("db", &log))
         .build()
@@ -273,8 +275,7 @@ async fn a_damaged_artifact_fails_the_plan_so_nothing_is_written() {
         .await
         .unwrap();
     let log = Log::default();
-    let restore = Restore::builder()
-        .sink(sink.clone())
+    let restore = over(&sink)
         .restorer(Recording::new("db", &log))
         .build()
         .unwrap();
@@ -294,8 +295,7 @@ async fn conflicts_are_refused_under_fail_and_resolved_by_the_policy() {
         (ExistingDataPolicy::Overwrite, false),
     ] {
         let log = Log::default();
-        let restore = Restore::builder()
-            .sink(sink.clone())
+        let restore = over(&sink)
             .restorer(Recording {
                 existing_data: true,
                 ..Recording::new("db", &log)
@@ -322,14 +322,12 @@ async fn conflicts_are_refused_under_fail_and_resolved_by_the_policy() {
     }
     // A plan is applied with the policy it was made with.
     let log = Log::default();
-    let skip = Restore::builder()
-        .sink(sink.clone())
+    let skip = over(&sink)
         .restorer(Recording::new("db", &log))
         .existing(ExistingDataPolicy::Skip)
         .build()
         .unwrap();
-    let overwrite = Restore::builder()
-        .sink(sink.clone())
+    let overwrite = over(&sink)
         .restorer(Recording::new("db", &log))
         .existing(ExistingDataPolicy::Overwrite)
         .build()
@@ -346,8 +344,7 @@ async fn a_failing_component_stops_the_restore_naming_it_and_what_came_before() 
     let sink = MemorySink::new();
     let m = three_components(&sink).await;
     let log = Log::default();
-    let restore = Restore::builder()
-        .sink(sink.clone())
+    let restore = over(&sink)
         .restorer(Recording::new("kv", &log))
         .restorer(Recording {
             fail: true,
@@ -378,8 +375,7 @@ async fn a_cancelled_restore_stops_before_the_next_component() {
     let m = three_components(&sink).await;
     let log = Log::default();
     let cancel = CancellationToken::new();
-    let restore = Restore::builder()
-        .sink(sink.clone())
+    let restore = over(&sink)
         .restorer(Recording::new("kv", &log))
         .cancel(cancel.clone())
         .build()

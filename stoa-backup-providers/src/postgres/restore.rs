@@ -113,20 +113,18 @@ impl PostgresRestorer {
     }
 
     /// Parallel restore with `n` jobs: table data and indexes are restored by `n` sessions
-    /// at once. `pg_restore --jobs` needs a seekable file, so the decoded dump is spooled to
-    /// a local temp file in [`spool_dir`](Self::spool_dir) (its free space is checked
-    /// against the dump's size before anything is created) and removed afterwards. The
-    /// schema is created from the table of contents while the rest of the dump is still
-    /// arriving; once it is all in (and its digest checked), each data block's offset is
-    /// recorded in the file, as pg_dump does in a file of its own, and one
-    /// `pg_restore --jobs=n` restores the data, indexes and constraints. A damaged dump fails
-    /// the restore with its own error and the new database is dropped. Not available with
-    /// [`RestoreTarget::Clean`] (a parallel restore cannot run in one transaction). The
-    /// report's `parallel` fact gives the phases' times.
+    /// at once. `pg_restore --jobs` needs a seekable file, so the decoded dump is first
+    /// spooled to a local temp file in [`spool_dir`](Self::spool_dir) (its free space is
+    /// checked against the dump's size before anything is created) and removed afterwards.
+    /// Once the whole dump is in (and its digest checked), each data block's offset is
+    /// recorded in the file, as pg_dump does in a file of its own, and `pg_restore --jobs=n`
+    /// restores it. A damaged dump fails the restore with its own error before pg_restore
+    /// runs. Not available with [`RestoreTarget::Clean`] (a parallel restore cannot run in
+    /// one transaction). The report's `parallel` fact gives the phases' times.
     ///
-    /// On 2 cores, a 2 GiB restore with two jobs measured about 0.85x the time of a
-    /// single-job `pg_restore` of a plain file (see `benches/postgres_vs_pg_dump.rs`). Measure
-    /// before choosing more jobs than cores.
+    /// On 2 cores, a restore with two jobs measured 0.83x (512 MiB dump) and 0.95x (2 GiB)
+    /// the time of a single-job `pg_restore` of a plain file (see
+    /// `benches/postgres_vs_pg_dump.rs`). Measure before choosing more jobs than cores.
     pub fn jobs(mut self, n: u32) -> Self {
         self.jobs = n.max(1);
         self
