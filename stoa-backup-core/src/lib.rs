@@ -38,8 +38,9 @@ pub use manifest::{
 };
 pub use observer::{Event, NoopObserver, Observer, TracingObserver};
 pub use restore::{
-    ComponentPlan, ComponentRestored, ExistingDataPolicy, Restore, RestoreBuilder, RestoreContext,
-    RestoreOptions, RestorePlan, RestoreReport, Restorer, RunRestored,
+    ComponentPlan, ComponentRestored, ExistingDataPolicy, PickedRun, PointQuery, PointSelector,
+    RecoveryPoint, Restore, RestoreBuilder, RestoreContext, RestoreOptions, RestorePlan,
+    RestoreReport, Restorer, RunRestored,
 };
 pub use retention::{
     AnyOf, ComponentRules, KeepCount, KeepReason, KeepRules, RetentionPlan, RetentionPolicy,

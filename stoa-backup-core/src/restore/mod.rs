@@ -21,11 +21,13 @@ use crate::stream::ByteStream;
 
 mod context;
 mod driver;
+mod point;
 
 pub use context::RestoreContext;
 pub use driver::{
     ComponentPlan, ComponentRestored, Restore, RestoreBuilder, RestorePlan, RunRestored,
 };
+pub use point::{PickedRun, PointQuery, PointSelector, RecoveryPoint};
 
 /// What to do when the target already holds data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
