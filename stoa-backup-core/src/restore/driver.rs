@@ -49,14 +49,7 @@ impl fmt::Debug for Restore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Restore")
             .field("sink", &self.sink.describe())
-            .field(
-                "restorers",
-                &self
-                    .restorers
-                    .iter()
-                    .map(|r| r.component())
-                    .collect::<Vec<_>>(),
-            )
+            .field("restorers", &components(&self.restorers))
             .field("keyring", &self.keyring)
             .field("existing", &self.existing)
             .finish_non_exhaustive()
@@ -78,14 +71,7 @@ impl fmt::Debug for RestoreBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RestoreBuilder")
             .field("sink", &self.sink.as_ref().map(|s| s.describe()))
-            .field(
-                "restorers",
-                &self
-                    .restorers
-                    .iter()
-                    .map(|r| r.component())
-                    .collect::<Vec<_>>(),
-            )
+            .field("restorers", &components(&self.restorers))
             .field("existing", &self.existing)
             .finish_non_exhaustive()
     }
@@ -525,6 +511,11 @@ impl Restore {
         }
         Ok(needed)
     }
+}
+
+/// The components of `restorers`, for `Debug`.
+fn components(restorers: &[Arc<dyn Restorer>]) -> Vec<&str> {
+    restorers.iter().map(|r| r.component()).collect()
 }
 
 /// The run's artifacts by component, in manifest order.
