@@ -78,15 +78,9 @@ impl fmt::Debug for RestoreBuilder {
 }
 
 impl RestoreBuilder {
-    /// Where the runs are stored (required).
+    /// Where the runs are stored (required; an `Arc<dyn Sink>` is a sink too).
     pub fn sink(mut self, sink: impl Sink + 'static) -> Self {
         self.sink = Some(Arc::new(sink));
-        self
-    }
-
-    /// A shared sink.
-    pub fn shared_sink(mut self, sink: Arc<dyn Sink>) -> Self {
-        self.sink = Some(sink);
         self
     }
 
@@ -96,17 +90,11 @@ impl RestoreBuilder {
         self
     }
 
-    /// The restorer of one component; components are restored in the order their
-    /// restorers are added. Components of the run without a restorer are left out (and
+    /// The restorer of one component (an `Arc<dyn Restorer>` is a restorer too); components
+    /// are restored in the order their restorers are added. Components of the run without a restorer are left out (and
     /// listed in the plan).
     pub fn restorer(mut self, restorer: impl Restorer + 'static) -> Self {
         self.restorers.push(Arc::new(restorer));
-        self
-    }
-
-    /// A shared restorer.
-    pub fn shared_restorer(mut self, restorer: Arc<dyn Restorer>) -> Self {
-        self.restorers.push(restorer);
         self
     }
 

@@ -13,7 +13,7 @@ use stoa_backup_core::manifest::{ArtifactRecord, Manifest, RunId, RunSummary};
 
 use super::facts::PostgresFacts;
 use super::restore::RestoreTarget;
-use super::{COMPONENT, DUMP_CONTENT_TYPE};
+use super::{COMPONENT, DUMP_CONTENT_TYPE, GLOBALS_CONTENT_TYPE};
 
 /// Runs dated later than now by more than this are reported as dated in the future (small
 /// differences between hosts' clocks are not worth a warning).
@@ -344,6 +344,65 @@ fn human(d: Duration) -> String {
     }
 }
 
+/// Why `globals.sql` is not restored.
+pub(crate) fn globals_refused() -> Error {
+    Error::new(ErrorKind::Unsupported, "globals.sql is not restored automatically")
+        .with_hint("review it (it holds roles and password hashes) and apply what you need with `psql -f globals.sql`")
+}
+
+/// The dump of a run's `artifacts` a restore into `target` takes: the one of database
+/// `wanted` when given; else the run's only dump; else, among several, the one of the
+/// target's own name. Also whether a `globals.sql` was passed over. Fails naming the
+/// databases the run holds when none fits, and with `Unsupported` when the run holds only
+/// `globals.sql`.
+pub(crate) fn choose_dump<'a>(
+    artifacts: &[&'a ArtifactRecord],
+    wanted: Option<&str>,
+    target: &str,
+) -> Result<(&'a ArtifactRecord, bool)> {
+    let globals = artifacts
+        .iter()
+        .any(|a| a.content_type == GLOBALS_CONTENT_TYPE);
+    let dumps: Vec<(&ArtifactRecord, Option<String>)> = artifacts
+        .iter()
+        .filter(|a| a.content_type == DUMP_CONTENT_TYPE)
+        .map(|a| {
+            let facts: Option<PostgresFacts> = a.facts_as().ok();
+            (*a, facts.and_then(|f| f.database))
+        })
+        .collect();
+    if dumps.is_empty() {
+        if let (true, Some(a)) = (globals, artifacts.first()) {
+            // Only globals given: the same refusal as restoring them by hand.
+            return Err(globals_refused().with_artifact(a.key.to_string()));
+        }
+        return Err(Error::new(
+            ErrorKind::NotFound,
+            "the run holds no PostgreSQL custom-format dump",
+        )
+        .with_hint("pick a run that backed up a database"));
+    }
+    let named = |name: &str| dumps.iter().find(|(_, db)| db.as_deref() == Some(name));
+    let chosen = match wanted {
+        Some(name) => named(name),
+        None if dumps.len() == 1 => dumps.first(),
+        None => named(target),
+    };
+    let Some((artifact, _)) = chosen else {
+        let held: Vec<&str> = dumps.iter().filter_map(|(_, db)| db.as_deref()).collect();
+        return Err(Error::new(
+            ErrorKind::NotFound,
+            format!(
+                "the run holds no dump of database '{}' (it holds {})",
+                wanted.unwrap_or(target),
+                held.join(", ")
+            ),
+        )
+        .with_hint("name the database to restore with PostgresRestorer::from_database"));
+    };
+    Ok((artifact, globals))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -418,5 +477,48 @@ mod tests {
         let err = single(&mut found, &m, "a").unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Conflict);
         assert!(err.to_string().contains("a-again.dump"), "{err}");
+    }
+
+    #[test]
+    fn a_restore_of_a_run_takes_its_only_dump_the_named_one_or_the_targets_own() {
+        let one = manifest(
+            "2026-11-24T08:00:00Z",
+            &[("stoa.dump", json!({"database": "stoa"}))],
+        );
+        let mut globals =
+            crate::record_with_facts("postgres", "pg_dumpall", "globals.sql", json!({}));
+        globals.content_type = GLOBALS_CONTENT_TYPE.to_string();
+        let mut with_globals: Vec<&ArtifactRecord> = one.artifacts.iter().collect();
+        with_globals.push(&globals);
+        // The only dump, whatever the target is called; globals passed over.
+        let (a, passed_over) = choose_dump(&with_globals, None, "stoa_restored").unwrap();
+        assert_eq!((a.name.as_str(), passed_over), ("stoa.dump", true));
+
+        let two = manifest(
+            "2026-11-24T08:00:00Z",
+            &[
+                ("a.dump", json!({"database": "a"})),
+                ("b.dump", json!({"database": "b"})),
+            ],
+        );
+        let both: Vec<&ArtifactRecord> = two.artifacts.iter().collect();
+        assert_eq!(choose_dump(&both, Some("b"), "x").unwrap().0.name, "b.dump");
+        assert_eq!(choose_dump(&both, None, "a").unwrap().0.name, "a.dump");
+        let e = choose_dump(&both, None, "c").unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::NotFound);
+        assert!(
+            e.to_string().contains("'c'") && e.to_string().contains("a, b"),
+            "{e}"
+        );
+        assert!(e.hint().unwrap().contains("from_database"), "{e:?}");
+
+        // Only globals: refused as by hand; nothing at all: not found.
+        let e = choose_dump(&[&globals], None, "stoa").unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Unsupported);
+        assert_eq!(e.artifact(), Some(globals.key.as_str()));
+        assert_eq!(
+            choose_dump(&[], None, "stoa").unwrap_err().kind(),
+            ErrorKind::NotFound
+        );
     }
 }

@@ -23,6 +23,7 @@ use std::path::{Path, PathBuf};
 
 use futures::StreamExt;
 use stoa_backup_core::error::{Error, Result};
+use stoa_backup_core::restore::RestoreReport;
 use stoa_backup_core::stream::ByteStream;
 
 use super::conn::PgConnection;
@@ -39,6 +40,22 @@ pub(crate) struct ParallelStats {
     pub spooled_ms: u64,
     /// Until the end.
     pub total_ms: u64,
+}
+
+impl ParallelStats {
+    /// Adds how a parallel restore went to `report`, under the `parallel` fact.
+    pub(crate) fn add_to(stats: Option<ParallelStats>, report: &mut RestoreReport) {
+        if let Some(s) = stats {
+            report.facts.insert(
+                "parallel".into(),
+                serde_json::json!({
+                    "offsets_recorded": s.offsets_recorded,
+                    "spooled_ms": s.spooled_ms,
+                    "total_ms": s.total_ms,
+                }),
+            );
+        }
+    }
 }
 
 /// The spool file and the task writing the decoded dump into it.

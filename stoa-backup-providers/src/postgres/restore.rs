@@ -11,14 +11,14 @@ use serde_json::{json, Value};
 use stoa_backup_core::error::{Error, ErrorKind, Result};
 use stoa_backup_core::manifest::ArtifactRecord;
 use stoa_backup_core::restore::{
-    restore_each, ExistingDataPolicy, PerArtifact, RestoreContext, RestoreOptions, RestoreReport,
-    Restorer,
+    ExistingDataPolicy, PerArtifact, RestoreContext, RestoreOptions, RestoreReport, Restorer,
 };
 use stoa_backup_core::stream::ByteStream;
 use tokio_postgres::Client;
 
 use super::conn::{quote_ident, PgConnection};
 use super::facts::PostgresFacts;
+use super::find::{choose_dump, globals_refused};
 use super::parallel::{restore_parallel, ParallelStats};
 use super::pg_restore::{check_spool_space, pg_restore};
 use super::queries;
@@ -88,6 +88,8 @@ pub struct PostgresRestorer {
     check_counts: bool,
     component: String,
     lock_timeout: Duration,
+    /// Which dump of a run to restore (see [`PostgresRestorer::from_database`]).
+    from_database: Option<String>,
 }
 
 /// How long a statement of the restore waits for a lock another session holds (on the live
@@ -108,6 +110,7 @@ impl PostgresRestorer {
             spool_dir: None,
             check_counts: true,
             component: COMPONENT.to_string(),
+            from_database: None,
             lock_timeout: DEFAULT_LOCK_TIMEOUT,
         }
     }
@@ -127,6 +130,15 @@ impl PostgresRestorer {
     /// `benches/postgres_vs_pg_dump.rs`). Measure before choosing more jobs than cores.
     pub fn jobs(mut self, n: u32) -> Self {
         self.jobs = n.max(1);
+        self
+    }
+
+    /// Restores the dump of database `name` when a run holds several (`pg_dumpall`-style
+    /// runs of every database). Without it, a run's only dump is restored, or, among
+    /// several, the one of the target's own name; anything else is refused, naming the
+    /// databases the run holds.
+    pub fn from_database(mut self, name: impl Into<String>) -> Self {
+        self.from_database = Some(name.into());
         self
     }
 
@@ -222,7 +234,7 @@ impl PostgresRestorer {
             return Ok(report);
         }
         let (counts, stats) = self.restore_into_new(admin, facts, plain, name).await?;
-        parallel_facts(&mut report, stats);
+        ParallelStats::add_to(stats, &mut report);
         report.created = 1;
         report.facts.insert("restored_database".into(), name.into());
         report
@@ -317,7 +329,7 @@ impl PostgresRestorer {
         let (counts, stats) = self
             .restore_into_new(admin.client(), facts, plain, &staging)
             .await?;
-        parallel_facts(&mut report, stats);
+        ParallelStats::add_to(stats, &mut report);
         let marker = SwapMarker {
             live: name.to_string(),
             staging: staging.clone(),
@@ -568,8 +580,26 @@ impl Restorer for PostgresRestorer {
         &self.component
     }
 
+    /// Restores one database of the run: its only dump, or the one
+    /// [`from_database`](PostgresRestorer::from_database) names, or the target's own; a
+    /// `globals.sql` beside it is passed over with a note.
     async fn restore(&self, ctx: &RestoreContext<'_>) -> Result<RestoreReport> {
-        restore_each(self, ctx).await
+        let (artifact, globals) = choose_dump(
+            ctx.artifacts(),
+            self.from_database.as_deref(),
+            self.target.database(),
+        )?;
+        let plain = ctx.open_plain(artifact).await?;
+        let mut report = self
+            .restore_one(artifact, plain, ctx.options())
+            .await
+            .map_err(|e| e.or_artifact(artifact.key.to_string()))?;
+        if globals {
+            report.notes.push(
+                "globals.sql (roles, password hashes) is not restored automatically: review it and apply what you need with `psql -f globals.sql`".into(),
+            );
+        }
+        Ok(report)
     }
 }
 
@@ -582,8 +612,7 @@ impl PerArtifact for PostgresRestorer {
         options: &RestoreOptions,
     ) -> Result<RestoreReport> {
         if artifact.content_type == GLOBALS_CONTENT_TYPE {
-            return Err(Error::new(ErrorKind::Unsupported, "globals.sql is not restored automatically")
-                .with_hint("review it (it holds roles and password hashes) and apply what you need with `psql -f globals.sql`"));
+            return Err(globals_refused());
         }
         if artifact.content_type != DUMP_CONTENT_TYPE {
             return Err(Error::config(format!(
@@ -611,20 +640,6 @@ impl PerArtifact for PostgresRestorer {
             report.facts.insert("jobs".into(), self.jobs.into());
             report
         })
-    }
-}
-
-/// How a parallel restore went, under the `parallel` fact.
-fn parallel_facts(report: &mut RestoreReport, stats: Option<ParallelStats>) {
-    if let Some(s) = stats {
-        report.facts.insert(
-            "parallel".into(),
-            serde_json::json!({
-                "offsets_recorded": s.offsets_recorded,
-                "spooled_ms": s.spooled_ms,
-                "total_ms": s.total_ms,
-            }),
-        );
     }
 }
 
