@@ -64,17 +64,25 @@ async fn main() -> Result<ExitCode, Box<dyn std::error::Error>> {
         Ok(secret) => Keyring::new().with_identity(&secret)?,
         Err(_) => Keyring::default(),
     };
-    let restorer = PostgresRestorer::new(server, restore_target);
-    let options = RestoreOptions::default();
-    let restore = restore_artifact(&sink, &found.artifact, &keyring, &restorer, &options);
+    // Planned first (nothing is written), then applied: the restore driver, as a platform
+    // recovery uses it, with one restorer.
+    let database = found.facts.database.clone().unwrap_or_else(|| name.clone());
+    let restore = Restore::builder()
+        .sink(sink.clone())
+        .keyring(keyring)
+        .restorer(PostgresRestorer::new(server, restore_target).from_database(database))
+        .build()?;
+    let plan = restore.plan(&found.manifest).await?;
+    print!("{}", plan.table());
     // Dropping the restore kills pg_restore; the swap's own transaction rolls back with it.
-    let report = tokio::select! {
-        report = restore => report?,
+    let restored = tokio::select! {
+        restored = restore.apply(&plan) => restored?,
         () = shutdown.cancelled() => {
             eprintln!("interrupted: the restore was stopped; run it again to finish or undo it");
             return Ok(shutdown.exit_code().unwrap_or(ExitCode::FAILURE));
         }
     };
+    let report = &restored.components[0].report;
 
     let recorded = found.facts.row_counts.unwrap_or_default();
     println!("{:<48} {:>12} {:>12}", "table", "at backup", "restored");
