@@ -1,5 +1,6 @@
-//! Restores STOA's custom resources from a backup: a server-side dry run first (what would
-//! be created, updated or left unchanged), then — with `STOA_APPLY=1` — the real apply.
+//! Restores STOA's custom resources from a backup with the restore driver: a plan first (the
+//! restorer's server-side dry run: what would be created, updated or left unchanged), then —
+//! with `STOA_APPLY=1` — the apply of that plan.
 //!
 //! ```text
 //! STOA_BACKUP_DIR=/backups cargo run --example crds_restore --features kubernetes,local
@@ -61,35 +62,32 @@ async fn main() -> Result<()> {
         .conflicts(conflicts)
         .build()?;
 
+    // The restore driver: a plan (the restorer's server-side dry run, no writes), then the
+    // apply of that plan. Existing objects are overwritten, as `kubectl apply` would.
+    let restore = Restore::builder()
+        .sink(catalog.sink().clone())
+        .keyring(keyring)
+        .restorer(restorer)
+        .existing(ExistingDataPolicy::Overwrite)
+        .build()?;
     println!("run {run_id}: dry run");
-    let dry = RestoreOptions {
-        existing: ExistingDataPolicy::Overwrite,
-        dry_run: true,
-    };
-    let report = restorer
-        .restore_run(catalog.sink().as_ref(), &manifest, &keyring, &dry)
-        .await?;
-    for note in &report.notes {
-        println!("  {note}");
+    let plan = restore.plan(&manifest).await?;
+    for c in &plan.components {
+        for note in &c.report.notes {
+            println!("  {note}");
+        }
     }
-    println!(
-        "would create {}, update {}, leave {} unchanged",
-        report.created, report.updated, report.skipped
-    );
+    print!("{}", plan.table());
     if env("STOA_APPLY").as_deref() != Some("1") {
         println!("set STOA_APPLY=1 to apply");
         return Ok(());
     }
-    let apply = RestoreOptions {
-        existing: ExistingDataPolicy::Overwrite,
-        dry_run: false,
-    };
-    let report = restorer
-        .restore_run(catalog.sink().as_ref(), &manifest, &keyring, &apply)
-        .await?;
-    println!(
-        "applied: created {}, updated {}, unchanged {}",
-        report.created, report.updated, report.skipped
-    );
+    let restored = restore.apply(&plan).await?;
+    for c in &restored.components {
+        println!(
+            "applied {}: created {}, updated {}, unchanged {}",
+            c.component, c.report.created, c.report.updated, c.report.skipped
+        );
+    }
     Ok(())
 }
