@@ -14,12 +14,12 @@
 //! server's COPYs need, and pg_restore's scheduler has less to order), and creating the
 //! schema from the TOC while the rest arrived, then `--section=data --section=post-data`
 //! (26.7-27.1 s: a separate schema step makes pg_restore's parallel data and index phase
-//! slower than one whole run). Any failure kills pg_restore; a damaged input is reported
-//! as such, not as the error pg_restore made of it. The caller drops the half-restored
+//! slower than one whole run). A damaged input fails while it is spooled, before
+//! pg_restore starts; a pg_restore failure kills it. The caller drops the half-restored
 //! database.
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use futures::StreamExt;
 use stoa_backup_core::error::{Error, Result};
@@ -58,62 +58,13 @@ impl ParallelStats {
     }
 }
 
-/// The spool file and the task writing the decoded dump into it.
-struct Spooler {
-    file: tempfile::NamedTempFile,
-    /// `None` once [`Spooler::finish`] took its outcome.
-    task: Option<tokio::task::JoinHandle<Result<SpoolIndex>>>,
-}
-
-impl Spooler {
-    fn start(plain: ByteStream, dir: Option<&Path>) -> Result<Spooler> {
-        let mut b = tempfile::Builder::new();
-        b.prefix("stoa-restore-").suffix(".dump");
-        let file = match dir {
-            Some(d) => b.tempfile_in(d),
-            None => b.tempfile(),
-        }
-        .map_err(|e| Error::from_io(e, "cannot create a spool file for the parallel restore"))?;
-        let writer = file
-            .reopen()
-            .map_err(|e| Error::from_io(e, "cannot open the spool file"))?;
-        let task = tokio::spawn(spool(plain, writer));
-        Ok(Spooler {
-            file,
-            task: Some(task),
-        })
-    }
-
-    fn path(&self) -> PathBuf {
-        self.file.path().to_path_buf()
-    }
-
-    /// Waits for the spooler: the index of the whole dump, or the error that stopped it
-    /// (the input's own error, such as a digest mismatch, or a write error).
-    async fn finish(&mut self) -> Result<SpoolIndex> {
-        let task = self
-            .task
-            .take()
-            .ok_or_else(|| Error::internal("the spool was finished twice"))?;
-        task.await
-            .map_err(|e| Error::internal(format!("the spool task failed: {e}")))?
-    }
-
-    /// The spooler's own error, if it failed and its outcome was not taken yet (a taken
-    /// failure was returned by whoever took it).
-    async fn failure(&mut self) -> Option<Error> {
-        self.task.as_ref()?;
-        self.finish().await.err()
-    }
-}
-
-/// Writes `plain` to `file` chunk by chunk on the blocking pool, feeding the index.
-async fn spool(mut plain: ByteStream, file: std::fs::File) -> Result<SpoolIndex> {
-    let mut state = Some((file, SpoolIndex::default()));
+/// Writes `plain` to `file` chunk by chunk on the blocking pool, feeding the index. Fails
+/// with the input's own error (a digest mismatch, say) or a write error.
+async fn spool(mut plain: ByteStream, mut file: std::fs::File) -> Result<SpoolIndex> {
+    let mut index = SpoolIndex::default();
     while let Some(chunk) = plain.next().await {
         let chunk = chunk?;
-        let (mut file, mut index) = state.take().expect("spool state");
-        let (file, index, written) = tokio::task::spawn_blocking(move || {
+        let (f, i, written) = tokio::task::spawn_blocking(move || {
             let r = file.write_all(&chunk);
             index.feed(&chunk);
             (file, index, r)
@@ -121,15 +72,16 @@ async fn spool(mut plain: ByteStream, file: std::fs::File) -> Result<SpoolIndex>
         .await
         .map_err(|e| Error::internal(format!("the spool writer failed: {e}")))?;
         written.map_err(|e| Error::from_io(e, "writing the spool file failed"))?;
-        state = Some((file, index));
+        (file, index) = (f, i);
     }
     // No fsync: pg_restore reads the file at once, and a crash loses the restore anyway.
-    let (_file, index) = state.take().expect("spool state");
     Ok(index)
 }
 
 /// Restores the decoded dump `plain` into `database` with `pg_restore --jobs=jobs` (see the
-/// module documentation). `args` are pg_restore's other options.
+/// module documentation). `args` are pg_restore's other options. The whole dump is spooled,
+/// and so checked against its digest, before pg_restore starts: a damaged input fails with
+/// its own error and pg_restore never sees it.
 pub(crate) async fn restore_parallel(
     program: &str,
     conn: &PgConnection,
@@ -140,40 +92,27 @@ pub(crate) async fn restore_parallel(
     spool_dir: Option<&Path>,
 ) -> Result<ParallelStats> {
     let started = std::time::Instant::now();
-    let mut spooler = Spooler::start(plain, spool_dir)?;
-    match spool_then_restore(program, conn, database, args, jobs, &mut spooler, started).await {
-        Ok(mut stats) => {
-            stats.total_ms = ms(started);
-            Ok(stats)
-        }
-        // A damaged input makes pg_restore fail on garbage before the digest check at the
-        // end sees it: the input's own error is the one to report.
-        Err(e) => Err(spooler.failure().await.unwrap_or(e)),
+    let mut b = tempfile::Builder::new();
+    b.prefix("stoa-restore-").suffix(".dump");
+    let file = match spool_dir {
+        Some(d) => b.tempfile_in(d),
+        None => b.tempfile(),
     }
-}
-
-/// The whole dump spooled and its offsets recorded, then one `pg_restore --jobs` of the
-/// file.
-async fn spool_then_restore(
-    program: &str,
-    conn: &PgConnection,
-    database: &str,
-    args: &[String],
-    jobs: u32,
-    spooler: &mut Spooler,
-    started: std::time::Instant,
-) -> Result<ParallelStats> {
-    let index = spooler.finish().await?;
+    .map_err(|e| Error::from_io(e, "cannot create a spool file for the parallel restore"))?;
+    let writer = file
+        .reopen()
+        .map_err(|e| Error::from_io(e, "cannot open the spool file"))?;
+    let index = spool(plain, writer).await?;
     let spooled_ms = ms(started);
-    let offsets_recorded = write_offsets(&spooler.file, &index)?;
+    let offsets_recorded = write_offsets(&file, &index)?;
     let mut all = args.to_vec();
     all.push(format!("--jobs={jobs}"));
-    all.push(spooler.path().display().to_string());
+    all.push(file.path().display().to_string());
     pg_restore(program, conn, database, &all, None).await?;
     Ok(ParallelStats {
         offsets_recorded,
         spooled_ms,
-        total_ms: 0,
+        total_ms: ms(started),
     })
 }
 
