@@ -595,9 +595,9 @@ impl Restorer for PostgresRestorer {
             .await
             .map_err(|e| e.or_artifact(artifact.key.to_string()))?;
         if globals {
-            report.notes.push(
-                "globals.sql (roles, password hashes) is not restored automatically: review it and apply what you need with `psql -f globals.sql`".into(),
-            );
+            let why = globals_refused();
+            let hint = why.hint().unwrap_or_default();
+            report.notes.push(format!("{}: {hint}", why.message()));
         }
         Ok(report)
     }

@@ -65,8 +65,6 @@ pub struct SpoolIndex {
     /// Per TOC entry with an unset offset: its dump id and the position of its state byte.
     unset: Vec<(i64, u64)>,
     walk: Option<Walk>,
-    /// Dump id → position of its block's type byte.
-    blocks: HashMap<i64, u64>,
     /// The TOC entries, in order: dump id and kind (`TABLE DATA`, …).
     entries: Vec<(i64, String)>,
     /// Stream position where the TOC ends and the first data block starts.
@@ -192,7 +190,6 @@ impl SpoolIndex {
                         return Ok(pos);
                     };
                     let start = self.base + pos as u64 - 1;
-                    self.blocks.insert(id, start);
                     self.spans.push(BlockSpan {
                         dump_id: id,
                         start,
@@ -277,11 +274,13 @@ impl SpoolIndex {
         if !self.pending.is_empty() {
             return Err("the dump ends inside a block header".into());
         }
+        // Dump id → where its block starts (a later block of the same id wins).
+        let starts: HashMap<i64, u64> = self.spans.iter().map(|b| (b.dump_id, b.start)).collect();
         Ok(self
             .unset
             .iter()
             .filter_map(|(id, at)| {
-                let block = *self.blocks.get(id)?;
+                let block = *starts.get(id)?;
                 let mut bytes = vec![OFFSET_SET];
                 bytes.extend((0..header.off_size).map(|i| (block >> (8 * i as u32)) as u8));
                 Some((*at, bytes))
