@@ -533,6 +533,7 @@ impl S3SinkBuilder {
     /// Validates the configuration and builds the sink (no request is sent).
     pub fn build(self) -> Result<S3Sink> {
         self.validate()?;
+        let checksums = self.checksums();
         let store = self.store_builder()?.build().map_err(|e| {
             Error::config(format!(
                 "cannot configure the S3 client for bucket {}",
@@ -560,9 +561,10 @@ impl S3SinkBuilder {
             })?;
         Ok(S3Sink {
             inner: Arc::new(Inner {
-                checksums: self.checksums(),
+                checksums,
+                // Not where the checksum claim holds already, nor where ETags are not MD5s.
                 etag_checks: self.etag_checks
-                    && !self.checksums().may_claim()
+                    && !checksums.may_claim()
                     && !matches!(self.encryption, Some(S3Encryption::Kms { .. })),
                 store,
                 bucket: self.bucket,

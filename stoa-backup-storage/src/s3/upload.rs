@@ -187,7 +187,9 @@ impl MultipartUpload for GuardedUpload {
         let task = self.parts.spawn(async move {
             let r = fut.await;
             if let Some(md5) = md5 {
-                // A part whose MD5 is missing only fails the ETag check.
+                // Only waited for: an MD5 task that failed leaves its part's slot empty, so
+                // the ETag check finds no match and claims nothing; the upload does not
+                // depend on it.
                 let _ = md5.await;
             }
             drop(release);
