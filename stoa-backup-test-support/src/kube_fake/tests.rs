@@ -154,15 +154,19 @@ async fn paging_selectors_and_errors() {
 async fn server_side_apply_conflicts_force_and_dry_run() {
     let fake = FakeKube::start().await;
     fake.load_fixture_crds();
+    let spec = |endpoint: &str| {
+        json!({"displayName": "W", "description": "w", "endpoint": endpoint, "method": "GET",
+               "inputSchema": {"type": "object"}})
+    };
     fake.put_as(
         json!({"apiVersion": "gostoa.dev/v1alpha1", "kind": "Tool",
-        "metadata": {"name": "w", "namespace": "t"}, "spec": {"endpoint": "http://a"},
+        "metadata": {"name": "w", "namespace": "t"}, "spec": spec("http://a"),
         "status": {"registered": true}}),
         "kopf",
     );
     let api: Api<DynamicObject> = Api::namespaced_with(fake.client(), "t", &tools_ar());
     let mut desired = DynamicObject::new("w", &tools_ar()).within("t");
-    desired.data = json!({"spec": {"endpoint": "http://b"}, "status": {"registered": false}});
+    desired.data = json!({"spec": spec("http://b"), "status": {"registered": false}});
     let err = api
         .patch(
             "w",
@@ -249,6 +253,142 @@ async fn server_side_apply_conflicts_force_and_dry_run() {
         .get("gostoa.dev/v1alpha1", "Tool", Some("t"), "n")
         .unwrap();
     assert!(n["metadata"]["deletionTimestamp"].is_string());
+}
+
+/// Custom resources are checked against their CRD's schema on every write, dry runs
+/// included, and rejected with one 422 `Invalid` Status listing every violation.
+#[tokio::test]
+async fn custom_resources_are_validated_against_the_crd_schema() {
+    let fake = FakeKube::start().await;
+    fake.load_fixture_crds();
+    fake.load_fixture_resources();
+    let api: Api<DynamicObject> = Api::namespaced_with(fake.client(), "tenant-acme", &tools_ar());
+    let good = api.get("weather-forecast").await.unwrap();
+    let mut bad = DynamicObject::new("broken", &tools_ar()).within("tenant-acme");
+    bad.data = good.data.clone();
+    bad.data["spec"]["method"] = json!("FETCH");
+    bad.data["spec"].as_object_mut().unwrap().remove("endpoint");
+    bad.data.as_object_mut().unwrap().remove("status");
+    fake.clear_requests();
+    for params in [
+        PatchParams::apply("stoa-backup").dry_run(),
+        PatchParams::apply("stoa-backup"),
+    ] {
+        let s = status_of(
+            api.patch("broken", &params, &Patch::Apply(&bad))
+                .await
+                .unwrap_err(),
+        );
+        assert_eq!((s.code, s.reason.as_str()), (422, "Invalid"));
+        assert_eq!(
+            s.message,
+            "Tool.gostoa.dev \"broken\" is invalid: [spec.endpoint: Required value, \
+             spec.method: Unsupported value: \"FETCH\": supported values: \"GET\", \"POST\", \"PUT\", \"DELETE\", \"PATCH\"]"
+        );
+        let causes: Vec<(String, String)> = s
+            .details
+            .unwrap()
+            .causes
+            .into_iter()
+            .map(|c| (c.field, c.reason))
+            .collect();
+        assert_eq!(
+            causes,
+            [
+                (
+                    "spec.endpoint".to_string(),
+                    "FieldValueRequired".to_string()
+                ),
+                (
+                    "spec.method".to_string(),
+                    "FieldValueNotSupported".to_string()
+                )
+            ]
+        );
+    }
+    assert!(api.get_opt("broken").await.unwrap().is_none());
+    // A create and an update that would break the schema are refused too.
+    let s = status_of(api.create(&PostParams::default(), &bad).await.unwrap_err());
+    assert_eq!(s.code, 422);
+    let mut typed = good.clone();
+    typed.metadata.managed_fields = None;
+    typed.data["spec"]["annotations"]["readOnly"] = json!("yes");
+    let s = status_of(
+        api.patch(
+            "weather-forecast",
+            &PatchParams::apply("stoa-backup").force(),
+            &Patch::Apply(&typed),
+        )
+        .await
+        .unwrap_err(),
+    );
+    assert_eq!(
+        s.message,
+        "Tool.gostoa.dev \"weather-forecast\" is invalid: spec.annotations.readOnly: Invalid value: \"yes\": spec.annotations.readOnly in body must be of type boolean: \"yes\""
+    );
+    assert_eq!(
+        fake.get(
+            "gostoa.dev/v1alpha1",
+            "Tool",
+            Some("tenant-acme"),
+            "weather-forecast"
+        )
+        .unwrap()["spec"]["annotations"]["readOnly"],
+        true
+    );
+    // The valid object passes a dry run, which writes nothing.
+    let mut ok = bad.clone();
+    ok.data["spec"] = good.data["spec"].clone();
+    api.patch(
+        "broken",
+        &PatchParams::apply("stoa-backup").dry_run(),
+        &Patch::Apply(&ok),
+    )
+    .await
+    .unwrap();
+    assert!(api.get_opt("broken").await.unwrap().is_none());
+}
+
+/// Namespaces carry what the API server adds; writes into a missing namespace and requests
+/// for a type no CRD serves are 404s with the server's messages.
+#[tokio::test]
+async fn namespaces_and_unknown_types() {
+    let fake = FakeKube::start().await;
+    let ns_api: Api<Namespace> = Api::all(fake.client());
+    let mut ns = Namespace::default();
+    ns.metadata.name = Some("tenant-a".into());
+    ns.metadata.labels = Some([("team".to_string(), "gw".to_string())].into());
+    let created = ns_api
+        .patch("tenant-a", &PatchParams::apply("t"), &Patch::Apply(&ns))
+        .await
+        .unwrap();
+    let labels = created.metadata.labels.unwrap();
+    assert_eq!(labels["kubernetes.io/metadata.name"], "tenant-a");
+    assert_eq!(labels["team"], "gw");
+    assert_eq!(created.status.unwrap().phase.as_deref(), Some("Active"));
+
+    // No CRD yet: the group is not served, its resources are 404 NotFound.
+    let tools: Api<DynamicObject> = Api::namespaced_with(fake.client(), "tenant-a", &tools_ar());
+    let s = status_of(tools.list(&ListParams::default()).await.unwrap_err());
+    assert_eq!(
+        (s.code, s.message.as_str()),
+        (404, "the server could not find the requested resource")
+    );
+    fake.load_fixture_crds();
+    let cm = kube::core::ApiResource::erase::<k8s_openapi::api::core::v1::ConfigMap>(&());
+    let missing: Api<DynamicObject> = Api::namespaced_with(fake.client(), "tenant-b", &cm);
+    let mut obj = DynamicObject::new("x", &cm).within("tenant-b");
+    obj.data = json!({"data": {"a": "b"}});
+    let s = status_of(
+        missing
+            .patch("x", &PatchParams::apply("t").dry_run(), &Patch::Apply(&obj))
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(
+        (s.code, s.message.as_str()),
+        (404, "namespaces \"tenant-b\" not found")
+    );
 }
 
 #[tokio::test]
