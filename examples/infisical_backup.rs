@@ -74,11 +74,6 @@ async fn main() -> Result<ExitCode, Box<dyn std::error::Error>> {
     shutdown.exit_if_received("the run was cancelled and nothing of it was kept");
     let report = report?.into_result()?;
 
-    let restorer = InfisicalRestorer::new(conn)?;
-    let dry = RestoreOptions {
-        existing: ExistingDataPolicy::Overwrite,
-        dry_run: true,
-    };
     for a in &report.manifest.artifacts {
         let f: InfisicalFacts = a.facts_as()?;
         println!(
@@ -88,8 +83,18 @@ async fn main() -> Result<ExitCode, Box<dyn std::error::Error>> {
             f.folders.unwrap_or(0),
             f.hidden_values.unwrap_or(0)
         );
-        let r = restore_artifact(&sink, a, &keyring, &restorer, &dry).await?;
-        for n in &r.notes {
+    }
+    // What restoring the run would do, overwriting what differs: the plan writes nothing.
+    let restore = Restore::builder()
+        .sink(sink)
+        .keyring(keyring)
+        .restorer(InfisicalRestorer::new(conn)?)
+        .existing(ExistingDataPolicy::Overwrite)
+        .build()?;
+    let plan = restore.plan(&report.manifest).await?;
+    print!("{}", plan.table());
+    for c in &plan.components {
+        for n in &c.report.notes {
             println!("  {n}");
         }
     }

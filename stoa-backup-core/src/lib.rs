@@ -38,9 +38,9 @@ pub use manifest::{
 };
 pub use observer::{Event, NoopObserver, Observer, TracingObserver};
 pub use restore::{
-    ComponentPlan, ComponentRestored, ExistingDataPolicy, PickedRun, PointQuery, PointSelector,
-    RecoveryPoint, Restore, RestoreBuilder, RestoreContext, RestoreOptions, RestorePlan,
-    RestoreReport, Restorer, RunRestored,
+    ComponentPlan, ComponentRestored, ExistingDataPolicy, KeyKind, KeyNeeded, PickedRun,
+    PointQuery, PointSelector, RecoveryPoint, Restore, RestoreBuilder, RestoreContext,
+    RestoreOptions, RestorePlan, RestoreReport, Restorer, RunRestored,
 };
 pub use retention::{
     AnyOf, ComponentRules, KeepCount, KeepReason, KeepRules, RetentionPlan, RetentionPolicy,
@@ -57,6 +57,6 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 pub use catalog::{format_runs_table, Catalog, RunFilter};
 pub use pipeline::{Pipeline, PipelineBuilder, RunReport};
 pub use process::CommandSpec;
-pub use restore::{open_artifact, restore_artifact, restore_each, PerArtifact};
+pub use restore::{open_artifact, restore_each, PerArtifact};
 pub use sources::{CommandSource, FileRestorer, FileSource};
 pub use verify::{ChecksumVerifier, InlineContext, StoredRecord, Verifier, VerifyContext};

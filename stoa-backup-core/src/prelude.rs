@@ -29,9 +29,7 @@ pub use crate::error::{Error, ErrorKind, Result};
 pub use crate::observer::{Observer, TracingObserver};
 pub use crate::pipeline::{Pipeline, RunReport};
 pub use crate::process::CommandSpec;
-pub use crate::restore::{
-    restore_artifact, Restore, RestoreContext, RestoreOptions, RestorePlan, Restorer,
-};
+pub use crate::restore::{Restore, RestoreContext, RestoreOptions, RestorePlan, Restorer};
 pub use crate::retention::{ComponentRules, KeepCount, KeepRules, RetentionPolicy};
 pub use crate::sink::{MemorySink, Sink, SinkExt};
 pub use crate::source::Source;

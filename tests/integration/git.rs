@@ -2,6 +2,7 @@
 //! change (none for an unchanged run), readable diffs, byte-identical restores, concurrent
 //! writers, catalog and retention over run records, and history compaction.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -11,12 +12,14 @@ use stoa_backup::core::source::{ArtifactPlan, Export, ExportContext, PreflightRe
 use stoa_backup::core::stream::{from_reader, ByteStream};
 use stoa_backup::core::verify::ChecksumVerifier;
 use stoa_backup::core::{
-    restore_artifact, restore_each, ArtifactRecord, Catalog, KeepRules, Keyring, Manifest,
+    restore_each, ArtifactRecord, Catalog, ExistingDataPolicy, KeepRules, Keyring, Manifest,
     PerArtifact, Pipeline, RestoreContext, RestoreOptions, RestoreReport, Restorer, RunFilter,
     RunStatus, ZstdCodec,
 };
 use stoa_backup::storage::git::git2::{self, Oid, Repository, Signature};
 use stoa_backup::storage::GitSink;
+
+use crate::restore_support::restore_component;
 
 const PREFIX: &str = "clusters/test";
 
@@ -80,10 +83,11 @@ impl Source for YamlDir {
     }
 }
 
-/// Collects restored bytes in memory.
+/// Collects restored bytes in memory, by artifact name (reads them in a plan too, keeps them
+/// only when restoring).
 #[derive(Debug, Default)]
 struct Collect {
-    got: Mutex<Vec<u8>>,
+    got: Mutex<BTreeMap<String, Vec<u8>>>,
 }
 
 #[async_trait]
@@ -100,11 +104,17 @@ impl Restorer for Collect {
 impl PerArtifact for Collect {
     async fn restore_one(
         &self,
-        _artifact: &ArtifactRecord,
+        artifact: &ArtifactRecord,
         plain: ByteStream,
-        _options: &RestoreOptions,
+        options: &RestoreOptions,
     ) -> stoa_backup::core::Result<RestoreReport> {
-        *self.got.lock().unwrap() = stoa_backup::core::stream::collect(plain).await?;
+        let bytes = stoa_backup::core::stream::collect(plain).await?;
+        if !options.dry_run {
+            self.got
+                .lock()
+                .unwrap()
+                .insert(artifact.name.clone(), bytes);
+        }
         Ok(RestoreReport::default())
     }
 }
@@ -194,23 +204,22 @@ fn file_at(remote: &Path, commit: Oid, path: &str) -> Vec<u8> {
     bytes
 }
 
+/// Restores the run and returns the bytes of its artifact `name`.
 async fn restore(sink: &Arc<GitSink>, manifest: &Manifest, name: &str) -> Vec<u8> {
-    let artifact = manifest
-        .artifacts
-        .iter()
-        .find(|a| a.name == name)
-        .unwrap_or_else(|| panic!("{name} not in run {}", manifest.run_id));
-    let collect = Collect::default();
-    restore_artifact(
-        sink.as_ref(),
-        artifact,
+    let collect = Arc::new(Collect::default());
+    restore_component(
+        sink.clone(),
+        manifest,
         &Keyring::default(),
-        &collect,
-        &RestoreOptions::default(),
+        collect.clone(),
+        ExistingDataPolicy::Fail,
+        false,
     )
     .await
     .unwrap();
-    collect.got.into_inner().unwrap()
+    let mut got = collect.got.lock().unwrap();
+    got.remove(name)
+        .unwrap_or_else(|| panic!("{name} not in run {}", manifest.run_id))
 }
 
 #[tokio::test]

@@ -7,14 +7,16 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use stoa_backup::core::{
-    stream, ErrorKind, ExistingDataPolicy, Keyring, Manifest, MemorySink, Pipeline, RestoreOptions,
-    RetryPolicy, RunReport, Sink, Source,
+    stream, ErrorKind, ExistingDataPolicy, Keyring, Manifest, MemorySink, Pipeline, RetryPolicy,
+    RunReport, Sink, Source,
 };
 use stoa_backup::providers::grafana::{
     GrafanaAuth, GrafanaConnection, GrafanaIndexFacts, GrafanaRestorer, GrafanaSource,
 };
 use stoa_backup_test_support::grafana_fake::{FakeGrafana, GfFault, BASIC, TOKEN};
 use stoa_backup_test_support::trace::TraceCapture;
+
+use crate::restore_support::restore_component;
 
 fn conn(g: &FakeGrafana) -> GrafanaConnection {
     GrafanaConnection::new(&g.url(), GrafanaAuth::Token(TOKEN.into()))
@@ -135,31 +137,26 @@ async fn round_trip_folders_dashboards_datasources_and_alerting() {
         "basicAuthPassword",
         "from-vault",
     );
-    // Dry run first: nothing written.
-    let dry = restorer
-        .restore_run(
-            sink.as_ref(),
+    let keyring = Keyring::new();
+    let restore = |existing, dry_run| {
+        restore_component(
+            sink.clone(),
             &manifest,
-            &Keyring::new(),
-            &RestoreOptions {
-                existing: ExistingDataPolicy::Fail,
-                dry_run: true,
-            },
+            &keyring,
+            restorer.clone(),
+            existing,
+            dry_run,
         )
-        .await
-        .unwrap();
+    };
+    // Dry run (the plan) first: nothing written.
+    let dry = restore(ExistingDataPolicy::Fail, true).await.unwrap();
     assert!(dry.dry_run);
     assert_eq!(b.counts(), (0, 0, 0, 0));
-    let r = restorer
-        .restore_run(
-            sink.as_ref(),
-            &manifest,
-            &Keyring::new(),
-            &RestoreOptions::default(),
-        )
-        .await
-        .unwrap();
-    assert_eq!(dry.created, r.created);
+    let r = restore(ExistingDataPolicy::Fail, false).await.unwrap();
+    assert_eq!(
+        (dry.created, dry.updated, dry.skipped, dry.conflicts),
+        (r.created, r.updated, r.skipped, r.conflicts)
+    );
     assert_eq!(b.counts(), (3, 3, 2, 1));
     assert_eq!(b.dashboard_folder("stoa-mcp-tools").as_deref(), Some("ops"));
     assert_eq!(
@@ -213,47 +210,17 @@ async fn round_trip_folders_dashboards_datasources_and_alerting() {
         assert_eq!(v, &after[k], "{k} differs after the round trip");
     }
 
-    // Restoring again under FAIL stops at the first existing object; SKIP skips all.
-    let err = restorer
-        .restore_run(
-            sink.as_ref(),
-            &manifest,
-            &Keyring::new(),
-            &RestoreOptions::default(),
-        )
-        .await
-        .unwrap_err();
+    // Restoring again under FAIL is refused (before anything is written); SKIP skips all.
+    let err = restore(ExistingDataPolicy::Fail, false).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Conflict);
     assert!(
         err.to_string().contains("folder 'platform' already exists"),
         "{err}"
     );
-    let r = restorer
-        .restore_run(
-            sink.as_ref(),
-            &manifest,
-            &Keyring::new(),
-            &RestoreOptions {
-                existing: ExistingDataPolicy::Skip,
-                dry_run: false,
-            },
-        )
-        .await
-        .unwrap();
+    let r = restore(ExistingDataPolicy::Skip, false).await.unwrap();
     assert_eq!(r.created, 0);
     assert_eq!(r.updated, 0);
-    let r = restorer
-        .restore_run(
-            sink.as_ref(),
-            &manifest,
-            &Keyring::new(),
-            &RestoreOptions {
-                existing: ExistingDataPolicy::Overwrite,
-                dry_run: false,
-            },
-        )
-        .await
-        .unwrap();
+    let r = restore(ExistingDataPolicy::Overwrite, false).await.unwrap();
     assert!(r.updated >= 10, "{r:?}");
     assert_eq!(b.dashboard_folder("stoa-mcp-tools").as_deref(), Some("ops"));
 }
@@ -437,17 +404,21 @@ async fn no_credential_or_datasource_secret_in_trace_output() {
     )
     .unwrap();
     let supplied = "from-vault-must-not-be-logged";
-    GrafanaRestorer::new(basic)
-        .unwrap()
-        .datasource_secret("prometheus", "basicAuthPassword", supplied)
-        .restore_run(
-            sink.as_ref(),
-            &manifest,
-            &Keyring::new(),
-            &RestoreOptions::default(),
-        )
-        .await
-        .unwrap();
+    let restorer = GrafanaRestorer::new(basic).unwrap().datasource_secret(
+        "prometheus",
+        "basicAuthPassword",
+        supplied,
+    );
+    restore_component(
+        sink.clone(),
+        &manifest,
+        &Keyring::new(),
+        restorer,
+        ExistingDataPolicy::Fail,
+        false,
+    )
+    .await
+    .unwrap();
     assert_eq!(
         target.datasource_secrets("prometheus").unwrap()["basicAuthPassword"],
         supplied
@@ -611,24 +582,22 @@ async fn a_dashboard_with_the_same_uid_is_never_replaced_without_overwrite() {
         json!({"status": "name-exists", "message": "A dashboard with the same name in the folder already exists"})
     );
 
+    // Twice: the plan looks once, then the restore.
     b.fault(
         GfFault::new("/api/dashboards/uid/stoa-mcp-tools", 404)
             .method("GET")
-            .times(1),
+            .times(2),
     );
-    let err = GrafanaRestorer::new(conn(&b))
-        .unwrap()
-        .restore_run(
-            sink.as_ref(),
-            &manifest,
-            &Keyring::new(),
-            &RestoreOptions {
-                existing: ExistingDataPolicy::Skip,
-                dry_run: false,
-            },
-        )
-        .await
-        .unwrap_err();
+    let err = restore_component(
+        sink.clone(),
+        &manifest,
+        &Keyring::new(),
+        GrafanaRestorer::new(conn(&b)).unwrap(),
+        ExistingDataPolicy::Skip,
+        false,
+    )
+    .await
+    .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Conflict, "{err}");
     assert!(err.to_string().contains("same uid already exists"), "{err}");
     let (_, kept) = api(&b, "GET", "/api/dashboards/uid/stoa-mcp-tools", None).await;
@@ -644,16 +613,16 @@ async fn restored_alerting_objects_are_not_locked_by_provenance() {
     let a = FakeGrafana::start().await;
     let (sink, manifest) = backup(&a, 1000).await;
     let b = FakeGrafana::start_empty().await;
-    GrafanaRestorer::new(conn(&b))
-        .unwrap()
-        .restore_run(
-            sink.as_ref(),
-            &manifest,
-            &Keyring::new(),
-            &RestoreOptions::default(),
-        )
-        .await
-        .unwrap();
+    restore_component(
+        sink.clone(),
+        &manifest,
+        &Keyring::new(),
+        GrafanaRestorer::new(conn(&b)).unwrap(),
+        ExistingDataPolicy::Fail,
+        false,
+    )
+    .await
+    .unwrap();
     let (_, rule) = api(
         &b,
         "GET",

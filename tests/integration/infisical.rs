@@ -4,9 +4,7 @@
 
 use serde_json::{json, Value};
 use stoa_backup::core::manifest::{ArtifactRecord, Manifest};
-use stoa_backup::core::{
-    restore_artifact, ErrorKind, ExistingDataPolicy, Pipeline, RestoreOptions, RunStatus, ZstdCodec,
-};
+use stoa_backup::core::{ErrorKind, ExistingDataPolicy, Pipeline, RunStatus, ZstdCodec};
 use stoa_backup::providers::infisical::{
     InfisicalApi, InfisicalConnection, InfisicalRestorer, InfisicalSource, FORMAT,
 };
@@ -15,6 +13,7 @@ use stoa_backup_test_support::infisical_fake::{FakeInfisical, CLIENT_ID, HIDDEN}
 use stoa_backup_test_support::trace::TraceCapture;
 
 use crate::encrypted_dir::{env, Env};
+use crate::restore_support::restore_component;
 
 fn conn(fake: &FakeInfisical) -> InfisicalConnection {
     InfisicalConnection::new(&fake.url(), CLIENT_ID, fake.client_secret()).unwrap()
@@ -191,20 +190,28 @@ async fn round_trip_with_hundreds_of_secrets_in_nested_folders() {
     assert_eq!(k1["type"], "shared");
     assert_eq!(k1["version"], 1);
 
-    // Wipe, restore, export again: equal.
+    // Wipe, restore the run (both environments), export again: equal.
     fake.wipe(&p, "dev");
     fake.wipe(&p, "prod");
+    let prod = m1
+        .artifacts
+        .iter()
+        .find(|a| a.name.ends_with("prod.json"))
+        .unwrap();
     let restorer = InfisicalRestorer::new(conn(&fake)).unwrap();
-    let r = restore_artifact(
-        e.sink.as_ref(),
-        dev,
+    let r = restore_component(
+        e.sink.clone(),
+        &m1,
         &e.keyring,
-        &restorer,
-        &RestoreOptions::default(),
+        restorer,
+        ExistingDataPolicy::Fail,
+        false,
     )
     .await
     .unwrap();
-    assert_eq!(r.created, 303, "{r:?}");
+    let prod_secrets = prod.facts["secrets"].as_u64().unwrap();
+    assert_eq!(prod_secrets, 1);
+    assert_eq!(r.created, 303 + prod_secrets, "{r:?}");
     assert!(
         r.notes.iter().any(|n| n.contains("hidden")),
         "{:?}",
@@ -215,20 +222,6 @@ async fn round_trip_with_hundreds_of_secrets_in_nested_folders() {
         "{:?}",
         r.notes
     );
-    let prod = m1
-        .artifacts
-        .iter()
-        .find(|a| a.name.ends_with("prod.json"))
-        .unwrap();
-    restore_artifact(
-        e.sink.as_ref(),
-        prod,
-        &e.keyring,
-        &restorer,
-        &RestoreOptions::default(),
-    )
-    .await
-    .unwrap();
     assert_eq!(
         fake.get(&p, "dev", "/team-1/svc-1/region-1", "KEY_1")
             .unwrap()
@@ -300,12 +293,13 @@ async fn token_expiry_rate_limits_and_v3_paths() {
         .iter()
         .any(|(_, q)| q.starts_with("/api/v1/folders?workspaceId=")));
     fake.wipe(&p, "dev");
-    let r = restore_artifact(
-        e.sink.as_ref(),
-        &m.artifacts[0],
+    let r = restore_component(
+        e.sink.clone(),
+        &m,
         &e.keyring,
-        &InfisicalRestorer::new(v3).unwrap(),
-        &RestoreOptions::default(),
+        InfisicalRestorer::new(v3).unwrap(),
+        ExistingDataPolicy::Fail,
+        false,
     )
     .await
     .unwrap();
@@ -369,7 +363,6 @@ async fn restore_dry_run_policies_and_approval() {
             .unwrap(),
     )
     .await;
-    let a = &m.artifacts[0];
     // Drift: K0 changed, K1 and K2 removed, locked folder emptied.
     fake.wipe(&p, "dev");
     for i in 0..10 {
@@ -388,15 +381,19 @@ async fn restore_dry_run_policies_and_approval() {
     fake.put(&p, "dev", "/app", "K0", "changed", "", &["pci"]);
     fake.require_approval("dev", "/locked");
     let restorer = InfisicalRestorer::new(conn(&fake)).unwrap();
-
-    let dry = RestoreOptions {
-        existing: ExistingDataPolicy::Overwrite,
-        dry_run: true,
+    let restore = |existing, dry_run| {
+        restore_component(
+            e.sink.clone(),
+            &m,
+            &e.keyring,
+            restorer.clone(),
+            existing,
+            dry_run,
+        )
     };
+
     let before = fake.requests().len();
-    let r = restore_artifact(e.sink.as_ref(), a, &e.keyring, &restorer, &dry)
-        .await
-        .unwrap();
+    let r = restore(ExistingDataPolicy::Overwrite, true).await.unwrap();
     assert_eq!((r.created, r.updated, r.skipped), (7, 1, 7), "{r:?}");
     assert!(
         r.notes
@@ -413,25 +410,11 @@ async fn restore_dry_run_policies_and_approval() {
         "a dry run only reads"
     );
 
-    let err = restore_artifact(
-        e.sink.as_ref(),
-        a,
-        &e.keyring,
-        &restorer,
-        &RestoreOptions::default(),
-    )
-    .await
-    .unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::Conflict);
+    let err = restore(ExistingDataPolicy::Fail, false).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Conflict, "{err}");
     assert!(fake.get(&p, "dev", "/app", "K1").is_none());
 
-    let skip = RestoreOptions {
-        existing: ExistingDataPolicy::Skip,
-        dry_run: false,
-    };
-    let r = restore_artifact(e.sink.as_ref(), a, &e.keyring, &restorer, &skip)
-        .await
-        .unwrap();
+    let r = restore(ExistingDataPolicy::Skip, false).await.unwrap();
     // K1, K2 created; the 5 under /locked need approval: not restored, reported.
     assert_eq!(r.created, 2, "{r:?}");
     assert_eq!(r.facts["pending_approval"], 5);
@@ -445,13 +428,7 @@ async fn restore_dry_run_policies_and_approval() {
     assert!(fake.get(&p, "dev", "/locked", "L0").is_none());
     assert_eq!(fake.get(&p, "dev", "/app", "K0").unwrap().value, "changed");
 
-    let over = RestoreOptions {
-        existing: ExistingDataPolicy::Overwrite,
-        dry_run: false,
-    };
-    let r = restore_artifact(e.sink.as_ref(), a, &e.keyring, &restorer, &over)
-        .await
-        .unwrap();
+    let r = restore(ExistingDataPolicy::Overwrite, false).await.unwrap();
     assert_eq!(r.updated, 1);
     assert_eq!(fake.get(&p, "dev", "/app", "K0").unwrap().value, "v0");
     assert!(fake
@@ -477,12 +454,13 @@ async fn no_secret_value_or_token_in_trace_output() {
     fake.expire_tokens();
     fake.rate_limit_next(1);
     fake.wipe(&p, "dev");
-    restore_artifact(
-        e.sink.as_ref(),
-        &m.artifacts[0],
+    restore_component(
+        e.sink.clone(),
+        &m,
         &e.keyring,
-        &InfisicalRestorer::new(conn(&fake)).unwrap(),
-        &RestoreOptions::default(),
+        InfisicalRestorer::new(conn(&fake)).unwrap(),
+        ExistingDataPolicy::Fail,
+        false,
     )
     .await
     .unwrap();
@@ -534,8 +512,6 @@ async fn restore_into_a_project_created_through_the_api() {
             .unwrap(),
     )
     .await;
-    let dev = &m.artifacts[0];
-
     let (status, created) = api(
         &fake,
         "POST",
@@ -643,12 +619,13 @@ async fn restore_into_a_project_created_through_the_api() {
     let restorer = InfisicalRestorer::new(conn(&fake))
         .unwrap()
         .target_project(&p, &target);
-    let r = restore_artifact(
-        e.sink.as_ref(),
-        dev,
+    let r = restore_component(
+        e.sink.clone(),
+        &m,
         &e.keyring,
-        &restorer,
-        &RestoreOptions::default(),
+        restorer,
+        ExistingDataPolicy::Fail,
+        false,
     )
     .await
     .unwrap();

@@ -37,6 +37,10 @@ mod vault;
 #[cfg(all(feature = "postgres", feature = "local", target_os = "linux"))]
 mod faults;
 
+// Shared by the modules that restore a component of a run (each behind its own features).
+#[allow(dead_code)]
+mod restore_support;
+
 // Shared by the modules that look at a local sink's files on disk.
 #[cfg(feature = "local")]
 mod files;

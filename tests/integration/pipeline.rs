@@ -7,11 +7,13 @@ use std::time::Duration;
 use stoa_backup::core::process::CommandSpec;
 use stoa_backup::core::verify::ChecksumVerifier;
 use stoa_backup::core::{
-    restore_artifact, Catalog, CommandSource, ErrorKind, FileRestorer, FileSource, Keyring,
-    ObjectKey, Pipeline, RestoreOptions, RunFilter, RunStatus, Sink, SinkExt, ZstdCodec,
+    Catalog, CommandSource, ErrorKind, ExistingDataPolicy, FileRestorer, FileSource, Keyring,
+    ObjectKey, Pipeline, Restore, RunFilter, RunStatus, Sink, SinkExt, ZstdCodec,
 };
 use stoa_backup::storage::LocalSink;
 use tokio_util::sync::CancellationToken;
+
+use crate::restore_support::restore_component;
 
 fn local_sink(dir: &std::path::Path) -> Arc<dyn Sink> {
     let sink = LocalSink::builder(dir.join("backups")).create_root(true);
@@ -131,22 +133,20 @@ async fn multi_artifact_run_round_trips_through_zstd_and_age_into_local_sink() {
         .expect("verified run");
     assert_eq!(manifest.run_id, report.run_id);
 
-    // Restore each artifact and compare byte for byte.
+    // Restore the run, one restorer per component, and compare byte for byte.
     let restore_dir = tmp.path().join("restored");
-    for a in &manifest.artifacts {
-        let target = restore_dir.join(&a.component);
-        std::fs::create_dir_all(&restore_dir).unwrap();
-        let restorer = FileRestorer::new(a.component.clone(), &target);
-        restore_artifact(
-            sink.as_ref(),
-            a,
-            &keyring,
-            &restorer,
-            &RestoreOptions::default(),
-        )
-        .await
-        .unwrap();
+    std::fs::create_dir_all(&restore_dir).unwrap();
+    let mut restore = Restore::builder()
+        .sink(sink.clone())
+        .keyring(keyring.clone());
+    for component in ["files", "single", "cmd"] {
+        restore = restore.restorer(FileRestorer::new(component, restore_dir.join(component)));
     }
+    let restore = restore.build().unwrap();
+    let plan = restore.plan(&manifest).await.unwrap();
+    assert_eq!(plan.components.len(), 3, "{}", plan.table());
+    assert!(plan.not_restored.is_empty(), "{}", plan.table());
+    restore.apply(&plan).await.unwrap();
     assert_eq!(
         std::fs::read(restore_dir.join("files/big.txt")).unwrap(),
         big
@@ -166,18 +166,23 @@ async fn multi_artifact_run_round_trips_through_zstd_and_age_into_local_sink() {
         expected
     );
 
-    // Without the key, restore refuses clearly.
+    // Without the key, the plan refuses clearly, naming the artifact and the recipient.
     let a = &manifest.artifacts[0];
-    let err = restore_artifact(
-        sink.as_ref(),
-        a,
+    let err = restore_component(
+        sink.clone(),
+        &manifest,
         &Keyring::new(),
-        &FileRestorer::new(a.component.clone(), tmp.path().join("nokey")),
-        &RestoreOptions::default(),
+        FileRestorer::new(a.component.clone(), tmp.path().join("nokey")),
+        ExistingDataPolicy::Fail,
+        false,
     )
     .await
     .unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::Unauthenticated, "{err}");
+    assert_eq!(err.kind(), ErrorKind::Config, "{err}");
+    assert_eq!(err.operation(), Some("plan restore"));
+    assert_eq!(err.artifact(), Some(a.key.as_str()));
+    assert!(err.hint().unwrap().contains("identity"), "{err:?}");
+    assert!(!tmp.path().join("nokey").exists());
 }
 
 #[tokio::test]
@@ -224,16 +229,18 @@ async fn flipped_byte_makes_the_verifier_fail_naming_the_artifact() {
     assert!(catalog.latest_verified("cmd").await.unwrap().is_none());
 
     // Restore refuses the damaged bytes.
-    let err = restore_artifact(
-        sink.as_ref(),
-        &artifact,
+    let err = restore_component(
+        sink.clone(),
+        &report.manifest,
         &Keyring::new(),
-        &FileRestorer::new("cmd", tmp.path().join("out.txt")),
-        &RestoreOptions::default(),
+        FileRestorer::new("cmd", tmp.path().join("out.txt")),
+        ExistingDataPolicy::Fail,
+        false,
     )
     .await
     .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Integrity, "{err}");
+    assert!(!tmp.path().join("out.txt").exists());
 }
 
 #[tokio::test]

@@ -8,11 +8,13 @@ use std::time::Duration;
 use stoa_backup::core::process::CommandSpec;
 use stoa_backup::core::verify::ChecksumVerifier;
 use stoa_backup::core::{
-    restore_artifact, Catalog, CommandSource, ErrorKind, FileRestorer, Keyring, Pipeline,
-    RestoreOptions, RunFilter, RunStatus, Sink,
+    Catalog, CommandSource, ErrorKind, ExistingDataPolicy, FileRestorer, Keyring, Pipeline,
+    RunFilter, RunStatus, Sink,
 };
 use stoa_backup::storage::{S3Credentials, S3Retry, S3Sink, S3SinkBuilder};
 use stoa_backup_test_support::s3::{self as s3t, FaultScope, S3Target};
+
+use crate::restore_support::restore_component;
 
 const MIB: usize = 1024 * 1024;
 
@@ -90,19 +92,15 @@ async fn a_run_survives_transient_503s_and_ends_verified() {
     assert_eq!(runs[0].run_id, report.run_id);
     assert_eq!(runs[0].status, RunStatus::Complete);
     let manifest = catalog.read_manifest(&report.run_id).await.unwrap();
-    let a = manifest
-        .artifacts
-        .iter()
-        .find(|a| a.component == "numbers")
-        .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let target = dir.path().join("numbers.txt");
-    restore_artifact(
-        sink.as_ref(),
-        a,
+    restore_component(
+        sink.clone(),
+        &manifest,
         &Keyring::new(),
-        &FileRestorer::new("numbers", &target),
-        &RestoreOptions::default(),
+        FileRestorer::new("numbers", &target),
+        ExistingDataPolicy::Fail,
+        false,
     )
     .await
     .unwrap();

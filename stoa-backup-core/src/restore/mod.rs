@@ -94,6 +94,41 @@ impl RestoreReport {
     }
 }
 
+/// What a key is, in a [`KeyNeeded`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KeyKind {
+    /// The age identity of a recipient an artifact is encrypted to.
+    AgeIdentity,
+    /// The passphrase a passphrase-encrypted artifact needs.
+    Passphrase,
+    /// Key shares that unseal a restored system (Vault's unseal or recovery key shares).
+    UnsealShares,
+    /// A key held by a key management service the restored system seals with (Vault's
+    /// auto-unseal): it must still exist and be reachable.
+    KmsKey,
+    /// A key the restored system itself needs to read its own data (e.g. Infisical's
+    /// `ENCRYPTION_KEY`).
+    ServiceKey,
+}
+
+/// A key a restore needs, as its plan reports it: what it is, what it is for, and whether
+/// it is at hand. A plan with a key known to be missing fails before any write.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyNeeded {
+    /// What kind of key.
+    pub kind: KeyKind,
+    /// Which one: an age recipient, `passphrase`, a KMS key id, a variable name. Never the
+    /// key itself.
+    pub name: String,
+    /// What it is for and where it comes from (e.g. `3 of 5 shares of the cluster that took
+    /// the snapshot`).
+    pub detail: String,
+    /// Whether it is at hand: `Some(true)` held, `Some(false)` missing (the plan fails),
+    /// `None` when the library cannot tell (an operator must make sure).
+    pub held: Option<bool>,
+}
+
 /// Takes a component's artifacts back into the system they came from.
 ///
 /// A restore gets all the artifacts of its component in one run at once (some restores need
@@ -112,6 +147,15 @@ pub trait Restorer: Send + Sync + fmt::Debug {
     async fn preflight(&self, ctx: &RestoreContext<'_>) -> Result<()> {
         let _ = ctx;
         Ok(())
+    }
+
+    /// The keys, besides the age identities of encrypted artifacts (the driver finds those
+    /// itself), that the restore of the context's artifacts needs: Vault's unseal shares or
+    /// KMS seal, a service's own encryption key. One with `held: Some(false)` fails the plan
+    /// before any write. The default needs none.
+    async fn keys_needed(&self, ctx: &RestoreContext<'_>) -> Result<Vec<KeyNeeded>> {
+        let _ = ctx;
+        Ok(Vec::new())
     }
 
     /// What [`restore`](Self::restore) would do, without writing.
@@ -134,6 +178,9 @@ macro_rules! forward_restorer {
             }
             async fn preflight(&self, ctx: &RestoreContext<'_>) -> Result<()> {
                 (**self).preflight(ctx).await
+            }
+            async fn keys_needed(&self, ctx: &RestoreContext<'_>) -> Result<Vec<KeyNeeded>> {
+                (**self).keys_needed(ctx).await
             }
             async fn plan(&self, ctx: &RestoreContext<'_>) -> Result<RestoreReport> {
                 (**self).plan(ctx).await
@@ -203,43 +250,6 @@ pub async fn open_artifact(
             .or_operation("restore")
             .or_artifact(artifact.key.to_string())
     })
-}
-
-/// Restores one stored artifact with `restorer`, outside a [`Restore`]: reads it from
-/// `sink`, checks it against the manifest's stored SHA-256 and size, inverts the recorded
-/// codec chain with `keyring`, and hands the plain bytes to the restorer (a context holding
-/// just this artifact). Corrupt or truncated artifacts fail with an integrity error. To
-/// restore a run, plan first and use [`Restore`].
-///
-/// Every error names the artifact's component, the operation (`restore` unless a more
-/// specific one was set) and the artifact key, so restorers need not add them.
-pub async fn restore_artifact(
-    sink: &dyn crate::sink::Sink,
-    artifact: &ArtifactRecord,
-    keyring: &crate::codec::Keyring,
-    restorer: &dyn Restorer,
-    options: &RestoreOptions,
-) -> Result<RestoreReport> {
-    if restorer.component() != artifact.component {
-        return Err(crate::error::Error::config(format!(
-            "restorer for '{}' cannot restore a '{}' artifact",
-            restorer.component(),
-            artifact.component
-        ))
-        .with_component(artifact.component.clone())
-        .with_operation("restore")
-        .with_artifact(artifact.key.to_string()));
-    }
-    let ctx = RestoreContext::new(sink, keyring, vec![artifact], options.clone());
-    let span =
-        tracing::info_span!("restore", component = %artifact.component, artifact = %artifact.key);
-    tracing::Instrument::instrument(restorer.restore(&ctx), span)
-        .await
-        .map_err(|e| {
-            e.or_component(artifact.component.clone())
-                .or_operation("restore")
-                .or_artifact(artifact.key.to_string())
-        })
 }
 
 #[cfg(test)]

@@ -15,9 +15,22 @@ use crate::sink::{MemorySink, SinkExt};
 
 const RUN: &str = "20260101T000000Z-000001";
 
-/// A restorer that reads the artifact, then fails with an error that carries no context.
+/// A restorer that reads each artifact, then fails with an error that carries no context.
 #[derive(Debug)]
 struct Bare;
+
+#[async_trait]
+impl PerArtifact for Bare {
+    async fn restore_one(
+        &self,
+        _artifact: &ArtifactRecord,
+        plain: ByteStream,
+        _options: &RestoreOptions,
+    ) -> Result<RestoreReport> {
+        crate::stream::collect(plain).await?;
+        Err(Error::new(ErrorKind::PermissionDenied, "refused"))
+    }
+}
 
 #[async_trait]
 impl Restorer for Bare {
@@ -25,10 +38,7 @@ impl Restorer for Bare {
         "db"
     }
     async fn restore(&self, ctx: &RestoreContext<'_>) -> Result<RestoreReport> {
-        for a in ctx.artifacts() {
-            crate::stream::collect(ctx.open_plain(a).await?).await?;
-        }
-        Err(Error::new(ErrorKind::PermissionDenied, "refused"))
+        restore_each(self, ctx).await
     }
 }
 
@@ -58,20 +68,21 @@ async fn restorer_errors_without_context_come_out_named() {
     let sink = MemorySink::new();
     let mut record = stored(&sink, "db", "a.bin", b"data").await;
     let key = record.key.clone();
-    let keyring = crate::codec::Keyring::default();
-    let options = RestoreOptions::default();
-    let e = restore_artifact(&sink, &record, &keyring, &Bare, &options)
+    let restore = over(&sink).restorer(Bare).build().unwrap();
+    let e = restore
+        .plan(&manifest(vec![record.clone()]))
         .await
         .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::PermissionDenied);
     assert_eq!(
         (e.component(), e.operation(), e.artifact()),
-        (Some("db"), Some("restore"), Some(key.as_str()))
+        (Some("db"), Some("plan restore"), Some(key.as_str()))
     );
 
     // A stored artifact that does not match the manifest fails while it is read.
     record.stored_sha256 = sha256_hex(b"other");
-    let e = restore_artifact(&sink, &record, &keyring, &Bare, &options)
+    let e = restore
+        .plan(&manifest(vec![record.clone()]))
         .await
         .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Integrity, "{e}");
@@ -80,16 +91,11 @@ async fn restorer_errors_without_context_come_out_named() {
         (Some("db"), Some("read"), Some(key.as_str()))
     );
 
-    // So does a restorer for another component.
+    // An artifact of another component is not given to the restorer: it is left out.
     record.component = "other".into();
-    let e = restore_artifact(&sink, &record, &keyring, &Bare, &options)
-        .await
-        .unwrap_err();
-    assert_eq!(e.kind(), ErrorKind::Config, "{e}");
-    assert_eq!(
-        (e.component(), e.operation(), e.artifact()),
-        (Some("other"), Some("restore"), Some(key.as_str()))
-    );
+    let plan = restore.plan(&manifest(vec![record])).await.unwrap();
+    assert!(plan.components.is_empty(), "{plan:?}");
+    assert_eq!(plan.not_restored, ["other"]);
 }
 
 /// What a [`Recording`] restorer was asked: (component, dry run, artifact names).

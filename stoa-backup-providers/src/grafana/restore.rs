@@ -7,8 +7,8 @@ use async_trait::async_trait;
 use reqwest::Method;
 use serde_json::{json, Map, Value};
 use stoa_backup_core::{
-    stream, ArtifactRecord, Error, ErrorKind, ExistingDataPolicy, Keyring, Manifest,
-    RestoreContext, RestoreOptions, RestoreReport, Restorer, Result, Sink,
+    stream, ArtifactRecord, Error, ErrorKind, ExistingDataPolicy, RestoreContext, RestoreOptions,
+    RestoreReport, Restorer, Result,
 };
 
 use super::client::{GrafanaClient, GrafanaConnection};
@@ -17,9 +17,11 @@ use super::{Kind, COMPONENT, REDACTED};
 
 /// Restores Grafana objects exported by [`super::GrafanaSource`].
 ///
-/// [`GrafanaRestorer::restore_run`] restores a whole run in dependency order. Existing
-/// objects follow the policy: `Fail` stops at the first one (Grafana has no transactions:
-/// objects restored before it stay; run a dry run first), `Skip` leaves them, `Overwrite`
+/// Its [`Restorer::restore`] restores all of a run's Grafana artifacts in dependency order
+/// (give it to the [`Restore`](stoa_backup_core::Restore) driver, which plans first).
+/// Existing objects follow the policy: `Fail` stops at the first one (Grafana has no
+/// transactions: objects restored before it stay; the driver's plan finds them first),
+/// `Skip` leaves them, `Overwrite`
 /// replaces them (dashboards saved with `overwrite: true`, `id` cleared, `folderUid` kept).
 /// Datasource secrets (`secureJsonData`) are never in a backup: supply them with
 /// [`GrafanaRestorer::datasource_secret`]; each missing one is reported as a warning.
@@ -65,25 +67,6 @@ impl GrafanaRestorer {
     pub fn component(mut self, c: impl Into<String>) -> Self {
         self.component = c.into();
         self
-    }
-
-    /// Restores every artifact of this component in `manifest`, in dependency order: a
-    /// [`Restorer::restore`] in a context of them. Prefer the
-    /// [`Restore`](stoa_backup_core::Restore) driver, which plans first.
-    pub async fn restore_run(
-        &self,
-        sink: &dyn Sink,
-        manifest: &Manifest,
-        keyring: &Keyring,
-        options: &RestoreOptions,
-    ) -> Result<RestoreReport> {
-        let mine = manifest
-            .artifacts
-            .iter()
-            .filter(|a| a.component == self.component)
-            .collect();
-        let ctx = RestoreContext::new(sink, keyring, mine, options.clone());
-        self.restore(&ctx).await
     }
 
     /// The artifacts in dependency order: folders (parents first), datasources, library
@@ -563,8 +546,8 @@ impl Restorer for GrafanaRestorer {
         &self.component
     }
 
-    /// Restores the objects in dependency order (see [`GrafanaRestorer::restore_run`]),
-    /// each read and checked as it is restored.
+    /// Restores the objects in dependency order (see [`GrafanaRestorer`]), each read and
+    /// checked as it is restored.
     async fn restore(&self, ctx: &RestoreContext<'_>) -> Result<RestoreReport> {
         let mut total = RestoreReport::for_context(ctx);
         let mut per_kind: BTreeMap<&str, u64> = BTreeMap::new();

@@ -100,8 +100,10 @@ impl DumpQuery {
 pub struct FoundDump {
     /// The manifest of the run it belongs to.
     pub manifest: Manifest,
-    /// The dump's record (give it to
-    /// [`restore_artifact`](stoa_backup_core::restore::restore_artifact)).
+    /// The dump's record (restore it by planning and applying [`manifest`](Self::manifest)
+    /// with the [`Restore`](stoa_backup_core::Restore) driver;
+    /// [`PostgresRestorer::from_database`](super::PostgresRestorer::from_database) picks
+    /// this dump among the run's).
     pub artifact: ArtifactRecord,
     /// The facts recorded with it (the database, the row counts at backup time, …).
     pub facts: PostgresFacts,

@@ -6,14 +6,16 @@ use std::path::Path;
 
 use stoa_backup::core::manifest::MANIFEST_FORMAT_VERSION;
 use stoa_backup::core::{
-    restore_artifact, Catalog, ErrorKind, KeepRules, Keyring, RestoreOptions, RunFilter, RunId,
-    RunStatus, RunSummary,
+    Catalog, ErrorKind, ExistingDataPolicy, KeepRules, Keyring, RunFilter, RunId, RunStatus,
+    RunSummary,
 };
 use stoa_backup::providers::postgres::verify::drop_database_force;
 use stoa_backup::providers::postgres::{
     PgConnection, PostgresRestorer, RestoreTarget, DUMP_CONTENT_TYPE,
 };
 use stoa_backup_test_support::{test_database_url, TestDatabase};
+
+use crate::restore_support::restore_component;
 
 use super::checks::{assert_complete_runs_have_their_data, run_digests};
 use super::{complete_backup, fault_database, local_sink, retention, row_counts};
@@ -136,12 +138,13 @@ async fn damaged_manifest(damage: Damage) {
             swap: false,
         },
     );
-    let restored = restore_artifact(
-        sink.as_ref(),
-        dump,
+    let restored = restore_component(
+        sink.clone(),
+        &manifest,
         &Keyring::default(),
-        &restorer,
-        &RestoreOptions::default(),
+        restorer,
+        ExistingDataPolicy::Fail,
+        false,
     )
     .await
     .unwrap_or_else(|e| panic!("restore the newer run: {e}"));

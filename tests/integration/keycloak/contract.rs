@@ -3,7 +3,7 @@
 //! kind of masked value is set again.
 
 use serde_json::{json, Value};
-use stoa_backup::core::{restore_artifact, ExistingDataPolicy, RestoreOptions};
+use stoa_backup::core::{ExistingDataPolicy, RestoreOptions};
 use stoa_backup::providers::keycloak::KeycloakRestorer;
 use stoa_backup_test_support::keycloak_fake::FakeKeycloak;
 
@@ -181,15 +181,14 @@ async fn each_masked_field_kind_gets_its_own_remedy() {
     a.load_realm(rich_realm());
     let first = backup(source(&a)).await;
     let b = FakeKeycloak::start_empty().await;
-    let rr = restore_artifact(
-        first.sink.as_ref(),
-        &first.artifact,
-        &first.keyring,
-        &KeycloakRestorer::new(conn(&b)).unwrap(),
-        &RestoreOptions::default(),
-    )
-    .await
-    .unwrap();
+    let rr = first
+        .restore(
+            &KeycloakRestorer::new(conn(&b)).unwrap(),
+            ExistingDataPolicy::Fail,
+            false,
+        )
+        .await
+        .unwrap();
     let note = |path: &str| -> String {
         rr.notes
             .iter()

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use stoa_backup::core::{
-    restore_artifact, ArtifactRecord, ErrorKind, ExistingDataPolicy, Keyring, MemorySink, Pipeline,
-    RestoreOptions, RetryPolicy, Source,
+    ArtifactRecord, ErrorKind, ExistingDataPolicy, Keyring, Manifest, MemorySink, Pipeline,
+    RestoreOptions, RestoreReport, Result, RetryPolicy, Source,
 };
 use stoa_backup::providers::keycloak::{
     KeycloakAuth, KeycloakConnection, KeycloakExportVerifier, KeycloakFacts, KeycloakRestorer,
@@ -16,6 +16,8 @@ use stoa_backup::providers::keycloak::{
 use stoa_backup_test_support::artifacts::{age_keys, plain_bytes};
 use stoa_backup_test_support::keycloak_fake::{fixture_realm, FakeKeycloak, KcFault};
 use stoa_backup_test_support::trace::TraceCapture;
+
+use crate::restore_support::restore_component;
 
 fn fast_retry() -> RetryPolicy {
     RetryPolicy {
@@ -87,8 +89,30 @@ fn rich_realm() -> Value {
 
 struct Backup {
     sink: Arc<MemorySink>,
+    /// The run's manifest (one realm export: `artifact`).
+    manifest: Manifest,
     artifact: ArtifactRecord,
     keyring: Keyring,
+}
+
+impl Backup {
+    /// Restores the run with `restorer` through the driver (a dry run: the plan only).
+    async fn restore(
+        &self,
+        restorer: &KeycloakRestorer,
+        existing: ExistingDataPolicy,
+        dry_run: bool,
+    ) -> Result<RestoreReport> {
+        restore_component(
+            self.sink.clone(),
+            &self.manifest,
+            &self.keyring,
+            restorer.clone(),
+            existing,
+            dry_run,
+        )
+        .await
+    }
 }
 
 async fn backup(source: KeycloakSource) -> Backup {
@@ -110,6 +134,7 @@ async fn backup(source: KeycloakSource) -> Backup {
     Backup {
         sink,
         artifact: report.manifest.artifacts[0].clone(),
+        manifest: report.manifest,
         keyring,
     }
 }
@@ -227,15 +252,10 @@ async fn round_trip_through_the_fakes_keeps_users_groups_roles_and_client_scopes
     // Restore into an empty Keycloak.
     let b = FakeKeycloak::start_empty().await;
     let restorer = KeycloakRestorer::new(conn(&b)).unwrap();
-    let rr = restore_artifact(
-        first.sink.as_ref(),
-        &first.artifact,
-        &first.keyring,
-        &restorer,
-        &RestoreOptions::default(),
-    )
-    .await
-    .unwrap();
+    let rr = first
+        .restore(&restorer, ExistingDataPolicy::Fail, false)
+        .await
+        .unwrap();
     assert!(b.has_realm("stoa"));
     assert_eq!(rr.facts["realm_created"], true);
     for p in &expected {
@@ -516,18 +536,10 @@ async fn dry_run_into_an_empty_server_creates_nothing() {
     let b = backup(source(&a)).await;
     let empty = FakeKeycloak::start_empty().await;
     let restorer = KeycloakRestorer::new(conn(&empty)).unwrap();
-    let r = restore_artifact(
-        b.sink.as_ref(),
-        &b.artifact,
-        &b.keyring,
-        &restorer,
-        &RestoreOptions {
-            existing: ExistingDataPolicy::Fail,
-            dry_run: true,
-        },
-    )
-    .await
-    .unwrap();
+    let r = b
+        .restore(&restorer, ExistingDataPolicy::Fail, true)
+        .await
+        .unwrap();
     assert!(r.dry_run);
     assert!(r.created > 0);
     assert!(!empty.has_realm("stoa"));
@@ -587,11 +599,7 @@ async fn no_credential_or_token_in_trace_output() {
     let target = FakeKeycloak::start().await;
     target.expire_tokens_every(10);
     let restorer = KeycloakRestorer::new(password_conn(&target)).unwrap();
-    let over = RestoreOptions {
-        existing: ExistingDataPolicy::Overwrite,
-        dry_run: false,
-    };
-    restore_artifact(b.sink.as_ref(), &b.artifact, &b.keyring, &restorer, &over)
+    b.restore(&restorer, ExistingDataPolicy::Overwrite, false)
         .await
         .unwrap();
 

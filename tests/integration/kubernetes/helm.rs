@@ -8,11 +8,13 @@ use std::sync::Arc;
 use base64::Engine;
 use serde_json::{json, Value};
 use stoa_backup::core::{
-    restore_artifact, stream, AgeEncryption, ErrorKind, ExistingDataPolicy, MemorySink, Pipeline,
-    RestoreOptions, RunReport, Sink, Source,
+    stream, AgeEncryption, ErrorKind, ExistingDataPolicy, MemorySink, Pipeline, RunReport, Sink,
+    Source,
 };
 use stoa_backup::providers::kubernetes::{HelmDriver, HelmValuesRestorer, HelmValuesSource};
 use stoa_backup_test_support::kube_fake::{fixtures_dir, FakeKube, FaultRule};
+
+use crate::restore_support::restore_component;
 
 const NS: &str = "stoa-system";
 
@@ -147,15 +149,19 @@ async fn backs_up_the_latest_deployed_values_encrypted_and_restores_them() {
     let restorer = HelmValuesRestorer::new(dir.path())
         .chart("stoa/stoa-platform")
         .print_command(false);
-    let r = restore_artifact(
-        sink.as_ref(),
-        a,
-        &keyring,
-        &restorer,
-        &RestoreOptions::default(),
-    )
-    .await
-    .unwrap();
+    let restore = |existing, dry_run| {
+        restore_component(
+            sink.clone(),
+            &report.manifest,
+            &keyring,
+            restorer.clone(),
+            existing,
+            dry_run,
+        )
+    };
+    let planned = restore(ExistingDataPolicy::Fail, true).await.unwrap();
+    assert_eq!((planned.created, planned.dry_run), (1, true), "{planned:?}");
+    let r = restore(ExistingDataPolicy::Fail, false).await.unwrap();
     assert_eq!(r.created, 1);
     let file = dir.path().join("stoa-system/stoa.values.yaml");
     let restored: Value = serde_saphyr::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
@@ -178,43 +184,16 @@ async fn backs_up_the_latest_deployed_values_encrypted_and_restores_them() {
 
     // Again: unchanged. A local edit: refused by default, replaced with overwrite. Dry
     // runs write nothing.
-    let r = restore_artifact(
-        sink.as_ref(),
-        a,
-        &keyring,
-        &restorer,
-        &RestoreOptions::default(),
-    )
-    .await
-    .unwrap();
+    let r = restore(ExistingDataPolicy::Fail, false).await.unwrap();
     assert_eq!((r.created, r.updated, r.skipped), (0, 0, 1));
     std::fs::write(&file, "edited: true\n").unwrap();
-    let e = restore_artifact(
-        sink.as_ref(),
-        a,
-        &keyring,
-        &restorer,
-        &RestoreOptions::default(),
-    )
-    .await
-    .unwrap_err();
+    let e = restore(ExistingDataPolicy::Fail, false).await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Conflict);
-    let dry = RestoreOptions {
-        existing: ExistingDataPolicy::Overwrite,
-        dry_run: true,
-    };
-    let r = restore_artifact(sink.as_ref(), a, &keyring, &restorer, &dry)
-        .await
-        .unwrap();
+    let r = restore(ExistingDataPolicy::Overwrite, true).await.unwrap();
     assert_eq!(r.updated, 1);
     assert_eq!(std::fs::read_to_string(&file).unwrap(), "edited: true\n");
-    let over = RestoreOptions {
-        existing: ExistingDataPolicy::Overwrite,
-        dry_run: false,
-    };
-    restore_artifact(sink.as_ref(), a, &keyring, &restorer, &over)
-        .await
-        .unwrap();
+    let r = restore(ExistingDataPolicy::Overwrite, false).await.unwrap();
+    assert_eq!((r.created, r.updated), (0, 1), "{r:?}");
     let restored: Value = serde_saphyr::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
     assert_eq!(restored, fixture_values());
 }

@@ -6,14 +6,14 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use super::pg;
+use crate::restore_support::restore_component;
 use stoa_backup::core::codec::hash::sha256_hex;
 use stoa_backup::core::manifest::{ArtifactRecord, VerifyMethod};
 use stoa_backup::core::source::{ExportContext, Facts};
 use stoa_backup::core::stream::collect;
 use stoa_backup::core::{
-    restore_artifact, Catalog, ErrorKind, ExistingDataPolicy, Keyring, MemorySink, ObjectKey,
-    PerArtifact, Pipeline, RestoreOptions, RunFilter, RunId, Sink, SinkExt, Source, Verifier,
-    VerifyContext, ZstdCodec,
+    Catalog, ErrorKind, ExistingDataPolicy, Keyring, MemorySink, ObjectKey, PerArtifact, Pipeline,
+    RestoreOptions, RunFilter, RunId, Sink, SinkExt, Source, Verifier, VerifyContext, ZstdCodec,
 };
 use stoa_backup::providers::postgres::verify::drop_database_force;
 use stoa_backup::providers::postgres::{
@@ -369,12 +369,13 @@ async fn stoa_schema_round_trips_through_the_pipeline_and_a_new_database() {
             swap: false,
         },
     );
-    let r = restore_artifact(
-        sink.as_ref(),
-        a,
+    let r = restore_component(
+        sink.clone(),
+        &manifest,
         &Keyring::default(),
-        &restorer,
-        &RestoreOptions::default(),
+        restorer,
+        ExistingDataPolicy::Fail,
+        false,
     )
     .await
     .unwrap();
@@ -638,8 +639,6 @@ async fn swap_restore_moves_the_live_database_aside() {
         .await
         .unwrap();
     assert!(report.is_complete(), "{:?}", report.manifest.failures);
-    let a = &report.manifest.artifacts[0];
-
     let restorer = PostgresRestorer::new(
         // Connected to the very database it replaces: the restorer administers from another.
         server().with_dbname(live.name()),
@@ -648,15 +647,13 @@ async fn swap_restore_moves_the_live_database_aside() {
             swap: true,
         },
     );
-    let dry = restore_artifact(
-        sink.as_ref(),
-        a,
+    let dry = restore_component(
+        sink.clone(),
+        &report.manifest,
         &Keyring::default(),
-        &restorer,
-        &RestoreOptions {
-            dry_run: true,
-            ..Default::default()
-        },
+        restorer.clone(),
+        ExistingDataPolicy::Fail,
+        true,
     )
     .await
     .unwrap();
@@ -665,12 +662,13 @@ async fn swap_restore_moves_the_live_database_aside() {
         "{dry:?}"
     );
 
-    let r = restore_artifact(
-        sink.as_ref(),
-        a,
+    let r = restore_component(
+        sink.clone(),
+        &report.manifest,
         &Keyring::default(),
-        &restorer,
-        &RestoreOptions::default(),
+        restorer,
+        ExistingDataPolicy::Fail,
+        false,
     )
     .await
     .unwrap();

@@ -5,9 +5,8 @@
 use std::sync::Arc;
 
 use super::pg;
-use stoa_backup::core::{
-    restore_artifact, Keyring, Pipeline, RestoreOptions, RunStatus, Sink, ZstdCodec,
-};
+use crate::restore_support::restore_component;
+use stoa_backup::core::{ExistingDataPolicy, Keyring, Pipeline, RunStatus, Sink, ZstdCodec};
 use stoa_backup::providers::postgres::{
     PgArchiveVerifier, PgConnection, PodRef, PodTarget, PostgresPodSource, PostgresRestorer,
     PostgresSource, RestoreTarget,
@@ -102,12 +101,13 @@ async fn pg_dump_runs_in_the_pod_and_the_dump_restores() {
             swap: false,
         },
     );
-    restore_artifact(
-        sink.as_ref(),
-        a,
+    restore_component(
+        sink.clone(),
+        &report.manifest,
         &Keyring::new(),
-        &restorer,
-        &RestoreOptions::default(),
+        restorer,
+        ExistingDataPolicy::Fail,
+        false,
     )
     .await
     .unwrap();

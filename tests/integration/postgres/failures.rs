@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::pg;
+use crate::restore_support::restore_component;
 use async_trait::async_trait;
 use futures::StreamExt;
 use stoa_backup::core::error::Error;
@@ -13,8 +14,8 @@ use stoa_backup::core::manifest::VerifyMethod;
 use stoa_backup::core::sink::{ObjectMeta, PutResult};
 use stoa_backup::core::stream::ByteStream;
 use stoa_backup::core::{
-    restore_artifact, Catalog, ErrorKind, Keyring, MemorySink, ObjectKey, Pipeline, RestoreOptions,
-    RunFilter, RunReport, Sink, Source, Verifier, VerifyContext, ZstdCodec,
+    Catalog, ErrorKind, ExistingDataPolicy, Keyring, MemorySink, ObjectKey, Pipeline, RunFilter,
+    RunReport, Sink, Source, Verifier, VerifyContext, ZstdCodec,
 };
 use stoa_backup::providers::postgres::{
     PgArchiveVerifier, PgConnection, PostgresRestorer, PostgresSource, RestoreTarget,
@@ -264,12 +265,13 @@ async fn password_never_in_trace_output() {
             swap: false,
         },
     );
-    restore_artifact(
-        sink.as_ref(),
-        &report.manifest.artifacts[0],
+    restore_component(
+        sink.clone(),
+        &report.manifest,
         &Keyring::default(),
-        &restorer,
-        &RestoreOptions::default(),
+        restorer,
+        ExistingDataPolicy::Fail,
+        false,
     )
     .await
     .unwrap();
@@ -599,12 +601,13 @@ async fn truncated_or_corrupted_artifact_fails_restore_and_leaves_nothing_live()
                 swap: true,
             },
         );
-        let err = restore_artifact(
-            sink.as_ref(),
-            &a,
+        let err = restore_component(
+            sink.clone(),
+            &report.manifest,
             &Keyring::default(),
-            &restorer,
-            &RestoreOptions::default(),
+            restorer,
+            ExistingDataPolicy::Fail,
+            false,
         )
         .await
         .unwrap_err();
@@ -639,12 +642,13 @@ async fn truncated_or_corrupted_artifact_fails_restore_and_leaves_nothing_live()
                 swap: false,
             },
         );
-        let err = restore_artifact(
-            sink.as_ref(),
-            &a,
+        let err = restore_component(
+            sink.clone(),
+            &report.manifest,
             &Keyring::default(),
-            &restorer,
-            &RestoreOptions::default(),
+            restorer,
+            ExistingDataPolicy::Fail,
+            false,
         )
         .await
         .unwrap_err();
@@ -673,7 +677,6 @@ async fn pg_restore_failure_is_a_restore_error_and_drops_the_new_database() {
     )
     .await;
     assert!(report.is_complete());
-    let a = &report.manifest.artifacts[0];
     let tmp = tempfile::tempdir().unwrap();
     let target = format!("{}_x", db.name());
     let restorer = restorer_with_pg_restore(
@@ -681,12 +684,13 @@ async fn pg_restore_failure_is_a_restore_error_and_drops_the_new_database() {
         "pg_restore \"$@\"\necho 'pg_restore: error: simulated failure' >&2\nexit 1",
         &target,
     );
-    let err = restore_artifact(
-        sink.as_ref(),
-        a,
+    let err = restore_component(
+        sink.clone(),
+        &report.manifest,
         &Keyring::default(),
-        &restorer,
-        &RestoreOptions::default(),
+        restorer,
+        ExistingDataPolicy::Fail,
+        false,
     )
     .await
     .unwrap_err();
@@ -745,8 +749,17 @@ async fn damage_is_reported_even_when_pg_restore_stops_reading_first() {
         "echo 'pg_restore: error: out of memory' >&2\nexit 1",
         &target,
     );
-    let (keyring, options) = (Keyring::default(), RestoreOptions::default());
-    let restore = || restore_artifact(sink.as_ref(), &a, &keyring, &restorer, &options);
+    let keyring = Keyring::default();
+    let restore = || {
+        restore_component(
+            sink.clone(),
+            &report.manifest,
+            &keyring,
+            restorer.clone(),
+            ExistingDataPolicy::Fail,
+            false,
+        )
+    };
 
     // Intact artifact: pg_restore's own failure is reported.
     let err = restore().await.unwrap_err();

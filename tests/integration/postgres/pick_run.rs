@@ -3,17 +3,19 @@
 //! (by default the target's own name), never the newest run whatever it holds.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use chrono::{DateTime, Duration, Utc};
 use stoa_backup::core::{
-    restore_artifact, Catalog, ErrorKind, Keyring, Manifest, ObjectKey, RestoreOptions, RunId,
-    Sink, SinkExt,
+    Catalog, ErrorKind, ExistingDataPolicy, Keyring, Manifest, ObjectKey, RunId, SinkExt,
 };
 use stoa_backup::providers::postgres::{
     find_dump, DumpQuery, FoundDump, PostgresRestorer, RestoreTarget,
 };
 use stoa_backup::storage::LocalSink;
 use stoa_backup_test_support::TestDatabase;
+
+use crate::restore_support::restore_component;
 
 use super::support::{
     backup_into, drop_all_like, rows_in, server, set_rows, tagged_database, DropAllLike,
@@ -63,14 +65,19 @@ fn recorded_rows(found: &FoundDump, table: &str) -> i64 {
     found.facts.row_counts.as_ref().unwrap()[table]
 }
 
+/// Restores the run of the dump found (its database's dump: the one it holds).
 async fn restore_found(dir: &Path, found: &FoundDump, target: RestoreTarget) {
-    let sink = LocalSink::new(dir).unwrap();
-    restore_artifact(
-        &sink as &dyn Sink,
-        &found.artifact,
+    let mut restorer = PostgresRestorer::new(server(), target);
+    if let Some(database) = &found.facts.database {
+        restorer = restorer.from_database(database);
+    }
+    restore_component(
+        Arc::new(LocalSink::new(dir).unwrap()),
+        &found.manifest,
         &Keyring::default(),
-        &PostgresRestorer::new(server(), target),
-        &RestoreOptions::default(),
+        restorer,
+        ExistingDataPolicy::Fail,
+        false,
     )
     .await
     .unwrap();

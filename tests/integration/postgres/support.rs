@@ -6,18 +6,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use stoa_backup::core::{
-    restore_artifact, ArtifactRecord, Keyring, Manifest, Pipeline, RestoreOptions, RestoreReport,
-    Result, Sink, ZstdCodec,
+    ExistingDataPolicy, Keyring, Manifest, Pipeline, RestoreReport, Result, Sink, ZstdCodec,
 };
 use stoa_backup::providers::postgres::{
     PgArchiveVerifier, PgConnection, PostgresRestorer, PostgresSource, RestoreTarget,
-    DUMP_CONTENT_TYPE,
 };
 use stoa_backup::storage::LocalSink;
 use stoa_backup_test_support::{test_database_url, TestDatabase};
 use tokio_postgres::NoTls;
 
 use super::pg;
+use crate::restore_support::restore_component;
 
 pub(super) async fn client(url: &str) -> tokio_postgres::Client {
     let (c, conn) = tokio_postgres::connect(url, NoTls)
@@ -254,14 +253,6 @@ impl Drop for DropAllLike {
     }
 }
 
-pub(super) fn dump_of(manifest: &Manifest) -> &ArtifactRecord {
-    manifest
-        .artifacts
-        .iter()
-        .find(|a| a.content_type == DUMP_CONTENT_TYPE)
-        .expect("a dump in the run")
-}
-
 pub(super) fn swap_restorer(live: &str) -> PostgresRestorer {
     PostgresRestorer::new(
         server(),
@@ -272,42 +263,38 @@ pub(super) fn swap_restorer(live: &str) -> PostgresRestorer {
     )
 }
 
+/// Restores the run `manifest` describes (out of `dir`) with `restorer`: planned, then
+/// applied.
 pub(super) async fn restore(
     dir: &Path,
-    artifact: &ArtifactRecord,
+    manifest: &Manifest,
     restorer: &PostgresRestorer,
 ) -> Result<RestoreReport> {
-    restore_with(dir, artifact, restorer, &RestoreOptions::default()).await
+    restore_with(dir, manifest, restorer, false).await
 }
 
-/// A dry run of [`restore`].
+/// A dry run of [`restore`]: the plan only.
 pub(super) async fn dry_run(
     dir: &Path,
-    artifact: &ArtifactRecord,
+    manifest: &Manifest,
     restorer: &PostgresRestorer,
 ) -> RestoreReport {
-    let options = RestoreOptions {
-        dry_run: true,
-        ..Default::default()
-    };
-    restore_with(dir, artifact, restorer, &options)
-        .await
-        .unwrap()
+    restore_with(dir, manifest, restorer, true).await.unwrap()
 }
 
 async fn restore_with(
     dir: &Path,
-    artifact: &ArtifactRecord,
+    manifest: &Manifest,
     restorer: &PostgresRestorer,
-    options: &RestoreOptions,
+    dry_run: bool,
 ) -> Result<RestoreReport> {
-    let sink = LocalSink::new(dir).unwrap();
-    restore_artifact(
-        &sink as &dyn Sink,
-        artifact,
+    restore_component(
+        Arc::new(LocalSink::new(dir).unwrap()),
+        manifest,
         &Keyring::default(),
-        restorer,
-        options,
+        restorer.clone(),
+        ExistingDataPolicy::Fail,
+        dry_run,
     )
     .await
 }

@@ -11,8 +11,7 @@ use stoa_backup_test_support::child::ChildTest;
 
 use super::support::{
     allows_connections, backup_into, database_comments, database_oid, databases_like, dry_run,
-    dump_of, restore, rows_in, set_rows, swap_restorer, wait_gone, waiting_on, LockHolder,
-    Scenario,
+    restore, rows_in, set_rows, swap_restorer, wait_gone, waiting_on, LockHolder, Scenario,
 };
 
 /// Environment of the child process that runs the restore the parent test kills.
@@ -38,7 +37,7 @@ async fn child_restore() -> bool {
         .unwrap();
     // A lock timeout longer than the parent needs to see the swap wait and kill this process.
     let restorer = swap_restorer(&live).lock_timeout(Duration::from_secs(120));
-    let result = restore(&dir, dump_of(&manifest), &restorer).await;
+    let result = restore(&dir, &manifest, &restorer).await;
     println!("child restore ended: {result:?}");
     true
 }
@@ -113,7 +112,7 @@ async fn swap_killed_mid_way_leaves_a_whole_database_and_a_rerun_finishes_it() {
     assert_whole_live_and_swap_recorded(&s).await;
 
     // A dry run says it would finish the swap, and changes nothing.
-    let dry = dry_run(s.dir.path(), dump_of(&s.manifest), &swap_restorer(s.live())).await;
+    let dry = dry_run(s.dir.path(), &s.manifest, &swap_restorer(s.live())).await;
     assert!(
         dry.notes
             .iter()
@@ -123,7 +122,7 @@ async fn swap_killed_mid_way_leaves_a_whole_database_and_a_rerun_finishes_it() {
     assert_whole_live_and_swap_recorded(&s).await;
 
     // The rerun of the same run finishes the swap and says so.
-    let report = restore(s.dir.path(), dump_of(&s.manifest), &swap_restorer(s.live()))
+    let report = restore(s.dir.path(), &s.manifest, &swap_restorer(s.live()))
         .await
         .unwrap();
     let notes = report.notes.join("\n");
@@ -172,7 +171,7 @@ async fn a_rerun_with_another_run_undoes_an_interrupted_swap_then_restores() {
     // A newer backup: the operator restores that one instead.
     set_rows(&s.src, "src", 45).await;
     let newer = backup_into(s.dir.path(), &s.src).await;
-    let dry = dry_run(s.dir.path(), dump_of(&newer), &swap_restorer(s.live())).await;
+    let dry = dry_run(s.dir.path(), &newer, &swap_restorer(s.live())).await;
     assert!(
         dry.notes
             .iter()
@@ -180,7 +179,7 @@ async fn a_rerun_with_another_run_undoes_an_interrupted_swap_then_restores() {
         "{dry:?}"
     );
     assert_whole_live_and_swap_recorded(&s).await;
-    let report = restore(s.dir.path(), dump_of(&newer), &swap_restorer(s.live()))
+    let report = restore(s.dir.path(), &newer, &swap_restorer(s.live()))
         .await
         .unwrap();
     let notes = report.notes.join("\n");

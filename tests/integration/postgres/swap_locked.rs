@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 use stoa_backup::core::ErrorKind;
 
 use super::support::{
-    allows_connections, database_comments, databases_like, dump_of, restore, rows_in,
-    swap_restorer, waiting_on, LockHolder, Scenario,
+    allows_connections, database_comments, databases_like, restore, rows_in, swap_restorer,
+    waiting_on, LockHolder, Scenario,
 };
 
 #[tokio::test]
@@ -19,7 +19,7 @@ async fn swap_blocked_by_a_lock_fails_fast_and_leaves_the_live_database_reachabl
     let started = Instant::now();
     let outcome = tokio::time::timeout(
         Duration::from_secs(40),
-        restore(s.dir.path(), dump_of(&s.manifest), &swap_restorer(s.live())),
+        restore(s.dir.path(), &s.manifest, &swap_restorer(s.live())),
     )
     .await;
     let blocked = waiting_on(s.live()).await;
@@ -52,7 +52,7 @@ async fn swap_blocked_by_a_lock_fails_fast_and_leaves_the_live_database_reachabl
     assert_eq!(marked[0].0, names[1]);
 
     // With the lock gone, rerunning the same restore swaps the kept copy in.
-    let report = restore(s.dir.path(), dump_of(&s.manifest), &swap_restorer(s.live()))
+    let report = restore(s.dir.path(), &s.manifest, &swap_restorer(s.live()))
         .await
         .unwrap();
     assert_eq!(report.facts["interrupted_swaps"][0]["action"], "finished");

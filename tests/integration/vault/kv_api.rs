@@ -3,11 +3,12 @@
 //! of deleted and destroyed current versions, and hints that follow the recorded KV version.
 
 use serde_json::{json, Value};
-use stoa_backup::core::{restore_artifact, ErrorKind, RestoreOptions};
+use stoa_backup::core::{ErrorKind, ExistingDataPolicy, Manifest};
 use stoa_backup::providers::vault::{VaultKvRestorer, VaultKvSource};
 use stoa_backup_test_support::vault_fake::FakeVault;
 
 use super::{env, kv_backup, plain_of, token_conn};
+use crate::restore_support::restore_component;
 
 /// One call to the fake's API with the root token: the status and the JSON body (`Null`
 /// when empty).
@@ -204,12 +205,13 @@ async fn deleted_and_destroyed_current_versions_are_recorded_and_not_restored() 
     // Restore into a new Vault: only the live secret comes back.
     let target = FakeVault::start().await;
     enable_kv(&target, "apps", "2").await;
-    let r = restore_artifact(
-        e.sink.as_ref(),
-        a,
+    let r = restore_component(
+        e.sink.clone(),
+        &m,
         &e.keyring,
-        &VaultKvRestorer::new(token_conn(&target)).unwrap(),
-        &RestoreOptions::default(),
+        VaultKvRestorer::new(token_conn(&target)).unwrap(),
+        ExistingDataPolicy::Fail,
+        false,
     )
     .await
     .unwrap();
@@ -267,20 +269,27 @@ async fn a_missing_mount_is_hinted_with_the_recorded_kv_version() {
             "-version=1",
         ),
     ] {
+        // The run restricted to this mount's document, to see each mount's hint.
         let a = m
             .artifacts
             .iter()
             .find(|a| a.facts["mount"] == mount)
             .unwrap();
-        let err = restore_artifact(
-            e.sink.as_ref(),
-            a,
-            &e.keyring,
-            &restorer,
-            &RestoreOptions::default(),
-        )
-        .await
-        .unwrap_err();
+        let one = Manifest {
+            artifacts: vec![a.clone()],
+            ..m.clone()
+        };
+        let restore = || {
+            restore_component(
+                e.sink.clone(),
+                &one,
+                &e.keyring,
+                restorer.clone(),
+                ExistingDataPolicy::Fail,
+                false,
+            )
+        };
+        let err = restore().await.unwrap_err();
         assert_eq!(err.kind(), ErrorKind::NotFound, "{err}");
         let given = err.hint().unwrap_or_default().to_string();
         assert!(given.contains(hint), "{mount}: {given}");
@@ -288,15 +297,7 @@ async fn a_missing_mount_is_hinted_with_the_recorded_kv_version() {
         // Following the hint (through the API) makes the restore work.
         let version = if mount == "legacy/" { "1" } else { "2" };
         enable_kv(&target, mount.trim_end_matches('/'), version).await;
-        let r = restore_artifact(
-            e.sink.as_ref(),
-            a,
-            &e.keyring,
-            &restorer,
-            &RestoreOptions::default(),
-        )
-        .await
-        .unwrap();
+        let r = restore().await.unwrap();
         assert_eq!(r.created, 1, "{mount}: {r:?}");
     }
     assert_eq!(

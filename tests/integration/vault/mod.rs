@@ -9,8 +9,8 @@ use async_trait::async_trait;
 use serde_json::{json, Value};
 use stoa_backup::core::manifest::{ArtifactRecord, Manifest};
 use stoa_backup::core::{
-    restore_artifact, ArtifactPlan, ErrorKind, ExistingDataPolicy, Export, ExportContext, Pipeline,
-    PreflightReport, RestoreOptions, RunStatus, Source, ZstdCodec,
+    ArtifactPlan, ErrorKind, ExistingDataPolicy, Export, ExportContext, Pipeline, PreflightReport,
+    RunStatus, Source, ZstdCodec,
 };
 use stoa_backup::providers::vault::{
     RaftSnapshotRestorer, RaftSnapshotSource, RaftSnapshotVerifier, VaultAuth, VaultConnection,
@@ -21,6 +21,7 @@ use stoa_backup_test_support::trace::TraceCapture;
 use stoa_backup_test_support::vault_fake::{FakeVault, HealthState, SnapshotFault};
 
 pub(crate) use crate::encrypted_dir::{env, Env};
+use crate::restore_support::restore_component;
 
 fn token_conn(fake: &FakeVault) -> VaultConnection {
     VaultConnection::new(&fake.url(), VaultAuth::token(fake.root_token())).unwrap()
@@ -162,23 +163,23 @@ async fn kv_round_trip_with_hundreds_of_nested_secrets() {
     assert_eq!(rotated["settings"]["cas_required"], true);
     assert_eq!(rotated["settings"]["max_versions"], 5);
 
-    // Wipe, restore, export again: equal.
+    // Wipe, restore the run (both mounts), export again: equal.
     fake.wipe("secret");
     fake.wipe("legacy");
     let restorer = VaultKvRestorer::new(token_conn(&fake)).unwrap();
-    for a in &m1.artifacts {
-        let r = restore_artifact(
-            e.sink.as_ref(),
-            a,
+    let restore = || {
+        restore_component(
+            e.sink.clone(),
+            &m1,
             &e.keyring,
-            &restorer,
-            &RestoreOptions::default(),
+            restorer.clone(),
+            ExistingDataPolicy::Fail,
+            false,
         )
-        .await
-        .unwrap();
-        assert_eq!(r.created, a.facts["secrets"].as_u64().unwrap(), "{r:?}");
-        assert_eq!(r.updated, 0);
-    }
+    };
+    let r = restore().await.unwrap();
+    assert_eq!(r.created, 262 + 40, "{r:?}");
+    assert_eq!(r.updated, 0);
     assert_eq!(fake.count("secret"), 262);
     assert_eq!(
         fake.get("secret", "top level key").unwrap()["api key"],
@@ -192,19 +193,9 @@ async fn kv_round_trip_with_hundreds_of_nested_secrets() {
     }
 
     // Restoring again changes nothing.
-    for a in &m1.artifacts {
-        let r = restore_artifact(
-            e.sink.as_ref(),
-            a,
-            &e.keyring,
-            &restorer,
-            &RestoreOptions::default(),
-        )
-        .await
-        .unwrap();
-        assert_eq!((r.created, r.updated), (0, 0));
-        assert_eq!(r.skipped, a.facts["secrets"].as_u64().unwrap());
-    }
+    let r = restore().await.unwrap();
+    assert_eq!((r.created, r.updated, r.conflicts), (0, 0, 0), "{r:?}");
+    assert_eq!(r.skipped, 262 + 40);
 }
 
 async fn futures_docs(e: &Env, m: &Manifest) -> Vec<Value> {
@@ -234,7 +225,6 @@ async fn kv_restore_dry_run_fail_skip_and_overwrite_with_cas() {
             .unwrap(),
     )
     .await;
-    let a = &m.artifacts[0];
     // Drift: one changed, two removed, one new.
     fake.put("secret", "a/s0", json!({"v": "changed-later"}));
     fake.wipe("secret");
@@ -249,14 +239,18 @@ async fn kv_restore_dry_run_fail_skip_and_overwrite_with_cas() {
     fake.put("secret", "a/extra", json!({"v": "x"}));
     let before = fake.requests().len();
     let restorer = VaultKvRestorer::new(token_conn(&fake)).unwrap();
-
-    let dry = RestoreOptions {
-        existing: ExistingDataPolicy::Overwrite,
-        dry_run: true,
+    let restore = |existing, dry_run| {
+        restore_component(
+            e.sink.clone(),
+            &m,
+            &e.keyring,
+            restorer.clone(),
+            existing,
+            dry_run,
+        )
     };
-    let r = restore_artifact(e.sink.as_ref(), a, &e.keyring, &restorer, &dry)
-        .await
-        .unwrap();
+
+    let r = restore(ExistingDataPolicy::Overwrite, true).await.unwrap();
     assert!(r.dry_run);
     assert_eq!((r.created, r.updated, r.skipped), (2, 1, 17), "{r:?}");
     assert!(
@@ -272,38 +266,18 @@ async fn kv_restore_dry_run_fail_skip_and_overwrite_with_cas() {
     );
 
     // Fail (default): refuses before writing anything.
-    let err = restore_artifact(
-        e.sink.as_ref(),
-        a,
-        &e.keyring,
-        &restorer,
-        &RestoreOptions::default(),
-    )
-    .await
-    .unwrap_err();
+    let err = restore(ExistingDataPolicy::Fail, false).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Conflict, "{err}");
     assert!(fake.get("secret", "a/s0").is_none());
 
     // Skip: creates missing, keeps the newer value.
-    let skip = RestoreOptions {
-        existing: ExistingDataPolicy::Skip,
-        dry_run: false,
-    };
-    let r = restore_artifact(e.sink.as_ref(), a, &e.keyring, &restorer, &skip)
-        .await
-        .unwrap();
+    let r = restore(ExistingDataPolicy::Skip, false).await.unwrap();
     assert_eq!((r.created, r.updated, r.skipped), (2, 0, 18));
     assert_eq!(fake.get("secret", "a/s2").unwrap()["v"], "newer-value");
 
     // Overwrite: replaces it with check-and-set on the version it read.
     let v = fake.current_version("secret", "a/s2").unwrap();
-    let over = RestoreOptions {
-        existing: ExistingDataPolicy::Overwrite,
-        dry_run: false,
-    };
-    let r = restore_artifact(e.sink.as_ref(), a, &e.keyring, &restorer, &over)
-        .await
-        .unwrap();
+    let r = restore(ExistingDataPolicy::Overwrite, false).await.unwrap();
     assert_eq!((r.created, r.updated), (0, 1));
     assert_eq!(fake.get("secret", "a/s2").unwrap()["v"], "orig-2");
     assert_eq!(fake.current_version("secret", "a/s2"), Some(v + 1));
@@ -350,12 +324,13 @@ async fn kv_reports_deleted_versions_and_denied_paths() {
     assert!(fake.requests().iter().any(|r| r.path.contains("after=")));
 
     fake.wipe("secret");
-    let r = restore_artifact(
-        e.sink.as_ref(),
-        a,
+    let r = restore_component(
+        e.sink.clone(),
+        &m,
         &e.keyring,
-        &VaultKvRestorer::new(token_conn(&fake)).unwrap(),
-        &RestoreOptions::default(),
+        VaultKvRestorer::new(token_conn(&fake)).unwrap(),
+        ExistingDataPolicy::Fail,
+        false,
     )
     .await
     .unwrap();
@@ -541,18 +516,16 @@ async fn no_secret_value_or_token_in_trace_output() {
     assert!(snap.is_complete());
     fake.wipe("secret");
     fake.wipe("legacy");
-    let restorer = VaultKvRestorer::new(approle).unwrap();
-    for a in &m.artifacts {
-        restore_artifact(
-            e.sink.as_ref(),
-            a,
-            &e.keyring,
-            &restorer,
-            &RestoreOptions::default(),
-        )
-        .await
-        .unwrap();
-    }
+    restore_component(
+        e.sink.clone(),
+        &m,
+        &e.keyring,
+        VaultKvRestorer::new(approle).unwrap(),
+        ExistingDataPolicy::Fail,
+        false,
+    )
+    .await
+    .unwrap();
     // A failing call too (errors are traced).
     let bad =
         VaultConnection::new(&fake.url(), VaultAuth::token("hvs.bad-token-never-log")).unwrap();
