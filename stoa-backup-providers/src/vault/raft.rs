@@ -189,8 +189,9 @@ impl Verifier for RaftSnapshotVerifier {
 /// Restores a raft snapshot with `POST /v1/sys/storage/raft/snapshot` (streamed), or
 /// `…/snapshot-force` only when [`RaftSnapshotRestorer::force`] is set.
 ///
-/// A snapshot restore replaces the whole cluster state, so it runs only under
-/// [`ExistingDataPolicy::Overwrite`]. The target must be initialised and unsealed (checked
+/// A snapshot restore replaces the whole cluster state (one object, `updated`), so it runs
+/// only under [`ExistingDataPolicy::Overwrite`]; `Skip` leaves the state alone (`skipped`)
+/// and `Fail` refuses (a plan counts a conflict). The target must be initialised and unsealed (checked
 /// first); the snapshot is checked before it is sent. Warnings (in the report's notes): the
 /// cluster is unsealed afterwards with the snapshot's keys (with `force`, the snapshot's
 /// unseal/recovery keys are needed), and the token used for the restore may stop working
@@ -266,18 +267,32 @@ impl PerArtifact for RaftSnapshotRestorer {
             .facts
             .insert("target_version".into(), json!(h.version));
         report.facts.insert("force".into(), json!(self.force));
-        if options.existing != ExistingDataPolicy::Overwrite && !options.dry_run {
-            return Err(Error::new(
-                ErrorKind::Conflict,
-                "a snapshot restore replaces the whole state of the target cluster",
-            )
-            .with_hint(
-                "restore with the Overwrite policy to confirm, after reading the warnings",
-            ));
+        // The target always holds a state, which a snapshot replaces whole: one object,
+        // counted the same in a plan and in the restore.
+        match (options.existing, options.dry_run) {
+            (ExistingDataPolicy::Fail, false) => {
+                return Err(Error::new(
+                    ErrorKind::Conflict,
+                    "a snapshot restore replaces the whole state of the target cluster",
+                )
+                .with_hint(
+                    "restore with the Overwrite policy to confirm, after reading the warnings",
+                ));
+            }
+            (ExistingDataPolicy::Skip, _) => {
+                report.skipped = 1;
+                report.notes.push(
+                    "the target cluster's state is left alone (Skip): no snapshot is installed"
+                        .into(),
+                );
+                return Ok(report);
+            }
+            (ExistingDataPolicy::Fail, true) => report.conflicts = 1,
+            (ExistingDataPolicy::Overwrite, true) => report.updated = 1,
+            (ExistingDataPolicy::Overwrite, false) => {}
         }
         if options.dry_run {
             let s = check_snapshot_stream(plain).await?;
-            report.skipped = 1;
             report.notes.push(format!(
                 "dry run: the snapshot is complete (state.bin {} bytes) and would be posted to {}",
                 s.state_bytes,

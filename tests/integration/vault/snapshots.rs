@@ -51,34 +51,40 @@ async fn snapshot_backup_verify_and_restore() {
         .any(|v| v.verifier == "vault-raft-snapshot" && v.ok));
 
     let restorer = RaftSnapshotRestorer::new(token_conn(&fake)).unwrap();
-    // Without Overwrite: refused.
-    let err = restore_artifact(
-        e.sink.as_ref(),
-        a,
-        &e.keyring,
-        &restorer,
-        &RestoreOptions::default(),
-    )
-    .await
-    .unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::Conflict);
-    // Dry run: checks, sends nothing.
-    let dry = RestoreOptions {
-        existing: ExistingDataPolicy::Overwrite,
-        dry_run: true,
+    let restore = |existing, dry_run| {
+        restore_component(
+            e.sink.clone(),
+            &report.manifest,
+            &e.keyring,
+            restorer.clone(),
+            existing,
+            dry_run,
+        )
     };
-    let r = restore_artifact(e.sink.as_ref(), a, &e.keyring, &restorer, &dry)
-        .await
-        .unwrap();
-    assert!(r.dry_run && fake.restores().is_empty());
-    let over = RestoreOptions {
-        existing: ExistingDataPolicy::Overwrite,
-        dry_run: false,
-    };
-    let r = restore_artifact(e.sink.as_ref(), a, &e.keyring, &restorer, &over)
-        .await
-        .unwrap();
+    let counts =
+        |r: &stoa_backup::core::RestoreReport| (r.created, r.updated, r.skipped, r.conflicts);
+    // Fail: the plan counts the cluster's state as a conflict, and the restore is refused.
+    let planned = restore(ExistingDataPolicy::Fail, true).await.unwrap();
+    assert_eq!(counts(&planned), (0, 0, 0, 1), "{planned:?}");
+    let err = restore(ExistingDataPolicy::Fail, false).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Conflict, "{err}");
+    assert!(fake.restores().is_empty());
+    // Skip: the cluster's state is left alone, in the plan as in the restore.
+    let planned = restore(ExistingDataPolicy::Skip, true).await.unwrap();
+    let r = restore(ExistingDataPolicy::Skip, false).await.unwrap();
+    assert_eq!(counts(&planned), (0, 0, 1, 0), "{planned:?}");
+    assert_eq!(counts(&r), counts(&planned), "{r:?}");
+    assert!(fake.restores().is_empty());
+    // Overwrite: the plan checks, sends nothing, and counts what the restore does.
+    let planned = restore(ExistingDataPolicy::Overwrite, true).await.unwrap();
+    assert!(planned.dry_run && fake.restores().is_empty());
+    let r = restore(ExistingDataPolicy::Overwrite, false).await.unwrap();
     assert_eq!(r.updated, 1);
+    assert_eq!(
+        counts(&planned),
+        counts(&r),
+        "the plan counts what the restore did: {planned:?} / {r:?}"
+    );
     assert!(
         r.notes
             .iter()
@@ -102,7 +108,7 @@ async fn snapshot_backup_verify_and_restore() {
 
     // A sealed target: clear error, nothing sent.
     fake.set_health(HealthState::Sealed);
-    let err = restore_artifact(e.sink.as_ref(), a, &e.keyring, &restorer, &over)
+    let err = restore(ExistingDataPolicy::Overwrite, false)
         .await
         .unwrap_err();
     assert!(err.to_string().contains("sealed"), "{err}");
@@ -233,24 +239,25 @@ async fn foreign_snapshot_needs_force() {
         .run()
         .await
         .unwrap();
-    let a = &report.manifest.artifacts[0];
-    let over = RestoreOptions {
-        existing: ExistingDataPolicy::Overwrite,
-        dry_run: false,
+    let restore = |restorer| {
+        restore_component(
+            e.sink.clone(),
+            &report.manifest,
+            &e.keyring,
+            restorer,
+            ExistingDataPolicy::Overwrite,
+            false,
+        )
     };
     let plain = RaftSnapshotRestorer::new(token_conn(&fake)).unwrap();
-    let err = restore_artifact(e.sink.as_ref(), a, &e.keyring, &plain, &over)
-        .await
-        .unwrap_err();
+    let err = restore(plain).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Restore);
     assert!(err.hint().unwrap().contains("force"), "{err}");
     assert!(fake.restores().is_empty());
     let forced = RaftSnapshotRestorer::new(token_conn(&fake))
         .unwrap()
         .force(true);
-    restore_artifact(e.sink.as_ref(), a, &e.keyring, &forced, &over)
-        .await
-        .unwrap();
+    restore(forced).await.unwrap();
     assert!(fake.restores()[0].force);
     assert!(fake
         .requests()
