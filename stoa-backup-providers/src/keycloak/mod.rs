@@ -49,6 +49,7 @@ pub mod facts;
 #[cfg(feature = "kubernetes")]
 #[cfg_attr(docsrs, doc(cfg(feature = "kubernetes")))]
 pub mod kcsh;
+mod objects;
 mod redaction;
 mod restore;
 mod source;

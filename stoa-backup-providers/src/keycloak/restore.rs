@@ -1,7 +1,5 @@
 //! Restore over REST: create the realm when absent, otherwise `partialImport` with a policy.
 
-use std::collections::{BTreeMap, HashSet};
-
 use async_trait::async_trait;
 use reqwest::Method;
 use serde_json::{json, Value};
@@ -12,8 +10,8 @@ use stoa_backup_core::{
 
 use super::client::{AdminClient, KeycloakConnection};
 use super::facts::{ExportMode, KeycloakFacts};
+use super::objects;
 use super::redaction::{self, RedactionReport};
-use super::source::{count_groups, count_roles};
 use super::COMPONENT;
 use crate::http;
 
@@ -28,7 +26,10 @@ use crate::http;
 /// - Masked values (`**********`) are stripped before anything is sent and listed in the
 ///   report's notes, as is everything else the backup could not hold (credentials, keys).
 /// - Dry run: nothing is written; an existing realm is read to report what would be added,
-///   overwritten or skipped, and a `Fail` policy with conflicts fails like the real import.
+///   overwritten or skipped, and, under `Fail`, what conflicts (the real import would fail).
+///   Every count is by object, as partialImport counts (clients, realm and client roles,
+///   identity providers and their mappers, top-level groups, users), whether the realm is
+///   created or imported into, so a plan says what the restore reports.
 #[derive(Debug, Clone)]
 pub struct KeycloakRestorer {
     client: AdminClient,
@@ -112,7 +113,6 @@ impl KeycloakRestorer {
                 .notes
                 .extend(r.absent.iter().map(|a| format!("not in the backup: {a}")));
         }
-        let users = rep["users"].as_array().map_or(0, Vec::len) as u64;
         let without_creds = rep["users"].as_array().map_or(0, |a| {
             a.iter()
                 .filter(|u| u.get("serviceAccountClientId").is_none())
@@ -127,12 +127,8 @@ impl KeycloakRestorer {
         }
 
         if !self.client.realm_exists(&realm).await? {
-            let n = rep["clients"].as_array().map_or(0, Vec::len) as u64
-                + count_roles(&rep)
-                + count_groups(&rep["groups"])
-                + rep["identityProviders"].as_array().map_or(0, Vec::len) as u64
-                + users;
-            report.created = n;
+            // Counted as an import into an empty realm would count them.
+            report.created = objects::objects(&rep).len() as u64;
             report.facts.insert("realm_created".into(), json!(true));
             if options.dry_run {
                 report.notes.push(format!(
@@ -314,25 +310,10 @@ impl KeycloakRestorer {
         Ok(())
     }
 
-    async fn names(&self, realm: &str, path: &[&str], key: &str) -> Result<HashSet<String>> {
-        let mut segs = vec!["admin", "realms", realm];
-        segs.extend_from_slice(path);
-        let v = self
-            .client
-            .get_json(
-                self.client.url(&segs),
-                &format!("reading {}", path.join("/")),
-            )
-            .await?;
-        Ok(v.as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(|x| x[key].as_str().map(str::to_string))
-                    .collect()
-            })
-            .unwrap_or_default())
-    }
-
+    /// What partialImport of `import` into the existing `realm` would do, read from the
+    /// realm's partial export and its users: the same counts the import answers with.
+    /// Under `Fail`, the objects the realm holds are conflicts (the import would refuse
+    /// them all, and the restore driver refuses such a plan before anything is written).
     async fn dry_run(
         &self,
         realm: &str,
@@ -340,13 +321,16 @@ impl KeycloakRestorer {
         policy: ExistingDataPolicy,
         mut report: RestoreReport,
     ) -> Result<RestoreReport> {
-        let clients = self.names(realm, &["clients"], "clientId").await?;
-        let roles = self.names(realm, &["roles"], "name").await?;
-        let groups = self.names(realm, &["groups"], "name").await?;
-        let idps = self
-            .names(realm, &["identity-provider", "instances"], "alias")
-            .await?;
-        let mut users = HashSet::new();
+        let mut url = self
+            .client
+            .url(&["admin", "realms", realm, "partial-export"]);
+        url.query_pairs_mut()
+            .append_pair("exportClients", "true")
+            .append_pair("exportGroupsAndRoles", "true");
+        let what = format!("partial export of realm '{realm}'");
+        let resp = self.client.send(Method::POST, url, None, &what).await?;
+        let existing = http::json_ok(resp, &what).await?;
+        let mut users = Vec::new();
         let mut first = 0;
         loop {
             let mut url = self.client.url(&["admin", "realms", realm, "users"]);
@@ -365,98 +349,30 @@ impl KeycloakRestorer {
             }
             first += page.len();
         }
-        let mut existing: BTreeMap<&str, u64> = BTreeMap::new();
-        let mut conflicts = Vec::new();
-        let mut check = |kind: &'static str, name: &str, set: &HashSet<String>| {
-            if set.contains(name) {
-                *existing.entry(kind).or_default() += 1;
-                conflicts.push(format!("{kind} '{name}'"));
-                true
-            } else {
-                false
-            }
-        };
-        let mut added = 0;
-        let mut present = 0;
-        let list = |k: &str| {
-            import
-                .get(k)
-                .and_then(Value::as_array)
-                .cloned()
-                .unwrap_or_default()
-        };
-        for c in list("clients") {
-            if check("client", c["clientId"].as_str().unwrap_or(""), &clients) {
-                present += 1
-            } else {
-                added += 1
-            }
-        }
-        for r in import
-            .get("roles")
-            .and_then(|r| r["realm"].as_array())
-            .cloned()
-            .unwrap_or_default()
-        {
-            if check("realm role", r["name"].as_str().unwrap_or(""), &roles) {
-                present += 1
-            } else {
-                added += 1
-            }
-        }
-        for i in list("identityProviders") {
-            if check(
-                "identity provider",
-                i["alias"].as_str().unwrap_or(""),
-                &idps,
-            ) {
-                present += 1
-            } else {
-                added += 1
-            }
-        }
-        for g in list("groups") {
-            if check("group", g["name"].as_str().unwrap_or(""), &groups) {
-                present += 1
-            } else {
-                added += 1
-            }
-        }
-        for u in list("users") {
-            // Service-account users are not listed; they exist when their client does.
-            let present_sa = u["serviceAccountClientId"]
-                .as_str()
-                .is_some_and(|c| clients.contains(c));
-            if present_sa || check("user", u["username"].as_str().unwrap_or(""), &users) {
-                present += 1
-            } else {
-                added += 1
-            }
-        }
-        report.created = added;
+        let plan = objects::plan_import(&Value::Object(import.clone()), &existing, users, policy);
+        let present = plan.present.len() as u64;
+        report.created = plan.added;
         match policy {
-            ExistingDataPolicy::Fail if present > 0 => {
-                return Err(Error::new(
-                    ErrorKind::Conflict,
-                    format!(
-                        "dry run: partial import into realm '{realm}' would fail: {present} \
-                         resources already exist (first: {})",
-                        conflicts
-                            .iter()
-                            .take(5)
-                            .cloned()
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    ),
-                )
-                .with_hint("restore with the Skip or Overwrite policy"));
-            }
-            ExistingDataPolicy::Skip | ExistingDataPolicy::Fail => report.skipped = present,
+            ExistingDataPolicy::Fail => report.conflicts = present,
+            ExistingDataPolicy::Skip => report.skipped = present,
             ExistingDataPolicy::Overwrite => report.updated = present,
         }
+        if policy == ExistingDataPolicy::Fail && present > 0 {
+            let first: Vec<String> = plan
+                .present
+                .iter()
+                .take(5)
+                .map(|o| format!("{} '{}'", o.kind, o.name))
+                .collect();
+            report.notes.push(format!(
+                "dry run: partial import into realm '{realm}' would fail: {present} resources \
+                 already exist (first: {}); restore with the Skip or Overwrite policy",
+                first.join(", ")
+            ));
+        }
         report.notes.push(format!(
-            "dry run: {added} resources would be added, {present} exist already (client roles \
-             and identity-provider mappers not counted)"
+            "dry run: {} resources would be added, {present} exist already",
+            plan.added
         ));
         Ok(report)
     }
