@@ -217,11 +217,16 @@ async fn round_trip_folders_dashboards_datasources_and_alerting() {
         err.to_string().contains("folder 'platform' already exists"),
         "{err}"
     );
+    let counts = |r: &stoa_backup::core::RestoreReport| (r.created, r.updated, r.skipped);
+    let planned = restore(ExistingDataPolicy::Skip, true).await.unwrap();
     let r = restore(ExistingDataPolicy::Skip, false).await.unwrap();
     assert_eq!(r.created, 0);
     assert_eq!(r.updated, 0);
+    assert_eq!(counts(&planned), counts(&r), "{planned:?}");
+    let planned = restore(ExistingDataPolicy::Overwrite, true).await.unwrap();
     let r = restore(ExistingDataPolicy::Overwrite, false).await.unwrap();
     assert!(r.updated >= 10, "{r:?}");
+    assert_eq!(counts(&planned), counts(&r), "{planned:?}");
     assert_eq!(b.dashboard_folder("stoa-mcp-tools").as_deref(), Some("ops"));
 }
 

@@ -302,7 +302,11 @@ impl PostgresRestorer {
                 Resumed::Finished { moved_live, counts } => {
                     return Ok(finish_report(report, name, &old, moved_live, &counts))
                 }
-                Resumed::WouldFinish => return Ok(report),
+                Resumed::WouldFinish => {
+                    // The same count the finished swap reports: one database created.
+                    report.created = 1;
+                    return Ok(report);
+                }
                 Resumed::Dropped => {}
             }
         }

@@ -121,10 +121,15 @@ async fn swap_killed_mid_way_leaves_a_whole_database_and_a_rerun_finishes_it() {
     );
     assert_whole_live_and_swap_recorded(&s).await;
 
-    // The rerun of the same run finishes the swap and says so.
+    // The rerun of the same run finishes the swap and says so, with the counts planned.
     let report = restore(s.dir.path(), &s.manifest, &swap_restorer(s.live()))
         .await
         .unwrap();
+    assert_eq!(
+        (report.created, report.updated, report.skipped),
+        (dry.created, dry.updated, dry.skipped),
+        "the plan counts what the restore did: {dry:?}"
+    );
     let notes = report.notes.join("\n");
     assert_eq!(
         report.facts["interrupted_swaps"][0]["action"], "finished",
@@ -182,6 +187,11 @@ async fn a_rerun_with_another_run_undoes_an_interrupted_swap_then_restores() {
     let report = restore(s.dir.path(), &newer, &swap_restorer(s.live()))
         .await
         .unwrap();
+    assert_eq!(
+        (report.created, report.updated, report.skipped),
+        (dry.created, dry.updated, dry.skipped),
+        "the plan counts what the restore did: {dry:?}"
+    );
     let notes = report.notes.join("\n");
     assert_eq!(
         report.facts["interrupted_swaps"][0]["action"], "undone",

@@ -271,14 +271,26 @@ async fn kv_restore_dry_run_fail_skip_and_overwrite_with_cas() {
     assert!(fake.get("secret", "a/s0").is_none());
 
     // Skip: creates missing, keeps the newer value.
+    let planned = restore(ExistingDataPolicy::Skip, true).await.unwrap();
     let r = restore(ExistingDataPolicy::Skip, false).await.unwrap();
     assert_eq!((r.created, r.updated, r.skipped), (2, 0, 18));
+    assert_eq!(
+        (planned.created, planned.updated, planned.skipped),
+        (r.created, r.updated, r.skipped),
+        "the plan counts what the restore does"
+    );
     assert_eq!(fake.get("secret", "a/s2").unwrap()["v"], "newer-value");
 
     // Overwrite: replaces it with check-and-set on the version it read.
     let v = fake.current_version("secret", "a/s2").unwrap();
+    let planned = restore(ExistingDataPolicy::Overwrite, true).await.unwrap();
     let r = restore(ExistingDataPolicy::Overwrite, false).await.unwrap();
     assert_eq!((r.created, r.updated), (0, 1));
+    assert_eq!(
+        (planned.created, planned.updated, planned.skipped),
+        (r.created, r.updated, r.skipped),
+        "the plan counts what the restore does"
+    );
     assert_eq!(fake.get("secret", "a/s2").unwrap()["v"], "orig-2");
     assert_eq!(fake.current_version("secret", "a/s2"), Some(v + 1));
     assert!(fake
