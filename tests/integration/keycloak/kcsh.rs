@@ -112,18 +112,22 @@ async fn kcsh_export_of_2500_users_in_different_files_restores_and_verifies() {
     let target: Db = Arc::new(Mutex::new(None));
     let kube2 = kube_with_kcsh(target.clone(), None).await;
     let restorer = KcShRestorer::new(exec(&kube2));
-    let restore = |existing| {
+    let run = |existing, dry_run| {
         restore_component(
             sink.clone(),
             &report.manifest,
             &keyring,
             restorer.clone(),
             existing,
-            false,
+            dry_run,
         )
     };
+    let restore = |existing| run(existing, false);
+    let counts = |r: &stoa_backup::core::RestoreReport| (r.created, r.updated, r.skipped);
+    let planned = run(ExistingDataPolicy::Fail, true).await.unwrap();
     let r = restore(ExistingDataPolicy::Fail).await.unwrap();
     assert_eq!(r.created, 1);
+    assert_eq!(counts(&planned), counts(&r), "{planned:?}");
     let restored = target.lock().unwrap().clone().unwrap();
     assert_eq!(restored["users"].as_array().unwrap().len(), 2511);
     // Credentials (hashes) survive in kc.sh mode, unlike over REST.
@@ -139,8 +143,14 @@ async fn kcsh_export_of_2500_users_in_different_files_restores_and_verifies() {
     assert_eq!(err.kind(), ErrorKind::Conflict);
     let r = restore(ExistingDataPolicy::Skip).await.unwrap();
     assert_eq!(r.skipped, 1);
+    let planned = run(ExistingDataPolicy::Overwrite, true).await.unwrap();
     let r = restore(ExistingDataPolicy::Overwrite).await.unwrap();
     assert_eq!(r.updated, 1);
+    assert_eq!(
+        counts(&planned),
+        counts(&r),
+        "the plan counts the realm replaced"
+    );
     let cmds: Vec<String> = kube2
         .exec_requests()
         .iter()

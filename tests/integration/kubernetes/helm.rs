@@ -189,10 +189,15 @@ async fn backs_up_the_latest_deployed_values_encrypted_and_restores_them() {
     std::fs::write(&file, "edited: true\n").unwrap();
     let e = restore(ExistingDataPolicy::Fail, false).await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Conflict);
-    let r = restore(ExistingDataPolicy::Overwrite, true).await.unwrap();
-    assert_eq!(r.updated, 1);
+    let planned = restore(ExistingDataPolicy::Overwrite, true).await.unwrap();
+    assert_eq!(planned.updated, 1);
     assert_eq!(std::fs::read_to_string(&file).unwrap(), "edited: true\n");
     let r = restore(ExistingDataPolicy::Overwrite, false).await.unwrap();
+    assert_eq!(
+        (r.created, r.updated, r.skipped),
+        (planned.created, planned.updated, planned.skipped),
+        "{r:?}"
+    );
     assert_eq!((r.created, r.updated), (0, 1), "{r:?}");
     let restored: Value = serde_saphyr::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
     assert_eq!(restored, fixture_values());

@@ -134,7 +134,14 @@ impl KcShRestorer {
                  and run kc.sh import (realm '{realm}', {users} users)",
                 files.len()
             ));
-            report.created = 1;
+            // As the import counts the realm: replaced under Overwrite, created otherwise
+            // (whether it exists is not known without the pod; an existing one is skipped
+            // under Skip, a conflict under Fail).
+            if options.existing == ExistingDataPolicy::Overwrite {
+                report.updated = 1;
+            } else {
+                report.created = 1;
+            }
             return Ok(report);
         }
         let dir = format!(
