@@ -17,6 +17,7 @@ pub mod observer;
 pub mod pipeline;
 pub mod prelude;
 pub mod process;
+pub mod recovery;
 pub mod restore;
 pub mod retention;
 pub mod retry;
@@ -37,6 +38,10 @@ pub use manifest::{
     VerificationRecord, VerifyMethod,
 };
 pub use observer::{Event, NoopObserver, Observer, TracingObserver};
+pub use recovery::{
+    Check, CheckOutcome, CheckStatus, Checklist, CustomStep, Recovery, RecoveryPlan,
+    RecoveryReport, Step, Verdict,
+};
 pub use restore::{
     ComponentPlan, ComponentRestored, ExistingDataPolicy, KeyKind, KeyNeeded, PickedRun,
     PointQuery, PointSelector, RecoveryPoint, Restore, RestoreBuilder, RestoreContext,

@@ -101,6 +101,28 @@ pub enum Event<'a> {
         /// How long it took.
         duration: Duration,
     },
+    /// A step of a recovery started.
+    RecoveryStepStarted {
+        /// The recovery's id.
+        recovery_id: &'a str,
+        /// The step.
+        step: &'a str,
+        /// Its place in the recovery (from 0).
+        index: usize,
+        /// How many steps the recovery has.
+        steps: usize,
+    },
+    /// A step of a recovery ended.
+    RecoveryStepDone {
+        /// The recovery's id.
+        recovery_id: &'a str,
+        /// The step.
+        step: &'a str,
+        /// How it ended (`Failed` also for a checks step with a failed check).
+        status: crate::recovery::StepStatus,
+        /// How long it took.
+        duration: Duration,
+    },
     /// The run ended.
     RunDone {
         /// The run.

@@ -17,7 +17,9 @@ use crate::manifest::{ArtifactRecord, CodecStep, Manifest, RunId, RunStatus};
 use crate::observer::{Event, NoopObserver, Observer};
 use crate::sink::Sink;
 
-use super::{ExistingDataPolicy, RestoreContext, RestoreOptions, RestoreReport, Restorer};
+use super::{
+    ExistingDataPolicy, KeyKind, KeyNeeded, RestoreContext, RestoreOptions, RestoreReport, Restorer,
+};
 
 /// Restores runs: give it the sink, the keyring and one restorer per component, then
 /// [`plan`](Self::plan) a run and [`apply`](Self::apply) the plan.
@@ -183,6 +185,11 @@ pub struct ComponentPlan {
     /// The age recipients whose identities decrypt its artifacts (the keyring holds one for
     /// each, or the plan would have failed), `passphrase` for passphrase-encrypted ones.
     pub keys_needed: Vec<String>,
+    /// Every key its restore needs, with what it is for: the age identities (or passphrase)
+    /// of its encrypted artifacts first, then what its restorer reported
+    /// ([`Restorer::keys_needed`]). None is known to be missing, or the plan would have
+    /// failed.
+    pub keys: Vec<KeyNeeded>,
     /// How long its preflight and plan took, in milliseconds.
     pub duration_ms: u64,
 }
@@ -318,6 +325,37 @@ impl Restore {
                 .preflight(&ctx)
                 .await
                 .map_err(|e| named(e, "preflight restore"))?;
+            let age_keys = keys.remove(component).unwrap_or_default();
+            let mut all_keys: Vec<KeyNeeded> = age_keys
+                .iter()
+                .map(|k| KeyNeeded {
+                    kind: if k == "passphrase" {
+                        KeyKind::Passphrase
+                    } else {
+                        KeyKind::AgeIdentity
+                    },
+                    name: k.clone(),
+                    detail: "decrypts the component's artifacts".into(),
+                    held: Some(true),
+                })
+                .collect();
+            let restorer_keys = restorer
+                .keys_needed(&ctx)
+                .await
+                .map_err(|e| named(e, "plan restore"))?;
+            if let Some(missing) = restorer_keys.iter().find(|k| k.held == Some(false)) {
+                return Err(Error::new(
+                    ErrorKind::Config,
+                    format!(
+                        "the restore of '{component}' needs {}, which is not at hand: {}",
+                        missing.name, missing.detail
+                    ),
+                )
+                .with_component(component)
+                .with_operation("plan restore")
+                .with_hint("give the restorer the key (or say where it is) before restoring"));
+            }
+            all_keys.extend(restorer_keys);
             let report = restorer
                 .plan(&ctx)
                 .await
@@ -332,7 +370,8 @@ impl Restore {
                 component: component.to_string(),
                 artifacts: artifacts.iter().map(|a| a.key.clone()).collect(),
                 report,
-                keys_needed: keys.remove(component).unwrap_or_default(),
+                keys_needed: age_keys,
+                keys: all_keys,
                 duration_ms: millis(started.elapsed()),
             });
         }

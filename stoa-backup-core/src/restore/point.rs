@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::catalog::Catalog;
 use crate::error::{Error, ErrorKind, Result};
@@ -62,7 +62,7 @@ impl PointQuery {
 }
 
 /// One component's run in a [`RecoveryPoint`].
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PickedRun {
     /// The component.
     pub component: String,
@@ -77,7 +77,7 @@ pub struct PickedRun {
 }
 
 /// The runs to restore, one per component, with their skew and ages.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RecoveryPoint {
     /// The time the point stands for (the selector's time, or the newest picked run's start).
     pub at: DateTime<Utc>,
