@@ -39,6 +39,7 @@
 //! ```
 
 mod conn;
+pub mod drill;
 mod dump_header;
 #[cfg(feature = "kubernetes")]
 #[cfg_attr(docsrs, doc(cfg(feature = "kubernetes")))]
@@ -58,6 +59,7 @@ pub mod verify;
 pub use conn::PgConnection;
 #[cfg(feature = "kubernetes")]
 #[cfg_attr(docsrs, doc(cfg(feature = "kubernetes")))]
+pub use drill::ScratchDatabase;
 pub use exec::{PodRef, PodTarget, PostgresPodSource};
 pub use facts::{PostgresFacts, PostgresGlobalsFacts, TocFacts};
 pub use find::{find_dump, DumpQuery, FoundDump};

@@ -115,6 +115,12 @@ impl PostgresRestorer {
         }
     }
 
+    /// Restores into `target` instead of the one given to [`new`](Self::new).
+    pub fn target(mut self, target: RestoreTarget) -> Self {
+        self.target = target;
+        self
+    }
+
     /// Parallel restore with `n` jobs: table data and indexes are restored by `n` sessions
     /// at once. `pg_restore --jobs` needs a seekable file, so the decoded dump is first
     /// spooled to a local temp file in [`spool_dir`](Self::spool_dir) (its free space is

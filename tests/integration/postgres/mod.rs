@@ -2,6 +2,7 @@
 //! safety of restores that swap a database into place.
 
 mod backup_restore;
+mod drill;
 mod driver;
 #[cfg(feature = "kubernetes")]
 mod exec;
