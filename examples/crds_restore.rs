@@ -1,6 +1,7 @@
 //! Restores STOA's custom resources from a backup with the restore driver: a plan first (the
-//! restorer's server-side dry run: what would be created, updated or left unchanged), then —
-//! with `STOA_APPLY=1` — the apply of that plan.
+//! API server's dry run of every apply: what would be created, updated or left unchanged,
+//! what it rejects and why, and what cannot be validated before its CRD or namespace
+//! exists), then — with `STOA_APPLY=1` — the apply of that plan.
 //!
 //! ```text
 //! STOA_BACKUP_DIR=/backups cargo run --example crds_restore --features kubernetes,local
@@ -13,15 +14,21 @@
 //! - `STOA_APPLY=1`: apply after the dry run (existing objects are overwritten).
 //! - `STOA_FORCE_CONFLICTS=1`: take over fields owned by other field managers (e.g. the
 //!   operator) instead of failing.
+//! - `STOA_CONTINUE=1`: apply every object the server accepts and fail at the end listing
+//!   each rejected one (default: stop at the first).
 //! - `STOA_AGE_IDENTITY` / `STOA_PASSPHRASE`: the key for encrypted backups.
 //!
-//! The cluster comes from the environment (in-cluster, or `KUBECONFIG`). Definitions are
-//! applied first and waited for until Established, then missing namespaces, then
-//! GatewayInstance → Tool → ToolSet → Skill → GatewayBinding.
+//! The cluster comes from the environment (in-cluster, or `KUBECONFIG`). Namespaces are
+//! applied first (with the labels and annotations backed up), then definitions, waited for
+//! until Established, then Secrets, ConfigMaps, GatewayInstance → Tool → ToolSet → Skill →
+//! GatewayBinding. A failed apply names every object applied, each one that failed with
+//! the API server's reason, and what was not attempted.
 
 use stoa_backup::core::{ExistingDataPolicy, RunId, RunStatus};
 use stoa_backup::prelude::*;
-use stoa_backup::providers::kubernetes::{self, ConflictPolicy};
+use stoa_backup::providers::kubernetes::{
+    self, ConflictPolicy, CustomResourcesRestoreFacts, FailurePolicy, ObjectOutcome,
+};
 
 fn env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.trim().is_empty())
@@ -58,8 +65,14 @@ async fn main() -> Result<()> {
     } else {
         ConflictPolicy::Fail
     };
+    let on_failure = if env("STOA_CONTINUE").as_deref() == Some("1") {
+        FailurePolicy::Continue
+    } else {
+        FailurePolicy::Stop
+    };
     let restorer = CustomResourcesRestorer::builder(kubernetes::connect().await?)
         .conflicts(conflicts)
+        .on_failure(on_failure)
         .build()?;
 
     // The restore driver: a plan (the restorer's server-side dry run, no writes), then the
@@ -78,11 +91,43 @@ async fn main() -> Result<()> {
         }
     }
     print!("{}", plan.table());
+    for c in &plan.components {
+        let facts = CustomResourcesRestoreFacts::of(&c.report)?;
+        let rejected: Vec<_> = facts.with_outcome(ObjectOutcome::Rejected).collect();
+        let waiting = facts.with_outcome(ObjectOutcome::CannotValidate).count();
+        if waiting > 0 {
+            println!("{waiting} objects cannot be validated before the restore creates their CRD or namespace");
+        }
+        if !rejected.is_empty() {
+            println!("the API server rejects {} objects:", rejected.len());
+            for o in rejected {
+                println!(
+                    "  {}: {}",
+                    o.label(),
+                    o.reason.as_deref().unwrap_or_default()
+                );
+            }
+        }
+    }
     if env("STOA_APPLY").as_deref() != Some("1") {
         println!("set STOA_APPLY=1 to apply");
         return Ok(());
     }
-    let restored = restore.apply(&plan).await?;
+    let restored = match restore.apply(&plan).await {
+        Ok(r) => r,
+        Err(e) => {
+            // The error lists what was applied, each failure with its reason, and what was
+            // not attempted: one line each.
+            eprintln!("restore failed: {}", e.message());
+            for (what, objects) in e.context() {
+                eprintln!("  {what}: {objects}");
+            }
+            if let Some(hint) = e.hint() {
+                eprintln!("  hint: {hint}");
+            }
+            std::process::exit(1);
+        }
+    };
     for c in &restored.components {
         println!(
             "applied {}: created {}, updated {}, unchanged {}",

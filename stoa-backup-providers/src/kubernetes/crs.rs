@@ -1,4 +1,5 @@
-//! The custom resources source: CRDs and objects of the configured API groups as YAML.
+//! The custom resources source: CRDs and objects of the configured API groups as YAML, and
+//! beside them ([`super::related`]) their namespaces, referenced Secrets and included kinds.
 
 use async_trait::async_trait;
 use kube::api::{Api, DynamicObject, ListParams};
@@ -13,6 +14,7 @@ use stoa_backup_core::source::{
 use stoa_backup_core::stream;
 
 use super::facts::{CustomResourceArtifact, CustomResourceFacts};
+use super::related::{included_prefix, namespaces_of, IncludedKind};
 use super::strip::{strip_object, StripRules};
 use super::{api_code, kube_error, to_yaml, to_yaml_documents, KubeClient, YAML_CONTENT_TYPE};
 
@@ -116,6 +118,36 @@ impl CustomResourcesSourceBuilder {
         self
     }
 
+    /// Whether the namespaces the resources live in are backed up too (default on), with
+    /// their labels and annotations (server fields and the server's own
+    /// `kubernetes.io/metadata.name` label dropped), in `namespaces.yaml` (per object:
+    /// `namespaces/<name>.yaml`). The restorer creates them before anything else.
+    pub fn include_namespaces(mut self, yes: bool) -> Self {
+        self.source.with_namespaces = yes;
+        self
+    }
+
+    /// Also backs up the objects of another kind that match `label_selector`, in the
+    /// namespaces the resources live in (or the whole cluster, for a cluster-scoped kind):
+    /// what the resources need beside them, such as the ConfigMaps STOA's Tools use
+    /// (`.include_kind("v1", "ConfigMap", "app.kubernetes.io/part-of=stoa-platform")`).
+    /// `api_version` is `v1` for the core group, else `group/version`. One artifact per kind
+    /// under `included/` (`included/configmaps.yaml`), restored before the custom resources
+    /// ([`DEFAULT_ORDER`](super::DEFAULT_ORDER)); Secrets are marked sensitive.
+    pub fn include_kind(
+        mut self,
+        api_version: impl Into<String>,
+        kind: impl Into<String>,
+        label_selector: impl Into<String>,
+    ) -> Self {
+        self.source.included.push(IncludedKind {
+            api_version: api_version.into(),
+            kind: kind.into(),
+            label_selector: label_selector.into(),
+        });
+        self
+    }
+
     /// Which annotations, labels and finalizers are dropped (default
     /// [`StripRules::default`]: last-applied and kopf marks).
     pub fn strip(mut self, rules: StripRules) -> Self {
@@ -152,6 +184,20 @@ impl CustomResourcesSourceBuilder {
         if self.source.page_size == 0 {
             return Err(cfg_err("page size must be at least 1".into()));
         }
+        for inc in &self.source.included {
+            if inc.api_version.is_empty() || inc.kind.is_empty() {
+                return Err(cfg_err(
+                    "an included kind needs an apiVersion (v1, or group/version) and a kind".into(),
+                ));
+            }
+            if inc.label_selector.trim().is_empty() {
+                return Err(cfg_err(format!(
+                    "the included kind {} needs a label selector",
+                    inc.kind
+                ))
+                .with_hint("include only the objects the resources use, e.g. app.kubernetes.io/part-of=stoa-platform: every namespace holds ConfigMaps of its own (kube-root-ca.crt)"));
+            }
+        }
         Ok(self.source)
     }
 }
@@ -174,35 +220,39 @@ fn is_dns_name(s: &str) -> bool {
 /// provider `kubernetes`.
 ///
 /// Each kind is read at its most stable served version, across all namespaces (or
-/// the configured ones), page by page. Artifact names: [`Layout`]. Facts per artifact:
-/// [`CustomResourceFacts`] (`group`, `version`, `kind`, `plural`, `namespaced`,
-/// `served_versions`, and after export `objects`, the count).
+/// the configured ones), page by page. Beside them: the namespaces they live in (on by
+/// default), the Secrets they reference and other kinds by label selector (both off by
+/// default). Artifact names: [`Layout`]. Facts per artifact: [`CustomResourceFacts`]
+/// (`artifact`; `group`, `version`, `kind`, `plural`, `namespaced`, `served_versions` for
+/// a kind; after export `objects`, the count).
 #[derive(Debug, Clone)]
 pub struct CustomResourcesSource {
-    client: KubeClient,
+    pub(super) client: KubeClient,
     component: String,
     groups: Vec<String>,
     kinds: Vec<String>,
     namespaces: Vec<String>,
     label_selector: Option<String>,
-    page_size: u32,
+    pub(super) page_size: u32,
     layout: Layout,
     include_crds: bool,
-    secrets: bool,
-    strip: StripRules,
+    pub(super) secrets: bool,
+    with_namespaces: bool,
+    included: Vec<IncludedKind>,
+    pub(super) strip: StripRules,
 }
 
 /// A kind found by discovery.
 #[derive(Debug, Clone)]
-struct KindInfo {
-    ar: ApiResource,
-    namespaced: bool,
-    served_versions: Vec<String>,
+pub(super) struct KindInfo {
+    pub ar: ApiResource,
+    pub namespaced: bool,
+    pub served_versions: Vec<String>,
 }
 
 impl CustomResourcesSource {
     /// Starts a builder with the defaults: component `crds`, group `gostoa.dev`, all kinds,
-    /// all namespaces, pages of 500, one artifact per kind, CRDs included.
+    /// all namespaces, pages of 500, one artifact per kind, CRDs and namespaces included.
     pub fn builder(client: Client) -> CustomResourcesSourceBuilder {
         CustomResourcesSourceBuilder {
             source: CustomResourcesSource {
@@ -216,18 +266,53 @@ impl CustomResourcesSource {
                 layout: Layout::PerKind,
                 include_crds: true,
                 secrets: false,
+                with_namespaces: true,
+                included: Vec::new(),
                 strip: StripRules::default(),
             },
             groups_set: false,
         }
     }
 
-    fn err(&self, e: kube::Error, what: &str) -> Error {
+    pub(super) fn err(&self, e: kube::Error, what: &str) -> Error {
         kube_error(e, what)
     }
 
+    /// An object as JSON with its apiVersion and kind (list items normally carry them; filled
+    /// in if not).
+    pub(super) fn encode(&self, o: DynamicObject, kind: &KindInfo) -> Result<Value> {
+        let mut v = serde_json::to_value(&o)
+            .map_err(|e| Error::internal(format!("cannot encode an object: {e}")))?;
+        v["apiVersion"] = Value::String(kind.ar.api_version.clone());
+        v["kind"] = Value::String(kind.ar.kind.clone());
+        Ok(v)
+    }
+
+    /// One object of a kind, for the per-object layout.
+    async fn get_object(
+        &self,
+        kind: &KindInfo,
+        namespace: Option<&str>,
+        name: &str,
+    ) -> Result<Value> {
+        let api: Api<DynamicObject> = match namespace {
+            Some(ns) => Api::namespaced_with(self.client.0.clone(), ns, &kind.ar),
+            None => Api::all_with(self.client.0.clone(), &kind.ar),
+        };
+        let label = super::ObjectName {
+            kind: &kind.ar.kind,
+            namespace,
+            name,
+        };
+        let o = api
+            .get(name)
+            .await
+            .map_err(|e| self.err(e, &format!("get {label}")))?;
+        self.encode(o, kind)
+    }
+
     /// The kinds to back up, each at its most stable served version, sorted by group and kind.
-    async fn kinds(&self) -> Result<Vec<KindInfo>> {
+    pub(super) async fn kinds(&self) -> Result<Vec<KindInfo>> {
         let groups: Vec<&str> = self.groups.iter().map(String::as_str).collect();
         let discovery = Discovery::new(self.client.0.clone())
             .filter(&groups)
@@ -294,7 +379,7 @@ impl CustomResourcesSource {
     }
 
     /// Every object of a kind (respecting namespaces and selector), as JSON, unstripped.
-    async fn list_kind(&self, kind: &KindInfo) -> Result<Vec<Value>> {
+    pub(super) async fn list_kind(&self, kind: &KindInfo) -> Result<Vec<Value>> {
         let what = format!(
             "list {} ({}.{})",
             kind.ar.kind, kind.ar.plural, kind.ar.group
@@ -311,12 +396,7 @@ impl CustomResourcesSource {
         for api in apis {
             let objs = list_all(&api, &self.list_params(true), &what).await?;
             for o in objs {
-                let mut v = serde_json::to_value(&o)
-                    .map_err(|e| Error::internal(format!("cannot encode an object: {e}")))?;
-                // List items normally carry apiVersion/kind; fill them in if not.
-                v["apiVersion"] = Value::String(kind.ar.api_version.clone());
-                v["kind"] = Value::String(kind.ar.kind.clone());
-                out.push(v);
+                out.push(self.encode(o, kind)?);
             }
         }
         Ok(out)
@@ -358,7 +438,7 @@ impl CustomResourcesSource {
         Ok(out)
     }
 
-    fn stripped(&self, mut objs: Vec<Value>) -> Vec<Value> {
+    pub(super) fn stripped(&self, mut objs: Vec<Value>) -> Vec<Value> {
         for o in &mut objs {
             strip_object(o, &self.strip);
         }
@@ -394,7 +474,10 @@ impl CustomResourcesSource {
             fact(&facts.kind),
             fact(&facts.plural),
         );
-        if group.is_empty() || version.is_empty() || kind.is_empty() || plural.is_empty() {
+        // Only included kinds may be of the core group.
+        let core = facts.artifact == CustomResourceArtifact::Included;
+        if (group.is_empty() && !core) || version.is_empty() || kind.is_empty() || plural.is_empty()
+        {
             return Err(Error::config(format!(
                 "artifact {} was not planned by this source (its facts lack group/version/kind/plural)",
                 plan.name
@@ -408,96 +491,6 @@ impl CustomResourcesSource {
             namespaced: facts.namespaced.unwrap_or(true),
             served_versions: Vec::new(),
         })
-    }
-}
-
-impl CustomResourcesSource {
-    /// The Secrets referenced by every backed-up object, as one sensitive YAML.
-    async fn export_secrets(&self, mut facts: CustomResourceFacts) -> Result<Export> {
-        let mut refs = std::collections::BTreeSet::new();
-        for k in self.kinds().await? {
-            for o in self.list_kind(&k).await? {
-                let ns = o["metadata"]["namespace"].as_str().unwrap_or_default();
-                secret_refs(&o["spec"], ns, &mut refs);
-            }
-        }
-        let secret_ar = ApiResource::from_gvk_with_plural(
-            &GroupVersionKind::gvk("", "v1", "Secret"),
-            "secrets",
-        );
-        let mut docs = Vec::new();
-        let mut missing = Vec::new();
-        for (ns, name) in &refs {
-            let api: Api<DynamicObject> =
-                Api::namespaced_with(self.client.0.clone(), ns, &secret_ar);
-            let o = api
-                .get_opt(name)
-                .await
-                .map_err(|e| self.err(e, &format!("get Secret {ns}/{name}")))?;
-            let Some(o) = o else {
-                missing.push(format!("{ns}/{name}"));
-                continue;
-            };
-            let mut v = serde_json::to_value(&o)
-                .map_err(|e| Error::internal(format!("cannot encode a Secret: {e}")))?;
-            if v["type"] == "kubernetes.io/service-account-token" {
-                continue;
-            }
-            v["apiVersion"] = Value::String("v1".into());
-            v["kind"] = Value::String("Secret".into());
-            docs.push(v);
-        }
-        let docs = self.stripped(docs);
-        let text = to_yaml_documents(&docs)?;
-        facts.objects = Some(docs.len() as u64);
-        facts.missing_secrets = Some(missing);
-        let facts = to_facts(&facts)?;
-        Ok(Export::with_finish(
-            stream::once(text.into_bytes()),
-            async move { Ok(facts) },
-        ))
-    }
-}
-
-/// Collects `(namespace, name)` of Secrets referenced under `v`.
-pub(crate) fn secret_refs(
-    v: &Value,
-    ns: &str,
-    out: &mut std::collections::BTreeSet<(String, String)>,
-) {
-    match v {
-        Value::Object(m) => {
-            for (k, c) in m {
-                let is_ref = matches!(k.as_str(), "secretRef" | "secretKeyRef" | "secretName");
-                match (is_ref, c) {
-                    (true, Value::String(name)) if !name.is_empty() => {
-                        out.insert((ns.to_string(), name.clone()));
-                    }
-                    (true, Value::Object(r))
-                        if r.get("name")
-                            .and_then(Value::as_str)
-                            .is_some_and(|n| !n.is_empty()) =>
-                    {
-                        let rns = r
-                            .get("namespace")
-                            .and_then(Value::as_str)
-                            .filter(|n| !n.is_empty())
-                            .unwrap_or(ns);
-                        out.insert((
-                            rns.to_string(),
-                            r["name"].as_str().unwrap_or_default().to_string(),
-                        ));
-                    }
-                    _ => secret_refs(c, ns, out),
-                }
-            }
-        }
-        Value::Array(a) => {
-            for c in a {
-                secret_refs(c, ns, out);
-            }
-        }
-        _ => {}
     }
 }
 
@@ -596,22 +589,48 @@ impl Source for CustomResourcesSource {
 
     async fn discover(&self) -> Result<Vec<ArtifactPlan>> {
         let kinds = self.kinds().await.map_err(|e| e.or_operation("discover"))?;
+        let mut included = Vec::new();
+        for inc in &self.included {
+            let k = self
+                .included_kind(inc)
+                .await
+                .map_err(|e| e.or_operation("discover"))?;
+            included.push((inc, k));
+        }
         let mut plans = Vec::new();
         let crd_facts = CustomResourceFacts {
             artifact: CustomResourceArtifact::Crds,
             groups: Some(self.groups.clone()),
             ..CustomResourceFacts::default()
         };
+        let ns_facts = CustomResourceFacts {
+            artifact: CustomResourceArtifact::Namespaces,
+            ..CustomResourceFacts::default()
+        };
+        let included_facts = |inc: &IncludedKind, k: &KindInfo| CustomResourceFacts {
+            artifact: CustomResourceArtifact::Included,
+            label_selector: Some(inc.label_selector.clone()),
+            ..self.kind_facts(k)
+        };
+        let sensitive = |k: &KindInfo| k.ar.group.is_empty() && k.ar.kind == "Secret";
         match self.layout {
             Layout::PerKind => {
                 if self.include_crds {
                     plans.push(self.plan("crds.yaml".into(), &crd_facts)?);
+                }
+                if self.with_namespaces {
+                    plans.push(self.plan("namespaces.yaml".into(), &ns_facts)?);
                 }
                 for k in &kinds {
                     plans.push(self.plan(
                         format!("{}/{}.yaml", k.ar.group, k.ar.plural),
                         &self.kind_facts(k),
                     )?);
+                }
+                for (inc, k) in &included {
+                    let name = format!("{}.yaml", included_prefix(k));
+                    let plan = self.plan(name, &included_facts(inc, k))?;
+                    plans.push(plan.sensitive(sensitive(k)));
                 }
             }
             Layout::PerObject => {
@@ -625,15 +644,39 @@ impl Source for CustomResourcesSource {
                         plans.push(self.plan(format!("crds/{name}.yaml"), &f)?);
                     }
                 }
+                let one = |o: &Value, facts: CustomResourceFacts| CustomResourceFacts {
+                    name: o["metadata"]["name"].as_str().map(str::to_string),
+                    namespace: o["metadata"]["namespace"].as_str().map(str::to_string),
+                    ..facts
+                };
+                let mut resources = Vec::new();
                 for k in &kinds {
                     let prefix = format!("{}/{}", k.ar.group, k.ar.plural);
                     for o in self.list_kind(k).await? {
-                        let f = CustomResourceFacts {
-                            name: o["metadata"]["name"].as_str().map(str::to_string),
-                            namespace: o["metadata"]["namespace"].as_str().map(str::to_string),
-                            ..self.kind_facts(k)
-                        };
+                        let f = one(&o, self.kind_facts(k));
                         plans.push(self.plan(object_path(&prefix, &o), &f)?);
+                        resources.push(o);
+                    }
+                }
+                let namespaces = namespaces_of(&resources);
+                for (inc, k) in &included {
+                    let prefix = included_prefix(k);
+                    for o in self
+                        .list_included(k, &inc.label_selector, &namespaces)
+                        .await?
+                    {
+                        let f = one(&o, included_facts(inc, k));
+                        let plan = self.plan(object_path(&prefix, &o), &f)?;
+                        plans.push(plan.sensitive(sensitive(k)));
+                    }
+                }
+                if self.with_namespaces {
+                    for ns in self.related_namespaces(&resources) {
+                        let f = CustomResourceFacts {
+                            name: Some(ns.clone()),
+                            ..ns_facts.clone()
+                        };
+                        plans.push(self.plan(format!("namespaces/{ns}.yaml"), &f)?);
                     }
                 }
             }
@@ -651,44 +694,44 @@ impl Source for CustomResourcesSource {
 
     async fn export(&self, artifact: &ArtifactPlan, _ctx: &ExportContext) -> Result<Export> {
         let mut facts: CustomResourceFacts = artifact.facts_as()?;
-        if facts.artifact == CustomResourceArtifact::Secrets {
-            return self.export_secrets(facts).await;
-        }
-        let single = facts.name.as_deref();
+        let single = facts.name.clone();
         let namespace = facts.namespace.as_deref();
-        let docs: Vec<Value> = if facts.artifact == CustomResourceArtifact::Crds {
-            let crds = self.list_crds().await?;
-            match single {
-                Some(n) => crds
-                    .into_iter()
-                    .filter(|c| c["metadata"]["name"].as_str() == Some(n))
-                    .collect(),
-                None => crds,
-            }
-        } else {
-            let kind = &self.kind_of(artifact, &facts)?;
-            match single {
-                Some(name) => {
-                    let api: Api<DynamicObject> = match namespace {
-                        Some(ns) => Api::namespaced_with(self.client.0.clone(), ns, &kind.ar),
-                        None => Api::all_with(self.client.0.clone(), &kind.ar),
-                    };
-                    let label = super::ObjectName {
-                        kind: &kind.ar.kind,
-                        namespace,
-                        name,
-                    };
-                    let o = api
-                        .get(name)
-                        .await
-                        .map_err(|e| self.err(e, &format!("get {label}")))?;
-                    let mut v = serde_json::to_value(&o)
-                        .map_err(|e| Error::internal(format!("cannot encode an object: {e}")))?;
-                    v["apiVersion"] = Value::String(kind.ar.api_version.clone());
-                    v["kind"] = Value::String(kind.ar.kind.clone());
-                    vec![v]
+        let docs: Vec<Value> = match facts.artifact {
+            CustomResourceArtifact::Secrets => return self.export_secrets(facts).await,
+            CustomResourceArtifact::Crds => {
+                let crds = self.list_crds().await?;
+                match &single {
+                    Some(n) => crds
+                        .into_iter()
+                        .filter(|c| c["metadata"]["name"].as_str() == Some(n))
+                        .collect(),
+                    None => crds,
                 }
-                None => self.list_kind(kind).await?,
+            }
+            CustomResourceArtifact::Namespaces => {
+                let names = match &single {
+                    Some(n) => [n.clone()].into(),
+                    None => self.related_namespaces(&self.all_resources().await?),
+                };
+                self.namespace_docs(&names).await?
+            }
+            CustomResourceArtifact::Included => {
+                let kind = &self.kind_of(artifact, &facts)?;
+                match &single {
+                    Some(name) => vec![self.get_object(kind, namespace, name).await?],
+                    None => {
+                        let namespaces = namespaces_of(&self.all_resources().await?);
+                        let selector = facts.label_selector.clone().unwrap_or_default();
+                        self.list_included(kind, &selector, &namespaces).await?
+                    }
+                }
+            }
+            CustomResourceArtifact::Resources => {
+                let kind = &self.kind_of(artifact, &facts)?;
+                match &single {
+                    Some(name) => vec![self.get_object(kind, namespace, name).await?],
+                    None => self.list_kind(kind).await?,
+                }
             }
         };
         if single.is_some() && docs.is_empty() {
@@ -715,27 +758,6 @@ impl Source for CustomResourcesSource {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn finds_secret_references() {
-        let spec = serde_json::json!({
-            "upstream": {"auth": {"type": "bearer", "secretRef": "openai-api-key"}},
-            "env": [{"valueFrom": {"secretKeyRef": {"name": "db", "key": "password"}}}],
-            "tls": {"secretName": "certs"},
-            "other": {"secretRef": {"name": "shared", "namespace": "platform"}},
-            "empty": {"secretRef": ""}
-        });
-        let mut refs = std::collections::BTreeSet::new();
-        secret_refs(&spec, "t", &mut refs);
-        let refs: Vec<(String, String)> = refs.into_iter().collect();
-        let want = [
-            ("platform", "shared"),
-            ("t", "certs"),
-            ("t", "db"),
-            ("t", "openai-api-key"),
-        ];
-        assert_eq!(refs, want.map(|(a, b)| (a.to_string(), b.to_string())));
-    }
 
     #[test]
     fn names() {

@@ -1,8 +1,12 @@
-//! The facts Kubernetes artifacts record in the manifest, as typed structs: written by the
-//! sources, read by them and the restorers (and by callers, with
-//! [`ArtifactRecord::facts_as`](stoa_backup_core::ArtifactRecord::facts_as)).
+//! The facts Kubernetes artifacts record in the manifest, and the facts the custom
+//! resources restorer reports, as typed structs: written by the sources and the restorer,
+//! read by them and by callers (with
+//! [`ArtifactRecord::facts_as`](stoa_backup_core::ArtifactRecord::facts_as) and
+//! [`CustomResourcesRestoreFacts::of`]).
 
 use serde::{Deserialize, Serialize};
+use stoa_backup_core::error::{Error, Result};
+use stoa_backup_core::restore::RestoreReport;
 
 use super::HelmDriver;
 
@@ -19,6 +23,12 @@ pub enum CustomResourceArtifact {
     Crds,
     /// The Secrets the resources reference: `secrets`.
     Secrets,
+    /// The Namespaces the resources live in, with their labels and annotations:
+    /// `namespaces`.
+    Namespaces,
+    /// Objects of another kind included by label selector (e.g. the ConfigMaps the Tools
+    /// use): `included`.
+    Included,
 }
 
 /// Facts of an artifact of [`CustomResourcesSource`](super::CustomResourcesSource). Which
@@ -72,6 +82,152 @@ pub struct CustomResourceFacts {
     /// Secrets referenced by the resources but absent from the cluster (`namespace/name`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub missing_secrets: Option<Vec<String>>,
+    /// The label selector an included kind was listed with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label_selector: Option<String>,
+}
+
+/// What [`CustomResourcesRestorer`](super::CustomResourcesRestorer) did with every object of
+/// the backup, or in a plan would do: the facts of its
+/// [`RestoreReport`] (whose counts add the objects up).
+///
+/// ```
+/// # fn demo(report: &stoa_backup_core::RestoreReport) -> stoa_backup_core::Result<()> {
+/// use stoa_backup_providers::kubernetes::{CustomResourcesRestoreFacts, ObjectOutcome};
+///
+/// let facts = CustomResourcesRestoreFacts::of(report)?;
+/// for o in facts.with_outcome(ObjectOutcome::CannotValidate) {
+///     println!("{}: {}", o.label(), o.reason.as_deref().unwrap_or_default());
+/// }
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CustomResourcesRestoreFacts {
+    /// Every object in restore order: namespaces, CustomResourceDefinitions, then the
+    /// objects kind by kind.
+    pub objects: Vec<ObjectRestore>,
+}
+
+impl CustomResourcesRestoreFacts {
+    /// The facts of a report of the custom resources restorer (an empty list for a report
+    /// without them).
+    pub fn of(report: &RestoreReport) -> Result<Self> {
+        if report.facts.is_empty() {
+            return Ok(Self::default());
+        }
+        serde_json::from_value(serde_json::Value::Object(report.facts.clone())).map_err(|e| {
+            Error::integrity(format!(
+                "the report's facts are not those of the custom resources restorer: {e}"
+            ))
+        })
+    }
+
+    /// The objects with this outcome, in restore order.
+    pub fn with_outcome(&self, outcome: ObjectOutcome) -> impl Iterator<Item = &ObjectRestore> {
+        self.objects.iter().filter(move |o| o.outcome == outcome)
+    }
+}
+
+/// One object's part of [`CustomResourcesRestoreFacts`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObjectRestore {
+    /// The kind (`Tool`, `Namespace`, `CustomResourceDefinition`).
+    pub kind: String,
+    /// The namespace, for namespaced objects.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    /// The name.
+    pub name: String,
+    /// What was (or would be) done to it; none when it was not attempted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub action: Option<ObjectAction>,
+    /// How it went.
+    pub outcome: ObjectOutcome,
+    /// Why it was rejected or failed (the API server's message), could not be validated, or
+    /// was not attempted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// The HTTP status the API server rejected it with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http_status: Option<u16>,
+    /// The fields the API server named as invalid (the causes of a 422 `Invalid`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub causes: Vec<FieldCause>,
+}
+
+impl ObjectRestore {
+    /// `Kind namespace/name`, or `Kind name` when cluster-scoped: how notes and errors name
+    /// the object.
+    pub fn label(&self) -> String {
+        super::ObjectName {
+            kind: &self.kind,
+            namespace: self.namespace.as_deref(),
+            name: &self.name,
+        }
+        .to_string()
+    }
+}
+
+/// What the restore does to one object, found by a server-side dry run of the apply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ObjectAction {
+    /// Absent from the target: created.
+    Create,
+    /// Present and different: updated (existing-data policy `Overwrite`).
+    Update,
+    /// Present and equal to the backup: left alone.
+    Unchanged,
+    /// Present: left alone (existing-data policy `Skip`).
+    Skip,
+    /// Present and different, and the existing-data policy `Fail` refuses to change it.
+    Conflict,
+}
+
+impl ObjectAction {
+    /// The word notes use (`create`, `update`, …).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ObjectAction::Create => "create",
+            ObjectAction::Update => "update",
+            ObjectAction::Unchanged => "unchanged",
+            ObjectAction::Skip => "skip",
+            ObjectAction::Conflict => "conflict",
+        }
+    }
+}
+
+/// How one object's restore went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ObjectOutcome {
+    /// Plan: the API server accepted it in a dry run (`dryRun=All`).
+    Validated,
+    /// Plan: its CRD is not installed (or not Established) or its namespace does not exist
+    /// yet, so the server cannot check it before the restore creates them. It would be
+    /// created.
+    CannotValidate,
+    /// Plan: the API server's dry run refused it (e.g. 422 `Invalid`), or its kind is served
+    /// by no CRD the backup or the cluster holds. The apply would fail on it.
+    Rejected,
+    /// Apply: written (or found as the backup has it, or left alone by the policy).
+    Applied,
+    /// Apply: the API server refused it; see the reason.
+    Failed,
+    /// Apply: not tried, because the restore stopped at an earlier failure
+    /// ([`FailurePolicy::Stop`](super::FailurePolicy::Stop)).
+    NotAttempted,
+}
+
+/// A field the API server named in a rejection (one cause of a 422 `Invalid`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FieldCause {
+    /// The field (`spec.endpoint`).
+    pub field: String,
+    /// The server's reason (`FieldValueRequired`, `FieldValueNotSupported`, …).
+    pub reason: String,
+    /// The server's message (`Required value`).
+    pub message: String,
 }
 
 /// Facts of a values artifact (`<namespace>/<release>.values.yaml`) of
@@ -125,6 +281,13 @@ mod tests {
             json!({"artifact": "crds", "groups": ["gostoa.dev"], "objects": 5}),
             json!({"artifact": "crds", "groups": ["gostoa.dev"], "name": "tools.gostoa.dev", "objects": 1}),
             json!({"artifact": "secrets", "objects": 1, "missing_secrets": ["tenant-a/gone"]}),
+            json!({"artifact": "namespaces", "objects": 2}),
+            json!({"artifact": "namespaces", "name": "tenant-a", "objects": 1}),
+            json!({
+                "artifact": "included", "group": "", "version": "v1", "kind": "ConfigMap",
+                "plural": "configmaps", "namespaced": true, "served_versions": ["v1"],
+                "label_selector": "app.kubernetes.io/part-of=stoa-platform", "objects": 3,
+            }),
         ] {
             let f: CustomResourceFacts = record("crds", today.clone()).facts_as().unwrap();
             assert_eq!(Value::Object(to_facts(&f).unwrap()), today);

@@ -2,15 +2,22 @@
 //! definitions, Helm values, and exec into pods.
 //!
 //! - [`CustomResourcesSource`] (component `crds` by default) backs up every object of the
-//!   configured API groups (default `gostoa.dev`) and the CustomResourceDefinitions of those
-//!   groups, stripped of server-populated fields ([`strip`]), as deterministic YAML: one
-//!   artifact per kind, or one file per object ([`Layout::PerObject`], for the Git sink).
-//! - [`CustomResourcesRestorer`] applies them back: definitions first, waiting until each
-//!   is `Established`, then missing namespaces, then resources in dependency order
-//!   (referenced Secrets, then GatewayInstance → Tool → ToolSet → Skill → GatewayBinding by
-//!   default), with server-side apply, a conflict policy and a server-side dry run.
-//!   Optionally the Secrets the resources reference are backed up too (sensitive, so the
-//!   pipeline encrypts them).
+//!   configured API groups (default `gostoa.dev`), the CustomResourceDefinitions of those
+//!   groups and the namespaces the objects live in (labels and annotations), stripped of
+//!   server-populated fields ([`strip`]), as deterministic YAML: one artifact per kind, or
+//!   one file per object ([`Layout::PerObject`], for the Git sink). Optionally the Secrets
+//!   the resources reference (sensitive, so the pipeline encrypts them) and objects of other
+//!   kinds by label selector (the ConfigMaps the Tools use).
+//! - [`CustomResourcesRestorer`] applies them back through the
+//!   [`Restore`](stoa_backup_core::Restore) driver: namespaces first, then definitions
+//!   (waiting until each is `Established`), then resources in dependency order (referenced
+//!   Secrets and ConfigMaps, then GatewayInstance → Tool → ToolSet → Skill → GatewayBinding
+//!   by default), with server-side apply. Its plan is the API server's dry run of every apply
+//!   (`dryRun=All`): each object is validated once its CRD is Established, and what cannot
+//!   be validated yet says so; every object the server rejects is reported. The apply
+//!   reports what was applied, what failed and why, and stops at the first rejected object
+//!   or goes on ([`FailurePolicy`]); the per-object detail is in
+//!   [`CustomResourcesRestoreFacts`].
 //! - [`HelmValuesSource`] (component `helm`) reads Helm 3 release storage and backs up the
 //!   user-supplied values of the latest deployed revision; [`HelmValuesRestorer`] writes
 //!   them back to a file and prints the `helm upgrade --install` command.
@@ -26,6 +33,7 @@ mod crs;
 mod exec;
 pub mod facts;
 mod helm;
+mod related;
 mod restore;
 pub mod strip;
 
@@ -37,13 +45,17 @@ use stoa_backup_core::error::{Error, ErrorKind};
 
 pub use crs::{CustomResourcesSource, CustomResourcesSourceBuilder, Layout};
 pub use exec::{ExecOutcome, ExecStream, PodExec};
-pub use facts::{CustomResourceArtifact, CustomResourceFacts, HelmValuesFacts};
+pub use facts::{
+    CustomResourceArtifact, CustomResourceFacts, CustomResourcesRestoreFacts, FieldCause,
+    HelmValuesFacts, ObjectAction, ObjectOutcome, ObjectRestore,
+};
 pub use helm::{
     decode_release, HelmDriver, HelmRelease, HelmValuesRestorer, HelmValuesSource,
     HelmValuesSourceBuilder,
 };
 pub use restore::{
-    ConflictPolicy, CustomResourcesRestorer, CustomResourcesRestorerBuilder, DEFAULT_ORDER,
+    ConflictPolicy, CustomResourcesRestorer, CustomResourcesRestorerBuilder, FailurePolicy,
+    DEFAULT_ORDER,
 };
 pub use strip::{strip_object, StripRules};
 

@@ -1,4 +1,8 @@
-//! Kubernetes: custom resources and CRDs, and Helm values from release storage.
+//! Kubernetes: custom resources and CRDs, Helm values from release storage, pod exec.
 
-mod crs;
+mod crs_backup;
+mod crs_restore;
+mod fresh_cluster;
 mod helm;
+mod pod_exec;
+mod support;
