@@ -37,6 +37,16 @@ mod vault;
 #[cfg(all(feature = "postgres", feature = "local", target_os = "linux"))]
 mod faults;
 
+#[cfg(all(
+    feature = "postgres",
+    feature = "local",
+    feature = "vault",
+    feature = "keycloak",
+    feature = "kubernetes",
+    feature = "grafana"
+))]
+mod recovery;
+
 // Shared by the modules that restore a component of a run (each behind its own features).
 #[allow(dead_code)]
 mod restore_support;

@@ -18,7 +18,7 @@ use crate::restore_support::restore_component;
 
 const NS: &str = "stoa-system";
 
-fn fixture_values() -> Value {
+pub(crate) fn fixture_values() -> Value {
     let text = std::fs::read_to_string(fixtures_dir().join("helm/values.yaml")).unwrap();
     serde_saphyr::from_str(&text).unwrap()
 }
@@ -75,7 +75,7 @@ fn put_secret_revision(
 }
 
 /// Three revisions: 1 superseded, 2 deployed (the fixture values), 3 failed.
-fn three_revisions(fake: &FakeKube) {
+pub(crate) fn three_revisions(fake: &FakeKube) {
     let mut old = fixture_values();
     old["gateway"]["image"]["tag"] = json!("1.9.0");
     put_secret_revision(fake, "stoa", 1, "superseded", Some(old));

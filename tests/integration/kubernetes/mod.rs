@@ -3,6 +3,6 @@
 mod crs_backup;
 mod crs_restore;
 mod fresh_cluster;
-mod helm;
+pub(crate) mod helm;
 mod pod_exec;
-mod support;
+pub(crate) mod support;

@@ -145,7 +145,7 @@ pub(super) async fn client(url: &str) -> tokio_postgres::Client {
     c
 }
 
-pub(super) fn server() -> PgConnection {
+pub(crate) fn server() -> PgConnection {
     PgConnection::from_url(&test_database_url()).unwrap()
 }
 
@@ -160,7 +160,7 @@ fn url_for(db: &str) -> String {
     )
 }
 
-pub(super) async fn stoa_database(prefix: &str) -> TestDatabase {
+pub(crate) async fn stoa_database(prefix: &str) -> TestDatabase {
     let db = TestDatabase::create(prefix).await;
     client(db.url())
         .await
@@ -171,7 +171,7 @@ pub(super) async fn stoa_database(prefix: &str) -> TestDatabase {
 }
 
 /// Ordered md5 of every row of every table, and every sequence's last value.
-pub(super) async fn fingerprint(
+pub(crate) async fn fingerprint(
     db: &str,
 ) -> (
     BTreeMap<String, (i64, String)>,
@@ -263,7 +263,7 @@ async fn pg_restore_list(path: &std::path::Path) -> (std::process::ExitStatus, S
     )
 }
 
-pub(super) async fn database_exists(name: &str) -> bool {
+pub(crate) async fn database_exists(name: &str) -> bool {
     let c = client(&test_database_url()).await;
     !c.query("SELECT 1 FROM pg_database WHERE datname = $1", &[&name])
         .await
@@ -273,7 +273,7 @@ pub(super) async fn database_exists(name: &str) -> bool {
 
 /// A name for a database the restore creates, dropped at the end of the test (also on
 /// panic, through the returned guard).
-pub(super) async fn fresh_target(prefix: &str) -> (String, TestDatabase) {
+pub(crate) async fn fresh_target(prefix: &str) -> (String, TestDatabase) {
     let guard = TestDatabase::create(prefix).await;
     let name = guard.name().to_string();
     drop_database_force(&server(), &name).await.unwrap();

@@ -1,7 +1,7 @@
 //! PostgreSQL: backup and restore round trips, failure modes, exec mode in a pod, and the
 //! safety of restores that swap a database into place.
 
-mod backup_restore;
+pub(crate) mod backup_restore;
 mod drill;
 mod driver;
 #[cfg(feature = "kubernetes")]
