@@ -39,7 +39,7 @@ pub use manifest::{
 };
 pub use observer::{Event, NoopObserver, Observer, TracingObserver};
 pub use recovery::{
-    Check, CheckOutcome, CheckStatus, Checklist, CustomStep, Recovery, RecoveryPlan,
+    Check, CheckContext, CheckOutcome, CheckStatus, Checklist, CustomStep, Recovery, RecoveryPlan,
     RecoveryReport, Step, Verdict,
 };
 pub use restore::{
