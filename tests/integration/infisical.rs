@@ -198,6 +198,25 @@ async fn round_trip_with_hundreds_of_secrets_in_nested_folders() {
         .iter()
         .find(|a| a.name.ends_with("prod.json"))
         .unwrap();
+    // The plan names Infisical's own key, which the library cannot check.
+    let planned = stoa_backup::core::Restore::builder()
+        .sink(e.sink.clone())
+        .keyring(e.keyring.clone())
+        .restorer(InfisicalRestorer::new(conn(&fake)).unwrap())
+        .build()
+        .unwrap()
+        .plan(&m1)
+        .await
+        .unwrap();
+    let key = planned.components[0]
+        .keys
+        .iter()
+        .find(|k| k.kind == stoa_backup::core::KeyKind::ServiceKey)
+        .unwrap();
+    assert!(
+        key.name.contains("ENCRYPTION_KEY") && key.held.is_none(),
+        "{key:?}"
+    );
     let restorer = InfisicalRestorer::new(conn(&fake)).unwrap();
     let r = restore_component(
         e.sink.clone(),

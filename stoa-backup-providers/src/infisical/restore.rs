@@ -7,8 +7,8 @@ use reqwest::Method;
 use serde_json::{json, Value};
 use stoa_backup_core::manifest::ArtifactRecord;
 use stoa_backup_core::{
-    restore_each, ByteStream, Error, ErrorKind, ExistingDataPolicy, PerArtifact, RestoreContext,
-    RestoreOptions, RestoreReport, Restorer, Result,
+    restore_each, ByteStream, Error, ErrorKind, ExistingDataPolicy, KeyKind, KeyNeeded,
+    PerArtifact, RestoreContext, RestoreOptions, RestoreReport, Restorer, Result,
 };
 
 use super::client::{InfisicalClient, InfisicalConnection};
@@ -90,6 +90,22 @@ fn comparable(e: &Value) -> Value {
 impl Restorer for InfisicalRestorer {
     fn component(&self) -> &str {
         &self.component
+    }
+
+    /// Infisical's own `ENCRYPTION_KEY`: not needed to restore this export (its secrets
+    /// are written back through the API, which encrypts them with the target instance's
+    /// key), but the instance itself needs it to read its database; listed so that a
+    /// platform plan names it.
+    async fn keys_needed(&self, _ctx: &RestoreContext<'_>) -> Result<Vec<KeyNeeded>> {
+        Ok(vec![KeyNeeded {
+            kind: KeyKind::ServiceKey,
+            name: "Infisical's ENCRYPTION_KEY".into(),
+            detail: "the target instance must run with its own ENCRYPTION_KEY (and AUTH_SECRET); \
+                     this export is restored through the API and does not need the source's, \
+                     but a restore of Infisical's PostgreSQL database does"
+                .into(),
+            held: None,
+        }])
     }
 
     async fn restore(&self, ctx: &RestoreContext<'_>) -> Result<RestoreReport> {

@@ -622,6 +622,13 @@ impl VaultClient {
 
     /// `GET /v1/sys/seal-status` → `storage_type` when the server reports it.
     pub(crate) async fn storage_type(&self) -> Option<String> {
+        self.seal_status().await?["storage_type"]
+            .as_str()
+            .map(str::to_string)
+    }
+
+    /// `GET /v1/sys/seal-status` (no token needed), `None` when it cannot be read.
+    pub(crate) async fn seal_status(&self) -> Option<Value> {
         let url = self.url(&["sys", "seal-status"]);
         let resp = self
             .http
@@ -633,8 +640,7 @@ impl VaultClient {
         if !resp.status().is_success() {
             return None;
         }
-        let v: Value = resp.json().await.ok()?;
-        v["storage_type"].as_str().map(str::to_string)
+        resp.json().await.ok()
     }
 }
 

@@ -70,6 +70,42 @@ pub struct RaftSnapshotFacts {
     /// The snapshot's `meta.json` fields (index, term, version…), as Vault wrote them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub snapshot_meta: Option<Value>,
+    /// How the cluster that took the snapshot was sealed (`sys/seal-status`), so that a
+    /// restore's plan can name the keys it needs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seal: Option<SealFacts>,
+}
+
+/// A Vault cluster's seal, as `GET /v1/sys/seal-status` reports it (never a key).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SealFacts {
+    /// `shamir`, or the auto-unseal mechanism (`awskms`, `gcpckms`, `azurekeyvault`,
+    /// `transit`, `pkcs11`…).
+    pub seal_type: String,
+    /// Key shares needed: unseal shares (Shamir) or recovery shares (auto-unseal).
+    pub threshold: u32,
+    /// Key shares made.
+    pub shares: u32,
+    /// Whether the shares are recovery keys (auto-unseal) rather than unseal keys.
+    pub recovery_seal: bool,
+}
+
+impl SealFacts {
+    /// Reads a `sys/seal-status` answer; `None` without a seal type.
+    pub fn from_seal_status(v: &Value) -> Option<SealFacts> {
+        let seal_type = v["type"].as_str()?.to_string();
+        let n = |k: &str| {
+            v[k].as_u64()
+                .and_then(|x| u32::try_from(x).ok())
+                .unwrap_or(0)
+        };
+        Some(SealFacts {
+            seal_type,
+            threshold: n("t"),
+            shares: n("n"),
+            recovery_seal: v["recovery_seal"].as_bool().unwrap_or(false),
+        })
+    }
 }
 
 #[cfg(test)]

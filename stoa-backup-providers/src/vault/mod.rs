@@ -24,7 +24,7 @@ mod raft;
 mod snapshot;
 
 pub use client::{VaultAuth, VaultConnection, VaultHealth};
-pub use facts::{KvFacts, RaftSnapshotFacts};
+pub use facts::{KvFacts, RaftSnapshotFacts, SealFacts};
 pub use kv::{VaultKvRestorer, VaultKvSource, VaultKvSourceBuilder, KV_CONTENT_TYPE, KV_FORMAT};
 pub use raft::{
     RaftSnapshotRestorer, RaftSnapshotSource, RaftSnapshotVerifier, KEYS_NOTE,

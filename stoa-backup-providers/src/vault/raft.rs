@@ -8,12 +8,12 @@ use stoa_backup_core::manifest::{ArtifactRecord, VerificationRecord};
 use stoa_backup_core::source::to_facts;
 use stoa_backup_core::{
     restore_each, ArtifactPlan, ByteStream, Error, ErrorKind, ExistingDataPolicy, Export,
-    ExportContext, PerArtifact, PreflightReport, RestoreContext, RestoreOptions, RestoreReport,
-    Restorer, Result, Source, Verifier, VerifyContext,
+    ExportContext, KeyKind, KeyNeeded, PerArtifact, PreflightReport, RestoreContext,
+    RestoreOptions, RestoreReport, Restorer, Result, Source, Verifier, VerifyContext,
 };
 
 use super::client::{vault_error, VaultClient, VaultConnection};
-use super::facts::RaftSnapshotFacts;
+use super::facts::{RaftSnapshotFacts, SealFacts};
 use super::snapshot::{check_snapshot_stream, tee_check};
 use super::{PROVIDER_RAFT, SNAPSHOT_COMPONENT};
 
@@ -114,7 +114,11 @@ impl Source for RaftSnapshotSource {
     async fn export(&self, _artifact: &ArtifactPlan, _ctx: &ExportContext) -> Result<Export> {
         // Health first, on every attempt: a sealed or standby node must not produce a run.
         let h = self.client.require_active("snapshot").await?;
-        let storage = self.client.storage_type().await;
+        let seal_status = self.client.seal_status().await;
+        let storage = seal_status
+            .as_ref()
+            .and_then(|v| v["storage_type"].as_str().map(str::to_string));
+        let seal = seal_status.as_ref().and_then(SealFacts::from_seal_status);
         let resp = self.client.snapshot_download().await?;
         let stream: ByteStream = Box::pin(resp.bytes_stream().map_err(|e| {
             Error::new(
@@ -136,6 +140,7 @@ impl Source for RaftSnapshotSource {
             cluster_name: h.cluster_name,
             cluster_id: h.cluster_id,
             storage_type: Some(storage.unwrap_or_else(|| "raft".into())),
+            seal,
             ..RaftSnapshotFacts::default()
         };
         Ok(Export::with_finish(stream, async move {
@@ -201,6 +206,7 @@ pub struct RaftSnapshotRestorer {
     client: VaultClient,
     component: String,
     force: bool,
+    shares_at_hand: Option<u32>,
 }
 
 impl RaftSnapshotRestorer {
@@ -210,7 +216,17 @@ impl RaftSnapshotRestorer {
             client: VaultClient::new(connection)?,
             component: SNAPSHOT_COMPONENT.to_string(),
             force: false,
+            shares_at_hand: None,
         })
+    }
+
+    /// How many of the snapshot cluster's unseal (or, with auto-unseal, recovery) key shares
+    /// the operator holds for this restore. The plan then checks them against the threshold
+    /// recorded at backup time and fails before any write when they are too few. Without
+    /// it, the plan lists the shares needed and cannot tell whether they are at hand.
+    pub fn key_shares_at_hand(mut self, shares: u32) -> Self {
+        self.shares_at_hand = Some(shares);
+        self
     }
 
     /// Uses `snapshot-force`: installs a snapshot even when this cluster's seal cannot check
@@ -234,9 +250,78 @@ impl Restorer for RaftSnapshotRestorer {
         &self.component
     }
 
+    /// The snapshot cluster's key shares (Shamir: unseal shares; auto-unseal: recovery
+    /// shares, and the KMS key the cluster seals with), from the seal recorded at backup.
+    async fn keys_needed(&self, ctx: &RestoreContext<'_>) -> Result<Vec<KeyNeeded>> {
+        let mut keys = Vec::new();
+        for a in ctx.artifacts() {
+            let facts: RaftSnapshotFacts = a.facts_as()?;
+            keys.extend(seal_keys(
+                facts.seal.as_ref(),
+                facts.cluster_name.as_deref(),
+                self.shares_at_hand,
+            ));
+        }
+        keys.dedup();
+        Ok(keys)
+    }
+
     async fn restore(&self, ctx: &RestoreContext<'_>) -> Result<RestoreReport> {
         restore_each(self, ctx).await
     }
+}
+
+/// The keys a restore of a snapshot taken under `seal` needs.
+fn seal_keys(
+    seal: Option<&SealFacts>,
+    cluster: Option<&str>,
+    at_hand: Option<u32>,
+) -> Vec<KeyNeeded> {
+    let of = cluster
+        .map(|c| format!(" of cluster {c}"))
+        .unwrap_or_default();
+    let Some(seal) = seal else {
+        return vec![KeyNeeded {
+            kind: KeyKind::UnsealShares,
+            name: format!("the Vault unseal or recovery key shares{of}"),
+            detail: format!("the seal was not recorded at backup time. {KEYS_NOTE}"),
+            held: None,
+        }];
+    };
+    let held = at_hand.map(|n| n >= seal.threshold);
+    let counted = format!("{} of {} shares", seal.threshold, seal.shares);
+    if seal.seal_type == "shamir" && !seal.recovery_seal {
+        return vec![KeyNeeded {
+            kind: KeyKind::UnsealShares,
+            name: format!("the Vault unseal key shares{of}"),
+            detail: format!(
+                "{counted} (Shamir seal, recorded at backup): the restored cluster unseals only with the snapshot's unseal keys{}",
+                at_hand.map(|n| format!("; {n} at hand")).unwrap_or_default()
+            ),
+            held,
+        }];
+    }
+    vec![
+        KeyNeeded {
+            kind: KeyKind::KmsKey,
+            name: format!("the Vault {} seal key{of}", seal.seal_type),
+            detail: format!(
+                "the cluster auto-unseals with {}: the restored cluster must reach the same key (kept by the KMS, not by this backup)",
+                seal.seal_type
+            ),
+            held: None,
+        },
+        KeyNeeded {
+            kind: KeyKind::UnsealShares,
+            name: format!("the Vault recovery key shares{of}"),
+            detail: format!(
+                "{counted} ({} auto-unseal, recorded at backup): needed for a snapshot-force restore and for root-token generation{}",
+                seal.seal_type,
+                at_hand.map(|n| format!("; {n} at hand")).unwrap_or_default()
+            ),
+            held,
+        },
+    ]
 }
 
 #[async_trait]

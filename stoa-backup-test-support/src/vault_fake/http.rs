@@ -103,9 +103,9 @@ fn route(
         let sealed = matches!(s.health, HealthState::Sealed | HealthState::Uninitialized);
         return respond(
             StatusCode::OK,
-            json!({"type": "shamir", "initialized": s.health != HealthState::Uninitialized, "sealed": sealed,
-                   "t": 3, "n": 5, "progress": 0, "nonce": "", "version": s.version, "build_date": "2024-07-01T00:00:00Z",
-                   "migration": false, "recovery_seal": false, "storage_type": "raft"}),
+            json!({"type": s.seal.0, "initialized": s.health != HealthState::Uninitialized, "sealed": sealed,
+                   "t": s.seal.1, "n": s.seal.2, "progress": 0, "nonce": "", "version": s.version, "build_date": "2024-07-01T00:00:00Z",
+                   "migration": false, "recovery_seal": s.seal.3, "storage_type": "raft"}),
         );
     }
     if matches!(s.health, HealthState::Sealed | HealthState::Uninitialized) {

@@ -88,6 +88,8 @@ struct State {
     denied: Vec<String>,
     deny_mount_table: bool,
     seal_key: String,
+    /// `sys/seal-status`'s `type`, `t`, `n` and `recovery_seal`.
+    seal: (String, u32, u32, bool),
     snapshot_size: usize,
     snapshot: Option<Bytes>,
     snapshot_fault: SnapshotFault,
@@ -167,6 +169,7 @@ impl FakeVault {
             denied: Vec::new(),
             deny_mount_table: false,
             seal_key: random_hex(32),
+            seal: ("shamir".into(), 3, 5, false),
             snapshot_size: 3 << 20,
             snapshot: None,
             snapshot_fault: SnapshotFault::None,
@@ -196,6 +199,14 @@ impl FakeVault {
     /// Sets the node's state.
     pub fn set_health(&self, h: HealthState) {
         self.with(|s| s.health = h);
+    }
+
+    /// Sets the seal `sys/seal-status` reports: `shamir` with `threshold` of `shares`
+    /// unseal keys (the default: 3 of 5), or an auto-unseal type (`awskms`, `transit`…)
+    /// with that many recovery keys.
+    pub fn set_seal(&self, seal_type: &str, threshold: u32, shares: u32) {
+        let recovery = seal_type != "shamir";
+        self.with(|s| s.seal = (seal_type.into(), threshold, shares, recovery));
     }
 
     /// Sets the reported version.

@@ -563,6 +563,7 @@ async fn no_secret_value_or_token_in_trace_output() {
 mod kv_api;
 
 /// Raft snapshots: streamed, verified, restored; failed and foreign snapshots.
+mod keys;
 mod snapshots;
 
 use snapshots::snapshot_run;
