@@ -45,6 +45,7 @@
 //! ```
 
 mod client;
+pub mod drill;
 pub mod facts;
 #[cfg(feature = "kubernetes")]
 #[cfg_attr(docsrs, doc(cfg(feature = "kubernetes")))]
@@ -64,6 +65,7 @@ pub use facts::{ExportMode, KeycloakFacts};
 #[cfg_attr(docsrs, doc(cfg(feature = "kubernetes")))]
 pub use kcsh::{KcShExportVerifier, KcShRestorer, KcShSource, UsersMode};
 pub use redaction::{RedactionReport, MASK};
+pub use drill::ScratchRealm;
 pub use restore::KeycloakRestorer;
 pub use source::{KeycloakSource, KeycloakSourceBuilder};
 pub use verify::KeycloakExportVerifier;

@@ -2,4 +2,5 @@
 //! backed up in its own run, every system lost, then a `Recovery` planned (no writes) and
 //! applied in STOA's order; a failure mid-way resumed; missing keys and runs refused.
 
+mod drill;
 mod platform;
