@@ -20,7 +20,7 @@ pub struct ReadmeDoctests;
 
 /// The common types in one import: everything of [`stoa_backup_core::prelude`] (pipeline,
 /// catalog, retention, codecs, errors, traits), plus the sinks and the sources,
-/// restorers, verifiers and connections of each enabled feature.
+/// restorers, verifiers, connections and checks of each enabled feature.
 ///
 /// ```no_run
 /// use stoa_backup::prelude::*;
@@ -51,6 +51,12 @@ pub mod prelude {
     #[cfg(feature = "s3")]
     pub use stoa_backup_storage::{S3Credentials, S3Sink};
 
+    #[cfg(all(feature = "checks", feature = "kubernetes"))]
+    pub use stoa_backup_providers::checks::PodsReady;
+    #[cfg(all(feature = "checks", feature = "postgres"))]
+    pub use stoa_backup_providers::checks::RowCounts;
+    #[cfg(feature = "checks")]
+    pub use stoa_backup_providers::checks::{HttpHealth, OidcLogin, PrometheusUp};
     #[cfg(feature = "grafana")]
     pub use stoa_backup_providers::grafana::{
         GrafanaAuth, GrafanaConnection, GrafanaRestorer, GrafanaSource,

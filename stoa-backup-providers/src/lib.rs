@@ -14,9 +14,15 @@
 //!   export/import in the pod.
 //! - `grafana`: [`grafana`] — folders, dashboards, datasources, library panels and alerting,
 //!   one stable JSON file per object, restored in dependency order.
+//! - `checks`: [`checks`] — the checklist run after a recovery and on demand: HTTP health,
+//!   an OIDC client-credentials login, Prometheus `up`; with `kubernetes` pods Running and
+//!   Ready, with `postgres` row counts against the backup's.
 #![deny(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+#[cfg(feature = "checks")]
+#[cfg_attr(docsrs, doc(cfg(feature = "checks")))]
+pub mod checks;
 #[cfg(feature = "grafana")]
 #[cfg_attr(docsrs, doc(cfg(feature = "grafana")))]
 pub mod grafana;

@@ -14,6 +14,8 @@ pub mod faulty;
 pub mod fixtures;
 #[cfg(feature = "grafana")]
 pub mod grafana_fake;
+#[cfg(feature = "health")]
+pub mod health_fake;
 #[cfg(feature = "http-fake")]
 mod http_fake;
 #[cfg(feature = "infisical")]
@@ -24,6 +26,8 @@ pub mod keycloak_fake;
 pub mod kube_fake;
 #[cfg(feature = "percent")]
 mod percent;
+#[cfg(feature = "prometheus")]
+pub mod prometheus_fake;
 #[cfg(feature = "s3")]
 pub mod s3;
 pub mod trace;

@@ -1,7 +1,8 @@
 //! Integration tests of the `stoa-backup` facade against real parts: the local PostgreSQL,
 //! real child processes, in-process S3 servers (and moto when `STOA_TEST_S3_ENDPOINT` names
-//! one), real Git repositories, and the fake Kubernetes, Keycloak, Grafana, Vault and
-//! Infisical servers of the test-support crate over real HTTP.
+//! one), real Git repositories, and the fake Kubernetes, Keycloak, Grafana, Vault,
+//! Infisical, Prometheus and health-endpoint servers of the test-support crate over real
+//! HTTP.
 //!
 //! One test binary (linking kube, libgit2, object_store and aws-lc once), one module per
 //! area, each compiled only with the features it needs. Run one area with a filter, e.g.
@@ -36,6 +37,9 @@ mod vault;
 
 #[cfg(all(feature = "postgres", feature = "local", target_os = "linux"))]
 mod faults;
+
+#[cfg(all(feature = "checks", feature = "kubernetes", feature = "postgres"))]
+mod checks;
 
 #[cfg(all(
     feature = "postgres",

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -13,6 +13,7 @@ use serde_json::{json, Map, Value};
 
 use super::partial_import::partial_import;
 use super::realm::*;
+use super::token::token;
 use super::{new_id, Shared, MASK};
 
 // ---------------------------------------------------------------------------------------
@@ -134,81 +135,6 @@ pub(super) fn route(
         }
     }
     admin(shared, method, &segs[1..], &q, body)
-}
-
-pub(super) fn token(shared: &Shared, realm: &str, body: &[u8]) -> Response<Body> {
-    let form: HashMap<String, String> =
-        crate::percent::form_pairs(&String::from_utf8_lossy(body)).collect();
-    let o = &shared.opts;
-    let mut st = shared.state.lock().expect("state");
-    if !st.realms.contains_key(realm) {
-        return respond(404, Some(&json!({"error": "Realm does not exist"})));
-    }
-    let get = |k: &str| form.get(k).map(String::as_str).unwrap_or("");
-    let bad_client = json!({"error": "invalid_client", "error_description": "Invalid client or Invalid client credentials"});
-    let with_refresh = match get("grant_type") {
-        "client_credentials" => {
-            if get("client_id") != o.client_id || get("client_secret") != o.client_secret {
-                return respond(401, Some(&bad_client));
-            }
-            false
-        }
-        "password" => {
-            if get("client_id") != "admin-cli" {
-                return respond(401, Some(&bad_client));
-            }
-            if get("username") != o.admin_user || get("password") != o.admin_password {
-                return respond(
-                    401,
-                    Some(
-                        &json!({"error": "invalid_grant", "error_description": "Invalid user credentials"}),
-                    ),
-                );
-            }
-            true
-        }
-        "refresh_token" => {
-            let ok = st
-                .refresh
-                .get(get("refresh_token"))
-                .is_some_and(|e| Instant::now() < *e);
-            if !ok {
-                return respond(
-                    400,
-                    Some(
-                        &json!({"error": "invalid_grant", "error_description": "Invalid refresh token"}),
-                    ),
-                );
-            }
-            true
-        }
-        _ => {
-            return respond(
-                400,
-                Some(
-                    &json!({"error": "unsupported_grant_type", "error_description": "Unsupported grant_type"}),
-                ),
-            )
-        }
-    };
-    let access = format!("eyJ.{}", new_id());
-    st.tokens
-        .insert(access.clone(), Instant::now() + o.token_lifespan);
-    st.issued.push(access.clone());
-    let mut resp = json!({
-        "access_token": access, "expires_in": o.token_lifespan.as_secs(),
-        "refresh_expires_in": 0, "token_type": "Bearer", "not-before-policy": 0,
-        "scope": "profile email",
-    });
-    if with_refresh {
-        let r = format!("eyR.{}", new_id());
-        st.issued.push(r.clone());
-        st.refresh
-            .insert(r.clone(), Instant::now() + Duration::from_secs(1800));
-        resp["refresh_token"] = json!(r);
-        resp["refresh_expires_in"] = json!(1800);
-    }
-    respond(200, Some(&resp))
 }
 
 pub(super) fn not_found(what: &str) -> Response<Body> {

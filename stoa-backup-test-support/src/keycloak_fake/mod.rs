@@ -1,11 +1,13 @@
 //! A fake Keycloak (24–26, Quarkus paths without `/auth`) over real HTTP on loopback, for
 //! tests of the Keycloak provider.
 //!
-//! It follows `shared/api-contracts.md` §1: the token endpoint (client credentials, password
-//! and refresh-token grants; access tokens expire), `partial-export` with
-//! `StripSecretsUtils`-style masking (client secrets, rotated secrets, IdP `clientSecret`,
-//! `smtpServer.password`, LDAP `bindCredential`; undeclared key-provider settings dropped;
-//! `${vault.…}` references kept), users paged with `first`/`max` (service accounts excluded,
+//! It follows `shared/api-contracts.md` §1: the token endpoint (client credentials for the
+//! admin client in `master` and for the confidential clients with service accounts a realm
+//! holds, with their secret; password and refresh-token grants; access tokens expire),
+//! `partial-export` with `StripSecretsUtils`-style masking (client secrets, rotated secrets,
+//! IdP `clientSecret`, `smtpServer.password`, LDAP `bindCredential`; undeclared key-provider
+//! settings dropped; `${vault.…}` references kept),
+//! users paged with `first`/`max` (service accounts excluded,
 //! `briefRepresentation`), `users/count`, per-user groups / role mappings / federated
 //! identities / credential metadata, `POST /admin/realms` (409 when the realm exists),
 //! `PUT /admin/realms/{realm}` (top-level settings only: flows, client scopes, components…
@@ -28,6 +30,7 @@
 mod http;
 mod partial_import;
 mod realm;
+mod token;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -268,6 +271,20 @@ impl FakeKeycloak {
             .expect("state")
             .realms
             .contains_key(realm)
+    }
+
+    /// The secret of a realm's client (as stored: given, or generated for a confidential
+    /// client stored without one), to log in as it; `None` without such a realm, client or
+    /// secret.
+    pub fn client_secret(&self, realm: &str, client_id: &str) -> Option<String> {
+        let st = self.shared.state.lock().expect("state");
+        st.realms
+            .get(realm)?
+            .clients
+            .iter()
+            .find(|c| c["clientId"].as_str() == Some(client_id))?["secret"]
+            .as_str()
+            .map(str::to_string)
     }
 
     /// Number of regular (not service-account) users in a realm.
