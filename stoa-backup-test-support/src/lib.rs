@@ -1,6 +1,6 @@
-//! Shared test support for stoa-backup: the sink conformance suite, a fault-injecting sink,
-//! throwaway PostgreSQL databases, fake servers, a log capture to grep for secrets, and a
-//! harness that re-runs the test binary as a child process to kill.
+//! Shared test support for stoa-backup: the sink and restorer conformance suites, a
+//! fault-injecting sink, throwaway PostgreSQL databases, fake servers, a log capture to grep
+//! for secrets, and a harness that re-runs the test binary as a child process to kill.
 //!
 //! Tests that need a server never skip: if PostgreSQL is unreachable, [`TestDatabase::create`]
 //! panics and says how to point the tests at one (`STOA_TEST_DATABASE_URL`).
@@ -28,6 +28,7 @@ pub mod kube_fake;
 mod percent;
 #[cfg(feature = "prometheus")]
 pub mod prometheus_fake;
+pub mod restorer_conformance;
 #[cfg(feature = "s3")]
 pub mod s3;
 pub mod trace;

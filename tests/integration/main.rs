@@ -66,3 +66,5 @@ mod files;
     any(feature = "vault", feature = "infisical")
 ))]
 mod encrypted_dir;
+
+mod conformance;

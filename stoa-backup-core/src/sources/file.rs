@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use futures::StreamExt;
 use tokio::sync::mpsc;
 
 use crate::error::{Error, ErrorKind, Result};
@@ -188,7 +189,16 @@ fn append_sorted<W: std::io::Write>(
 }
 
 /// Restores [`FileSource`] artifacts: a file to a path, a tar stream into a directory.
-/// Tar entries that would escape the target directory are refused.
+///
+/// Nothing is written under the target before the artifact was read to its end and checked
+/// against its recorded digest: a file is written beside the target and renamed over it, a
+/// tar is unpacked into a staging directory beside the target and then moved in (renamed
+/// whole when the target does not exist). The objects counted are files (a tar's
+/// directories are structure). Existing data follows the policy: `Fail` refuses an existing
+/// file or a non-empty directory, `Skip` keeps the files that exist (counted skipped) and
+/// restores the missing ones, `Overwrite` replaces them (counted updated). A plan reads a
+/// tar's listing, and so checks it, to count what the restore will do. Tar entries that
+/// would escape the target directory are refused.
 #[derive(Debug, Clone)]
 pub struct FileRestorer {
     component: String,
@@ -203,6 +213,219 @@ impl FileRestorer {
             target: target.into(),
         }
     }
+
+    fn conflict(&self, what: &str) -> Error {
+        Error::new(
+            ErrorKind::Conflict,
+            format!("{} {what}", self.target.display()),
+        )
+        .with_hint("restore into an empty location, or choose the skip or overwrite policy")
+    }
+
+    async fn restore_file(
+        &self,
+        plain: ByteStream,
+        options: &RestoreOptions,
+    ) -> Result<RestoreReport> {
+        let mut report = RestoreReport {
+            dry_run: options.dry_run,
+            ..Default::default()
+        };
+        if tokio::fs::symlink_metadata(&self.target).await.is_ok() {
+            match options.existing {
+                ExistingDataPolicy::Fail => return Err(self.conflict("already exists")),
+                ExistingDataPolicy::Skip => {
+                    report.skipped = 1;
+                    report
+                        .notes
+                        .push(format!("{} exists: kept", self.target.display()));
+                    return Ok(report);
+                }
+                ExistingDataPolicy::Overwrite => report.updated = 1,
+            }
+        } else {
+            report.created = 1;
+        }
+        if options.dry_run {
+            report
+                .notes
+                .push(format!("would write {}", self.target.display()));
+            return Ok(report);
+        }
+        let mut reader = into_reader(plain);
+        let tmp = staging_path(&self.target);
+        let mut f = tokio::fs::File::create(&tmp)
+            .await
+            .map_err(|e| Error::from_io(e, "cannot create target"))?;
+        let copied = tokio::io::copy(&mut reader, &mut f).await;
+        if let Err(e) = copied {
+            tokio::fs::remove_file(&tmp).await.ok();
+            return Err(Error::from(e));
+        }
+        f.sync_all()
+            .await
+            .map_err(|e| Error::from_io(e, "fsync failed"))?;
+        tokio::fs::rename(&tmp, &self.target)
+            .await
+            .map_err(|e| Error::from_io(e, "rename failed"))?;
+        Ok(report)
+    }
+
+    async fn restore_tar(
+        &self,
+        plain: ByteStream,
+        options: &RestoreOptions,
+    ) -> Result<RestoreReport> {
+        let mut report = RestoreReport {
+            dry_run: options.dry_run,
+            ..Default::default()
+        };
+        match tokio::fs::metadata(&self.target).await {
+            Ok(m) if !m.is_dir() => return Err(self.conflict("exists and is not a directory")),
+            Ok(_) if options.existing == ExistingDataPolicy::Fail => {
+                let mut rd = tokio::fs::read_dir(&self.target)
+                    .await
+                    .map_err(|e| Error::from_io(e, "cannot read the target directory"))?;
+                if rd.next_entry().await.ok().flatten().is_some() {
+                    return Err(self.conflict("is not empty"));
+                }
+            }
+            _ => {}
+        }
+        if options.dry_run {
+            let target = self.target.clone();
+            let entries = read_tar(plain, None).await?;
+            for (f, _) in entries.iter().filter(|(_, dir)| !dir) {
+                if tokio::fs::symlink_metadata(target.join(&f)).await.is_ok() {
+                    match options.existing {
+                        ExistingDataPolicy::Skip => report.skipped += 1,
+                        ExistingDataPolicy::Overwrite => report.updated += 1,
+                        ExistingDataPolicy::Fail => report.conflicts += 1,
+                    }
+                } else {
+                    report.created += 1;
+                }
+            }
+            report
+                .notes
+                .push(format!("would unpack into {}", self.target.display()));
+            return Ok(report);
+        }
+        let staging = staging_path(&self.target);
+        let moved = match read_tar(plain, Some(staging.clone())).await {
+            Ok(files) => move_in(&staging, &self.target, files, options.existing).await,
+            Err(e) => Err(e),
+        };
+        if tokio::fs::try_exists(&staging).await.unwrap_or(false) {
+            tokio::fs::remove_dir_all(&staging).await.ok();
+        }
+        let (created, updated, skipped) = moved?;
+        report.created = created;
+        report.updated = updated;
+        report.skipped = skipped;
+        Ok(report)
+    }
+}
+
+/// A name beside `target` for what is written before it takes its place.
+fn staging_path(target: &Path) -> PathBuf {
+    let name = target
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    target.with_file_name(format!("{name}.stoa-restore-{:08x}", rand::random::<u32>()))
+}
+
+/// Reads a tar stream to its end: the relative paths of its entries, each with whether it is
+/// a directory; with `unpack_into`, unpacked there (a directory it creates). A damaged or cancelled stream
+/// fails with its own error, even where the tar reader turned it into one of its own.
+async fn read_tar(plain: ByteStream, unpack_into: Option<PathBuf>) -> Result<Vec<(PathBuf, bool)>> {
+    let slot: std::sync::Arc<std::sync::Mutex<Option<Error>>> = Default::default();
+    let kept = slot.clone();
+    // The first error ends the stream (the reader sees EOF) and is kept to be reported.
+    let stream = plain
+        .map(move |item| match item {
+            Ok(b) => Some(Ok(b)),
+            Err(e) => {
+                kept.lock().expect("error slot").get_or_insert(e);
+                None
+            }
+        })
+        .take_while(|x| futures::future::ready(x.is_some()))
+        .filter_map(futures::future::ready);
+    let reader = tokio_util::io::SyncIoBridge::new(into_reader(Box::pin(stream)));
+    let read = tokio::task::spawn_blocking(move || -> std::io::Result<Vec<(PathBuf, bool)>> {
+        if let Some(dir) = &unpack_into {
+            std::fs::create_dir(dir)?;
+        }
+        let mut archive = tar::Archive::new(reader);
+        let mut entries = Vec::new();
+        for entry in archive.entries()? {
+            let mut entry = entry?;
+            let rel: PathBuf = entry
+                .path()?
+                .components()
+                .filter(|c| matches!(c, std::path::Component::Normal(_)))
+                .collect();
+            entries.push((rel, entry.header().entry_type().is_dir()));
+            if let Some(dir) = &unpack_into {
+                // unpack_in refuses paths that leave the directory.
+                entry.unpack_in(dir)?;
+            }
+        }
+        // To the end, so that the digest is checked before anything is moved in.
+        std::io::copy(&mut archive.into_inner(), &mut std::io::sink())?;
+        Ok(entries)
+    })
+    .await
+    .map_err(|e| Error::internal(format!("unpack task: {e}")));
+    if let Some(e) = slot.lock().expect("error slot").take() {
+        return Err(e);
+    }
+    Ok(read??)
+}
+
+/// Moves the unpacked `entries` from `staging` into `target` under `policy`: the whole
+/// directory when `target` does not exist. Returns the files (created, updated, skipped).
+async fn move_in(
+    staging: &Path,
+    target: &Path,
+    entries: Vec<(PathBuf, bool)>,
+    policy: ExistingDataPolicy,
+) -> Result<(u64, u64, u64)> {
+    let (staging, target) = (staging.to_path_buf(), target.to_path_buf());
+    tokio::task::spawn_blocking(move || -> std::io::Result<(u64, u64, u64)> {
+        if std::fs::symlink_metadata(&target).is_err() {
+            std::fs::rename(&staging, &target)?;
+            let files = entries.iter().filter(|(_, dir)| !dir).count();
+            return Ok((files as u64, 0, 0));
+        }
+        let (mut created, mut updated, mut skipped) = (0, 0, 0);
+        for (rel, dir) in entries {
+            let (from, to) = (staging.join(&rel), target.join(&rel));
+            if dir {
+                std::fs::create_dir_all(&to)?;
+                continue;
+            }
+            if std::fs::symlink_metadata(&to).is_ok() {
+                if policy != ExistingDataPolicy::Overwrite {
+                    skipped += 1;
+                    continue;
+                }
+                updated += 1;
+            } else {
+                created += 1;
+            }
+            if let Some(parent) = to.parent() {
+                std::fs::create_dir_all(parent)?;
+            }
+            std::fs::rename(&from, &to)?;
+        }
+        Ok((created, updated, skipped))
+    })
+    .await
+    .map_err(|e| Error::internal(format!("move task: {e}")))?
+    .map_err(|e| Error::from_io(e, "cannot move the restored files into place"))
 }
 
 #[async_trait]
@@ -224,80 +447,15 @@ impl PerArtifact for FileRestorer {
         plain: ByteStream,
         options: &RestoreOptions,
     ) -> Result<RestoreReport> {
-        let exists = tokio::fs::try_exists(&self.target).await.unwrap_or(false);
-        let non_empty_dir = exists
-            && match tokio::fs::read_dir(&self.target).await {
-                Ok(mut rd) => rd.next_entry().await.ok().flatten().is_some(),
-                Err(_) => true,
-            };
-        if (non_empty_dir || (exists && artifact.content_type != TAR))
-            && options.existing == ExistingDataPolicy::Fail
-        {
-            return Err(Error::new(
-                ErrorKind::Conflict,
-                format!("{} already exists", self.target.display()),
-            )
-            .with_component(self.component.clone())
-            .with_operation("restore")
-            .with_artifact(artifact.key.to_string())
-            .with_hint("restore into an empty location, or choose the overwrite policy"));
-        }
-        let mut report = RestoreReport {
-            dry_run: options.dry_run,
-            ..Default::default()
-        };
-        if options.dry_run {
-            report
-                .notes
-                .push(format!("would write {}", self.target.display()));
-            return Ok(report);
-        }
-        if artifact.content_type == TAR {
-            tokio::fs::create_dir_all(&self.target)
-                .await
-                .map_err(|e| Error::from_io(e, "cannot create target"))?;
-            let reader = tokio_util::io::SyncIoBridge::new(into_reader(plain));
-            let target = self.target.clone();
-            let count = tokio::task::spawn_blocking(move || -> std::io::Result<u64> {
-                let mut archive = tar::Archive::new(reader);
-                let mut n = 0;
-                for entry in archive.entries()? {
-                    // unpack_in refuses paths that leave the target directory.
-                    if entry?.unpack_in(&target)? {
-                        n += 1;
-                    }
-                }
-                Ok(n)
-            })
-            .await
-            .map_err(|e| Error::internal(format!("unpack task: {e}")))?
-            .map_err(|e| {
-                Error::from(e)
-                    .or_component(self.component.clone())
-                    .or_operation("restore")
-            })?;
-            report.created = count;
+        let restored = if artifact.content_type == TAR {
+            self.restore_tar(plain, options).await
         } else {
-            let mut reader = into_reader(plain);
-            let tmp = self.target.with_extension("stoa-restore-tmp");
-            let mut f = tokio::fs::File::create(&tmp)
-                .await
-                .map_err(|e| Error::from_io(e, "cannot create target"))?;
-            let copied = tokio::io::copy(&mut reader, &mut f).await;
-            if let Err(e) = copied {
-                tokio::fs::remove_file(&tmp).await.ok();
-                return Err(Error::from(e)
-                    .or_component(self.component.clone())
-                    .or_operation("restore"));
-            }
-            f.sync_all()
-                .await
-                .map_err(|e| Error::from_io(e, "fsync failed"))?;
-            tokio::fs::rename(&tmp, &self.target)
-                .await
-                .map_err(|e| Error::from_io(e, "rename failed"))?;
-            report.created = 1;
-        }
-        Ok(report)
+            self.restore_file(plain, options).await
+        };
+        restored.map_err(|e| {
+            e.or_component(self.component.clone())
+                .or_operation("restore")
+                .or_artifact(artifact.key.to_string())
+        })
     }
 }

@@ -1,6 +1,8 @@
 //! Integrated-storage (raft) snapshots: streamed download, structural verification,
 //! restore.
 
+use std::sync::{Arc, Mutex};
+
 use async_trait::async_trait;
 use futures::TryStreamExt;
 use serde_json::json;
@@ -197,7 +199,9 @@ impl Verifier for RaftSnapshotVerifier {
 /// A snapshot restore replaces the whole cluster state (one object, `updated`), so it runs
 /// only under [`ExistingDataPolicy::Overwrite`]; `Skip` leaves the state alone (`skipped`)
 /// and `Fail` refuses (a plan counts a conflict). The target must be initialised and unsealed (checked
-/// first); the snapshot is checked before it is sent. Warnings (in the report's notes): the
+/// first); the snapshot is checked by the plan and again while it is sent: a stream that
+/// fails (the artifact damaged, the restore cancelled) breaks the upload off, which Vault
+/// does not install, and the error is the stream's own. Warnings (in the report's notes): the
 /// cluster is unsealed afterwards with the snapshot's keys (with `force`, the snapshot's
 /// unseal/recovery keys are needed), and the token used for the restore may stop working
 /// because tokens roll back too. A dry run checks health and the snapshot and sends nothing.
@@ -391,8 +395,23 @@ impl PerArtifact for RaftSnapshotRestorer {
         }
         // Check while sending: Vault rejects a damaged archive too, but say why ourselves.
         let (stream, check) = tee_check(plain);
-        let body = reqwest::Body::wrap_stream(stream.map_err(std::io::Error::from));
-        let answer = self.client.snapshot_upload(body, self.force).await?;
+        // A stream that fails (damaged, cancelled) breaks the upload off: the failure is
+        // its own, not the transport's.
+        let failed: Arc<Mutex<Option<Error>>> = Arc::default();
+        let kept = failed.clone();
+        let body = reqwest::Body::wrap_stream(stream.map_err(move |e| {
+            let broken = std::io::Error::other(e.message().to_string());
+            kept.lock().expect("stream error").get_or_insert(e);
+            broken
+        }));
+        let answer = match self.client.snapshot_upload(body, self.force).await {
+            Ok(answer) => answer,
+            Err(e) => return Err(failed.lock().expect("stream error").take().unwrap_or(e)),
+        };
+        // Vault may answer before the transport notices the body broke off.
+        if let Some(e) = failed.lock().expect("stream error").take() {
+            return Err(e);
+        }
         let checked = check.await;
         if !answer.status.is_success() {
             // Not retried: the snapshot was streamed once, and a restore is not idempotent.

@@ -25,7 +25,8 @@ use crate::vault::KV_COMPONENT;
 /// change. Metadata settings and custom metadata are restored too. Version numbers and
 /// timestamps cannot be recreated: each write is a new version. Secrets whose current version
 /// was deleted at backup time are not restored. A dry run reports what would be created,
-/// updated or left unchanged.
+/// updated or left unchanged, and under `Fail` the differing secrets as conflicts (the
+/// restore driver then refuses the plan).
 #[derive(Debug, Clone)]
 pub struct VaultKvRestorer {
     client: VaultClient,
@@ -299,13 +300,16 @@ impl PerArtifact for VaultKvRestorer {
             .with_hint("restore with the Skip policy to keep them, or Overwrite to replace them"));
         }
         if options.dry_run {
+            // Differing secrets are updated (Overwrite), kept (Skip) or conflicts (Fail: the
+            // driver then refuses the plan before anything is written).
+            let differing = updates.len() as u64;
             report.created = creates;
-            report.updated = if options.existing == ExistingDataPolicy::Overwrite {
-                updates.len() as u64
-            } else {
-                0
-            };
-            report.skipped = unchanged + updates.len() as u64 - report.updated;
+            report.skipped = unchanged;
+            match options.existing {
+                ExistingDataPolicy::Overwrite => report.updated = differing,
+                ExistingDataPolicy::Skip => report.skipped += differing,
+                ExistingDataPolicy::Fail => report.conflicts = differing,
+            }
             report.notes.push(format!(
                 "dry run on {}: {} to create, {} to update, {} unchanged",
                 target.path,
