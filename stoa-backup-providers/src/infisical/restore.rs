@@ -29,7 +29,8 @@ const BATCH: usize = 100;
 /// Infisical answers 200 with an `approval` object and writes nothing: those secrets are
 /// reported as not restored (fact `pending_approval`). Values hidden at backup time and
 /// secret imports are not restored (reported). Versions restart on the target. A dry run
-/// reports what would be created, updated or left unchanged.
+/// reports what would be created, updated or left unchanged, and under `Fail` the differing
+/// secrets as conflicts (the restore driver then refuses the plan).
 #[derive(Debug, Clone)]
 pub struct InfisicalRestorer {
     client: InfisicalClient,
@@ -274,9 +275,15 @@ impl PerArtifact for InfisicalRestorer {
         }
         let overwrite = options.existing == ExistingDataPolicy::Overwrite;
         if options.dry_run {
+            // Differing secrets are updated (Overwrite), kept (Skip) or conflicts (Fail: the
+            // driver then refuses the plan before anything is written).
             report.created = n_create;
-            report.updated = if overwrite { n_update } else { 0 };
-            report.skipped = unchanged + n_update - report.updated;
+            report.skipped = unchanged;
+            match options.existing {
+                ExistingDataPolicy::Overwrite => report.updated = n_update,
+                ExistingDataPolicy::Skip => report.skipped += n_update,
+                ExistingDataPolicy::Fail => report.conflicts = n_update,
+            }
             report.notes.push(format!(
                 "dry run on {project}/{env}: {} folders to create, {n_create} secrets to create, {n_update} to update, {unchanged} unchanged",
                 new_folders.len()

@@ -6,6 +6,8 @@
 use serde_json::{Map, Value};
 
 mod file;
+#[cfg(feature = "infisical")]
+mod infisical;
 #[cfg(feature = "vault")]
 mod vault_kv;
 #[cfg(feature = "vault")]
