@@ -57,9 +57,9 @@ mod tools;
 pub mod verify;
 
 pub use conn::PgConnection;
+pub use drill::ScratchDatabase;
 #[cfg(feature = "kubernetes")]
 #[cfg_attr(docsrs, doc(cfg(feature = "kubernetes")))]
-pub use drill::ScratchDatabase;
 pub use exec::{PodRef, PodTarget, PostgresPodSource};
 pub use facts::{PostgresFacts, PostgresGlobalsFacts, TocFacts};
 pub use find::{find_dump, DumpQuery, FoundDump};
