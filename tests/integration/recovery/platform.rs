@@ -6,11 +6,16 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use async_trait::async_trait;
 use serde_json::{json, Value};
 use stoa_backup::core::observer::{Event, Observer};
-use stoa_backup::core::recovery::{Recovery, StepStatus, Verdict};
+use stoa_backup::core::recovery::{
+    CheckOutcome, Checklist, CustomStep, FnCheck, Recovery, Step, StepContext, StepStatus, Verdict,
+};
+use stoa_backup::core::{Check, RestoreReport};
 use stoa_backup::core::{ErrorKind, Keyring, Pipeline, RetryPolicy, Sink, Source};
 use stoa_backup::prelude::*;
+use stoa_backup::providers::checks::{HttpHealth, OidcLogin, PodsReady, PrometheusUp, RowCounts};
 use stoa_backup::providers::grafana::{
     GrafanaAuth, GrafanaConnection, GrafanaRestorer, GrafanaSource,
 };
@@ -24,8 +29,10 @@ use stoa_backup::providers::postgres::{PostgresRestorer, PostgresSource, Restore
 use stoa_backup::providers::vault::{VaultAuth, VaultConnection, VaultKvRestorer, VaultKvSource};
 use stoa_backup_test_support::artifacts::age_keys;
 use stoa_backup_test_support::grafana_fake::{FakeGrafana, TOKEN};
+use stoa_backup_test_support::health_fake::FakeHealth;
 use stoa_backup_test_support::keycloak_fake::{fixture_realm, FakeKeycloak};
 use stoa_backup_test_support::kube_fake::{FakeKube, FaultRule, RequestRecord};
+use stoa_backup_test_support::prometheus_fake::FakePrometheus;
 use stoa_backup_test_support::vault_fake::FakeVault;
 use stoa_backup_test_support::TestDatabase;
 
@@ -34,9 +41,64 @@ use crate::postgres::backup_restore::{
     database_exists, fingerprint, fresh_target, server, stoa_database,
 };
 
-const STEPS: [&str; 6] = [
+const STEPS: [&str; 8] = [
+    "postgres",
+    "vault-kv",
+    "keycloak",
+    "crds",
+    "helm",
+    "install chart",
+    "grafana",
+    "checks",
+];
+const RESTORE_STEPS: [&str; 6] = [
     "postgres", "vault-kv", "keycloak", "crds", "helm", "grafana",
 ];
+
+/// Stands in for the operator's `helm upgrade --install` with the restored values: the
+/// chart's pods appear in `stoa-system`, and Prometheus scrapes the gateway again.
+#[derive(Debug)]
+struct InstallChart {
+    kube: Arc<FakeKube>,
+    prometheus_up: Arc<FakePrometheus>,
+}
+
+fn ready_pod(name: &str, app: &str) -> Value {
+    json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name, "namespace": "stoa-system", "labels": {"app": app}},
+        "spec": {"containers": [{"name": app, "image": format!("{app}:1")}]},
+        "status": {"phase": "Running", "containerStatuses": [{"name": app, "ready": true,
+            "restartCount": 0, "image": format!("{app}:1"), "imageID": "",
+            "state": {"running": {"startedAt": "2026-12-01T09:00:00Z"}}}]},
+    })
+}
+
+#[async_trait]
+impl CustomStep for InstallChart {
+    async fn plan(&self, _: &StepContext<'_>) -> stoa_backup::core::Result<RestoreReport> {
+        Ok(RestoreReport {
+            created: 2,
+            notes: vec!["runs the chart install the helm step returns".into()],
+            ..RestoreReport::default()
+        })
+    }
+    async fn apply(&self, ctx: &StepContext<'_>) -> stoa_backup::core::Result<RestoreReport> {
+        // A resumed recovery may have done the helm step in an earlier call.
+        if let Some(helm) = ctx.earlier().iter().find(|s| s.name == "helm") {
+            assert!(helm.report.as_ref().unwrap().facts.contains_key("command"));
+        }
+        self.kube
+            .put(ready_pod("control-plane-api-0", "control-plane"));
+        self.kube.put(ready_pod("stoa-gateway-0", "gateway"));
+        self.prometheus_up
+            .set_up("stoa-gateway", "10.0.0.1:8080", true);
+        Ok(RestoreReport {
+            created: 2,
+            ..RestoreReport::default()
+        })
+    }
+}
 
 fn fast() -> RetryPolicy {
     RetryPolicy {
@@ -88,6 +150,9 @@ struct Fresh {
     kube: Arc<FakeKube>,
     grafana: Arc<FakeGrafana>,
     values_dir: tempfile::TempDir,
+    gateway: FakeHealth,
+    control_plane: FakeHealth,
+    prometheus: Arc<FakePrometheus>,
 }
 
 async fn production() -> Production {
@@ -126,6 +191,9 @@ async fn fresh() -> Fresh {
         kube: Arc::new(FakeKube::start().await),
         grafana: Arc::new(FakeGrafana::start_empty().await),
         values_dir: tempfile::tempdir().unwrap(),
+        gateway: FakeHealth::start().await,
+        control_plane: FakeHealth::start().await,
+        prometheus: Arc::new(FakePrometheus::start().await),
     }
 }
 
@@ -311,7 +379,13 @@ impl Fresh {
             .collect()
     }
 
-    fn recovery(&self, sink: Arc<dyn Sink>, keyring: &Keyring, windows: &Arc<Windows>) -> Recovery {
+    fn recovery(
+        &self,
+        sink: Arc<dyn Sink>,
+        keyring: &Keyring,
+        windows: &Arc<Windows>,
+        prod_db: &str,
+    ) -> Recovery {
         Recovery::stoa()
             .sink(sink)
             .keyring(keyring.clone())
@@ -342,10 +416,63 @@ impl Fresh {
                     swap: false,
                 },
             ))
+            // What the operator runs with the restored values (the library returns the
+            // command, it does not run helm): here, the chart's pods come up.
+            .step(
+                Step::custom(
+                    "install chart",
+                    InstallChart {
+                        kube: self.kube.clone(),
+                        prometheus_up: self.prometheus.clone(),
+                    },
+                )
+                .after("helm"),
+            )
+            .checks(self.checklist(prod_db))
             .rpo(Duration::from_secs(24 * 3600))
             .rto(Duration::from_secs(30 * 60))
             .build()
             .unwrap()
+    }
+
+    /// The guide's checklist after a restore.
+    fn checklist(&self, prod_db: &str) -> Checklist {
+        let keycloak = self.keycloak.clone();
+        let url = self.keycloak.url();
+        Checklist::new()
+            .check(PodsReady::new(self.kube.client()))
+            .check(
+                HttpHealth::new("control plane /health", &self.control_plane.health_url()).unwrap(),
+            )
+            .check(HttpHealth::new("gateway /health", &self.gateway.health_url()).unwrap())
+            // The export masks client secrets: the restored client has a new one, which the
+            // operator reads from Keycloak (or sets) after the restore.
+            .check(FnCheck::new(
+                "Keycloak login stoa/control-plane-api",
+                move |ctx| {
+                    let (keycloak, url) = (keycloak.clone(), url.clone());
+                    async move {
+                        let Some(secret) = keycloak.client_secret("stoa", "control-plane-api")
+                        else {
+                            return Ok(CheckOutcome::failed(
+                                "no client control-plane-api in realm stoa",
+                            ));
+                        };
+                        OidcLogin::new(&url, "stoa", "control-plane-api", &secret)?
+                            .run(&ctx)
+                            .await
+                    }
+                },
+            ))
+            .check(
+                RowCounts::new(server(), ["stoa.apis", "stoa.subscriptions"])
+                    .unwrap()
+                    .database(&self.database)
+                    .backed_up_as(prod_db)
+                    .named("API catalog and subscriptions"),
+            )
+            .check(PrometheusUp::new(&self.prometheus.url(), "stoa-gateway").unwrap())
+            .timeout(Duration::from_secs(30))
     }
 }
 
@@ -410,7 +537,7 @@ async fn the_whole_platform_is_planned_without_writes_then_recovered_in_stoa_ord
     back_up(&prod, sink.clone(), &enc, &keyring).await;
     let fresh = fresh().await;
     let windows = Arc::new(Windows::default());
-    let recovery = fresh.recovery(sink.clone(), &keyring, &windows);
+    let recovery = fresh.recovery(sink.clone(), &keyring, &windows, prod.db.name());
     assert_eq!(recovery.step_names(), STEPS);
 
     // The plan: every step, its run and counts; nothing written anywhere.
@@ -419,10 +546,15 @@ async fn the_whole_platform_is_planned_without_writes_then_recovered_in_stoa_ord
     for step in STEPS {
         assert!(table.contains(step), "{table}");
     }
+    assert_eq!(plan.steps[7].checks.len(), 6, "{table}");
     assert_eq!(plan.point.runs.len(), 6, "one run per component");
     let runs: std::collections::BTreeSet<_> = plan.point.runs.iter().map(|r| &r.run_id).collect();
     assert_eq!(runs.len(), 6, "each component from its own run");
-    for s in &plan.steps {
+    for s in plan
+        .steps
+        .iter()
+        .filter(|s| RESTORE_STEPS.contains(&s.name.as_str()))
+    {
         assert!(
             s.report.created + s.report.updated > 0,
             "{}: {:?}",
@@ -454,6 +586,16 @@ async fn the_whole_platform_is_planned_without_writes_then_recovered_in_stoa_ord
     let report = recovery.apply(&plan).await.unwrap();
     assert_eq!(report.verdict, Verdict::Passed, "{}", report.table());
     assert_eq!(report.within_rto, Some(true));
+    let checks = report.checks.as_ref().unwrap();
+    assert_eq!(checks.results.len(), 6);
+    assert!(
+        checks
+            .results
+            .iter()
+            .all(|c| c.status == stoa_backup::core::CheckStatus::Passed),
+        "{}",
+        checks.table()
+    );
     assert_writes_in_their_steps(&fresh, &windows);
     let order: Vec<String> = windows
         .marks
@@ -515,7 +657,7 @@ async fn a_failure_at_the_fourth_step_is_resumed_without_redoing_the_first_three
     back_up(&prod, sink.clone(), &enc, &keyring).await;
     let fresh = fresh().await;
     let windows = Arc::new(Windows::default());
-    let recovery = fresh.recovery(sink.clone(), &keyring, &windows);
+    let recovery = fresh.recovery(sink.clone(), &keyring, &windows, prod.db.name());
     let plan = recovery.plan().await.unwrap();
 
     // The new cluster refuses CRDs (an admission webhook, RBAC…): the fourth step fails.
@@ -539,16 +681,26 @@ async fn a_failure_at_the_fourth_step_is_resumed_without_redoing_the_first_three
     assert!(database_exists(&fresh.database).await);
     assert!(fresh.keycloak.has_realm("stoa"));
     let vault_before = fresh.vault.requests().len();
-    let keycloak_before = fresh.keycloak.requests().len();
+    // Besides the checklist's login into the restored realm.
+    let admin_requests = |kc: &FakeKeycloak| {
+        kc.requests()
+            .into_iter()
+            .filter(|r| !r.path.starts_with("/realms/stoa/"))
+            .count()
+    };
+    let keycloak_before = admin_requests(&fresh.keycloak);
 
     fresh.kube.clear_faults();
     let report = recovery.resume(&id).await.unwrap();
     assert_eq!(report.verdict, Verdict::Passed, "{}", report.table());
     let earlier: Vec<bool> = report.steps.iter().map(|s| s.done_earlier).collect();
-    assert_eq!(earlier, [true, true, true, false, false, false]);
-    // Steps one to three were not run again: Vault and Keycloak saw no request at all.
+    assert_eq!(
+        earlier,
+        [true, true, true, false, false, false, false, false]
+    );
+    // Steps one to three were not run again: Vault and Keycloak's admin API saw no request.
     assert_eq!(fresh.vault.requests().len(), vault_before);
-    assert_eq!(fresh.keycloak.requests().len(), keycloak_before);
+    assert_eq!(admin_requests(&fresh.keycloak), keycloak_before);
     assert_eq!(
         fingerprint(prod.db.name()).await,
         fingerprint(&fresh.database).await
@@ -572,7 +724,7 @@ async fn a_missing_identity_or_run_fails_before_the_first_write() {
 
     // Without the age identity: the plan names the encrypted artifact and its recipient.
     let e = fresh
-        .recovery(sink.clone(), &Keyring::new(), &windows)
+        .recovery(sink.clone(), &Keyring::new(), &windows, prod.db.name())
         .plan()
         .await
         .unwrap_err();
