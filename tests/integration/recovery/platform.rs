@@ -268,6 +268,33 @@ async fn back_up(p: &Production, sink: Arc<dyn Sink>, enc: &AgeEncryption, keyri
     }
 }
 
+/// Production backed up (each component in its own run, into one local sink), and the new
+/// platform to recover it into.
+struct Scene {
+    prod: Production,
+    _tmp: tempfile::TempDir,
+    sink: Arc<dyn Sink>,
+    keyring: Keyring,
+    fresh: Fresh,
+    windows: Arc<Windows>,
+}
+
+async fn scene() -> Scene {
+    let prod = production().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let sink: Arc<dyn Sink> = Arc::new(LocalSink::new(tmp.path()).unwrap());
+    let (enc, keyring) = age_keys();
+    back_up(&prod, sink.clone(), &enc, &keyring).await;
+    Scene {
+        prod,
+        _tmp: tmp,
+        sink,
+        keyring,
+        fresh: fresh().await,
+        windows: Arc::new(Windows::default()),
+    }
+}
+
 /// How many requests each fake of the fresh platform has received, at each step's start and
 /// end: a write inside a step's window was made by that step.
 #[derive(Debug, Default)]
@@ -530,13 +557,14 @@ fn realm_summary(kc: &FakeKeycloak) -> (usize, Vec<String>) {
 
 #[tokio::test]
 async fn the_whole_platform_is_planned_without_writes_then_recovered_in_stoa_order() {
-    let prod = production().await;
-    let tmp = tempfile::tempdir().unwrap();
-    let sink: Arc<dyn Sink> = Arc::new(LocalSink::new(tmp.path()).unwrap());
-    let (enc, keyring) = age_keys();
-    back_up(&prod, sink.clone(), &enc, &keyring).await;
-    let fresh = fresh().await;
-    let windows = Arc::new(Windows::default());
+    let Scene {
+        prod,
+        _tmp,
+        sink,
+        keyring,
+        fresh,
+        windows,
+    } = scene().await;
     let recovery = fresh.recovery(sink.clone(), &keyring, &windows, prod.db.name());
     assert_eq!(recovery.step_names(), STEPS);
 
@@ -650,13 +678,14 @@ async fn the_whole_platform_is_planned_without_writes_then_recovered_in_stoa_ord
 
 #[tokio::test]
 async fn a_failure_at_the_fourth_step_is_resumed_without_redoing_the_first_three() {
-    let prod = production().await;
-    let tmp = tempfile::tempdir().unwrap();
-    let sink: Arc<dyn Sink> = Arc::new(LocalSink::new(tmp.path()).unwrap());
-    let (enc, keyring) = age_keys();
-    back_up(&prod, sink.clone(), &enc, &keyring).await;
-    let fresh = fresh().await;
-    let windows = Arc::new(Windows::default());
+    let Scene {
+        prod,
+        _tmp,
+        sink,
+        keyring,
+        fresh,
+        windows,
+    } = scene().await;
     let recovery = fresh.recovery(sink.clone(), &keyring, &windows, prod.db.name());
     let plan = recovery.plan().await.unwrap();
 
@@ -714,13 +743,14 @@ async fn a_failure_at_the_fourth_step_is_resumed_without_redoing_the_first_three
 
 #[tokio::test]
 async fn a_missing_identity_or_run_fails_before_the_first_write() {
-    let prod = production().await;
-    let tmp = tempfile::tempdir().unwrap();
-    let sink: Arc<dyn Sink> = Arc::new(LocalSink::new(tmp.path()).unwrap());
-    let (enc, keyring) = age_keys();
-    back_up(&prod, sink.clone(), &enc, &keyring).await;
-    let fresh = fresh().await;
-    let windows = Arc::new(Windows::default());
+    let Scene {
+        prod,
+        _tmp,
+        sink,
+        keyring: _,
+        fresh,
+        windows,
+    } = scene().await;
 
     // Without the age identity: the plan names the encrypted artifact and its recipient.
     let e = fresh
