@@ -1,0 +1,388 @@
+//! `backup [COMPONENT…]`: one pipeline per component into its storage target, retention
+//! applied after each run by the target's rules, then the catalog.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use serde::Serialize;
+use serde_json::json;
+use stoa_backup::core::{
+    format_runs_table, AgeEncryption, ComponentRules, Keyring, Pipeline, RunFilter, RunReport,
+    RunStatus, Sink, TracingObserver, ZstdCodec,
+};
+use stoa_backup::signals::{self, Shutdown};
+
+use super::list::{self, TargetRuns};
+use super::{load_config, print_json, sinks, usage_error};
+use crate::cli::Cli;
+use crate::config::model::{Component, Config};
+use crate::outcome::Outcome;
+use crate::sources;
+
+/// What became of one component.
+#[derive(Debug, Serialize)]
+struct ComponentResult {
+    component: String,
+    storage: String,
+    /// `complete`, `partial`, `failed`, or `not_run` (interrupted before its turn).
+    status: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    run_id: Option<String>,
+    artifacts: Vec<ArtifactView>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    retention: Option<RetentionView>,
+    errors: Vec<String>,
+    #[serde(skip)]
+    outcome: Outcome,
+}
+
+#[derive(Debug, Serialize)]
+struct ArtifactView {
+    key: String,
+    plain_size: u64,
+    stored_size: u64,
+    stored_sha256: String,
+    verified: bool,
+    verifications: Vec<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct RetentionView {
+    kept: usize,
+    removed: Vec<String>,
+}
+
+impl ComponentResult {
+    fn new(c: &Component) -> Self {
+        ComponentResult {
+            component: c.name.clone(),
+            storage: c.storage.clone(),
+            status: "failed",
+            run_id: None,
+            artifacts: Vec::new(),
+            retention: None,
+            errors: Vec::new(),
+            outcome: Outcome::Failed,
+        }
+    }
+
+    fn failed(c: &Component, error: String) -> Self {
+        let mut r = ComponentResult::new(c);
+        r.errors.push(error);
+        r
+    }
+
+    fn from_report(c: &Component, report: RunReport) -> Self {
+        let mut r = ComponentResult::new(c);
+        r.run_id = Some(report.run_id.as_str().to_string());
+        r.artifacts = report
+            .manifest
+            .artifacts
+            .iter()
+            .map(|a| ArtifactView {
+                key: a.key.to_string(),
+                plain_size: a.plain_size,
+                stored_size: a.stored_size,
+                stored_sha256: a.stored_sha256.clone(),
+                verified: a.is_verified(),
+                verifications: a
+                    .verification
+                    .iter()
+                    .map(|v| format!("{}: {}", v.verifier, v.detail))
+                    .collect(),
+            })
+            .collect();
+        r.retention = report.retention.as_ref().map(|plan| RetentionView {
+            kept: plan.kept().count(),
+            removed: report
+                .removed_runs
+                .iter()
+                .map(|id| id.as_str().to_string())
+                .collect(),
+        });
+        r.errors = report
+            .manifest
+            .failures
+            .iter()
+            .map(|f| f.error.clone())
+            .collect();
+        (r.status, r.outcome) = match report.status {
+            RunStatus::Complete => ("complete", Outcome::Success),
+            RunStatus::Partial => ("partial", Outcome::Partial),
+            _ => ("failed", Outcome::Failed),
+        };
+        if let Some(e) = &report.retention_error {
+            // The backup is stored; old runs were not (all) pruned: not a plain success.
+            r.errors.push(e.to_string());
+            r.outcome = Outcome::Partial;
+        }
+        r
+    }
+}
+
+/// Backs up `names` (every component when empty).
+pub async fn run(cli: &Cli, names: &[String]) -> Outcome {
+    let config = match load_config(cli) {
+        Ok(c) => c,
+        Err(outcome) => return outcome,
+    };
+    let selected: Vec<&Component> = if names.is_empty() {
+        config.components.iter().collect()
+    } else {
+        let mut picked = Vec::new();
+        for n in names {
+            match config.component(n) {
+                Some(c) => picked.push(c),
+                None => {
+                    let known: Vec<&str> =
+                        config.components.iter().map(|c| c.name.as_str()).collect();
+                    return usage_error(
+                        cli,
+                        &format!(
+                            "no component is named `{n}` in {}: the components are {}",
+                            config.file,
+                            known.join(", ")
+                        ),
+                    );
+                }
+            }
+        }
+        picked
+    };
+    let shutdown = match signals::listen() {
+        Ok(s) => s,
+        Err(e) => return failed(cli, &e.to_string()),
+    };
+    let encryption = match &config.encryption {
+        Some(e) => match AgeEncryption::recipients(&e.recipients) {
+            Ok(enc) => Some(enc),
+            Err(e) => return failed(cli, &e.to_string()),
+        },
+        None => None,
+    };
+    let mut keyring = Keyring::new();
+    for identity in config.encryption.iter().flat_map(|e| &e.identity_texts) {
+        keyring = match keyring.with_identity_file_contents(identity.expose()) {
+            Ok(k) => k,
+            Err(e) => return failed(cli, &e.to_string()),
+        };
+    }
+
+    let mut opened: BTreeMap<String, Result<Arc<dyn Sink>, String>> = BTreeMap::new();
+    let mut results = Vec::new();
+    for c in &selected {
+        if shutdown.signal().is_some() {
+            let mut r = ComponentResult::new(c);
+            r.status = "not_run";
+            results.push(r);
+            continue;
+        }
+        if !opened.contains_key(&c.storage) {
+            let target = config
+                .target(&c.storage)
+                .expect("checked when the configuration loaded");
+            let sink = sinks::open(target).await.map_err(|e| e.to_string());
+            opened.insert(c.storage.clone(), sink);
+        }
+        let result = match &opened[&c.storage] {
+            Err(e) => ComponentResult::failed(c, format!("storage target {}: {e}", c.storage)),
+            Ok(sink) => {
+                run_component(
+                    &config,
+                    c,
+                    sink.clone(),
+                    encryption.as_ref(),
+                    &keyring,
+                    &shutdown,
+                )
+                .await
+            }
+        };
+        results.push(result);
+    }
+
+    if let Some(signal) = shutdown.signal() {
+        let outcome = Outcome::Interrupted(signal.exit_status());
+        let message = format!(
+            "interrupted by {signal}: the run in progress was cancelled and nothing of it was kept"
+        );
+        if cli.json {
+            #[derive(Serialize)]
+            struct Interrupted<'a> {
+                signal: &'a str,
+                message: &'a str,
+                components: &'a [ComponentResult],
+            }
+            print_json(
+                outcome.verdict(),
+                Interrupted {
+                    signal: signal.name(),
+                    message: &message,
+                    components: &results,
+                },
+            );
+        } else {
+            eprintln!("{message}");
+        }
+        return outcome;
+    }
+
+    let outcome = Outcome::of(results.iter().map(|r| r.outcome));
+    let mut catalogs = Vec::new();
+    for (name, sink) in &opened {
+        if let Ok(sink) = sink {
+            let listing = list::catalog(sink.clone(), &RunFilter::default()).await;
+            catalogs.push((name.clone(), listing));
+        }
+    }
+    if cli.json {
+        #[derive(Serialize)]
+        struct BackedUp<'a> {
+            components: &'a [ComponentResult],
+            catalog: Vec<TargetRuns>,
+        }
+        let catalog = catalogs
+            .iter()
+            .map(|(name, l)| TargetRuns::new(name, l.as_ref().map_err(ToString::to_string)))
+            .collect();
+        print_json(
+            outcome.verdict(),
+            BackedUp {
+                components: &results,
+                catalog,
+            },
+        );
+    } else {
+        for r in &results {
+            print_result(r);
+        }
+        for (name, l) in &catalogs {
+            let target = config.target(name).expect("opened targets are configured");
+            println!("\ncatalog of {name} ({}):", sinks::describe(target));
+            match l {
+                Ok(l) => {
+                    print!("{}", format_runs_table(&l.runs));
+                    list::warn_damaged(&l.damaged);
+                }
+                Err(e) => eprintln!("error: cannot list {name}: {e}"),
+            }
+        }
+    }
+    outcome
+}
+
+/// One component's pipeline: its source and verifier, compression, encryption, the target's
+/// retention (every component of the target by its own rules) applied after the run.
+async fn run_component(
+    config: &Config,
+    c: &Component,
+    sink: Arc<dyn Sink>,
+    encryption: Option<&AgeEncryption>,
+    keyring: &Keyring,
+    shutdown: &Shutdown,
+) -> ComponentResult {
+    let source = match sources::source(c).await {
+        Ok(s) => s,
+        Err(e) => return ComponentResult::failed(c, e.to_string()),
+    };
+    let mut builder = Pipeline::builder()
+        .source(source)
+        .sink(sink)
+        .compression(ZstdCodec::default())
+        .retention(target_rules(config, &c.storage))
+        .apply_retention(true)
+        .observer(TracingObserver)
+        .cancel(shutdown.token());
+    if let Some(v) = sources::verifier(c) {
+        builder = builder.verifier(v);
+    }
+    if let Some(e) = encryption {
+        builder = builder.encryption(e.clone());
+    }
+    if !keyring.is_empty() {
+        builder = builder.keyring(keyring.clone());
+    }
+    for (k, v) in &c.labels {
+        builder = builder.label(k, v);
+    }
+    let pipeline = match builder.build() {
+        Ok(p) => p,
+        Err(e) => return ComponentResult::failed(c, e.to_string()),
+    };
+    tracing::info!(component = %c.name, storage = %c.storage, "backing up");
+    match pipeline.run().await {
+        Ok(report) => ComponentResult::from_report(c, report),
+        Err(e) => ComponentResult::failed(c, e.to_string()),
+    }
+}
+
+/// The keep rules of a target: each configured component by its own rules; components no
+/// longer configured are never pruned.
+fn target_rules(config: &Config, target: &str) -> ComponentRules {
+    config
+        .components
+        .iter()
+        .filter(|c| c.storage == target)
+        .fold(ComponentRules::new(), |rules, c| {
+            rules.component(&c.name, c.retention.rules())
+        })
+}
+
+fn print_result(r: &ComponentResult) {
+    match (r.status, &r.run_id) {
+        ("complete", Some(id)) => {
+            let stored: u64 = r.artifacts.iter().map(|a| a.stored_size).sum();
+            println!(
+                "{} -> {}: complete, run {id}, {} artifact(s), {stored} bytes stored",
+                r.component,
+                r.storage,
+                r.artifacts.len()
+            );
+        }
+        (status, id) => println!(
+            "{} -> {}: {}{}",
+            r.component,
+            r.storage,
+            status.to_uppercase(),
+            id.as_ref()
+                .map(|i| format!(", run {i}"))
+                .unwrap_or_default()
+        ),
+    }
+    for a in &r.artifacts {
+        println!(
+            "  stored {} ({} bytes plain, {} stored, sha256 {})",
+            a.key, a.plain_size, a.stored_size, a.stored_sha256
+        );
+        for v in &a.verifications {
+            println!("    verified by {v}");
+        }
+    }
+    if let Some(ret) = &r.retention {
+        println!(
+            "  retention: {} run(s) kept, {} removed{}",
+            ret.kept,
+            ret.removed.len(),
+            if ret.removed.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", ret.removed.join(", "))
+            }
+        );
+    }
+    for e in &r.errors {
+        eprintln!("error: {}: {e}", r.component);
+    }
+}
+
+fn failed(cli: &Cli, message: &str) -> Outcome {
+    if cli.json {
+        print_json(
+            Outcome::Failed.verdict(),
+            json!({ "error": { "message": message } }),
+        );
+    } else {
+        eprintln!("error: {message}");
+    }
+    Outcome::Failed
+}
