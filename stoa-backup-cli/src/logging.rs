@@ -14,6 +14,16 @@ pub fn init(flag: Option<&str>) -> Result<(), String> {
             .filter(|v| !v.trim().is_empty())
             .unwrap_or_else(|| "warn".into()),
     };
+    // A bare word is a level here (tracing would take it for a target name).
+    let levels = ["off", "error", "warn", "info", "debug", "trace"];
+    for part in spec.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let level = part.rsplit_once('=').map_or(part, |(_, l)| l);
+        if !levels.contains(&level.to_ascii_lowercase().as_str()) {
+            return Err(format!(
+                "{part:?} in {spec:?} is not a level: give error, warn, info, debug, trace (or off), or target=level pairs"
+            ));
+        }
+    }
     let filter: Targets = spec.parse().map_err(|e| {
         format!("{spec:?} is not a log filter ({e}): give error, warn, info, debug, trace, or target=level pairs")
     })?;

@@ -6,10 +6,29 @@ use serde::Serialize;
 use serde_saphyr::Location;
 
 /// A configuration error: the file, the line and column, the key path
-/// (`components.postgres.schedule`), what is wrong and what to do. Never holds a secret:
-/// messages name variables and files, not their contents.
+/// (`components.postgres.schedule`), what is wrong and what to do ([`Details`]). Never holds
+/// a secret: messages name variables and files, not their contents. Boxed: it travels
+/// through every `Result` of the resolution.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct ConfigError {
+#[serde(transparent)]
+pub struct ConfigError(Box<Details>);
+
+impl std::ops::Deref for ConfigError {
+    type Target = Details;
+    fn deref(&self) -> &Details {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for ConfigError {
+    fn deref_mut(&mut self) -> &mut Details {
+        &mut self.0
+    }
+}
+
+/// What a [`ConfigError`] says.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Details {
     /// The file (as given, or `<embedded default>`).
     pub file: String,
     /// 1-based line, when known.
@@ -31,14 +50,14 @@ pub struct ConfigError {
 impl ConfigError {
     /// An error about the file as a whole (missing, unreadable).
     pub fn file(file: impl Into<String>, message: impl Into<String>) -> Self {
-        ConfigError {
+        ConfigError(Box::new(Details {
             file: file.into(),
             line: None,
             column: None,
             key: None,
             message: message.into(),
             hint: None,
-        }
+        }))
     }
 
     /// An error at `key`, at `location` when known.
@@ -49,14 +68,14 @@ impl ConfigError {
         message: impl Into<String>,
     ) -> Self {
         let known = location.filter(|l| l.line() > 0);
-        ConfigError {
+        ConfigError(Box::new(Details {
             file: file.into(),
             line: known.map(Location::line),
             column: known.map(Location::column),
             key: Some(key.into()),
             message: message.into(),
             hint: None,
-        }
+        }))
     }
 
     /// Adds what to do.
@@ -115,14 +134,18 @@ mod tests {
 
     #[test]
     fn display_names_file_line_key_and_hint() {
-        let e = ConfigError {
-            file: "stoa-backup.yaml".into(),
-            line: Some(7),
-            column: Some(15),
-            key: Some("components.postgres.schedule".into()),
-            message: "bad cron".into(),
-            hint: Some("write 5 fields".into()),
-        };
+        // A value at line 7, column 15 (Location has no public constructor).
+        let source = format!("{}{:>15}", "\n".repeat(6), 7);
+        let at = serde_saphyr::from_str::<serde_saphyr::Spanned<u8>>(&source)
+            .unwrap()
+            .referenced;
+        let e = ConfigError::at(
+            "stoa-backup.yaml",
+            Some(&at),
+            "components.postgres.schedule",
+            "bad cron",
+        )
+        .with_hint("write 5 fields");
         assert_eq!(
             e.to_string(),
             "stoa-backup.yaml:7:15: components.postgres.schedule: bad cron (hint: write 5 fields)"

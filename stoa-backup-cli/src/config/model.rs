@@ -239,7 +239,7 @@ impl Component {
 #[serde(rename_all = "snake_case")]
 pub enum Trigger {
     /// On a cron schedule.
-    Schedule(Schedule),
+    Schedule(Box<Schedule>),
     /// On every change of what it backs up.
     OnChange,
     /// Only when asked (`stoa-backup backup <name>`).

@@ -553,7 +553,7 @@ pub fn parse(source: &str) -> Result<Result<RawConfig, TypeProblem>, serde_saphy
             TargetType::parse,
         );
         match kind {
-            Ok(k) => targets.insert(name, (k, t.referenced.clone())),
+            Ok(k) => targets.insert(name, (k, t.referenced)),
             Err(p) => return Ok(Err(p)),
         };
     }
@@ -566,7 +566,7 @@ pub fn parse(source: &str) -> Result<Result<RawConfig, TypeProblem>, serde_saphy
             ComponentType::parse,
         );
         match kind {
-            Ok(k) => components.insert(name, (k, c.referenced.clone())),
+            Ok(k) => components.insert(name, (k, c.referenced)),
             Err(p) => return Ok(Err(p)),
         };
     }
@@ -603,12 +603,12 @@ fn check_type<T>(
     match &probe.value.kind {
         None => Err(TypeProblem {
             key: format!("{key}.type"),
-            location: probe.referenced.clone(),
+            location: probe.referenced,
             message: format!("`type` is missing: one of {expected}"),
         }),
         Some(t) => parse(&t.value).ok_or_else(|| TypeProblem {
             key: format!("{key}.type"),
-            location: t.referenced.clone(),
+            location: t.referenced,
             message: format!("unknown type `{}`: expected one of {expected}", t.value),
         }),
     }

@@ -178,13 +178,13 @@ impl Resolver<'_> {
                     None => None,
                 };
                 Schedule::parse(&expression, zone.as_deref())
-                    .map(Trigger::Schedule)
+                    .map(|s| Trigger::Schedule(Box::new(s)))
                     .map_err(|e| match e {
                         ScheduleError::Expression(m) => self
                             .err(&s.referenced, &format!("{prefix}.schedule"), m)
                             .with_hint("fields: minute (0-59) hour (0-23) day-of-month (1-31) month (1-12) day-of-week (0-7, 0 and 7 are Sunday); UTC unless `time_zone` names one"),
                         ScheduleError::TimeZone(m) => self.err(
-                            &time_zone.map(|t| t.referenced.clone()).unwrap_or(Location::UNKNOWN),
+                            &time_zone.map(|t| t.referenced).unwrap_or(Location::UNKNOWN),
                             &format!("{prefix}.time_zone"),
                             m,
                         ),
@@ -276,12 +276,12 @@ impl Resolver<'_> {
                     "give `url` or `url_file`, not both",
                 ))
             }
-            (Some(u), None) => Some((self.url(u, &key("url"))?, u.referenced.clone(), key("url"))),
+            (Some(u), None) => Some((self.url(u, &key("url"))?, u.referenced, key("url"))),
             (None, Some(f)) => {
                 let (_, text) = self.read_file(f, &key("url_file"))?;
                 Some((
                     text.expose().trim().to_string(),
-                    f.referenced.clone(),
+                    f.referenced,
                     key("url_file"),
                 ))
             }
@@ -342,8 +342,8 @@ impl Resolver<'_> {
                 &raw.databases
                     .as_ref()
                     .and_then(|d| d.first())
-                    .map(|t| t.referenced.clone())
-                    .unwrap_or_else(|| at.clone()),
+                    .map(|t| t.referenced)
+                    .unwrap_or_else(|| *at),
                 &key("databases"),
                 "give `databases` or `all_databases: true`, not both",
             ));
@@ -432,9 +432,7 @@ impl Resolver<'_> {
         let conn = KeycloakConnection::new(&url, auth)
             .map_err(|e| {
                 self.err(
-                    &url_t
-                        .map(|t| t.referenced.clone())
-                        .unwrap_or_else(|| at.clone()),
+                    &url_t.map(|t| t.referenced).unwrap_or_else(|| *at),
                     &key("url"),
                     e.to_string(),
                 )
@@ -519,8 +517,8 @@ impl Resolver<'_> {
             self.err(
                 &raw.address
                     .as_ref()
-                    .map(|t| t.referenced.clone())
-                    .unwrap_or_else(|| at.clone()),
+                    .map(|t| t.referenced)
+                    .unwrap_or_else(|| *at),
                 &key("address"),
                 e.to_string(),
             )
@@ -534,8 +532,8 @@ impl Resolver<'_> {
                 &raw.mounts
                     .as_ref()
                     .and_then(|m| m.first())
-                    .map(|t| t.referenced.clone())
-                    .unwrap_or_else(|| at.clone()),
+                    .map(|t| t.referenced)
+                    .unwrap_or_else(|| *at),
                 &key("mounts"),
                 "mounts belong to `mode: kv`; a snapshot holds the whole storage",
             ));
@@ -572,10 +570,7 @@ impl Resolver<'_> {
         let mut conn =
             InfisicalConnection::new(&url, &client_id, client_secret.expose()).map_err(|e| {
                 self.err(
-                    &raw.url
-                        .as_ref()
-                        .map(|t| t.referenced.clone())
-                        .unwrap_or(at.clone()),
+                    &raw.url.as_ref().map(|t| t.referenced).unwrap_or(*at),
                     &key("url"),
                     e.to_string(),
                 )
@@ -702,8 +697,8 @@ impl Resolver<'_> {
             self.err(
                 &raw.url
                     .as_ref()
-                    .map(|t| t.referenced.clone())
-                    .unwrap_or_else(|| at.clone()),
+                    .map(|t| t.referenced)
+                    .unwrap_or_else(|| *at),
                 &key("url"),
                 e.to_string(),
             )

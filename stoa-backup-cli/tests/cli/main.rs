@@ -1,0 +1,9 @@
+//! Tests that run the built `stoa-backup` against the real local PostgreSQL
+//! (`STOA_TEST_DATABASE_URL`), each in a temporary directory with databases of its own.
+
+mod backup;
+mod config_errors;
+mod example;
+mod exit_codes;
+mod secrets;
+mod support;
