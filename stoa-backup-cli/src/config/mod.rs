@@ -81,3 +81,6 @@ pub fn parse(file: &str, source: &str, lookup: resolve::Lookup<'_>) -> Result<Co
     };
     resolve::resolve(file, raw, lookup)
 }
+
+#[cfg(test)]
+mod tests;

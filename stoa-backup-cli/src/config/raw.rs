@@ -545,28 +545,18 @@ pub fn parse(source: &str) -> Result<Result<RawConfig, TypeProblem>, serde_saphy
     }
     let probe: Probe = serde_saphyr::from_str_with_options(source, options())?;
     let mut targets = HashMap::new();
-    for (name, t) in probe.storage.unwrap_or_default() {
-        let kind = check_type(
-            &t,
-            &format!("storage.{name}"),
-            TargetType::NAMES,
-            TargetType::parse,
-        );
-        match kind {
-            Ok(k) => targets.insert(name, (k, t.referenced)),
+    for (name, t) in probe.storage.map(|e| e.0).unwrap_or_default() {
+        let key = format!("storage.{}", name.value);
+        match check_type(&name, &t, &key, TargetType::NAMES, TargetType::parse) {
+            Ok(k) => targets.insert(name.value, (k, name.referenced)),
             Err(p) => return Ok(Err(p)),
         };
     }
     let mut components = HashMap::new();
-    for (name, c) in probe.components.unwrap_or_default() {
-        let kind = check_type(
-            &c,
-            &format!("components.{name}"),
-            ComponentType::NAMES,
-            ComponentType::parse,
-        );
-        match kind {
-            Ok(k) => components.insert(name, (k, c.referenced)),
+    for (name, c) in probe.components.map(|e| e.0).unwrap_or_default() {
+        let key = format!("components.{}", name.value);
+        match check_type(&name, &c, &key, ComponentType::NAMES, ComponentType::parse) {
+            Ok(k) => components.insert(name.value, (k, name.referenced)),
             Err(p) => return Ok(Err(p)),
         };
     }
@@ -583,8 +573,32 @@ pub fn parse(source: &str) -> Result<Result<RawConfig, TypeProblem>, serde_saphy
 /// The first pass: only the `type` of each target and component.
 #[derive(Deserialize)]
 struct Probe {
-    storage: Option<BTreeMap<String, Spanned<TypeProbe>>>,
-    components: Option<BTreeMap<String, Spanned<TypeProbe>>>,
+    storage: Option<Entries>,
+    components: Option<Entries>,
+}
+
+/// Names (with where they are written: errors about a whole target or component point at
+/// its name) and their types.
+struct Entries(Vec<(Text, TypeProbe)>);
+
+impl<'de> Deserialize<'de> for Entries {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Entries;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a mapping of names to settings")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Entries, A::Error> {
+                let mut out = Vec::new();
+                while let Some(name) = map.next_key::<Text>()? {
+                    out.push((name, map.next_value()?));
+                }
+                Ok(Entries(out))
+            }
+        }
+        d.deserialize_map(V)
+    }
 }
 
 #[derive(Deserialize)]
@@ -594,16 +608,17 @@ struct TypeProbe {
 }
 
 fn check_type<T>(
-    probe: &Spanned<TypeProbe>,
+    name: &Text,
+    probe: &TypeProbe,
     key: &str,
     names: &[&str],
     parse: fn(&str) -> Option<T>,
 ) -> Result<T, TypeProblem> {
     let expected = names.join(", ");
-    match &probe.value.kind {
+    match &probe.kind {
         None => Err(TypeProblem {
             key: format!("{key}.type"),
-            location: probe.referenced,
+            location: name.referenced,
             message: format!("`type` is missing: one of {expected}"),
         }),
         Some(t) => parse(&t.value).ok_or_else(|| TypeProblem {
