@@ -429,3 +429,21 @@ fn files_without_components_and_odd_documents() {
     let e = read("- a\n- b\n").expect_err("a list");
     assert_eq!(e.line, Some(1), "{e}");
 }
+
+#[test]
+fn the_readme_sample_is_valid() {
+    let readme = include_str!("../../../README.md");
+    let section = &readme[readme.find("## Command line").expect("the section")..];
+    let start = section.find("```yaml\n").expect("a YAML sample") + "```yaml\n".len();
+    let sample = &section[start..start + section[start..].find("```").expect("its end")];
+    let vars: HashMap<&str, &str> = HashMap::from([
+        ("S3_ACCESS_KEY_ID", "AKIA"),
+        ("S3_SECRET_ACCESS_KEY", "secret"),
+        ("GIT_TOKEN", "token"),
+        ("DATABASE_URL", "postgres://stoa@db:5432/stoa"),
+    ]);
+    let c = parse("README.md", sample, &|n| vars.get(n).map(|v| v.to_string()))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(c.storage.len(), 3);
+    assert_eq!(c.components.len(), 2);
+}
