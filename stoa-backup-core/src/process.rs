@@ -370,8 +370,9 @@ pub async fn read_stderr_tail(mut stderr: impl AsyncRead + Unpin) -> String {
     String::from_utf8_lossy(&bytes).trim().to_string()
 }
 
-/// Copies `input` into a command's stdin, then closes it. A stdin closed early by the
-/// command is not an error here: the command's exit status tells why.
+/// Copies `input` into a command's stdin, then closes it, also when `input` fails (whose
+/// error is returned). A stdin closed early by the command is not an error here: the
+/// command's exit status tells why.
 pub async fn copy_to_stdin(
     mut input: ByteStream,
     mut pipe: impl tokio::io::AsyncWrite + Unpin,
@@ -379,7 +380,15 @@ pub async fn copy_to_stdin(
     use futures::StreamExt;
     use tokio::io::AsyncWriteExt;
     while let Some(chunk) = input.next().await {
-        let chunk = chunk?;
+        let chunk = match chunk {
+            Ok(c) => c,
+            Err(e) => {
+                // Close stdin so that the child stops waiting for more (a pod's stdin is not
+                // closed by dropping its writer); the stream's error is the cause.
+                pipe.shutdown().await.ok();
+                return Err(e);
+            }
+        };
         if let Err(e) = pipe.write_all(&chunk).await {
             // The child closed stdin early (e.g. it failed); its exit status tells why.
             if e.kind() == std::io::ErrorKind::BrokenPipe {

@@ -293,10 +293,12 @@ impl FileRestorer {
             _ => {}
         }
         if options.dry_run {
-            let target = self.target.clone();
             let entries = read_tar(plain, None).await?;
             for (f, _) in entries.iter().filter(|(_, dir)| !dir) {
-                if tokio::fs::symlink_metadata(target.join(&f)).await.is_ok() {
+                if tokio::fs::symlink_metadata(self.target.join(f))
+                    .await
+                    .is_ok()
+                {
                     match options.existing {
                         ExistingDataPolicy::Skip => report.skipped += 1,
                         ExistingDataPolicy::Overwrite => report.updated += 1,

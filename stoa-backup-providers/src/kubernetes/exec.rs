@@ -235,6 +235,9 @@ impl State {
         if let Some(p) = self.process.take() {
             p.join().await.ok();
         }
+        // A stdin stream that failed (damaged, cancelled) is why the command saw its input
+        // cut short: that error, not the command's, is the cause.
+        stdin_result?;
         let code = match exit_code(status.as_ref()) {
             Ok(c) => c,
             Err(message) => {
@@ -253,7 +256,6 @@ impl State {
         if code != 0 {
             return Err(exec_exit_error(&outcome, &self.describe, &self.component));
         }
-        stdin_result?;
         if let Some(tx) = self.tx.take() {
             tx.send(outcome).ok();
         }

@@ -221,9 +221,11 @@ impl PostgresRestorer {
             ..Default::default()
         };
         if swap {
-            return self
+            let restored = self
                 .restore_swapped(&mut admin, artifact, facts, plain, options, name, report)
                 .await;
+            admin.unlock_target(name).await;
+            return restored;
         }
         let admin = admin.client();
         if queries::database_exists(admin, name).await? {

@@ -148,6 +148,20 @@ impl AdminSession {
             "wait for it to end (its session holds an advisory lock with classid {RESTORE_LOCK_CLASS} in pg_locks), then rerun"
         )))
     }
+
+    /// Releases the restore lock of `live` now. Closing the session releases it too, but only
+    /// once the server has noticed, so a restore starting right after (the apply of a plan)
+    /// could find it still held.
+    pub(crate) async fn unlock_target(&self, live: &str) {
+        // A failure means the session is gone, and the lock with it.
+        self.client
+            .query_one(
+                "SELECT pg_advisory_unlock($1, hashtext($2))",
+                &[&RESTORE_LOCK_CLASS, &live],
+            )
+            .await
+            .ok();
+    }
 }
 
 async fn connect(conn: &PgConnection, dbname: &str, lock_timeout: Duration) -> Result<Client> {

@@ -1,13 +1,11 @@
-//! The core [`FileRestorer`] restoring a directory (a tar artifact) backed up by
-//! [`FileSource`], compressed and encrypted, into a directory.
+//! The core [`FileRestorer`] restoring what [`FileSource`] backed up (compressed and
+//! encrypted): a directory (a tar artifact) into a directory, and a single file to a path
+//! (one object: an existing file is a conflict, kept, or replaced whole).
 //!
 //! The target is `<root>/target` in a fresh temporary root; its state is every file and
 //! directory under the root (so that whatever a restore leaves beside the target shows), its
 //! writes a fingerprint of the target's tree (paths, sizes, modification times).
 
-use std::collections::hash_map::DefaultHasher;
-use std::hash::{Hash, Hasher};
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -17,18 +15,23 @@ use stoa_backup::core::{
 };
 use stoa_backup_test_support::artifacts::age_keys;
 use stoa_backup_test_support::restorer_conformance::{
-    run_restorer_conformance, Capabilities, HarnessBackup, RestorerHarness, TargetState,
+    run_restorer_conformance, Capabilities, ExistingData, HarnessBackup, RestorerHarness,
+    TargetState,
 };
+
+use super::fingerprint;
 
 const COMPONENT: &str = "files";
 
 struct FileHarness {
     source: tempfile::TempDir,
+    /// Whether the source is the directory, or one file in it.
+    dir: bool,
     root: Mutex<tempfile::TempDir>,
 }
 
 impl FileHarness {
-    fn new() -> Self {
+    fn new(dir: bool) -> Self {
         let source = tempfile::tempdir().unwrap();
         let p = source.path();
         std::fs::create_dir_all(p.join("nested/deeper")).unwrap();
@@ -38,7 +41,15 @@ impl FileHarness {
         std::fs::write(p.join("nested/deeper/c.bin"), noise).unwrap();
         FileHarness {
             source,
+            dir,
             root: Mutex::new(tempfile::tempdir().unwrap()),
+        }
+    }
+
+    fn source_path(&self) -> PathBuf {
+        match self.dir {
+            true => self.source.path().to_path_buf(),
+            false => self.source.path().join("a.txt"),
         }
     }
 
@@ -74,47 +85,30 @@ fn tree(dir: &Path, prefix: &str) -> TargetState {
     out
 }
 
-/// A hash of the paths, kinds, sizes and modification times under `path` (and of whether
-/// it exists): it changes with every write there.
-fn fingerprint(path: &Path) -> u64 {
-    fn walk(p: &Path, h: &mut DefaultHasher) {
-        let Ok(m) = std::fs::symlink_metadata(p) else {
-            "absent".hash(h);
-            return;
-        };
-        (p, m.is_dir(), m.len(), m.mtime(), m.mtime_nsec(), m.ino()).hash(h);
-        if m.is_dir() {
-            let mut names: Vec<_> = std::fs::read_dir(p)
-                .unwrap()
-                .flatten()
-                .map(|e| e.path())
-                .collect();
-            names.sort();
-            for n in names {
-                walk(&n, h);
-            }
-        }
-    }
-    let mut h = DefaultHasher::new();
-    walk(path, &mut h);
-    h.finish()
-}
-
 #[async_trait]
 impl RestorerHarness for FileHarness {
     fn name(&self) -> String {
-        "file (directory as tar)".into()
+        match self.dir {
+            true => "file (directory as tar)".into(),
+            false => "file (one file)".into(),
+        }
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities::default()
+        match self.dir {
+            true => Capabilities::default(),
+            false => Capabilities {
+                existing: ExistingData::Whole,
+                ..Capabilities::default()
+            },
+        }
     }
 
     async fn backup(&self) -> HarnessBackup {
         let (encryption, keyring) = age_keys();
         let sink = Arc::new(MemorySink::new());
         let report = Pipeline::builder()
-            .source(FileSource::new(COMPONENT, self.source.path(), "tree.tar"))
+            .source(FileSource::new(COMPONENT, self.source_path(), "content"))
             .sink(sink.clone())
             .compression(ZstdCodec::new(1).unwrap())
             .encryption(encryption)
@@ -137,6 +131,10 @@ impl RestorerHarness for FileHarness {
     }
 
     async fn source_state(&self) -> TargetState {
+        if !self.dir {
+            let text = std::fs::read_to_string(self.source_path()).unwrap();
+            return [("target".to_string(), text)].into();
+        }
         let mut s = tree(self.source.path(), "target/");
         s.insert("target/".into(), "dir".into());
         s
@@ -156,6 +154,10 @@ impl RestorerHarness for FileHarness {
 
     async fn populate_target_differently(&self) {
         let t = self.target();
+        if !self.dir {
+            std::fs::write(t, "changed since the backup\n").unwrap();
+            return;
+        }
         std::fs::create_dir_all(t.join("nested")).unwrap();
         std::fs::write(t.join("a.txt"), "changed since the backup\n").unwrap();
     }
@@ -166,6 +168,11 @@ impl RestorerHarness for FileHarness {
 }
 
 #[tokio::test]
-async fn the_file_restorer_passes_the_restorer_conformance_suite() {
-    run_restorer_conformance(&FileHarness::new()).await;
+async fn the_file_restorer_of_a_directory_passes_the_restorer_conformance_suite() {
+    run_restorer_conformance(&FileHarness::new(true)).await;
+}
+
+#[tokio::test]
+async fn the_file_restorer_of_one_file_passes_the_restorer_conformance_suite() {
+    run_restorer_conformance(&FileHarness::new(false)).await;
 }

@@ -33,7 +33,7 @@ const SECRETS: [(&str, &str); 6] = [
 ];
 
 fn data(i: usize) -> serde_json::Value {
-    json!({"password": format!("kv-s3cr3t-{i:02}"), "port": 5400 + i, "tls": i % 2 == 0})
+    json!({"password": format!("kv-s3cr3t-{i:02}"), "port": 5400 + i, "tls": i.is_multiple_of(2)})
 }
 
 fn conn(fake: &FakeVault) -> VaultConnection {
