@@ -57,6 +57,7 @@ mod source;
 mod verify;
 
 pub use client::{KeycloakAuth, KeycloakConnection};
+pub use drill::ScratchRealm;
 #[cfg(feature = "kubernetes")]
 #[cfg_attr(docsrs, doc(cfg(feature = "kubernetes")))]
 pub use facts::KcShFacts;
@@ -65,7 +66,6 @@ pub use facts::{ExportMode, KeycloakFacts};
 #[cfg_attr(docsrs, doc(cfg(feature = "kubernetes")))]
 pub use kcsh::{KcShExportVerifier, KcShRestorer, KcShSource, UsersMode};
 pub use redaction::{RedactionReport, MASK};
-pub use drill::ScratchRealm;
 pub use restore::KeycloakRestorer;
 pub use source::{KeycloakSource, KeycloakSourceBuilder};
 pub use verify::KeycloakExportVerifier;
