@@ -169,8 +169,9 @@ impl Drop for TestDatabase {
     }
 }
 
-/// Connects to `url`, spawning the connection task; panics loudly if unreachable.
-async fn connect(url: &str) -> tokio_postgres::Client {
+/// Connects to `url`, spawning the connection task (whose error, if it ends with one, is
+/// printed); panics loudly if the server is unreachable.
+pub async fn connect(url: &str) -> tokio_postgres::Client {
     let redacted = redact_url(url);
     let res = tokio::time::timeout(CONNECT_TIMEOUT, tokio_postgres::connect(url, NoTls)).await;
     let (client, connection) = match res {

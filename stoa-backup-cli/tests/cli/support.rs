@@ -4,9 +4,9 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
 use serde_json::Value;
+pub use stoa_backup_test_support::connect;
 use stoa_backup_test_support::TestDatabase;
 use tokio::process::Command;
-use tokio_postgres::NoTls;
 
 /// The built command.
 pub const BIN: &str = env!("CARGO_BIN_EXE_stoa-backup");
@@ -157,17 +157,6 @@ pub async fn small_database(prefix: &str, rows: i32) -> TestDatabase {
         .await
         .expect("seed the test database");
     db
-}
-
-/// A client for `url`, its connection driven in the background.
-pub async fn connect(url: &str) -> tokio_postgres::Client {
-    let (client, conn) = tokio_postgres::connect(url, NoTls)
-        .await
-        .expect("connect to the test database");
-    tokio::spawn(async move {
-        let _ = conn.await;
-    });
-    client
 }
 
 /// A random token (secrets and names that must not collide across parallel tests).

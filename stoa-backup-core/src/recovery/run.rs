@@ -146,10 +146,7 @@ impl Recovery {
                     keys.push(k.clone());
                 }
             }
-            totals.created += s.report.created;
-            totals.updated += s.report.updated;
-            totals.skipped += s.report.skipped;
-            totals.conflicts += s.report.conflicts;
+            totals.add_counts(&s.report);
         }
         Ok(RecoveryPlan {
             point,

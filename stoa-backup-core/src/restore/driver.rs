@@ -202,10 +202,7 @@ impl RestorePlan {
             ..RestoreReport::default()
         };
         for c in &self.components {
-            total.created += c.report.created;
-            total.updated += c.report.updated;
-            total.skipped += c.report.skipped;
-            total.conflicts += c.report.conflicts;
+            total.add_counts(&c.report);
         }
         total
     }

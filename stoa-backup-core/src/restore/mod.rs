@@ -82,12 +82,18 @@ impl RestoreReport {
         }
     }
 
-    /// Adds `other`'s counts, notes and facts (a later fact of the same name wins).
-    pub fn merge(&mut self, other: RestoreReport) {
+    /// Adds `other`'s counts (created, updated, skipped, conflicts) alone: the totals of a
+    /// plan or a recovery.
+    pub fn add_counts(&mut self, other: &RestoreReport) {
         self.created += other.created;
         self.updated += other.updated;
         self.skipped += other.skipped;
         self.conflicts += other.conflicts;
+    }
+
+    /// Adds `other`'s counts, notes and facts (a later fact of the same name wins).
+    pub fn merge(&mut self, other: RestoreReport) {
+        self.add_counts(&other);
         self.dry_run |= other.dry_run;
         self.notes.extend(other.notes);
         self.facts.extend(other.facts);
