@@ -48,7 +48,8 @@ pub use restore::{
     RestoreOptions, RestorePlan, RestoreReport, Restorer, RunRestored,
 };
 pub use retention::{
-    AnyOf, ComponentRules, KeepCount, KeepReason, KeepRules, RetentionPlan, RetentionPolicy,
+    AnyOf, ComponentRules, KeepCount, KeepReason, KeepRules, RetentionAction, RetentionPlan,
+    RetentionPolicy, RunDecision,
 };
 pub use retry::{Jitter, RetryPolicy};
 pub use sink::{
@@ -59,7 +60,7 @@ pub use stream::ByteStream;
 
 /// Version of this library, recorded in every manifest.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
-pub use catalog::{format_runs_table, Catalog, RunFilter};
+pub use catalog::{format_runs_table, Catalog, RunFilter, RunVerification};
 pub use pipeline::{Pipeline, PipelineBuilder, RunReport};
 pub use process::CommandSpec;
 pub use restore::{open_artifact, restore_each, PerArtifact};

@@ -513,6 +513,11 @@ pub struct RunSummary {
     pub status: RunStatus,
     /// Whether it passed verification (during the run or later).
     pub verified: bool,
+    /// When the verification that makes it [`verified`](Self::verified) ran: the newest
+    /// later verification (`Catalog::verify_run`) when it passed, else the run's end when
+    /// the run verified itself; `None` when it is not verified. Incremental re-verification
+    /// skips runs verified recently enough by it.
+    pub verified_at: Option<DateTime<Utc>>,
     /// Whether it is pinned.
     pub pinned: bool,
     /// Components it covers.
@@ -540,6 +545,7 @@ impl RunSummary {
             started_at,
             status,
             verified: false,
+            verified_at: None,
             pinned: false,
             components: Vec::new(),
             labels: BTreeMap::new(),

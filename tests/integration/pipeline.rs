@@ -202,6 +202,17 @@ async fn flipped_byte_makes_the_verifier_fail_naming_the_artifact() {
         .unwrap();
     let report = pipeline.run().await.unwrap().into_result().unwrap();
     let artifact = report.manifest.artifacts[0].clone();
+    let catalog = Catalog::new(sink.clone());
+    // Verified by the run itself: dated by its end; then by a later verification: its time.
+    let listed = catalog.list_runs(&RunFilter::default()).await.unwrap();
+    assert_eq!(listed[0].verified_at, Some(report.manifest.finished_at));
+    let again = catalog
+        .verify_run(&report.run_id, &[ChecksumVerifier::new()], &Keyring::new())
+        .await
+        .unwrap();
+    assert!(again.ok);
+    let listed = catalog.list_runs(&RunFilter::default()).await.unwrap();
+    assert_eq!(listed[0].verified_at, Some(again.at));
 
     let path = tmp.path().join("backups").join(artifact.key.as_str());
     let mut bytes = std::fs::read(&path).unwrap();
@@ -209,7 +220,6 @@ async fn flipped_byte_makes_the_verifier_fail_naming_the_artifact() {
     bytes[mid] ^= 0x01;
     std::fs::write(&path, &bytes).unwrap();
 
-    let catalog = Catalog::new(sink.clone());
     for verifier in [ChecksumVerifier::new(), ChecksumVerifier::deep()] {
         let v = catalog
             .verify_run(&report.run_id, &[verifier], &Keyring::new())
@@ -225,8 +235,11 @@ async fn flipped_byte_makes_the_verifier_fail_naming_the_artifact() {
             record.detail
         );
     }
-    // The failed re-verification demotes the run: it is no longer the latest verified.
+    // The failed re-verification demotes the run: it is no longer the latest verified, and
+    // has no verification time (incremental re-verification must not skip it).
     assert!(catalog.latest_verified("cmd").await.unwrap().is_none());
+    let listed = catalog.list_runs(&RunFilter::default()).await.unwrap();
+    assert_eq!(listed[0].verified_at, None);
 
     // Restore refuses the damaged bytes.
     let err = restore_component(

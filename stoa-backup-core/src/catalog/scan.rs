@@ -180,10 +180,14 @@ impl Catalog {
             return Ok(damaged(summary, d));
         }
         summary.verified = m.is_verified();
+        summary.verified_at = summary.verified.then_some(m.finished_at);
         if let Some(latest) = objs.verifications.iter().max() {
             // A later verification supersedes what the run itself recorded.
             match self.read_verification(latest).await? {
-                Ok(v) => summary.verified = v.ok,
+                Ok(v) => {
+                    summary.verified = v.ok;
+                    summary.verified_at = v.ok.then_some(v.at);
+                }
                 Err(d) => return Ok(damaged(summary, d)),
             }
         }
@@ -249,6 +253,7 @@ fn damaged(summary: RunSummary, d: RunDamage) -> RunSummary {
     RunSummary {
         status: RunStatus::Damaged,
         verified: false,
+        verified_at: None,
         damage: Some(d),
         ..summary
     }

@@ -40,6 +40,7 @@ fn run_with(at: &str, status: RunStatus, verified: bool, pinned: bool) -> RunSum
         started_at,
         status,
         verified,
+        verified_at: None,
         pinned,
         components: vec!["postgres".into()],
         labels: BTreeMap::new(),
