@@ -30,7 +30,7 @@ pub fn init(flag: Option<&str>) -> Result<(), String> {
     tracing_subscriber::registry()
         .with(
             tracing_subscriber::fmt::layer()
-                .with_writer(std::io::stderr)
+                .with_writer(crate::progress::LogWriter)
                 .with_target(true),
         )
         .with(filter)

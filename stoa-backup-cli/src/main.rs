@@ -9,6 +9,7 @@ mod commands;
 mod config;
 mod logging;
 mod outcome;
+mod progress;
 mod sources;
 
 use std::process::ExitCode;

@@ -8,7 +8,7 @@ use serde::Serialize;
 use serde_json::json;
 use stoa_backup::core::{
     format_runs_table, AgeEncryption, ComponentRules, Keyring, Pipeline, RunFilter, RunReport,
-    RunStatus, Sink, TracingObserver, ZstdCodec,
+    RunStatus, Sink, ZstdCodec,
 };
 use stoa_backup::signals::{self, Shutdown};
 
@@ -17,7 +17,7 @@ use super::{load_config, print_json, sinks, usage_error};
 use crate::cli::Cli;
 use crate::config::model::{Component, Config};
 use crate::outcome::Outcome;
-use crate::sources;
+use crate::{progress, sources};
 
 /// What became of one component.
 #[derive(Debug, Serialize)]
@@ -188,6 +188,7 @@ pub async fn run(cli: &Cli, names: &[String]) -> Outcome {
             Err(e) => ComponentResult::failed(c, format!("storage target {}: {e}", c.storage)),
             Ok(sink) => {
                 run_component(
+                    cli,
                     &config,
                     c,
                     sink.clone(),
@@ -274,6 +275,7 @@ pub async fn run(cli: &Cli, names: &[String]) -> Outcome {
 /// One component's pipeline: its source and verifier, compression, encryption, the target's
 /// retention (every component of the target by its own rules) applied after the run.
 async fn run_component(
+    cli: &Cli,
     config: &Config,
     c: &Component,
     sink: Arc<dyn Sink>,
@@ -285,13 +287,14 @@ async fn run_component(
         Ok(s) => s,
         Err(e) => return ComponentResult::failed(c, e.to_string()),
     };
+    let observer = progress::backup_observer(cli, &sink, &c.name).await;
     let mut builder = Pipeline::builder()
         .source(source)
         .sink(sink)
         .compression(ZstdCodec::default())
         .retention(target_rules(config, &c.storage))
         .apply_retention(true)
-        .observer(TracingObserver)
+        .observer(observer)
         .cancel(shutdown.token());
     if let Some(v) = sources::verifier(c) {
         builder = builder.verifier(v);

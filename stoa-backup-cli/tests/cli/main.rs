@@ -5,5 +5,6 @@ mod backup;
 mod config_errors;
 mod example;
 mod exit_codes;
+mod progress;
 mod secrets;
 mod support;
