@@ -17,6 +17,9 @@ pub struct Interpolated {
     pub value: String,
     /// Whether a `${…}` reference was in it (a secret must come from one, or from a file).
     pub referenced: bool,
+    /// The variables referenced, in order, each with whether its reference gives a default
+    /// (`${NAME:-default}`): what a deployment must provide (`manifests`).
+    pub variables: Vec<(String, bool)>,
 }
 
 /// Replaces `${NAME}` and `${NAME:-default}` with `lookup(NAME)`, `$$` with `$`.
@@ -26,6 +29,7 @@ pub fn interpolate(
 ) -> Result<Interpolated, InterpolationError> {
     let mut value = String::with_capacity(text.len());
     let mut referenced = false;
+    let mut variables = Vec::new();
     let mut rest = text;
     while let Some(i) = rest.find('$') {
         value.push_str(&rest[..i]);
@@ -51,6 +55,7 @@ pub fn interpolate(
                 )));
             }
             referenced = true;
+            variables.push((name.to_string(), default.is_some()));
             match (lookup(name), default) {
                 (Some(v), Some(d)) if v.is_empty() => value.push_str(d),
                 (Some(v), _) => value.push_str(&v),
@@ -64,7 +69,11 @@ pub fn interpolate(
         }
     }
     value.push_str(rest);
-    Ok(Interpolated { value, referenced })
+    Ok(Interpolated {
+        value,
+        referenced,
+        variables,
+    })
 }
 
 fn is_variable_name(name: &str) -> bool {
@@ -112,6 +121,10 @@ mod tests {
         assert_eq!(i("cost $$5 and $x").value, "cost $5 and $x");
         assert!(!i("$${HOST}").referenced);
         assert_eq!(i("$${HOST}").value, "${HOST}");
+        assert_eq!(
+            i("${HOST}:${UNSET:-5432}/$${NOT}").variables,
+            [("HOST".to_string(), false), ("UNSET".to_string(), true)]
+        );
     }
 
     #[test]

@@ -11,6 +11,7 @@ pub mod interpolate;
 pub mod keypath;
 pub mod model;
 pub mod raw;
+pub mod references;
 pub mod resolve;
 pub mod schedule;
 pub mod secret;

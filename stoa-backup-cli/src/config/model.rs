@@ -15,6 +15,7 @@ use stoa_backup::storage::{GitSinkBuilder, S3SinkBuilder};
 
 use super::duration::HumanDuration;
 use super::raw::ComponentType;
+use super::references::Reference;
 use super::schedule::Schedule;
 use super::secret::Secret;
 
@@ -30,6 +31,10 @@ pub struct Config {
     pub encryption: Option<Encryption>,
     /// Components, in file order.
     pub components: Vec<Component>,
+    /// The variables and files the file makes the command read, by key (`manifests` gives
+    /// them to the pods from Secrets).
+    #[serde(skip)]
+    pub references: Vec<Reference>,
 }
 
 impl Config {

@@ -8,9 +8,11 @@
 //! `dryRun=All`, field-ownership conflicts), delete (finalizers honoured), label and field
 //! selectors, namespaces (namespaced writes need the namespace: 404 otherwise; stored
 //! Namespaces get the `kubernetes.io/metadata.name` label and phase `Active`), Secrets and
-//! ConfigMaps, `Status` error bodies with the right codes (404 for types no CRD serves),
-//! CustomResourceDefinitions that become `Established` after a configurable delay (or
-//! never), custom resources validated against their CRD's `openAPIV3Schema` on every write,
+//! ConfigMaps, ServiceAccounts, PersistentVolumeClaims, CronJobs, Jobs, Roles,
+//! ClusterRoles and their bindings (built-in objects validated as the API server does,
+//! dry runs included: see `store/builtins`), `Status` error bodies with the right codes
+//! (404 for types no CRD serves), CustomResourceDefinitions that become `Established`
+//! after a configurable delay (or never), custom resources validated against their CRD's `openAPIV3Schema` on every write,
 //! dry runs included (422 `Invalid` with one cause per violation; see `store/schema.rs` for
 //! what is checked), bearer-token authentication,
 //! injected faults, a request log, and pod exec over the `v5.channel.k8s.io` /

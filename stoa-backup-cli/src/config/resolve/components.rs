@@ -23,6 +23,7 @@ use crate::config::raw::{
     Common, RawComponent, RawCount, RawCrds, RawGrafana, RawHelm, RawInfisical, RawKeycloak,
     RawPostgres, RawRetention, RawSettings, RawVault,
 };
+use crate::config::references::Referenced;
 use crate::config::schedule::{Schedule, ScheduleError};
 use crate::sources;
 
@@ -331,6 +332,7 @@ impl Resolver<'_> {
             None => conn,
         };
         if let Some(pf) = self.opt_text(raw.passfile.as_ref(), &key("passfile"))? {
+            self.record(&key("passfile"), Referenced::File(pf.clone().into()));
             conn = conn.passfile(pf);
         }
         conn.validate()

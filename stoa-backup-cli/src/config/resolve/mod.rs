@@ -6,6 +6,7 @@
 mod components;
 mod targets;
 
+use std::cell::RefCell;
 use std::path::PathBuf;
 
 use serde_saphyr::Location;
@@ -14,6 +15,7 @@ use super::error::ConfigError;
 use super::interpolate::{interpolate, InterpolationError};
 use super::model::Config;
 use super::raw::{RawConfig, Text};
+use super::references::{Reference, Referenced};
 use super::secret::{url_has_password, Secret};
 
 /// Looks a variable up (the process environment, or a map in tests).
@@ -25,7 +27,11 @@ pub fn resolve(
     raw: RawConfig,
     lookup: Lookup<'_>,
 ) -> std::result::Result<Config, ConfigError> {
-    let r = Resolver { file, lookup };
+    let r = Resolver {
+        file,
+        lookup,
+        references: RefCell::new(Vec::new()),
+    };
     let mut storage = Vec::new();
     for (name, location, target) in raw.storage {
         storage.push(r.target(&name, &location, target)?);
@@ -54,13 +60,15 @@ pub fn resolve(
         storage,
         encryption,
         components,
+        references: r.references.into_inner(),
     })
 }
 
-/// The file being resolved and where variables come from.
+/// The file being resolved, where variables come from, and what it was seen to read.
 struct Resolver<'a> {
     file: &'a str,
     lookup: Lookup<'a>,
+    references: RefCell<Vec<Reference>>,
 }
 
 type Result<T> = std::result::Result<T, ConfigError>;
@@ -70,10 +78,23 @@ impl Resolver<'_> {
         ConfigError::at(self.file, Some(location), key, message)
     }
 
+    /// Notes that `key` reads `what` (see [`Reference`]).
+    fn record(&self, key: &str, what: Referenced) {
+        self.references.borrow_mut().push(Reference {
+            key: key.to_string(),
+            what,
+        });
+    }
+
     /// A value with its `${…}` references replaced; also whether it had any.
     fn interpolated(&self, t: &Text, key: &str) -> Result<(String, bool)> {
         match interpolate(&t.value, self.lookup) {
-            Ok(i) => Ok((i.value, i.referenced)),
+            Ok(i) => {
+                for (name, optional) in i.variables {
+                    self.record(key, Referenced::Variable { name, optional });
+                }
+                Ok((i.value, i.referenced))
+            }
             Err(InterpolationError::Unset(name)) => Err(self
                 .err(&t.referenced, key, format!("${{{name}}} is not set"))
                 .with_hint(format!(
@@ -178,6 +199,7 @@ impl Resolver<'_> {
     /// dropped). Errors name the file, never its contents.
     fn read_file(&self, f: &Text, key: &str) -> Result<(PathBuf, Secret)> {
         let path = PathBuf::from(self.text(f, key)?);
+        self.record(key, Referenced::File(path.clone()));
         let text = std::fs::read_to_string(&path).map_err(|e| {
             self.err(
                 &f.referenced,

@@ -12,6 +12,7 @@ use crate::config::model::{
     S3Target, Target, TargetKind,
 };
 use crate::config::raw::{RawEncryption, RawGit, RawLocal, RawS3, RawTarget};
+use crate::config::references::Referenced;
 use crate::config::secret::redact_url;
 
 impl Resolver<'_> {
@@ -154,7 +155,13 @@ impl Resolver<'_> {
             .opt_text(raw.path.as_ref(), &key("path"))?
             .unwrap_or_default();
         let workdir = match self.opt_text(raw.workdir.as_ref(), &key("workdir"))? {
-            Some(w) => PathBuf::from(w),
+            Some(w) => {
+                self.record(
+                    &key("workdir"),
+                    Referenced::WritableDirectory(w.clone().into()),
+                );
+                PathBuf::from(w)
+            }
             None => default_workdir(self, name),
         };
         let (credentials, view) = match &raw.credentials {
@@ -201,6 +208,9 @@ impl Resolver<'_> {
             &ck("token_file"),
         )?;
         let ssh_key = self.opt_text(raw.ssh_key.as_ref(), &ck("ssh_key"))?;
+        if let Some(k) = &ssh_key {
+            self.record(&ck("ssh_key"), Referenced::File(k.into()));
+        }
         let agent = raw.ssh_agent.unwrap_or(false);
         let passphrase = self.secret(
             raw.passphrase.as_ref(),

@@ -1,8 +1,10 @@
 //! The fake API server's in-memory state: resource types, objects and their server fields,
 //! continue tokens. Writes ([`writes`]), CRDs ([`crd`]), field ownership ([`fields`]),
-//! selectors ([`select`]), custom-resource schema validation ([`schema`]) and the `Status`
-//! error bodies ([`errors`]) live beside it.
+//! selectors ([`select`]), custom-resource schema validation ([`schema`]), the other
+//! built-in kinds and their validation ([`builtins`]) and the `Status` error bodies
+//! ([`errors`]) live beside it.
 
+mod builtins;
 mod crd;
 mod errors;
 mod fields;
@@ -157,6 +159,7 @@ impl Store {
                 &["status"],
             ),
         ];
+        self.types.extend(builtins::types());
     }
 
     /// Forgets everything (objects, CRDs and their types); built-in types stay.

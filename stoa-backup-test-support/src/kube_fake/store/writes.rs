@@ -397,6 +397,10 @@ impl Store {
                 ));
             }
         }
+        let violations = super::builtins::validate(rt, name, value);
+        if !violations.is_empty() {
+            return Err(ApiError::invalid_fields(rt, name, &violations));
+        }
         if let Some(schema) = self.schema_of(rt) {
             let violations = super::schema::validate(&schema, value);
             if !violations.is_empty() {
