@@ -2,7 +2,13 @@
 
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand};
+use chrono::{DateTime, NaiveDate, Utc};
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::config::duration::HumanDuration;
+
+/// The image `manifests` names unless told otherwise (the `deploy/Dockerfile` build).
+pub const DEFAULT_IMAGE: &str = "ghcr.io/stoa-platform/stoa-backup:0.1.0";
 
 /// Exit statuses, shown at the end of `--help` (and in the README).
 pub const EXIT_CODES: &str = "\
@@ -11,6 +17,8 @@ Exit status:
   1    failed (nothing of what was asked succeeded, or a storage target could not be read)
   2    usage or configuration error (the message names the file, line and key)
   3    partially failed (some components failed, the others succeeded)
+  4    verification failed (a stored backup did not pass its checks; `verify`, and `drill`
+       when a check of the restored data fails)
   130  interrupted by SIGINT (the run in progress is discarded: no manifest is written)
   143  interrupted by SIGTERM (likewise)";
 
@@ -64,6 +72,130 @@ pub enum Command {
         #[arg(long, value_name = "TARGET")]
         storage: Option<String>,
     },
+    /// Verify stored runs again through the providers' verifiers and record the result
+    /// beside each run (exit 4 when one fails).
+    Verify {
+        /// Runs to verify, by id [default: every complete run of the selected targets].
+        #[arg(value_name = "RUN", conflicts_with = "latest")]
+        runs: Vec<String>,
+        /// Only the newest complete run of each component.
+        #[arg(long)]
+        latest: bool,
+        /// Only runs holding this component (and only its storage target).
+        #[arg(long, value_name = "NAME")]
+        component: Option<String>,
+        /// Only this storage target.
+        #[arg(long, value_name = "TARGET")]
+        storage: Option<String>,
+        /// Skip runs verified more recently than this (e.g. 7d): incremental
+        /// re-verification.
+        #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+        max_age: Option<HumanDuration>,
+    },
+    /// Apply the retention rules: print the plan (what is kept and why, what would be
+    /// deleted) by default, delete with --apply.
+    Prune {
+        /// Delete the runs the plan forgets.
+        #[arg(long)]
+        apply: bool,
+        /// Only this storage target.
+        #[arg(long, value_name = "TARGET")]
+        storage: Option<String>,
+    },
+    /// Restore one component from a run: print the plan by default, restore with --apply.
+    Restore {
+        /// The component, by name.
+        #[arg(value_name = "COMPONENT")]
+        component: String,
+        /// The run [default: the newest complete, verified run holding the component].
+        #[arg(long, value_name = "ID", conflicts_with = "at")]
+        run: Option<String>,
+        /// The newest complete, verified run at or before this time (RFC 3339, or a date).
+        #[arg(long, value_name = "TIME", value_parser = parse_time)]
+        at: Option<DateTime<Utc>>,
+        /// Where to restore, by component type: postgres a database name (created; it must
+        /// not exist), keycloak a realm name, helm a directory for the values files. Without
+        /// it, the configured server itself.
+        #[arg(long, value_name = "TARGET")]
+        to: Option<String>,
+        /// What to do with data that already exists at the target.
+        #[arg(long, value_enum, default_value_t = Existing::Fail)]
+        existing: Existing,
+        /// Restore (without it, only the plan is printed and nothing is written).
+        #[arg(long)]
+        apply: bool,
+    },
+    /// Recover the whole platform from its backups in STOA's order (PostgreSQL, Vault /
+    /// Infisical, Keycloak, CRDs, Helm values, Grafana), then run the checklist: print the
+    /// plan by default, recover with --apply.
+    ///
+    /// Each component is restored into its configured server (an existing PostgreSQL
+    /// database is a conflict unless --existing overwrite swaps the restored copy in); the
+    /// checklist compares the row counts of each restored PostgreSQL database with its
+    /// backup. One recovery reads one storage target: the components are recovered target by
+    /// target, the targets in the STOA order of their components, and every target is
+    /// planned before anything is written. When the targets interleave in that order
+    /// (postgres in S3, Keycloak in Git, Grafana in S3 again) the command refuses and names
+    /// the `recover <COMPONENT…>` commands to run one after another. A failed step is named
+    /// with the steps done and the recovery id to resume with.
+    Recover {
+        /// Components to recover, by name [default: every configured component].
+        #[arg(value_name = "COMPONENT")]
+        components: Vec<String>,
+        /// Recover to the newest complete, verified runs at or before this time (RFC 3339,
+        /// or a date).
+        #[arg(long, value_name = "TIME", value_parser = parse_time)]
+        at: Option<DateTime<Utc>>,
+        /// What to do with data that already exists at the targets.
+        #[arg(long, value_enum, default_value_t = Existing::Fail)]
+        existing: Existing,
+        /// Recover (without it, only the plan is printed and nothing is written).
+        #[arg(long)]
+        apply: bool,
+        /// Resume an interrupted recovery from its journal: the newest unfinished one, or
+        /// the one named (the steps done are not repeated; it applies, and then recovers the
+        /// storage targets after it).
+        #[arg(long, value_name = "ID", num_args = 0..=1, default_missing_value = "")]
+        resume: Option<String>,
+    },
+    /// A recovery drill: restore the newest backups into scratch places (a scratch
+    /// database, a scratch realm, a scratch directory), run the checks, remove the scratch
+    /// places, and report the time each step took (exit 4 when a check fails).
+    ///
+    /// PostgreSQL is restored into a new scratch database and its row counts compared with
+    /// the backup, Keycloak (the component named `keycloak`) into a scratch realm, Helm
+    /// values into a scratch directory; other types restore into their live servers only and
+    /// are not drilled.
+    Drill {
+        /// Components to drill, by name [default: every component that can be drilled].
+        #[arg(value_name = "COMPONENT")]
+        components: Vec<String>,
+    },
+    /// Preflight: reach every storage target and component, and report each component's
+    /// RPO status (the age of its newest verified backup against its target).
+    ///
+    /// Nothing is written: every storage target is listed, every component's source runs
+    /// its preflight, and each component's newest complete, verified backup is judged by its
+    /// `rpo`: ok, late (older than the RPO), never (no verified backup), or no_rpo. Exit 1
+    /// when a storage target cannot be listed; otherwise a component is ok when its
+    /// preflight passed and its state is ok or no_rpo, and the exit status is 0 when every
+    /// component is ok, 1 when none is, 3 when some are.
+    Check {
+        /// Only these components, by name.
+        #[arg(value_name = "COMPONENT")]
+        components: Vec<String>,
+    },
+    /// Print the Kubernetes manifests generated from the configuration: a CronJob per
+    /// scheduled component, the ConfigMap holding the configuration, a ServiceAccount with
+    /// the least RBAC the components need, and Secret references for the credentials.
+    Manifests {
+        /// The namespace the manifests are for.
+        #[arg(long, value_name = "NAME", default_value = "stoa-system")]
+        namespace: String,
+        /// The container image.
+        #[arg(long, value_name = "IMAGE", default_value = DEFAULT_IMAGE)]
+        image: String,
+    },
     /// Check the configuration, or print an example.
     Config {
         /// What to do with it.
@@ -80,6 +212,37 @@ pub enum ConfigCommand {
     Check,
     /// Print a commented example configuration (the guide's tables).
     Example,
+}
+
+/// `--existing`: what a restore does with data already at its target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Existing {
+    /// Refuse to touch existing data: the plan shows conflicts and apply refuses.
+    Fail,
+    /// Leave existing objects alone and restore only the missing ones.
+    Skip,
+    /// Replace existing data.
+    Overwrite,
+}
+
+fn parse_duration(s: &str) -> Result<HumanDuration, String> {
+    HumanDuration::parse(s).map_err(|e| e.to_string())
+}
+
+/// RFC 3339 (`2026-11-30T02:00:00Z`), or a date (`2026-11-30`: the end of that day, UTC).
+fn parse_time(s: &str) -> Result<DateTime<Utc>, String> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+        return Ok(t.with_timezone(&Utc));
+    }
+    match NaiveDate::parse_from_str(s, "%Y-%m-%d") {
+        Ok(d) => Ok(d
+            .and_hms_opt(23, 59, 59)
+            .expect("a valid time of day")
+            .and_utc()),
+        Err(_) => Err(format!(
+            "{s:?} is neither an RFC 3339 time (2026-11-30T02:00:00Z) nor a date (2026-11-30)"
+        )),
+    }
 }
 
 fn parse_label(s: &str) -> Result<(String, String), String> {

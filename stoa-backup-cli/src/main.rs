@@ -8,8 +8,10 @@ mod cli;
 mod commands;
 mod config;
 mod logging;
+mod manifests;
 mod outcome;
 mod progress;
+mod restorers;
 mod sources;
 
 use std::process::ExitCode;

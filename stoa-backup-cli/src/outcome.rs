@@ -13,6 +13,8 @@ pub enum Outcome {
     Usage,
     /// Some components failed, the others succeeded (exit 3).
     Partial,
+    /// A stored backup did not pass its checks (exit 4).
+    VerificationFailed,
     /// A signal stopped it: 130 for SIGINT, 143 for SIGTERM.
     Interrupted(u8),
 }
@@ -25,6 +27,7 @@ impl Outcome {
             Outcome::Failed => 1,
             Outcome::Usage => 2,
             Outcome::Partial => 3,
+            Outcome::VerificationFailed => 4,
             Outcome::Interrupted(status) => status,
         }
     }
@@ -36,6 +39,7 @@ impl Outcome {
             Outcome::Failed => "failed",
             Outcome::Usage => "invalid",
             Outcome::Partial => "partially_failed",
+            Outcome::VerificationFailed => "verification_failed",
             Outcome::Interrupted(_) => "interrupted",
         }
     }
@@ -83,11 +87,12 @@ mod tests {
                 Failed,
                 Usage,
                 Partial,
+                VerificationFailed,
                 Interrupted(130),
                 Interrupted(143)
             ]
             .map(Outcome::code),
-            [0, 1, 2, 3, 130, 143]
+            [0, 1, 2, 3, 4, 130, 143]
         );
     }
 }

@@ -132,7 +132,13 @@ pub fn verifier(c: &Component) -> Option<Arc<dyn Verifier>> {
     if !c.verify {
         return None;
     }
-    match &c.settings {
+    provider_verifier(&c.settings)
+}
+
+/// The provider's verifier of a component type, if it has one (`verify` re-reads stored runs
+/// through it whatever the component's `verify` setting).
+pub fn provider_verifier(settings: &Settings) -> Option<Arc<dyn Verifier>> {
+    match settings {
         Settings::Postgres(_) => Some(Arc::new(PgArchiveVerifier::new())),
         Settings::Keycloak(_) => Some(Arc::new(KeycloakExportVerifier::new())),
         Settings::Vault(v) if v.mode == VaultMode::Snapshot => Some(Arc::new(RaftSnapshotVerifier)),

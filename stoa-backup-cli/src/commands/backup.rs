@@ -5,7 +5,6 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use serde::Serialize;
-use serde_json::json;
 use stoa_backup::core::{
     format_runs_table, AgeEncryption, ComponentRules, Keyring, Pipeline, RunFilter, RunReport,
     RunStatus, Sink, ZstdCodec,
@@ -13,7 +12,7 @@ use stoa_backup::core::{
 use stoa_backup::signals::{self, Shutdown};
 
 use super::list::{self, TargetRuns};
-use super::{load_config, print_json, sinks, usage_error};
+use super::{failed, keys, load_config, print_json, sinks, usage_error};
 use crate::cli::Cli;
 use crate::config::model::{Component, Config};
 use crate::outcome::Outcome;
@@ -153,20 +152,14 @@ pub async fn run(cli: &Cli, names: &[String]) -> Outcome {
         Ok(s) => s,
         Err(e) => return failed(cli, &e.to_string()),
     };
-    let encryption = match &config.encryption {
-        Some(e) => match AgeEncryption::recipients(&e.recipients) {
-            Ok(enc) => Some(enc),
-            Err(e) => return failed(cli, &e.to_string()),
-        },
-        None => None,
+    let encryption = match keys::encryption(&config) {
+        Ok(e) => e,
+        Err(e) => return failed(cli, &e),
     };
-    let mut keyring = Keyring::new();
-    for identity in config.encryption.iter().flat_map(|e| &e.identity_texts) {
-        keyring = match keyring.with_identity_file_contents(identity.expose()) {
-            Ok(k) => k,
-            Err(e) => return failed(cli, &e.to_string()),
-        };
-    }
+    let keyring = match keys::keyring(&config) {
+        Ok(k) => k,
+        Err(e) => return failed(cli, &e),
+    };
 
     let mut opened: BTreeMap<String, Result<Arc<dyn Sink>, String>> = BTreeMap::new();
     let mut results = Vec::new();
@@ -321,7 +314,7 @@ async fn run_component(
 
 /// The keep rules of a target: each configured component by its own rules; components no
 /// longer configured are never pruned.
-fn target_rules(config: &Config, target: &str) -> ComponentRules {
+pub(super) fn target_rules(config: &Config, target: &str) -> ComponentRules {
     config
         .components
         .iter()
@@ -376,16 +369,4 @@ fn print_result(r: &ComponentResult) {
     for e in &r.errors {
         eprintln!("error: {}: {e}", r.component);
     }
-}
-
-fn failed(cli: &Cli, message: &str) -> Outcome {
-    if cli.json {
-        print_json(
-            Outcome::Failed.verdict(),
-            json!({ "error": { "message": message } }),
-        );
-    } else {
-        eprintln!("error: {message}");
-    }
-    Outcome::Failed
 }

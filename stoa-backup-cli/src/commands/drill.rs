@@ -13,8 +13,8 @@ use std::sync::Arc;
 use chrono::Utc;
 use serde::Serialize;
 use stoa_backup::core::recovery::{Checklist, CleanUp, DrillReport, Recovery, Step, Verdict};
-use stoa_backup::core::{Error, Keyring, Result as CoreResult, Sink, TracingObserver};
-use stoa_backup::prelude::{HelmValuesRestorer, PostgresRestorer, RestoreTarget};
+use stoa_backup::core::{Error, Keyring, Observer, Result as CoreResult, Sink};
+use stoa_backup::prelude::HelmValuesRestorer;
 use stoa_backup::providers::keycloak::ScratchRealm;
 use stoa_backup::providers::postgres::ScratchDatabase;
 use stoa_backup::signals::{self, Shutdown};
@@ -22,8 +22,9 @@ use stoa_backup::signals::{self, Shutdown};
 use super::recover::{by_target, row_counts_check, select_components, TargetGroup};
 use super::{failed, interrupted, keys, load_config, print_json, sinks, usage_error};
 use crate::cli::Cli;
-use crate::config::model::{Component, PostgresSettings, Settings};
+use crate::config::model::{Component, Settings};
 use crate::outcome::Outcome;
+use crate::progress::{self, ExpectedSizes};
 use crate::restorers;
 
 /// Why a component cannot be drilled, or `None` when it can.
@@ -139,7 +140,14 @@ pub async fn run(cli: &Cli, names: &[String]) -> Outcome {
                 continue;
             }
         };
-        match build(&group, sink, &keyring, &shutdown, &mut result.scratch) {
+        match build(
+            &group,
+            sink,
+            &keyring,
+            &shutdown,
+            &mut result.scratch,
+            progress::observer(cli, ExpectedSizes::none()),
+        ) {
             Ok(recovery) => {
                 tracing::info!(storage = %group.storage, components = ?group.names(), "drilling");
                 match recovery.drill().await {
@@ -216,6 +224,7 @@ fn build(
     keyring: &Keyring,
     shutdown: &Shutdown,
     scratch: &mut Vec<Scratch>,
+    observer: Arc<dyn Observer>,
 ) -> CoreResult<Recovery> {
     let stamp = format!(
         "{}_{:x}",
@@ -225,7 +234,7 @@ fn build(
     let mut builder = Recovery::builder()
         .sink(sink)
         .keyring(keyring.clone())
-        .observer(TracingObserver)
+        .observer(observer)
         .cancel(shutdown.token());
     let mut checks = Checklist::new();
     for c in &group.components {
@@ -245,7 +254,7 @@ fn build(
                     kind: "database",
                     name: database.name().to_string(),
                 });
-                database.step(postgres_restorer(c, s))
+                database.step(restorers::postgres_restorer(c, s))
             }
             Settings::Keycloak(s) => {
                 let realm = ScratchRealm::new(
@@ -300,24 +309,6 @@ fn scratch_database_name(component: &str, stamp: &str) -> String {
     let mut name = format!("stoa_drill_{stamp}_{component}");
     name.truncate(63);
     name
-}
-
-/// The PostgreSQL restorer of component `c` as `restore` builds it (the scratch step replaces
-/// its target): a run of several databases restores the one the connection names.
-fn postgres_restorer(c: &Component, s: &PostgresSettings) -> PostgresRestorer {
-    let r = PostgresRestorer::new(
-        s.conn.clone(),
-        RestoreTarget::NewDatabase {
-            name: restorers::postgres_database(s),
-            swap: false,
-        },
-    )
-    .component(&c.name);
-    if s.databases.len() > 1 || s.all_databases {
-        r.from_database(s.conn.get_dbname())
-    } else {
-        r
-    }
 }
 
 /// A directory a drill writes Helm values into and removes afterwards; it must not exist

@@ -2,12 +2,21 @@
 //! `verdict`) and says how it ended.
 
 mod backup;
+mod check;
 mod config;
+mod drill;
+mod keys;
 mod list;
+mod manifests;
+mod prune;
+mod recover;
+mod restore;
 mod sinks;
+mod verify;
 
 use serde::Serialize;
 use serde_json::json;
+use stoa_backup::signals::ShutdownSignal;
 
 use crate::cli::{Cli, Command, ConfigCommand};
 use crate::config::{ConfigError, EMBEDDED};
@@ -22,6 +31,69 @@ pub async fn run(cli: &Cli) -> Outcome {
             labels,
             storage,
         } => list::run(cli, component.as_deref(), labels, storage.as_deref()).await,
+        Command::Verify {
+            runs,
+            latest,
+            component,
+            storage,
+            max_age,
+        } => {
+            verify::run(
+                cli,
+                verify::Request {
+                    runs,
+                    latest: *latest,
+                    component: component.as_deref(),
+                    storage: storage.as_deref(),
+                    max_age: max_age.as_ref(),
+                },
+            )
+            .await
+        }
+        Command::Prune { apply, storage } => prune::run(cli, *apply, storage.as_deref()).await,
+        Command::Restore {
+            component,
+            run,
+            at,
+            to,
+            existing,
+            apply,
+        } => {
+            restore::run(
+                cli,
+                restore::Request {
+                    component,
+                    run: run.as_deref(),
+                    at: *at,
+                    to: to.as_deref(),
+                    existing: *existing,
+                    apply: *apply,
+                },
+            )
+            .await
+        }
+        Command::Manifests { namespace, image } => manifests::run(cli, namespace, image),
+        Command::Recover {
+            components,
+            at,
+            existing,
+            apply,
+            resume,
+        } => {
+            recover::run(
+                cli,
+                recover::Request {
+                    components,
+                    at: *at,
+                    existing: *existing,
+                    apply: *apply,
+                    resume: resume.as_deref(),
+                },
+            )
+            .await
+        }
+        Command::Drill { components } => drill::run(cli, components).await,
+        Command::Check { components } => check::run(cli, components).await,
         Command::Config {
             command: ConfigCommand::Check,
         } => config::check(cli),
@@ -83,4 +155,32 @@ fn usage_error(cli: &Cli, message: &str) -> Outcome {
         eprintln!("error: {message}");
     }
     Outcome::Usage
+}
+
+/// Reports a failure that ends the command before it did anything: exit 1.
+fn failed(cli: &Cli, message: &str) -> Outcome {
+    if cli.json {
+        print_json(
+            Outcome::Failed.verdict(),
+            json!({ "error": { "message": message } }),
+        );
+    } else {
+        eprintln!("error: {message}");
+    }
+    Outcome::Failed
+}
+
+/// Reports that a signal stopped the command: exit 130 (SIGINT) or 143 (SIGTERM).
+fn interrupted(cli: &Cli, signal: ShutdownSignal, what: &str) -> Outcome {
+    let outcome = Outcome::Interrupted(signal.exit_status());
+    let message = format!("interrupted by {signal}: {what}");
+    if cli.json {
+        print_json(
+            outcome.verdict(),
+            json!({ "signal": signal.name(), "error": { "message": message } }),
+        );
+    } else {
+        eprintln!("{message}");
+    }
+    outcome
 }

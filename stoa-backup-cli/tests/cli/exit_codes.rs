@@ -96,6 +96,7 @@ async fn usage_errors_exit_2_and_help_documents_every_status() {
         "1    failed",
         "2    usage or configuration error",
         "3    partially failed",
+        "4    verification failed",
         "130  interrupted by SIGINT",
         "143  interrupted by SIGTERM",
     ] {
@@ -197,6 +198,113 @@ async fn interrupted(signal: i32, status: i32, name: &str) {
 
     locker.batch_execute("ROLLBACK").await.expect("unlock");
     drop((locker, watcher));
+    db.drop_db().await;
+}
+
+/// Every file under `dir`, recursively.
+fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(files_under(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn sigterm_while_a_large_dump_streams_exits_143_and_leaves_no_partial_file() {
+    // Random text does not compress: tens of megabytes keep the dump streaming for seconds.
+    let db = crate::support::TestDatabase::create("cli_sigterm_stream").await;
+    connect(db.url())
+        .await
+        .batch_execute(
+            "CREATE TABLE blobs (id int PRIMARY KEY, body text NOT NULL);
+             INSERT INTO blobs SELECT g, (SELECT string_agg(md5(random()::text || g || i), '')
+                                          FROM generate_series(1, 40) i)
+             FROM generate_series(1, 60000) g;",
+        )
+        .await
+        .expect("seed");
+    let ws = Workspace::new();
+    ws.write(
+        "stoa-backup.yaml",
+        &local_config(&ws, "  app:\n    type: postgres\n    url: ${TEST_PG_URL}\n"),
+    );
+    let env = [("TEST_PG_URL", db.url())];
+    stoa(ws.path(), &["backup"], &env).await.expect(0);
+    let before = ws.manifests();
+    let previous: Vec<(std::path::PathBuf, Vec<u8>)> = files_under(&ws.backups())
+        .into_iter()
+        .map(|p| {
+            let bytes = std::fs::read(&p).expect("read");
+            (p, bytes)
+        })
+        .collect();
+
+    let child = command(ws.path(), &["backup", "--json"], &env)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let pid = child.id().expect("pid");
+    // Wait until the new run is writing its dump: a temporary file with bytes in it.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let streaming = loop {
+        let partial = files_under(&ws.backups()).into_iter().find(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().contains(".tmp-"))
+                && std::fs::metadata(p).map(|m| m.len() > 0).unwrap_or(false)
+        });
+        if let Some(p) = partial {
+            break p;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the second backup never started writing its dump"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    // SAFETY: kill(2) on the child's pid, which it still is: it is waited for below.
+    assert_eq!(unsafe { libc::kill(pid as i32, libc::SIGTERM) }, 0);
+    let out = tokio::time::timeout(Duration::from_secs(10), child.wait_with_output())
+        .await
+        .expect("stoa-backup did not exit within 10 s of SIGTERM")
+        .expect("wait");
+    let run = Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+    .expect(143);
+    assert_eq!(run.json()["verdict"], "interrupted");
+    assert!(
+        !streaming.exists(),
+        "the partial dump {} is left",
+        streaming.display()
+    );
+    let leftovers: Vec<_> = files_under(&ws.backups())
+        .into_iter()
+        .filter(|p| p.to_string_lossy().contains(".tmp-"))
+        .collect();
+    assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
+    assert_eq!(
+        ws.manifests(),
+        before,
+        "no manifest for the interrupted run"
+    );
+    for (path, bytes) in &previous {
+        assert_eq!(
+            &std::fs::read(path).expect("the previous run's file"),
+            bytes,
+            "{} changed",
+            path.display()
+        );
+    }
+    assert!(no_pg_dump_of(db.name()), "a pg_dump is still running");
     db.drop_db().await;
 }
 

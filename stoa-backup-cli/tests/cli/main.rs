@@ -2,9 +2,15 @@
 //! (`STOA_TEST_DATABASE_URL`), each in a temporary directory with databases of its own.
 
 mod backup;
+mod check;
 mod config_errors;
 mod example;
 mod exit_codes;
+mod manifests;
 mod progress;
+mod prune;
+mod recover;
+mod restore;
 mod secrets;
 mod support;
+mod verify;

@@ -44,6 +44,35 @@ async fn secrets_from_the_environment_and_files_are_never_printed() {
             .await
             .expect(0),
         stoa(ws.path(), &["list"], &env).await.expect(0),
+        stoa(
+            ws.path(),
+            &["--log-level", "trace", "verify", "--json"],
+            &env,
+        )
+        .await
+        .expect(0),
+        stoa(
+            ws.path(),
+            &["--log-level", "trace", "prune", "--json"],
+            &env,
+        )
+        .await
+        .expect(0),
+        stoa(
+            ws.path(),
+            &[
+                "--log-level",
+                "trace",
+                "restore",
+                "by-file",
+                "--to",
+                "cli_secrets_never_created",
+                "--json",
+            ],
+            &env,
+        )
+        .await
+        .expect(0),
     ];
     for run in &runs {
         for secret in [&from_env, &from_file] {

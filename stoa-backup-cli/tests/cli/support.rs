@@ -5,7 +5,7 @@ use std::process::Stdio;
 
 use serde_json::Value;
 pub use stoa_backup_test_support::connect;
-use stoa_backup_test_support::TestDatabase;
+pub use stoa_backup_test_support::TestDatabase;
 use tokio::process::Command;
 
 /// The built command.
@@ -166,4 +166,133 @@ pub fn token(prefix: &str) -> String {
         .expect("clock")
         .subsec_nanos();
     format!("{prefix}-{nanos:08x}-{:x}", std::process::id())
+}
+
+/// A database with a STOA-like schema of its own: a schema, tables with a foreign key,
+/// jsonb, bytea and timestamps, an index, a view and sequences advanced by `rows` inserts.
+pub async fn rich_database(prefix: &str, rows: i32) -> TestDatabase {
+    let db = TestDatabase::create(prefix).await;
+    let client = connect(db.url()).await;
+    client
+        .batch_execute(&format!(
+            "CREATE SCHEMA stoa;
+             CREATE TABLE stoa.tenants (id bigserial PRIMARY KEY, name text NOT NULL UNIQUE,
+                                        settings jsonb NOT NULL DEFAULT '{{}}');
+             CREATE TABLE stoa.apis (id bigserial PRIMARY KEY,
+                                     tenant_id bigint NOT NULL REFERENCES stoa.tenants(id),
+                                     spec bytea, title text,
+                                     created timestamptz NOT NULL DEFAULT '2026-01-01T00:00:00Z');
+             CREATE INDEX apis_tenant ON stoa.apis (tenant_id);
+             CREATE VIEW stoa.api_counts AS SELECT tenant_id, count(*) AS apis FROM stoa.apis GROUP BY 1;
+             INSERT INTO stoa.tenants (name, settings)
+               SELECT 'tenant ' || g, jsonb_build_object('plan', 'gold', 'n', g, 'ü', 'ñ')
+               FROM generate_series(1, 10) g;
+             INSERT INTO stoa.apis (tenant_id, spec, title)
+               SELECT 1 + g % 10, decode(md5(g::text), 'hex'), 'API « ' || g || ' »'
+               FROM generate_series(1, {rows}) g;"
+        ))
+        .await
+        .expect("seed the test database");
+    db
+}
+
+/// What a database holds, to compare a restore with its source: its schema (pg_dump
+/// `--schema-only`, without comments and pg_dump's per-run `\restrict` keys), every table's
+/// row count and ordered md5, and every sequence's last value.
+#[derive(Debug, PartialEq, Eq)]
+pub struct DatabaseState {
+    pub schema: String,
+    pub tables: std::collections::BTreeMap<String, (i64, String)>,
+    pub sequences: std::collections::BTreeMap<String, Option<i64>>,
+}
+
+/// Reads the [`DatabaseState`] of the database at `url`.
+pub async fn database_state(url: &str) -> DatabaseState {
+    let out = Command::new("pg_dump")
+        .args([
+            "--schema-only",
+            "--no-owner",
+            "--no-privileges",
+            "--dbname",
+            url,
+        ])
+        .output()
+        .await
+        .expect("run pg_dump");
+    assert!(
+        out.status.success(),
+        "pg_dump --schema-only failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let schema = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| {
+            !l.starts_with("--")
+                && !l.starts_with("\\restrict")
+                && !l.starts_with("\\unrestrict")
+                && !l.trim().is_empty()
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    let client = connect(url).await;
+    let mut tables = std::collections::BTreeMap::new();
+    for row in client
+        .query(
+            "SELECT quote_ident(table_schema) || '.' || quote_ident(table_name) FROM information_schema.tables
+             WHERE table_type = 'BASE TABLE' AND table_schema NOT IN ('pg_catalog', 'information_schema')",
+            &[],
+        )
+        .await
+        .expect("list tables")
+    {
+        let table: String = row.get(0);
+        let r = client
+            .query_one(
+                &format!(
+                    "SELECT count(*), md5(coalesce(string_agg(t::text, E'\\n' ORDER BY t::text), '')) FROM {table} t"
+                ),
+                &[],
+            )
+            .await
+            .expect("fingerprint a table");
+        tables.insert(table, (r.get(0), r.get(1)));
+    }
+    let mut sequences = std::collections::BTreeMap::new();
+    for r in client
+        .query(
+            "SELECT schemaname || '.' || sequencename, last_value FROM pg_sequences",
+            &[],
+        )
+        .await
+        .expect("list sequences")
+    {
+        sequences.insert(r.get::<_, String>(0), r.get::<_, Option<i64>>(1));
+    }
+    assert!(!tables.is_empty(), "no table in {url}");
+    DatabaseState {
+        schema,
+        tables,
+        sequences,
+    }
+}
+
+/// A free database name that is dropped when the value is: the name a restore creates.
+pub async fn restore_target(prefix: &str) -> TestDatabase {
+    let db = TestDatabase::create(prefix).await;
+    connect(db.admin_url())
+        .await
+        .batch_execute(&format!("DROP DATABASE \"{}\"", db.name()))
+        .await
+        .expect("free the name");
+    db
+}
+
+/// Whether database `name` exists on the test server.
+pub async fn database_exists(name: &str) -> bool {
+    let client = connect(&stoa_backup_test_support::test_database_url()).await;
+    client
+        .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&name])
+        .await
+        .expect("query pg_database")
+        .is_some()
 }

@@ -21,7 +21,7 @@ use stoa_backup::core::recovery::{
     Checklist, Recovery, RecoveryPlan, RecoveryReport, RecoveryStatus, Verdict,
 };
 use stoa_backup::core::{
-    Error, ErrorKind, ExistingDataPolicy, Keyring, Result as CoreResult, Sink, TracingObserver,
+    Error, ErrorKind, ExistingDataPolicy, Keyring, Observer, Result as CoreResult, Sink,
 };
 use stoa_backup::signals::{self, Shutdown};
 
@@ -32,6 +32,7 @@ use super::{failed, keys, load_config, print_json, sinks, usage_error};
 use crate::cli::{Cli, Existing};
 use crate::config::model::{Config, Settings};
 use crate::outcome::Outcome;
+use crate::progress::{self, ExpectedSizes};
 use crate::restorers::{self, RestoreTo};
 
 /// What `recover` was asked.
@@ -130,7 +131,17 @@ pub async fn run(cli: &Cli, req: Request<'_>) -> Outcome {
             Ok(s) => s,
             Err(e) => return failed(cli, &format!("storage target {}: {e}", target.name)),
         };
-        let recovery = match build(&group, sink, &keyring, existing, req.at, &shutdown).await {
+        let recovery = match build(
+            &group,
+            sink,
+            &keyring,
+            existing,
+            req.at,
+            &shutdown,
+            progress::observer(cli, ExpectedSizes::none()),
+        )
+        .await
+        {
             Ok(r) => r,
             Err(e) => return failed(cli, &e),
         };
@@ -201,11 +212,12 @@ async fn build(
     existing: ExistingDataPolicy,
     at: Option<DateTime<Utc>>,
     shutdown: &Shutdown,
+    observer: Arc<dyn Observer>,
 ) -> Result<Recovery, String> {
     let mut builder = Recovery::builder()
         .sink(sink)
         .keyring(keyring.clone())
-        .observer(TracingObserver)
+        .observer(observer)
         .cancel(shutdown.token())
         .existing(existing);
     if let Some(at) = at {
