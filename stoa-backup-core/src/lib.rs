@@ -8,6 +8,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod catalog;
+pub mod change;
 pub mod codec;
 pub mod error;
 pub mod key;
@@ -30,6 +31,7 @@ pub mod verify;
 #[cfg(feature = "age")]
 #[cfg_attr(docsrs, doc(cfg(feature = "age")))]
 pub use codec::AgeEncryption;
+pub use change::{ChangeProbe, ChangeToken};
 pub use codec::{Keyring, ZstdCodec};
 pub use error::{Error, ErrorKind, Result};
 pub use key::ObjectKey;
