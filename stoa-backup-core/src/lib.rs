@@ -28,10 +28,10 @@ pub mod sources;
 pub mod stream;
 pub mod verify;
 
+pub use change::{ChangeProbe, ChangeToken};
 #[cfg(feature = "age")]
 #[cfg_attr(docsrs, doc(cfg(feature = "age")))]
 pub use codec::AgeEncryption;
-pub use change::{ChangeProbe, ChangeToken};
 pub use codec::{Keyring, ZstdCodec};
 pub use error::{Error, ErrorKind, Result};
 pub use key::ObjectKey;
