@@ -32,6 +32,9 @@ mod grafana;
 mod infisical;
 #[cfg(feature = "keycloak")]
 mod keycloak;
+// The change probes of the on-change trigger (Helm, custom resources, Grafana).
+#[cfg(any(feature = "kubernetes", feature = "grafana"))]
+mod probes;
 #[cfg(all(feature = "vault", feature = "local"))]
 mod vault;
 

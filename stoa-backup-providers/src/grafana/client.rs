@@ -119,6 +119,12 @@ impl GrafanaClient {
         })
     }
 
+    /// The server's base URL (it carries no credentials: `GrafanaConnection::new` refuses
+    /// a user or password in it).
+    pub(crate) fn base_url(&self) -> &str {
+        self.conn.base.as_str()
+    }
+
     pub(crate) fn url(&self, segments: &[&str], query: &[(&str, &str)]) -> Url {
         let mut u = self.conn.base.clone();
         {

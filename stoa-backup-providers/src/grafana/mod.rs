@@ -12,6 +12,8 @@
 //!   the caller, with a warning for each missing one), library panels, dashboards (`id`
 //!   cleared, `folderUid` kept, `overwrite` by policy), then alerting (contact points,
 //!   templates, policies, rules). Dry runs only read.
+//! - [`GrafanaSource::change_probe`] gives a [`ChangeProbe`](stoa_backup_core::ChangeProbe)
+//!   for the scheduler's on-change trigger: a digest of the exported objects' versions.
 //!
 //! ```no_run
 //! # async fn demo() -> stoa_backup_core::Result<()> {
@@ -34,11 +36,13 @@
 
 mod client;
 pub mod facts;
+mod probe;
 mod restore;
 mod source;
 
 pub use client::{GrafanaAuth, GrafanaConnection};
 pub use facts::{GrafanaIndexFacts, GrafanaObjectFacts, GrafanaRedaction};
+pub use probe::GrafanaChangeProbe;
 pub use restore::GrafanaRestorer;
 pub use source::{GrafanaSource, GrafanaSourceBuilder};
 

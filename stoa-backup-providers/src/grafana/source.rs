@@ -36,9 +36,9 @@ use crate::http::to_stable_json;
 /// [`GrafanaObjectFacts`] per object, [`GrafanaIndexFacts`] for the index.
 #[derive(Debug, Clone)]
 pub struct GrafanaSource {
-    client: GrafanaClient,
+    pub(super) client: GrafanaClient,
     page_size: usize,
-    component: String,
+    pub(super) component: String,
 }
 
 /// Builds a [`GrafanaSource`].
@@ -136,7 +136,12 @@ fn redacted_keys(v: &Value, prefix: &str, out: &mut Vec<String>) {
 }
 
 impl GrafanaSource {
-    async fn paged(&self, segs: &[&str], extra: &[(&str, &str)], what: &str) -> Result<Vec<Value>> {
+    pub(super) async fn paged(
+        &self,
+        segs: &[&str],
+        extra: &[(&str, &str)],
+        what: &str,
+    ) -> Result<Vec<Value>> {
         let mut out = Vec::new();
         let limit = self.page_size.to_string();
         for page in 1.. {
@@ -157,7 +162,16 @@ impl GrafanaSource {
 
     /// Folders, parents before children.
     async fn folders(&self) -> Result<Vec<(String, Option<String>)>> {
-        let mut out = Vec::new();
+        let walk = self.folder_walk().await?;
+        Ok(walk
+            .into_iter()
+            .map(|(uid, parent, _)| (uid, parent))
+            .collect())
+    }
+
+    /// Folders as `(uid, parent, title)`, parents before children.
+    pub(super) async fn folder_walk(&self) -> Result<Vec<(String, Option<String>, String)>> {
+        let mut out: Vec<(String, Option<String>, String)> = Vec::new();
         let mut level: Vec<Option<String>> = vec![None];
         let mut depth = 0;
         while !level.is_empty() && depth < 8 {
@@ -174,10 +188,11 @@ impl GrafanaSource {
                     let Some(uid) = f["uid"].as_str() else {
                         continue;
                     };
-                    if uid == "sharedwithme" || out.iter().any(|(u, _)| u == uid) {
+                    if uid == "sharedwithme" || out.iter().any(|(u, _, _)| u == uid) {
                         continue;
                     }
-                    out.push((uid.to_string(), parent.clone()));
+                    let title = f["title"].as_str().unwrap_or_default().to_string();
+                    out.push((uid.to_string(), parent.clone(), title));
                     next.push(Some(uid.to_string()));
                 }
             }
@@ -187,7 +202,7 @@ impl GrafanaSource {
         Ok(out)
     }
 
-    async fn library_panels(&self) -> Result<Vec<Value>> {
+    pub(super) async fn library_panels(&self) -> Result<Vec<Value>> {
         let mut out = Vec::new();
         let per = self.page_size.min(500).to_string();
         for page in 1.. {
@@ -214,7 +229,7 @@ impl GrafanaSource {
         Ok(out)
     }
 
-    async fn alerting_list(&self, what: &str) -> Result<Vec<Value>> {
+    pub(super) async fn alerting_list(&self, what: &str) -> Result<Vec<Value>> {
         let v = self
             .client
             .get(

@@ -228,17 +228,17 @@ fn is_dns_name(s: &str) -> bool {
 #[derive(Debug, Clone)]
 pub struct CustomResourcesSource {
     pub(super) client: KubeClient,
-    component: String,
-    groups: Vec<String>,
-    kinds: Vec<String>,
-    namespaces: Vec<String>,
-    label_selector: Option<String>,
+    pub(super) component: String,
+    pub(super) groups: Vec<String>,
+    pub(super) kinds: Vec<String>,
+    pub(super) namespaces: Vec<String>,
+    pub(super) label_selector: Option<String>,
     pub(super) page_size: u32,
     layout: Layout,
-    include_crds: bool,
+    pub(super) include_crds: bool,
     pub(super) secrets: bool,
-    with_namespaces: bool,
-    included: Vec<IncludedKind>,
+    pub(super) with_namespaces: bool,
+    pub(super) included: Vec<IncludedKind>,
     pub(super) strip: StripRules,
 }
 
@@ -368,7 +368,7 @@ impl CustomResourcesSource {
         Ok(out)
     }
 
-    fn list_params(&self, with_selector: bool) -> ListParams {
+    pub(super) fn list_params(&self, with_selector: bool) -> ListParams {
         let mut lp = ListParams::default().limit(self.page_size);
         if with_selector {
             if let Some(s) = &self.label_selector {

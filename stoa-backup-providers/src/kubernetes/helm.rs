@@ -128,9 +128,9 @@ pub fn decode_release(stored: &[u8]) -> Result<HelmRelease> {
 
 /// What to back up: one release, or every release of a namespace.
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct Target {
-    namespace: String,
-    release: Option<String>,
+pub(super) struct Target {
+    pub(super) namespace: String,
+    pub(super) release: Option<String>,
 }
 
 /// Builds a [`HelmValuesSource`].
@@ -215,10 +215,10 @@ impl HelmValuesSourceBuilder {
 /// `list` on them.
 #[derive(Debug, Clone)]
 pub struct HelmValuesSource {
-    client: KubeClient,
-    component: String,
-    targets: Vec<Target>,
-    driver: HelmDriver,
+    pub(super) client: KubeClient,
+    pub(super) component: String,
+    pub(super) targets: Vec<Target>,
+    pub(super) driver: HelmDriver,
     sensitive: bool,
 }
 

@@ -21,6 +21,9 @@
 //! - [`HelmValuesSource`] (component `helm`) reads Helm 3 release storage and backs up the
 //!   user-supplied values of the latest deployed revision; [`HelmValuesRestorer`] writes
 //!   them back to a file and prints the `helm upgrade --install` command.
+//! - [`HelmValuesSource::change_probe`] and [`CustomResourcesSource::change_probe`] give
+//!   [`ChangeProbe`](stoa_backup_core::ChangeProbe)s for the scheduler's on-change trigger:
+//!   a digest of the watched objects' own resourceVersions from metadata-only lists.
 //! - [`PodExec`] streams a command's stdout out of a pod over the exec websocket, with the
 //!   exit status from the status channel (for `pg_dump` / `kc.sh` exec modes).
 //!
@@ -33,6 +36,7 @@ mod crs;
 mod exec;
 pub mod facts;
 mod helm;
+mod probe;
 mod related;
 mod restore;
 pub mod strip;
@@ -53,6 +57,7 @@ pub use helm::{
     decode_release, HelmDriver, HelmRelease, HelmValuesRestorer, HelmValuesSource,
     HelmValuesSourceBuilder,
 };
+pub use probe::{CustomResourcesChangeProbe, HelmChangeProbe};
 pub use restore::{
     ConflictPolicy, CustomResourcesRestorer, CustomResourcesRestorerBuilder, FailurePolicy,
     DEFAULT_ORDER,

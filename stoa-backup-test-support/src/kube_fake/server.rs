@@ -494,11 +494,11 @@ fn resource(
                     "watch is not supported by this fake API server; poll instead",
                 ));
             }
-            list(store, &rt, r.ns.as_deref(), ctx).map(|v| (200, v, JSON))
+            list(store, &rt, r.ns.as_deref(), ctx).map(|v| (200, metadata_view(ctx, v), JSON))
         }
         ("GET", Some(name)) => store
             .get(&rt, &ns, name)
-            .map(|v| (200, v, JSON))
+            .map(|v| (200, metadata_view(ctx, v), JSON))
             .ok_or_else(|| ApiError::not_found(&rt, name)),
         ("POST", None) => {
             if rt.namespaced && r.ns.is_none() {
@@ -586,6 +586,36 @@ fn resource(
             "MethodNotAllowed",
             format!("the server does not allow this method on the requested resource ({m})"),
         )),
+    }
+}
+
+/// What a GET answers when the client asks for metadata only (kube's `list_metadata` /
+/// `get_metadata`: `Accept: application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1`,
+/// or `as=PartialObjectMetadata`): the objects' `metadata` alone, typed
+/// `meta.k8s.io/v1` `PartialObjectMetadata(List)`, as the API server answers. Any other
+/// Accept gets the full objects.
+fn metadata_view(ctx: &Ctx, value: Value) -> Value {
+    let wants = |what: &str| {
+        ctx.accept.split(',').any(|media| {
+            let params: Vec<&str> = media.split(';').map(str::trim).collect();
+            params.contains(&format!("as={what}").as_str()) && params.contains(&"g=meta.k8s.io")
+        })
+    };
+    let partial = |o: &Value| {
+        json!({"apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadata",
+               "metadata": o["metadata"]})
+    };
+    if value.get("items").is_some() && wants("PartialObjectMetadataList") {
+        let items: Vec<Value> = value["items"]
+            .as_array()
+            .map(|a| a.iter().map(partial).collect())
+            .unwrap_or_default();
+        json!({"apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadataList",
+               "metadata": value["metadata"], "items": items})
+    } else if value.get("items").is_none() && wants("PartialObjectMetadata") {
+        partial(&value)
+    } else {
+        value
     }
 }
 

@@ -498,3 +498,34 @@ async fn exec_streams_stdout_stderr_and_status() {
         "{e:?}"
     );
 }
+
+#[tokio::test]
+async fn metadata_only_lists_and_gets() {
+    let fake = FakeKube::start().await;
+    fake.put(
+        json!({"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+        "metadata": {"name": "s1", "namespace": "n", "labels": {"a": "b"}},
+        "data": {"k": "dmFsdWU="}}),
+    );
+    let api: Api<Secret> = Api::namespaced(fake.client(), "n");
+    let list = api.list_metadata(&ListParams::default()).await.unwrap();
+    assert_eq!(list.types.kind, "PartialObjectMetadataList");
+    assert_eq!(list.items.len(), 1);
+    assert_eq!(list.items[0].metadata.name.as_deref(), Some("s1"));
+    assert!(list.items[0].metadata.resource_version.is_some());
+    let one = api.get_metadata("s1").await.unwrap();
+    assert_eq!(
+        one.types.map(|t| t.kind).as_deref(),
+        Some("PartialObjectMetadata")
+    );
+    assert_eq!(one.metadata.labels.unwrap()["a"], "b");
+    // Without the media type: the full objects.
+    let full = api.list(&ListParams::default()).await.unwrap();
+    assert!(full.items[0].data.is_some());
+    let raw = fake
+        .requests()
+        .into_iter()
+        .filter(|r| r.path == "/api/v1/namespaces/n/secrets")
+        .count();
+    assert_eq!(raw, 2);
+}
