@@ -4,6 +4,8 @@
 //!
 //! Cargo features: `age` (on by default) adds age encryption ([`AgeEncryption`],
 //! identities and passphrases in the [`Keyring`]).
+//! `scheduler` adds [`schedule`]: cron, interval and on-change jobs run by a
+//! [`Scheduler`](schedule::Scheduler).
 #![deny(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
@@ -22,6 +24,9 @@ pub mod recovery;
 pub mod restore;
 pub mod retention;
 pub mod retry;
+#[cfg(feature = "scheduler")]
+#[cfg_attr(docsrs, doc(cfg(feature = "scheduler")))]
+pub mod schedule;
 pub mod sink;
 pub mod source;
 pub mod sources;
