@@ -6,6 +6,8 @@
 //! identities and passphrases in the [`Keyring`]).
 //! `scheduler` adds [`schedule`]: cron, interval and on-change jobs run by a
 //! [`Scheduler`](schedule::Scheduler).
+//! `metrics` adds [`metrics`]: Prometheus metrics fed by observer events, in a registry the
+//! caller owns ([`MetricsObserver`](metrics::MetricsObserver)).
 #![deny(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
@@ -16,6 +18,9 @@ pub mod error;
 pub mod key;
 pub mod layers;
 pub mod manifest;
+#[cfg(feature = "metrics")]
+#[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
+pub mod metrics;
 pub mod observer;
 pub mod pipeline;
 pub mod prelude;
@@ -24,6 +29,7 @@ pub mod recovery;
 pub mod restore;
 pub mod retention;
 pub mod retry;
+pub mod rpo;
 #[cfg(feature = "scheduler")]
 #[cfg_attr(docsrs, doc(cfg(feature = "scheduler")))]
 pub mod schedule;
@@ -59,6 +65,7 @@ pub use retention::{
     RetentionPolicy, RunDecision,
 };
 pub use retry::{Jitter, RetryPolicy};
+pub use rpo::{RpoState, RpoStatus, VerifiedBackup};
 pub use sink::{
     CleanupFailure, CleanupReport, MemorySink, ObjectMeta, Sink, SinkCapabilities, SinkExt,
 };

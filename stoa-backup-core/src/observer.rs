@@ -4,7 +4,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::manifest::{ArtifactTimings, RunId, RunStatus, VerificationRecord};
+use crate::manifest::{ArtifactTimings, RunId, RunStatus, RunSummary, VerificationRecord};
 use crate::retention::RetentionPlan;
 
 /// Something that happened during a run.
@@ -40,7 +40,9 @@ pub enum Event<'a> {
         component: &'a str,
         /// Artifact name.
         name: &'a str,
-        /// Stored size.
+        /// Plain size: the bytes the source exported.
+        plain_size: u64,
+        /// Stored size: the bytes written to the sink (after compression and encryption).
         stored_size: u64,
         /// Stored SHA-256 (hex).
         stored_sha256: &'a str,
@@ -78,6 +80,12 @@ pub enum Event<'a> {
     RetentionPlanned {
         /// The plan.
         plan: &'a RetentionPlan,
+    },
+    /// Retention deleted runs (after [`RetentionPlanned`](Event::RetentionPlanned), when the
+    /// plan is applied and forgets any run).
+    RetentionApplied {
+        /// The runs deleted, as the catalog listed them before (components, labels, bytes).
+        removed: &'a [RunSummary],
     },
     /// A component's restore (or its plan) started.
     RestoreStarted {
@@ -123,12 +131,22 @@ pub enum Event<'a> {
         /// How long it took.
         duration: Duration,
     },
-    /// The run ended.
+    /// The run ended: every run that started ends with this event, also one that could not
+    /// happen at all (`error` is then set and `status` is `Failed`).
     RunDone {
         /// The run.
         run_id: &'a RunId,
         /// How it ended.
         status: RunStatus,
+        /// The components of the run's sources, each once, in the pipeline's order.
+        components: &'a [String],
+        /// How long it took, from its start to its report (retention included).
+        duration: Duration,
+        /// Whether it is a verified backup: complete, and every artifact passed its checks.
+        verified: bool,
+        /// Why the run could not happen at all (sink unusable, lock held, cancelled, manifest
+        /// not writable): the error [`Pipeline::run`](crate::Pipeline::run) returns.
+        error: Option<&'a crate::error::Error>,
     },
 }
 

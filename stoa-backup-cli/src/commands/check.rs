@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use stoa_backup::core::{Catalog, RunStatus, RunSummary};
+use stoa_backup::core::{rpo, Catalog, RunStatus, RunSummary};
 use stoa_backup::signals;
 
 use super::recover::select_components;
@@ -72,10 +72,10 @@ pub(crate) struct RpoStatus {
 }
 
 /// The RPO status of `component` from its target's catalog listing (`None` when the target
-/// could not be listed), at `now`. The age is counted from the run's start (what a restore
-/// of it loses, as recovery points count it); an age equal to the RPO is within it. Only
-/// complete, verified runs count: a failed, partial, damaged or unverified run is no
-/// backup to recover from.
+/// could not be listed), at `now`, as the library judges it (`stoa_backup::core::rpo`): the
+/// age is counted from the run's start (what a restore of it loses, as recovery points count
+/// it); an age equal to the RPO is within it. Only complete, verified runs count: a failed,
+/// partial, damaged or unverified run is no backup to recover from.
 pub(crate) fn rpo_status(
     component: &str,
     rpo: Option<Duration>,
@@ -93,25 +93,21 @@ pub(crate) fn rpo_status(
     let Some(runs) = listing else {
         return status;
     };
-    let newest = runs
-        .iter()
-        .filter(|r| r.status == RunStatus::Complete && r.verified)
-        .filter(|r| r.components.iter().any(|c| c == component))
-        .max_by_key(|r| (r.started_at, r.run_id.clone()));
-    let Some(run) = newest else {
+    // Without an RPO the age is still shown; the state is `no_rpo` whatever it is.
+    let judged = rpo::RpoStatus::evaluate(runs, component, rpo.unwrap_or_default(), now);
+    let (Some(backup), Some(age)) = (&judged.newest_verified, judged.age) else {
         status.state = RpoState::Never;
         return status;
     };
-    // A run stamped after `now` (clocks apart) is taken as brand new.
-    let age = u64::try_from((now - run.started_at).num_seconds()).unwrap_or(0);
-    status.run_id = Some(run.run_id.as_str().to_string());
-    status.started_at = Some(run.started_at);
-    status.verified_at = run.verified_at;
-    status.age_secs = Some(age);
-    status.state = match rpo {
-        None => RpoState::NoRpo,
-        Some(rpo) if age <= rpo.as_secs() => RpoState::Ok,
-        Some(_) => RpoState::Late,
+    status.run_id = Some(backup.run_id.as_str().to_string());
+    status.started_at = Some(backup.started_at);
+    status.verified_at = backup.verified_at;
+    status.age_secs = Some(age.as_secs());
+    status.state = match (rpo, judged.state) {
+        (None, _) => RpoState::NoRpo,
+        (Some(_), rpo::RpoState::Ok) => RpoState::Ok,
+        (Some(_), rpo::RpoState::Late) => RpoState::Late,
+        (Some(_), rpo::RpoState::Never) => RpoState::Never,
     };
     status
 }

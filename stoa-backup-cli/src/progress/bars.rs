@@ -395,6 +395,7 @@ mod tests {
         o.on_event(&Event::ArtifactDone {
             component: "app",
             name: "app.dump",
+            plain_size: 1024,
             stored_size: 512,
             stored_sha256: "00",
             duration: Duration::from_secs(3),
@@ -421,6 +422,10 @@ mod tests {
         o.on_event(&Event::RunDone {
             run_id: &run_id,
             status: RunStatus::Complete,
+            components: &["app".to_string()],
+            duration: Duration::from_secs(4),
+            verified: true,
+            error: None,
         });
         assert!(o.checks.lock().unwrap().bar.is_none(), "cleared at the end");
     }

@@ -12,7 +12,7 @@ use super::Pipeline;
 use crate::catalog::Catalog;
 use crate::error::{Error, Result};
 use crate::manifest::{
-    ArtifactFailure, ArtifactRecord, ArtifactTimings, Manifest, RunId, RunStatus,
+    ArtifactFailure, ArtifactRecord, ArtifactTimings, Manifest, RunId, RunStatus, RunSummary,
     VerificationRecord, VerifyMethod, MANIFEST_FORMAT_VERSION,
 };
 use crate::observer::Event;
@@ -367,10 +367,13 @@ impl Pipeline {
         run_id: &RunId,
     ) -> Result<(RetentionPlan, Result<Vec<RunId>>)> {
         let catalog = Catalog::shared(self.sink.clone());
-        let plan = catalog
-            .plan_retention(policy, Utc::now())
+        // What `Catalog::plan_retention` does, keeping the listing: it names the components
+        // of the runs removed, for the observer.
+        let runs = catalog
+            .list_all()
             .await
             .map_err(|e| retention_failed(run_id, "plan retention", PLAN_FAILED, e))?;
+        let plan = policy.plan(&runs, Utc::now());
         self.observer
             .on_event(&Event::RetentionPlanned { plan: &plan });
         if !self.apply_retention {
@@ -387,6 +390,17 @@ impl Pipeline {
             // incomplete, never half complete.
             catalog.apply_retention(&plan).await
         };
+        match &applied {
+            Ok(removed) if !removed.is_empty() => {
+                let removed: Vec<RunSummary> = runs
+                    .into_iter()
+                    .filter(|r| removed.contains(&r.run_id))
+                    .collect();
+                self.observer
+                    .on_event(&Event::RetentionApplied { removed: &removed });
+            }
+            _ => {}
+        }
         let applied =
             applied.map_err(|e| retention_failed(run_id, "apply retention", APPLY_FAILED, e));
         Ok((plan, applied))

@@ -137,15 +137,13 @@ impl Pipeline {
                 Ok(s) => s,
                 Err(e) => {
                     heartbeat.remove().await;
+                    self.announce_done(&run_id, started_at, Err(&e));
                     return Err(e);
                 }
             };
-            let report = self.finish(&run_id, stored, &heartbeat).await?;
-            self.observer.on_event(&Event::RunDone {
-                run_id: &run_id,
-                status: report.status,
-            });
-            Ok(report)
+            let report = self.finish(&run_id, stored, &heartbeat).await;
+            self.announce_done(&run_id, started_at, report.as_ref());
+            report
         }
         .instrument(span)
         .await

@@ -1,8 +1,11 @@
 //! [`RunReport`]: what a run did, and the one error it amounts to when it was not a clean
 //! success.
 
+use chrono::{DateTime, Utc};
+
 use crate::error::{Error, ErrorKind, Result};
 use crate::manifest::{ArtifactFailure, Manifest, RunId, RunStatus};
+use crate::observer::Event;
 use crate::retention::RetentionPlan;
 
 /// What a run did.
@@ -113,6 +116,39 @@ impl RunReport {
             }
         }
         Err(e)
+    }
+}
+
+impl super::Pipeline {
+    /// Tells the observer the run ended, however it did (metrics count failed runs too).
+    pub(super) fn announce_done(
+        &self,
+        run_id: &RunId,
+        started_at: DateTime<Utc>,
+        outcome: std::result::Result<&RunReport, &Error>,
+    ) {
+        let mut components: Vec<String> = Vec::new();
+        for s in &self.sources {
+            if !components.iter().any(|c| c == s.component()) {
+                components.push(s.component().to_string());
+            }
+        }
+        let (status, verified, error) = match outcome {
+            Ok(r) => (
+                r.status,
+                r.status == RunStatus::Complete && r.manifest.is_verified(),
+                None,
+            ),
+            Err(e) => (RunStatus::Failed, false, Some(e)),
+        };
+        self.observer.on_event(&Event::RunDone {
+            run_id,
+            status,
+            components: &components,
+            duration: (Utc::now() - started_at).to_std().unwrap_or_default(),
+            verified,
+            error,
+        });
     }
 }
 

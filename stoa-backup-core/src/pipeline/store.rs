@@ -176,6 +176,7 @@ impl Pipeline {
         self.observer.on_event(&Event::ArtifactDone {
             component,
             name,
+            plain_size: record.plain_size,
             stored_size: record.stored_size,
             stored_sha256: &record.stored_sha256,
             duration: stored_at.duration_since(started),
