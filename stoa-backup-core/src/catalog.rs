@@ -6,6 +6,10 @@
 //! unfinished run only date its last activity, by which retention ages it. A run whose
 //! records cannot be read is damaged: reported with the reason, never a restore candidate,
 //! never deleted by retention, and never in the way of the other runs.
+//!
+//! Retention leaves alone the runs of a component whose run lock is held
+//! ([`Catalog::apply_retention`]): the leases in the sink (`locks/`, [`SinkLock`]) by
+//! default, or those of the lock given to [`Catalog::with_lock`].
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -17,6 +21,7 @@ use serde::{Deserialize, Serialize};
 use crate::codec::Keyring;
 use crate::error::{Error, ErrorKind, Result};
 use crate::key::ObjectKey;
+use crate::lock::{RunLock, SinkLock};
 use crate::manifest::{
     Manifest, RunId, RunStatus, RunSummary, VerificationRecord, VERIFICATIONS_DIR,
 };
@@ -81,6 +86,17 @@ pub struct RunVerification {
 #[derive(Debug, Clone)]
 pub struct Catalog {
     sink: Arc<dyn Sink>,
+    /// Whose leases retention respects.
+    leases: Leases,
+}
+
+/// Where retention looks for run locks.
+#[derive(Debug, Clone)]
+enum Leases {
+    /// A [`SinkLock`] on the catalog's own sink, when the sink has conditional puts.
+    InSink,
+    /// The lock given.
+    Lock(Arc<dyn RunLock>),
 }
 
 impl Catalog {
@@ -92,7 +108,35 @@ impl Catalog {
 
     /// A catalog over an already shared sink (no further wrapping).
     pub(crate) fn shared(sink: Arc<dyn Sink>) -> Self {
-        Catalog { sink }
+        Catalog {
+            sink,
+            leases: Leases::InSink,
+        }
+    }
+
+    /// Retention respects the leases of `lock` (a Kubernetes Lease lock, say) instead of
+    /// those in the sink: any [`RunLock`], also an `Arc` of the one the pipeline takes.
+    pub fn with_lock(self, lock: impl RunLock + 'static) -> Self {
+        self.with_shared_lock(Some(Arc::new(lock)))
+    }
+
+    /// [`with_lock`](Self::with_lock) for a shared lock; `None` keeps the sink's leases.
+    pub(crate) fn with_shared_lock(mut self, lock: Option<Arc<dyn RunLock>>) -> Self {
+        if let Some(lock) = lock {
+            self.leases = Leases::Lock(lock);
+        }
+        self
+    }
+
+    /// The lock whose leases retention respects, if any can be held on this catalog's sink.
+    pub(crate) fn lease_lock(&self) -> Option<Arc<dyn RunLock>> {
+        match &self.leases {
+            Leases::Lock(l) => Some(l.clone()),
+            Leases::InSink if self.sink.capabilities().conditional_put => {
+                Some(Arc::new(SinkLock::shared(self.sink.clone())))
+            }
+            Leases::InSink => None,
+        }
     }
 
     /// The sink.

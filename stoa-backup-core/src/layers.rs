@@ -19,10 +19,14 @@ use futures::Stream;
 use crate::error::Result;
 use crate::key::ObjectKey;
 use crate::retry::RetryPolicy;
-use crate::sink::{CleanupReport, ObjectMeta, PutResult, Sink, SinkCapabilities};
+use crate::sink::{
+    CleanupReport, ObjectMeta, PutCondition, PutOutcome, PutResult, Sink, SinkCapabilities,
+    VersionedObject,
+};
 use crate::stream::ByteStream;
 
-/// Retries `preflight`, `get`, `list`, `delete` and `cleanup` on retryable errors as its
+/// Retries `preflight`, `get`, `list`, `delete`, `cleanup`, `get_versioned` and `put_if` on
+/// retryable errors as its
 /// [`RetryPolicy`] says (exponential back-off with jitter, bounded attempts, the remote's
 /// `Retry-After` honoured).
 #[derive(Debug, Clone)]
@@ -87,6 +91,23 @@ impl<S: Sink> Sink for RetrySink<S> {
         // A pass only removes what is still there, so running it again is harmless.
         self.retry("cleanup", || self.inner.cleanup(older_than))
             .await
+    }
+    async fn get_versioned(&self, key: &ObjectKey) -> Result<Option<VersionedObject>> {
+        self.retry("get versioned", || self.inner.get_versioned(key))
+            .await
+    }
+    async fn put_if(
+        &self,
+        key: &ObjectKey,
+        bytes: Bytes,
+        condition: PutCondition,
+    ) -> Result<PutOutcome> {
+        // A retry after a write whose answer was lost finds the condition failed; its
+        // caller reads the object back to tell (SinkLock does).
+        self.retry("conditional put", || {
+            self.inner.put_if(key, bytes.clone(), condition.clone())
+        })
+        .await
     }
 }
 
@@ -197,6 +218,31 @@ impl<S: Sink> Sink for MetricsSink<S> {
     }
     async fn cleanup(&self, older_than: DateTime<Utc>) -> Result<CleanupReport> {
         let r = self.inner.cleanup(older_than).await;
+        self.count(r)
+    }
+    async fn get_versioned(&self, key: &ObjectKey) -> Result<Option<VersionedObject>> {
+        let r = self.inner.get_versioned(key).await;
+        if let Ok(Some(o)) = &r {
+            self.metrics
+                .bytes_read
+                .fetch_add(o.bytes.len() as u64, Ordering::Relaxed);
+        }
+        self.count(r)
+    }
+    async fn put_if(
+        &self,
+        key: &ObjectKey,
+        bytes: Bytes,
+        condition: PutCondition,
+    ) -> Result<PutOutcome> {
+        let size = bytes.len() as u64;
+        let r = self.inner.put_if(key, bytes, condition).await;
+        if let Ok(PutOutcome::Written(_)) = &r {
+            self.metrics.puts.fetch_add(1, Ordering::Relaxed);
+            self.metrics
+                .bytes_written
+                .fetch_add(size, Ordering::Relaxed);
+        }
         self.count(r)
     }
 }

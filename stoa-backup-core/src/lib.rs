@@ -17,6 +17,7 @@ pub mod codec;
 pub mod error;
 pub mod key;
 pub mod layers;
+pub mod lock;
 pub mod manifest;
 #[cfg(feature = "metrics")]
 #[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
@@ -46,6 +47,7 @@ pub use codec::AgeEncryption;
 pub use codec::{Keyring, ZstdCodec};
 pub use error::{Error, ErrorKind, Result};
 pub use key::ObjectKey;
+pub use lock::{HeldLease, Lease, LeaseKeeper, LeaseOwner, LockScope, RunLock, SinkLock};
 pub use manifest::{
     ArtifactRecord, ArtifactTimings, Manifest, RunDamage, RunId, RunStatus, RunSummary,
     VerificationRecord, VerifyMethod,
@@ -67,7 +69,8 @@ pub use retention::{
 pub use retry::{Jitter, RetryPolicy};
 pub use rpo::{RpoState, RpoStatus, VerifiedBackup};
 pub use sink::{
-    CleanupFailure, CleanupReport, MemorySink, ObjectMeta, Sink, SinkCapabilities, SinkExt,
+    CleanupFailure, CleanupReport, MemorySink, ObjectMeta, ObjectVersion, PutCondition, PutOutcome,
+    Sink, SinkCapabilities, SinkExt, VersionedObject,
 };
 pub use source::{ArtifactPlan, Export, ExportContext, Facts, PreflightReport, Source};
 pub use stream::ByteStream;

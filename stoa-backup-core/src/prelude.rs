@@ -26,6 +26,7 @@ pub use crate::catalog::{Catalog, RunFilter};
 pub use crate::codec::AgeEncryption;
 pub use crate::codec::{Keyring, ZstdCodec};
 pub use crate::error::{Error, ErrorKind, Result};
+pub use crate::lock::{LeaseOwner, RunLock, SinkLock};
 pub use crate::observer::{Observer, TracingObserver};
 pub use crate::pipeline::{Pipeline, RunReport};
 pub use crate::process::CommandSpec;

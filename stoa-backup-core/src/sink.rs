@@ -13,6 +13,12 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::key::{validate_prefix, ObjectKey};
 use crate::stream::ByteStream;
 
+mod conditional;
+
+pub use conditional::{
+    conditional_unsupported, ObjectVersion, PutCondition, PutOutcome, VersionedObject,
+};
+
 /// What a sink can do, so callers and layers can adapt.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -28,6 +34,10 @@ pub struct SinkCapabilities {
     /// Small writes are cheap (a file, an object). `false` where each write costs much (Git:
     /// a commit and a push), so the pipeline writes no heartbeat there.
     pub cheap_small_writes: bool,
+    /// [`Sink::get_versioned`] and [`Sink::put_if`] work: small objects can be created only
+    /// if absent and replaced only if unchanged, atomically with respect to each other (what
+    /// a lease in the sink, [`SinkLock`](crate::lock::SinkLock), needs).
+    pub conditional_put: bool,
 }
 
 impl Default for SinkCapabilities {
@@ -38,6 +48,7 @@ impl Default for SinkCapabilities {
             prefers_plain_text: false,
             max_object_size: None,
             cheap_small_writes: true,
+            conditional_put: false,
         }
     }
 }
@@ -139,7 +150,11 @@ pub struct CleanupFailure {
 /// - `get` of a missing key fails with [`ErrorKind::NotFound`];
 /// - `list` returns every object under a prefix (recursively, however many pages);
 /// - `delete` of a missing key succeeds;
-/// - every key is an [`ObjectKey`], so no operation reaches outside the sink's root.
+/// - every key is an [`ObjectKey`], so no operation reaches outside the sink's root;
+/// - with [`SinkCapabilities::conditional_put`]: of concurrent [`put_if`](Sink::put_if)s on
+///   one key under the same condition at most one writes, and [`get_versioned`](Sink::get_versioned)
+///   returns the version the last one wrote. Plain `put` and `delete` of the same key are not
+///   ordered with them: keep conditional keys for conditional writes.
 #[async_trait]
 pub trait Sink: Send + Sync + std::fmt::Debug {
     /// A short, secret-free description for logs and errors (e.g. `local:/backups`).
@@ -177,6 +192,37 @@ pub trait Sink: Send + Sync + std::fmt::Debug {
         let _ = older_than;
         Ok(CleanupReport::default())
     }
+
+    /// Reads a small object whole with its version, `None` when there is none. Where the
+    /// sink keeps objects written by [`put_if`](Sink::put_if) apart from the others (Git
+    /// keeps them as refs), this is how they are read. The default fails with
+    /// [`ErrorKind::Unsupported`] (see [`SinkCapabilities::conditional_put`]).
+    async fn get_versioned(&self, key: &ObjectKey) -> Result<Option<VersionedObject>> {
+        Err(conditional_unsupported(
+            &self.describe(),
+            key,
+            "get versioned",
+        ))
+    }
+
+    /// Writes a small object only if `condition` holds, atomically: an absent key
+    /// ([`PutCondition::Absent`]) or the version last read ([`PutCondition::Matches`]).
+    /// `Ok(PutOutcome::ConditionFailed)` when it does not hold (nothing written). The
+    /// default fails with [`ErrorKind::Unsupported`] (see
+    /// [`SinkCapabilities::conditional_put`]).
+    async fn put_if(
+        &self,
+        key: &ObjectKey,
+        bytes: Bytes,
+        condition: PutCondition,
+    ) -> Result<PutOutcome> {
+        let _ = (bytes, condition);
+        Err(conditional_unsupported(
+            &self.describe(),
+            key,
+            "conditional put",
+        ))
+    }
 }
 
 macro_rules! forward_sink {
@@ -208,6 +254,17 @@ macro_rules! forward_sink {
             }
             async fn cleanup(&self, older_than: DateTime<Utc>) -> Result<CleanupReport> {
                 (**self).cleanup(older_than).await
+            }
+            async fn get_versioned(&self, key: &ObjectKey) -> Result<Option<VersionedObject>> {
+                (**self).get_versioned(key).await
+            }
+            async fn put_if(
+                &self,
+                key: &ObjectKey,
+                bytes: Bytes,
+                condition: PutCondition,
+            ) -> Result<PutOutcome> {
+                (**self).put_if(key, bytes, condition).await
             }
         }
     )+};
@@ -241,7 +298,9 @@ pub trait SinkExt: Sink {
 impl<S: Sink + ?Sized> SinkExt for S {}
 
 /// A sink that keeps objects in memory: for tests and for callers that snapshot small
-/// state in-process. Puts are atomic (the object appears only once the stream ends well).
+/// state in-process. Puts are atomic (the object appears only once the stream ends well);
+/// conditional puts compare content digests ([`ObjectVersion::of_content`]) under the
+/// sink's lock.
 #[derive(Debug, Default, Clone)]
 pub struct MemorySink {
     objects: Arc<RwLock<MemoryObjects>>,
@@ -268,6 +327,13 @@ impl MemorySink {
 impl Sink for MemorySink {
     fn describe(&self) -> String {
         "memory".to_string()
+    }
+
+    fn capabilities(&self) -> SinkCapabilities {
+        SinkCapabilities {
+            conditional_put: true,
+            ..SinkCapabilities::default()
+        }
     }
 
     async fn preflight(&self) -> Result<()> {
@@ -311,6 +377,38 @@ impl Sink for MemorySink {
     async fn delete(&self, key: &ObjectKey) -> Result<()> {
         self.objects.write().await.remove(key);
         Ok(())
+    }
+
+    async fn get_versioned(&self, key: &ObjectKey) -> Result<Option<VersionedObject>> {
+        Ok(self
+            .objects
+            .read()
+            .await
+            .get(key)
+            .map(|(b, _)| VersionedObject {
+                bytes: b.clone(),
+                version: ObjectVersion::of_content(b),
+            }))
+    }
+
+    async fn put_if(
+        &self,
+        key: &ObjectKey,
+        bytes: Bytes,
+        condition: PutCondition,
+    ) -> Result<PutOutcome> {
+        let mut objects = self.objects.write().await;
+        let holds = match (&condition, objects.get(key)) {
+            (PutCondition::Absent, current) => current.is_none(),
+            (PutCondition::Matches(v), Some((b, _))) => ObjectVersion::of_content(b) == *v,
+            (PutCondition::Matches(_), None) => false,
+        };
+        if !holds {
+            return Ok(PutOutcome::ConditionFailed);
+        }
+        let version = ObjectVersion::of_content(&bytes);
+        objects.insert(key.clone(), (bytes, Utc::now()));
+        Ok(PutOutcome::Written(version))
     }
 }
 

@@ -8,6 +8,8 @@
 //! # }
 //! ```
 //!
+//! A sink that declares conditional puts also runs their checks (`conditional`).
+//!
 //! Checks panic with a message naming the sink and the broken rule. Every key the suite
 //! writes lies under `<prefix>/<random run id>/`, so several suites (or several runs) can
 //! share one bucket; the suite deletes what it wrote at the end, also when a check fails.
@@ -35,6 +37,8 @@ pub const LARGE_SIZE: u64 = 3 * PART_SIZE + 4097;
 
 /// Number of objects in the listing check: more than one page (1000 keys) of S3 listing.
 pub const MANY_OBJECTS: usize = 1100;
+
+mod conditional;
 
 /// Runs the whole suite with keys under `stoa-conformance/<random>/`.
 pub async fn run_sink_conformance<S: Sink + ?Sized>(sink: &S) {
@@ -95,6 +99,9 @@ impl<S: Sink + ?Sized> Cx<'_, S> {
             );
         }
         self.list_more_than_one_page().await;
+        if self.sink.capabilities().conditional_put {
+            self.conditional_puts().await;
+        }
     }
 
     // ----- helpers -----

@@ -339,6 +339,23 @@ impl<S: Sink> Sink for FaultySink<S> {
     ) -> Result<stoa_backup_core::CleanupReport> {
         self.inner.cleanup(older_than).await
     }
+
+    // Conditional puts (run locks) too.
+    async fn get_versioned(
+        &self,
+        key: &ObjectKey,
+    ) -> Result<Option<stoa_backup_core::VersionedObject>> {
+        self.inner.get_versioned(key).await
+    }
+
+    async fn put_if(
+        &self,
+        key: &ObjectKey,
+        bytes: Bytes,
+        condition: stoa_backup_core::PutCondition,
+    ) -> Result<stoa_backup_core::PutOutcome> {
+        self.inner.put_if(key, bytes, condition).await
+    }
 }
 
 #[cfg(test)]

@@ -9,6 +9,10 @@
 //!   [`S3_ENDPOINT_ENV`] (`STOA_TEST_S3_ENDPOINT`) names it, e.g. `http://127.0.0.1:5123`
 //!   (`scripts/moto-server.sh` starts one and prints its endpoint).
 //!
+//! s3s-fs checks `If-None-Match` / `If-Match` of a `PutObject` before writing, without a
+//! lock, so two conditional puts racing for one key could both pass; AWS S3 evaluates them
+//! atomically. [`S3sServer`] serves conditional writes one at a time, as S3 does.
+//!
 //! [`S3Target`] is one bucket, created with a unique name on one of them; [`targets`]
 //! returns one on s3s-fs always and one on moto when configured. Buckets are created with
 //! signed raw requests ([`signed_request`]), which also serve `ListMultipartUploads`
@@ -241,15 +245,24 @@ impl S3sServer {
         let counters = Arc::new(Counters::default());
         let (f, c) = (faults.clone(), counters.clone());
         let storage = Arc::new(root.path().to_path_buf());
+        let conditional = Arc::new(tokio::sync::Mutex::new(()));
         let task = tokio::spawn(async move {
             loop {
                 let Ok((socket, _)) = listener.accept().await else {
                     continue;
                 };
                 let (service, f, c, st) = (service.clone(), f.clone(), c.clone(), storage.clone());
+                let cond = conditional.clone();
                 tokio::spawn(async move {
                     let svc = service_fn(move |req: Request<Incoming>| {
-                        handle(service.clone(), st.clone(), f.clone(), c.clone(), req)
+                        handle(
+                            service.clone(),
+                            st.clone(),
+                            f.clone(),
+                            c.clone(),
+                            cond.clone(),
+                            req,
+                        )
                     });
                     let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                         .serve_connection(TokioIo::new(socket), svc)
@@ -323,6 +336,7 @@ async fn handle(
     storage: Arc<PathBuf>,
     faults: Arc<HttpFaults>,
     counters: Arc<Counters>,
+    conditional: Arc<tokio::sync::Mutex<()>>,
     req: Request<Incoming>,
 ) -> Result<Response<s3s::Body>, Infallible> {
     let op = classify(req.method(), req.uri().query().unwrap_or(""));
@@ -377,6 +391,13 @@ async fn handle(
         Op::CompleteMultipart => Some(&counters.complete_multipart),
         Op::AbortMultipart => Some(&counters.abort_multipart),
         Op::Other => None,
+    };
+    // One conditional write at a time: s3s-fs checks the condition, then writes.
+    let is_conditional = matches!(op, Op::PutObject | Op::CompleteMultipart)
+        && (req.headers().contains_key("if-none-match") || req.headers().contains_key("if-match"));
+    let _one_at_a_time = match is_conditional {
+        true => Some(conditional.lock().await),
+        false => None,
     };
     let resp = match service.call(req.map(s3s::Body::from)).await {
         Ok(resp) => resp,

@@ -8,6 +8,8 @@
 //! area, each compiled only with the features it needs. Run one area with a filter, e.g.
 //! `cargo test --all-features --test integration postgres::`.
 
+#[cfg(all(target_os = "linux", feature = "local"))]
+mod lock;
 #[cfg(feature = "local")]
 mod pipeline;
 #[cfg(feature = "local")]

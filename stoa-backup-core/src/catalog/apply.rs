@@ -1,13 +1,14 @@
 //! Planning retention over the catalog, and applying a plan with the checks that keep a
 //! stale or wrong plan from deleting what must stay.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 
 use chrono::{DateTime, Utc};
 
 use super::{Catalog, PIN_FILE};
 use crate::error::{Error, ErrorKind, Result};
 use crate::key::ObjectKey;
+use crate::lock::{Lease, LockScope};
 use crate::manifest::{Manifest, RunId, RunStatus, RunSummary};
 use crate::retention::{protected_runs, KeepReason, RetentionPlan, RetentionPolicy, RunDecision};
 use crate::sink::{ObjectMeta, SinkExt};
@@ -19,6 +20,7 @@ enum Skip {
     StatusChanged(RunStatus),
     ActiveSincePlanned,
     Finished,
+    Locked(String),
 }
 
 impl Skip {
@@ -29,6 +31,7 @@ impl Skip {
             Skip::StatusChanged(s) => format!("its status changed to {s} after the plan was made"),
             Skip::ActiveSincePlanned => "it has written since the plan was made".into(),
             Skip::Finished => "its manifest appeared after the sink was listed".into(),
+            Skip::Locked(why) => why.clone(),
         }
     }
 }
@@ -66,6 +69,15 @@ impl Catalog {
     /// deletion fails it stops: the runs removed before stay removed, the failing one may
     /// be left half-deleted (without a manifest, so it reads as incomplete and is cleaned up
     /// later).
+    ///
+    /// It leaves alone, too, every forgotten run of a component whose run lock is held now
+    /// (a run of it is writing: its lease is neither expired nor released), and the
+    /// unfinished run a held lease names; the runs of the other components are applied as
+    /// planned. The leases are those in the sink (`locks/`, when the sink has conditional
+    /// puts) or those of [`Catalog::with_lock`]; a lease that cannot be read fails the call
+    /// and deletes nothing. Runs that name no component yet (a run whose first artifact is
+    /// still being written) are protected by the policy's grace period for unfinished runs,
+    /// and by their heartbeat.
     pub async fn apply_retention(&self, plan: &RetentionPlan) -> Result<Vec<RunId>> {
         let listing = self
             .scan()
@@ -121,6 +133,32 @@ impl Catalog {
             todo.push((d, objects));
         }
 
+        // Nothing of a component a run is writing now: its lease is checked after the plan,
+        // against the sink as listed.
+        let held = self.held_leases(&runs).await?;
+        todo.retain(|(d, _)| {
+            let components = listed.get(&d.run_id).map_or(&[][..], |r| &r.components[..]);
+            match held
+                .iter()
+                .find(|l| l.run_id.as_ref() == Some(&d.run_id) || components.contains(&l.component))
+            {
+                Some(lease) => {
+                    skipped(
+                        &d.run_id,
+                        Skip::Locked(format!(
+                            "component {} is being backed up by {} (lease since {}, expires {})",
+                            lease.component,
+                            lease.holder_description(),
+                            lease.acquired_at,
+                            lease.expires_at
+                        )),
+                    );
+                    false
+                }
+                None => true,
+            }
+        });
+
         let mut removed = Vec::new();
         for (d, objects) in todo {
             if let Some(skip) = self.recheck(d).await? {
@@ -131,6 +169,41 @@ impl Catalog {
             removed.push(d.run_id.clone());
         }
         Ok(removed)
+    }
+
+    /// The leases held now of every component the runs name.
+    async fn held_leases(&self, runs: &[RunSummary]) -> Result<Vec<Lease>> {
+        let Some(lock) = self.lease_lock() else {
+            return Ok(Vec::new());
+        };
+        let components: BTreeSet<&str> = runs
+            .iter()
+            .flat_map(|r| r.components.iter().map(String::as_str))
+            .collect();
+        let target = self.sink.describe();
+        let mut held = Vec::new();
+        for component in components {
+            match lock.current(&LockScope::new(component, target.clone())).await {
+                Ok(Some(lease)) if lease.is_held_at(Utc::now()) => held.push(lease),
+                Ok(_) => {}
+                // A sink layer that does not pass conditional reads on: no lease can be taken
+                // through it either.
+                Err(e)
+                    if e.kind() == ErrorKind::Unsupported
+                        && e.operation() == Some("get versioned") =>
+                {
+                    tracing::debug!(error = %e, "run locks cannot be read through this sink");
+                    return Ok(Vec::new());
+                }
+                Err(e) => {
+                    return Err(e
+                        .or_component("catalog")
+                        .with_operation("apply retention")
+                        .or_hint("the run lock of a component could not be read, so retention deleted nothing: check the storage and run it again"))
+                }
+            }
+        }
+        Ok(held)
     }
 
     /// Reads the run's pin and manifest again right before it is deleted.

@@ -14,6 +14,7 @@ use crate::codec::{AgeCodec, AgeEncryption};
 use crate::codec::{Codec, Keyring, ZstdCodec};
 use crate::error::{Error, Result};
 use crate::key::ObjectKey;
+use crate::lock::{LeaseOwner, RunLock, SinkLock, DEFAULT_LEASE_TTL, MIN_LEASE_TTL};
 use crate::manifest::VERIFICATIONS_DIR;
 use crate::observer::{NoopObserver, Observer};
 use crate::retention::RetentionPolicy;
@@ -46,6 +47,15 @@ pub struct PipelineBuilder {
     skip_preflight: bool,
     heartbeat_interval: Option<Duration>,
     inline_verification: bool,
+    lock: Option<LockChoice>,
+    lock_ttl: Duration,
+    lock_owner: Option<LeaseOwner>,
+}
+
+/// The run lock a builder was given.
+enum LockChoice {
+    Given(Arc<dyn RunLock>),
+    InSink,
 }
 
 impl Default for PipelineBuilder {
@@ -69,6 +79,9 @@ impl Default for PipelineBuilder {
             skip_preflight: false,
             heartbeat_interval: Some(DEFAULT_HEARTBEAT_INTERVAL),
             inline_verification: true,
+            lock: None,
+            lock_ttl: DEFAULT_LEASE_TTL,
+            lock_owner: None,
         }
     }
 }
@@ -82,6 +95,14 @@ impl fmt::Debug for PipelineBuilder {
         #[cfg(feature = "age")]
         f.field("encryption", &self.encryption);
         f.field("heartbeat_interval", &self.heartbeat_interval)
+            .field(
+                "lock",
+                &self.lock.as_ref().map(|l| match l {
+                    LockChoice::Given(l) => l.describe(),
+                    LockChoice::InSink => "in the sink".to_string(),
+                }),
+            )
+            .field("lock_ttl", &self.lock_ttl)
             .finish_non_exhaustive()
     }
 }
@@ -230,6 +251,51 @@ impl PipelineBuilder {
         self
     }
 
+    /// Takes a run lock before each run, so that no two runs of one component into this
+    /// pipeline's sink write at once, whatever process, pod or replica makes them: any
+    /// [`RunLock`] (a Kubernetes Lease, a [`SinkLock`] on another sink), also an `Arc` of
+    /// one. See [`lock_in_sink`](Self::lock_in_sink) for the lease in the sink itself.
+    ///
+    /// Each run takes the lease of each of its components (scope: the component and the
+    /// sink's [`describe`](Sink::describe)) before it writes anything; when one is held,
+    /// [`Pipeline::run`] fails with [`ErrorKind::Conflict`](crate::ErrorKind) naming the
+    /// holder, since when and when the lease expires, and nothing of the run is written.
+    /// While the run goes on it renews its leases every third of [`lock_ttl`](Self::lock_ttl);
+    /// when a renewal finds another holder, or cannot be made before the lease expires, the
+    /// run stops (no manifest) with that error. The leases are renewed once more right
+    /// before the manifest and released right after it (before retention), or when the run
+    /// fails or is cancelled. A run whose future is dropped, or whose process dies, leaves
+    /// its leases to expire: the next run takes them over after the TTL.
+    pub fn lock(mut self, lock: impl RunLock + 'static) -> Self {
+        self.lock = Some(LockChoice::Given(Arc::new(lock)));
+        self
+    }
+
+    /// Takes the run lock as a lease in the pipeline's own sink (`locks/<component>.json`, a
+    /// [`SinkLock`]): the sink needs conditional puts
+    /// ([`SinkCapabilities::conditional_put`](crate::sink::SinkCapabilities): local
+    /// directories, S3, Git), [`build`](Self::build) says so otherwise. See
+    /// [`lock`](Self::lock) for what a run does with it.
+    pub fn lock_in_sink(mut self) -> Self {
+        self.lock = Some(LockChoice::InSink);
+        self
+    }
+
+    /// How long a run's lease lasts unless renewed (default
+    /// [`DEFAULT_LEASE_TTL`](crate::lock::DEFAULT_LEASE_TTL), 2 minutes; at least 1 s): how
+    /// long a killed run keeps others out. Renewed every third of it.
+    pub fn lock_ttl(mut self, ttl: Duration) -> Self {
+        self.lock_ttl = ttl;
+        self
+    }
+
+    /// Who holds the leases (default: a new [`LeaseOwner::this_process`] per run, so two
+    /// runs in one process exclude each other too). Each run records its id in the lease.
+    pub fn lock_owner(mut self, owner: LeaseOwner) -> Self {
+        self.lock_owner = Some(owner);
+        self
+    }
+
     /// Validates the configuration and builds the pipeline.
     pub fn build(self) -> Result<Pipeline> {
         let sink = self.sink.ok_or_else(|| {
@@ -243,6 +309,31 @@ impl PipelineBuilder {
         let concurrency = self.concurrency.unwrap_or(2);
         if concurrency == 0 {
             return Err(Error::config("concurrency must be at least 1"));
+        }
+        let lock: Option<Arc<dyn RunLock>> = match self.lock {
+            None => None,
+            Some(LockChoice::Given(l)) => Some(l),
+            Some(LockChoice::InSink) => {
+                if !sink.capabilities().conditional_put {
+                    return Err(Error::config(format!(
+                        "the sink {} has no conditional puts, so it cannot hold a run lock",
+                        sink.describe()
+                    ))
+                    .with_operation("build pipeline")
+                    .with_hint(
+                        "use a local directory, S3 or Git sink, or pass another lock with .lock(...) (a Kubernetes Lease)",
+                    ));
+                }
+                Some(Arc::new(SinkLock::shared(sink.clone())))
+            }
+        };
+        if lock.is_some() && self.lock_ttl < MIN_LEASE_TTL {
+            return Err(Error::config(format!(
+                "the lock TTL must be at least {} s",
+                MIN_LEASE_TTL.as_secs()
+            ))
+            .with_operation("build pipeline")
+            .with_hint("pass a longer TTL to .lock_ttl(...)"));
         }
         if self.heartbeat_interval == Some(Duration::ZERO) {
             return Err(Error::config("the heartbeat interval must not be zero")
@@ -289,6 +380,9 @@ impl PipelineBuilder {
             preflight: !self.skip_preflight,
             heartbeat_interval: self.heartbeat_interval,
             inline_verification: self.inline_verification,
+            lock,
+            lock_ttl: self.lock_ttl,
+            lock_owner: self.lock_owner,
         })
     }
 }

@@ -11,6 +11,7 @@ use super::store::{InlineOutcome, StoredArtifact};
 use super::Pipeline;
 use crate::catalog::Catalog;
 use crate::error::{Error, Result};
+use crate::lock::LeaseKeeper;
 use crate::manifest::{
     ArtifactFailure, ArtifactRecord, ArtifactTimings, Manifest, RunId, RunStatus, RunSummary,
     VerificationRecord, VerifyMethod, MANIFEST_FORMAT_VERSION,
@@ -192,11 +193,14 @@ impl Pipeline {
 
     /// Writes the manifest (or the failure report) and runs retention. Not undone by a
     /// cancellation: once the manifest may be stored, the report must say what is stored.
+    /// With a run lock (`keeper`), the leases are renewed right before a manifest (a run
+    /// whose lease is lost writes none) and released right after it, before retention.
     pub(super) async fn finish(
         &self,
         run_id: &RunId,
         mut stored: Stored,
         heartbeat: &HeartbeatWriter<'_>,
+        keeper: Option<&LeaseKeeper>,
     ) -> Result<RunReport> {
         self.check_still_stored(run_id, &mut stored).await;
         let Stored {
@@ -226,8 +230,17 @@ impl Pipeline {
             failures,
             pinned: false,
         };
+        if let (Some(k), RunStatus::Complete) = (keeper, status) {
+            if let Err(e) = k.renew_now().await {
+                heartbeat.remove().await;
+                return Err(e.with_context("run", run_id.as_str()));
+            }
+        }
         let written = self.write_manifest(&manifest).await;
         heartbeat.remove().await;
+        if let Some(k) = keeper {
+            k.release().await;
+        }
         written?;
 
         let mut report = RunReport {
@@ -366,7 +379,7 @@ impl Pipeline {
         policy: &dyn RetentionPolicy,
         run_id: &RunId,
     ) -> Result<(RetentionPlan, Result<Vec<RunId>>)> {
-        let catalog = Catalog::shared(self.sink.clone());
+        let catalog = Catalog::shared(self.sink.clone()).with_shared_lock(self.lock.clone());
         // What `Catalog::plan_retention` does, keeping the listing: it names the components
         // of the runs removed, for the observer.
         let runs = catalog

@@ -7,7 +7,9 @@
 //! lists each of them with the size stored. A run with a failed artifact gets
 //! `runs/<id>/report.json` instead, so it is never taken for a backup and the previous good
 //! run is untouched. While a run goes on, `runs/<id>/heartbeat.json` ([`Heartbeat`]) shows
-//! it is alive.
+//! it is alive. With a run lock ([`PipelineBuilder::lock`]) a run first takes the lease of
+//! each of its components, renews it while it runs, and gives it up once its manifest is
+//! written (`locked`).
 //!
 //! Artifacts run `concurrency` at a time, in no guaranteed order — except
 //! [summaries](crate::source::ArtifactPlan::summary) (indexes), which run after all the
@@ -20,6 +22,7 @@
 mod builder;
 mod finish;
 mod heartbeat;
+mod locked;
 mod report;
 mod store;
 
@@ -42,6 +45,7 @@ use self::store::Job;
 use crate::codec::{Codec, Keyring};
 use crate::error::{Error, Result};
 use crate::key::ObjectKey;
+use crate::lock::{LeaseKeeper, LeaseOwner, RunLock};
 use crate::manifest::{ArtifactFailure, ArtifactRecord, RunId};
 use crate::observer::{Event, Observer};
 use crate::retention::RetentionPolicy;
@@ -69,6 +73,9 @@ pub struct Pipeline {
     preflight: bool,
     heartbeat_interval: Option<Duration>,
     inline_verification: bool,
+    lock: Option<Arc<dyn RunLock>>,
+    lock_ttl: Duration,
+    lock_owner: Option<LeaseOwner>,
 }
 
 impl fmt::Debug for Pipeline {
@@ -78,6 +85,7 @@ impl fmt::Debug for Pipeline {
             .field("sink", &self.sink.describe())
             .field("codecs", &self.codecs)
             .field("concurrency", &self.concurrency)
+            .field("lock", &self.lock.as_ref().map(|l| l.describe()))
             .finish_non_exhaustive()
     }
 }
@@ -100,53 +108,80 @@ impl Pipeline {
     /// Cancellation (the builder's token) undoes the run until every artifact is stored and
     /// verified; from then on the run writes its manifest and the report says so, with only
     /// retention skipped.
+    ///
+    /// With a run lock, a lease held by another run fails this one before it writes
+    /// anything ([`ErrorKind::Conflict`](crate::ErrorKind), naming the holder), and a lease
+    /// lost while it runs stops it without a manifest (see [`PipelineBuilder::lock`]).
     pub async fn run(&self) -> Result<RunReport> {
         let started_at = Utc::now();
         let run_id = RunId::generate(started_at);
         let span =
             tracing::info_span!("backup_run", run_id = %run_id, sink = %self.sink.describe());
         async {
-            self.observer.on_event(&Event::RunStarted {
-                run_id: &run_id,
-                sources: self.sources.len(),
-            });
-            let heartbeat = HeartbeatWriter::new(
-                self.sink.as_ref(),
-                &run_id,
-                started_at,
-                self.heartbeat_interval
-                    .filter(|_| self.sink.capabilities().cheap_small_writes),
-            );
-            let stop_heartbeat = CancellationToken::new();
-            let store = async {
-                let stored = tokio::select! {
-                    biased;
-                    _ = self.cancel.cancelled() => {
-                        // Dropping the store future kills children and discards partial
-                        // writes.
-                        Err(Error::cancelled(format!("run {run_id} was cancelled; nothing of it was kept as a backup"))
-                            .with_operation("backup run"))
-                    }
-                    r = self.store_and_verify(&run_id, started_at) => r,
-                };
-                stop_heartbeat.cancel();
-                stored
+            let Some(keeper) = self.take_locks(&run_id).await? else {
+                return self.run_locked(&run_id, started_at, None).await;
             };
-            let (stored, ()) = tokio::join!(store, heartbeat.run(&stop_heartbeat));
-            let stored = match stored {
-                Ok(s) => s,
-                Err(e) => {
-                    heartbeat.remove().await;
-                    self.announce_done(&run_id, started_at, Err(&e));
-                    return Err(e);
-                }
+            let stop = CancellationToken::new();
+            let work = async {
+                let r = self.run_locked(&run_id, started_at, Some(&keeper)).await;
+                stop.cancel();
+                r
             };
-            let report = self.finish(&run_id, stored, &heartbeat).await;
-            self.announce_done(&run_id, started_at, report.as_ref());
-            report
+            let (result, ()) = tokio::join!(work, keeper.keep(&stop));
+            // Done already after a manifest; here after a failure or a cancellation.
+            keeper.release().await;
+            result
         }
         .instrument(span)
         .await
+    }
+
+    /// One run, its leases (if any) held by `keeper`.
+    async fn run_locked(
+        &self,
+        run_id: &RunId,
+        started_at: chrono::DateTime<Utc>,
+        keeper: Option<&LeaseKeeper>,
+    ) -> Result<RunReport> {
+        self.observer.on_event(&Event::RunStarted {
+            run_id,
+            sources: self.sources.len(),
+        });
+        let heartbeat = HeartbeatWriter::new(
+            self.sink.as_ref(),
+            run_id,
+            started_at,
+            self.heartbeat_interval
+                .filter(|_| self.sink.capabilities().cheap_small_writes),
+        );
+        let stop_heartbeat = CancellationToken::new();
+        let store = async {
+            let stored = tokio::select! {
+                biased;
+                _ = self.cancel.cancelled() => {
+                    // Dropping the store future kills children and discards partial
+                    // writes.
+                    Err(Error::cancelled(format!("run {run_id} was cancelled; nothing of it was kept as a backup"))
+                        .with_operation("backup run"))
+                }
+                e = locked::lost(keeper) => Err(e),
+                r = self.store_and_verify(run_id, started_at) => r,
+            };
+            stop_heartbeat.cancel();
+            stored
+        };
+        let (stored, ()) = tokio::join!(store, heartbeat.run(&stop_heartbeat));
+        let stored = match stored {
+            Ok(s) => s,
+            Err(e) => {
+                heartbeat.remove().await;
+                self.announce_done(run_id, started_at, Err(&e));
+                return Err(e);
+            }
+        };
+        let report = self.finish(run_id, stored, &heartbeat, keeper).await;
+        self.announce_done(run_id, started_at, report.as_ref());
+        report
     }
 
     /// Everything up to the manifest: stores every artifact (summaries last) and verifies

@@ -24,6 +24,9 @@
 //! - [`HelmValuesSource::change_probe`] and [`CustomResourcesSource::change_probe`] give
 //!   [`ChangeProbe`](stoa_backup_core::ChangeProbe)s for the scheduler's on-change trigger:
 //!   a digest of the watched objects' own resourceVersions from metadata-only lists.
+//! - [`KubeLeaseLock`] is the run lock as `coordination.k8s.io/v1` Leases
+//!   ([`PipelineBuilder::lock`](stoa_backup_core::PipelineBuilder::lock)), for replicas and
+//!   CronJob pods of one cluster.
 //! - [`PodExec`] streams a command's stdout out of a pod over the exec websocket, with the
 //!   exit status from the status channel (for `pg_dump` / `kc.sh` exec modes).
 //!
@@ -36,6 +39,7 @@ mod crs;
 mod exec;
 pub mod facts;
 mod helm;
+mod lease;
 mod probe;
 mod related;
 mod restore;
@@ -57,6 +61,7 @@ pub use helm::{
     decode_release, HelmDriver, HelmRelease, HelmValuesRestorer, HelmValuesSource,
     HelmValuesSourceBuilder,
 };
+pub use lease::KubeLeaseLock;
 pub use probe::{CustomResourcesChangeProbe, HelmChangeProbe};
 pub use restore::{
     ConflictPolicy, CustomResourcesRestorer, CustomResourcesRestorerBuilder, FailurePolicy,

@@ -83,6 +83,16 @@
 //! and pushes again, a bounded number of times. Never forced. A run is recorded — and
 //! reported as committed — only once its content commit is on the remote branch.
 //!
+//! # Conditional puts
+//!
+//! [`Sink::put_if`] (a run lock in the sink) keeps each object as the ref
+//! `refs/<namespace>/objects/<key>` on the remote, at a commit without parent holding the
+//! bytes: created by a push the remote refuses when the ref exists, replaced by a push it
+//! refuses unless the ref is still at the commit read (the compare-and-swap every push is,
+//! below). Versions are commit ids. These objects are not on the branch (a lease renewed
+//! every minute makes no history there) and only [`Sink::get_versioned`] reads them, from
+//! the remote itself; `get`, `list` and `delete` do not see them.
+//!
 //! # Credentials
 //!
 //! Remotes can be local paths or `file://` URLs (tests), `https://` with a token, or `ssh`
@@ -137,7 +147,10 @@ use git2::{ErrorClass, ErrorCode, Oid, Repository};
 use stoa_backup_core::error::{Error, ErrorKind, Result};
 use stoa_backup_core::key::{validate_prefix, ObjectKey};
 use stoa_backup_core::manifest::{RunId, RUNS_PREFIX};
-use stoa_backup_core::sink::{not_found, ObjectMeta, PutResult, Sink, SinkCapabilities};
+use stoa_backup_core::sink::{
+    not_found, ObjectMeta, PutCondition, PutOutcome, PutResult, Sink, SinkCapabilities,
+    VersionedObject,
+};
 use stoa_backup_core::stream::{ByteStream, CHUNK_SIZE};
 
 pub use git2;
@@ -155,6 +168,7 @@ const VERIFICATIONS: &str = "verifications";
 const PUT_CHANNEL: usize = 4;
 
 mod compaction;
+mod conditional;
 mod config;
 mod credentials;
 mod deletes;
@@ -284,6 +298,7 @@ impl Sink for GitSink {
         c.prefers_plain_text = true;
         // Every put is a commit and a push: no heartbeat objects.
         c.cheap_small_writes = false;
+        c.conditional_put = true;
         c
     }
 
@@ -363,6 +378,27 @@ impl Sink for GitSink {
         self.with_state("delete", move |sh, st| sh.delete(st, &k))
             .await
             .map_err(|e| e.or_artifact(key.as_str()))
+    }
+
+    async fn get_versioned(&self, key: &ObjectKey) -> Result<Option<VersionedObject>> {
+        let k = key.clone();
+        self.with_state("get versioned", move |sh, st| sh.get_versioned(st, &k))
+            .await
+            .map_err(|e| e.or_artifact(key.as_str()))
+    }
+
+    async fn put_if(
+        &self,
+        key: &ObjectKey,
+        bytes: Bytes,
+        condition: PutCondition,
+    ) -> Result<PutOutcome> {
+        let k = key.clone();
+        self.with_state("conditional put", move |sh, st| {
+            sh.put_if(st, &k, &bytes, &condition)
+        })
+        .await
+        .map_err(|e| e.or_artifact(key.as_str()))
     }
 }
 

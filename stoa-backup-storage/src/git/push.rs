@@ -294,7 +294,7 @@ impl Shared {
     }
 
     /// The remote's refs, as `git ls-remote` lists them.
-    fn list_remote_refs(
+    pub(super) fn list_remote_refs(
         &self,
         repo: &Repository,
     ) -> stoa_backup_core::Result<HashMap<String, Oid>> {

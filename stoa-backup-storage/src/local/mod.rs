@@ -18,21 +18,32 @@
 //!
 //! No operation follows a symbolic link out of the root: intermediate directories and
 //! objects are resolved and checked against the canonical root before use.
+//!
+//! On Unix the sink has conditional puts ([`Sink::put_if`], for a run lock in the sink):
+//! create-if-absent through a hard link, compare-and-swap of content digests under an
+//! exclusive `flock` of the object (see `conditional.rs`); the volume needs hard links and
+//! file locks, which local filesystems and NFS have.
 
 use std::io;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
+use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use stoa_backup_core::error::{Error, ErrorKind, Result};
 use stoa_backup_core::key::{validate_prefix, ObjectKey};
-use stoa_backup_core::sink::{CleanupReport, ObjectMeta, PutResult, Sink};
+use stoa_backup_core::sink::{
+    CleanupReport, ObjectMeta, PutCondition, PutOutcome, PutResult, Sink, SinkCapabilities,
+    VersionedObject,
+};
 use stoa_backup_core::stream::{self, ByteStream};
 use tokio::io::AsyncWriteExt;
 
 mod builder;
+#[cfg(unix)]
+mod conditional;
 mod maintenance;
 mod read;
 mod write;
@@ -108,6 +119,12 @@ impl Sink for LocalSink {
         format!("local:{}", self.root.display())
     }
 
+    fn capabilities(&self) -> SinkCapabilities {
+        let mut c = SinkCapabilities::default();
+        c.conditional_put = cfg!(unix);
+        c
+    }
+
     /// Checks the root is a writable directory, and removes temporary files of interrupted
     /// writes older than [`LocalSink::stale_temp_after`] (a day by default).
     async fn preflight(&self) -> Result<()> {
@@ -116,18 +133,7 @@ impl Sink for LocalSink {
     }
 
     async fn put(&self, key: &ObjectKey, mut stream: ByteStream) -> Result<PutResult> {
-        if is_temp_name(key.file_name()) {
-            return Err(Error::config(format!(
-                "the file name {:?} is reserved for temporary files",
-                key.file_name()
-            ))
-            .with_component(COMPONENT)
-            .with_operation("put")
-            .with_artifact(key.as_str())
-            .with_hint(
-                "choose a key whose last segment does not start with '.' and contain '.tmp-'",
-            ));
-        }
+        check_not_temp(key)?;
 
         // Create the parent directories (without following links out of the root) and the
         // temporary file beside the final path.
@@ -158,6 +164,24 @@ impl Sink for LocalSink {
         Ok(PutResult::new(size))
     }
 
+    #[cfg(unix)]
+    async fn get_versioned(&self, key: &ObjectKey) -> Result<Option<VersionedObject>> {
+        let (root, path, k) = (self.root.clone(), self.path_of(key), key.clone());
+        blocking(move || conditional::get_versioned_blocking(&root, &path, &k)).await
+    }
+
+    #[cfg(unix)]
+    async fn put_if(
+        &self,
+        key: &ObjectKey,
+        bytes: Bytes,
+        condition: PutCondition,
+    ) -> Result<PutOutcome> {
+        check_not_temp(key)?;
+        let (root, k) = (self.root.clone(), key.clone());
+        blocking(move || conditional::put_if_blocking(&root, &k, &bytes, &condition)).await
+    }
+
     async fn get(&self, key: &ObjectKey) -> Result<ByteStream> {
         let (root, path, k) = (self.root.clone(), self.path_of(key), key.clone());
         let file = blocking(move || open_for_read(&root, &path, &k)).await?;
@@ -183,6 +207,22 @@ impl Sink for LocalSink {
         let (root, cutoff) = (self.root.clone(), SystemTime::from(older_than));
         blocking(move || cleanup_blocking(&root, cutoff)).await
     }
+}
+
+/// Keys whose last segment looks like a temporary file's are refused: such files are never
+/// listed, and cleanup removes them.
+fn check_not_temp(key: &ObjectKey) -> Result<()> {
+    if !is_temp_name(key.file_name()) {
+        return Ok(());
+    }
+    Err(Error::config(format!(
+        "the file name {:?} is reserved for temporary files",
+        key.file_name()
+    ))
+    .with_component(COMPONENT)
+    .with_operation("put")
+    .with_artifact(key.as_str())
+    .with_hint("choose a key whose last segment does not start with '.' and contain '.tmp-'"))
 }
 
 /// Runs blocking filesystem work off the async threads.

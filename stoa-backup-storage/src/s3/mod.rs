@@ -85,6 +85,9 @@
 //!   `AWS_ROLE_ARN`, ECS and EKS Pod Identity container credentials); without either, EC2
 //!   instance metadata. Secrets never appear in `Debug` output, [`Sink::describe`], errors
 //!   or logs.
+//! - **Conditional puts** ([`Sink::put_if`], for a run lock in the bucket): `If-None-Match:
+//!   *` to create, `If-Match` with the ETag read to replace; versions are ETags. AWS S3,
+//!   MinIO, Ceph RGW and moto evaluate them atomically.
 //! - Optional server-side encryption ([`S3Encryption`]: SSE-S3 or SSE-KMS with a key id)
 //!   and storage class.
 //!
@@ -107,12 +110,16 @@ use object_store::path::Path;
 use object_store::{Attributes, ObjectStore, ObjectStoreExt, PutOptions, PutPayload};
 use stoa_backup_core::error::{Error, Result};
 use stoa_backup_core::key::{validate_prefix, ObjectKey};
-use stoa_backup_core::sink::{CleanupReport, ObjectMeta, PutResult, Sink, SinkCapabilities};
+use stoa_backup_core::sink::{
+    CleanupReport, ObjectMeta, PutCondition, PutOutcome, PutResult, Sink, SinkCapabilities,
+    VersionedObject,
+};
 use stoa_backup_core::stream::ByteStream;
 
 mod builder;
 mod checksum;
 mod cleanup;
+mod conditional;
 mod download;
 mod errors;
 mod etag;
@@ -312,6 +319,7 @@ impl Sink for S3Sink {
     fn capabilities(&self) -> SinkCapabilities {
         let mut c = SinkCapabilities::default();
         c.max_object_size = Some(MAX_PARTS * self.inner.part_size as u64);
+        c.conditional_put = true;
         c
     }
 
@@ -426,6 +434,19 @@ impl Sink for S3Sink {
     /// documentation then does the job).
     async fn cleanup(&self, older_than: DateTime<Utc>) -> Result<CleanupReport> {
         self.cleanup_uploads(older_than).await
+    }
+
+    async fn get_versioned(&self, key: &ObjectKey) -> Result<Option<VersionedObject>> {
+        self.get_versioned_inner(key).await
+    }
+
+    async fn put_if(
+        &self,
+        key: &ObjectKey,
+        bytes: bytes::Bytes,
+        condition: PutCondition,
+    ) -> Result<PutOutcome> {
+        self.put_if_inner(key, bytes, condition).await
     }
 }
 

@@ -9,7 +9,9 @@
 //! selectors, namespaces (namespaced writes need the namespace: 404 otherwise; stored
 //! Namespaces get the `kubernetes.io/metadata.name` label and phase `Active`), Secrets and
 //! ConfigMaps, ServiceAccounts, PersistentVolumeClaims, CronJobs, Jobs, Roles,
-//! ClusterRoles and their bindings (built-in objects validated as the API server does,
+//! ClusterRoles and their bindings, `coordination.k8s.io/v1` Leases (409 on a create of an
+//! existing name or a replace at a stale `resourceVersion`) (built-in objects validated as
+//! the API server does,
 //! dry runs included: see `store/builtins`), `Status` error bodies with the right codes
 //! (404 for types no CRD serves), CustomResourceDefinitions that become `Established`
 //! after a configurable delay (or never), custom resources validated against their CRD's `openAPIV3Schema` on every write,

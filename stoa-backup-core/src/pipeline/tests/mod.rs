@@ -435,4 +435,5 @@ mod finish;
 mod heartbeat;
 mod inline;
 mod integrity;
+mod lock;
 mod support;

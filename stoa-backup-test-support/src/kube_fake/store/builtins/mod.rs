@@ -1,14 +1,15 @@
 //! Built-in kinds beyond the core ones (ServiceAccount, PersistentVolumeClaim, CronJob, Job,
-//! Role, RoleBinding, ClusterRole, ClusterRoleBinding), and the API server's validation of
+//! Role, RoleBinding, ClusterRole, ClusterRoleBinding, Lease), and the API server's validation of
 //! built-in objects on every create, update and apply, dry runs included: names, labels,
 //! ConfigMap keys and size, claims, CronJobs and the Job and pod templates inside them
 //! ([`workloads`], schedules in [`cron`]), RBAC rules, role references and subjects
-//! ([`rbac`]). Each violation is one cause of the 422 `Invalid` answer, worded as the API
+//! ([`rbac`]), Lease specs ([`coordination`]). Each violation is one cause of the 422 `Invalid` answer, worded as the API
 //! server words it (`CronJob.batch "x" is invalid: spec.schedule: Required value`).
 //!
 //! Not reproduced: defaulting, immutability of fields on update (e.g. `roleRef`), and checks
 //! of fields the tests do not write (affinity, probes, lifecycle hooks, …).
 
+mod coordination;
 mod cron;
 mod rbac;
 mod workloads;
@@ -46,6 +47,7 @@ pub(super) fn types() -> Vec<ResourceType> {
             false,
             &[],
         ),
+        ResourceType::builtin(coordination::GROUP, "v1", "Lease", "leases", true, &[]),
     ]
 }
 
@@ -69,6 +71,7 @@ pub(super) fn validate(rt: &ResourceType, name: &str, value: &Value) -> Vec<Viol
         ("batch", "CronJob") => workloads::cron_job(&mut c, name, value),
         ("batch", "Job") => workloads::job(&mut c, "spec", &value["spec"]),
         (rbac::GROUP, kind) => rbac::validate(&mut c, kind, value),
+        (coordination::GROUP, "Lease") => coordination::lease(&mut c, &value["spec"]),
         _ => {}
     }
     c.out.sort_by(|a, b| a.field.cmp(&b.field));
