@@ -196,6 +196,32 @@ pub enum Command {
         #[arg(long, value_name = "IMAGE", default_value = DEFAULT_IMAGE)]
         image: String,
     },
+    /// Run the scheduler: every component with a `schedule` on its cron ticks, every
+    /// `on_change` one when its change probe reports a change; serve /metrics and /healthz.
+    ///
+    /// Each run is the pipeline `backup` runs, under the run lock of its component in its
+    /// storage target (a second replica's run is refused, naming the holder). A component
+    /// whose newest missed tick is at most 6 h old (or that was never backed up) runs once
+    /// at start; a tick that comes while its run goes on is skipped. SIGINT / SIGTERM stop
+    /// it: no new run starts, running ones are cancelled (no manifest) and waited for up to
+    /// --shutdown-grace, then it exits 130 / 143.
+    Serve {
+        /// Where /metrics and /healthz listen (port 0: any free port, printed at start).
+        #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:9898")]
+        listen: String,
+        /// How often the change probes of `on_change` components are asked.
+        #[arg(long, value_name = "DURATION", default_value = "1m", value_parser = parse_duration)]
+        poll_interval: HumanDuration,
+        /// How long a change must stay unchanged before its backup starts.
+        #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
+        debounce: HumanDuration,
+        /// How often the RPO gauges are read from the catalogs.
+        #[arg(long, value_name = "DURATION", default_value = "1m", value_parser = parse_duration)]
+        rpo_refresh: HumanDuration,
+        /// How long running backups are waited for after a signal.
+        #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
+        shutdown_grace: HumanDuration,
+    },
     /// Check the configuration, or print an example.
     Config {
         /// What to do with it.

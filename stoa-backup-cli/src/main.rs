@@ -12,6 +12,7 @@ mod manifests;
 mod outcome;
 mod progress;
 mod restorers;
+mod serve;
 mod sources;
 
 use std::process::ExitCode;

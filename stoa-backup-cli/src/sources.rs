@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use stoa_backup::core::{Result, Source, Verifier};
+use stoa_backup::core::{ChangeProbe, Error, Result, Source, Verifier};
 use stoa_backup::prelude::{
     CustomResourcesSource, GrafanaSource, HelmValuesSource, InfisicalSource,
     KeycloakExportVerifier, KeycloakSource, PgArchiveVerifier, PostgresSource, RaftSnapshotSource,
@@ -123,6 +123,26 @@ pub async fn source(c: &Component) -> Result<Arc<dyn Source>> {
         Settings::Grafana(s) => Arc::new(grafana(name, s)?),
         Settings::Helm(s) => Arc::new(helm(name, s).await?),
         Settings::Crds(s) => Arc::new(crds(name, s).await?),
+    })
+}
+
+/// The change probe of an `on_change` component: the Helm release Secrets, the custom
+/// resources' versions, or Grafana's dashboard, folder and datasource versions. Other types
+/// have no cheap probe: an error that says to give them a `schedule`.
+pub async fn change_probe(c: &Component) -> Result<Arc<dyn ChangeProbe>> {
+    let name = c.name.as_str();
+    Ok(match &c.settings {
+        Settings::Helm(s) => Arc::new(helm(name, s).await?.change_probe()),
+        Settings::Crds(s) => Arc::new(crds(name, s).await?.change_probe()),
+        Settings::Grafana(s) => Arc::new(grafana(name, s)?.change_probe()),
+        _ => {
+            return Err(Error::config(format!(
+                "component {name} ({}) has `on_change`, but only helm, crds and grafana have a change probe",
+                c.kind()
+            ))
+            .with_component(name)
+            .with_hint("give it a `schedule` instead"))
+        }
     })
 }
 

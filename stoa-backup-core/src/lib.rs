@@ -40,7 +40,7 @@ pub mod sources;
 pub mod stream;
 pub mod verify;
 
-pub use change::{ChangeProbe, ChangeToken};
+pub use change::{ChangeDigest, ChangeProbe, ChangeToken, FnProbe};
 #[cfg(feature = "age")]
 #[cfg_attr(docsrs, doc(cfg(feature = "age")))]
 pub use codec::AgeEncryption;
@@ -52,7 +52,7 @@ pub use manifest::{
     ArtifactRecord, ArtifactTimings, Manifest, RunDamage, RunId, RunStatus, RunSummary,
     VerificationRecord, VerifyMethod,
 };
-pub use observer::{Event, NoopObserver, Observer, TracingObserver};
+pub use observer::{Event, NoopObserver, Observer, ObserverSet, TracingObserver};
 pub use recovery::{
     Check, CheckContext, CheckOutcome, CheckStatus, Checklist, CustomStep, Recovery, RecoveryPlan,
     RecoveryReport, Step, Verdict,

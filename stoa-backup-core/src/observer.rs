@@ -170,6 +170,44 @@ macro_rules! forward_observer {
 
 forward_observer!(Arc, Box);
 
+/// Several observers as one: each event goes to every member, in the order they were added
+/// (logs and metrics, say: `ObserverSet::new().with(TracingObserver).with(metrics.observer())`).
+#[derive(Debug, Default, Clone)]
+pub struct ObserverSet {
+    members: Vec<Arc<dyn Observer>>,
+}
+
+impl ObserverSet {
+    /// An empty set (it ignores everything until members are added).
+    pub fn new() -> Self {
+        ObserverSet::default()
+    }
+
+    /// Adds a member.
+    pub fn with(mut self, observer: impl Observer + 'static) -> Self {
+        self.members.push(Arc::new(observer));
+        self
+    }
+
+    /// How many members it has.
+    pub fn len(&self) -> usize {
+        self.members.len()
+    }
+
+    /// Whether it has none.
+    pub fn is_empty(&self) -> bool {
+        self.members.is_empty()
+    }
+}
+
+impl Observer for ObserverSet {
+    fn on_event(&self, event: &Event<'_>) {
+        for member in &self.members {
+            member.on_event(event);
+        }
+    }
+}
+
 /// An observer that ignores everything (the default).
 #[derive(Debug, Default, Clone, Copy)]
 pub struct NoopObserver;
@@ -241,5 +279,25 @@ mod tests {
         let boxed_dyn: Box<dyn Observer> = Box::new(shared.clone());
         boxed_dyn.on_event(&event);
         assert_eq!(shared.0.load(Ordering::SeqCst), 9);
+    }
+
+    #[test]
+    fn a_set_gives_every_event_to_every_member() {
+        let run_id = RunId::parse("20260101T000000Z-000001").unwrap();
+        let event = Event::RunStarted {
+            run_id: &run_id,
+            sources: 2,
+        };
+        let (a, b) = (
+            Arc::new(CountSources::default()),
+            Arc::new(CountSources::default()),
+        );
+        let set = ObserverSet::new().with(a.clone()).with(b.clone());
+        assert_eq!(set.len(), 2);
+        set.on_event(&event);
+        set.on_event(&event);
+        assert_eq!(a.0.load(Ordering::SeqCst), 4);
+        assert_eq!(b.0.load(Ordering::SeqCst), 4);
+        assert!(ObserverSet::new().is_empty());
     }
 }

@@ -6,17 +6,18 @@ use std::sync::Arc;
 
 use serde::Serialize;
 use stoa_backup::core::{
-    format_runs_table, AgeEncryption, ComponentRules, Keyring, Pipeline, RunFilter, RunReport,
-    RunStatus, Sink, ZstdCodec,
+    format_runs_table, AgeEncryption, ComponentRules, Keyring, RunFilter, RunReport, RunStatus,
+    Sink,
 };
 use stoa_backup::signals::{self, Shutdown};
 
 use super::list::{self, TargetRuns};
+use super::pipelines::{component_pipeline, Shared};
 use super::{failed, keys, load_config, print_json, sinks, usage_error};
 use crate::cli::Cli;
 use crate::config::model::{Component, Config};
 use crate::outcome::Outcome;
-use crate::{progress, sources};
+use crate::progress;
 
 /// What became of one component.
 #[derive(Debug, Serialize)]
@@ -276,34 +277,15 @@ async fn run_component(
     keyring: &Keyring,
     shutdown: &Shutdown,
 ) -> ComponentResult {
-    let source = match sources::source(c).await {
-        Ok(s) => s,
-        Err(e) => return ComponentResult::failed(c, e.to_string()),
-    };
     let observer = progress::backup_observer(cli, &sink, &c.name).await;
-    let mut builder = Pipeline::builder()
-        .source(source)
-        .sink(sink)
-        .compression(ZstdCodec::default())
-        .retention(target_rules(config, &c.storage))
-        .apply_retention(true)
-        .observer(observer)
-        .cancel(shutdown.token());
-    if let Some(v) = sources::verifier(c) {
-        builder = builder.verifier(v);
-    }
-    if let Some(e) = encryption {
-        builder = builder.encryption(e.clone());
-    }
-    if !keyring.is_empty() {
-        builder = builder.keyring(keyring.clone());
-    }
-    for (k, v) in &c.labels {
-        builder = builder.label(k, v);
-    }
-    let pipeline = match builder.build() {
+    let shared = Shared {
+        config,
+        encryption,
+        keyring,
+    };
+    let pipeline = match component_pipeline(&shared, c, sink, shutdown.token(), observer).await {
         Ok(p) => p,
-        Err(e) => return ComponentResult::failed(c, e.to_string()),
+        Err(e) => return ComponentResult::failed(c, e),
     };
     tracing::info!(component = %c.name, storage = %c.storage, "backing up");
     match pipeline.run().await {

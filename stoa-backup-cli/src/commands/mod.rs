@@ -5,13 +5,14 @@ mod backup;
 mod check;
 mod config;
 mod drill;
-mod keys;
+pub(crate) mod keys;
 mod list;
 mod manifests;
+pub(crate) mod pipelines;
 mod prune;
 mod recover;
 mod restore;
-mod sinks;
+pub(crate) mod sinks;
 mod verify;
 
 use serde::Serialize;
@@ -94,6 +95,25 @@ pub async fn run(cli: &Cli) -> Outcome {
         }
         Command::Drill { components } => drill::run(cli, components).await,
         Command::Check { components } => check::run(cli, components).await,
+        Command::Serve {
+            listen,
+            poll_interval,
+            debounce,
+            rpo_refresh,
+            shutdown_grace,
+        } => {
+            crate::serve::run(
+                cli,
+                crate::serve::Request {
+                    listen,
+                    poll: poll_interval.duration(),
+                    debounce: debounce.duration(),
+                    rpo_refresh: rpo_refresh.duration(),
+                    grace: shutdown_grace.duration(),
+                },
+            )
+            .await
+        }
         Command::Config {
             command: ConfigCommand::Check,
         } => config::check(cli),
@@ -125,7 +145,7 @@ fn print_json(verdict: &str, body: impl Serialize) {
 
 /// Loads the configuration; on an error, reports it (stderr, or the JSON document) and
 /// gives the outcome to return (exit 2).
-fn load_config(cli: &Cli) -> Result<crate::config::Config, Outcome> {
+pub(crate) fn load_config(cli: &Cli) -> Result<crate::config::Config, Outcome> {
     let config = crate::config::load(cli.config.as_deref()).map_err(|e| config_error(cli, &e))?;
     if config.file == EMBEDDED {
         tracing::info!("no configuration file: using the embedded default (the local PostgreSQL into ./stoa-backups)");
@@ -145,7 +165,7 @@ fn config_error(cli: &Cli, e: &ConfigError) -> Outcome {
 
 /// Reports a usage error that is not in the file (an unknown component on the command
 /// line): exit 2.
-fn usage_error(cli: &Cli, message: &str) -> Outcome {
+pub(crate) fn usage_error(cli: &Cli, message: &str) -> Outcome {
     if cli.json {
         print_json(
             Outcome::Usage.verdict(),
@@ -158,7 +178,7 @@ fn usage_error(cli: &Cli, message: &str) -> Outcome {
 }
 
 /// Reports a failure that ends the command before it did anything: exit 1.
-fn failed(cli: &Cli, message: &str) -> Outcome {
+pub(crate) fn failed(cli: &Cli, message: &str) -> Outcome {
     if cli.json {
         print_json(
             Outcome::Failed.verdict(),
@@ -171,7 +191,7 @@ fn failed(cli: &Cli, message: &str) -> Outcome {
 }
 
 /// Reports that a signal stopped the command: exit 130 (SIGINT) or 143 (SIGTERM).
-fn interrupted(cli: &Cli, signal: ShutdownSignal, what: &str) -> Outcome {
+pub(crate) fn interrupted(cli: &Cli, signal: ShutdownSignal, what: &str) -> Outcome {
     let outcome = Outcome::Interrupted(signal.exit_status());
     let message = format!("interrupted by {signal}: {what}");
     if cli.json {

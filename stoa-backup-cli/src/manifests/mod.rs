@@ -10,7 +10,8 @@
 //!   configuration from Secrets (`credentials`) the operator creates.
 //!
 //! Components without a schedule are not deployed: an `on_change` component is run by
-//! `stoa-backup serve` (a watch, which a CronJob cannot do; not built yet), a manual one by
+//! `stoa-backup serve` (a watch, which a CronJob cannot do; these manifests render no
+//! Deployment for it yet), a manual one by
 //! whoever runs `stoa-backup backup <name>`. Neither gets a CronJob nor a grant: the output
 //! names them, and why. Rendering names no Secret value, and needs the configuration to
 //! check as it would in the pod.
@@ -182,7 +183,7 @@ pub fn render(
                 not_deployed.push(NotDeployed {
                     component: c.name.clone(),
                     trigger: "on_change",
-                    reason: "a CronJob cannot watch for changes: `stoa-backup serve` runs it (not built yet); until then run `stoa-backup backup` for it, or give it a schedule",
+                    reason: "a CronJob cannot watch for changes: `stoa-backup serve` runs it (no Deployment for it is rendered yet), or give it a schedule",
                 });
                 continue;
             }

@@ -237,7 +237,8 @@ async fn sigterm_while_a_large_dump_streams_exits_143_and_leaves_no_partial_file
     let env = [("TEST_PG_URL", db.url())];
     stoa(ws.path(), &["backup"], &env).await.expect(0);
     let before = ws.manifests();
-    let previous: Vec<(std::path::PathBuf, Vec<u8>)> = files_under(&ws.backups())
+    // The previous run's files (the lease file beside the runs changes with every run).
+    let previous: Vec<(std::path::PathBuf, Vec<u8>)> = files_under(&ws.backups().join("runs"))
         .into_iter()
         .map(|p| {
             let bytes = std::fs::read(&p).expect("read");

@@ -12,5 +12,6 @@ mod prune;
 mod recover;
 mod restore;
 mod secrets;
+mod serve;
 mod support;
 mod verify;
