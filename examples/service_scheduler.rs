@@ -115,7 +115,10 @@ async fn main() -> Result<()> {
                 "HTTP/1.0 {status}\r\ncontent-type: text/plain\r\ncontent-length: {}\r\n\r\n{body}",
                 body.len()
             );
-            let _ = socket.write_all(response.as_bytes()).await;
+            // A scraper that hung up gets nothing more: there is no one to tell.
+            if let Err(e) = socket.write_all(response.as_bytes()).await {
+                tracing::debug!(error = %e, "a /metrics client went away");
+            }
         }
     });
 
