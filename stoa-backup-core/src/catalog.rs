@@ -231,6 +231,22 @@ impl Catalog {
         Ok(())
     }
 
+    /// Copies run `run` from this catalog's sink to `target`'s, stored bytes unchanged and
+    /// the manifest last, as [`Replicator::copy_run`](crate::replicate::Replicator::copy_run)
+    /// does with its defaults (the target's run lock in the target sink, no full
+    /// verification): a run already there with the same digests is left alone, a partly
+    /// copied one is completed. Use a [`Replicator`](crate::replicate::Replicator) for the
+    /// options and for whole passes.
+    pub async fn copy_run(
+        &self,
+        run: &RunId,
+        target: &Catalog,
+    ) -> Result<crate::replicate::RunCopy> {
+        crate::replicate::Replicator::new(self, target)
+            .copy_run(run)
+            .await
+    }
+
     /// Verifies every artifact of a run again and records the result under
     /// `runs/<id>/verifications/`. Returns the record. `verifiers` are any [`Verifier`]s of one
     /// type: `&[ChecksumVerifier::deep()]`, or `Arc<dyn Verifier>`s / `Box<dyn Verifier>`s to

@@ -27,6 +27,7 @@ pub mod pipeline;
 pub mod prelude;
 pub mod process;
 pub mod recovery;
+pub mod replicate;
 pub mod restore;
 pub mod retention;
 pub mod retry;
@@ -56,6 +57,9 @@ pub use observer::{Event, NoopObserver, Observer, ObserverSet, TracingObserver};
 pub use recovery::{
     Check, CheckContext, CheckOutcome, CheckStatus, Checklist, CustomStep, Recovery, RecoveryPlan,
     RecoveryReport, Step, Verdict,
+};
+pub use replicate::{
+    CopyOutcome, ReplicaFilter, ReplicationLag, ReplicationReport, Replicator, RunCopy,
 };
 pub use restore::{
     ComponentPlan, ComponentRestored, ExistingDataPolicy, KeyKind, KeyNeeded, PickedRun,

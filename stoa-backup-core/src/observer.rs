@@ -131,6 +131,24 @@ pub enum Event<'a> {
         /// How long it took.
         duration: Duration,
     },
+    /// A run's copy to another storage target ended ([`Replicator`](crate::replicate::Replicator),
+    /// also after a pipeline's run with `replicate_to`): copied, found present, or failed.
+    ReplicationDone {
+        /// The run.
+        run_id: &'a RunId,
+        /// The target's name.
+        target: &'a str,
+        /// The run's components (empty when its manifest could not be read).
+        components: &'a [String],
+        /// What the copy did; `None` when it failed.
+        outcome: Option<crate::replicate::CopyOutcome>,
+        /// Stored bytes copied.
+        bytes: u64,
+        /// How long it took.
+        duration: Duration,
+        /// Why it failed.
+        error: Option<&'a crate::error::Error>,
+    },
     /// The run ended: every run that started ends with this event, also one that could not
     /// happen at all (`error` is then set and `status` is `Failed`).
     RunDone {
