@@ -82,7 +82,7 @@ pub use stream::ByteStream;
 /// Version of this library, recorded in every manifest.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 pub use catalog::{format_runs_table, Catalog, RunFilter, RunVerification};
-pub use pipeline::{Pipeline, PipelineBuilder, RunReport};
+pub use pipeline::{Pipeline, PipelineBuilder, ReplicaResult, RunReport};
 pub use process::CommandSpec;
 pub use restore::{open_artifact, restore_each, PerArtifact};
 pub use sources::{CommandSource, FileRestorer, FileSource};

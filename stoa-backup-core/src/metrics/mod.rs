@@ -17,6 +17,8 @@
 //! | `stoa_backup_retention_deleted_total{component}` | counter | runs holding the component that retention deleted |
 //! | `stoa_backup_rpo_target_seconds{component}` | gauge | the component's RPO |
 //! | `stoa_backup_rpo_remaining_seconds{component}` | gauge | the RPO minus the age of the newest verified backup (from its start), at scrape time: negative once it is late; `-target` when there is no verified backup at all |
+//! | `stoa_backup_replication_lag_seconds{component,target}` | gauge | the age (from its start) of the newest complete, verified run of the component in the primary that the replica target lacks; `0` when it holds them all ([`update_replication_lag`](BackupMetrics::update_replication_lag)) |
+//! | `stoa_backup_replications_total{component,target,result}` | counter | copies of runs holding the component to a replica target that ended: `result="success"` (copied, completed or found present), `"failure"`, `"cancelled"` |
 //!
 //! A component without any verified backup shows `stoa_backup_last_verified_timestamp_seconds`
 //! `0` and `stoa_backup_rpo_remaining_seconds` `-target`: both alertable, and the "late"
@@ -27,7 +29,9 @@
 //! process that just started shows no false "never". It is computed at each scrape from the
 //! backup's start, so it runs down between updates without anything being called.
 //!
-//! Labels are component names and fixed words only: no run label, error text, host, path or
+//! Labels are component names, the names given to replica targets
+//! ([`Replicator::named`](crate::replicate::Replicator::named): the configuration's names,
+//! never a URL) and fixed words only: no run label, error text, host, path or
 //! key reaches a metric, so no secret can. A lock conflict that keeps a run from starting
 //! (another replica holds the lease) emits no event and counts nothing.
 //!
@@ -77,6 +81,7 @@ pub use self::observer::MetricsObserver;
 use self::rpo_gauges::RpoGauges;
 use crate::catalog::Catalog;
 use crate::error::Result;
+use crate::replicate::{ReplicationLag, Replicator};
 use crate::rpo::RpoStatus;
 
 /// The prometheus-client crate these metrics are built on (its `Registry` and encoders).
@@ -96,6 +101,8 @@ pub const METRIC_NAMES: &[&str] = &[
     "stoa_backup_retention_deleted_total",
     RPO_TARGET,
     RPO_REMAINING,
+    REPLICATION_LAG,
+    "stoa_backup_replications_total",
 ];
 
 const LAST_SUCCESS: &str = "stoa_backup_last_success_timestamp_seconds";
@@ -107,6 +114,8 @@ const RUNS: &str = "stoa_backup_runs";
 const RETENTION_DELETED: &str = "stoa_backup_retention_deleted";
 const RPO_TARGET: &str = "stoa_backup_rpo_target_seconds";
 const RPO_REMAINING: &str = "stoa_backup_rpo_remaining_seconds";
+const REPLICATION_LAG: &str = "stoa_backup_replication_lag_seconds";
+const REPLICATIONS: &str = "stoa_backup_replications";
 
 /// From a few seconds (a file) to half a day (a large database), in seconds.
 const DURATION_BUCKETS: [f64; 14] = [
@@ -134,6 +143,19 @@ struct BytesLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReplicaLabels {
+    component: String,
+    target: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReplicationLabels {
+    component: String,
+    target: String,
+    result: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RunLabels {
     component: String,
     result: &'static str,
@@ -149,6 +171,8 @@ pub struct BackupMetrics {
     bytes: Family<BytesLabels, Counter>,
     runs: Family<RunLabels, Counter>,
     retention_deleted: Family<ComponentLabels, Counter>,
+    replication_lag: Family<ReplicaLabels, F64Gauge>,
+    replications: Family<ReplicationLabels, Counter>,
     rpo: RpoGauges,
     clock: Clock,
     /// The registry of [`encode_text`](Self::encode_text), holding these metrics alone.
@@ -188,6 +212,8 @@ impl BackupMetrics {
             bytes: Family::default(),
             runs: Family::default(),
             retention_deleted: Family::default(),
+            replication_lag: Family::default(),
+            replications: Family::default(),
             rpo: RpoGauges::new(clock.clone()),
             clock,
             own: Arc::new(Registry::default()),
@@ -232,6 +258,16 @@ impl BackupMetrics {
             RETENTION_DELETED,
             "Runs holding the component that retention deleted",
             self.retention_deleted.clone(),
+        );
+        registry.register(
+            REPLICATION_LAG,
+            "Age of the newest complete, verified run of the component in the primary that the replica target lacks; 0 when it holds them all",
+            self.replication_lag.clone(),
+        );
+        registry.register(
+            REPLICATIONS,
+            "Copies of runs holding the component to a replica target that ended, by result: success, failure or cancelled",
+            self.replications.clone(),
         );
         registry.register_collector(Box::new(self.rpo.clone()));
     }
@@ -286,6 +322,47 @@ impl BackupMetrics {
             self.set_rpo(status);
         }
         Ok(statuses)
+    }
+
+    /// Records how far a replica target is behind for one component
+    /// (`stoa_backup_replication_lag_seconds`), and creates its copy counters at zero.
+    pub fn set_replication_lag(&self, lag: &ReplicationLag) {
+        self.touch_replica(&lag.component, &lag.target);
+        self.replication_lag
+            .get_or_create(&ReplicaLabels {
+                component: lag.component.clone(),
+                target: lag.target.clone(),
+            })
+            .set(lag.lag.as_secs_f64());
+    }
+
+    /// Reads the lag of `replicator`'s target behind its source for each component at `now`
+    /// (one listing of each), records it ([`set_replication_lag`](Self::set_replication_lag))
+    /// and returns it. When a listing fails nothing changes and the error is returned: an
+    /// unreachable target keeps its last lag (alert on its copies failing, and on the lag
+    /// growing once it answers again).
+    pub async fn update_replication_lag<C: AsRef<str>>(
+        &self,
+        replicator: &Replicator,
+        components: impl IntoIterator<Item = C>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<ReplicationLag>> {
+        let lags = replicator.lag(components, now).await?;
+        for lag in &lags {
+            self.set_replication_lag(lag);
+        }
+        Ok(lags)
+    }
+
+    /// Creates a replica's copy counters at zero.
+    fn touch_replica(&self, component: &str, target: &str) {
+        for result in RESULTS {
+            let _ = self.replications.get_or_create(&ReplicationLabels {
+                component: component.to_string(),
+                target: target.to_string(),
+                result,
+            });
+        }
     }
 
     /// Creates the component's counters at zero (a counter that appears at 1 shows no

@@ -4,7 +4,9 @@ use crate::error::ErrorKind;
 use crate::manifest::RunStatus;
 use crate::observer::{Event, Observer};
 
-use super::{component_labels, unix_secs, BackupMetrics, BytesLabels, RunLabels};
+use super::{
+    component_labels, unix_secs, BackupMetrics, BytesLabels, ReplicationLabels, RunLabels,
+};
 
 /// Feeds a [`BackupMetrics`] from pipeline events; give one to every pipeline whose runs the
 /// metrics should count (they may share it). From [`BackupMetrics::observer`].
@@ -14,6 +16,7 @@ use super::{component_labels, unix_secs, BackupMetrics, BytesLabels, RunLabels};
 ///   a complete run the last-success time (and, verified, the last-verified time and the
 ///   newest verified backup the RPO is judged by).
 /// - `RetentionApplied`: per component, the runs deleted.
+/// - `ReplicationDone`: per component of the run, the copy to its target counted by result.
 #[derive(Debug, Clone)]
 pub struct MetricsObserver {
     metrics: BackupMetrics,
@@ -96,6 +99,28 @@ impl Observer for MetricsObserver {
                             .get_or_create(&component_labels(component))
                             .inc();
                     }
+                }
+            }
+            Event::ReplicationDone {
+                target,
+                components,
+                error,
+                ..
+            } => {
+                let result = match error {
+                    None => "success",
+                    Some(e) if e.kind() == ErrorKind::Cancelled => "cancelled",
+                    Some(_) => "failure",
+                };
+                for component in components.iter() {
+                    m.touch_replica(component, target);
+                    m.replications
+                        .get_or_create(&ReplicationLabels {
+                            component: component.clone(),
+                            target: target.to_string(),
+                            result,
+                        })
+                        .inc();
                 }
             }
             _ => {}

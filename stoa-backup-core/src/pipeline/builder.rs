@@ -50,6 +50,7 @@ pub struct PipelineBuilder {
     lock: Option<LockChoice>,
     lock_ttl: Duration,
     lock_owner: Option<LeaseOwner>,
+    replicas: Vec<(String, Arc<dyn Sink>)>,
 }
 
 /// The run lock a builder was given.
@@ -82,6 +83,7 @@ impl Default for PipelineBuilder {
             lock: None,
             lock_ttl: DEFAULT_LEASE_TTL,
             lock_owner: None,
+            replicas: Vec::new(),
         }
     }
 }
@@ -296,6 +298,32 @@ impl PipelineBuilder {
         self
     }
 
+    /// Copies every complete and verified run to `sink` as well, once its manifest is
+    /// written: stored bytes unchanged, checked on the target, manifest last, under the
+    /// target's run lock ([`Replicator`](crate::replicate::Replicator)). Call it once per
+    /// target. The target is named by its [`describe`](Sink::describe); see
+    /// [`replicate_to_named`](Self::replicate_to_named). A failed copy does not make the run
+    /// fail: it is in [`RunReport::replication`](super::RunReport), sent to the observer
+    /// ([`Event::ReplicationDone`](crate::Event)) and makes
+    /// [`RunReport::into_result`](super::RunReport::into_result) an error saying the backup
+    /// is stored. Needs at least one verifier (only verified runs are copied).
+    pub fn replicate_to(self, sink: impl Sink + 'static) -> Self {
+        let sink: Arc<dyn Sink> = Arc::new(sink);
+        let name = sink.describe();
+        self.replicate_to_named(name, sink)
+    }
+
+    /// [`replicate_to`](Self::replicate_to) with the target's name for reports, events and
+    /// metrics (short, fixed, secret-free: the configuration's name of the storage target).
+    pub fn replicate_to_named(
+        mut self,
+        name: impl Into<String>,
+        sink: impl Sink + 'static,
+    ) -> Self {
+        self.replicas.push((name.into(), Arc::new(sink)));
+        self
+    }
+
     /// Validates the configuration and builds the pipeline.
     pub fn build(self) -> Result<Pipeline> {
         let sink = self.sink.ok_or_else(|| {
@@ -334,6 +362,21 @@ impl PipelineBuilder {
             ))
             .with_operation("build pipeline")
             .with_hint("pass a longer TTL to .lock_ttl(...)"));
+        }
+        if !self.replicas.is_empty() && self.verifiers.is_empty() {
+            return Err(Error::config(
+                "the pipeline replicates its runs but has no verifier: only verified runs are copied",
+            )
+            .with_operation("build pipeline")
+            .with_hint("add .verifier(ChecksumVerifier::new()) (or a provider's verifier)"));
+        }
+        let mut names = BTreeSet::new();
+        for (name, _) in &self.replicas {
+            if !names.insert(name.as_str()) {
+                return Err(Error::config(format!("the replica {name} is given twice"))
+                    .with_operation("build pipeline")
+                    .with_hint("give each replica target once, each under its own name"));
+            }
         }
         if self.heartbeat_interval == Some(Duration::ZERO) {
             return Err(Error::config("the heartbeat interval must not be zero")
@@ -383,6 +426,7 @@ impl PipelineBuilder {
             lock,
             lock_ttl: self.lock_ttl,
             lock_owner: self.lock_owner,
+            replicas: self.replicas,
         })
     }
 }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::heartbeat::HeartbeatWriter;
-use super::report::{retention_failed, RunReport};
+use super::report::{retention_failed, ReplicaResult, RunReport};
 use super::store::{InlineOutcome, StoredArtifact};
 use super::Pipeline;
 use crate::catalog::Catalog;
@@ -17,6 +17,7 @@ use crate::manifest::{
     VerificationRecord, VerifyMethod, MANIFEST_FORMAT_VERSION,
 };
 use crate::observer::Event;
+use crate::replicate::Replicator;
 use crate::retention::{RetentionPlan, RetentionPolicy};
 use crate::sink::SinkExt;
 use crate::verify::{ChecksumVerifier, Verifier, VerifyContext};
@@ -250,8 +251,10 @@ impl Pipeline {
             retention: None,
             removed_runs: Vec::new(),
             retention_error: None,
+            replication: Vec::new(),
         };
         if status == RunStatus::Complete {
+            self.replicate(&mut report).await;
             self.run_retention(&mut report).await;
         }
         Ok(report)
@@ -338,6 +341,62 @@ impl Pipeline {
             tracing::warn!(error = %e, "could not write the failure report");
         }
         Ok(())
+    }
+
+    /// Copies a complete, verified run to each replica, in turn (before retention here, which
+    /// never forgets the run just made anyway). A cancelled run, or one not verified, is not
+    /// copied: the report says why for each target.
+    async fn replicate(&self, report: &mut RunReport) {
+        if self.replicas.is_empty() {
+            return;
+        }
+        let source = Catalog::shared(self.sink.clone());
+        for (name, sink) in &self.replicas {
+            let skipped = |why: Error| ReplicaResult {
+                target: name.clone(),
+                copy: None,
+                error: Some(
+                    why.with_operation("replicate")
+                        .with_context("run", report.run_id.as_str())
+                        .with_context("target", name.clone()),
+                ),
+            };
+            if self.cancel.is_cancelled() {
+                report.replication.push(skipped(Error::cancelled(
+                    "the run was cancelled after its manifest was written: it was not copied",
+                )));
+                continue;
+            }
+            if !report.manifest.is_verified() {
+                report.replication.push(skipped(
+                    Error::integrity("the run is not verified: it was not copied")
+                        .with_hint("give the pipeline verifiers that check every artifact"),
+                ));
+                continue;
+            }
+            let replicator = Replicator::new(&source, &Catalog::shared(sink.clone()))
+                .named(name.clone())
+                .observer(self.observer.clone())
+                .cancel(self.cancel.clone())
+                .lock_ttl(self.lock_ttl);
+            let replicator = match &self.lock_owner {
+                Some(owner) => replicator.lock_owner(owner.clone()),
+                None => replicator,
+            };
+            let result = match replicator.copy_run(&report.run_id).await {
+                Ok(copy) => ReplicaResult {
+                    target: name.clone(),
+                    copy: Some(copy),
+                    error: None,
+                },
+                Err(e) => ReplicaResult {
+                    target: name.clone(),
+                    copy: None,
+                    error: Some(e),
+                },
+            };
+            report.replication.push(result);
+        }
     }
 
     /// Plans (and applies, if asked) retention after a complete run, unless the run was

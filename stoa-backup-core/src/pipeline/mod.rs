@@ -15,6 +15,10 @@
 //! [summaries](crate::source::ArtifactPlan::summary) (indexes), which run after all the
 //! others and are built from the records of what their source stored.
 //!
+//! With replicas ([`PipelineBuilder::replicate_to`]) a complete and verified run is then
+//! copied to each ([`Replicator`](crate::replicate::Replicator)); a failed copy is in the
+//! report ([`RunReport::replication`]), never a failure of the run.
+//!
 //! The parts: [`PipelineBuilder`] (options, checked before anything connects), the data path
 //! of one artifact (`store`), the end of a run (`finish`: verification, the check of what is
 //! stored, the manifest, retention), the heartbeat and the [`RunReport`].
@@ -37,7 +41,7 @@ use tracing::Instrument;
 
 pub use self::builder::{PipelineBuilder, DEFAULT_HEARTBEAT_INTERVAL};
 pub use self::heartbeat::{Heartbeat, HEARTBEAT_FILE};
-pub use self::report::RunReport;
+pub use self::report::{ReplicaResult, RunReport};
 
 use self::finish::Stored;
 use self::heartbeat::HeartbeatWriter;
@@ -76,6 +80,7 @@ pub struct Pipeline {
     lock: Option<Arc<dyn RunLock>>,
     lock_ttl: Duration,
     lock_owner: Option<LeaseOwner>,
+    replicas: Vec<(String, Arc<dyn Sink>)>,
 }
 
 impl fmt::Debug for Pipeline {
@@ -86,6 +91,10 @@ impl fmt::Debug for Pipeline {
             .field("codecs", &self.codecs)
             .field("concurrency", &self.concurrency)
             .field("lock", &self.lock.as_ref().map(|l| l.describe()))
+            .field(
+                "replicas",
+                &self.replicas.iter().map(|(n, _)| n).collect::<Vec<_>>(),
+            )
             .finish_non_exhaustive()
     }
 }

@@ -6,6 +6,7 @@ use chrono::{DateTime, Utc};
 use crate::error::{Error, ErrorKind, Result};
 use crate::manifest::{ArtifactFailure, Manifest, RunId, RunStatus};
 use crate::observer::Event;
+use crate::replicate::RunCopy;
 use crate::retention::RetentionPlan;
 
 /// What a run did.
@@ -26,6 +27,34 @@ pub struct RunReport {
     /// cancelled after its manifest was written). The backup itself is stored; the error
     /// keeps the kind of the cause, names the run (context `run`) and says so.
     pub retention_error: Option<Error>,
+    /// The copies to the pipeline's replicas ([`PipelineBuilder::replicate_to`]), one per
+    /// target in the order given, after a complete and verified run. A failed copy leaves
+    /// the run complete here (its manifest is written): the error says so and the target's
+    /// next copy (or a `replicate` pass) finishes it.
+    ///
+    /// [`PipelineBuilder::replicate_to`]: super::PipelineBuilder::replicate_to
+    pub replication: Vec<ReplicaResult>,
+}
+
+/// The copy of a run to one replica target.
+#[derive(Debug)]
+pub struct ReplicaResult {
+    /// The target's name.
+    pub target: String,
+    /// What the copy did, when it succeeded.
+    pub copy: Option<RunCopy>,
+    /// Why it failed (kind and context kept; context `run` and `target`).
+    pub error: Option<Error>,
+}
+
+impl Clone for ReplicaResult {
+    fn clone(&self) -> Self {
+        ReplicaResult {
+            target: self.target.clone(),
+            copy: self.copy.clone(),
+            error: self.error.as_ref().map(Error::duplicate),
+        }
+    }
 }
 
 impl Clone for RunReport {
@@ -37,6 +66,7 @@ impl Clone for RunReport {
             retention: self.retention.clone(),
             removed_runs: self.removed_runs.clone(),
             retention_error: self.retention_error.as_ref().map(Error::duplicate),
+            replication: self.replication.clone(),
         }
     }
 }
@@ -47,17 +77,29 @@ impl RunReport {
         self.status == RunStatus::Complete
     }
 
-    /// Whether everything asked for was done: the backup is complete and retention, if
-    /// configured, ran without error. What [`RunReport::into_result`] returns `Ok` for.
+    /// Whether everything asked for was done: the backup is complete, retention (if
+    /// configured) ran without error, and every replica holds the run. What
+    /// [`RunReport::into_result`] returns `Ok` for.
     pub fn is_success(&self) -> bool {
-        self.is_complete() && self.retention_error.is_none()
+        self.is_complete()
+            && self.retention_error.is_none()
+            && self.replication_errors().next().is_none()
+    }
+
+    /// The replicas whose copy failed, with why.
+    pub fn replication_errors(&self) -> impl Iterator<Item = (&str, &Error)> {
+        self.replication
+            .iter()
+            .filter_map(|r| r.error.as_ref().map(|e| (r.target.as_str(), e)))
     }
 
     /// `Ok(self)` for a complete run whose retention (if any) succeeded; otherwise an error.
     ///
     /// For a complete run whose retention failed or was skipped, the error is
     /// [`RunReport::retention_error`]: it says the backup is stored and keeps the cause's
-    /// kind, so a caller never takes the run for a plain success nor for a lost backup.
+    /// kind, so a caller never takes the run for a plain success nor for a lost backup. A
+    /// complete run whose copy to a replica failed gives the same kind of error, naming the
+    /// target (context `target`).
     ///
     /// For an incomplete run, the error lists every failure and keeps what they say: its
     /// kind is the failures' kind when they agree and otherwise the kind of the first failure
@@ -68,9 +110,20 @@ impl RunReport {
     /// without a common hint it says to fix the failures listed.
     pub fn into_result(self) -> Result<Self> {
         if self.is_complete() {
-            return match self.retention_error {
+            if let Some(e) = self.retention_error {
+                return Err(e);
+            }
+            let failed = self.replication_errors().next();
+            return match failed {
                 None => Ok(self),
-                Some(e) => Err(e),
+                Some((target, e)) => Err(retention_failed(
+                    &self.run_id,
+                    "replicate",
+                    &format!("its copy to {target} failed"),
+                    e.duplicate(),
+                )
+                .with_context("target", target)
+                .with_hint("the backup itself is stored (its manifest is written); fix the cause, then run `stoa-backup replicate` (Replicator::replicate) or let the next run copy it")),
             };
         }
         let failures = &self.manifest.failures;

@@ -1,6 +1,7 @@
 //! The metrics scraped as Prometheus text and parsed back, after real pipeline runs into a
 //! memory sink; the PrometheusRule checked against the metric names.
 
+mod replication;
 mod rule;
 mod runs;
 

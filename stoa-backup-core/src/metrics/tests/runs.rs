@@ -18,7 +18,7 @@ use crate::retention::KeepRules;
 const HOUR: Duration = Duration::from_secs(3600);
 
 /// A file of `len` compressible bytes in a fresh directory.
-fn data_file(len: usize) -> (tempfile::TempDir, std::path::PathBuf) {
+pub(super) fn data_file(len: usize) -> (tempfile::TempDir, std::path::PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("data.bin");
     std::fs::write(&file, vec![b'a'; len]).unwrap();
@@ -423,6 +423,13 @@ async fn every_metric_name_is_in_the_exposition() {
         .run()
         .await
         .unwrap();
+    metrics.set_replication_lag(&crate::replicate::ReplicationLag {
+        component: "db".into(),
+        target: "dr".into(),
+        newest_missing: None,
+        missing_runs: 0,
+        lag: Duration::ZERO,
+    });
     let text = metrics.encode_text();
     let typed: Vec<&str> = text
         .lines()

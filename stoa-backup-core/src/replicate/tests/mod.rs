@@ -400,3 +400,5 @@ async fn a_full_verification_on_the_target_is_recorded_there() {
         .unwrap()
         .is_empty());
 }
+
+mod pipeline;
