@@ -103,6 +103,7 @@ impl Recovery {
                 runs: Vec::new(),
                 skew_secs: 0,
                 skew_within_rpo: None,
+                unreachable: Vec::new(),
             });
         }
         let mut query = PointQuery::latest(components);

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
+use crate::catalog::Catalog;
 use crate::codec::Keyring;
 use crate::error::{Error, ErrorKind, Result};
 use crate::key::ObjectKey;
@@ -17,6 +18,7 @@ use crate::manifest::{ArtifactRecord, CodecStep, Manifest, RunId, RunStatus};
 use crate::observer::{Event, NoopObserver, Observer};
 use crate::sink::Sink;
 
+use super::point::{PointQuery, RecoveryPoint};
 use super::{
     ExistingDataPolicy, KeyKind, KeyNeeded, RestoreContext, RestoreOptions, RestoreReport, Restorer,
 };
@@ -39,7 +41,8 @@ use super::{
 /// # let _ = restored; Ok(()) }
 /// ```
 pub struct Restore {
-    sink: Arc<dyn Sink>,
+    /// Where runs are stored, with their names: the primary first, then replicas.
+    sinks: Vec<(String, Arc<dyn Sink>)>,
     keyring: Keyring,
     restorers: Vec<Arc<dyn Restorer>>,
     observer: Arc<dyn Observer>,
@@ -50,7 +53,10 @@ pub struct Restore {
 impl fmt::Debug for Restore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Restore")
-            .field("sink", &self.sink.describe())
+            .field(
+                "sinks",
+                &self.sinks.iter().map(|(n, _)| n).collect::<Vec<_>>(),
+            )
             .field("restorers", &components(&self.restorers))
             .field("keyring", &self.keyring)
             .field("existing", &self.existing)
@@ -62,6 +68,7 @@ impl fmt::Debug for Restore {
 #[derive(Default)]
 pub struct RestoreBuilder {
     sink: Option<Arc<dyn Sink>>,
+    replicas: Vec<(String, Arc<dyn Sink>)>,
     keyring: Keyring,
     restorers: Vec<Arc<dyn Restorer>>,
     observer: Option<Arc<dyn Observer>>,
@@ -83,6 +90,16 @@ impl RestoreBuilder {
     /// Where the runs are stored (required; an `Arc<dyn Sink>` is a sink too).
     pub fn sink(mut self, sink: impl Sink + 'static) -> Self {
         self.sink = Some(Arc::new(sink));
+        self
+    }
+
+    /// Another storage target holding copies of the runs (a replica in a second region,
+    /// [`Replicator`](crate::replicate::Replicator)), named for reports: the restore looks
+    /// there too ([`find_point`](Restore::find_point), [`plan_run`](Restore::plan_run)),
+    /// after the sink and the replicas added before, and uses it when the run is only there
+    /// or the others cannot be read. Any [`Sink`], also an `Arc` of one.
+    pub fn replica(mut self, name: impl Into<String>, sink: impl Sink + 'static) -> Self {
+        self.replicas.push((name.into(), Arc::new(sink)));
         self
     }
 
@@ -146,8 +163,10 @@ impl RestoreBuilder {
                 ));
             }
         }
+        let mut sinks = vec![(sink.describe(), sink)];
+        sinks.extend(self.replicas);
         Ok(Restore {
-            sink,
+            sinks,
             keyring: self.keyring,
             restorers: self.restorers,
             observer: self.observer.unwrap_or_else(|| Arc::new(NoopObserver)),
@@ -162,6 +181,10 @@ impl RestoreBuilder {
 pub struct RestorePlan {
     /// The run planned.
     pub run_id: RunId,
+    /// The storage target the run is read from: the sink's
+    /// [`describe`](Sink::describe), or the name of the [replica](RestoreBuilder::replica)
+    /// it was found in.
+    pub origin: String,
     /// The existing-data policy planned with (and applied with).
     pub existing: ExistingDataPolicy,
     /// The components to restore, in the order they will be restored.
@@ -211,8 +234,9 @@ impl RestorePlan {
     /// components left out.
     pub fn table(&self) -> String {
         let mut out = format!(
-            "restore of run {} (existing data: {:?})\n{:<24} {:>9} {:>7} {:>7} {:>7} {:>9}  keys\n",
+            "restore of run {} from {} (existing data: {:?})\n{:<24} {:>9} {:>7} {:>7} {:>7} {:>9}  keys\n",
             self.run_id,
+            self.origin,
             self.existing,
             "component",
             "artifacts",
@@ -252,6 +276,8 @@ impl RestorePlan {
 pub struct RunRestored {
     /// The run restored from.
     pub run_id: RunId,
+    /// The storage target it was read from (the plan's origin).
+    pub origin: String,
     /// Per component, in the order restored.
     pub components: Vec<ComponentRestored>,
     /// The whole restore, in milliseconds.
@@ -284,6 +310,60 @@ impl Restore {
     /// write, with the first reason the restore cannot run: a run that is not complete, a
     /// missing key, a preflight or a plan that failed.
     pub async fn plan(&self, manifest: &Manifest) -> Result<RestorePlan> {
+        self.plan_in(0, manifest).await
+    }
+
+    /// Picks a recovery point across the sink and its [replicas](RestoreBuilder::replica)
+    /// ([`RecoveryPoint::find_across`]): each picked run says where it was found; targets
+    /// that cannot be listed are left out (and named in the point).
+    pub async fn find_point(&self, query: &PointQuery) -> Result<RecoveryPoint> {
+        let catalogs: Vec<(String, Catalog)> = self
+            .sinks
+            .iter()
+            .map(|(n, s)| (n.clone(), Catalog::new(s.clone())))
+            .collect();
+        let refs: Vec<(&str, &Catalog)> = catalogs.iter().map(|(n, c)| (n.as_str(), c)).collect();
+        RecoveryPoint::find_across(&refs, query).await
+    }
+
+    /// Plans the restore of run `run` from the first storage target (the sink, then the
+    /// [replicas](RestoreBuilder::replica) in order) that holds it complete; one that cannot
+    /// be read is passed over, so a replica serves when the primary is down. The plan says
+    /// which target it reads from ([`RestorePlan::origin`]), and [`apply`](Self::apply) reads
+    /// from that one. Fails with the first target's error when none holds the run.
+    pub async fn plan_run(&self, run: &RunId) -> Result<RestorePlan> {
+        self.plan_run_from(run, None).await
+    }
+
+    /// [`plan_run`](Self::plan_run) from the target named `origin` only (a recovery point's
+    /// [`PickedRun::origin`](crate::PickedRun)); `None` tries every target in order.
+    pub async fn plan_run_from(&self, run: &RunId, origin: Option<&str>) -> Result<RestorePlan> {
+        let mut first_error = None;
+        for (i, (name, sink)) in self.sinks.iter().enumerate() {
+            if origin.is_some_and(|o| o != name) {
+                continue;
+            }
+            match Catalog::new(sink.clone()).read_manifest(run).await {
+                Ok(m) => return self.plan_in(i, &m).await,
+                Err(e) => {
+                    tracing::warn!(run = %run, target_name = %name, error = %e, "the run cannot be read from this storage target; trying the next");
+                    first_error.get_or_insert(e.with_context("target", name.clone()));
+                }
+            }
+        }
+        Err(first_error.unwrap_or_else(|| {
+            Error::config(format!(
+                "no storage target of this restore is named {}",
+                origin.unwrap_or("-")
+            ))
+            .with_operation("plan restore")
+            .with_hint("name the sink (its describe) or one of the replicas given to the builder")
+        }))
+    }
+
+    /// Plans from the sink at `index` in `sinks`.
+    async fn plan_in(&self, index: usize, manifest: &Manifest) -> Result<RestorePlan> {
+        let (origin, sink) = &self.sinks[index];
         if manifest.status != RunStatus::Complete {
             return Err(Error::new(
                 ErrorKind::Integrity,
@@ -316,7 +396,7 @@ impl Restore {
                 artifacts: artifacts.len(),
                 dry_run: true,
             });
-            let ctx = self.context(artifacts, true);
+            let ctx = self.context(sink, artifacts, true);
             let named = |e: Error, op: &str| e.or_component(component).or_operation(op.to_string());
             restorer
                 .preflight(&ctx)
@@ -379,6 +459,7 @@ impl Restore {
             .collect();
         Ok(RestorePlan {
             run_id: manifest.run_id.clone(),
+            origin: origin.clone(),
             existing: self.existing,
             components,
             not_restored,
@@ -417,6 +498,19 @@ impl Restore {
             .with_operation("restore")
             .with_hint("look at the plan's conflicts; restore with ExistingDataPolicy::Overwrite to replace them or Skip to keep them"));
         }
+        let sink = self
+            .sinks
+            .iter()
+            .find(|(n, _)| *n == plan.origin)
+            .map(|(_, s)| s)
+            .ok_or_else(|| {
+                Error::config(format!(
+                    "the plan reads from {}, which this restore does not have",
+                    plan.origin
+                ))
+                .with_operation("restore")
+                .with_hint("apply a plan with the restore that made it")
+            })?;
         let by_component = group(&plan.manifest);
         let mut done: Vec<ComponentRestored> = Vec::new();
         for step in &plan.components {
@@ -434,7 +528,7 @@ impl Restore {
                     .with_hint("apply a plan with the restore that made it")
                 })?;
             let artifacts = by_component.get(component).cloned().unwrap_or_default();
-            let ctx = self.context(&artifacts, false);
+            let ctx = self.context(sink, &artifacts, false);
             let failed = |e: Error| {
                 let before: Vec<&str> = done.iter().map(|d| d.component.as_str()).collect();
                 let e = e.or_component(component).or_operation("restore");
@@ -467,6 +561,7 @@ impl Restore {
         }
         Ok(RunRestored {
             run_id: plan.run_id.clone(),
+            origin: plan.origin.clone(),
             components: done,
             duration_ms: millis(started.elapsed()),
         })
@@ -474,11 +569,12 @@ impl Restore {
 
     fn context<'a>(
         &'a self,
+        sink: &'a Arc<dyn Sink>,
         artifacts: &[&'a ArtifactRecord],
         dry_run: bool,
     ) -> RestoreContext<'a> {
         RestoreContext::new(
-            self.sink.as_ref(),
+            sink.as_ref(),
             &self.keyring,
             artifacts.to_vec(),
             RestoreOptions {

@@ -74,6 +74,11 @@ pub struct PickedRun {
     pub age_secs: u64,
     /// Whether that age is within the RPO (`None` without one).
     pub within_rpo: Option<bool>,
+    /// Where the run was found, when the point was picked across several storage targets
+    /// ([`RecoveryPoint::find_across`]): the first, in the order given, that holds it
+    /// complete and verified.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<String>,
 }
 
 /// The runs to restore, one per component, with their skew and ages.
@@ -87,6 +92,11 @@ pub struct RecoveryPoint {
     pub skew_secs: u64,
     /// Whether the skew is within the RPO (`None` without one).
     pub skew_within_rpo: Option<bool>,
+    /// The storage targets that could not be listed when the point was picked across
+    /// several ([`RecoveryPoint::find_across`]), each with why: the point was picked from
+    /// the others.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unreachable: Vec<String>,
 }
 
 impl RecoveryPoint {
@@ -167,6 +177,7 @@ impl RecoveryPoint {
                     started_at: r.started_at,
                     age_secs,
                     within_rpo: within(age_secs),
+                    origin: None,
                 }
             })
             .collect();
@@ -178,6 +189,7 @@ impl RecoveryPoint {
             runs: runs_out,
             skew_secs,
             skew_within_rpo: within(skew_secs),
+            unreachable: Vec::new(),
         })
     }
 
@@ -185,6 +197,74 @@ impl RecoveryPoint {
     pub async fn find(catalog: &Catalog, query: &PointQuery) -> Result<RecoveryPoint> {
         let runs = catalog.list_all().await?;
         Self::pick(&runs, query)
+    }
+
+    /// Lists every catalog (`(name, catalog)`: the primary first, then its replicas) and
+    /// picks across them, as [`pick`](Self::pick) does over one: per component the newest
+    /// complete, verified run in any of them, or the one named. Each picked run says where
+    /// it was found ([`PickedRun::origin`]: the first catalog, in the order given, holding it
+    /// complete and verified). A catalog that cannot be listed (a region that is down) is
+    /// left out and named in [`unreachable`](Self::unreachable); the pick fails only when
+    /// none can be listed (with the first one's error) or, as `pick`, when a component has no
+    /// candidate in those that answered.
+    pub async fn find_across(
+        catalogs: &[(&str, &Catalog)],
+        query: &PointQuery,
+    ) -> Result<RecoveryPoint> {
+        let listings = futures::future::join_all(catalogs.iter().map(|(_, c)| c.list_all())).await;
+        let mut unreachable = Vec::new();
+        let mut first_error = None;
+        let mut runs: Vec<RunSummary> = Vec::new();
+        let mut origin: BTreeMap<RunId, (usize, bool)> = BTreeMap::new();
+        for (i, ((name, _), listed)) in catalogs.iter().zip(listings).enumerate() {
+            let listed = match listed {
+                Ok(l) => l,
+                Err(e) => {
+                    tracing::warn!(target_name = %name, error = %e, "a storage target cannot be listed; picking from the others");
+                    unreachable.push(format!("{name}: {e}"));
+                    first_error.get_or_insert(e.with_context("target", name.to_string()));
+                    continue;
+                }
+            };
+            for run in listed {
+                let usable = run.status == RunStatus::Complete && run.verified;
+                match origin.get(&run.run_id) {
+                    // The first holding it usable wins; a usable copy replaces an unusable one.
+                    Some((_, true)) => {}
+                    Some((_, false)) if !usable => {}
+                    found => {
+                        if found.is_some() {
+                            runs.retain(|r| r.run_id != run.run_id);
+                        }
+                        origin.insert(run.run_id.clone(), (i, usable));
+                        runs.push(run);
+                    }
+                }
+            }
+        }
+        if unreachable.len() == catalogs.len() {
+            return Err(first_error.unwrap_or_else(|| {
+                Error::config("a recovery point needs at least one catalog")
+                    .with_operation("pick recovery point")
+                    .with_hint("give the primary storage target (and its replicas)")
+            }));
+        }
+        let mut point = Self::pick(&runs, query)?;
+        for picked in &mut point.runs {
+            picked.origin = origin
+                .get(&picked.run_id)
+                .map(|(i, _)| catalogs[*i].0.to_string());
+        }
+        point.unreachable = unreachable;
+        Ok(point)
+    }
+
+    /// Where the run picked for `component` was found, when picked across several catalogs.
+    pub fn origin_of(&self, component: &str) -> Option<&str> {
+        self.runs
+            .iter()
+            .find(|r| r.component == component)
+            .and_then(|r| r.origin.as_deref())
     }
 
     /// The run picked for `component`.

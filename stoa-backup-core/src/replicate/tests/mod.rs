@@ -402,3 +402,4 @@ async fn a_full_verification_on_the_target_is_recorded_there() {
 }
 
 mod pipeline;
+mod restore;
