@@ -30,7 +30,11 @@ pub const POSTGRES_COMPONENT: &str = "postgres";
 /// replaced whole; the other parts go through their restorers with
 /// [`ExistingDataPolicy::Overwrite`], so changed and deleted objects come back. Objects a
 /// test *created* in those other systems stay (the providers' restorers never delete);
-/// give them names of the test's own.
+/// give them names of the test's own. Likewise server-side apply leaves fields another
+/// field manager *added* to a custom resource (a new label, say); edited and removed
+/// fields come back. Configure each restorer to take its objects back from
+/// whoever changed them (custom resources: `ConflictPolicy::Force`, since a test's edits
+/// come from another field manager).
 pub struct StateSnapshot {
     sink: Arc<dyn Sink>,
     manifest: Manifest,
