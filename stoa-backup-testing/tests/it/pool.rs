@@ -203,9 +203,7 @@ async fn leftovers_of_a_crashed_run_are_removed_by_the_next_pool() {
         chrono::Utc::now().to_rfc3339(),
         u32::MAX - 7
     );
-    let aged = format!(
-        r#"stoa-backup-testing: {{"kind":"clone","created_at":"2026-01-01T00:00:00Z","host":"another-host","pid":1}}"#
-    );
+    let aged = r#"stoa-backup-testing: {"kind":"clone","created_at":"2026-01-01T00:00:00Z","host":"another-host","pid":1}"#.to_string();
     for (db, comment) in [(&orphan, &dead), (&old, &aged)] {
         admin
             .batch_execute(&format!("COMMENT ON DATABASE \"{db}\" IS '{comment}'"))
