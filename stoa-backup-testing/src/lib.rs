@@ -24,6 +24,7 @@
 //! - [`StateSnapshot`]: several systems in one run of the production pipeline.
 //!
 //! # A service's test
+//! The same tests run in this crate's suite (`tests/it/service_example.rs`).
 //! ```no_run
 //! use std::sync::OnceLock;
 //! use stoa_backup_testing::{Migrations, TestDatabases, PgSnapshot};
@@ -60,7 +61,7 @@
 //!     let _guard = PgSnapshot::take(&url, db.name()).await.unwrap().guard();
 //!     let client = db.connect().await.unwrap();
 //!     client.execute("DELETE FROM tenants", &[]).await.unwrap();
-//!     drop(client); // the guard restores once nobody is connected
+//!     // At the end the guard terminates what is still connected and puts the data back.
 //! }
 //! # fn main() {}
 //! ```

@@ -3,5 +3,6 @@
 
 mod compare;
 mod pool;
+mod service_example;
 mod snapshot;
 mod state;
