@@ -43,6 +43,15 @@ mod vault;
 #[cfg(all(feature = "postgres", feature = "local", target_os = "linux"))]
 mod faults;
 
+#[cfg(all(
+    feature = "postgres",
+    feature = "local",
+    feature = "s3",
+    feature = "git",
+    target_os = "linux"
+))]
+mod replicate;
+
 #[cfg(all(feature = "checks", feature = "kubernetes", feature = "postgres"))]
 mod checks;
 
