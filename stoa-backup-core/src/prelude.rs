@@ -30,6 +30,7 @@ pub use crate::lock::{LeaseOwner, RunLock, SinkLock};
 pub use crate::observer::{Observer, TracingObserver};
 pub use crate::pipeline::{Pipeline, RunReport};
 pub use crate::process::CommandSpec;
+pub use crate::replicate::{ReplicaFilter, Replicator};
 pub use crate::restore::{Restore, RestoreContext, RestoreOptions, RestorePlan, Restorer};
 pub use crate::retention::{ComponentRules, KeepCount, KeepRules, RetentionPolicy};
 pub use crate::sink::{MemorySink, Sink, SinkExt};
