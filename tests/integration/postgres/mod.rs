@@ -9,6 +9,7 @@ mod exec;
 mod failures;
 mod parallel;
 mod pick_run;
+mod restore_targets;
 mod spool;
 mod support;
 mod swap_killed;
