@@ -35,7 +35,10 @@ async fn a_tenant_gets_an_api() {
         .await
         .unwrap();
     client
-        .execute("INSERT INTO apis (tenant, path) VALUES (1, '/weather')", &[])
+        .execute(
+            "INSERT INTO apis (tenant, path) VALUES (1, '/weather')",
+            &[],
+        )
         .await
         .unwrap();
     let n: i64 = client
