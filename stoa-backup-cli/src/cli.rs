@@ -68,9 +68,30 @@ pub enum Command {
         /// Only runs carrying this label (repeatable: all must match).
         #[arg(long = "label", value_name = "KEY=VALUE", value_parser = parse_label)]
         labels: Vec<(String, String)>,
-        /// Only this storage target.
-        #[arg(long, value_name = "TARGET")]
+        /// Only this storage target (`--target` too: a replica's runs, say).
+        #[arg(long, visible_alias = "target", value_name = "TARGET")]
         storage: Option<String>,
+    },
+    /// Copy every complete, verified run of one storage target that another lacks (the job
+    /// of a second region): stored bytes unchanged, checked, manifest last; runs already
+    /// there are left alone (exit 3 when some copies failed).
+    Replicate {
+        /// The target to bring up to date.
+        #[arg(long, value_name = "TARGET")]
+        to: String,
+        /// The target to copy from [default: the component's target, or the other of two].
+        #[arg(long, value_name = "TARGET")]
+        from: Option<String>,
+        /// Only runs holding this component.
+        #[arg(long, value_name = "NAME")]
+        component: Option<String>,
+        /// Only runs started within this long (e.g. 30d): keep it within what the target's
+        /// retention keeps, or each pass copies again what it pruned.
+        #[arg(long, value_name = "DURATION")]
+        since: Option<String>,
+        /// At most this many runs written per pass, the newest first.
+        #[arg(long, value_name = "N")]
+        limit: Option<usize>,
     },
     /// Verify stored runs again through the providers' verifiers and record the result
     /// beside each run (exit 4 when one fails).

@@ -122,7 +122,9 @@ pub async fn run(
     }
     if let Some(name) = component {
         match config.component(name) {
-            Some(c) => targets.retain(|t| t.name == c.storage),
+            // Its own target, unless one is named (a replica holding its runs).
+            Some(c) if storage.is_none() => targets.retain(|t| t.name == c.storage),
+            Some(_) => {}
             // A component no longer configured may still have runs: look everywhere.
             None => tracing::info!(
                 component = name,

@@ -11,6 +11,7 @@ mod manifests;
 pub(crate) mod pipelines;
 mod prune;
 mod recover;
+mod replicate;
 mod restore;
 pub(crate) mod sinks;
 mod verify;
@@ -52,6 +53,25 @@ pub async fn run(cli: &Cli) -> Outcome {
             .await
         }
         Command::Prune { apply, storage } => prune::run(cli, *apply, storage.as_deref()).await,
+        Command::Replicate {
+            to,
+            from,
+            component,
+            since,
+            limit,
+        } => {
+            replicate::run(
+                cli,
+                replicate::Request {
+                    from: from.as_deref(),
+                    to,
+                    component: component.as_deref(),
+                    since: since.as_deref(),
+                    limit: *limit,
+                },
+            )
+            .await
+        }
         Command::Restore {
             component,
             run,

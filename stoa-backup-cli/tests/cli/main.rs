@@ -10,6 +10,7 @@ mod manifests;
 mod progress;
 mod prune;
 mod recover;
+mod replicate;
 mod restore;
 mod secrets;
 mod serve;
