@@ -51,7 +51,7 @@ pub(crate) fn is_stale(marker: &Marker, policy: &StalePolicy, keep: Option<&str>
                 && age(marker.last_used_at.unwrap_or(marker.created_at)) > policy.template_max_age
         }
         MarkerKind::Building => marker.owner_gone() || age(marker.created_at) > BUILD_MAX_AGE,
-        MarkerKind::Snapshot | MarkerKind::Clone | MarkerKind::Restoring | MarkerKind::Replaced => {
+        MarkerKind::Snapshot | MarkerKind::Clone | MarkerKind::Replaced => {
             marker.owner_gone() || age(marker.created_at) > policy.clone_max_age
         }
     }

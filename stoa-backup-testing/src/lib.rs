@@ -14,7 +14,7 @@
 //! # The three tools
 //! - [`PgSnapshot`]: `CREATE DATABASE … TEMPLATE` copies a database on the server (a
 //!   356 MB database in 0.31 s with `STRATEGY FILE_COPY`, against 3.0 s + 8.0 s for
-//!   `pg_dump -Fc` and `pg_restore`); [`restore`](PgSnapshot::restore) swaps a fresh copy in
+//!   `pg_dump -Fc` and `pg_restore`); [`restore`](PgSnapshot::restore) drops the changed database and clones the copy in
 //!   under the database's name; a [`guard`](PgSnapshot::guard) does it when the test ends,
 //!   also on a panic. Where a template clone is refused (a role without the right, a
 //!   managed service), the same API uses the library's own dump and restore and says so in

@@ -150,8 +150,6 @@ pub(crate) fn fit_name(prefix: &str, suffix: &str) -> String {
 pub(crate) enum MarkerKind {
     /// A [`PgSnapshot`](crate::PgSnapshot)'s copy.
     Snapshot,
-    /// A copy being restored, before it takes the live name.
-    Restoring,
     /// A live database's previous state, about to be dropped.
     Replaced,
     /// A pool's template, complete.
@@ -680,28 +678,6 @@ pub(crate) async fn drop_database(client: &Client, database: &str) -> Result<()>
         database,
     )
     .await
-}
-
-/// Swaps `replacement` in under `live`'s name in one transaction (`live` becomes
-/// `old`), then drops `old`. Nobody may be on `live` (see [`clear_sessions`]).
-pub(crate) async fn swap_in(
-    client: &Client,
-    live: &str,
-    replacement: &str,
-    old: &str,
-) -> Result<()> {
-    let sql = format!(
-        "BEGIN; ALTER DATABASE {live_i} RENAME TO {old_i}; \
-         ALTER DATABASE {rep_i} RENAME TO {live_i}; COMMIT",
-        live_i = ident(live),
-        old_i = ident(old),
-        rep_i = ident(replacement)
-    );
-    if let Err(e) = client.batch_execute(&sql).await {
-        let _ = client.batch_execute("ROLLBACK").await;
-        return Err(pg_error(e, "swap the restored copy in", live));
-    }
-    drop_database(client, old).await
 }
 
 #[cfg(test)]

@@ -187,8 +187,9 @@ impl PgSnapshot {
     }
 
     /// Puts the database back as it was when the snapshot was taken; the snapshot stays
-    /// and can be restored again. The database is replaced whole: the copy is cloned
-    /// (or the dump restored) beside it and swapped in under its name in one transaction.
+    /// and can be restored again. The database is replaced whole: the changed one is
+    /// dropped (its unwritten pages discarded, not flushed), then the copy is cloned in
+    /// under its name (the dump way: restored beside it and swapped in).
     pub async fn restore(&self) -> Result<Duration> {
         let job = self.job();
         let state = match &self.state {
@@ -211,7 +212,7 @@ impl PgSnapshot {
     }
 
     /// Puts the database back and uses the snapshot up: a template snapshot's copy itself
-    /// takes the database's name (no second copy, the fastest way back).
+    /// is renamed to the database's name (no second copy: the fastest way back).
     pub async fn restore_once(mut self) -> Result<Duration> {
         let state = std::mem::replace(&mut self.state, State::Gone);
         let job = self.job();
@@ -351,41 +352,20 @@ struct Job {
 }
 
 impl Job {
-    /// Template restore: clone the copy (`keep`) or take the copy itself, then swap it in.
+    /// Template restore: the live database is dropped first, then the copy is cloned
+    /// (`keep`) or renamed (the copy itself) in under its name. Dropping first discards the
+    /// test's dirty pages instead of letting the clone's checkpoint write them back only to
+    /// throw them away; should the clone then fail, the snapshot is intact and `restore()`
+    /// can be called again.
     async fn restore_template(&self, copy: &str, keep: bool) -> Result<()> {
         let admin = self.server.admin().await?;
         let db = &self.database;
-        let suffix = format!("_{:08x}", rand::random::<u32>());
-        let staging = if keep {
-            let staging = server::fit_name(db, &format!("_rst{suffix}"));
-            clone_database(
-                &admin,
-                copy,
-                &staging,
-                self.strategy,
-                self.props.size,
-                Some(&self.props),
-            )
-            .await?;
-            mark(
-                &admin,
-                &staging,
-                &Marker::new(MarkerKind::Restoring).source(db),
-            )
-            .await?;
-            staging
-        } else {
-            copy.to_string()
-        };
-        let result = async {
-            exec(
-                &admin,
-                &format!("ALTER DATABASE {} ALLOW_CONNECTIONS true", ident(&staging)),
-                "restore snapshot",
-                db,
-            )
-            .await?;
-            server::apply_props(&admin, &staging, &self.props).await?;
+        let exists = admin
+            .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[db])
+            .await
+            .map_err(|e| server::pg_error(e, "restore snapshot", db))?
+            .is_some();
+        if exists {
             if self.terminate {
                 exec(
                     &admin,
@@ -395,38 +375,60 @@ impl Job {
                 )
                 .await?;
             }
-            let cleared = clear_sessions(&admin, db, self.terminate, "restore the snapshot").await;
-            if let Err(e) = cleared {
+            let old = server::fit_name(db, &format!("_old_{:08x}", rand::random::<u32>()));
+            let aside = async {
+                clear_sessions(&admin, db, self.terminate, "restore the snapshot").await?;
+                exec(
+                    &admin,
+                    &format!("ALTER DATABASE {} RENAME TO {}", ident(db), ident(&old)),
+                    "move the changed database aside",
+                    db,
+                )
+                .await
+            }
+            .await;
+            if let Err(e) = aside {
                 self.reopen(&admin).await;
                 return Err(e);
             }
-            let old = server::fit_name(db, &format!("_old{suffix}"));
-            if let Err(e) = server::swap_in(&admin, db, &staging, &old).await {
-                self.reopen(&admin).await;
-                return Err(e);
-            }
-            Ok(())
+            mark(&admin, &old, &Marker::new(MarkerKind::Replaced).source(db)).await?;
+            drop_database(&admin, &old).await?;
         }
-        .await;
-        if result.is_err() && keep {
-            let _ = drop_database(&admin, &staging).await;
-        } else if result.is_err() {
-            // The copy stays a copy: closed to connections, marked, for the next try.
-            let _ = exec(
+        let put_back = async {
+            if keep {
+                clone_database(
+                    &admin,
+                    copy,
+                    db,
+                    self.strategy,
+                    self.props.size,
+                    Some(&self.props),
+                )
+                .await?;
+            } else {
+                exec(
+                    &admin,
+                    &format!("ALTER DATABASE {} RENAME TO {}", ident(copy), ident(db)),
+                    "restore snapshot",
+                    db,
+                )
+                .await?;
+            }
+            exec(
                 &admin,
-                &format!("ALTER DATABASE {} ALLOW_CONNECTIONS false", ident(&staging)),
+                &format!("ALTER DATABASE {} ALLOW_CONNECTIONS true", ident(db)),
                 "restore snapshot",
                 db,
             )
-            .await;
-            let _ = mark(
-                &admin,
-                &staging,
-                &Marker::new(MarkerKind::Snapshot).source(db),
-            )
-            .await;
+            .await?;
+            server::apply_props(&admin, db, &self.props).await
         }
-        result
+        .await;
+        put_back.map_err(|e| {
+            e.with_hint(format!(
+                "database '{db}' was dropped to be replaced and the snapshot's copy '{copy}' is                  intact: fix the cause and restore again"
+            ))
+        })
     }
 
     /// Opens the live database again after a failed restore closed it.
