@@ -67,7 +67,7 @@
 //! reads an object whole into memory: keep large binary dumps on directories or object
 //! storage; the replicator logs a warning for each non-text artifact it copies into a target
 //! that prefers plain text, and refuses artifacts above the target's
-//! [`max_object_size`](SinkCapabilities::max_object_size).
+//! [`max_object_size`](crate::sink::SinkCapabilities::max_object_size).
 //!
 //! [`copy_run`]: Replicator::copy_run
 //! [`replicate`]: Replicator::replicate
