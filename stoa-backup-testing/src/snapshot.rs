@@ -426,7 +426,8 @@ impl Job {
         .await;
         put_back.map_err(|e| {
             e.with_hint(format!(
-                "database '{db}' was dropped to be replaced and the snapshot's copy '{copy}' is                  intact: fix the cause and restore again"
+                "database '{db}' was dropped to be replaced and the snapshot's copy '{copy}' is \
+                 intact: fix the cause and restore again"
             ))
         })
     }

@@ -1,6 +1,7 @@
 //! restic's keep-within-daily/-weekly/-monthly/-yearly: the newest run of each bucket, only
 //! among the runs inside the window (as a table, like the calendar rules).
 
+use super::buckets::{check_bucket_case, completes, BucketCase};
 use super::*;
 
 /// Daily runs at 02:00 from 06-01 to 06-10 without 06-06..=06-08, a second run early on
