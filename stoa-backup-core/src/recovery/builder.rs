@@ -19,7 +19,8 @@ use super::{stoa_rank, Action, Checklist, Recovery, Step};
 /// Builds a [`Recovery`]: [`Recovery::builder`] keeps the steps in the order given,
 /// [`Recovery::stoa`] puts restore steps in STOA's order.
 pub struct RecoveryBuilder {
-    pub(super) sink: Option<Arc<dyn Sink>>,
+    pub(super) sink: Option<(Option<String>, Arc<dyn Sink>)>,
+    pub(super) replicas: Vec<(String, Arc<dyn Sink>)>,
     pub(super) keyring: Keyring,
     pub(super) observer: Option<Arc<dyn Observer>>,
     pub(super) cancel: Option<CancellationToken>,
@@ -34,7 +35,17 @@ pub struct RecoveryBuilder {
 impl fmt::Debug for RecoveryBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RecoveryBuilder")
-            .field("sink", &self.sink.as_ref().map(|s| s.describe()))
+            .field(
+                "sink",
+                &self
+                    .sink
+                    .as_ref()
+                    .map(|(n, s)| n.clone().unwrap_or_else(|| s.describe())),
+            )
+            .field(
+                "replicas",
+                &self.replicas.iter().map(|(n, _)| n).collect::<Vec<_>>(),
+            )
             .field(
                 "steps",
                 &self.steps.iter().map(|s| s.name()).collect::<Vec<_>>(),
@@ -48,6 +59,7 @@ impl RecoveryBuilder {
     pub(super) fn new(stoa_order: bool) -> Self {
         RecoveryBuilder {
             sink: None,
+            replicas: Vec::new(),
             keyring: Keyring::default(),
             observer: None,
             cancel: None,
@@ -61,8 +73,29 @@ impl RecoveryBuilder {
     }
 
     /// Where the runs are stored, and where the recovery keeps its journal (required).
+    /// Reports and recovery points name it by its [`describe`](Sink::describe).
     pub fn sink(mut self, sink: impl Sink + 'static) -> Self {
-        self.sink = Some(Arc::new(sink));
+        self.sink = Some((None, Arc::new(sink)));
+        self
+    }
+
+    /// [`sink`](Self::sink), named `name` in recovery points and plans (a configuration's
+    /// name for the storage target), as [replicas](Self::replica) are.
+    pub fn sink_named(mut self, name: impl Into<String>, sink: impl Sink + 'static) -> Self {
+        self.sink = Some((Some(name.into()), Arc::new(sink)));
+        self
+    }
+
+    /// Another storage target holding copies of the runs (a replica in a second region,
+    /// [`Replicator`](crate::replicate::Replicator)), named for reports. With replicas, the
+    /// recovery point is picked across the sink and them
+    /// ([`RecoveryPoint::find_across`](crate::RecoveryPoint::find_across): per component the
+    /// newest complete, verified run wherever it is, targets that cannot be listed passed
+    /// over), each step restores from the target its run was found in, and the journal is
+    /// kept in the first of the sink and the replicas, in that order, that takes it (so a
+    /// recovery runs while the primary region is down). Any [`Sink`], also an `Arc` of one.
+    pub fn replica(mut self, name: impl Into<String>, sink: impl Sink + 'static) -> Self {
+        self.replicas.push((name.into(), Arc::new(sink)));
         self
     }
 
@@ -164,12 +197,22 @@ impl RecoveryBuilder {
                 .with_operation("build recovery")
                 .with_hint(hint.to_string())
         };
-        let sink = self.sink.ok_or_else(|| {
+        let (name, sink) = self.sink.ok_or_else(|| {
             cfg(
                 "a recovery needs a sink".into(),
                 "give Recovery::builder().sink(...) the sink the runs are stored in",
             )
         })?;
+        let mut sinks = vec![(name.unwrap_or_else(|| sink.describe()), sink)];
+        for (name, replica) in self.replicas {
+            if sinks.iter().any(|(n, _)| *n == name) {
+                return Err(cfg(
+                    format!("two storage targets of the recovery are named '{name}'"),
+                    "give the sink and each replica a name of its own",
+                ));
+            }
+            sinks.push((name, replica));
+        }
         if self.steps.is_empty() {
             return Err(cfg(
                 "a recovery needs at least one step".into(),
@@ -210,7 +253,7 @@ impl RecoveryBuilder {
         }
         let steps = order(self.steps, self.stoa_order)?;
         Ok(Recovery {
-            sink,
+            sinks,
             keyring: self.keyring,
             observer: self.observer.unwrap_or_else(|| Arc::new(NoopObserver)),
             cancel: self.cancel.unwrap_or_default(),

@@ -28,6 +28,7 @@ mod check;
 mod journal;
 mod report;
 mod run;
+mod targets;
 
 pub use builder::RecoveryBuilder;
 pub use check::{

@@ -8,7 +8,6 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use tokio_util::sync::CancellationToken;
 
-use crate::catalog::Catalog;
 use crate::codec::Keyring;
 use crate::error::{Error, ErrorKind, Result};
 use crate::manifest::{Manifest, RunId};
@@ -24,7 +23,9 @@ use super::report::{CleanedUp, DrillReport, RecoveryPlan, RecoveryReport, StepPl
 use super::{millis, Action, CheckContext, ChecklistReport, Step, StepContext, StepKind, Verdict};
 
 /// A platform recovery: steps in dependency order, each planned before any is applied, a
-/// journal in the sink, a checklist at the end.
+/// journal in the sink, a checklist at the end. With [replicas](super::RecoveryBuilder::replica)
+/// the runs are picked and read across the sink and them, and the journal is kept in the first
+/// that takes it.
 ///
 /// ```no_run
 /// # async fn demo(
@@ -49,7 +50,8 @@ use super::{millis, Action, CheckContext, ChecklistReport, Step, StepContext, St
 /// # Ok(()) }
 /// ```
 pub struct Recovery {
-    pub(super) sink: Arc<dyn Sink>,
+    /// The sink, then the replicas, with their names.
+    pub(super) sinks: Vec<(String, Arc<dyn Sink>)>,
     pub(super) keyring: Keyring,
     pub(super) observer: Arc<dyn Observer>,
     pub(super) cancel: CancellationToken,
@@ -63,7 +65,10 @@ pub struct Recovery {
 impl fmt::Debug for Recovery {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Recovery")
-            .field("sink", &self.sink.describe())
+            .field(
+                "sinks",
+                &self.sinks.iter().map(|(n, _)| n).collect::<Vec<_>>(),
+            )
             .field("steps", &self.step_names())
             .field("existing", &self.existing)
             .field("keyring", &self.keyring)
@@ -113,12 +118,10 @@ impl Recovery {
         if let Some(rpo) = self.rpo {
             query = query.rpo(rpo);
         }
-        RecoveryPoint::find(&Catalog::new(self.sink.clone()), &query)
-            .await
-            .map_err(|e| {
-                e.or_component("recovery")
-                    .or_operation("pick recovery point")
-            })
+        self.find_point(&query).await.map_err(|e| {
+            e.or_component("recovery")
+                .or_operation("pick recovery point")
+        })
     }
 
     /// Plans the recovery, writing nothing: picks the runs, reads their manifests, checks
@@ -126,8 +129,8 @@ impl Recovery {
     /// any write, naming the step, when one cannot run (a component without a verified
     /// run, a missing key, a preflight that failed).
     pub async fn plan(&self) -> Result<RecoveryPlan> {
-        let point = self.point().await?;
-        let runs = self.read_runs(&point).await?;
+        let mut point = self.point().await?;
+        let runs = self.read_runs(&mut point).await?;
         let mut steps = Vec::with_capacity(self.steps.len());
         for step in &self.steps {
             let planned = self
@@ -164,8 +167,9 @@ impl Recovery {
     /// which names the step and the recovery id to [`resume`](Self::resume); the steps
     /// before it stay done. A failed check does not stop it: it fails the verdict.
     pub async fn apply(&self, plan: &RecoveryPlan) -> Result<RecoveryReport> {
-        let mut journal = self.start_journal(plan, false).await?;
-        self.execute(&mut journal, &plan.runs, Some(plan)).await
+        let (mut journal, home) = self.start_journal(plan, false).await?;
+        self.execute(&mut journal, home, &plan.runs, Some(plan))
+            .await
     }
 
     /// Continues the journalled recovery `recovery_id` after its last completed step: every
@@ -173,7 +177,7 @@ impl Recovery {
     /// again and applied; done steps are not run again. The recovery must have the same
     /// steps as the one that started it.
     pub async fn resume(&self, recovery_id: &str) -> Result<RecoveryReport> {
-        let mut journal = RecoveryJournal::read(self.sink.as_ref(), recovery_id).await?;
+        let (home, mut journal) = self.find_journal(recovery_id).await?;
         let theirs: Vec<&str> = journal.steps.iter().map(|s| s.name.as_str()).collect();
         if theirs != self.step_names() {
             return Err(Error::config(format!(
@@ -185,8 +189,8 @@ impl Recovery {
             .with_operation("resume recovery")
             .with_hint("resume with a recovery built with the same steps"));
         }
-        let runs = self.read_runs(&journal.point).await?;
-        self.execute(&mut journal, &runs, None).await
+        let runs = self.read_runs(&mut journal.point).await?;
+        self.execute(&mut journal, home, &runs, None).await
     }
 
     /// A drill: plans and applies the recovery (whose restorers restore into scratch
@@ -199,8 +203,8 @@ impl Recovery {
         let mut journal = None;
         let outcome = match self.plan().await {
             Ok(plan) => match self.start_journal(&plan, true).await {
-                Ok(mut j) => {
-                    let r = self.execute(&mut j, &plan.runs, Some(&plan)).await;
+                Ok((mut j, home)) => {
+                    let r = self.execute(&mut j, home, &plan.runs, Some(&plan)).await;
                     journal = Some(j);
                     r
                 }
@@ -238,14 +242,15 @@ impl Recovery {
         })
     }
 
-    /// The ids of the recoveries journalled in the sink, newest first.
+    /// The ids of the recoveries journalled in the sink (and its replicas), newest first.
     pub async fn journals(&self) -> Result<Vec<String>> {
-        RecoveryJournal::list(self.sink.as_ref()).await
+        self.list_journals().await
     }
 
-    /// The journal of recovery `recovery_id`.
+    /// The journal of recovery `recovery_id` (from the first of the sink and its replicas
+    /// that holds it).
     pub async fn journal(&self, recovery_id: &str) -> Result<RecoveryJournal> {
-        RecoveryJournal::read(self.sink.as_ref(), recovery_id).await
+        self.find_journal(recovery_id).await.map(|(_, j)| j)
     }
 
     async fn clean_up(&self) -> Vec<CleanedUp> {
@@ -266,25 +271,12 @@ impl Recovery {
         out
     }
 
-    async fn read_runs(&self, point: &RecoveryPoint) -> Result<BTreeMap<RunId, Manifest>> {
-        let catalog = Catalog::new(self.sink.clone());
-        let mut runs = BTreeMap::new();
-        for picked in &point.runs {
-            if runs.contains_key(&picked.run_id) {
-                continue;
-            }
-            let manifest = catalog.read_manifest(&picked.run_id).await.map_err(|e| {
-                e.with_component(picked.component.clone())
-                    .or_operation("plan recovery")
-            })?;
-            runs.insert(picked.run_id.clone(), manifest);
-        }
-        Ok(runs)
-    }
-
-    fn restore_for(&self, restorer: &Arc<dyn Restorer>) -> Result<Restore> {
+    /// The restore driver of `restorer`'s step, reading from the target named `origin` (where
+    /// its run was found), else from the sink.
+    fn restore_for(&self, restorer: &Arc<dyn Restorer>, origin: Option<&str>) -> Result<Restore> {
+        let (name, sink) = self.target(origin);
         Restore::builder()
-            .sink(self.sink.clone())
+            .sink_named(name.clone(), sink.clone())
             .keyring(self.keyring.clone())
             .restorer(restorer.clone())
             .observer(self.observer.clone())
@@ -338,7 +330,7 @@ impl Recovery {
         match &step.action {
             Action::Restore(restorer) => {
                 let manifest = Self::manifest_of(point, runs, restorer.component())?;
-                let restore = self.restore_for(restorer)?;
+                let restore = self.restore_for(restorer, point.origin_of(restorer.component()))?;
                 let plan = restore.plan(manifest).await?;
                 if let Some(c) = plan.components.first() {
                     planned.artifacts = c.artifacts.len();
@@ -378,7 +370,12 @@ impl Recovery {
         Ok(planned)
     }
 
-    async fn start_journal(&self, plan: &RecoveryPlan, drill: bool) -> Result<RecoveryJournal> {
+    /// A new journal of `plan`, written; with where it is kept (an index in `sinks`).
+    async fn start_journal(
+        &self,
+        plan: &RecoveryPlan,
+        drill: bool,
+    ) -> Result<(RecoveryJournal, usize)> {
         let names: Vec<&str> = plan.steps.iter().map(|s| s.name.as_str()).collect();
         if names != self.step_names() {
             return Err(Error::config(
@@ -418,13 +415,15 @@ impl Recovery {
         };
         // Nothing is restored unless the journal can be kept: a recovery that cannot be
         // resumed or audited is not started.
-        journal.write(self.sink.as_ref()).await?;
-        Ok(journal)
+        let home = self.keep_new_journal(&mut journal).await?;
+        Ok((journal, home))
     }
 
+    /// Runs the steps not done, writing `journal` to `sinks[home]` before and after each.
     async fn execute(
         &self,
         journal: &mut RecoveryJournal,
+        home: usize,
         runs: &BTreeMap<RunId, Manifest>,
         plan: Option<&RecoveryPlan>,
     ) -> Result<RecoveryReport> {
@@ -464,7 +463,9 @@ impl Recovery {
                 }
             };
             if let Err(e) = check_cancelled(&self.cancel) {
-                return Err(self.record_failure(journal, name, e, 0, &failed).await);
+                return Err(self
+                    .record_failure(journal, home, name, e, 0, &failed)
+                    .await);
             }
             self.observer.on_event(&Event::RecoveryStepStarted {
                 recovery_id: &id,
@@ -481,7 +482,7 @@ impl Recovery {
                 entry.error = None;
             }
             journal
-                .write(self.sink.as_ref())
+                .write(self.home(home))
                 .await
                 .map_err(|e| failed(e, journal))?;
             let t0 = Instant::now();
@@ -493,7 +494,7 @@ impl Recovery {
                 Ok(done) => done,
                 Err(e) => {
                     let e = self
-                        .record_failure(journal, name, e, millis(elapsed), &failed)
+                        .record_failure(journal, home, name, e, millis(elapsed), &failed)
                         .await;
                     self.observer.on_event(&Event::RecoveryStepDone {
                         recovery_id: &id,
@@ -526,7 +527,7 @@ impl Recovery {
                 checks = step_checks;
             }
             journal
-                .write(self.sink.as_ref())
+                .write(self.home(home))
                 .await
                 .map_err(|e| failed(e, journal))?;
             self.observer.on_event(&Event::RecoveryStepDone {
@@ -545,7 +546,7 @@ impl Recovery {
             Verdict::Passed => RecoveryStatus::Completed,
             Verdict::Failed => RecoveryStatus::Failed,
         };
-        journal.write(self.sink.as_ref()).await?;
+        journal.write(self.home(home)).await?;
         let elapsed_ms =
             u64::try_from((Utc::now() - journal.started_at).num_milliseconds().max(0)).unwrap_or(0);
         let rto_secs = self.rto.map(|d| d.as_secs());
@@ -567,6 +568,7 @@ impl Recovery {
     async fn record_failure(
         &self,
         journal: &mut RecoveryJournal,
+        home: usize,
         name: &str,
         error: Error,
         duration_ms: u64,
@@ -580,7 +582,7 @@ impl Recovery {
             entry.error = Some(error.to_string());
         }
         journal.status = RecoveryStatus::Failed;
-        let written = journal.write(self.sink.as_ref()).await;
+        let written = journal.write(self.home(home)).await;
         let e = failed(error, journal);
         match written {
             Ok(()) => e,
@@ -599,7 +601,7 @@ impl Recovery {
     ) -> Result<(RestoreReport, Option<ChecklistReport>)> {
         match &step.action {
             Action::Restore(restorer) => {
-                let restore = self.restore_for(restorer)?;
+                let restore = self.restore_for(restorer, point.origin_of(restorer.component()))?;
                 let planned = plan
                     .and_then(|p| p.steps.get(index))
                     .and_then(|s| s.restore_plan.clone());

@@ -68,6 +68,7 @@ impl fmt::Debug for Restore {
 #[derive(Default)]
 pub struct RestoreBuilder {
     sink: Option<Arc<dyn Sink>>,
+    sink_name: Option<String>,
     replicas: Vec<(String, Arc<dyn Sink>)>,
     keyring: Keyring,
     restorers: Vec<Arc<dyn Restorer>>,
@@ -87,9 +88,20 @@ impl fmt::Debug for RestoreBuilder {
 }
 
 impl RestoreBuilder {
-    /// Where the runs are stored (required; an `Arc<dyn Sink>` is a sink too).
+    /// Where the runs are stored (required; an `Arc<dyn Sink>` is a sink too). Reports name
+    /// it by its [`describe`](Sink::describe).
     pub fn sink(mut self, sink: impl Sink + 'static) -> Self {
         self.sink = Some(Arc::new(sink));
+        self.sink_name = None;
+        self
+    }
+
+    /// [`sink`](Self::sink), named `name` in reports ([`RestorePlan::origin`]) and recovery
+    /// points (a configuration's name for the storage target, say `primary`), as
+    /// [replicas](Self::replica) are.
+    pub fn sink_named(mut self, name: impl Into<String>, sink: impl Sink + 'static) -> Self {
+        self.sink = Some(Arc::new(sink));
+        self.sink_name = Some(name.into());
         self
     }
 
@@ -163,7 +175,8 @@ impl RestoreBuilder {
                 ));
             }
         }
-        let mut sinks = vec![(sink.describe(), sink)];
+        let name = self.sink_name.unwrap_or_else(|| sink.describe());
+        let mut sinks = vec![(name, sink)];
         sinks.extend(self.replicas);
         Ok(Restore {
             sinks,
@@ -181,9 +194,9 @@ impl RestoreBuilder {
 pub struct RestorePlan {
     /// The run planned.
     pub run_id: RunId,
-    /// The storage target the run is read from: the sink's
-    /// [`describe`](Sink::describe), or the name of the [replica](RestoreBuilder::replica)
-    /// it was found in.
+    /// The storage target the run is read from: the sink's name
+    /// ([`sink_named`](RestoreBuilder::sink_named), else its [`describe`](Sink::describe)), or
+    /// the name of the [replica](RestoreBuilder::replica) it was found in.
     pub origin: String,
     /// The existing-data policy planned with (and applied with).
     pub existing: ExistingDataPolicy,
@@ -357,7 +370,7 @@ impl Restore {
                 origin.unwrap_or("-")
             ))
             .with_operation("plan restore")
-            .with_hint("name the sink (its describe) or one of the replicas given to the builder")
+            .with_hint("name the sink (its name, or its describe) or one of the replicas given to the builder")
         }))
     }
 
