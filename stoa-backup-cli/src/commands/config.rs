@@ -48,6 +48,13 @@ fn describe(config: &Config) -> String {
     for t in &config.storage {
         let _ = writeln!(out, "  {:<16} {}", t.name, sinks::describe(t));
     }
+    if !config.replicate_to.is_empty() {
+        let _ = writeln!(
+            out,
+            "\nreplicate_to (every component, but to its own target): {}",
+            config.replicate_to.join(", ")
+        );
+    }
     match &config.encryption {
         Some(e) => {
             let _ = writeln!(out, "\nencryption: {}", describe_encryption(e));
@@ -79,11 +86,23 @@ fn describe(config: &Config) -> String {
         let _ = writeln!(out, "      when: {trigger}");
         let _ = writeln!(out, "      kept: {}", c.retention.summary());
         let _ = writeln!(out, "      storage: {}", c.storage);
+        if !c.replicate_to.is_empty() {
+            let _ = writeln!(
+                out,
+                "      replicate to: {} (each complete, verified run, after the backup)",
+                c.replicate_to.join(", ")
+            );
+        }
+        let replicated = !c.replicate_to.is_empty();
         let _ = writeln!(
             out,
             "      verify: {}",
             match (c.verify, c.verifier) {
                 (true, Some(v)) => v.to_string(),
+                // Only verified runs are copied (see commands::pipelines).
+                (_, None) if replicated => {
+                    "stored digests read back (only verified runs are replicated)".into()
+                }
                 (true, None) => "stored digests only (the provider has no verifier)".into(),
                 (false, _) => "off (stored digests only)".into(),
             }

@@ -31,6 +31,11 @@ pub struct Config {
     pub encryption: Option<Encryption>,
     /// Components, in file order.
     pub components: Vec<Component>,
+    /// The top level's `replicate_to`: the storage targets every component's runs are copied
+    /// to, unless the component names its own (each component's list is in
+    /// [`Component::replicate_to`]).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub replicate_to: Vec<String>,
     /// The variables and files the file makes the command read, by key (`manifests` gives
     /// them to the pods from Secrets).
     #[serde(skip)]
@@ -211,6 +216,11 @@ pub struct Component {
     pub retention: Retention,
     /// The storage target's name.
     pub storage: String,
+    /// The storage targets each complete, verified run is copied to after the backup (its
+    /// own `replicate_to`, else the top level's without its own target), in the order
+    /// written: where `restore` and `recover` look too.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub replicate_to: Vec<String>,
     /// Whether the provider's verifier checks each artifact.
     pub verify: bool,
     /// The provider's verifier, when `verify` is on and the provider has one.
@@ -225,6 +235,11 @@ pub struct Component {
 }
 
 impl Component {
+    /// The storage targets holding its runs: its own, then its replicas.
+    pub fn targets(&self) -> impl Iterator<Item = &str> {
+        std::iter::once(self.storage.as_str()).chain(self.replicate_to.iter().map(String::as_str))
+    }
+
     /// The component's type.
     pub fn kind(&self) -> ComponentType {
         match &self.settings {

@@ -13,6 +13,10 @@ use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
 use serde_saphyr::{Location, Spanned};
 
+mod common;
+
+pub use common::{Common, RawCount, RawReplicateTo, RawRetention};
+
 /// A string value and where it is (interpolated later).
 pub type Text = Spanned<String>;
 
@@ -115,10 +119,12 @@ pub struct RawConfig {
     pub encryption: Option<Spanned<RawEncryption>>,
     /// Components in file order: name, where the component starts, settings.
     pub components: Vec<(String, Location, RawComponent)>,
+    /// The storage targets every component's runs are copied to (`replicate_to:`).
+    pub replicate_to: Option<Spanned<RawReplicateTo>>,
 }
 
 /// The keys of the top level.
-const TOP_KEYS: &[&str] = &["storage", "encryption", "components"];
+const TOP_KEYS: &[&str] = &["storage", "encryption", "components", "replicate_to"];
 
 /// A storage target of one type.
 #[derive(Debug)]
@@ -237,59 +243,6 @@ pub struct RawEncryption {
     pub identity: Option<Text>,
 }
 
-/// `retention:`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawRetention {
-    /// Keep the last N runs.
-    pub last: Option<Spanned<u32>>,
-    /// Keep one run per hour (not supported by the library's keep rules: refused).
-    pub hourly: Option<Spanned<RawCount>>,
-    /// One run per day, for N days.
-    pub daily: Option<Spanned<RawCount>>,
-    /// One run per ISO week, for N weeks.
-    pub weekly: Option<Spanned<RawCount>>,
-    /// One run per month, for N months.
-    pub monthly: Option<Spanned<RawCount>>,
-    /// One run per year, for N years.
-    pub yearly: Option<Spanned<RawCount>>,
-    /// Every run of the last duration (`30d`).
-    pub within: Option<Text>,
-    /// Every run, forever.
-    pub forever: Option<Spanned<bool>>,
-}
-
-/// A count of calendar buckets: a number or `unlimited`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(untagged)]
-pub enum RawCount {
-    /// A number.
-    Count(i64),
-    /// A word (`unlimited`).
-    Word(String),
-}
-
-/// What every component has, whatever its type.
-#[derive(Debug, Default)]
-pub struct Common {
-    /// 5-field cron expression.
-    pub schedule: Option<Text>,
-    /// IANA time zone of the schedule.
-    pub time_zone: Option<Text>,
-    /// Back up on every change instead of on a schedule.
-    pub on_change: Option<Spanned<bool>>,
-    /// Keep rules.
-    pub retention: Option<Spanned<RawRetention>>,
-    /// The storage target's name.
-    pub storage: Option<Text>,
-    /// Whether the provider's verifier checks each artifact (default true).
-    pub verify: Option<Spanned<bool>>,
-    /// Recovery point objective.
-    pub rpo: Option<Text>,
-    /// Labels of the runs.
-    pub labels: Option<BTreeMap<String, Text>>,
-}
-
 /// A component: the common keys and those of its type.
 #[derive(Debug)]
 pub struct RawComponent {
@@ -342,6 +295,7 @@ macro_rules! component_keys {
             verify: Option<Spanned<bool>>,
             rpo: Option<Text>,
             labels: Option<BTreeMap<String, Text>>,
+            replicate_to: Option<Spanned<RawReplicateTo>>,
             $( $field: $ty, )*
         }
 
@@ -357,6 +311,7 @@ macro_rules! component_keys {
                         verify: self.verify,
                         rpo: self.rpo,
                         labels: self.labels,
+                        replicate_to: self.replicate_to,
                     },
                     $settings { $( $field: self.$field, )* },
                 )
@@ -645,7 +600,7 @@ impl<'de> Visitor<'de> for ConfigSeed<'_> {
     type Value = RawConfig;
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a mapping with the keys storage, encryption and components")
+        f.write_str("a mapping with the keys storage, encryption, replicate_to and components")
     }
 
     fn visit_unit<E: de::Error>(self) -> Result<RawConfig, E> {
@@ -664,6 +619,7 @@ impl<'de> Visitor<'de> for ConfigSeed<'_> {
                     config.storage = map.next_value_seed(Targets(self.targets))?;
                 }
                 "encryption" => config.encryption = map.next_value()?,
+                "replicate_to" => config.replicate_to = map.next_value()?,
                 "components" => {
                     config.components = map.next_value_seed(Components(self.components))?;
                 }

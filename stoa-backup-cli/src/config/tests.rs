@@ -101,6 +101,19 @@ fn the_example_holds_every_component_type() {
         panic!()
     };
     assert!(matches!(s3.credentials, S3CredentialsView::Environment));
+    // Every run but Grafana's is copied to the second region.
+    assert_eq!(c.replicate_to, ["offsite-dr"]);
+    let replicated: Vec<&str> = c
+        .components
+        .iter()
+        .filter(|c| c.replicate_to == ["offsite-dr"])
+        .map(|c| c.name.as_str())
+        .collect();
+    assert_eq!(
+        replicated,
+        ["postgres", "keycloak", "vault", "infisical", "crds", "helm"]
+    );
+    assert!(c.component("grafana").unwrap().replicate_to.is_empty());
     let TargetKind::Git(git) = &c.target("platform-git").unwrap().kind else {
         panic!()
     };
@@ -447,3 +460,5 @@ fn the_readme_sample_is_valid() {
     assert_eq!(c.storage.len(), 3);
     assert_eq!(c.components.len(), 2);
 }
+
+mod replicas;

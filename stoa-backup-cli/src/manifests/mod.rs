@@ -309,7 +309,7 @@ fn config_map(namespace: &str, source: &str) -> ConfigMap {
 }
 
 /// Settings that work on a workstation but not in a pod, of the scheduled components and
-/// their targets.
+/// their targets (their own and their replicas).
 fn deployable(config: &Config) -> Result<(), ConfigError> {
     let file = config.file.as_str();
     let scheduled = || {
@@ -321,7 +321,7 @@ fn deployable(config: &Config) -> Result<(), ConfigError> {
     for t in config
         .storage
         .iter()
-        .filter(|t| scheduled().any(|c| c.storage == t.name))
+        .filter(|t| scheduled().any(|c| c.targets().any(|n| n == t.name)))
     {
         if let TargetKind::Git(g) = &t.kind {
             if matches!(g.credentials, GitCredentialsView::SshAgent { .. }) {

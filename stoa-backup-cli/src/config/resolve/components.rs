@@ -34,6 +34,7 @@ impl Resolver<'_> {
         at: &Location,
         raw: RawComponent,
         targets: &[Target],
+        replicas: &[String],
         encrypted: bool,
     ) -> Result<Component> {
         let prefix = format!("components.{name}");
@@ -48,6 +49,7 @@ impl Resolver<'_> {
             verify,
             rpo,
             labels,
+            replicate_to,
         } = raw.common;
         let trigger = self.trigger(
             &prefix,
@@ -90,6 +92,8 @@ impl Resolver<'_> {
                 }
             },
         };
+        let replicate_to =
+            self.component_replicas(&prefix, &storage, replicate_to.as_ref(), replicas, targets)?;
         let rpo = match &rpo {
             Some(t) => Some(
                 HumanDuration::parse(&self.text(t, &key("rpo"))?)
@@ -132,6 +136,7 @@ impl Resolver<'_> {
             trigger,
             retention,
             storage,
+            replicate_to,
             verify,
             verifier,
             rpo,

@@ -4,6 +4,7 @@
 //! file, the line and the key.
 
 mod components;
+mod replicas;
 mod targets;
 
 use std::cell::RefCell;
@@ -45,6 +46,7 @@ pub fn resolve(
             "add a `components:` section; `stoa-backup config example` prints a commented example",
         ));
     }
+    let replicate_to = r.global_replicas(raw.replicate_to.as_ref(), &storage)?;
     let mut components = Vec::new();
     for (name, location, component) in raw.components {
         components.push(r.component(
@@ -52,6 +54,7 @@ pub fn resolve(
             &location,
             component,
             &storage,
+            &replicate_to,
             encryption.is_some(),
         )?);
     }
@@ -60,6 +63,7 @@ pub fn resolve(
         storage,
         encryption,
         components,
+        replicate_to,
         references: r.references.into_inner(),
     })
 }
