@@ -52,8 +52,9 @@ pub struct Cli {
 /// The commands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Back up components (every component when none is named), apply each storage
-    /// target's retention, and print the catalog.
+    /// Back up components (every component when none is named), copy each complete, verified
+    /// run to the component's `replicate_to` targets, apply each storage target's retention,
+    /// and print the catalog (exit 3 when a copy failed: the backup itself is stored).
     Backup {
         /// Components to back up, by name.
         #[arg(value_name = "COMPONENT")]
@@ -124,6 +125,11 @@ pub enum Command {
         storage: Option<String>,
     },
     /// Restore one component from a run: print the plan by default, restore with --apply.
+    ///
+    /// The run is looked for in the component's storage target and in its `replicate_to`
+    /// targets: the newest complete, verified run across them (or the one named, wherever it
+    /// is). A target that cannot be read (a region that is down) is passed over and named;
+    /// the output says which target the run comes from.
     Restore {
         /// The component, by name.
         #[arg(value_name = "COMPONENT")]
@@ -134,6 +140,10 @@ pub enum Command {
         /// The newest complete, verified run at or before this time (RFC 3339, or a date).
         #[arg(long, value_name = "TIME", value_parser = parse_time)]
         at: Option<DateTime<Utc>>,
+        /// Read the run from this storage target only [default: the component's target,
+        /// then its replicas].
+        #[arg(long, value_name = "TARGET")]
+        from: Option<String>,
         /// Where to restore, by component type: postgres a database name (created; it must
         /// not exist), keycloak a realm name, helm a directory for the values files. Without
         /// it, the configured server itself.
@@ -153,9 +163,12 @@ pub enum Command {
     /// Each component is restored into its configured server (an existing PostgreSQL
     /// database is a conflict unless --existing overwrite swaps the restored copy in); the
     /// checklist compares the row counts of each restored PostgreSQL database with its
-    /// backup. One recovery reads one storage target: the components are recovered target by
-    /// target, the targets in the STOA order of their components, and every target is
-    /// planned before anything is written. When the targets interleave in that order
+    /// backup. One recovery reads one storage target and its replicas (the `replicate_to`
+    /// targets of its components: the newest complete, verified run of each component across
+    /// them; a target that cannot be read is passed over, and the journal is kept in the first
+    /// that takes it): the components are recovered target by target, the targets in the
+    /// STOA order of their components, and every target is planned before anything is
+    /// written. When the targets interleave in that order
     /// (postgres in S3, Keycloak in Git, Grafana in S3 again) the command refuses and names
     /// the `recover <COMPONENT…>` commands to run one after another. A failed step is named
     /// with the steps done and the recovery id to resume with.
@@ -167,6 +180,10 @@ pub enum Command {
         /// or a date).
         #[arg(long, value_name = "TIME", value_parser = parse_time)]
         at: Option<DateTime<Utc>>,
+        /// Read every component's run from this storage target only (one recovery, which keeps
+        /// its journal there) [default: each component's target, then its replicas].
+        #[arg(long, value_name = "TARGET")]
+        from: Option<String>,
         /// What to do with data that already exists at the targets.
         #[arg(long, value_enum, default_value_t = Existing::Fail)]
         existing: Existing,
@@ -221,7 +238,8 @@ pub enum Command {
     /// `on_change` one when its change probe reports a change; serve /metrics and /healthz.
     ///
     /// Each run is the pipeline `backup` runs, under the run lock of its component in its
-    /// storage target (a second replica's run is refused, naming the holder). A component
+    /// storage target (a second replica's run is refused, naming the holder), copied to the
+    /// component's `replicate_to` targets. A component
     /// whose newest missed tick is at most 6 h old (or that was never backed up) runs once
     /// at start; a tick that comes while its run goes on is skipped. SIGINT / SIGTERM stop
     /// it: no new run starts, running ones are cancelled (no manifest) and waited for up to
@@ -236,7 +254,7 @@ pub enum Command {
         /// How long a change must stay unchanged before its backup starts.
         #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
         debounce: HumanDuration,
-        /// How often the RPO gauges are read from the catalogs.
+        /// How often the RPO gauges and the replication lag are read from the catalogs.
         #[arg(long, value_name = "DURATION", default_value = "1m", value_parser = parse_duration)]
         rpo_refresh: HumanDuration,
         /// How long running backups are waited for after a signal.

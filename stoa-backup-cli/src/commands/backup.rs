@@ -1,5 +1,7 @@
-//! `backup [COMPONENT…]`: one pipeline per component into its storage target, retention
-//! applied after each run by the target's rules, then the catalog.
+//! `backup [COMPONENT…]`: one pipeline per component into its storage target, each complete,
+//! verified run copied to the component's `replicate_to` targets, retention applied after
+//! each run by the target's rules, then the catalog. A copy that fails leaves the backup
+//! complete on its target and makes the command's result partial (exit 3).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -31,6 +33,9 @@ struct ComponentResult {
     artifacts: Vec<ArtifactView>,
     #[serde(skip_serializing_if = "Option::is_none")]
     retention: Option<RetentionView>,
+    /// The copies to the component's `replicate_to` targets, in their order.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    replication: Vec<ReplicaView>,
     errors: Vec<String>,
     #[serde(skip)]
     outcome: Outcome,
@@ -44,6 +49,30 @@ struct ArtifactView {
     stored_sha256: String,
     verified: bool,
     verifications: Vec<String>,
+}
+
+/// The copy of the run to one replica target.
+#[derive(Debug, Serialize)]
+struct ReplicaView {
+    target: String,
+    /// `copied`, `completed`, `already_present`, or `failed`.
+    outcome: &'static str,
+    artifacts_copied: usize,
+    bytes_copied: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+}
+
+impl ReplicaView {
+    fn failed(target: &str, error: String) -> Self {
+        ReplicaView {
+            target: target.to_string(),
+            outcome: "failed",
+            artifacts_copied: 0,
+            bytes_copied: 0,
+            error: Some(error),
+        }
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -61,6 +90,7 @@ impl ComponentResult {
             run_id: None,
             artifacts: Vec::new(),
             retention: None,
+            replication: Vec::new(),
             errors: Vec::new(),
             outcome: Outcome::Failed,
         }
@@ -72,7 +102,9 @@ impl ComponentResult {
         r
     }
 
-    fn from_report(c: &Component, report: RunReport) -> Self {
+    /// What `report` says; `unopened` are the replica targets that could not be opened (no
+    /// copy was tried), with why.
+    fn from_report(c: &Component, report: RunReport, unopened: Vec<(String, String)>) -> Self {
         let mut r = ComponentResult::new(c);
         r.run_id = Some(report.run_id.as_str().to_string());
         r.artifacts = report
@@ -114,6 +146,43 @@ impl ComponentResult {
         if let Some(e) = &report.retention_error {
             // The backup is stored; old runs were not (all) pruned: not a plain success.
             r.errors.push(e.to_string());
+            r.outcome = Outcome::Partial;
+        }
+        r.replication = report
+            .replication
+            .iter()
+            .map(|rep| match (&rep.copy, &rep.error) {
+                (_, Some(e)) => ReplicaView::failed(&rep.target, e.to_string()),
+                (Some(copy), None) => ReplicaView {
+                    target: rep.target.clone(),
+                    outcome: copy.outcome.as_str(),
+                    artifacts_copied: copy.artifacts_copied,
+                    bytes_copied: copy.bytes_copied,
+                    error: None,
+                },
+                (None, None) => ReplicaView::failed(&rep.target, "no copy was made".into()),
+            })
+            .collect();
+        if report.is_complete() {
+            for (target, why) in unopened {
+                let error = format!("storage target {target} cannot be opened: {why}");
+                r.replication.push(ReplicaView::failed(&target, error));
+            }
+        }
+        // Keep the order of `replicate_to`.
+        r.replication.sort_by_key(|v| {
+            c.replicate_to
+                .iter()
+                .position(|t| *t == v.target)
+                .unwrap_or(usize::MAX)
+        });
+        for v in r.replication.iter().filter(|v| v.outcome == "failed") {
+            // The backup is stored and complete; a replica lacks it: not a plain success.
+            r.errors.push(format!(
+                "replication to {}: {}",
+                v.target,
+                v.error.as_deref().unwrap_or_default()
+            ));
             r.outcome = Outcome::Partial;
         }
         r
@@ -171,21 +240,36 @@ pub async fn run(cli: &Cli, names: &[String]) -> Outcome {
             results.push(r);
             continue;
         }
-        if !opened.contains_key(&c.storage) {
-            let target = config
-                .target(&c.storage)
-                .expect("checked when the configuration loaded");
-            let sink = sinks::open(target).await.map_err(|e| e.to_string());
-            opened.insert(c.storage.clone(), sink);
+        for name in c.targets() {
+            if !opened.contains_key(name) {
+                let target = config
+                    .target(name)
+                    .expect("checked when the configuration loaded");
+                let sink = sinks::open(target).await.map_err(|e| e.to_string());
+                opened.insert(name.to_string(), sink);
+            }
+        }
+        let mut replicas = Vec::new();
+        let mut unopened = Vec::new();
+        for name in &c.replicate_to {
+            match &opened[name] {
+                Ok(sink) => replicas.push((name.clone(), sink.clone())),
+                Err(e) => unopened.push((name.clone(), e.clone())),
+            }
         }
         let result = match &opened[&c.storage] {
             Err(e) => ComponentResult::failed(c, format!("storage target {}: {e}", c.storage)),
             Ok(sink) => {
+                let run = Run {
+                    sink: sink.clone(),
+                    replicas,
+                    unopened,
+                };
                 run_component(
                     cli,
                     &config,
                     c,
-                    sink.clone(),
+                    run,
                     encryption.as_ref(),
                     &keyring,
                     &shutdown,
@@ -266,41 +350,62 @@ pub async fn run(cli: &Cli, names: &[String]) -> Outcome {
     outcome
 }
 
-/// One component's pipeline: its source and verifier, compression, encryption, the target's
-/// retention (every component of the target by its own rules) applied after the run.
+/// Where one component's run goes.
+struct Run {
+    /// Its storage target.
+    sink: Arc<dyn Sink>,
+    /// Its replica targets that opened, by name.
+    replicas: Vec<(String, Arc<dyn Sink>)>,
+    /// Those that did not, with why.
+    unopened: Vec<(String, String)>,
+}
+
+/// One component's pipeline: its source and verifier, compression, encryption, the copies
+/// to its replicas, the target's retention (every component of the target by its own rules)
+/// applied after the run.
 async fn run_component(
     cli: &Cli,
     config: &Config,
     c: &Component,
-    sink: Arc<dyn Sink>,
+    run: Run,
     encryption: Option<&AgeEncryption>,
     keyring: &Keyring,
     shutdown: &Shutdown,
 ) -> ComponentResult {
-    let observer = progress::backup_observer(cli, &sink, &c.name).await;
+    let observer = progress::backup_observer(cli, &run.sink, &c.name).await;
     let shared = Shared {
         config,
         encryption,
         keyring,
     };
-    let pipeline = match component_pipeline(&shared, c, sink, shutdown.token(), observer).await {
+    let pipeline = match component_pipeline(
+        &shared,
+        c,
+        run.sink,
+        &run.replicas,
+        shutdown.token(),
+        observer,
+    )
+    .await
+    {
         Ok(p) => p,
         Err(e) => return ComponentResult::failed(c, e),
     };
-    tracing::info!(component = %c.name, storage = %c.storage, "backing up");
+    tracing::info!(component = %c.name, storage = %c.storage, replicas = ?c.replicate_to, "backing up");
     match pipeline.run().await {
-        Ok(report) => ComponentResult::from_report(c, report),
+        Ok(report) => ComponentResult::from_report(c, report, run.unopened),
         Err(e) => ComponentResult::failed(c, e.to_string()),
     }
 }
 
-/// The keep rules of a target: each configured component by its own rules; components no
-/// longer configured are never pruned.
+/// The keep rules of a target: each configured component stored or replicated there by its
+/// own rules (retention runs on each target on its own); components no longer configured
+/// there are never pruned.
 pub(super) fn target_rules(config: &Config, target: &str) -> ComponentRules {
     config
         .components
         .iter()
-        .filter(|c| c.storage == target)
+        .filter(|c| c.targets().any(|t| t == target))
         .fold(ComponentRules::new(), |rules, c| {
             rules.component(&c.name, c.retention.rules())
         })
@@ -334,6 +439,21 @@ fn print_result(r: &ComponentResult) {
         );
         for v in &a.verifications {
             println!("    verified by {v}");
+        }
+    }
+    for v in &r.replication {
+        match v.error {
+            None => println!(
+                "  replicated to {}: {} ({} artifact(s), {} bytes copied)",
+                v.target,
+                v.outcome.replace('_', " "),
+                v.artifacts_copied,
+                v.bytes_copied
+            ),
+            Some(_) => println!(
+                "  replication to {} FAILED: the backup is stored on {}; `stoa-backup replicate --to {}` copies it later",
+                v.target, r.storage, v.target
+            ),
         }
     }
     if let Some(ret) = &r.retention {

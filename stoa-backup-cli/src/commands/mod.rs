@@ -76,6 +76,7 @@ pub async fn run(cli: &Cli) -> Outcome {
             component,
             run,
             at,
+            from,
             to,
             existing,
             apply,
@@ -86,6 +87,7 @@ pub async fn run(cli: &Cli) -> Outcome {
                     component,
                     run: run.as_deref(),
                     at: *at,
+                    from: from.as_deref(),
                     to: to.as_deref(),
                     existing: *existing,
                     apply: *apply,
@@ -97,6 +99,7 @@ pub async fn run(cli: &Cli) -> Outcome {
         Command::Recover {
             components,
             at,
+            from,
             existing,
             apply,
             resume,
@@ -106,6 +109,7 @@ pub async fn run(cli: &Cli) -> Outcome {
                 recover::Request {
                     components,
                     at: *at,
+                    from: from.as_deref(),
                     existing: *existing,
                     apply: *apply,
                     resume: resume.as_deref(),

@@ -1,11 +1,14 @@
 //! The pipeline of one component, as `backup` and `serve` run it: its source and verifier,
 //! zstd, the configured encryption and labels, the run lock of the component in its storage
-//! target (two CronJob pods or two replicas never back it up at once), the target's
-//! retention (every component of the target by its own rules) applied after the run.
+//! target (two CronJob pods or two replicas never back it up at once), the copy of each
+//! complete, verified run to the component's `replicate_to` targets, the target's retention
+//! (every component of the target by its own rules) applied after the run.
 
 use std::sync::Arc;
 
-use stoa_backup::core::{AgeEncryption, Keyring, Observer, Pipeline, Sink, ZstdCodec};
+use stoa_backup::core::{
+    AgeEncryption, ChecksumVerifier, Keyring, Observer, Pipeline, Sink, ZstdCodec,
+};
 use tokio_util::sync::CancellationToken;
 
 use super::backup::target_rules;
@@ -22,12 +25,14 @@ pub struct Shared<'a> {
     pub keyring: &'a Keyring,
 }
 
-/// Builds the pipeline of component `c` into `sink`, cancelled by `cancel`, reporting to
-/// `observer`. Kubernetes sources connect here (to find the cluster).
+/// Builds the pipeline of component `c` into `sink`, copying each complete, verified run to
+/// `replicas` (its `replicate_to` targets that could be opened, by name), cancelled by
+/// `cancel`, reporting to `observer`. Kubernetes sources connect here (to find the cluster).
 pub async fn component_pipeline(
     shared: &Shared<'_>,
     c: &Component,
     sink: Arc<dyn Sink>,
+    replicas: &[(String, Arc<dyn Sink>)],
     cancel: CancellationToken,
     observer: Arc<dyn Observer>,
 ) -> Result<Pipeline, String> {
@@ -41,8 +46,15 @@ pub async fn component_pipeline(
         .lock_in_sink()
         .observer(observer)
         .cancel(cancel);
-    if let Some(v) = sources::verifier(c) {
-        builder = builder.verifier(v);
+    match sources::verifier(c) {
+        Some(v) => builder = builder.verifier(v),
+        // Only verified runs are copied: without a provider's verifier, the stored bytes are
+        // read back and checked against their digests (what `config check` says).
+        None if !c.replicate_to.is_empty() => builder = builder.verifier(ChecksumVerifier::new()),
+        None => {}
+    }
+    for (name, replica) in replicas {
+        builder = builder.replicate_to_named(name.clone(), replica.clone());
     }
     if let Some(e) = shared.encryption {
         builder = builder.encryption(e.clone());

@@ -1,7 +1,12 @@
-//! `restore COMPONENT [--run ID | --at TIME] [--to TARGET] [--existing …] [--apply]`: the
-//! library's restore driver over one component's run. Without `--apply` it prints the plan
-//! (what would be created, updated, skipped, in conflict; the keys needed) and writes
-//! nothing.
+//! `restore COMPONENT [--run ID | --at TIME] [--from TARGET] [--to TARGET] [--existing …]
+//! [--apply]`: the library's restore driver over one component's run. Without `--apply` it
+//! prints the plan (what would be created, updated, skipped, in conflict; the keys needed)
+//! and writes nothing.
+//!
+//! The run is looked for in the component's storage target and its `replicate_to` targets
+//! (or only in `--from`): the newest complete, verified one across them, or the one named
+//! wherever it is. A target that cannot be opened or listed (a region that is down) is
+//! passed over and named; the output says which target the run comes from.
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -25,6 +30,8 @@ pub struct Request<'a> {
     pub run: Option<&'a str>,
     /// `--at`.
     pub at: Option<DateTime<Utc>>,
+    /// `--from`.
+    pub from: Option<&'a str>,
     /// `--to`.
     pub to: Option<&'a str>,
     /// `--existing`.
@@ -48,6 +55,11 @@ impl From<Existing> for ExistingDataPolicy {
 struct Restored<'a> {
     component: &'a str,
     storage: &'a str,
+    /// The storage target the run is read from.
+    origin: &'a str,
+    /// The targets looked in that could not be read, each with why.
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    unreachable: &'a [String],
     run_id: &'a str,
     applied: bool,
     plan: &'a RestorePlan,
@@ -91,14 +103,26 @@ pub async fn run(cli: &Cli, req: Request<'_>) -> Outcome {
         Ok(k) => k,
         Err(e) => return failed(cli, &e),
     };
-    let target = config
-        .target(&component.storage)
-        .expect("checked when the configuration loaded");
-    let sink = match sinks::open(target).await {
-        Ok(s) => s,
-        Err(e) => return failed(cli, &format!("storage target {}: {e}", target.name)),
+    // Where to look: --from, else the component's target and its replicas.
+    let names: Vec<&str> = match req.from {
+        Some(from) if config.target(from).is_none() => {
+            let known: Vec<&str> = config.storage.iter().map(|t| t.name.as_str()).collect();
+            return usage_error(
+                cli,
+                &format!(
+                    "--from: no storage target is named `{from}` in {}: the targets are {}",
+                    config.file,
+                    known.join(", ")
+                ),
+            );
+        }
+        Some(from) => vec![from],
+        None => component.targets().collect(),
     };
-    let catalog = Catalog::new(sink.clone());
+    let (targets, unopened) = sinks::open_all(&config, &names).await;
+    if unopened.len() == names.len() {
+        return failed(cli, &sinks::none_opened(&component.name, &unopened));
+    }
 
     // The run: the one named, else the newest complete and verified one (at or before --at).
     let selector = match (run_id, req.at) {
@@ -107,26 +131,51 @@ pub async fn run(cli: &Cli, req: Request<'_>) -> Outcome {
         (None, None) => PointSelector::AtOrBefore(Utc::now()),
     };
     let query = PointQuery::latest([component.name.as_str()]).selector(selector);
-    let picked = match RecoveryPoint::find(&catalog, &query).await {
-        Ok(p) => p,
-        Err(e) => return failed(cli, &e.to_string()),
+    let catalogs: Vec<(&str, Catalog)> = targets
+        .iter()
+        .map(|(n, s)| (n.as_str(), Catalog::new(s.clone())))
+        .collect();
+    let picked = if names.len() == 1 {
+        RecoveryPoint::find(&catalogs[0].1, &query).await
+    } else {
+        let refs: Vec<(&str, &Catalog)> = catalogs.iter().map(|(n, c)| (*n, c)).collect();
+        RecoveryPoint::find_across(&refs, &query).await
     };
+    let picked = match picked {
+        Ok(p) => p,
+        Err(e) => {
+            let mut message = e.to_string();
+            if !unopened.is_empty() {
+                message.push_str(&format!(
+                    " (looked in {}; not opened: {})",
+                    names.join(", "),
+                    unopened.join("; ")
+                ));
+            }
+            return failed(cli, &message);
+        }
+    };
+    // The targets that did not open or could not be listed (a region that is down).
+    let unreachable = picked.unreachable.clone();
     let run_id = picked
         .run_of(&component.name)
         .expect("a recovery point covers its components")
         .clone();
-    let manifest = match catalog.read_manifest(&run_id).await {
-        Ok(m) => m,
-        Err(e) => return failed(cli, &e.to_string()),
-    };
+    let origin = picked
+        .origin_of(&component.name)
+        .unwrap_or(&targets[0].0)
+        .to_string();
 
     let existing = ExistingDataPolicy::from(req.existing);
     let restorer = match restorers::restorer(component, &to, existing).await {
         Ok(r) => r,
         Err(e) => return failed(cli, &e.or_component(component.name.clone()).to_string()),
     };
-    let driver = Restore::builder()
-        .sink(sink)
+    let mut builder = Restore::builder().sink_named(targets[0].0.clone(), targets[0].1.clone());
+    for (name, sink) in &targets[1..] {
+        builder = builder.replica(name.clone(), sink.clone());
+    }
+    let driver = builder
         .keyring(keyring)
         .restorer(restorer)
         .observer(progress::observer(cli, ExpectedSizes::none()))
@@ -137,14 +186,19 @@ pub async fn run(cli: &Cli, req: Request<'_>) -> Outcome {
         Ok(d) => d,
         Err(e) => return failed(cli, &e.to_string()),
     };
-    tracing::info!(component = %component.name, run = %run_id, "planning the restore");
-    let plan = match driver.plan(&manifest).await {
+    for u in &unreachable {
+        tracing::warn!(component = %component.name, "storage target {u}: looked for the run in the others");
+    }
+    tracing::info!(component = %component.name, run = %run_id, origin = %origin, "planning the restore");
+    let plan = match driver.plan_run_from(&run_id, Some(&origin)).await {
         Ok(p) => p,
         Err(e) => return ended(cli, &shutdown, &e.to_string()),
     };
     let doc = |applied, restored, error| Restored {
         component: &component.name,
         storage: &component.storage,
+        origin: &plan.origin,
+        unreachable: &unreachable,
         run_id: run_id.as_str(),
         applied,
         plan: &plan,
@@ -157,6 +211,7 @@ pub async fn run(cli: &Cli, req: Request<'_>) -> Outcome {
         } else {
             print!("{}", plan.table());
             print_notes(&plan);
+            warn_unreachable(&unreachable, &plan.origin);
             println!("\nThis is the plan: nothing was written. Run again with --apply to restore.");
         }
         return Outcome::Success;
@@ -171,11 +226,13 @@ pub async fn run(cli: &Cli, req: Request<'_>) -> Outcome {
                 );
             } else {
                 print!("{}", plan.table());
+                warn_unreachable(&unreachable, &plan.origin);
                 for c in &restored.components {
                     println!(
-                        "restored {} from run {} in {:.1} s: {} created, {} updated, {} skipped",
+                        "restored {} from run {} (storage target {}) in {:.1} s: {} created, {} updated, {} skipped",
                         c.component,
                         restored.run_id,
+                        restored.origin,
                         c.duration_ms as f64 / 1000.0,
                         c.report.created,
                         c.report.updated,
@@ -202,6 +259,16 @@ pub async fn run(cli: &Cli, req: Request<'_>) -> Outcome {
             }
             Outcome::Failed
         }
+    }
+}
+
+/// The targets that could not be read, on stderr, and where the run comes from instead.
+fn warn_unreachable(unreachable: &[String], origin: &str) {
+    for u in unreachable {
+        eprintln!("warning: storage target {u}");
+    }
+    if !unreachable.is_empty() {
+        eprintln!("warning: the run is read from storage target {origin}");
     }
 }
 

@@ -2,10 +2,12 @@
 
 use std::sync::Arc;
 
-use stoa_backup::core::{Result, Sink};
+use async_trait::async_trait;
+use stoa_backup::core::sink::PutResult;
+use stoa_backup::core::{ByteStream, Error, ObjectKey, ObjectMeta, Result, Sink};
 use stoa_backup::storage::LocalSink;
 
-use crate::config::model::{Target, TargetKind};
+use crate::config::model::{Config, Target, TargetKind};
 
 /// Opens a target's sink (a Git target clones or fetches its repository).
 pub async fn open(target: &Target) -> Result<Arc<dyn Sink>> {
@@ -16,6 +18,83 @@ pub async fn open(target: &Target) -> Result<Arc<dyn Sink>> {
         TargetKind::S3(s) => Arc::new(s.builder.clone().build()?),
         TargetKind::Git(g) => Arc::new(g.builder.clone().build().await?),
     })
+}
+
+/// Opens the storage targets `names` (configured), in order, by name; a target that does
+/// not open is there as [`Unopened`], so the library passes it over and names it (a region
+/// that is down) where several targets are read. Also why each that did not open did not
+/// (`<name>: <why>`).
+pub async fn open_all(
+    config: &Config,
+    names: &[&str],
+) -> (Vec<(String, Arc<dyn Sink>)>, Vec<String>) {
+    let mut out = Vec::new();
+    let mut failures = Vec::new();
+    for name in names {
+        let target = config
+            .target(name)
+            .expect("checked when the configuration loaded");
+        let sink: Arc<dyn Sink> = match open(target).await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(target_name = %name, error = %e, "the storage target does not open");
+                failures.push(format!("{name}: {e}"));
+                Arc::new(Unopened {
+                    name: name.to_string(),
+                    error: e,
+                })
+            }
+        };
+        out.push((name.to_string(), sink));
+    }
+    (out, failures)
+}
+
+/// Why none of `names` (the targets holding `what`) could be opened.
+pub fn none_opened(what: &str, failures: &[String]) -> String {
+    match failures {
+        [one] => format!("storage target {one}"),
+        many => format!(
+            "no storage target holding {what} can be opened: {}",
+            many.join("; ")
+        ),
+    }
+}
+
+/// A storage target that did not open (a missing volume, a Git remote that cannot be
+/// fetched): every call fails with why.
+#[derive(Debug)]
+pub struct Unopened {
+    name: String,
+    error: Error,
+}
+
+impl Unopened {
+    fn fail<T>(&self) -> Result<T> {
+        Err(self.error.duplicate())
+    }
+}
+
+#[async_trait]
+impl Sink for Unopened {
+    fn describe(&self) -> String {
+        format!("{} (not opened)", self.name)
+    }
+    async fn preflight(&self) -> Result<()> {
+        self.fail()
+    }
+    async fn put(&self, _: &ObjectKey, _: ByteStream) -> Result<PutResult> {
+        self.fail()
+    }
+    async fn get(&self, _: &ObjectKey) -> Result<ByteStream> {
+        self.fail()
+    }
+    async fn list(&self, _: &str) -> Result<Vec<ObjectMeta>> {
+        self.fail()
+    }
+    async fn delete(&self, _: &ObjectKey) -> Result<()> {
+        self.fail()
+    }
 }
 
 /// `local ./stoa-backups`, `s3 s3://bucket/prefix`, `git <remote> (branch main, path x)`.

@@ -3,8 +3,10 @@
 //! (one catch-up at start when its newest missed tick is recent enough), an `on_change` one
 //! whenever its provider's change probe (Helm release Secrets, custom resources, Grafana
 //! versions) reports a change; manual components never run here. Each run is the same
-//! pipeline `backup` runs, under the run lock of its component in its storage target, and
-//! feeds the metrics; the RPO gauges are read from the catalogs every `--rpo-refresh`.
+//! pipeline `backup` runs, under the run lock of its component in its storage target, copied
+//! to the component's `replicate_to` targets, and feeds the metrics; the RPO gauges and the
+//! replication lag of each component and replica target are read from the catalogs every
+//! `--rpo-refresh`.
 //! SIGINT / SIGTERM stop it: no new run starts, running ones are cancelled (no manifest)
 //! and waited for, then it exits 130 / 143.
 
@@ -19,6 +21,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde_json::json;
 use stoa_backup::core::metrics::BackupMetrics;
+use stoa_backup::core::replicate::Replicator;
 use stoa_backup::core::schedule::{
     Job, JobContext, JobOutput, OnChange, Scheduler, SchedulerEvent, Trigger,
 };
@@ -71,6 +74,11 @@ impl State {
             .component(&name)
             .expect("jobs are made of configured components");
         let sink = self.sinks[&c.storage].clone();
+        let replicas: Vec<(String, Arc<dyn Sink>)> = c
+            .replicate_to
+            .iter()
+            .map(|t| (t.clone(), self.sinks[t].clone()))
+            .collect();
         let observer: Arc<dyn Observer> = Arc::new(
             ObserverSet::new()
                 .with(TracingObserver)
@@ -82,9 +90,10 @@ impl State {
             keyring: &self.keyring,
         };
         tracing::info!(component = %name, reason = %ctx.reason, "backing up");
-        let pipeline = component_pipeline(&shared, c, sink, ctx.cancel.clone(), observer)
-            .await
-            .map_err(|e| Error::config(e).with_component(name.clone()))?;
+        let pipeline =
+            component_pipeline(&shared, c, sink, &replicas, ctx.cancel.clone(), observer)
+                .await
+                .map_err(|e| Error::config(e).with_component(name.clone()))?;
         JobOutput::from_report(pipeline.run().await?)
     }
 }
@@ -145,17 +154,23 @@ pub async fn run(cli: &Cli, req: Request<'_>) -> Outcome {
             ),
         );
     }
+    // Every target a scheduled component writes to: its own and its replicas.
     let mut sinks_by_name = BTreeMap::new();
-    for (_, storage, _) in &triggers {
-        if sinks_by_name.contains_key(storage) {
-            continue;
-        }
-        let target = config.target(storage).expect("checked when loading");
-        match sinks::open(target).await {
-            Ok(s) => {
-                sinks_by_name.insert(storage.clone(), s);
+    for (name, _, _) in &triggers {
+        let c = config
+            .component(name)
+            .expect("triggers are made of components");
+        for storage in c.targets() {
+            if sinks_by_name.contains_key(storage) {
+                continue;
             }
-            Err(e) => return failed(cli, &format!("storage target {storage}: {e}")),
+            let target = config.target(storage).expect("checked when loading");
+            match sinks::open(target).await {
+                Ok(s) => {
+                    sinks_by_name.insert(storage.to_string(), s);
+                }
+                Err(e) => return failed(cli, &format!("storage target {storage}: {e}")),
+            }
         }
     }
     let listener = match TcpListener::bind(addr).await {
@@ -234,9 +249,11 @@ pub async fn run(cli: &Cli, req: Request<'_>) -> Outcome {
         },
     };
     let http_task = tokio::spawn(http::serve(listener, endpoints, http_cancel.clone()));
-    let rpo_task = tokio::spawn(refresh_rpo(
+    let lags = lag_pairs(&state);
+    let rpo_task = tokio::spawn(refresh_gauges(
         state.clone(),
         rpo_targets,
+        lags,
         req.rpo_refresh,
         http_cancel.clone(),
     ));
@@ -284,41 +301,88 @@ async fn last_run(sink: &Arc<dyn Sink>, name: &str) -> Option<DateTime<Utc>> {
     }
 }
 
-/// Reads the RPO status of every component with an `rpo` from its catalog, now and then
-/// every `every`, into the metrics.
-async fn refresh_rpo(
+/// The (storage target, replica target) pairs whose lag the metrics show, each with the
+/// components replicated between them: the components with `replicate_to` whose targets
+/// are open here (those of the scheduled components).
+fn lag_pairs(state: &State) -> Vec<(String, String, Vec<String>)> {
+    let mut pairs: BTreeMap<(String, String), Vec<String>> = BTreeMap::new();
+    for c in &state.config.components {
+        if !c.targets().all(|t| state.sinks.contains_key(t)) {
+            continue;
+        }
+        for replica in &c.replicate_to {
+            pairs
+                .entry((c.storage.clone(), replica.clone()))
+                .or_default()
+                .push(c.name.clone());
+        }
+    }
+    pairs
+        .into_iter()
+        .map(|((from, to), components)| (from, to, components))
+        .collect()
+}
+
+/// Reads, now and then every `every`, the RPO status of every component with an `rpo` from
+/// its catalog, and the replication lag of each component behind its storage target in each
+/// of its replica targets (`lags`: storage, replica, components), into the metrics.
+async fn refresh_gauges(
     state: Arc<State>,
     targets: Vec<(String, String, Duration)>,
+    lags: Vec<(String, String, Vec<String>)>,
     every: Duration,
     cancel: CancellationToken,
 ) {
-    if targets.is_empty() {
+    if targets.is_empty() && lags.is_empty() {
         return;
     }
     loop {
-        let mut by_target: BTreeMap<&str, Vec<(&str, Duration)>> = BTreeMap::new();
-        for (component, storage, rpo) in &targets {
-            by_target
-                .entry(storage.as_str())
-                .or_default()
-                .push((component.as_str(), *rpo));
-        }
-        for (storage, components) in by_target {
-            let Some(sink) = state.sinks.get(storage) else {
+        refresh_rpo(&state, &targets).await;
+        for (storage, replica, components) in &lags {
+            let (Some(from), Some(to)) = (state.sinks.get(storage), state.sinks.get(replica))
+            else {
                 continue;
             };
-            let catalog = Catalog::new(sink.clone());
+            // Reads only: no lock.
+            let replicator =
+                Replicator::new(&Catalog::new(from.clone()), &Catalog::new(to.clone()))
+                    .named(replica.clone())
+                    .without_lock();
             if let Err(e) = state
                 .metrics
-                .update_rpo(&catalog, components, Utc::now())
+                .update_replication_lag(&replicator, components, Utc::now())
                 .await
             {
-                tracing::warn!(storage, error = %e, "cannot read the catalog for the RPO status");
+                tracing::warn!(storage, replica, error = %e, "cannot read the catalogs for the replication lag");
             }
         }
         tokio::select! {
             _ = cancel.cancelled() => return,
             _ = tokio::time::sleep(every) => {}
+        }
+    }
+}
+
+/// Reads the RPO status of every component with an `rpo` from its catalog into the metrics.
+async fn refresh_rpo(state: &State, targets: &[(String, String, Duration)]) {
+    let mut by_target: BTreeMap<&str, Vec<(&str, Duration)>> = BTreeMap::new();
+    for (component, storage, rpo) in targets {
+        by_target
+            .entry(storage.as_str())
+            .or_default()
+            .push((component.as_str(), *rpo));
+    }
+    for (storage, components) in by_target {
+        let Some(sink) = state.sinks.get(storage) else {
+            continue;
+        };
+        let catalog = Catalog::new(sink.clone());
+        if let Err(e) = state
+            .metrics
+            .update_rpo(&catalog, components, Utc::now())
+            .await
+        {
+            tracing::warn!(storage, error = %e, "cannot read the catalog for the RPO status");
         }
     }
 }

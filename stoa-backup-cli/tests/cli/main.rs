@@ -11,6 +11,7 @@ mod progress;
 mod prune;
 mod recover;
 mod replicate;
+mod replicate_to;
 mod restore;
 mod secrets;
 mod serve;

@@ -1,6 +1,7 @@
 //! `serve`: the scheduler runs a component never backed up once at start (its newest
 //! missed tick is recent), `/metrics` shows the run and the RPO, `/healthz` answers, a
-//! manual component never runs, and SIGTERM stops it with exit 143.
+//! manual component never runs, and SIGTERM stops it with exit 143; the replication lag of
+//! a component in its replica is shown and refreshed.
 
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -142,6 +143,93 @@ async fn serve_catches_up_a_never_run_job_exposes_metrics_and_stops_on_sigterm()
         .expect("serve did not exit within 10 s of SIGTERM")
         .expect("wait");
     assert!(sent.elapsed() < Duration::from_secs(10));
+    assert_eq!(status.code(), Some(143));
+    db.drop_db().await;
+}
+
+#[tokio::test]
+async fn serve_exports_the_replication_lag_of_each_component_and_replica() {
+    let db = small_database("cli_serve_lag", 20).await;
+    let ws = Workspace::new();
+    let env = [("TEST_PG_URL", db.url())];
+    let dr = ws.path().join("dr");
+    let config = |replicate_to: &str| {
+        format!(
+            "storage:\n  primary:\n    type: local\n    path: {}\n    create: true\n  dr:\n    type: local\n    path: {}\n    create: true\ncomponents:\n  app:\n    type: postgres\n    url: ${{TEST_PG_URL}}\n    storage: primary\n    schedule: \"0 0 1 1 *\"\n{replicate_to}",
+            ws.backups().display(),
+            dr.display()
+        )
+    };
+    // A run made before the component replicated: the replica lacks it.
+    ws.write("stoa-backup.yaml", &config(""));
+    crate::support::stoa(ws.path(), &["backup"], &env)
+        .await
+        .expect(0);
+    ws.write("stoa-backup.yaml", &config("    replicate_to: [dr]\n"));
+
+    // A yearly schedule whose tick is long past the run: serve runs nothing itself.
+    let mut child = command(
+        ws.path(),
+        &["serve", "--listen", "127.0.0.1:0", "--rpo-refresh", "1s"],
+        &env,
+    )
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .expect("spawn serve");
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let first = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+        .await
+        .expect("serve printed nothing within 30 s")
+        .expect("read stdout")
+        .expect("a line");
+    let addr = first.rsplit("http://").next().unwrap().trim().to_string();
+    let labels = ["component=\"app\"", "target=\"dr\""];
+    let lag = |body: &str| sample(body, "stoa_backup_replication_lag_seconds", &labels);
+
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let behind = loop {
+        let (_, body) = get(&addr, "/metrics").await;
+        if lag(&body).is_some_and(|l| l > 0.0) {
+            break body;
+        }
+        assert!(Instant::now() < deadline, "no lag shown:\n{body}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    // The copy counters are there from the start, at zero.
+    assert_eq!(
+        sample(
+            &behind,
+            "stoa_backup_replications_total",
+            &["component=\"app\"", "target=\"dr\"", "result=\"failure\""]
+        ),
+        Some(0.0),
+        "{behind}"
+    );
+
+    // Once the replica is brought up to date, the next refresh shows no lag.
+    crate::support::stoa(ws.path(), &["replicate", "--to", "dr"], &env)
+        .await
+        .expect(0);
+    loop {
+        let (_, body) = get(&addr, "/metrics").await;
+        if lag(&body) == Some(0.0) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the lag never went to 0:\n{body}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    let pid = child.id().expect("pid");
+    // SAFETY: kill(2) on the child's pid, which it still is: it is waited for below.
+    assert_eq!(unsafe { libc::kill(pid as i32, libc::SIGTERM) }, 0);
+    let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
+        .await
+        .expect("serve did not exit within 10 s of SIGTERM")
+        .expect("wait");
     assert_eq!(status.code(), Some(143));
     db.drop_db().await;
 }

@@ -8,6 +8,13 @@
 //! components are recovered target by target: one recovery per target, the targets in the
 //! STOA order of their components. When that order cannot be kept (postgres in S3, Keycloak
 //! in Git, Grafana in S3 again), the command refuses and says which commands to run instead.
+//!
+//! A recovery also reads the replicas of its target (the `replicate_to` targets of its
+//! components): each component's run is the newest complete, verified one across them, a
+//! target that cannot be opened or listed is passed over (and named), and the journal is
+//! kept in the first of them that takes it, so a recovery runs while the primary region is
+//! down, without a change of configuration. `--from TARGET` reads every component from that
+//! one target.
 
 mod order;
 mod row_counts;
@@ -21,7 +28,8 @@ use stoa_backup::core::recovery::{
     Checklist, Recovery, RecoveryPlan, RecoveryReport, RecoveryStatus, Verdict,
 };
 use stoa_backup::core::{
-    Error, ErrorKind, ExistingDataPolicy, Keyring, Observer, Result as CoreResult, Sink,
+    Error, ErrorKind, ExistingDataPolicy, Keyring, Observer, RecoveryPoint, Result as CoreResult,
+    Sink,
 };
 use stoa_backup::signals::{self, Shutdown};
 
@@ -41,6 +49,8 @@ pub struct Request<'a> {
     pub components: &'a [String],
     /// `--at`.
     pub at: Option<DateTime<Utc>>,
+    /// `--from`.
+    pub from: Option<&'a str>,
     /// `--existing`.
     pub existing: Existing,
     /// `--apply`.
@@ -53,6 +63,12 @@ pub struct Request<'a> {
 #[derive(Serialize)]
 struct TargetRecovery {
     storage: String,
+    /// The other targets the runs are looked for in (the components' replicas).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    replicas: Vec<String>,
+    /// The targets that could not be opened or listed, each with why.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    unreachable: Vec<String>,
     components: Vec<String>,
     /// `planned`, `recovered`, `checks_failed`, `failed`, `interrupted`, `not_started`
     /// (a recovery before it failed), or `resumed_elsewhere` (before the one resumed).
@@ -109,7 +125,24 @@ pub async fn run(cli: &Cli, req: Request<'_>) -> Outcome {
             "--at picks the runs of a new recovery; --resume continues one with the runs its journal recorded: give one of them",
         );
     }
-    let groups = by_target(&selected);
+    let groups = match req.from {
+        Some(from) => match config.target(from) {
+            // One target: one recovery, in STOA order.
+            Some(t) => vec![TargetGroup::all_in(&t.name, &selected)],
+            None => {
+                let known: Vec<&str> = config.storage.iter().map(|t| t.name.as_str()).collect();
+                return usage_error(
+                    cli,
+                    &format!(
+                        "--from: no storage target is named `{from}` in {}: the targets are {}",
+                        config.file,
+                        known.join(", ")
+                    ),
+                );
+            }
+        },
+        None => by_target(&selected),
+    };
     if let Err(e) = check_order(&selected, &groups) {
         return usage_error(cli, &e);
     }
@@ -124,16 +157,26 @@ pub async fn run(cli: &Cli, req: Request<'_>) -> Outcome {
     let existing = ExistingDataPolicy::from(req.existing);
     let mut planned = Vec::new();
     for group in groups {
-        let target = config
-            .target(group.storage)
-            .expect("checked when the configuration loaded");
-        let sink = match sinks::open(target).await {
-            Ok(s) => s,
-            Err(e) => return failed(cli, &format!("storage target {}: {e}", target.name)),
-        };
+        let mut names = vec![group.storage];
+        if req.from.is_none() {
+            for c in &group.components {
+                for r in &c.replicate_to {
+                    if !names.contains(&r.as_str()) {
+                        names.push(r);
+                    }
+                }
+            }
+        }
+        let (targets, unopened) = sinks::open_all(&config, &names).await;
+        if unopened.len() == names.len() {
+            return failed(
+                cli,
+                &sinks::none_opened(&group.names().join(", "), &unopened),
+            );
+        }
         let recovery = match build(
             &group,
-            sink,
+            targets,
             &keyring,
             existing,
             req.at,
@@ -147,6 +190,8 @@ pub async fn run(cli: &Cli, req: Request<'_>) -> Outcome {
         };
         let result = TargetRecovery {
             storage: group.storage.to_string(),
+            replicas: names[1..].iter().map(|n| n.to_string()).collect(),
+            unreachable: unopened,
             components: group.names().iter().map(|n| n.to_string()).collect(),
             status: "not_started",
             plan: None,
@@ -207,15 +252,22 @@ pub async fn run(cli: &Cli, req: Request<'_>) -> Outcome {
 /// server, then the row counts of every restored PostgreSQL database.
 async fn build(
     group: &TargetGroup<'_>,
-    sink: Arc<dyn Sink>,
+    targets: Vec<(String, Arc<dyn Sink>)>,
     keyring: &Keyring,
     existing: ExistingDataPolicy,
     at: Option<DateTime<Utc>>,
     shutdown: &Shutdown,
     observer: Arc<dyn Observer>,
 ) -> Result<Recovery, String> {
-    let mut builder = Recovery::builder()
-        .sink(sink)
+    let mut targets = targets.into_iter();
+    let (name, sink) = targets
+        .next()
+        .expect("a recovery reads at least its own target");
+    let mut builder = Recovery::builder().sink_named(name, sink);
+    for (name, replica) in targets {
+        builder = builder.replica(name, replica);
+    }
+    let mut builder = builder
         .keyring(keyring.clone())
         .observer(observer)
         .cancel(shutdown.token())
@@ -277,6 +329,11 @@ async fn plan_then_apply(
         match p.recovery.plan().await {
             Ok(plan) => {
                 p.result.status = "planned";
+                for u in &plan.point.unreachable {
+                    if !p.result.unreachable.contains(u) {
+                        p.result.unreachable.push(u.clone());
+                    }
+                }
                 p.result.plan = Some(plan);
             }
             Err(e) => {
@@ -545,10 +602,15 @@ fn print_human(config: &Config, results: &[&TargetRecovery], applied: bool) {
             }
             _ => {}
         }
+        for u in &r.unreachable {
+            eprintln!("warning: storage target {u}: the runs are looked for in the others");
+        }
         if let Some(report) = &r.report {
             print!("{}", report.table());
+            print_origins(&report.point);
         } else if let Some(plan) = &r.plan {
             print!("{}", plan.table());
+            print_origins(&plan.point);
             for s in &plan.steps {
                 for note in &s.report.notes {
                     println!("  {}: {note}", s.name);
@@ -581,6 +643,18 @@ fn print_human(config: &Config, results: &[&TargetRecovery], applied: bool) {
     }
     if !applied && results.iter().all(|r| r.status == "planned") {
         println!("\nThis is the plan: nothing was written. Run again with --apply to recover.");
+    }
+}
+
+/// Where each component's run was found, when the recovery read several targets.
+fn print_origins(point: &RecoveryPoint) {
+    for p in &point.runs {
+        if let Some(origin) = &p.origin {
+            println!(
+                "  {}: run {} from storage target {origin}",
+                p.component, p.run_id
+            );
+        }
     }
 }
 

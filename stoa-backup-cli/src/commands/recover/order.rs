@@ -52,7 +52,18 @@ pub(crate) struct TargetGroup<'c> {
     pub components: Vec<&'c Component>,
 }
 
-impl TargetGroup<'_> {
+impl<'c> TargetGroup<'c> {
+    /// Every one of `components` read from the one target `storage` (`recover --from`), in
+    /// STOA order.
+    pub fn all_in(storage: &'c str, components: &[&'c Component]) -> Self {
+        let mut components = components.to_vec();
+        components.sort_by_key(|c| stoa_order(c));
+        TargetGroup {
+            storage,
+            components,
+        }
+    }
+
     /// The components' names.
     pub fn names(&self) -> Vec<&str> {
         self.components.iter().map(|c| c.name.as_str()).collect()
