@@ -1,5 +1,6 @@
 //! `deploy/prometheus-rule.yaml`: a PrometheusRule whose alerts name only metrics and label
-//! values these metrics have, and cover late, never verified, absent and failing.
+//! values these metrics have, and cover late, never verified, absent and failing, and the
+//! replication lag against the RPO and failing copies.
 
 use std::collections::BTreeSet;
 
@@ -98,6 +99,53 @@ fn the_alerts_cover_late_never_absent_and_failing() {
     let failing = expr_of("StoaBackupRunsFailing");
     assert!(failing.contains("result=\"failure\""), "{failing}");
     assert!(expr_of("StoaBackupRunFailed").contains("stoa_backup_runs_total"));
+}
+
+#[test]
+fn the_alerts_cover_replication_lag_against_the_rpo_and_failing_copies() {
+    let alerts = alerts();
+    let alert = |name: &str| -> &Value {
+        alerts
+            .iter()
+            .find(|a| a["alert"] == name)
+            .unwrap_or_else(|| panic!("no alert {name}"))
+    };
+    let expr_of = |name: &str| alert(name)["expr"].as_str().unwrap().to_string();
+    for (name, factor, severity) in [
+        ("StoaBackupReplicationLagging", "", "warning"),
+        ("StoaBackupReplicationLagCritical", "2 * ", "critical"),
+    ] {
+        let expr = expr_of(name);
+        // The lag of each component and target, above the component's RPO (times the factor),
+        // matched on the component: the value is the lag.
+        let (lag, rpo) = expr
+            .split_once(" > on (namespace, component) group_left ")
+            .unwrap_or_else(|| panic!("{name}: {expr}"));
+        assert_eq!(
+            lag, "max by (namespace, component, target) (stoa_backup_replication_lag_seconds)",
+            "{name}"
+        );
+        assert_eq!(
+            rpo,
+            format!("{factor}max by (namespace, component) (stoa_backup_rpo_target_seconds)"),
+            "{name}"
+        );
+        assert_eq!(alert(name)["labels"]["severity"], severity, "{name}");
+        assert!(alert(name)["for"].is_string(), "{name}");
+        let description = alert(name)["annotations"]["description"].as_str().unwrap();
+        assert!(description.contains("stoa-backup replicate --to"), "{name}");
+    }
+    let failing = expr_of("StoaBackupReplicationFailing");
+    assert!(
+        failing.contains("stoa_backup_replications_total{result=\"failure\"}")
+            && failing.contains("unless")
+            && failing.contains("stoa_backup_replications_total{result=\"success\"}"),
+        "{failing}"
+    );
+    assert!(
+        failing.contains("by (namespace, component, target)"),
+        "{failing}"
+    );
 }
 
 #[test]
