@@ -63,7 +63,8 @@ pub enum Command {
     /// List the complete runs (backups) of the storage targets, newest first.
     #[command(visible_alias = "snapshots")]
     List {
-        /// Only runs holding this component (and only its storage target).
+        /// Only runs holding this component (and only its storage target and its
+        /// `replicate_to` targets).
         #[arg(long, value_name = "NAME")]
         component: Option<String>,
         /// Only runs carrying this label (repeatable: all must match).

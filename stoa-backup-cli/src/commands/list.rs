@@ -93,7 +93,8 @@ pub async fn catalog(
     })
 }
 
-/// Lists the runs of every target (or of the component's target, or of one target).
+/// Lists the runs of every target (or of the component's target and its replicas, or of one
+/// target).
 pub async fn run(
     cli: &Cli,
     component: Option<&str>,
@@ -122,8 +123,8 @@ pub async fn run(
     }
     if let Some(name) = component {
         match config.component(name) {
-            // Its own target, unless one is named (a replica holding its runs).
-            Some(c) if storage.is_none() => targets.retain(|t| t.name == c.storage),
+            // Its own target and its replicas, unless one is named.
+            Some(c) if storage.is_none() => targets.retain(|t| c.targets().any(|n| n == t.name)),
             Some(_) => {}
             // A component no longer configured may still have runs: look everywhere.
             None => tracing::info!(

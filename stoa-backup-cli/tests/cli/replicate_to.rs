@@ -136,6 +136,19 @@ async fn backup_copies_each_run_to_every_replicate_to_target() {
         assert_eq!(listed["storage"][0]["runs"][0]["verified"], true, "{list}");
     }
 
+    // `list --component` shows its target and its replicas.
+    let list = stoa(ws.path(), &["list", "--component", "app", "--json"], &env)
+        .await
+        .expect(0);
+    let listed = list.json();
+    let names: Vec<&str> = listed["storage"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["primary", "dr", "offsite"], "{list}");
+
     // The text output says where each copy went.
     let text = stoa(ws.path(), &["backup"], &env).await.expect(0);
     assert!(text.stdout.contains("replicated to dr: copied"), "{text}");
