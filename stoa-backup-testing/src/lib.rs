@@ -94,3 +94,11 @@ pub use server::{CloneStrategy, Session};
 pub use snapshot::{MethodChoice, PgSnapshot, SnapshotBuilder, SnapshotGuard, SnapshotMethod};
 pub use state::{FixtureBuilder, StateSnapshot, StateSnapshotBuilder};
 pub use stoa_backup_core::{Error, ErrorKind, Result};
+
+/// Waits until the work this crate left running in the background has ended: databases
+/// being dropped (a [`TestDatabase`] or a [`PgSnapshot`] dropped, the database a restore
+/// replaced) and spare copies being made. A test that checks that nothing is left on the
+/// server calls it first; the process waits for the same work before it exits.
+pub async fn settle() {
+    worker::settle().await
+}
