@@ -190,6 +190,7 @@ impl TestDatabases {
             );
             let result = async {
                 clone_database(
+                    &inner.server,
                     &admin,
                     &inner.template,
                     &name,

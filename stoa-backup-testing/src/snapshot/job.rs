@@ -32,6 +32,7 @@ impl Job {
         let db = &self.database;
         let put_back = async {
             clone_database(
+                &self.server,
                 &admin,
                 copy,
                 db,

@@ -377,70 +377,78 @@ async fn take(server: Server, opts: SnapshotBuilder) -> Result<PgSnapshot> {
     let db = opts.database.clone();
     let admin = server.admin().await?;
     let props = props(&admin, &db).await?;
-    let dump_reason = match opts.method {
-        MethodChoice::Dump => Some("asked for".to_string()),
-        MethodChoice::Template | MethodChoice::Auto => {
-            clear_sessions(&admin, &db, opts.terminate, "take a snapshot").await?;
-            let copy = server::fit_name(&db, &format!("_snap_{:08x}", rand::random::<u32>()));
-            match clone_database(&admin, &db, &copy, opts.strategy, props.size, Some(&props)).await
-            {
-                Ok(()) => {
-                    mark(
-                        &admin,
-                        &copy,
-                        &Marker::new(MarkerKind::Snapshot).source(&db),
-                    )
-                    .await?;
-                    // Nobody connects to the copy: that would block cloning it back.
-                    exec(
-                        &admin,
-                        &format!("ALTER DATABASE {} ALLOW_CONNECTIONS false", ident(&copy)),
-                        "take a snapshot",
-                        &db,
-                    )
-                    .await?;
-                    let strategy = opts.strategy.resolve(props.size);
-                    let snapshot = PgSnapshot {
-                        server,
-                        database: db,
-                        props,
-                        terminate: opts.terminate,
-                        strategy: opts.strategy,
-                        method: SnapshotMethod::Template {
-                            copy: copy.clone(),
-                            strategy,
-                        },
-                        state: State::Template {
-                            copy: copy.clone(),
-                            spare: Arc::default(),
-                        },
-                        took: start.elapsed(),
-                    };
-                    if opts.spare_now {
-                        if let State::Template { spare, .. } = &snapshot.state {
-                            spare.lock().await.refill(&snapshot.job(), &copy, None);
-                        }
-                    }
-                    return Ok(snapshot);
-                }
-                Err(e)
-                    if opts.method == MethodChoice::Auto
-                        && matches!(
-                            e.kind(),
-                            ErrorKind::PermissionDenied | ErrorKind::Unsupported
-                        ) =>
+    let dump_reason =
+        match opts.method {
+            MethodChoice::Dump => Some("asked for".to_string()),
+            MethodChoice::Template | MethodChoice::Auto => {
+                clear_sessions(&admin, &db, opts.terminate, "take a snapshot").await?;
+                let copy = server::fit_name(&db, &format!("_snap_{:08x}", rand::random::<u32>()));
+                match clone_database(
+                    &server,
+                    &admin,
+                    &db,
+                    &copy,
+                    opts.strategy,
+                    props.size,
+                    Some(&props),
+                )
+                .await
                 {
-                    Some(format!("the server refused a template clone: {e}"))
-                }
-                Err(e) => {
-                    return Err(e.with_hint(
+                    Ok(()) => {
+                        mark(
+                            &admin,
+                            &copy,
+                            &Marker::new(MarkerKind::Snapshot).source(&db),
+                        )
+                        .await?;
+                        // Nobody connects to the copy: that would block cloning it back.
+                        exec(
+                            &admin,
+                            &format!("ALTER DATABASE {} ALLOW_CONNECTIONS false", ident(&copy)),
+                            "take a snapshot",
+                            &db,
+                        )
+                        .await?;
+                        let strategy = opts.strategy.resolve(props.size);
+                        let snapshot = PgSnapshot {
+                            server,
+                            database: db,
+                            props,
+                            terminate: opts.terminate,
+                            strategy: opts.strategy,
+                            method: SnapshotMethod::Template {
+                                copy: copy.clone(),
+                                strategy,
+                            },
+                            state: State::Template {
+                                copy: copy.clone(),
+                                spare: Arc::default(),
+                            },
+                            took: start.elapsed(),
+                        };
+                        if opts.spare_now {
+                            if let State::Template { spare, .. } = &snapshot.state {
+                                spare.lock().await.refill(&snapshot.job(), &copy, None);
+                            }
+                        }
+                        return Ok(snapshot);
+                    }
+                    Err(e)
+                        if opts.method == MethodChoice::Auto
+                            && matches!(
+                                e.kind(),
+                                ErrorKind::PermissionDenied | ErrorKind::Unsupported
+                            ) =>
+                    {
+                        Some(format!("the server refused a template clone: {e}"))
+                    }
+                    Err(e) => return Err(e.with_hint(
                         "a template clone needs the CREATEDB right and ownership of the database \
                          (or a superuser); MethodChoice::Dump works with what a backup needs",
-                    ))
+                    )),
                 }
             }
-        }
-    };
+        };
     let reason = dump_reason.unwrap_or_default();
     let copy = DumpCopy::take(&server, &db, opts.scratch_dir.as_deref()).await?;
     Ok(PgSnapshot {

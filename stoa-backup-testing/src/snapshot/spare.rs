@@ -121,6 +121,7 @@ async fn make(
         *token = Some(admin.cancel_token());
     }
     clone_database(
+        &job.server,
         &admin,
         copy,
         name,
