@@ -96,6 +96,16 @@ impl Job {
         Ok(old)
     }
 
+    /// Whether database `name` is on the server.
+    pub async fn exists(&self, name: &str) -> Result<bool> {
+        let admin = self.server.admin().await?;
+        Ok(admin
+            .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&name])
+            .await
+            .map_err(|e| server::pg_error(e, "restore snapshot", name))?
+            .is_some())
+    }
+
     /// Moves the live database aside (closed, its sessions gone, renamed and marked as
     /// replaced); `None` when there is none.
     async fn move_aside(&self, admin: &Client) -> Result<Option<String>> {

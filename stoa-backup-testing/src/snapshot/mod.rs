@@ -236,7 +236,13 @@ impl PgSnapshot {
                 Ok((copy, spare)) => {
                     // One restore at a time: the spare is used once.
                     let mut spare = spare.lock().await;
-                    let replaced = match spare.take_ready().await {
+                    // A spare that is gone (dropped by hand, say) is not an error: the copy
+                    // is cloned in as without one.
+                    let ready = match spare.take_ready().await {
+                        Some(name) if job.exists(&name).await? => Some(name),
+                        _ => None,
+                    };
+                    let replaced = match ready {
                         Some(ready) => match job.rename_in(&ready, false).await {
                             Ok(replaced) => replaced,
                             Err(e) => {

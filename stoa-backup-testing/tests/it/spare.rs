@@ -148,3 +148,29 @@ async fn exiting_with_background_work_running_leaves_nothing_behind() {
     assert_eq!(fingerprint(db.name()).await, before);
     db.drop_db().await;
 }
+
+#[tokio::test]
+async fn a_spare_dropped_behind_the_snapshots_back_is_replaced_by_a_clone() {
+    let db = TestDatabase::create("snapsp_gone").await;
+    seed(db.name()).await;
+    let before = fingerprint(db.name()).await;
+    let snapshot = PgSnapshot::builder(&test_database_url(), db.name())
+        .spare_at_once(true)
+        .take()
+        .await
+        .unwrap();
+    let spare = spare_of(db.name()).await;
+    let admin = stoa_backup_test_support::connect(&test_database_url()).await;
+    admin
+        .batch_execute(&format!("DROP DATABASE \"{spare}\""))
+        .await
+        .unwrap();
+    for round in 0..2 {
+        mutate(db.name()).await;
+        snapshot.restore().await.unwrap();
+        assert_eq!(fingerprint(db.name()).await, before, "round {round}");
+    }
+    drop(snapshot);
+    assert_eq!(databases_like(db.name()).await, vec![db.name().to_string()]);
+    db.drop_db().await;
+}
