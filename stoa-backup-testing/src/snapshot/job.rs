@@ -8,6 +8,7 @@ use crate::server::{
     self, clear_sessions, clone_database, drop_database, exec, ident, literal, mark, CloneStrategy,
     DatabaseProps, Marker, MarkerKind, Server,
 };
+use crate::worker;
 
 /// What a restore needs, owned (it runs on the background runtime).
 #[derive(Clone)]
@@ -20,14 +21,24 @@ pub(crate) struct Job {
 }
 
 impl Job {
-    /// Clones `copy` in under the database's name, the live database dropped first: that
-    /// discards the test's dirty pages instead of letting the clone's checkpoint write them
-    /// back only to throw them away; should the clone then fail, the snapshot is intact and
-    /// `restore()` can be called again.
+    /// Clones `copy` in under the database's name. The live database is moved aside and
+    /// dropped on a connection of its own while the clone runs: its `DROP` discards the
+    /// test's dirty pages right away (the clone's checkpoint would otherwise write them
+    /// back only to throw them away), and the test does not wait for the unlinking
+    /// (measured on a 230 MB database: 0.21 s for both against 0.26–0.30 s one after the
+    /// other). Should the clone fail, the snapshot is intact and `restore()` can be called
+    /// again.
     pub async fn clone_in(&self, copy: &str) -> Result<()> {
         let admin = self.server.admin().await?;
         if let Some(old) = self.move_aside(&admin).await? {
-            drop_database(&admin, &old).await?;
+            let server = self.server.clone();
+            let what = format!("dropping the replaced database '{old}'");
+            worker::spawn_tracked(what, async move {
+                let admin = server.admin().await?;
+                drop_database(&admin, &old).await
+            });
+            // A head start for the drop (either order is correct, and measured as fast).
+            tokio::task::yield_now().await;
         }
         let db = &self.database;
         let put_back = async {
