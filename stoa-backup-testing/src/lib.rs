@@ -14,9 +14,10 @@
 //! # The three tools
 //! - [`PgSnapshot`]: `CREATE DATABASE … TEMPLATE` copies a database on the server (a
 //!   356 MB database in 0.31 s with `STRATEGY FILE_COPY`, against 3.0 s + 8.0 s for
-//!   `pg_dump -Fc` and `pg_restore`); [`restore`](PgSnapshot::restore) drops the changed database and clones the copy in
-//!   under the database's name; a [`guard`](PgSnapshot::guard) does it when the test ends,
-//!   also on a panic. Where a template clone is refused (a role without the right, a
+//!   `pg_dump -Fc` and `pg_restore`); [`restore`](PgSnapshot::restore) puts it back and
+//!   keeps the snapshot (from the second restore on by renaming in a spare copy made in
+//!   the background: milliseconds whatever the size); a [`guard`](PgSnapshot::guard) renames
+//!   the copy itself in when the test ends, also on a panic. Where a template clone is refused (a role without the right, a
 //!   managed service), the same API uses the library's own dump and restore and says so in
 //!   [`PgSnapshot::method`].
 //! - [`TestDatabases`]: a template per migration set (named by the migrations' hash, reused
@@ -46,7 +47,7 @@
 //!
 //! #[tokio::test]
 //! async fn a_tenant_gets_an_api() {
-//!     let db = pool().await.checkout().await.unwrap(); // ~15 ms: a clone of the template
+//!     let db = pool().await.checkout().await.unwrap(); // tens of ms: a clone of the template
 //!     let client = db.connect().await.unwrap();
 //!     client.execute("INSERT INTO tenants (name) VALUES ('acme')", &[]).await.unwrap();
 //!     // … the code under test, given db.url() …
@@ -71,6 +72,9 @@
 //!   first or ask for [`terminate_connections`](SnapshotBuilder::terminate_connections).
 //! - `STRATEGY FILE_COPY` (chosen for databases of 64 MiB and more) forces a checkpoint:
 //!   fine on a test server, felt by everybody on a shared one.
+//! - Dropping a [`TestDatabase`] or a snapshot does its `DROP DATABASE` in the background;
+//!   [`settle`] waits for it (before checking that nothing is left, say), and so does the
+//!   process before it exits (an `atexit` hook, up to a minute).
 //! - Every database this crate creates carries a marker comment; pools remove leftovers of
 //!   crashed runs by age and by dead process ([`StalePolicy`]).
 //! - When PostgreSQL is unreachable every call fails with an error naming the server and
@@ -94,3 +98,11 @@ pub use server::{CloneStrategy, Session};
 pub use snapshot::{MethodChoice, PgSnapshot, SnapshotBuilder, SnapshotGuard, SnapshotMethod};
 pub use state::{FixtureBuilder, StateSnapshot, StateSnapshotBuilder};
 pub use stoa_backup_core::{Error, ErrorKind, Result};
+
+/// Waits until the work this crate left running in the background has ended: databases
+/// being dropped (a [`TestDatabase`] or a [`PgSnapshot`] dropped, the database a restore
+/// replaced) and spare copies being made. A test that checks that nothing is left on the
+/// server calls it first; the process waits for the same work before it exits.
+pub async fn settle() {
+    worker::settle().await
+}

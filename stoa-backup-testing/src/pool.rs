@@ -190,6 +190,7 @@ impl TestDatabases {
             );
             let result = async {
                 clone_database(
+                    &inner.server,
                     &admin,
                     &inner.template,
                     &name,
@@ -248,7 +249,8 @@ impl Inner {
     }
 }
 
-/// One test's database, dropped (`DROP DATABASE … WITH (FORCE)`) when this is dropped.
+/// One test's database, dropped (`DROP DATABASE … WITH (FORCE)`, in the background) when
+/// this is dropped.
 pub struct TestDatabase {
     name: String,
     url: String,
@@ -311,19 +313,16 @@ async fn drop_clone(pool: &Inner, name: &str) -> Result<()> {
 }
 
 impl Drop for TestDatabase {
+    /// Drops the database in the background: the test does not wait for it, and
+    /// [`settle`](crate::settle) and the process's exit do.
     fn drop(&mut self) {
         if self.dropped {
             return;
         }
         let pool = self.pool.clone();
         let name = self.name.clone();
-        if let Err(e) = worker::block_on(async move { drop_clone(&pool, &name).await }) {
-            eprintln!(
-                "stoa-backup-testing: test database '{}' could not be dropped ({e}); \
-                 the next pool removes it",
-                self.name
-            );
-        }
+        let what = format!("dropping test database '{}'", self.name);
+        worker::spawn_tracked(what, async move { drop_clone(&pool, &name).await });
     }
 }
 

@@ -3,6 +3,7 @@
 //! which stale ones are found and removed.
 
 use std::fmt;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
@@ -31,6 +32,8 @@ pub(crate) struct Server {
     conn: PgConnection,
     /// The database administrative statements run in (never the one being copied).
     admin_db: String,
+    /// `server_version_num`, read once.
+    version: Arc<OnceLock<i32>>,
 }
 
 impl fmt::Debug for Server {
@@ -58,6 +61,7 @@ impl Server {
             url: url.to_string(),
             conn,
             admin_db,
+            version: Arc::default(),
         })
     }
 
@@ -75,6 +79,19 @@ impl Server {
     /// A session on the administrative database; an unreachable server is a loud error.
     pub(crate) async fn admin(&self) -> Result<Client> {
         self.connect(&self.admin_db.clone()).await
+    }
+
+    /// The server's `server_version_num` (asked once).
+    pub(crate) async fn version(&self, client: &Client) -> Result<i32> {
+        if let Some(v) = self.version.get() {
+            return Ok(*v);
+        }
+        let v: i32 = client
+            .query_one("SELECT current_setting('server_version_num')::int", &[])
+            .await
+            .map_err(|e| pg_error(e, "read server version", &self.admin_db))?
+            .get(0);
+        Ok(*self.version.get_or_init(|| v))
     }
 
     /// A session on `database`.
@@ -619,6 +636,7 @@ impl CloneStrategy {
 
 /// `CREATE DATABASE target TEMPLATE source …`: owner and connection limit from `props`.
 pub(crate) async fn clone_database(
+    server: &Server,
     client: &Client,
     source: &str,
     target: &str,
@@ -626,11 +644,7 @@ pub(crate) async fn clone_database(
     size: i64,
     props: Option<&DatabaseProps>,
 ) -> Result<()> {
-    let version: i32 = client
-        .query_one("SELECT current_setting('server_version_num')::int", &[])
-        .await
-        .map_err(|e| pg_error(e, "read server version", source))?
-        .get(0);
+    let version = server.version(client).await?;
     let mut sql = format!(
         "CREATE DATABASE {} TEMPLATE {}",
         ident(target),

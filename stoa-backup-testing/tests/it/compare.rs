@@ -158,8 +158,15 @@ pub async fn mutate(db: &str) {
         .unwrap();
 }
 
-/// Databases whose name starts with `prefix`.
+/// Databases whose name starts with `prefix`, once this process's background drops have
+/// ended.
 pub async fn databases_like(prefix: &str) -> Vec<String> {
+    stoa_backup_testing::settle().await;
+    databases_now(prefix).await
+}
+
+/// Databases whose name starts with `prefix`, now.
+pub async fn databases_now(prefix: &str) -> Vec<String> {
     let admin = connect(&test_database_url()).await;
     admin
         .query(
@@ -171,4 +178,14 @@ pub async fn databases_like(prefix: &str) -> Vec<String> {
         .iter()
         .map(|r| r.get(0))
         .collect()
+}
+
+/// The OID of database `name`.
+pub async fn database_oid(name: &str) -> Option<u32> {
+    let admin = connect(&test_database_url()).await;
+    admin
+        .query_opt("SELECT oid FROM pg_database WHERE datname = $1", &[&name])
+        .await
+        .unwrap()
+        .map(|r| r.get(0))
 }

@@ -5,4 +5,5 @@ mod compare;
 mod pool;
 mod service_example;
 mod snapshot;
+mod spare;
 mod state;

@@ -3,9 +3,11 @@
 
 use std::fmt;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use stoa_backup_core::error::{Error, ErrorKind, Result};
+use tokio::sync::Mutex;
 
 use crate::dump::DumpCopy;
 use crate::server::{
@@ -13,6 +15,12 @@ use crate::server::{
     DatabaseProps, Marker, MarkerKind, Server,
 };
 use crate::worker;
+
+mod job;
+mod spare;
+
+use job::Job;
+use spare::Spare;
 
 /// How a snapshot was taken (and is put back).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -64,6 +72,7 @@ pub struct SnapshotBuilder {
     strategy: CloneStrategy,
     method: MethodChoice,
     scratch_dir: Option<PathBuf>,
+    spare_now: bool,
 }
 
 impl SnapshotBuilder {
@@ -90,6 +99,17 @@ impl SnapshotBuilder {
     /// temporary directory by default; removed with the snapshot).
     pub fn scratch_dir(mut self, dir: impl Into<PathBuf>) -> Self {
         self.scratch_dir = Some(dir.into());
+        self
+    }
+
+    /// Start making the spare copy right after the snapshot is taken, so that even the
+    /// first [`restore`](PgSnapshot::restore) only renames it in (when the test ran longer
+    /// than the copy takes). Off by default: the spare is made after the first `restore()`
+    /// (a snapshot restored once with it is likely restored again), so a snapshot used
+    /// through its [guard](PgSnapshot::guard) or [`restore_once`](PgSnapshot::restore_once)
+    /// never pays for one. Template snapshots only.
+    pub fn spare_at_once(mut self, on: bool) -> Self {
+        self.spare_now = on;
         self
     }
 
@@ -121,7 +141,16 @@ impl SnapshotBuilder {
 /// [`terminate_connections`](SnapshotBuilder::terminate_connections). A template clone with
 /// `FILE_COPY` forces a checkpoint, which is fine on a test server.
 ///
-/// Dropping a snapshot removes its copy (blocking the thread for the `DROP DATABASE`).
+/// # Fast repeated restores
+/// A template snapshot restored with [`restore`](Self::restore) keeps a spare: a second
+/// copy made in the background after each restore (the database it replaced dropped
+/// first), so that the next restore only renames the spare in — milliseconds, whatever the
+/// size — while the test runs. It costs a second copy's disk space; a restore that comes
+/// before the spare is ready waits for it.
+///
+/// Dropping a snapshot removes its copies in the background: [`settle`](crate::settle)
+/// waits for that, and so does the process before it exits. [`discard`](Self::discard)
+/// removes them before it returns.
 pub struct PgSnapshot {
     server: Server,
     database: String,
@@ -136,6 +165,7 @@ pub struct PgSnapshot {
 enum State {
     Template {
         copy: String,
+        spare: Arc<Mutex<Spare>>,
     },
     Dump(Box<DumpCopy>),
     /// Restored once and consumed, or discarded.
@@ -168,6 +198,7 @@ impl PgSnapshot {
             strategy: CloneStrategy::Auto,
             method: MethodChoice::Auto,
             scratch_dir: None,
+            spare_now: false,
         }
     }
 
@@ -187,20 +218,45 @@ impl PgSnapshot {
     }
 
     /// Puts the database back as it was when the snapshot was taken; the snapshot stays
-    /// and can be restored again. The database is replaced whole: the changed one is
-    /// dropped (its unwritten pages discarded, not flushed), then the copy is cloned in
-    /// under its name (the dump way: restored beside it and swapped in).
+    /// and can be restored again. The database is replaced whole: by the spare copy,
+    /// renamed in, when one is ready (see [fast repeated restores](Self#fast-repeated-restores));
+    /// otherwise the changed database is dropped (its unwritten pages discarded, not
+    /// flushed) and the copy cloned in under its name. The dump way restores beside it and
+    /// swaps it in.
     pub async fn restore(&self) -> Result<Duration> {
         let job = self.job();
         let state = match &self.state {
-            State::Template { copy } => Ok(copy.clone()),
+            State::Template { copy, spare } => Ok((copy.clone(), spare.clone())),
             State::Dump(d) => Err(d.clone()),
             State::Gone => return Err(consumed(&self.database)),
         };
         worker::run(async move {
             let start = Instant::now();
             match state {
-                Ok(copy) => job.restore_template(&copy, true).await?,
+                Ok((copy, spare)) => {
+                    // One restore at a time: the spare is used once.
+                    let mut spare = spare.lock().await;
+                    // A spare that is gone (dropped by hand, say) is not an error: the copy
+                    // is cloned in as without one.
+                    let ready = match spare.take_ready().await {
+                        Some(name) if job.exists(&name).await? => Some(name),
+                        _ => None,
+                    };
+                    let replaced = match ready {
+                        Some(ready) => match job.rename_in(&ready, false).await {
+                            Ok(replaced) => replaced,
+                            Err(e) => {
+                                spare.put_back(ready);
+                                return Err(e);
+                            }
+                        },
+                        None => {
+                            job.clone_in(&copy).await?;
+                            None
+                        }
+                    };
+                    spare.refill(&job, &copy, replaced);
+                }
                 Err(dump) => {
                     dump.restore(&job.server, &job.database, job.terminate)
                         .await?
@@ -212,26 +268,20 @@ impl PgSnapshot {
     }
 
     /// Puts the database back and uses the snapshot up: a template snapshot's copy itself
-    /// is renamed to the database's name (no second copy: the fastest way back).
+    /// is renamed to the database's name (no second copy: the fastest way back). The
+    /// changed database and any spare are dropped in the background.
     pub async fn restore_once(mut self) -> Result<Duration> {
         let state = std::mem::replace(&mut self.state, State::Gone);
         let job = self.job();
         worker::run(async move {
             let start = Instant::now();
-            match state {
-                State::Template { copy } => job.restore_template(&copy, false).await?,
-                State::Dump(dump) => {
-                    dump.restore(&job.server, &job.database, job.terminate)
-                        .await?
-                }
-                State::Gone => return Err(consumed(&job.database)),
-            }
+            put_back_once(&job, state).await?;
             Ok(start.elapsed())
         })
         .await
     }
 
-    /// Removes the snapshot without restoring.
+    /// Removes the snapshot (its copies) without restoring, before it returns.
     pub async fn discard(mut self) -> Result<()> {
         let state = std::mem::replace(&mut self.state, State::Gone);
         let server = self.server.clone();
@@ -267,13 +317,8 @@ impl Drop for PgSnapshot {
             return;
         }
         let server = self.server.clone();
-        if let Err(e) = worker::block_on(async move { discard(&server, state).await }) {
-            eprintln!(
-                "stoa-backup-testing: the snapshot of '{}' could not be removed ({e}); \
-                 a later pool or snapshot cleans it up by age",
-                self.database
-            );
-        }
+        let what = format!("removing the snapshot of '{}'", self.database);
+        worker::spawn_tracked(what, async move { discard(&server, state).await });
     }
 }
 
@@ -311,16 +356,7 @@ impl Drop for SnapshotGuard {
         // runtime this drop is blocking could not even finish closing.
         job.terminate = true;
         let database = job.database.clone();
-        let result = worker::block_on(async move {
-            match state {
-                State::Template { copy } => job.restore_template(&copy, false).await,
-                State::Dump(dump) => {
-                    dump.restore(&job.server, &job.database, job.terminate)
-                        .await
-                }
-                State::Gone => Ok(()),
-            }
-        });
+        let result = worker::block_on(async move { put_back_once(&job, state).await });
         if let Err(e) = result {
             if std::thread::panicking() {
                 eprintln!("stoa-backup-testing: could not put database '{database}' back: {e}");
@@ -342,173 +378,83 @@ fn consumed(database: &str) -> Error {
     .with_hint("use restore() (which keeps the snapshot) to restore more than once")
 }
 
-/// What a restore needs, owned (it runs on the background runtime).
-struct Job {
-    server: Server,
-    database: String,
-    props: DatabaseProps,
-    terminate: bool,
-    strategy: CloneStrategy,
-}
-
-impl Job {
-    /// Template restore: the live database is dropped first, then the copy is cloned
-    /// (`keep`) or renamed (the copy itself) in under its name. Dropping first discards the
-    /// test's dirty pages instead of letting the clone's checkpoint write them back only to
-    /// throw them away; should the clone then fail, the snapshot is intact and `restore()`
-    /// can be called again.
-    async fn restore_template(&self, copy: &str, keep: bool) -> Result<()> {
-        let admin = self.server.admin().await?;
-        let db = &self.database;
-        let exists = admin
-            .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[db])
-            .await
-            .map_err(|e| server::pg_error(e, "restore snapshot", db))?
-            .is_some();
-        if exists {
-            if self.terminate {
-                exec(
-                    &admin,
-                    &format!("ALTER DATABASE {} ALLOW_CONNECTIONS false", ident(db)),
-                    "restore snapshot",
-                    db,
-                )
-                .await?;
-            }
-            let old = server::fit_name(db, &format!("_old_{:08x}", rand::random::<u32>()));
-            let aside = async {
-                clear_sessions(&admin, db, self.terminate, "restore the snapshot").await?;
-                exec(
-                    &admin,
-                    &format!("ALTER DATABASE {} RENAME TO {}", ident(db), ident(&old)),
-                    "move the changed database aside",
-                    db,
-                )
-                .await
-            }
-            .await;
-            if let Err(e) = aside {
-                self.reopen(&admin).await;
-                return Err(e);
-            }
-            mark(&admin, &old, &Marker::new(MarkerKind::Replaced).source(db)).await?;
-            drop_database(&admin, &old).await?;
-        }
-        let put_back = async {
-            if keep {
-                clone_database(
-                    &admin,
-                    copy,
-                    db,
-                    self.strategy,
-                    self.props.size,
-                    Some(&self.props),
-                )
-                .await?;
-            } else {
-                exec(
-                    &admin,
-                    &format!("ALTER DATABASE {} RENAME TO {}", ident(copy), ident(db)),
-                    "restore snapshot",
-                    db,
-                )
-                .await?;
-            }
-            exec(
-                &admin,
-                &format!("ALTER DATABASE {} ALLOW_CONNECTIONS true", ident(db)),
-                "restore snapshot",
-                db,
-            )
-            .await?;
-            server::apply_props(&admin, db, &self.props).await
-        }
-        .await;
-        put_back.map_err(|e| {
-            e.with_hint(format!(
-                "database '{db}' was dropped to be replaced and the snapshot's copy '{copy}' is \
-                 intact: fix the cause and restore again"
-            ))
-        })
-    }
-
-    /// Opens the live database again after a failed restore closed it.
-    async fn reopen(&self, admin: &tokio_postgres::Client) {
-        if self.terminate {
-            let _ = exec(
-                admin,
-                &format!(
-                    "ALTER DATABASE {} ALLOW_CONNECTIONS true",
-                    ident(&self.database)
-                ),
-                "restore snapshot",
-                &self.database,
-            )
-            .await;
-        }
-    }
-}
-
 async fn take(server: Server, opts: SnapshotBuilder) -> Result<PgSnapshot> {
     let start = Instant::now();
     let db = opts.database.clone();
     let admin = server.admin().await?;
     let props = props(&admin, &db).await?;
-    let dump_reason = match opts.method {
-        MethodChoice::Dump => Some("asked for".to_string()),
-        MethodChoice::Template | MethodChoice::Auto => {
-            clear_sessions(&admin, &db, opts.terminate, "take a snapshot").await?;
-            let copy = server::fit_name(&db, &format!("_snap_{:08x}", rand::random::<u32>()));
-            match clone_database(&admin, &db, &copy, opts.strategy, props.size, Some(&props)).await
-            {
-                Ok(()) => {
-                    mark(
-                        &admin,
-                        &copy,
-                        &Marker::new(MarkerKind::Snapshot).source(&db),
-                    )
-                    .await?;
-                    // Nobody connects to the copy: that would block cloning it back.
-                    exec(
-                        &admin,
-                        &format!("ALTER DATABASE {} ALLOW_CONNECTIONS false", ident(&copy)),
-                        "take a snapshot",
-                        &db,
-                    )
-                    .await?;
-                    let strategy = opts.strategy.resolve(props.size);
-                    return Ok(PgSnapshot {
-                        server,
-                        database: db,
-                        props,
-                        terminate: opts.terminate,
-                        strategy: opts.strategy,
-                        method: SnapshotMethod::Template {
-                            copy: copy.clone(),
-                            strategy,
-                        },
-                        state: State::Template { copy },
-                        took: start.elapsed(),
-                    });
-                }
-                Err(e)
-                    if opts.method == MethodChoice::Auto
-                        && matches!(
-                            e.kind(),
-                            ErrorKind::PermissionDenied | ErrorKind::Unsupported
-                        ) =>
+    let dump_reason =
+        match opts.method {
+            MethodChoice::Dump => Some("asked for".to_string()),
+            MethodChoice::Template | MethodChoice::Auto => {
+                clear_sessions(&admin, &db, opts.terminate, "take a snapshot").await?;
+                let copy = server::fit_name(&db, &format!("_snap_{:08x}", rand::random::<u32>()));
+                match clone_database(
+                    &server,
+                    &admin,
+                    &db,
+                    &copy,
+                    opts.strategy,
+                    props.size,
+                    Some(&props),
+                )
+                .await
                 {
-                    Some(format!("the server refused a template clone: {e}"))
-                }
-                Err(e) => {
-                    return Err(e.with_hint(
+                    Ok(()) => {
+                        mark(
+                            &admin,
+                            &copy,
+                            &Marker::new(MarkerKind::Snapshot).source(&db),
+                        )
+                        .await?;
+                        // Nobody connects to the copy: that would block cloning it back.
+                        exec(
+                            &admin,
+                            &format!("ALTER DATABASE {} ALLOW_CONNECTIONS false", ident(&copy)),
+                            "take a snapshot",
+                            &db,
+                        )
+                        .await?;
+                        let strategy = opts.strategy.resolve(props.size);
+                        let snapshot = PgSnapshot {
+                            server,
+                            database: db,
+                            props,
+                            terminate: opts.terminate,
+                            strategy: opts.strategy,
+                            method: SnapshotMethod::Template {
+                                copy: copy.clone(),
+                                strategy,
+                            },
+                            state: State::Template {
+                                copy: copy.clone(),
+                                spare: Arc::default(),
+                            },
+                            took: start.elapsed(),
+                        };
+                        if opts.spare_now {
+                            if let State::Template { spare, .. } = &snapshot.state {
+                                spare.lock().await.refill(&snapshot.job(), &copy, None);
+                            }
+                        }
+                        return Ok(snapshot);
+                    }
+                    Err(e)
+                        if opts.method == MethodChoice::Auto
+                            && matches!(
+                                e.kind(),
+                                ErrorKind::PermissionDenied | ErrorKind::Unsupported
+                            ) =>
+                    {
+                        Some(format!("the server refused a template clone: {e}"))
+                    }
+                    Err(e) => return Err(e.with_hint(
                         "a template clone needs the CREATEDB right and ownership of the database \
                          (or a superuser); MethodChoice::Dump works with what a backup needs",
-                    ))
+                    )),
                 }
             }
-        }
-    };
+        };
     let reason = dump_reason.unwrap_or_default();
     let copy = DumpCopy::take(&server, &db, opts.scratch_dir.as_deref()).await?;
     Ok(PgSnapshot {
@@ -523,11 +469,66 @@ async fn take(server: Server, opts: SnapshotBuilder) -> Result<PgSnapshot> {
     })
 }
 
+/// Renames the snapshot's copy in (the dump way: restores it); what it replaced and any
+/// spare are dropped in the background.
+async fn put_back_once(job: &Job, state: State) -> Result<()> {
+    match state {
+        State::Template { copy, spare } => {
+            let leftovers = spare.lock().await.shut_down().await;
+            let replaced = job.rename_in(&copy, true).await;
+            let mut doomed = leftovers;
+            let result = match replaced {
+                Ok(replaced) => {
+                    doomed.extend(replaced);
+                    Ok(())
+                }
+                Err(e) => {
+                    // Used up either way: nothing of the snapshot may outlive it.
+                    doomed.push(copy);
+                    Err(e.with_hint(
+                        "the snapshot was used up by this attempt; restore() keeps it for another",
+                    ))
+                }
+            };
+            drop_later(&job.server, &job.database, doomed);
+            result
+        }
+        State::Dump(dump) => {
+            dump.restore(&job.server, &job.database, job.terminate)
+                .await
+        }
+        State::Gone => Err(consumed(&job.database)),
+    }
+}
+
+/// Drops `databases` in the background (tracked: [`settle`](crate::settle) and the
+/// process's exit wait for it).
+fn drop_later(server: &Server, of: &str, databases: Vec<String>) {
+    if databases.is_empty() {
+        return;
+    }
+    let server = server.clone();
+    let what = format!("dropping the replaced copies of '{of}'");
+    worker::spawn_tracked(what, async move {
+        let admin = server.admin().await?;
+        for name in databases {
+            drop_database(&admin, &name).await?;
+        }
+        Ok(())
+    });
+}
+
+/// Drops the snapshot's copy and spare (the dump way: its directory).
 async fn discard(server: &Server, state: State) -> Result<()> {
     match state {
-        State::Template { copy } => {
+        State::Template { copy, spare } => {
+            let mut doomed = spare.lock().await.shut_down().await;
+            doomed.push(copy);
             let admin = server.admin().await?;
-            drop_database(&admin, &copy).await
+            for name in doomed {
+                drop_database(&admin, &name).await?;
+            }
+            Ok(())
         }
         // The temporary directory goes with it.
         State::Dump(dump) => {
