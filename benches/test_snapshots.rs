@@ -15,7 +15,7 @@
 //! snapshot and the restore every case changes the same rows (untimed). "Waits" is what
 //! the caller waits for; "work" adds the background work the case left (the spare copy,
 //! the drops), waited for with `settle()` after the case so that it never leaks into the
-//! next one:
+//! next one. Before each case (baselines too): `CHECKPOINT`, `sync` and a 200 ms pause.
 //! 1. `take+restore()`: `PgSnapshot::take`, then `restore()` (the changed database
 //!    dropped, the copy cloned in), then the snapshot dropped;
 //! 2. the same with `spare_at_once(true)`: the spare is cloned while the test changes the
@@ -140,6 +140,20 @@ fn baseline(server: &data::Server, file: &Path, compress: &str) -> (Duration, Du
     (dumped, t1.elapsed())
 }
 
+/// Before every case: a checkpoint, then `sync` and a short pause, so that no case pays for
+/// the writes of the one before it (the 1 GiB `pg_restore` of the baselines left the next
+/// snapshot's clone at 2.5 s instead of 0.5 s with a checkpoint alone).
+fn quiesce(server: &data::Server) {
+    server.checkpoint();
+    match Command::new("sync").status() {
+        Ok(s) if s.success() => {}
+        other => {
+            eprintln!("note: sync failed ({other:?}); a case may pay for the last one's writes")
+        }
+    }
+    std::thread::sleep(Duration::from_millis(200));
+}
+
 /// What each size measured, per round.
 #[derive(Default)]
 struct Cases {
@@ -203,7 +217,7 @@ fn main() {
         for round in 0..repeat {
             // 1. take, change, restore(), drop: the spare made after the restore is
             //    background work (settled, and counted apart).
-            server.checkpoint();
+            quiesce(&server);
             let t = Instant::now();
             let snap = rt.block_on(PgSnapshot::take(&url, WORK_DB)).unwrap();
             let took = t.elapsed();
@@ -216,7 +230,7 @@ fn main() {
             cases.again_work.push(waited + settle(&rt));
 
             // 2. the same with the spare made at once (while the test changes the data).
-            server.checkpoint();
+            quiesce(&server);
             let t = Instant::now();
             let snap = rt
                 .block_on(
@@ -237,7 +251,7 @@ fn main() {
             cases.eager_work.push(waited + settle(&rt));
 
             // 3. take, change, restore_once.
-            server.checkpoint();
+            quiesce(&server);
             let t = Instant::now();
             let snap = rt.block_on(PgSnapshot::take(&url, WORK_DB)).unwrap();
             let took = t.elapsed();
@@ -248,7 +262,7 @@ fn main() {
 
             // 4. one snapshot restored again and again, the test taking `STOA_BENCH_TEST_MS`
             //    (default 500) between restores: what each test of a suite waits.
-            server.checkpoint();
+            quiesce(&server);
             let snap = rt.block_on(PgSnapshot::take(&url, WORK_DB)).unwrap();
             for i in 0..4 {
                 change(&server);
@@ -263,11 +277,11 @@ fn main() {
             drop(snap);
             settle(&rt);
 
-            server.checkpoint();
+            quiesce(&server);
             let (dumped, restored) = baseline(&server, &file, "");
             cases.fc.push(dumped + restored);
             cases.pg_restore.push(restored);
-            server.checkpoint();
+            quiesce(&server);
             let (dumped, restored) = baseline(&server, &file, "-Z0");
             cases.z0.push(dumped + restored);
             println!(
