@@ -301,7 +301,8 @@ fn main() {
         server.drop_database(WORK_DB);
     }
 
-    // The pool: the STOA-like schema as the migration.
+    // The pool: the STOA-like schema as the migration, after the last case's writes.
+    quiesce(&server);
     let checkouts = env_usize("STOA_BENCH_CHECKOUTS", 50).max(1);
     let pool = rt
         .block_on(TestDatabases::new(

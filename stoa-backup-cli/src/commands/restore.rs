@@ -106,15 +106,7 @@ pub async fn run(cli: &Cli, req: Request<'_>) -> Outcome {
     // Where to look: --from, else the component's target and its replicas.
     let names: Vec<&str> = match req.from {
         Some(from) if config.target(from).is_none() => {
-            let known: Vec<&str> = config.storage.iter().map(|t| t.name.as_str()).collect();
-            return usage_error(
-                cli,
-                &format!(
-                    "--from: no storage target is named `{from}` in {}: the targets are {}",
-                    config.file,
-                    known.join(", ")
-                ),
-            );
+            return usage_error(cli, &sinks::unknown_from(&config, from));
         }
         Some(from) => vec![from],
         None => component.targets().collect(),

@@ -50,6 +50,16 @@ pub async fn open_all(
     (out, failures)
 }
 
+/// The usage error of a `--from` that names no storage target of the configuration.
+pub(crate) fn unknown_from(config: &Config, from: &str) -> String {
+    let known: Vec<&str> = config.storage.iter().map(|t| t.name.as_str()).collect();
+    format!(
+        "--from: no storage target is named `{from}` in {}: the targets are {}",
+        config.file,
+        known.join(", ")
+    )
+}
+
 /// Why none of `names` (the targets holding `what`) could be opened.
 pub fn none_opened(what: &str, failures: &[String]) -> String {
     match failures {

@@ -8,8 +8,48 @@ use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
+use tokio::process::Child;
 
 use crate::support::{command, local_config, small_database, Workspace};
+
+/// `serve --listen 127.0.0.1:0 --rpo-refresh 1s` in `ws`: the child and the address it
+/// printed.
+async fn spawn_serve(ws: &Workspace, env: &[(&str, &str)]) -> (Child, String) {
+    let mut child = command(
+        ws.path(),
+        &["serve", "--listen", "127.0.0.1:0", "--rpo-refresh", "1s"],
+        env,
+    )
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .expect("spawn serve");
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let first = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+        .await
+        .expect("serve printed nothing within 30 s")
+        .expect("read stdout")
+        .expect("a line");
+    let addr = first
+        .rsplit("http://")
+        .next()
+        .expect("an address")
+        .trim()
+        .to_string();
+    (child, addr)
+}
+
+/// SIGTERM to `child`, which must exit within 10 s: its exit code.
+async fn stop(child: &mut Child) -> Option<i32> {
+    let pid = child.id().expect("pid");
+    // SAFETY: kill(2) on the child's pid, which it still is: it is waited for below.
+    assert_eq!(unsafe { libc::kill(pid as i32, libc::SIGTERM) }, 0);
+    tokio::time::timeout(Duration::from_secs(10), child.wait())
+        .await
+        .expect("serve did not exit within 10 s of SIGTERM")
+        .expect("wait")
+        .code()
+}
 
 /// `GET path` over HTTP/1.0: (status, body).
 async fn get(addr: &str, path: &str) -> (u16, String) {
@@ -54,27 +94,7 @@ async fn serve_catches_up_a_never_run_job_exposes_metrics_and_stops_on_sigterm()
         ),
     );
     let env = [("TEST_PG_URL", db.url())];
-    let mut child = command(
-        ws.path(),
-        &["serve", "--listen", "127.0.0.1:0", "--rpo-refresh", "1s"],
-        &env,
-    )
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped())
-    .spawn()
-    .expect("spawn serve");
-    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-    let first = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
-        .await
-        .expect("serve printed nothing within 30 s")
-        .expect("read stdout")
-        .expect("a line");
-    let addr = first
-        .rsplit("http://")
-        .next()
-        .expect("an address")
-        .trim()
-        .to_string();
+    let (mut child, addr) = spawn_serve(&ws, &env).await;
 
     let (status, health) = get(&addr, "/healthz").await;
     assert_eq!(status, 200, "{health}");
@@ -134,16 +154,7 @@ async fn serve_catches_up_a_never_run_job_exposes_metrics_and_stops_on_sigterm()
         "{metrics}"
     );
 
-    let pid = child.id().expect("pid");
-    let sent = Instant::now();
-    // SAFETY: kill(2) on the child's pid, which it still is: it is waited for below.
-    assert_eq!(unsafe { libc::kill(pid as i32, libc::SIGTERM) }, 0);
-    let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
-        .await
-        .expect("serve did not exit within 10 s of SIGTERM")
-        .expect("wait");
-    assert!(sent.elapsed() < Duration::from_secs(10));
-    assert_eq!(status.code(), Some(143));
+    assert_eq!(stop(&mut child).await, Some(143));
     db.drop_db().await;
 }
 
@@ -168,22 +179,7 @@ async fn serve_exports_the_replication_lag_of_each_component_and_replica() {
     ws.write("stoa-backup.yaml", &config("    replicate_to: [dr]\n"));
 
     // A yearly schedule whose tick is long past the run: serve runs nothing itself.
-    let mut child = command(
-        ws.path(),
-        &["serve", "--listen", "127.0.0.1:0", "--rpo-refresh", "1s"],
-        &env,
-    )
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped())
-    .spawn()
-    .expect("spawn serve");
-    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-    let first = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
-        .await
-        .expect("serve printed nothing within 30 s")
-        .expect("read stdout")
-        .expect("a line");
-    let addr = first.rsplit("http://").next().unwrap().trim().to_string();
+    let (mut child, addr) = spawn_serve(&ws, &env).await;
     let labels = ["component=\"app\"", "target=\"dr\""];
     let lag = |body: &str| sample(body, "stoa_backup_replication_lag_seconds", &labels);
 
@@ -223,13 +219,6 @@ async fn serve_exports_the_replication_lag_of_each_component_and_replica() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 
-    let pid = child.id().expect("pid");
-    // SAFETY: kill(2) on the child's pid, which it still is: it is waited for below.
-    assert_eq!(unsafe { libc::kill(pid as i32, libc::SIGTERM) }, 0);
-    let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
-        .await
-        .expect("serve did not exit within 10 s of SIGTERM")
-        .expect("wait");
-    assert_eq!(status.code(), Some(143));
+    assert_eq!(stop(&mut child).await, Some(143));
     db.drop_db().await;
 }

@@ -129,17 +129,7 @@ pub async fn run(cli: &Cli, req: Request<'_>) -> Outcome {
         Some(from) => match config.target(from) {
             // One target: one recovery, in STOA order.
             Some(t) => vec![TargetGroup::all_in(&t.name, &selected)],
-            None => {
-                let known: Vec<&str> = config.storage.iter().map(|t| t.name.as_str()).collect();
-                return usage_error(
-                    cli,
-                    &format!(
-                        "--from: no storage target is named `{from}` in {}: the targets are {}",
-                        config.file,
-                        known.join(", ")
-                    ),
-                );
-            }
+            None => return usage_error(cli, &sinks::unknown_from(&config, from)),
         },
         None => by_target(&selected),
     };

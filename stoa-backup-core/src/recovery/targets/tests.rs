@@ -109,7 +109,10 @@ async fn with_the_primary_down_the_replica_serves_the_recovery_and_keeps_its_jou
     assert_eq!(std::fs::read(&target).unwrap(), b"replicas: 3\n");
     // The journal went to the replica, the only target that takes it, and is found there.
     assert_eq!(journals_in(replica.as_ref()).await, 1);
-    assert_eq!(r.journals().await.unwrap(), vec![report.recovery_id.clone()]);
+    assert_eq!(
+        r.journals().await.unwrap(),
+        vec![report.recovery_id.clone()]
+    );
     let journal = r.journal(&report.recovery_id).await.unwrap();
     assert_eq!(journal.status, RecoveryStatus::Completed);
     assert_eq!(journal.point.origin_of("config"), Some("dr"));
