@@ -133,17 +133,7 @@ impl TestDatabases {
     /// A pool on the server named by `STOA_TEST_DATABASE_URL` (or `DATABASE_URL`); an
     /// error, never a skip, when neither is set.
     pub async fn from_env(migrations: Migrations) -> Result<TestDatabases> {
-        let url = URL_VARIABLES
-            .iter()
-            .find_map(|v| std::env::var(v).ok().filter(|u| !u.is_empty()))
-            .ok_or_else(|| {
-                Error::config(format!(
-                    "no test database server: set {} (e.g. postgres://postgres@127.0.0.1:5432/postgres)",
-                    URL_VARIABLES.join(" or ")
-                ))
-                .with_operation("connect")
-                .with_hint("tests that need PostgreSQL fail without one; they are never skipped")
-            })?;
+        let url = url_from(|v| std::env::var(v).ok())?;
         TestDatabases::new(&url, migrations).await
     }
 
@@ -326,6 +316,22 @@ impl Drop for TestDatabase {
     }
 }
 
+/// The first non-empty one of [`URL_VARIABLES`] as `get` reads them; an error naming them
+/// when there is none.
+fn url_from(get: impl Fn(&str) -> Option<String>) -> Result<String> {
+    URL_VARIABLES
+        .iter()
+        .find_map(|v| get(v).filter(|u| !u.trim().is_empty()))
+        .ok_or_else(|| {
+            Error::config(format!(
+                "no test database server: set {} (e.g. postgres://postgres@127.0.0.1:5432/postgres)",
+                URL_VARIABLES.join(" or ")
+            ))
+            .with_operation("connect")
+            .with_hint("tests that need PostgreSQL fail without one; they are never skipped")
+        })
+}
+
 /// The template for `migrations`, built unless a complete one exists; whether it was
 /// built now.
 async fn ensure_template(
@@ -435,4 +441,38 @@ async fn build_locked(
     );
     exec(admin, &finish, "finish the template", template).await?;
     Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_url_comes_from_the_first_variable_set_and_none_is_a_loud_error() {
+        let env = |pairs: &'static [(&'static str, &'static str)]| {
+            move |name: &str| {
+                pairs
+                    .iter()
+                    .find(|(k, _)| *k == name)
+                    .map(|(_, v)| v.to_string())
+            }
+        };
+        let both = env(&[
+            ("STOA_TEST_DATABASE_URL", "postgres://a/x"),
+            ("DATABASE_URL", "postgres://b/y"),
+        ]);
+        assert_eq!(url_from(both).unwrap(), "postgres://a/x");
+        let fallback = env(&[
+            ("STOA_TEST_DATABASE_URL", " "),
+            ("DATABASE_URL", "postgres://b/y"),
+        ]);
+        assert_eq!(url_from(fallback).unwrap(), "postgres://b/y");
+        let err = url_from(env(&[])).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Config);
+        let text = format!("{err:#}");
+        assert!(
+            text.contains("STOA_TEST_DATABASE_URL") && text.contains("never skipped"),
+            "{text}"
+        );
+    }
 }

@@ -18,8 +18,10 @@ async fn pool() -> &'static TestDatabases {
                 "0002_apis.sql",
                 "CREATE TABLE apis (id serial PRIMARY KEY, tenant int REFERENCES tenants, path text)",
             );
-        // Fails loudly (never skips) when the server is unset or unreachable.
-        TestDatabases::from_env(migrations)
+        // A service's suite calls `TestDatabases::from_env(migrations)`, which fails loudly
+        // (never skips) when STOA_TEST_DATABASE_URL / DATABASE_URL is unset; this suite
+        // follows the repository's convention instead: the variable, else the local server.
+        TestDatabases::new(&stoa_backup_test_support::test_database_url(), migrations)
             .await
             .expect("test PostgreSQL")
     })
