@@ -8,7 +8,9 @@ use std::process::Command;
 use stoa_backup_test_support::{test_database_url, TestDatabase};
 use stoa_backup_testing::PgSnapshot;
 
-use crate::compare::{database_oid, databases_like, databases_now, fingerprint, mutate, seed};
+use crate::compare::{
+    database_oid, databases_like, databases_now, fingerprint, mutate, seed, Fingerprint,
+};
 
 fn is_spare(db: &str, name: &str) -> bool {
     name.strip_prefix(db)
@@ -21,6 +23,21 @@ async fn spare_of(db: &str) -> String {
     let spares: Vec<&String> = all.iter().filter(|n| is_spare(db, n)).collect();
     assert_eq!(spares.len(), 1, "one spare of {db}: {all:?}");
     spares[0].clone()
+}
+
+/// A seeded test database, its fingerprint, a snapshot taken with its spare at once, and
+/// that spare's name once it is made.
+async fn seeded_with_spare(tag: &str) -> (TestDatabase, Fingerprint, PgSnapshot, String) {
+    let db = TestDatabase::create(tag).await;
+    seed(db.name()).await;
+    let before = fingerprint(db.name()).await;
+    let snapshot = PgSnapshot::builder(&test_database_url(), db.name())
+        .spare_at_once(true)
+        .take()
+        .await
+        .unwrap();
+    let spare = spare_of(db.name()).await;
+    (db, before, snapshot, spare)
 }
 
 #[tokio::test]
@@ -72,15 +89,7 @@ async fn repeated_restores_rename_the_spare_in_and_equal_the_snapshot_every_time
 
 #[tokio::test]
 async fn a_spare_made_at_once_serves_the_first_restore_and_the_guard_removes_it() {
-    let db = TestDatabase::create("snapsp_now").await;
-    seed(db.name()).await;
-    let before = fingerprint(db.name()).await;
-    let snapshot = PgSnapshot::builder(&test_database_url(), db.name())
-        .spare_at_once(true)
-        .take()
-        .await
-        .unwrap();
-    let spare = spare_of(db.name()).await;
+    let (db, before, snapshot, spare) = seeded_with_spare("snapsp_now").await;
     let spare_oid = database_oid(&spare).await;
     mutate(db.name()).await;
     snapshot.restore().await.unwrap();
@@ -151,15 +160,7 @@ async fn exiting_with_background_work_running_leaves_nothing_behind() {
 
 #[tokio::test]
 async fn a_spare_dropped_behind_the_snapshots_back_is_replaced_by_a_clone() {
-    let db = TestDatabase::create("snapsp_gone").await;
-    seed(db.name()).await;
-    let before = fingerprint(db.name()).await;
-    let snapshot = PgSnapshot::builder(&test_database_url(), db.name())
-        .spare_at_once(true)
-        .take()
-        .await
-        .unwrap();
-    let spare = spare_of(db.name()).await;
+    let (db, before, snapshot, spare) = seeded_with_spare("snapsp_gone").await;
     let admin = stoa_backup_test_support::connect(&test_database_url()).await;
     admin
         .batch_execute(&format!("DROP DATABASE \"{spare}\""))
