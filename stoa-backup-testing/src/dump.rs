@@ -137,11 +137,7 @@ impl PgPart {
     ) -> Result<()> {
         let database = self.database.as_str();
         let admin = self.server.admin().await?;
-        let exists = admin
-            .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&database])
-            .await
-            .map_err(|e| server::pg_error(e, "find the database", database))?
-            .is_some();
+        let exists = server::database_exists(&admin, database, "find the database").await?;
         if exists {
             clear_sessions(&admin, database, self.terminate, "restore the snapshot").await?;
         }

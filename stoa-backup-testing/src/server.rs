@@ -260,6 +260,34 @@ pub(crate) async fn mark(client: &Client, database: &str, marker: &Marker) -> Re
     .await
 }
 
+/// Whether database `name` is on the server.
+pub(crate) async fn database_exists(client: &Client, name: &str, operation: &str) -> Result<bool> {
+    Ok(client
+        .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&name])
+        .await
+        .map_err(|e| pg_error(e, operation, name))?
+        .is_some())
+}
+
+/// `ALTER DATABASE … ALLOW_CONNECTIONS true|false`.
+pub(crate) async fn allow_connections(
+    client: &Client,
+    database: &str,
+    allow: bool,
+    operation: &str,
+) -> Result<()> {
+    exec(
+        client,
+        &format!(
+            "ALTER DATABASE {} ALLOW_CONNECTIONS {allow}",
+            ident(database)
+        ),
+        operation,
+        database,
+    )
+    .await
+}
+
 /// Runs one statement; errors name the operation and the database, and keep the server's
 /// message (its detail and hint too).
 pub(crate) async fn exec(

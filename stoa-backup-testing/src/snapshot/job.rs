@@ -103,33 +103,18 @@ impl Job {
     /// Whether database `name` is on the server.
     pub async fn exists(&self, name: &str) -> Result<bool> {
         let admin = self.server.admin().await?;
-        Ok(admin
-            .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&name])
-            .await
-            .map_err(|e| server::pg_error(e, "restore snapshot", name))?
-            .is_some())
+        server::database_exists(&admin, name, "restore snapshot").await
     }
 
     /// Moves the live database aside (closed, its sessions gone, renamed and marked as
     /// replaced); `None` when there is none.
     async fn move_aside(&self, admin: &Client) -> Result<Option<String>> {
         let db = &self.database;
-        let exists = admin
-            .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[db])
-            .await
-            .map_err(|e| server::pg_error(e, "restore snapshot", db))?
-            .is_some();
-        if !exists {
+        if !server::database_exists(admin, db, "restore snapshot").await? {
             return Ok(None);
         }
         if self.terminate {
-            exec(
-                admin,
-                &format!("ALTER DATABASE {} ALLOW_CONNECTIONS false", ident(db)),
-                "restore snapshot",
-                db,
-            )
-            .await?;
+            server::allow_connections(admin, db, false, "restore snapshot").await?;
         }
         let old = server::fit_name(db, &format!("_old_{:08x}", rand::random::<u32>()));
         let aside = async {
@@ -166,33 +151,21 @@ impl Job {
         .await;
         if back.is_ok() {
             self.reopen(admin, &self.database).await;
+            // Best effort on a path that already fails: the caller returns the rename's
+            // error, and this only puts back the comment the move aside replaced.
             let _ = server::apply_props(admin, &self.database, &self.props).await;
         }
     }
 
     async fn open(&self, admin: &Client) -> Result<()> {
-        exec(
-            admin,
-            &format!(
-                "ALTER DATABASE {} ALLOW_CONNECTIONS true",
-                ident(&self.database)
-            ),
-            "restore snapshot",
-            &self.database,
-        )
-        .await
+        server::allow_connections(admin, &self.database, true, "restore snapshot").await
     }
 
-    /// Opens `database` again after a failed restore closed it.
+    /// Opens `database` again after a failed restore closed it (only `terminate` closes
+    /// it). Best effort: the caller returns the error that stopped the restore.
     async fn reopen(&self, admin: &Client, database: &str) {
         if self.terminate {
-            let _ = exec(
-                admin,
-                &format!("ALTER DATABASE {} ALLOW_CONNECTIONS true", ident(database)),
-                "restore snapshot",
-                database,
-            )
-            .await;
+            let _ = server::allow_connections(admin, database, true, "restore snapshot").await;
         }
     }
 }

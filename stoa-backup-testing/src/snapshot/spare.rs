@@ -17,7 +17,7 @@ use tokio::task::JoinHandle;
 use tokio_postgres::{CancelToken, NoTls};
 
 use super::job::Job;
-use crate::server::{self, clone_database, drop_database, exec, ident, Marker, MarkerKind};
+use crate::server::{self, clone_database, drop_database, Marker, MarkerKind};
 use crate::worker;
 
 /// The spare of one snapshot: at most one complete or being made, plus what failed
@@ -89,9 +89,13 @@ impl Spare {
             .map(|mut t| t.take())
             .unwrap_or(None);
         if let Some(token) = token {
+            // A cancel that does not reach the server only means the refill runs to its
+            // end: it is waited for below and its spare dropped all the same.
             let _ = token.cancel_query(NoTls).await;
         }
         if let Some(refill) = self.refill.take() {
+            // Its failure, if any, was printed by the background task; what matters here
+            // is that it has ended before its databases are dropped.
             let _ = refill.await;
         }
         let mut names = std::mem::take(&mut self.leftovers);
@@ -130,13 +134,7 @@ async fn make(
         Some(&job.props),
     )
     .await?;
-    exec(
-        &admin,
-        &format!("ALTER DATABASE {} ALLOW_CONNECTIONS false", ident(name)),
-        "make the snapshot's spare copy",
-        name,
-    )
-    .await?;
+    server::allow_connections(&admin, name, false, "make the snapshot's spare copy").await?;
     let mut props = job.props.clone();
     props.comment = Some(
         Marker::new(MarkerKind::Snapshot)
