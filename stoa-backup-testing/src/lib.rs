@@ -72,6 +72,13 @@
 //!   first or ask for [`terminate_connections`](SnapshotBuilder::terminate_connections).
 //! - `STRATEGY FILE_COPY` (chosen for databases of 64 MiB and more) forces a checkpoint:
 //!   fine on a test server, felt by everybody on a shared one.
+//! - A copy costs what writing the database's files costs on the server: this crate adds a
+//!   few catalog statements around `CREATE DATABASE`, nothing per byte. A server for tests
+//!   is best run as PostgreSQL's documentation describes under "Non-Durable Settings"
+//!   (`fsync`, `synchronous_commit` and `full_page_writes` off), its data directory on a
+//!   tmpfs where memory allows; `scripts/test-postgres.sh start` in this repository starts
+//!   one and prints its URL. Off a tmpfs, `fsync = off` can be slower than a stock server:
+//!   the dirty pages pile up until the kernel throttles every writer.
 //! - Dropping a [`TestDatabase`] or a snapshot does its `DROP DATABASE` in the background;
 //!   [`settle`] waits for it (before checking that nothing is left, say), and so does the
 //!   process before it exits (an `atexit` hook, up to a minute).
