@@ -6,16 +6,17 @@
 //! cargo bench --bench test_snapshots --features postgres,local
 //! STOA_BENCH_SNAPSHOT_SIZES_MB=200,1024 STOA_BENCH_REPEAT=3 cargo bench --bench test_snapshots --features postgres,local
 //! # the machine's server and a test server (scripts/test-postgres.sh), one after the other:
-//! STOA_BENCH_DATABASE_URL="postgres://postgres@127.0.0.1:5432/postgres,$(scripts/test-postgres.sh start /dev/shm/stoa-test-postgres 5434)" \
+//! STOA_BENCH_DATABASE_URL="postgres://postgres@127.0.0.1:5432/postgres,$(scripts/test-postgres.sh start)" \
 //!     cargo bench --bench test_snapshots --features postgres,local
 //! ```
 //!
 //! **Servers.** `STOA_BENCH_DATABASE_URL` (default `STOA_TEST_DATABASE_URL`, then the local
 //! server) may list several, comma-separated; each is measured in full and printed with its
 //! durability settings and the filesystem of its data directory, since a template clone
-//! costs what the server's files cost to write: on this machine's disk, writing new files
-//! is bounded by the kernel (about 300-450 MB/s of system time on one core for files written
-//! to fresh blocks, several times that where blocks were just freed), not by `fsync`.
+//! costs what writing the database's files costs that server. On the 2-core machine of
+//! 2026-12-03 that was not `fsync`: a 1.1 GB `FILE_COPY` clone took 0.5-0.7 s in most
+//! rounds and 2.3-2.7 s in others, on ext4 with `fsync` on and on a tmpfs with it off alike,
+//! one core in the kernel meanwhile.
 //!
 //! **Data.** The STOA-like databases of `benches/support/data.rs` (about 200 MiB and
 //! 1 GiB of raw dump by default), generated once and reused; each size is first cloned
@@ -93,18 +94,6 @@ fn server_urls() -> Vec<String> {
         .map(|u| u.trim().to_string())
         .filter(|u| !u.is_empty())
         .collect()
-}
-
-/// The URL without its password, for the output.
-fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            let userinfo = &url[scheme + 3..at];
-            let user = userinfo.split(':').next().unwrap_or_default();
-            format!("{}{user}{}", &url[..scheme + 3], &url[at..])
-        }
-        _ => url.to_string(),
-    }
 }
 
 fn median(mut v: Vec<Duration>) -> Duration {
@@ -233,8 +222,8 @@ fn main() {
     }
 }
 
-/// The server's durability settings, printed with its figures: a template clone's cost is
-/// the disk's when `fsync` is on and the page cache's when it is off.
+/// The server's durability settings and where its files are, printed with its figures: a
+/// template clone costs what writing the database's files costs that server.
 fn durability(rt: &tokio::runtime::Runtime, server: &data::Server) -> String {
     let admin = rt.block_on(server.conn.connect("postgres")).unwrap();
     let mut parts = Vec::new();
@@ -261,9 +250,9 @@ fn filesystem_of(path: &str) -> String {
         .filter_map(|line| {
             let mut fields = line.split_whitespace();
             let (_, point, kind) = (fields.next()?, fields.next()?, fields.next()?);
-            let under = path == point
-                || point == "/"
-                || path.starts_with(&format!("{}/", point.trim_end_matches('/')));
+            // "/" trims to "", so it is above every absolute path.
+            let under =
+                path == point || path.starts_with(&format!("{}/", point.trim_end_matches('/')));
             under.then(|| (point.len(), kind.to_string()))
         })
         .max()
@@ -290,7 +279,10 @@ fn run_server(
 ) -> String {
     let server = data::Server::connect(url);
     let settings = durability(rt, &server);
-    println!("\n#### server {} ({settings})", redact(url));
+    println!(
+        "\n#### server {} ({settings})",
+        server.conn.redacted_url("postgres")
+    );
     let scratch = tempfile::tempdir().unwrap();
     let file = scratch.path().join("work.dump");
     let mut summary = Vec::new();

@@ -10,10 +10,11 @@
 #   cargo test -p stoa-backup-testing
 #   scripts/test-postgres.sh stop
 #
-# `start [DIR] [PORT]`: initialises DIR (default /dev/shm/stoa-test-postgres when that
-# tmpfs has more than 4 GiB free, else $CARGO_TARGET_DIR/test-postgres or
-# target/test-postgres) once — on a tmpfs the cluster is gone after a reboot — starts the server on 127.0.0.1:PORT (default 5433; trust
-# authentication, user postgres, its socket in DIR) and prints its URL on stdout. A server
+# `start [DIR] [PORT]`: initialises DIR once and starts the server on 127.0.0.1:PORT
+# (default 5433; trust authentication, user postgres, its socket in DIR), printing its URL
+# on stdout. DIR defaults to a cluster already initialised in one of the two places below,
+# else /dev/shm/stoa-test-postgres when that tmpfs has more than 4 GiB free (gone after a
+# reboot), else $CARGO_TARGET_DIR/test-postgres or target/test-postgres. A server
 # already running from DIR is reused. Shared buffers and every other setting stay at the
 # defaults of the installed PostgreSQL, so only durability differs from a stock server.
 # `stop [DIR]` stops it (the files stay for the next start); `url [DIR]` prints the URL.
@@ -26,9 +27,18 @@ action="${1:-start}"
 # A tmpfs when it has room: on a disk, fsync=off lets the dirty pages pile up until the
 # kernel throttles every writer (measured here: a pool checkout 237 ms on the disk against
 # 11 ms on /dev/shm and 24 ms on the stock server).
-default_dir="${CARGO_TARGET_DIR:-$root/target}/test-postgres"
-if [ -d /dev/shm ] && [ "$(df -Pk /dev/shm 2>/dev/null | awk 'NR == 2 { print $4 }')" -gt 4194304 ] 2>/dev/null; then
-    default_dir=/dev/shm/stoa-test-postgres
+# A cluster already initialised in either place is the one meant, so that `stop` and `url`
+# find it whatever the tmpfs has left free since `start`.
+disk_dir="${CARGO_TARGET_DIR:-$root/target}/test-postgres"
+shm_dir=/dev/shm/stoa-test-postgres
+if [ -f "$shm_dir/PG_VERSION" ]; then
+    default_dir="$shm_dir"
+elif [ -f "$disk_dir/PG_VERSION" ]; then
+    default_dir="$disk_dir"
+elif [ -d /dev/shm ] && [ "$(df -Pk /dev/shm 2>/dev/null | awk 'NR == 2 { print $4 }')" -gt 4194304 ] 2>/dev/null; then
+    default_dir="$shm_dir"
+else
+    default_dir="$disk_dir"
 fi
 dir="${2:-$default_dir}"
 port="${3:-5433}"
