@@ -244,6 +244,7 @@ impl SizeBench<'_> {
             output: (m.stored > 0).then_some(m.stored),
             peak_rss: m.peak_rss,
             notes: m.notes,
+            cpu: m.cpu,
         }
     }
 
@@ -264,6 +265,7 @@ fn external(ran: shell::Ran, output: Option<u64>) -> Sample {
         output,
         peak_rss: ran.max_rss,
         notes: Vec::new(),
+        cpu: ran.cpu,
     }
 }
 

@@ -40,8 +40,9 @@ async fn main() -> Result<ExitCode, Box<dyn std::error::Error>> {
         .source(source)
         .sink(sink.clone())
         .compression(ZstdCodec::default())
-        // pg_restore --list (TOC count as recorded) and a full read of every data block, on
-        // the dump as it streams in; then the stored bytes are checked against its digest.
+        // pg_restore --list (TOC count as recorded) and a full read of every data block (a
+        // walk in process), on the dump as it streams in; then the stored bytes are checked
+        // against its digest.
         .verifier(PgArchiveVerifier::new())
         .retention(retention)
         .apply_retention(true)

@@ -22,6 +22,36 @@ pub struct Measured {
     pub peak_rss: Option<u64>,
     /// What the child said about its run, in order (see [`note`]).
     pub notes: Vec<String>,
+    /// CPU time the whole machine was busy meanwhile ([`machine_busy`]).
+    pub cpu: Option<Duration>,
+}
+
+/// CPU time the whole machine has been busy since boot (user, nice, system, irq and
+/// softirq of every core, from `/proc/stat`): around a run, the CPU it cost every process
+/// involved, the database server's included; `None` without `/proc`.
+pub fn machine_busy() -> Option<Duration> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let line = stat.lines().next()?.strip_prefix("cpu ")?;
+    let f: Vec<u64> = line
+        .split_whitespace()
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq …
+    let busy = f.first()? + f.get(1)? + f.get(2)? + f.get(5)? + f.get(6)?;
+    // SAFETY: sysconf only reads a configuration value.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    (hz > 0).then(|| Duration::from_secs_f64(busy as f64 / hz as f64))
+}
+
+/// The CPU time the machine spent busy while `f` ran.
+pub fn busy_during<T>(f: impl FnOnce() -> T) -> (T, Option<Duration>) {
+    let before = machine_busy();
+    let out = f();
+    let cpu = match (before, machine_busy()) {
+        (Some(a), Some(b)) => Some(b.saturating_sub(a)),
+        _ => None,
+    };
+    (out, cpu)
 }
 
 /// Peak resident set size of this process (VmHWM), in bytes.
@@ -66,7 +96,7 @@ pub fn measure_in_child(job: &str, envs: &[(&str, &OsStr)]) -> Measured {
     for (k, v) in envs {
         cmd.env(k, v);
     }
-    let out = cmd.output().expect("start the measuring child process");
+    let (out, cpu) = busy_during(|| cmd.output().expect("start the measuring child process"));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -91,6 +121,7 @@ pub fn measure_in_child(job: &str, envs: &[(&str, &OsStr)]) -> Measured {
             .filter_map(|l| l.strip_prefix(NOTE_TAG))
             .map(str::to_string)
             .collect(),
+        cpu,
     }
 }
 
@@ -113,7 +144,12 @@ pub fn measure_median(job: &str, envs: &[(&str, &OsStr)], n: usize) -> Measured 
     };
     let walls = runs.iter().map(|r| r.wall.as_nanos() as u64).collect();
     let peaks: Vec<u64> = runs.iter().filter_map(|r| r.peak_rss).collect();
+    let cpus: Vec<u64> = runs
+        .iter()
+        .filter_map(|r| r.cpu.map(|c| c.as_nanos() as u64))
+        .collect();
     Measured {
+        cpu: (!cpus.is_empty()).then(|| Duration::from_nanos(median(cpus.clone()))),
         wall: Duration::from_nanos(median(walls)),
         stored: runs[0].stored,
         peak_rss: (!peaks.is_empty()).then(|| median(peaks)),

@@ -15,6 +15,8 @@ pub struct Sample {
     pub peak_rss: Option<u64>,
     /// What our child processes said about the run.
     pub notes: Vec<String>,
+    /// CPU time the machine was busy during the run (every process, the server's too).
+    pub cpu: Option<Duration>,
 }
 
 /// Every run of one case at one size, reduced.
@@ -25,6 +27,8 @@ pub struct CaseStats {
     pub max: Duration,
     pub output: Option<u64>,
     pub peak_rss: Option<u64>,
+    /// Median CPU time the machine was busy during a run.
+    pub cpu: Option<Duration>,
     /// Those of the last run.
     pub notes: Vec<String>,
 }
@@ -34,6 +38,10 @@ impl CaseStats {
         let walls: Vec<u64> = samples.iter().map(|s| s.wall.as_nanos() as u64).collect();
         let peaks: Vec<u64> = samples.iter().filter_map(|s| s.peak_rss).collect();
         let outputs: Vec<u64> = samples.iter().filter_map(|s| s.output).collect();
+        let cpus: Vec<u64> = samples
+            .iter()
+            .filter_map(|s| s.cpu.map(|c| c.as_nanos() as u64))
+            .collect();
         CaseStats {
             case,
             median: Duration::from_nanos(median(&walls).expect("at least one run")),
@@ -41,6 +49,7 @@ impl CaseStats {
             max: Duration::from_nanos(*walls.iter().max().unwrap_or(&0)),
             output: median(&outputs),
             peak_rss: median(&peaks),
+            cpu: median(&cpus).map(Duration::from_nanos),
             notes: samples
                 .into_iter()
                 .last()
@@ -79,6 +88,14 @@ impl SizeResult {
         Some(self.get(a)?.median.as_secs_f64() / self.get(b)?.median.as_secs_f64())
     }
 
+    /// The least `a / b` of wall times that `a`'s CPU allows: its machine-wide CPU time
+    /// spread over every core at once, against `b`'s wall time.
+    fn cpu_floor(&self, a: Case, b: Case) -> Option<f64> {
+        let cores = std::thread::available_parallelism().ok()?.get() as f64;
+        let cpu = self.get(a)?.cpu?.as_secs_f64();
+        Some(cpu / cores / self.get(b)?.median.as_secs_f64())
+    }
+
     fn output_ratio(&self, a: Case, b: Case) -> Option<f64> {
         Some(self.get(a)?.output? as f64 / self.get(b)?.output? as f64)
     }
@@ -100,19 +117,21 @@ pub fn print_table(r: &SizeResult, repeat: usize) {
         mib(r.raw_bytes)
     );
     println!(
-        "{:<44} {:>10} {:>15} {:>12} {:>8} {:>14}",
-        "case", "median (s)", "min-max (s)", "output (MiB)", "MiB/s", "peak RSS (MiB)"
+        "{:<44} {:>10} {:>15} {:>12} {:>8} {:>14} {:>8}",
+        "case", "median (s)", "min-max (s)", "output (MiB)", "MiB/s", "peak RSS (MiB)", "CPU (s)"
     );
     for c in &r.cases {
         let range = format!("{:.2}-{:.2}", c.min.as_secs_f64(), c.max.as_secs_f64());
         println!(
-            "{:<44} {:>10.2} {:>15} {:>12} {:>8.1} {:>14}",
+            "{:<44} {:>10.2} {:>15} {:>12} {:>8.1} {:>14} {:>8}",
             c.case.label(),
             c.median.as_secs_f64(),
             range,
             opt_mib(c.output),
             mib(r.raw_bytes) / c.median.as_secs_f64(),
             opt_mib(c.peak_rss),
+            c.cpu
+                .map_or_else(|| "-".into(), |d| format!("{:.2}", d.as_secs_f64())),
         );
     }
     for c in r.cases.iter().filter(|c| !c.notes.is_empty()) {
@@ -210,6 +229,12 @@ pub fn checks(r: &SizeResult) -> Vec<Check> {
             "ceiling",
             r.wall_ratio(OursLocal, Ceiling),
             Target::AtMost(1.10),
+        ),
+        Check::new(
+            "ours local CPU / cores / ceiling wall (its floor)",
+            "cpu-floor",
+            r.cpu_floor(OursLocal, Ceiling),
+            Target::None,
         ),
         Check::new(
             "-Z9 / ours local (speed-up)",

@@ -27,6 +27,8 @@ pub struct Ran {
     /// The largest RSS of any one process of the script, as GNU time reports it (bash waits
     /// for each of them), in bytes; `None` without `/usr/bin/time`.
     pub max_rss: Option<u64>,
+    /// CPU time the machine was busy meanwhile (every process, the server's too).
+    pub cpu: Option<std::time::Duration>,
 }
 
 /// `bash -e -o pipefail -c body`, with `$STOA_DB` the conninfo of `db` and the connection's
@@ -58,6 +60,7 @@ fn script(conn: &PgConnection, db: &str, body: &str) -> Command {
 
 /// Runs `cmd` to completion, timed; panics with `what` when it fails.
 fn run_timed(mut cmd: Command, what: &str) -> Ran {
+    let busy_before = crate::support::machine_busy();
     let t0 = Instant::now();
     // Reaped by the wait4 below.
     #[allow(clippy::zombie_processes)]
@@ -70,6 +73,9 @@ fn run_timed(mut cmd: Command, what: &str) -> Ran {
     // wait4 rather than Child::wait because it also reports the peak RSS.
     let reaped = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
     let wall = t0.elapsed();
+    let cpu = crate::support::machine_busy()
+        .zip(busy_before)
+        .map(|(b, a)| b.saturating_sub(a));
     assert_eq!(
         reaped,
         pid,
@@ -86,6 +92,7 @@ fn run_timed(mut cmd: Command, what: &str) -> Ran {
     Ran {
         wall,
         max_rss: kib.filter(|k| *k > 0).map(|k| k * 1024),
+        cpu,
     }
 }
 

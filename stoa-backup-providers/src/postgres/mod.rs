@@ -8,8 +8,10 @@
 //!   per-table row counts taken in the very snapshot pg_dump dumps
 //!   (`pg_export_snapshot()` + `pg_dump --snapshot`).
 //! - [`PgArchiveVerifier`] streams the stored dump into `pg_restore --list` (entry count as
-//!   recorded) and through a full read of every data block (`pg_restore -f /dev/null`):
-//!   `--list` alone reads only the TOC and passes dumps cut off in their data.
+//!   recorded) and through a full read of every data block (what `pg_restore -f /dev/null`
+//!   does: for uncompressed blocks a walk in process, for blocks pg_dump compressed
+//!   pg_restore itself): `--list` alone reads only the TOC and passes dumps cut off in
+//!   their data.
 //! - [`ScratchRestoreVerifier`] restores into a temporary database, compares exact row
 //!   counts with the recorded ones, runs caller SQL checks, and drops the database.
 //! - [`PostgresRestorer`] restores into a new database (the default), optionally swapped

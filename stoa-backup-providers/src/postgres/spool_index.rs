@@ -64,6 +64,8 @@ pub struct SpoolIndex {
     toc_left: Option<u64>,
     /// Per TOC entry with an unset offset: its dump id and the position of its state byte.
     unset: Vec<(i64, u64)>,
+    /// The dump ids of the TOC entries that have a data block (offset set or not), in order.
+    with_data: Vec<i64>,
     walk: Option<Walk>,
     /// The TOC entries, in order: dump id and kind (`TABLE DATA`, …).
     entries: Vec<(i64, String)>,
@@ -155,6 +157,9 @@ impl SpoolIndex {
                         if buf[state_at] == OFFSET_NOT_SET {
                             self.unset
                                 .push((entry.dump_id, self.base + (pos + state_at) as u64));
+                        }
+                        if matches!(buf[state_at], OFFSET_NOT_SET | OFFSET_SET) {
+                            self.with_data.push(entry.dump_id);
                         }
                         self.toc_left = self.toc_left.map(|l| l - 1);
                         pos += n;
@@ -259,6 +264,58 @@ impl SpoolIndex {
         }
     }
 
+    /// Checks that the dump fed so far reads to its end the way `pg_restore` reading it from
+    /// a stream does (`pg_restore --file=/dev/null`, for data blocks pg_dump did not
+    /// compress itself): the whole TOC; every data block framed as `_readBlockHeader` and
+    /// `_PrintData` read it (a known type byte, the dump id, length-prefixed chunks up to a
+    /// zero length; large objects by oid up to a zero oid); the archive ending after a
+    /// whole block; and the block of every TOC entry with data found in TOC order (a reader
+    /// of a stream cannot go back for one it passed; blocks of other ids it skips, and so
+    /// does this check). The error says what is wrong.
+    pub fn check_blocks(&self) -> Result<BlockCheck, String> {
+        if let Some(why) = &self.failed {
+            return Err(why.clone());
+        }
+        let Some(header) = &self.header else {
+            return Err("the dump ends inside its header".into());
+        };
+        if self.toc_end.is_none() {
+            let read = header.toc_entries - self.toc_left.unwrap_or(0);
+            return Err(format!(
+                "the dump ends inside its table of contents ({read} of {} entries)",
+                header.toc_entries
+            ));
+        }
+        if !self.pending.is_empty() || !matches!(self.walk, Some(Walk::BlockStart)) {
+            let inside = match self.spans.last() {
+                Some(b) => format!("the data block of TOC entry {}", b.dump_id),
+                None => "the first data block".to_string(),
+            };
+            return Err(format!(
+                "unexpected end of the dump inside {inside}, at byte {}",
+                self.base + self.pending.len() as u64
+            ));
+        }
+        let mut blocks = self.spans.iter().map(|b| b.dump_id);
+        for &id in &self.with_data {
+            if !blocks.any(|b| b == id) {
+                return Err(if self.spans.iter().any(|b| b.dump_id == id) {
+                    format!(
+                        "the data block of TOC entry {id} comes before blocks of entries listed \
+                         ahead of it: a reader of the stream cannot go back for it"
+                    )
+                } else {
+                    format!("no data block for TOC entry {id}, which has data")
+                });
+            }
+        }
+        Ok(BlockCheck {
+            blocks: self.spans.len() as u64,
+            entries_with_data: self.with_data.len() as u64,
+            bytes: self.base,
+        })
+    }
+
     /// The patches to write: per entry whose offset was not set and whose block was seen,
     /// the position of its state byte and the bytes to put there (state, then the offset).
     /// An error, saying why, when the dump could not be indexed or did not end after a
@@ -289,6 +346,17 @@ impl SpoolIndex {
     }
 }
 
+/// What [`SpoolIndex::check_blocks`] found in a dump that reads to its end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BlockCheck {
+    /// Data blocks walked.
+    pub blocks: u64,
+    /// TOC entries with data, each of whose block was found.
+    pub entries_with_data: u64,
+    /// Bytes of the dump.
+    pub bytes: u64,
+}
+
 /// Writes `patches` ([`SpoolIndex::patches`]) into `file`.
 #[cfg(unix)]
 pub fn write_patches(file: &std::fs::File, patches: &[(u64, Vec<u8>)]) -> std::io::Result<()> {
@@ -302,4 +370,122 @@ pub fn write_patches(file: &std::fs::File, patches: &[(u64, Vec<u8>)]) -> std::i
 #[cfg(not(unix))]
 pub fn write_patches(_file: &std::fs::File, _patches: &[(u64, Vec<u8>)]) -> std::io::Result<()> {
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn put_int(out: &mut Vec<u8>, v: i64) {
+        out.push(u8::from(v < 0));
+        out.extend_from_slice(&(v.unsigned_abs() as u32).to_le_bytes());
+    }
+
+    fn put_str(out: &mut Vec<u8>, s: Option<&str>) {
+        match s {
+            None => put_int(out, -1),
+            Some(s) => {
+                put_int(out, s.len() as i64);
+                out.extend_from_slice(s.as_bytes());
+            }
+        }
+    }
+
+    /// A 1.14 archive whose TOC holds `entries` (dump id, whether it has data), followed
+    /// by one data block per id of `blocks`, each of `rows` chunks.
+    fn dump(entries: &[(i64, bool)], blocks: &[i64], rows: usize) -> Vec<u8> {
+        let mut b = b"PGDMP".to_vec();
+        b.extend_from_slice(&[1, 14, 0, 4, 8, 1]);
+        put_int(&mut b, 0); // not compressed
+        for v in [5, 4, 3, 24, 10, 126, 0] {
+            put_int(&mut b, v);
+        }
+        for s in ["stoa", "15.20", "15.20"] {
+            put_str(&mut b, Some(s));
+        }
+        put_int(&mut b, entries.len() as i64);
+        for &(id, data) in entries {
+            put_int(&mut b, id);
+            put_int(&mut b, i64::from(data));
+            for s in [
+                "1259",
+                "16384",
+                "t",
+                if data { "TABLE DATA" } else { "TABLE" },
+            ] {
+                put_str(&mut b, Some(s));
+            }
+            put_int(&mut b, 2);
+            for s in [Some(""), None, None, Some("stoa"), Some(""), Some("heap")] {
+                put_str(&mut b, s);
+            }
+            put_str(&mut b, Some("postgres"));
+            put_str(&mut b, Some("false"));
+            put_str(&mut b, None); // no dependencies
+            b.push(if data { OFFSET_NOT_SET } else { 3 });
+            b.extend_from_slice(&[0; 8]);
+        }
+        for &id in blocks {
+            b.push(BLK_DATA);
+            put_int(&mut b, id);
+            for r in 0..rows {
+                let row = format!("{r}\trow {r}\n");
+                put_int(&mut b, row.len() as i64);
+                b.extend_from_slice(row.as_bytes());
+            }
+            put_int(&mut b, 0);
+        }
+        b
+    }
+
+    fn check(bytes: &[u8], piece: usize) -> Result<BlockCheck, String> {
+        let mut index = SpoolIndex::default();
+        for p in bytes.chunks(piece) {
+            index.feed(p);
+        }
+        index.check_blocks()
+    }
+
+    const TOC: [(i64, bool); 4] = [(1, false), (2, true), (3, false), (4, true)];
+
+    #[test]
+    fn a_whole_dump_walks_whatever_the_pieces_it_comes_in() {
+        let d = dump(&TOC, &[2, 4], 50);
+        for piece in [1, 2, 7, 4096, d.len()] {
+            let c = check(&d, piece).unwrap();
+            assert_eq!((c.blocks, c.entries_with_data), (2, 2));
+            assert_eq!(c.bytes, d.len() as u64);
+        }
+    }
+
+    #[test]
+    fn every_shorter_prefix_fails() {
+        let d = dump(&TOC, &[2, 4], 5);
+        for cut in 0..d.len() {
+            assert!(check(&d[..cut], 3).is_err(), "cut at {cut} of {}", d.len());
+        }
+    }
+
+    #[test]
+    fn a_missing_or_out_of_order_block_fails_and_a_stray_block_is_skipped() {
+        let missing = check(&dump(&TOC, &[2], 3), 64).unwrap_err();
+        assert!(
+            missing.contains("no data block for TOC entry 4"),
+            "{missing}"
+        );
+        let swapped = check(&dump(&TOC, &[4, 2], 3), 64).unwrap_err();
+        assert!(swapped.contains("TOC entry 4 comes before"), "{swapped}");
+        assert!(swapped.contains("cannot go back"), "{swapped}");
+        // pg_restore skips a block no entry asks for; so does the walk.
+        let stray = check(&dump(&TOC, &[2, 3, 4], 3), 64).unwrap();
+        assert_eq!((stray.blocks, stray.entries_with_data), (3, 2));
+    }
+
+    #[test]
+    fn garbage_after_the_last_block_fails() {
+        let mut d = dump(&TOC, &[2, 4], 3);
+        d.push(7);
+        let e = check(&d, 64).unwrap_err();
+        assert!(e.contains("unknown block type 7"), "{e}");
+    }
 }

@@ -407,7 +407,8 @@ async fn pg_dump_older_than_the_server_is_refused() {
 
 /// A pg_dump whose output is cut short while it still exits 0 (a broken pipe wrapper, a
 /// full disk on a spool between) is caught by the archive check that reads the dump as it
-/// streams, before any manifest: pg_restore's full read fails on the missing data blocks.
+/// streams, before any manifest: the full read (a walk of the blocks) fails on the missing
+/// data blocks.
 #[tokio::test]
 async fn a_dump_cut_short_with_exit_status_0_fails_the_inline_archive_check() {
     let db = filled_database("pgfail_cutshort").await;

@@ -125,3 +125,107 @@ fn what_is_not_a_whole_dump_is_not_indexed() {
     index.feed(b"-- PostgreSQL database dump\n");
     assert!(index.patches().is_err());
 }
+
+/// `pg_restore --file=/dev/null` reading `dump` from its standard input, as the archive
+/// check used to: whether it read the dump to its end without an error.
+async fn pg_restore_reads(dump: &[u8]) -> bool {
+    use tokio::io::AsyncWriteExt;
+    let mut child = tokio::process::Command::new("pg_restore")
+        .arg("--file=/dev/null")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("run pg_restore");
+    let mut stdin = child.stdin.take().unwrap();
+    // pg_restore may stop reading early on a damaged dump: a broken pipe is its verdict.
+    let _ = stdin.write_all(dump).await;
+    drop(stdin);
+    child.wait().await.unwrap().success()
+}
+
+fn walk(dump: &[u8]) -> Result<stoa_backup::providers::postgres::spool_index::BlockCheck, String> {
+    let mut index = SpoolIndex::default();
+    for piece in dump.chunks(4093) {
+        index.feed(piece);
+    }
+    index.check_blocks()
+}
+
+/// The archive check walks the data blocks of an uncompressed dump in process instead of
+/// piping the whole dump through `pg_restore`: on the same dumps — whole, cut at every
+/// block boundary, inside blocks and in the TOC, with a block's type or a chunk length
+/// damaged — it says what pg_restore says.
+#[tokio::test]
+async fn the_block_walk_agrees_with_pg_restore_reading_the_stream() {
+    let db = TestDatabase::create("pgwalk").await;
+    let (client, conn) = tokio_postgres::connect(db.url(), tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    client
+        .batch_execute(
+            "CREATE TABLE a (id int PRIMARY KEY, body text);
+             INSERT INTO a SELECT g, repeat(md5(g::text), 20) FROM generate_series(1, 2000) g;
+             CREATE TABLE b (id int, note text);
+             INSERT INTO b VALUES (1, 'naïve ✓');
+             CREATE TABLE empty_one (id int);
+             SELECT lo_from_bytea(0, decode(repeat('00ff', 30000), 'hex'));",
+        )
+        .await
+        .unwrap();
+    let dump = pg_dump(&db, None).await;
+    let whole = walk(&dump).expect("the whole dump walks");
+    assert_eq!(whole.bytes, dump.len() as u64);
+    assert!(
+        whole.blocks >= 4 && whole.entries_with_data >= 4,
+        "{whole:?}"
+    );
+    assert!(pg_restore_reads(&dump).await);
+
+    let mut index = SpoolIndex::default();
+    index.feed(&dump);
+    let toc_end = index.toc_end().unwrap() as usize;
+    let mut cuts: Vec<usize> = vec![10, toc_end / 2, toc_end];
+    for b in index.blocks() {
+        let start = b.start as usize;
+        let end = b.end.unwrap() as usize;
+        cuts.extend([start, start + 1, start + 3, (start + end) / 2, end - 1, end]);
+    }
+    for i in 1..20 {
+        cuts.push(toc_end + (dump.len() - toc_end) * i / 20);
+    }
+    cuts.retain(|&c| c < dump.len());
+    cuts.sort_unstable();
+    cuts.dedup();
+    for cut in cuts {
+        let ours = walk(&dump[..cut]);
+        assert!(
+            ours.is_err(),
+            "a dump cut at {cut} of {} walked",
+            dump.len()
+        );
+        assert!(
+            !pg_restore_reads(&dump[..cut]).await,
+            "pg_restore read the dump cut at {cut}"
+        );
+    }
+
+    // A block whose type byte is not a block type, and a chunk length gone negative.
+    // In the longest block (a table with rows: its first chunk length is not zero).
+    let longest = index
+        .blocks()
+        .iter()
+        .max_by_key(|b| b.end.unwrap() - b.start)
+        .unwrap();
+    let first = longest.start as usize;
+    let mut bad_type = dump.clone();
+    bad_type[first] = 9;
+    let mut bad_len = dump.clone();
+    bad_len[first + 6] = 1; // the first chunk length's sign byte
+    for (what, damaged) in [("block type", bad_type), ("chunk length", bad_len)] {
+        assert!(walk(&damaged).is_err(), "{what}");
+        assert!(!pg_restore_reads(&damaged).await, "{what}");
+    }
+    db.drop_db().await;
+}
