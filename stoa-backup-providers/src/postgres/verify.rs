@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use async_trait::async_trait;
-use futures::{FutureExt, StreamExt};
+use futures::StreamExt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use stoa_backup_core::error::{Error, ErrorKind, Result};
@@ -135,6 +135,26 @@ async fn walk_blocks(mut plain: ByteStream) -> Result<FullRead> {
         .check_blocks()
         .map(FullRead::Walked)
         .map_err(|why| Error::integrity(why).with_operation("verify"))
+}
+
+impl PgArchiveVerifier {
+    /// Reads every data block of `plain` to the end: walked in process when the header says
+    /// pg_dump did not compress them, by `pg_restore --file=/dev/null` otherwise (and when
+    /// asked, and when the header does not parse: pg_restore's error then says why).
+    async fn full_read(&self, plain: ByteStream) -> Result<FullRead> {
+        let plain = if self.pg_restore_full_read {
+            plain
+        } else {
+            let (plain, header) = peek_header(plain).await;
+            if matches!(&header, Some(h) if h.compression == DumpCompression::None) {
+                return walk_blocks(plain).await;
+            }
+            plain
+        };
+        let full_spec = CommandSpec::new(&self.pg_restore).arg("--file=/dev/null");
+        let full = spawn_stdout_stream(&full_spec, COMPONENT, Some(plain))?;
+        drain(full.stream).await
+    }
 }
 
 /// Reads the start of `plain` up to the end of the dump's header (or whatever ends the
@@ -273,21 +293,11 @@ impl PgArchiveVerifier {
     /// of every data block. `--list` stops after the table of contents; the full read goes on.
     async fn read_archive(&self, plain: ByteStream) -> Result<ArchiveReading> {
         let watch = InputWatch::default();
-        let (plain, header) = peek_header(watch.watch(plain)).await;
-        // A header that does not parse goes to pg_restore, whose error then says why.
-        let walk = !self.pg_restore_full_read
-            && matches!(&header, Some(h) if h.compression == DumpCompression::None);
-        let (full_in, mut copies) = tee(plain, 1, 4);
+        let (full_in, mut copies) = tee(watch.watch(plain), 1, 4);
         let list_in = copies.pop().expect("one copy");
         let list_spec = CommandSpec::new(&self.pg_restore).args(["--list", "--verbose"]);
         let list = spawn_stdout_stream(&list_spec, COMPONENT, Some(list_in))?;
-        let full_read = if walk {
-            walk_blocks(full_in).boxed()
-        } else {
-            let full_spec = CommandSpec::new(&self.pg_restore).arg("--file=/dev/null");
-            let full = spawn_stdout_stream(&full_spec, COMPONENT, Some(full_in))?;
-            drain(full.stream).boxed()
-        };
+        let full_read = self.full_read(full_in);
         let (listing, full_read) = futures::join!(read_listing(list.stream), full_read);
         Ok(ArchiveReading {
             listing,

@@ -122,7 +122,10 @@ fn pipeline(
         // has the first 64 KiB of this small dump.
         .compression(ZstdCodec::default().workers(0))
         .verifier(ChecksumVerifier::new())
-        .verifier(PgArchiveVerifier::new())
+        // Every data block read by a pg_restore of its own (not walked in process): the
+        // kill tests check that this child process, running beside pg_dump, dies with the
+        // run too.
+        .verifier(PgArchiveVerifier::new().full_read_by_pg_restore(true))
         .inline_verification(inline)
         .retention(retention)
         .apply_retention(true)
