@@ -506,15 +506,17 @@ pub fn inspect(stream: ByteStream) -> (ByteStream, watch::Receiver<Option<Inspec
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn put_int(out: &mut Vec<u8>, v: i64) {
+    /// A dump integer (4 bytes after the sign byte), for synthetic archives.
+    pub(crate) fn put_int(out: &mut Vec<u8>, v: i64) {
         out.push(if v < 0 { 1 } else { 0 });
         out.extend_from_slice(&(v.unsigned_abs() as u32).to_le_bytes());
     }
 
-    fn put_str(out: &mut Vec<u8>, s: Option<&str>) {
+    /// A dump string (`None`: NULL), for synthetic archives.
+    pub(crate) fn put_str(out: &mut Vec<u8>, s: Option<&str>) {
         match s {
             None => put_int(out, -1),
             Some(s) => {

@@ -375,21 +375,7 @@ pub fn write_patches(_file: &std::fs::File, _patches: &[(u64, Vec<u8>)]) -> std:
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn put_int(out: &mut Vec<u8>, v: i64) {
-        out.push(u8::from(v < 0));
-        out.extend_from_slice(&(v.unsigned_abs() as u32).to_le_bytes());
-    }
-
-    fn put_str(out: &mut Vec<u8>, s: Option<&str>) {
-        match s {
-            None => put_int(out, -1),
-            Some(s) => {
-                put_int(out, s.len() as i64);
-                out.extend_from_slice(s.as_bytes());
-            }
-        }
-    }
+    use crate::postgres::dump_header::tests::{put_int, put_str};
 
     /// A 1.14 archive whose TOC holds `entries` (dump id, whether it has data), followed
     /// by one data block per id of `blocks`, each of `rows` chunks.

@@ -26,27 +26,32 @@ async fn pg_dump(db: &TestDatabase, file: Option<&std::path::Path>) -> Vec<u8> {
     out.stdout
 }
 
-#[tokio::test]
-async fn a_spooled_dump_gets_the_offsets_pg_dump_writes_into_a_file() {
-    let db = TestDatabase::create("pgspool").await;
+/// A new test database with every kind of data block: tables with rows (`rows` of them in
+/// `a`, each longer than one chunk), one without, and large objects.
+async fn database_with_every_block_kind(prefix: &str, rows: u32) -> TestDatabase {
+    let db = TestDatabase::create(prefix).await;
     let (client, conn) = tokio_postgres::connect(db.url(), tokio_postgres::NoTls)
         .await
         .unwrap();
     tokio::spawn(conn);
-    // Several tables with data (some of it longer than one chunk), one without, and large
-    // objects: every kind of block.
     client
-        .batch_execute(
+        .batch_execute(&format!(
             "CREATE TABLE a (id int PRIMARY KEY, body text);
-             INSERT INTO a SELECT g, repeat(md5(g::text), 40) FROM generate_series(1, 5000) g;
+             INSERT INTO a SELECT g, repeat(md5(g::text), 40) FROM generate_series(1, {rows}) g;
              CREATE TABLE b (id int, note text);
              INSERT INTO b VALUES (1, 'naïve ✓'), (2, E'two\\nlines');
              CREATE TABLE empty_one (id int);
              SELECT lo_from_bytea(0, decode(repeat('00ff', 70000), 'hex'));
-             SELECT lo_from_bytea(0, 'small');",
-        )
+             SELECT lo_from_bytea(0, 'small');"
+        ))
         .await
         .unwrap();
+    db
+}
+
+#[tokio::test]
+async fn a_spooled_dump_gets_the_offsets_pg_dump_writes_into_a_file() {
+    let db = database_with_every_block_kind("pgspool", 5000).await;
     let tmp = tempfile::tempdir().unwrap();
     let own = tmp.path().join("own.dump");
     pg_dump(&db, Some(&own)).await;
@@ -158,22 +163,7 @@ fn walk(dump: &[u8]) -> Result<stoa_backup::providers::postgres::spool_index::Bl
 /// damaged — it says what pg_restore says.
 #[tokio::test]
 async fn the_block_walk_agrees_with_pg_restore_reading_the_stream() {
-    let db = TestDatabase::create("pgwalk").await;
-    let (client, conn) = tokio_postgres::connect(db.url(), tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(conn);
-    client
-        .batch_execute(
-            "CREATE TABLE a (id int PRIMARY KEY, body text);
-             INSERT INTO a SELECT g, repeat(md5(g::text), 20) FROM generate_series(1, 2000) g;
-             CREATE TABLE b (id int, note text);
-             INSERT INTO b VALUES (1, 'naïve ✓');
-             CREATE TABLE empty_one (id int);
-             SELECT lo_from_bytea(0, decode(repeat('00ff', 30000), 'hex'));",
-        )
-        .await
-        .unwrap();
+    let db = database_with_every_block_kind("pgwalk", 2000).await;
     let dump = pg_dump(&db, None).await;
     let whole = walk(&dump).expect("the whole dump walks");
     assert_eq!(whole.bytes, dump.len() as u64);
