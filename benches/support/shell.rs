@@ -60,22 +60,20 @@ fn script(conn: &PgConnection, db: &str, body: &str) -> Command {
 
 /// Runs `cmd` to completion, timed; panics with `what` when it fails.
 fn run_timed(mut cmd: Command, what: &str) -> Ran {
-    let busy_before = crate::support::machine_busy();
-    let t0 = Instant::now();
-    // Reaped by the wait4 below.
-    #[allow(clippy::zombie_processes)]
-    let child = cmd.spawn().unwrap_or_else(|e| panic!("start {what}: {e}"));
-    let pid = child.id() as libc::pid_t;
     let mut status = 0;
-    // SAFETY: a zeroed rusage is a valid value for wait4 to fill in.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: `pid` is our own child, not yet waited for (std waits only when asked to);
-    // wait4 rather than Child::wait because it also reports the peak RSS.
-    let reaped = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
-    let wall = t0.elapsed();
-    let cpu = crate::support::machine_busy()
-        .zip(busy_before)
-        .map(|(b, a)| b.saturating_sub(a));
+    let ((pid, reaped, wall), cpu) = crate::support::busy_during(|| {
+        let t0 = Instant::now();
+        // Reaped by the wait4 below.
+        #[allow(clippy::zombie_processes)]
+        let child = cmd.spawn().unwrap_or_else(|e| panic!("start {what}: {e}"));
+        let pid = child.id() as libc::pid_t;
+        // SAFETY: a zeroed rusage is a valid value for wait4 to fill in.
+        let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+        // SAFETY: `pid` is our own child, not yet waited for (std waits only when asked
+        // to); wait4 rather than Child::wait because it also reports the peak RSS.
+        let reaped = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+        (pid, reaped, t0.elapsed())
+    });
     assert_eq!(
         reaped,
         pid,

@@ -186,6 +186,10 @@ const READ_PAUSE: std::time::Duration = std::time::Duration::from_millis(1);
 /// this process dies without dropping it — killed itself with SIGKILL, by the OOM killer, or
 /// aborted — so that no pg_dump waiting on a lock or a slow server lives on with its database
 /// session after the backup is gone.
+///
+/// Reading a child that writes in bulk pauses for a millisecond after a short read (so the
+/// next read takes a larger piece), so the stream needs a runtime with tokio's time driver,
+/// as the pipeline does (`#[tokio::main]` and `Builder::enable_all` have it).
 pub fn spawn_stdout_stream(
     spec: &CommandSpec,
     component: &str,

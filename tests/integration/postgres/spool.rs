@@ -143,8 +143,11 @@ async fn pg_restore_reads(dump: &[u8]) -> bool {
         .spawn()
         .expect("run pg_restore");
     let mut stdin = child.stdin.take().unwrap();
-    // pg_restore may stop reading early on a damaged dump: a broken pipe is its verdict.
-    let _ = stdin.write_all(dump).await;
+    // pg_restore may stop reading early on a damaged dump: a broken pipe is its verdict
+    // (its exit status says it); any other write error is the test's own failure.
+    if let Err(e) = stdin.write_all(dump).await {
+        assert_eq!(e.kind(), std::io::ErrorKind::BrokenPipe, "{e}");
+    }
     drop(stdin);
     child.wait().await.unwrap().success()
 }
